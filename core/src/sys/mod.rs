@@ -1,0 +1,1 @@
+//! Thin unsafe wrappers (being written).
