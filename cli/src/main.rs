@@ -1,1 +1,280 @@
-fn main() {}
+//! `sysext`: a systemd-sysext compatible command line tool on top of libsysext.
+//! Invoked as `confext` or `systemd-confext` (or with `--confext`) it handles confexts.
+
+mod output;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use sysext::{Context, Event, ImageClass, Level, MutableMode, Options};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Json {
+    Off,
+    Short,
+    Pretty,
+}
+
+#[derive(Debug)]
+struct Args {
+    class: ImageClass,
+    root: Option<String>,
+    force: bool,
+    no_reload: bool,
+    noexec: Option<bool>,
+    image_policy: Option<String>,
+    mutable: Option<MutableMode>,
+    json: Json,
+    no_legend: bool,
+    verbose: bool,
+    verb: String,
+    names: Vec<String>,
+}
+
+const HELP: &str = "\
+{prog} [OPTIONS...] COMMAND
+
+Merge extension images into /usr/ and /opt/ hierarchies for
+sysext and into the /etc/ hierarchy for confext.
+
+Commands:
+  status                  Show current merge status (default)
+  merge [NAME...]         Merge extensions into relevant hierarchies
+                          (with NAMEs: add them to the current merge)
+  unmerge [NAME...]       Unmerge extensions from relevant hierarchies
+                          (with NAMEs: remove only those)
+  refresh                 Unmerge/merge extensions again
+  list                    List installed extensions
+  plan                    Show what a merge would do, mounting nothing
+  -h --help               Show this help
+     --version            Show package version
+
+Options:
+     --mutable=MODE       Make extension overlays mutable
+                          (no, yes, auto, import, ephemeral, ephemeral-import)
+     --no-pager           Do not pipe output into a pager
+     --no-legend          Do not show the headers and footers
+     --root=PATH          Operate relative to root path
+     --json=pretty|short|off
+                          Generate JSON output
+     --force              Ignore version incompatibilities
+     --no-reload          Do not reload the service manager
+     --image-policy=POLICY
+                          Specify disk image dissection policy
+     --noexec=BOOL        Whether to mount extension overlay with noexec
+     --confext            Operate on confexts (same as invoking as 'confext')
+     --sysext             Operate on sysexts
+  -v --verbose            Also print why images were skipped
+";
+
+fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
+    let prog = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    let class = if prog.contains("systemd-confext") || prog == "confext" { ImageClass::Confext } else { ImageClass::Sysext };
+    let mut a = Args {
+        class,
+        root: None,
+        force: false,
+        no_reload: false,
+        noexec: None,
+        image_policy: None,
+        mutable: None,
+        json: Json::Off,
+        no_legend: false,
+        verbose: false,
+        verb: String::new(),
+        names: Vec::new(),
+    };
+    let mut positional = Vec::new();
+    let mut i = 1;
+    let mut help = false;
+    let mut version = false;
+    let mut mutable_raw: Option<String> = None;
+    while i < argv.len() {
+        let arg = &argv[i];
+        i += 1;
+        if arg == "--" {
+            positional.extend(argv[i..].iter().cloned());
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            // Options with a required argument take the next word when not inline.
+            let needs = matches!(name, "root" | "noexec" | "image-policy" | "mutable" | "json");
+            let value = if needs {
+                match inline {
+                    Some(v) => Some(v),
+                    None if i < argv.len() => {
+                        i += 1;
+                        Some(argv[i - 1].clone())
+                    }
+                    None => return Err(format!("{prog}: option '--{name}' requires an argument")),
+                }
+            } else {
+                if inline.is_some() {
+                    return Err(format!("{prog}: option '--{name}' doesn't allow an argument"));
+                }
+                None
+            };
+            match name {
+                "help" => help = true,
+                "version" => version = true,
+                "root" => a.root = value,
+                "force" => a.force = true,
+                "no-reload" => a.no_reload = true,
+                "no-pager" => {}
+                "no-legend" => a.no_legend = true,
+                "confext" => a.class = ImageClass::Confext,
+                "sysext" => a.class = ImageClass::Sysext,
+                "verbose" => a.verbose = true,
+                "noexec" => {
+                    let v = value.unwrap_or_default();
+                    a.noexec = Some(
+                        sysext::release::parse_bool(&v).ok_or_else(|| format!("Failed to parse --noexec= argument: {v}"))?,
+                    );
+                }
+                "image-policy" => a.image_policy = value,
+                "mutable" => mutable_raw = value,
+                "json" => {
+                    a.json = match value.as_deref().unwrap_or("") {
+                        "short" => Json::Short,
+                        "pretty" => Json::Pretty,
+                        "off" => Json::Off,
+                        "help" => {
+                            println!("short\npretty\noff");
+                            return Ok(None);
+                        }
+                        v => return Err(format!("Unknown argument to --json= switch: {v}")),
+                    }
+                }
+                _ => return Err(format!("{prog}: unrecognized option '--{name}'")),
+            }
+        } else if arg.starts_with('-') && arg.len() > 1 {
+            for c in arg[1..].chars() {
+                match c {
+                    'h' => help = true,
+                    'v' => a.verbose = true,
+                    _ => return Err(format!("{prog}: invalid option -- '{c}'")),
+                }
+            }
+        } else {
+            positional.push(arg.clone());
+        }
+    }
+    if help {
+        print!("{}", HELP.replace("{prog}", &prog));
+        return Ok(None);
+    }
+    if version {
+        println!("libsysext {} (systemd-sysext 257 compatible)", sysext::VERSION);
+        return Ok(None);
+    }
+    if let Some(m) = mutable_raw {
+        a.mutable = Some(MutableMode::parse_systemd(&m).ok_or_else(|| format!("Failed to parse argument to --mutable=: {m}"))?);
+    }
+    let mut pos = positional.into_iter();
+    a.verb = pos.next().unwrap_or_else(|| "status".into());
+    a.names = pos.collect();
+    match a.verb.as_str() {
+        "status" | "list" | "refresh" | "plan" | "help" => {
+            if !a.names.is_empty() {
+                return Err("Too many arguments.".into());
+            }
+        }
+        "merge" | "unmerge" => {}
+        v => return Err(format!("Unknown command verb '{v}'.")),
+    }
+    if a.verb == "help" {
+        print!("{}", HELP.replace("{prog}", &prog));
+        return Ok(None);
+    }
+    Ok(Some(a))
+}
+
+fn systemd_is_pid1() -> bool {
+    std::path::Path::new("/run/systemd/system").is_dir()
+}
+
+fn reload_manager() -> Result<(), String> {
+    let st = std::process::Command::new("systemctl")
+        .arg("daemon-reload")
+        .status()
+        .map_err(|e| format!("Failed to run systemctl daemon-reload: {e}"))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err("Failed to reload the service manager.".into())
+    }
+}
+
+fn run(a: Args) -> Result<(), String> {
+    let verbose = a.verbose || std::env::var("SYSTEMD_LOG_LEVEL").map(|v| v == "debug").unwrap_or(false);
+    let mut opts = Options::new(a.class);
+    opts.root = a.root.clone();
+    opts.mutable = a.mutable;
+    opts.force = a.force;
+    opts.noexec = a.noexec;
+    opts.image_policy = a.image_policy.clone();
+    opts.sink = Arc::new(move |e: &Event| {
+        if e.level() >= Level::Info || verbose {
+            eprintln!("{e}");
+        }
+    });
+    let ctx = Context::new(opts).map_err(|e| e.to_string())?;
+    let reload_allowed = !a.no_reload && a.root.is_none();
+    match a.verb.as_str() {
+        "status" => {
+            let st = ctx.status();
+            // Print what we have even when one hierarchy failed, as systemd does.
+            match st {
+                Ok(rows) => output::status(&rows, a.json == Json::Pretty, a.json != Json::Off, a.no_legend),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        "list" => {
+            let imgs = ctx.list().map_err(|e| e.to_string())?;
+            output::list(&imgs, a.json == Json::Pretty, a.json != Json::Off, a.no_legend);
+        }
+        "plan" => {
+            let p = ctx.plan().map_err(|e| e.to_string())?;
+            output::plan(&p, a.json == Json::Pretty, a.json != Json::Off);
+        }
+        "merge" | "refresh" | "unmerge" => {
+            let r = match a.verb.as_str() {
+                "merge" if a.names.is_empty() => ctx.merge(),
+                "merge" => ctx.merge_names(&a.names),
+                "refresh" => ctx.refresh(),
+                _ if a.names.is_empty() => ctx.unmerge(),
+                _ => ctx.unmerge_names(&a.names),
+            };
+            let r = r.map_err(|e| match e {
+                sysext::Error::AlreadyMerged { .. } | sysext::Error::NotPrivileged | sysext::Error::Metadata { .. } => e.to_string(),
+                e => format!("{e}\nFailed to {} hierarchies", if a.verb == "unmerge" { "unmerge" } else { "merge" }),
+            })?;
+            if r.needs_reload && reload_allowed && systemd_is_pid1() {
+                reload_manager()?;
+            }
+        }
+        _ => unreachable!(),
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    match parse_args(argv) {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(a)) => match run(a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(m) => {
+                eprintln!("{m}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(m) => {
+            eprintln!("{m}");
+            ExitCode::FAILURE
+        }
+    }
+}

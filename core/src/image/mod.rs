@@ -1,1 +1,18 @@
-//! Image files (being written).
+//! Disk images: file system detection, GPT parsing and DPS partition selection, image
+//! policies and dm-verity verification. Pure userspace code that reads image files; the
+//! kernel side (loop devices) lives in [`crate::sys`].
+
+pub mod dps;
+pub mod gpt;
+pub mod policy;
+pub mod superblock;
+pub mod verity;
+
+#[cfg(test)]
+pub(crate) mod testutil;
+
+pub use dps::{Guid, PartitionKind};
+pub use gpt::{GptError, GptTable, Part, SelectError, SelectOptions, Selection};
+pub use policy::{ImagePolicy, PartitionDesignator, PolicyFlags, PolicyViolation, Protection};
+pub use superblock::FsType;
+pub use verity::{VerityError, VeritySuperblock};

@@ -1,1 +1,2 @@
 //! Thin unsafe wrappers (being written).
+pub mod mountattr;

@@ -1,0 +1,305 @@
+//! Tables and JSON in systemd-sysext's formats.
+
+use sysext::{HierarchyStatus, ListedImage, PlanReport};
+
+/// A tiny JSON value, enough for our output.
+#[derive(Debug, Clone)]
+pub enum J {
+    Null,
+    Bool(bool),
+    Num(u64),
+    Str(String),
+    Arr(Vec<J>),
+    Obj(Vec<(&'static str, J)>),
+}
+
+fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+impl J {
+    fn write(&self, out: &mut String, pretty: bool, depth: usize) {
+        let ind = |out: &mut String, d: usize| {
+            if pretty {
+                out.push('\n');
+                for _ in 0..d {
+                    out.push('\t');
+                }
+            }
+        };
+        match self {
+            J::Null => out.push_str("null"),
+            J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            J::Num(n) => out.push_str(&n.to_string()),
+            J::Str(s) => out.push_str(&esc(s)),
+            J::Arr(v) => {
+                out.push('[');
+                for (i, x) in v.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    ind(out, depth + 1);
+                    x.write(out, pretty, depth + 1);
+                }
+                if !v.is_empty() {
+                    ind(out, depth);
+                }
+                out.push(']');
+            }
+            J::Obj(v) => {
+                out.push('{');
+                for (i, (k, x)) in v.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    ind(out, depth + 1);
+                    out.push_str(&esc(k));
+                    out.push_str(if pretty { " : " } else { ":" });
+                    x.write(out, pretty, depth + 1);
+                }
+                if !v.is_empty() {
+                    ind(out, depth);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// Serialise.
+    pub fn render(&self, pretty: bool) -> String {
+        let mut s = String::new();
+        self.write(&mut s, pretty, 0);
+        s
+    }
+}
+
+fn strs(v: &[String]) -> J {
+    J::Arr(v.iter().map(|s| J::Str(s.clone())).collect())
+}
+
+/// `Thu 2026-11-26 10:30:37 UTC` from µs since the epoch.
+pub fn format_timestamp(usec: u64) -> String {
+    let secs = (usec / 1_000_000) as i64;
+    let days = secs.div_euclid(86400);
+    let sod = secs.rem_euclid(86400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    format!("{wd} {y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", sod / 3600, sod % 3600 / 60, sod % 60)
+}
+
+fn table(header: &[&str], rows: &[Vec<String>], legend: bool) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            for line in c.lines() {
+                w[i] = w[i].max(line.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{:<width$} ", c, width = w[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    if legend {
+        line(header.to_vec());
+    }
+    for r in rows {
+        let split: Vec<Vec<&str>> = r.iter().map(|c| if c.is_empty() { vec![""] } else { c.lines().collect() }).collect();
+        let n = split.iter().map(Vec::len).max().unwrap_or(1);
+        for k in 0..n {
+            line(split.iter().map(|c| *c.get(k).unwrap_or(&"")).collect());
+        }
+    }
+}
+
+/// `status`.
+pub fn status(rows: &[HierarchyStatus], pretty: bool, json: bool, no_legend: bool) {
+    if json {
+        let v = J::Arr(
+            rows.iter()
+                .map(|r| {
+                    J::Obj(vec![
+                        ("hierarchy", J::Str(r.hierarchy.clone())),
+                        ("extensions", r.extensions.as_ref().map(|e| strs(e)).unwrap_or(J::Str("none".into()))),
+                        ("since", r.since_usec.map(J::Num).unwrap_or(J::Null)),
+                        ("merged", J::Bool(r.extensions.is_some())),
+                        ("extensionList", strs(r.extensions.as_deref().unwrap_or(&[]))),
+                        ("mutable", r.mutable.clone().map(J::Str).unwrap_or(J::Null)),
+                        ("upper", r.upper.clone().map(J::Str).unwrap_or(J::Null)),
+                    ])
+                })
+                .collect(),
+        );
+        println!("{}", v.render(pretty));
+        return;
+    }
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.hierarchy.clone(),
+                r.extensions.as_ref().map(|e| e.join("\n")).unwrap_or_else(|| "none".into()),
+                r.since_usec.map(format_timestamp).unwrap_or_else(|| "-".into()),
+                match (&r.mutable, &r.upper) {
+                    (Some(m), Some(u)) if u != "none" => format!("{m} ({u})"),
+                    (Some(m), _) => m.clone(),
+                    _ => "-".into(),
+                },
+            ]
+        })
+        .collect();
+    table(&["HIERARCHY", "EXTENSIONS", "SINCE", "MUTABLE"], &rows, !no_legend);
+}
+
+/// `list`.
+pub fn list(imgs: &[ListedImage], pretty: bool, json: bool, no_legend: bool) {
+    if json {
+        let v = J::Arr(
+            imgs.iter()
+                .map(|i| {
+                    J::Obj(vec![
+                        ("name", J::Str(i.name.clone())),
+                        ("type", J::Str(i.kind.as_str().into())),
+                        ("path", J::Str(i.path.clone())),
+                        ("time", J::Num(i.time_usec)),
+                        ("shadows", strs(&i.shadows)),
+                    ])
+                })
+                .collect(),
+        );
+        println!("{}", v.render(pretty));
+        return;
+    }
+    if imgs.is_empty() {
+        eprintln!("No OS extensions found.");
+        return;
+    }
+    let rows: Vec<Vec<String>> = imgs
+        .iter()
+        .map(|i| vec![i.name.clone(), i.kind.as_str().into(), i.path.clone(), format_timestamp(i.time_usec)])
+        .collect();
+    table(&["NAME", "TYPE", "PATH", "TIME"], &rows, !no_legend);
+}
+
+/// `plan`.
+pub fn plan(p: &PlanReport, pretty: bool, json: bool) {
+    use sysext::plan::{Layer, Upper, WorkDir};
+    let layer = |l: &Layer| match l {
+        Layer::Meta => "(meta)".to_string(),
+        Layer::Import(p) => format!("{p} (import)"),
+        Layer::Extension { name, path } => format!("{path} ({name})"),
+        Layer::Host(p) => format!("{p} (host)"),
+    };
+    let upper = |u: &Option<Upper>| match u {
+        None => "none (read-only)".to_string(),
+        Some(Upper::Ephemeral) => "ephemeral (tmpfs)".into(),
+        Some(Upper::Host { path, .. }) => format!("{path} (base)"),
+        Some(Upper::RoutingDir { path, create: true, .. }) => format!("{path} (created)"),
+        Some(Upper::RoutingDir { path, .. }) => path.clone(),
+    };
+    let work = |w: &Option<WorkDir>| match w {
+        None => "-".to_string(),
+        Some(WorkDir::Ephemeral) => "ephemeral (tmpfs)".into(),
+        Some(WorkDir::Beside { path, .. }) => path.clone(),
+    };
+    if json {
+        let v = J::Obj(vec![
+            ("mutable", J::Str(p.plan.mode.to_string())),
+            ("extensions", strs(&p.plan.extensions)),
+            (
+                "skipped",
+                J::Arr(p.skipped.iter().map(|s| J::Obj(vec![("name", J::Str(s.name.clone())), ("reason", J::Str(s.reason.clone()))])).collect()),
+            ),
+            (
+                "hierarchies",
+                J::Arr(
+                    p.plan
+                        .hierarchies
+                        .iter()
+                        .map(|h| {
+                            J::Obj(vec![
+                                ("hierarchy", J::Str(h.hierarchy.to_string())),
+                                ("target", J::Str(h.target.clone())),
+                                ("layers", J::Arr(h.lower.iter().map(|l| J::Str(layer(l))).collect())),
+                                ("upper", J::Str(upper(&h.upper))),
+                                ("workdir", J::Str(work(&h.work_dir))),
+                                ("readOnly", J::Bool(h.flags.read_only)),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+        ]);
+        println!("{}", v.render(pretty));
+        return;
+    }
+    println!("Mutable mode: {}", p.plan.mode);
+    if !p.using.is_empty() {
+        println!("Using extensions: {}", p.using.join(", "));
+    }
+    for s in &p.skipped {
+        println!("Skipping {}: {}", s.name, s.reason);
+    }
+    if p.plan.hierarchies.is_empty() {
+        println!("Nothing would be merged.");
+    }
+    for h in &p.plan.hierarchies {
+        println!("\n{} -> {}{}", h.hierarchy, h.target, if h.create_target { " (created)" } else { "" });
+        println!("  upper:   {}", upper(&h.upper));
+        println!("  workdir: {}", work(&h.work_dir));
+        println!("  layers (top to bottom):");
+        for l in &h.lower {
+            println!("    {}", layer(l));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(format_timestamp(0), "Thu 1970-01-01 00:00:00 UTC");
+        assert_eq!(format_timestamp(1_115_251_200_000_000), "Thu 2005-05-05 00:00:00 UTC");
+        assert_eq!(format_timestamp(978_307_200_000_000), "Mon 2001-01-01 00:00:00 UTC");
+    }
+
+    #[test]
+    fn json_shapes() {
+        let v = J::Arr(vec![J::Obj(vec![("a", J::Str("x\"y".into())), ("b", J::Null), ("c", J::Arr(vec![]))])]);
+        assert_eq!(v.render(false), r#"[{"a":"x\"y","b":null,"c":[]}]"#);
+        assert_eq!(J::Arr(vec![]).render(true), "[]");
+    }
+}

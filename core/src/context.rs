@@ -1,0 +1,606 @@
+//! The public entry point: a [`Context`] for one image class and root, with the verbs
+//! `list`, `plan`, `merge`, `refresh`, `unmerge` and `status`.
+
+use crate::class::ImageClass;
+use crate::compat::{self, Compatibility, Host, Scope};
+use crate::discover::{self, DiscoveredImage, ImageKind};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventSink, Level, NullSink};
+use crate::exec::{self, BuildInputs, FaultInjector, Journal};
+use crate::extension::{self, ReleaseInfo};
+use crate::hierarchy::Hierarchy;
+use crate::mutable::MutableMode;
+use crate::plan::{self, Plan};
+use crate::probe::{self, Current, ImageTree};
+use crate::release::{self, ReleaseData};
+use crate::root::Root;
+use crate::state::{self, HierarchyStatus};
+use rustix::fd::AsFd;
+use rustix::fs::OFlags;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of a [`Context`].
+#[derive(Clone)]
+pub struct Options {
+    /// Image class.
+    pub class: ImageClass,
+    /// `--root`; `None` for the host's `/`.
+    pub root: Option<String>,
+    /// `--mutable=`; `None` reads `SYSTEMD_*_MUTABLE_MODE`, then defaults to `no`.
+    pub mutable: Option<MutableMode>,
+    /// `--force`: skip the compatibility checks.
+    pub force: bool,
+    /// `--noexec=`; `None` keeps the class default.
+    pub noexec: Option<bool>,
+    /// `--image-policy=`.
+    pub image_policy: Option<String>,
+    /// Hierarchies; `None` reads `SYSTEMD_*_HIERARCHIES`, then the class defaults.
+    pub hierarchies: Option<Vec<String>>,
+    /// Whether we are in the initrd; `None` detects it (`SYSTEMD_IN_INITRD`, `/etc/initrd-release`).
+    pub initrd: Option<bool>,
+    /// How long to wait for the lock of the root: `None` forever, `Some(0)` not at all.
+    pub lock_timeout: Option<Duration>,
+    /// Receives progress events.
+    pub sink: Arc<dyn EventSink>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("class", &self.class)
+            .field("root", &self.root)
+            .field("mutable", &self.mutable)
+            .field("force", &self.force)
+            .field("noexec", &self.noexec)
+            .field("image_policy", &self.image_policy)
+            .field("hierarchies", &self.hierarchies)
+            .field("initrd", &self.initrd)
+            .field("lock_timeout", &self.lock_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Options {
+    /// Defaults for a class: host root, mode from the environment, no force.
+    pub fn new(class: ImageClass) -> Options {
+        Options {
+            class,
+            root: None,
+            mutable: None,
+            force: false,
+            noexec: None,
+            image_policy: None,
+            hierarchies: None,
+            initrd: None,
+            lock_timeout: None,
+            sink: Arc::new(NullSink),
+        }
+    }
+}
+
+/// An image not used for a merge, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// Image name.
+    pub name: String,
+    /// Why (names the field and values).
+    pub reason: String,
+}
+
+/// What a `merge` or `refresh` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Names of the merged extensions, ascending.
+    pub merged: Vec<String>,
+    /// Hierarchies that got an overlay (paths as printed).
+    pub hierarchies: Vec<String>,
+    /// Hierarchies whose old merge was removed.
+    pub unmerged: Vec<String>,
+    /// Images not used.
+    pub skipped: Vec<Skipped>,
+    /// Whether an extension asks for a service manager reload (`EXTENSION_RELOAD_MANAGER=1`).
+    pub needs_reload: bool,
+}
+
+/// An image as listed by `list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedImage {
+    /// Image name.
+    pub name: String,
+    /// Kind.
+    pub kind: ImageKind,
+    /// Path as printed.
+    pub path: String,
+    /// mtime (files) or birth time (directories), µs.
+    pub time_usec: u64,
+    /// Paths of lower-precedence images of the same name.
+    pub shadows: Vec<String>,
+}
+
+/// A dry run of `merge`: what would be merged and how.
+#[derive(Debug, Clone)]
+pub struct PlanReport {
+    /// The overlays that would be built.
+    pub plan: Plan,
+    /// Images that would not be used.
+    pub skipped: Vec<Skipped>,
+    /// Image file names that would be used.
+    pub using: Vec<String>,
+}
+
+/// Extensions accepted for a merge.
+struct Gathered {
+    trees: Vec<ImageTree>,
+    skipped: Vec<Skipped>,
+    file_names: Vec<String>,
+    needs_reload: bool,
+    found: usize,
+}
+
+/// A context for one image class and root.
+#[derive(Debug)]
+pub struct Context {
+    opts: Options,
+    root: Root,
+    hierarchies: Vec<Hierarchy>,
+    mode: MutableMode,
+    faults: FaultInjector,
+}
+
+fn has_cap_sys_admin() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return false };
+    s.lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .map(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+        .unwrap_or(false)
+}
+
+impl Context {
+    /// Open a context: resolves the root, the hierarchies and the mutable mode.
+    pub fn new(opts: Options) -> Result<Context> {
+        let root = Root::open(opts.root.as_deref())?;
+        let hierarchies = match &opts.hierarchies {
+            Some(list) => list.iter().map(|h| Hierarchy::new(h)).collect::<Result<Vec<_>>>()?,
+            None => Hierarchy::from_env(opts.class)?,
+        };
+        let mode = match opts.mutable {
+            Some(m) => m,
+            None => match std::env::var(opts.class.info().mutable_env) {
+                Ok(v) => MutableMode::parse_systemd(&v).unwrap_or_else(|| {
+                    opts.sink.event(&Event::Message(
+                        Level::Warning,
+                        format!("Failed to parse {} environment variable value '{v}'. Ignoring.", opts.class.info().mutable_env),
+                    ));
+                    MutableMode::Disabled
+                }),
+                Err(_) => MutableMode::Disabled,
+            },
+        };
+        Ok(Context { opts, root, hierarchies, mode, faults: FaultInjector::from_env() })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// The mutable mode in effect for `merge`/`refresh`.
+    pub fn mutable_mode(&self) -> MutableMode {
+        self.mode
+    }
+
+    /// The configured hierarchies.
+    pub fn hierarchies(&self) -> &[Hierarchy] {
+        &self.hierarchies
+    }
+
+    /// The root.
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    fn sink(&self) -> &dyn EventSink {
+        &*self.opts.sink
+    }
+
+    fn initrd(&self) -> bool {
+        self.opts.initrd.unwrap_or_else(discover::in_initrd)
+    }
+
+    fn require_privilege(&self) -> Result<()> {
+        if has_cap_sys_admin() {
+            Ok(())
+        } else {
+            Err(Error::NotPrivileged)
+        }
+    }
+
+    /// Discover images (`list`). Needs no privilege.
+    pub fn list(&self) -> Result<Vec<ListedImage>> {
+        let mut v: Vec<ListedImage> = discover::discover(&self.root, self.opts.class, self.initrd())?
+            .into_iter()
+            .map(|d| ListedImage { name: d.name, kind: d.kind, path: d.path, time_usec: d.time_usec, shadows: d.shadows })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(v)
+    }
+
+    fn host_release(&self) -> Result<ReleaseData> {
+        let candidates: Vec<String> = match std::env::var("SYSTEMD_OS_RELEASE") {
+            Ok(p) => vec![p],
+            Err(_) => vec!["/etc/os-release".into(), "/usr/lib/os-release".into()],
+        };
+        let root_s = self.root.display_root().to_string();
+        for c in &candidates {
+            match self.root.open_in(c, OFlags::RDONLY) {
+                Ok(fd) => {
+                    let text = exec::read_to_string(fd).map_err(|e| Error::HostOsRelease { root: root_s.clone(), source: e })?;
+                    return release::parse(text.as_bytes()).map_err(|e| Error::HostOsRelease {
+                        root: root_s.clone(),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+                    });
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+                Err(e) => return Err(Error::HostOsRelease { root: root_s, source: e }),
+            }
+        }
+        Err(Error::HostOsRelease { root: root_s, source: std::io::Error::from_raw_os_error(libc::ENOENT) })
+    }
+
+    /// Discovery, metadata, compatibility: the images a merge would use.
+    fn gather(&self, check_merged: bool, filter: Option<&[String]>) -> Result<Gathered> {
+        let class = self.opts.class;
+        let mut images = discover::discover(&self.root, class, self.initrd())?;
+        if let Some(f) = filter {
+            images.retain(|i| f.contains(&i.name));
+        }
+
+        // Metadata of every image, before anything is mounted; errors are fatal.
+        let mut metas: Vec<(DiscoveredImage, ImageTree, ReleaseInfo)> = Vec::new();
+        for img in images {
+            let (tree, rel) = self.read_metadata(&img)?;
+            metas.push((img, tree, rel));
+        }
+
+        if check_merged {
+            for h in &self.hierarchies {
+                if let Some(r) = self
+                    .root
+                    .resolve(h.relative(), OFlags::PATH | OFlags::DIRECTORY)
+                    .map_err(|e| crate::root::resolve_err(&self.root, h.relative(), e))?
+                {
+                    if state::is_ours(r.fd.as_fd(), &r.path, class)? {
+                        return Err(Error::AlreadyMerged { hierarchy: h.to_string() });
+                    }
+                }
+            }
+        }
+
+        let os = self.host_release()?;
+        let id_ok = os.get("ID").map(|v| !v.is_empty()).unwrap_or(false);
+        if !id_ok {
+            return Err(Error::HostOsReleaseNoId { root: self.root.display_root().to_string() });
+        }
+        let scope = if self.initrd() { Scope::Initrd } else { Scope::System };
+        let host = Host::from_os_release(&os, class, scope, crate::arch::native());
+
+        let found = metas.len();
+        let mut trees = Vec::new();
+        let mut skipped = Vec::new();
+        let mut file_names = Vec::new();
+        let mut needs_reload = false;
+        for (img, tree, rel) in metas {
+            if !self.opts.force {
+                if let Compatibility::Incompatible(reason) = compat::check(&img.name, &rel.data, &host, class) {
+                    let mut text = reason.to_string();
+                    if let (compat::Reason::NoReleaseData, Some(p)) = (&reason, &rel.problem) {
+                        text = format!("{text} ({p})");
+                    }
+                    self.sink().event(&Event::Skipped { name: img.name.clone(), reason: text.clone() });
+                    skipped.push(Skipped { name: img.name, reason: text });
+                    continue;
+                }
+            }
+            if rel.data.get("EXTENSION_RELOAD_MANAGER").and_then(release::parse_bool) == Some(true) {
+                needs_reload = true;
+            }
+            file_names.push(img.file_name().to_string());
+            trees.push(tree);
+        }
+        file_names.sort_by(|a, b| crate::version::strverscmp_improved(a, b).then_with(|| a.cmp(b)));
+        Ok(Gathered { trees, skipped, file_names, needs_reload, found })
+    }
+
+    /// Open an image's tree and read its release data.
+    fn read_metadata(&self, img: &DiscoveredImage) -> Result<(ImageTree, ReleaseInfo)> {
+        let class = self.opts.class;
+        let meta_err = |reason: String, errno: i32| Error::Metadata { image: img.name.clone(), reason, errno };
+        match img.kind {
+            ImageKind::Directory | ImageKind::Subvolume => {
+                let fd = self
+                    .root
+                    .open_in(&img.rel, OFlags::PATH | OFlags::DIRECTORY)
+                    .map_err(|e| meta_err(e.to_string(), e.raw_os_error().unwrap_or(libc::EIO)))?;
+                if class == ImageClass::Sysext && extension::has_forbidden_os_release(fd.as_fd()) {
+                    return Err(meta_err("No medium found".into(), libc::ENOMEDIUM));
+                }
+                let rel = extension::load_release(fd.as_fd(), class, &img.name);
+                Ok((ImageTree { name: img.name.clone(), path: img.path.clone(), fd, is_mount: false }, rel))
+            }
+            ImageKind::Raw | ImageKind::Block => Err(meta_err("image files are not supported yet".into(), libc::EOPNOTSUPP)),
+        }
+    }
+
+    /// What `merge` would do, without mounting anything and without privileges.
+    pub fn plan(&self) -> Result<PlanReport> {
+        let g = self.gather(false, None)?;
+        let probed = probe::probe(&self.root, self.opts.class, &self.hierarchies, self.mode, self.opts.noexec, &g.trees)?;
+        let plan = plan::plan(&probed.inputs)?;
+        Ok(PlanReport { plan, skipped: g.skipped, using: g.file_names })
+    }
+
+    fn lock(&self) -> Result<crate::lock::Lock> {
+        crate::lock::lock(&self.root, self.opts.class, self.opts.lock_timeout)
+    }
+
+    /// Merge the extensions (`merge`). Fails if a hierarchy is already merged.
+    pub fn merge(&self) -> Result<Report> {
+        self.require_privilege()?;
+        let _lock = self.lock()?;
+        self.merge_locked(false, None, self.mode)
+    }
+
+    /// Rebuild the merge from the current set of images (`refresh`), replacing the old
+    /// overlays without a moment in which the hierarchy shows neither.
+    pub fn refresh(&self) -> Result<Report> {
+        self.require_privilege()?;
+        let _lock = self.lock()?;
+        self.merge_locked(true, None, self.mode)
+    }
+
+    /// Remove the merge (`unmerge`).
+    pub fn unmerge(&self) -> Result<Report> {
+        self.require_privilege()?;
+        let _lock = self.lock()?;
+        self.unmerge_locked()
+    }
+
+    fn unmerge_locked(&self) -> Result<Report> {
+        let mut report = Report::default();
+        // Reload decision before unmerging: read the merged release files.
+        report.needs_reload = self.merged_needs_reload();
+        let mut first_err = None;
+        for h in &self.hierarchies {
+            match exec::unmerge_hierarchy(&self.root, self.opts.class, h.relative(), &self.faults, self.sink()) {
+                Ok(n) if n > 0 => report.unmerged.push(self.root.display(h.relative())),
+                Ok(_) => {}
+                Err(e) => {
+                    if first_err.is_none() {
+                        first_err = Some(e);
+                    }
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    fn merged_needs_reload(&self) -> bool {
+        let class = self.opts.class;
+        for h in &self.hierarchies {
+            let Ok(Some(r)) = self.root.resolve(h.relative(), OFlags::PATH | OFlags::DIRECTORY) else { continue };
+            if !matches!(state::is_ours(r.fd.as_fd(), &r.path, class), Ok(true)) {
+                continue;
+            }
+            let Ok(m) = state::read_meta(r.fd.as_fd(), &r.path, class) else { continue };
+            for name in m.extensions {
+                // Relaxed lookup in the merged tree.
+                let rel = extension::load_release(self.root.fd(), class, &name);
+                if rel.data.get("EXTENSION_RELOAD_MANAGER").and_then(release::parse_bool) == Some(true) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn merge_locked(&self, refresh: bool, filter: Option<&[String]>, mode: MutableMode) -> Result<Report> {
+        let class = self.opts.class;
+        let g = self.gather(!refresh, filter)?;
+        let mut report = Report { skipped: g.skipped.clone(), needs_reload: g.needs_reload, ..Default::default() };
+        if g.trees.is_empty() {
+            if g.found == 0 {
+                self.sink().event(&Event::NoExtensions);
+            } else {
+                self.sink().event(&Event::NoSuitable { ignored: g.found });
+            }
+            if refresh {
+                let u = self.unmerge_locked()?;
+                report.unmerged = u.unmerged;
+            }
+            report.needs_reload = false;
+            return Ok(report);
+        }
+        self.sink().event(&Event::Using(g.file_names.clone()));
+
+        let mut probed = probe::probe(&self.root, class, &self.hierarchies, mode, self.opts.noexec, &g.trees)?;
+        if probed.hierarchies.iter().any(|h| h.current.is_some() && h.host.is_err()) {
+            // A foreign mount hides the host directory below our merge: no gap-free
+            // replacement is possible. Do what systemd does: unmerge, then merge.
+            self.sink().event(&Event::Message(
+                Level::Warning,
+                "A foreign mount lies below the current merge; refreshing with a gap.".into(),
+            ));
+            let u = self.unmerge_locked()?;
+            report.unmerged = u.unmerged;
+            probed = probe::probe(&self.root, class, &self.hierarchies, mode, self.opts.noexec, &g.trees)?;
+        }
+        let plan = plan::plan(&probed.inputs)?;
+        report.merged = plan.extensions.clone();
+
+        let mut journal = Journal::default();
+        let inputs = BuildInputs { root: &self.root, probed: &probed, trees: &g.trees, faults: &self.faults };
+        let built = match exec::build(&plan, &inputs, &mut journal) {
+            Ok(b) => b,
+            Err(e) => {
+                journal.rollback(&self.root);
+                return Err(e);
+            }
+        };
+        let mut old: HashMap<usize, Current> = HashMap::new();
+        let mut probed = probed;
+        for (i, hp) in probed.hierarchies.iter_mut().enumerate() {
+            if let Some(c) = hp.current.take() {
+                old.insert(i, c);
+            }
+        }
+        let targets: Vec<String> = built.iter().map(|b| b.plan.target.clone()).collect();
+        let replaced = match exec::publish(&self.root, built, &mut old, &mut journal, &self.faults, self.sink(), class) {
+            Ok(r) => r,
+            Err(e) => {
+                journal.rollback(&self.root);
+                return Err(e);
+            }
+        };
+        journal.commit();
+        report.hierarchies = targets;
+        exec::finish_replace(&self.root, replaced, self.sink());
+        // Old merges on hierarchies that get no new overlay.
+        for (i, c) in old {
+            let h = &self.hierarchies[i];
+            drop(c);
+            if exec::unmerge_hierarchy(&self.root, class, h.relative(), &self.faults, self.sink())? > 0 {
+                report.unmerged.push(self.root.display(h.relative()));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Names merged now (from the meta dirs), and the mode recorded by libsysext, if any.
+    fn current_merge(&self) -> Result<(Vec<String>, Option<MutableMode>)> {
+        let mut names: Vec<String> = Vec::new();
+        let mut mode = None;
+        for st in self.status()? {
+            if let Some(e) = st.extensions {
+                for n in e {
+                    if !names.contains(&n) {
+                        names.push(n);
+                    }
+                }
+                if mode.is_none() {
+                    mode = st.mutable.as_deref().and_then(MutableMode::parse_systemd);
+                }
+            }
+        }
+        Ok((names, mode))
+    }
+
+    /// Add the named extensions to the current merge, keeping the others, the mutable mode
+    /// (unless one was given explicitly) and the upper layers; done as a gap-free refresh.
+    /// Without a current merge, merges just these.
+    pub fn merge_names(&self, names: &[String]) -> Result<Report> {
+        self.require_privilege()?;
+        let _lock = self.lock()?;
+        let (mut set, cur_mode) = self.current_merge()?;
+        self.check_names_mergeable(names)?;
+        for n in names {
+            if !set.contains(n) {
+                set.push(n.clone());
+            }
+        }
+        let mode = self.opts.mutable.or(cur_mode).unwrap_or(self.mode);
+        self.merge_locked(true, Some(&set), mode)
+    }
+
+    /// Remove the named extensions from the current merge, keeping the others (a gap-free
+    /// refresh with a smaller set); removing the last one unmerges.
+    pub fn unmerge_names(&self, names: &[String]) -> Result<Report> {
+        self.require_privilege()?;
+        let _lock = self.lock()?;
+        let (set, cur_mode) = self.current_merge()?;
+        for n in names {
+            if !set.contains(n) {
+                return Err(Error::NotMerged { name: n.clone() });
+            }
+        }
+        let rest: Vec<String> = set.into_iter().filter(|n| !names.contains(n)).collect();
+        if rest.is_empty() {
+            return self.unmerge_locked();
+        }
+        let mode = self.opts.mutable.or(cur_mode).unwrap_or(self.mode);
+        self.merge_locked(true, Some(&rest), mode)
+    }
+
+    fn check_names_mergeable(&self, names: &[String]) -> Result<()> {
+        let images = discover::discover(&self.root, self.opts.class, self.initrd())?;
+        let os = self.host_release()?;
+        let scope = if self.initrd() { Scope::Initrd } else { Scope::System };
+        let host = Host::from_os_release(&os, self.opts.class, scope, crate::arch::native());
+        for n in names {
+            let img = images.iter().find(|i| &i.name == n).ok_or_else(|| Error::NotFound { name: n.clone() })?;
+            let (_tree, rel) = self.read_metadata(img)?;
+            if !self.opts.force {
+                if let Compatibility::Incompatible(reason) = compat::check(n, &rel.data, &host, self.opts.class) {
+                    let mut text = reason.to_string();
+                    if let Some(p) = rel.problem {
+                        text = format!("{text} ({p})");
+                    }
+                    return Err(Error::Incompatible { name: n.clone(), reason: text });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// State of each configured hierarchy that exists (`status`), sorted by path.
+    pub fn status(&self) -> Result<Vec<HierarchyStatus>> {
+        let class = self.opts.class;
+        let mut hs: Vec<&Hierarchy> = self.hierarchies.iter().collect();
+        hs.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let mut out = Vec::new();
+        let mut first_err = None;
+        for h in hs {
+            let r = match self.root.resolve(h.relative(), OFlags::PATH | OFlags::DIRECTORY) {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    first_err.get_or_insert(crate::root::resolve_err(&self.root, h.relative(), e));
+                    continue;
+                }
+            };
+            match state::is_ours(r.fd.as_fd(), &r.path, class) {
+                Ok(true) => {
+                    let m = state::read_meta(r.fd.as_fd(), &r.path, class)?;
+                    let note = state::read_mode_note(r.fd.as_fd(), class);
+                    out.push(HierarchyStatus {
+                        hierarchy: h.to_string(),
+                        extensions: Some(m.extensions),
+                        since_usec: probe::mtime_usec(r.fd.as_fd()),
+                        mutable: note.as_ref().map(|n| n.0.clone()),
+                        upper: note.map(|n| n.1),
+                    });
+                }
+                Ok(false) => out.push(HierarchyStatus {
+                    hierarchy: h.to_string(),
+                    extensions: None,
+                    since_usec: None,
+                    mutable: None,
+                    upper: None,
+                }),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}

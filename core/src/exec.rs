@@ -1,0 +1,591 @@
+//! Applying a [`Plan`]: building each overlay detached with the new mount API, writing the
+//! meta dir, and attaching the overlays. Every effect that must be undone on failure is
+//! recorded in a [`Journal`].
+
+use crate::class::ImageClass;
+use crate::error::{Error, Result};
+use crate::event::{Event, EventSink};
+use crate::meta;
+use crate::plan::{HierarchyPlan, Layer, Plan, Upper, WorkDir};
+use crate::probe::{ImageTree, Probed};
+use crate::root::{open_beneath, proc_fd_path, Root};
+use crate::state;
+use crate::sys::mountattr::{self, mount_setattr};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::mount::OpenTreeFlags;
+use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+
+/// Test hook: make the N-th mount-related step fail (`SYSEXT_FAULT_INJECT=N`, counting from 1).
+/// Only honoured in debug builds and in test binaries.
+#[derive(Debug, Default)]
+pub struct FaultInjector {
+    target: Option<u64>,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl FaultInjector {
+    /// Read the target from the environment.
+    pub fn from_env() -> FaultInjector {
+        let target = std::env::var("SYSEXT_FAULT_INJECT").ok().and_then(|v| v.parse().ok());
+        FaultInjector { target, count: Default::default() }
+    }
+
+    /// Count a step; fail it if it is the chosen one.
+    pub fn step(&self, what: &str) -> io::Result<()> {
+        let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if self.target == Some(n) {
+            return Err(io::Error::other(format!("injected fault at step {n} ({what})")));
+        }
+        Ok(())
+    }
+
+    /// Steps counted so far.
+    pub fn steps(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// An effect to undo on failure.
+#[derive(Debug)]
+enum Undo {
+    /// A directory we created (root-relative). `recursive` for work dirs the kernel filled.
+    Dir { rel: String, recursive: bool },
+    /// A mount we attached (fd of its root).
+    Mount(OwnedFd),
+}
+
+/// Effects done so far, undone in reverse order by [`Journal::rollback`].
+#[derive(Debug, Default)]
+pub struct Journal {
+    undo: Vec<Undo>,
+}
+
+impl Journal {
+    fn dirs(&mut self, rels: Vec<String>, recursive: bool) {
+        for rel in rels {
+            self.undo.push(Undo::Dir { rel, recursive });
+        }
+    }
+
+    /// Undo everything, newest first. Errors are ignored: this runs on a failure path.
+    pub fn rollback(mut self, root: &Root) {
+        while let Some(u) = self.undo.pop() {
+            match u {
+                Undo::Mount(fd) => {
+                    let _ = rustix::mount::unmount(proc_fd_path(fd.as_fd()).as_str(), UnmountFlags::DETACH);
+                }
+                Undo::Dir { rel, recursive } => {
+                    if recursive {
+                        let _ = remove_tree(root, &rel);
+                    } else {
+                        let _ = rmdir(root, &rel);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forget the journal: the effects stay.
+    pub fn commit(self) {}
+}
+
+fn io_at<'a>(op: &'static str, what: &'a str) -> impl Fn(rustix::io::Errno) -> Error + 'a {
+    move |e| Error::io(op, what, e)
+}
+
+/// Drain the fs-context log of an `fsopen` fd.
+fn drain_log(fs: BorrowedFd<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match rustix::io::read(fs, &mut buf) {
+            Ok(n) if n > 0 => out.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_string()),
+            _ => break,
+        }
+    }
+    out
+}
+
+/// A detached tmpfs used as workspace (meta layers, ephemeral upper dirs).
+pub fn workspace(class: ImageClass, faults: &FaultInjector) -> Result<OwnedFd> {
+    let what = "workspace tmpfs";
+    faults.step("fsopen tmpfs").map_err(|e| Error::mount("create", what, e))?;
+    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| Error::mount("create", what, e))?;
+    rustix::mount::fsconfig_set_string(&fs, "source", class.info().short).map_err(|e| Error::mount("configure", what, e))?;
+    rustix::mount::fsconfig_set_string(&fs, "mode", "0700").map_err(|e| Error::mount("configure", what, e))?;
+    rustix::mount::fsconfig_create(&fs).map_err(|e| Error::mount("create", what, e))?;
+    rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID)
+        .map_err(|e| Error::mount("mount", what, e))
+}
+
+/// A private, read-only, non-recursive bind of a directory image.
+pub fn clone_tree(tree: &ImageTree, faults: &FaultInjector) -> Result<OwnedFd> {
+    faults.step("open_tree image").map_err(|e| Error::mount("bind", &tree.path, e))?;
+    let fd = rustix::mount::open_tree(
+        &tree.fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|e| Error::mount("bind", &tree.path, e))?;
+    mount_setattr(fd.as_fd(), true, mountattr::MOUNT_ATTR_RDONLY, 0).map_err(|e| Error::mount("make read-only", &tree.path, e))?;
+    Ok(fd)
+}
+
+fn mkdirat_ws(ws: BorrowedFd<'_>, rel: &str, mode: u32) -> Result<()> {
+    match rustix::fs::mkdirat(ws, rel, Mode::from_raw_mode(mode)) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(Error::io("create directory", format!("<workspace>/{rel}"), e)),
+    }
+}
+
+fn write_file_at(dir: BorrowedFd<'_>, name: &str, content: &str, what: &str) -> Result<()> {
+    let fd = rustix::fs::openat(dir, name, OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
+        .map_err(io_at("create", what))?;
+    std::fs::File::from(fd).write_all(content.as_bytes()).map_err(|e| Error::io("write", what, e))
+}
+
+fn reopen_dir(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// A built, still detached overlay.
+#[derive(Debug)]
+pub struct Built {
+    /// The plan it was built from.
+    pub plan: HierarchyPlan,
+    /// The detached overlay mount.
+    pub mnt: OwnedFd,
+    /// Whether the read-only bind of the meta dir still has to be attached.
+    pub meta_bind_pending: bool,
+}
+
+/// Everything a build needs besides the plan.
+#[derive(Debug)]
+pub struct BuildInputs<'a> {
+    /// The root.
+    pub root: &'a Root,
+    /// Probe results (routing and host handles).
+    pub probed: &'a Probed,
+    /// Image trees by name.
+    pub trees: &'a [ImageTree],
+    /// Fault injection.
+    pub faults: &'a FaultInjector,
+}
+
+fn layer_fd(
+    layer: &Layer,
+    comp: &str,
+    h: &HierarchyPlan,
+    ws: BorrowedFd<'_>,
+    inputs: &BuildInputs<'_>,
+    layer_roots: &HashMap<String, OwnedFd>,
+) -> Result<OwnedFd> {
+    let hp = &inputs.probed.hierarchies[h.index];
+    match layer {
+        Layer::Meta => rustix::fs::openat(ws, format!("meta/{comp}").as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_at("open", "meta layer")),
+        Layer::Import(p) => {
+            let fd = hp.routing.as_ref().ok_or_else(|| Error::io("open", p, io::Error::from_raw_os_error(libc::ENOENT)))?;
+            rustix::io::dup(fd).map_err(io_at("dup", p))
+        }
+        Layer::Extension { name, path } => {
+            let r = layer_roots.get(name).ok_or_else(|| Error::io("open", path, io::Error::from_raw_os_error(libc::ENOENT)))?;
+            open_beneath(r.as_fd(), h.hierarchy.relative(), OFlags::PATH | OFlags::DIRECTORY).map_err(|e| Error::io("open", path, e))
+        }
+        Layer::Host(p) => match &hp.host {
+            Ok(Some(hh)) => rustix::io::dup(&hh.fd).map_err(io_at("dup", p)),
+            _ => Err(Error::io("open", p, io::Error::from_raw_os_error(libc::ENOENT))),
+        },
+    }
+}
+
+/// Build all overlays of a plan, detached. Directories created under the root go into
+/// `journal`. Nothing is visible on the host until [`publish`].
+pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Result<Vec<Built>> {
+    let root = inputs.root;
+    let class = plan.class;
+    let info = class.info();
+    let faults = inputs.faults;
+    if plan.hierarchies.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ws = workspace(class, faults)?;
+    mkdirat_ws(ws.as_fd(), "meta", 0o700)?;
+    mkdirat_ws(ws.as_fd(), "mh_workspace", 0o700)?;
+
+    // Private read-only clones of the image trees that contribute a layer.
+    let mut layer_roots: HashMap<String, OwnedFd> = HashMap::new();
+    for h in &plan.hierarchies {
+        for l in &h.lower {
+            if let Layer::Extension { name, .. } = l {
+                if layer_roots.contains_key(name) {
+                    continue;
+                }
+                let tree = inputs.trees.iter().find(|t| &t.name == name).expect("planned extension has a tree");
+                let fd = if tree.is_mount { rustix::io::dup(&tree.fd).map_err(io_at("dup", &tree.path))? } else { clone_tree(tree, faults)? };
+                layer_roots.insert(name.clone(), fd);
+            }
+        }
+    }
+
+    let mut built = Vec::new();
+    for h in &plan.hierarchies {
+        let comp = h.hierarchy.as_component();
+        let target = h.target.as_str();
+        faults.step("mkdir meta").map_err(|e| Error::io("create directory", "meta layer", e))?;
+        mkdirat_ws(ws.as_fd(), &format!("meta/{comp}"), 0o700)?;
+
+        // Upper and work dirs.
+        let mut upper_fd: Option<OwnedFd> = None;
+        let mut work_fd: Option<OwnedFd> = None;
+        match &h.upper {
+            None => {}
+            Some(Upper::RoutingDir { path, rel, create }) => {
+                if *create {
+                    faults.step("mkdir routing dir").map_err(|e| Error::MutableDirCreate { dir: path.clone(), source: e })?;
+                    let created = root.mkdir_p(rel, 0o700).map_err(|e| Error::MutableDirCreate { dir: path.clone(), source: e })?;
+                    journal.dirs(created, false);
+                    upper_fd = Some(root.open_in(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| Error::io("open", path, e))?);
+                } else {
+                    let fd = inputs.probed.hierarchies[h.index].routing.as_ref().expect("probed routing dir");
+                    upper_fd = Some(rustix::io::dup(fd).map_err(io_at("dup", path))?);
+                }
+            }
+            Some(Upper::Host { path, .. }) => match &inputs.probed.hierarchies[h.index].host {
+                Ok(Some(hh)) => upper_fd = Some(rustix::io::dup(&hh.fd).map_err(io_at("dup", path))?),
+                _ => return Err(Error::io("open", path, io::Error::from_raw_os_error(libc::ENOENT))),
+            },
+            Some(Upper::Ephemeral) => {
+                let base = format!("mh_workspace/{comp}");
+                mkdirat_ws(ws.as_fd(), &base, 0o700)?;
+                mkdirat_ws(ws.as_fd(), &format!("{base}/{comp}"), 0o700)?;
+                mkdirat_ws(ws.as_fd(), &format!("{base}/.systemd-{comp}-workdir"), 0o700)?;
+                let open = |p: String| {
+                    rustix::fs::openat(&ws, p.as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(io_at("open", "ephemeral upper dir"))
+                };
+                upper_fd = Some(open(format!("{base}/{comp}"))?);
+                work_fd = Some(open(format!("{base}/.systemd-{comp}-workdir"))?);
+            }
+        }
+        if let Some(WorkDir::Beside { path, rel }) = &h.work_dir {
+            faults.step("mkdir work dir").map_err(|e| Error::io("create directory", path, e))?;
+            let created = root.mkdir_p(rel, 0o700).map_err(|e| Error::io("create directory", path, e))?;
+            journal.dirs(created, true);
+            work_fd = Some(root.open_in(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| Error::io("open", path, e))?);
+        }
+
+        // The top layer gives the merged root its mode.
+        let top = match &upper_fd {
+            Some(fd) => reopen_dir(fd.as_fd()).map_err(|e| Error::io("open", target, e))?,
+            None => rustix::fs::openat(&ws, format!("meta/{comp}").as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(io_at("open", "meta layer"))?,
+        };
+        let cur = rustix::fs::fstat(&top).map_err(io_at("stat", target))?.st_mode & 0o7777;
+        if cur & 0o777 != h.top_mode {
+            rustix::fs::fchmod(&top, Mode::from_raw_mode(h.top_mode)).map_err(io_at("chmod", target))?;
+        }
+
+        // The overlay.
+        let mut fds = Vec::new();
+        for l in &h.lower {
+            fds.push(layer_fd(l, &comp, h, ws.as_fd(), inputs, &layer_roots)?);
+        }
+        faults.step("fsopen overlay").map_err(|e| Error::mount("mount overlay on", target, e))?;
+        let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| Error::mount("mount overlay on", target, e))?;
+        let fail = |fs: &OwnedFd, e: rustix::io::Errno| Error::Mount {
+            op: "mount overlay on",
+            target: target.to_string(),
+            source: e.into(),
+            kernel_log: drain_log(fs.as_fd()),
+        };
+        rustix::mount::fsconfig_set_string(&fs, "source", info.short).map_err(|e| fail(&fs, e))?;
+        for fd in &fds {
+            faults.step("fsconfig lowerdir+").map_err(|e| Error::mount("mount overlay on", target, e))?;
+            rustix::mount::fsconfig_set_string(&fs, "lowerdir+", proc_fd_path(fd.as_fd()).as_str()).map_err(|e| fail(&fs, e))?;
+        }
+        if let (Some(u), Some(w)) = (&upper_fd, &work_fd) {
+            rustix::mount::fsconfig_set_string(&fs, "upperdir", proc_fd_path(u.as_fd()).as_str()).map_err(|e| fail(&fs, e))?;
+            rustix::mount::fsconfig_set_string(&fs, "workdir", proc_fd_path(w.as_fd()).as_str()).map_err(|e| fail(&fs, e))?;
+            for (k, v) in [("redirect_dir", "on"), ("metacopy", "off"), ("index", "off")] {
+                rustix::mount::fsconfig_set_string(&fs, k, v).map_err(|e| fail(&fs, e))?;
+            }
+        }
+        faults.step("fsconfig create").map_err(|e| Error::mount("mount overlay on", target, e))?;
+        rustix::mount::fsconfig_create(&fs).map_err(|e| fail(&fs, e))?;
+        let mut attrs = MountAttrFlags::empty();
+        if h.flags.read_only {
+            attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
+        }
+        if h.flags.nodev {
+            attrs |= MountAttrFlags::MOUNT_ATTR_NODEV;
+        }
+        if h.flags.nosuid {
+            attrs |= MountAttrFlags::MOUNT_ATTR_NOSUID;
+        }
+        if h.flags.noexec {
+            attrs |= MountAttrFlags::MOUNT_ATTR_NOEXEC;
+        }
+        if h.flags.noatime {
+            attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
+        }
+        faults.step("fsmount overlay").map_err(|e| Error::mount("mount overlay on", target, e))?;
+        let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(|e| fail(&fs, e))?;
+        drop(fds);
+
+        // The meta dir, in the meta layer, naming the overlay's device.
+        let st = rustix::fs::fstat(&mnt).map_err(io_at("stat", target))?;
+        let metadir = format!("meta/{comp}/{}", info.dot_dir);
+        faults.step("write meta").map_err(|e| Error::io("write", "meta dir", e))?;
+        mkdirat_ws(ws.as_fd(), &metadir, 0o755)?;
+        let mfd = rustix::fs::openat(&ws, metadir.as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_at("open", "meta dir"))?;
+        rustix::fs::fchmod(&mfd, Mode::from_raw_mode(0o755)).map_err(io_at("chmod", "meta dir"))?;
+        write_file_at(mfd.as_fd(), info.list_file, &meta::encode_extensions(&h.meta.extensions), "meta extensions")?;
+        write_file_at(
+            mfd.as_fd(),
+            "dev",
+            &meta::encode_dev(rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)),
+            "meta dev",
+        )?;
+        if let Some(w) = &h.meta.work_dir {
+            write_file_at(mfd.as_fd(), "work_dir", &meta::encode_work_dir(w), "meta work_dir")?;
+        }
+        let upper_desc = h.upper.as_ref().map(Upper::describe).unwrap_or_else(|| "none".into());
+        write_file_at(mfd.as_fd(), state::MODE_NOTE, &format!("mutable={}\nupper={upper_desc}\n", plan.mode), "meta note")?;
+        let mtop = rustix::fs::openat(&ws, format!("meta/{comp}").as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_at("open", "meta layer"))?;
+        let now = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW },
+            last_modification: rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW },
+        };
+        let _ = rustix::fs::futimens(&mtop, &now);
+
+        let mut meta_bind_pending = false;
+        if h.writable() {
+            meta_bind_pending = attach_meta_bind(mnt.as_fd(), info.dot_dir, faults).is_err();
+        }
+        built.push(Built { plan: h.clone(), mnt, meta_bind_pending });
+    }
+    Ok(built)
+}
+
+/// Bind the meta dir of a writable overlay onto itself, read-only.
+fn attach_meta_bind(mnt: BorrowedFd<'_>, dot: &str, faults: &FaultInjector) -> Result<()> {
+    faults.step("meta bind").map_err(|e| Error::mount("bind", dot, e))?;
+    let clone = rustix::mount::open_tree(mnt, dot, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
+        .map_err(|e| Error::mount("bind", dot, e))?;
+    mount_setattr(clone.as_fd(), false, mountattr::MOUNT_ATTR_RDONLY, 0).map_err(|e| Error::mount("make read-only", dot, e))?;
+    rustix::mount::move_mount(&clone, "", mnt, dot, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).map_err(|e| Error::mount("attach", dot, e))
+}
+
+/// Whether the running kernel supports `MOVE_MOUNT_BENEATH` (probed on first use by
+/// the attach itself: EINVAL from the flag means no).
+fn beneath_unsupported(e: rustix::io::Errno) -> bool {
+    e == rustix::io::Errno::INVAL
+}
+
+/// How one hierarchy's old merge is replaced.
+#[derive(Debug)]
+pub struct Replaced {
+    /// The old top (to detach after all new overlays are in place).
+    pub old_top: OwnedFd,
+    /// Root-relative work dir of the old merge (to remove), unless reused.
+    pub old_work_dir: Option<String>,
+    /// Display path.
+    pub path: String,
+}
+
+/// Attach built overlays. Where `old` has a merge of ours on the same hierarchy, the new
+/// overlay is put beneath it (`MOVE_MOUNT_BENEATH`), so readers never see the host tree in
+/// between; the old overlays are detached by [`finish_replace`].
+pub fn publish(
+    root: &Root,
+    built: Vec<Built>,
+    old: &mut HashMap<usize, crate::probe::Current>,
+    journal: &mut Journal,
+    faults: &FaultInjector,
+    sink: &dyn EventSink,
+    class: ImageClass,
+) -> Result<Vec<Replaced>> {
+    let mut replaced = Vec::new();
+    for b in built {
+        let h = &b.plan;
+        let rel = h.hierarchy.relative();
+        if h.create_target {
+            faults.step("mkdir hierarchy").map_err(|e| Error::HierarchyCreate { path: h.target.clone(), source: e })?;
+            let created = root.mkdir_p(rel, 0o755).map_err(|e| Error::HierarchyCreate { path: h.target.clone(), source: e })?;
+            // A hierarchy created for the merge stays, as with systemd (not journaled
+            // as undo-on-success, but removed again if the merge fails).
+            journal.dirs(created, false);
+        }
+        let target_fd = root.open_in(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| Error::HierarchyCreate { path: h.target.clone(), source: e })?;
+        faults.step("move_mount").map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
+        let cur = old.remove(&h.index);
+        match &cur {
+            Some(_) => {
+                let r = rustix::mount::move_mount(
+                    &b.mnt,
+                    "",
+                    &target_fd,
+                    "",
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_BENEATH,
+                );
+                if let Err(e) = r {
+                    if beneath_unsupported(e) {
+                        return Err(Error::Unsupported(format!(
+                            "Cannot place the new overlay beneath the old one on '{}': {e}",
+                            h.target
+                        )));
+                    }
+                    return Err(Error::mount("attach overlay beneath the old one on", &h.target, e));
+                }
+            }
+            None => {
+                rustix::mount::move_mount(
+                    &b.mnt,
+                    "",
+                    &target_fd,
+                    "",
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+                )
+                .map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
+            }
+        }
+        let root_fd = rustix::fs::openat(&b.mnt, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(io_at("open", &h.target))?;
+        journal.undo.push(Undo::Mount(root_fd));
+        if b.meta_bind_pending {
+            attach_meta_bind(b.mnt.as_fd(), class.info().dot_dir, faults)?;
+        }
+        verify_layers(b.mnt.as_fd(), h)?;
+        if let Some(c) = cur {
+            let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
+            replaced.push(Replaced {
+                old_top: c.fd,
+                old_work_dir: if reused { None } else { c.meta.work_dir.clone() },
+                path: h.target.clone(),
+            });
+        }
+        sink.event(&Event::Merged(h.target.clone()));
+    }
+    Ok(replaced)
+}
+
+/// Check that the kernel mounted as many lower layers as planned.
+fn verify_layers(mnt: BorrowedFd<'_>, h: &HierarchyPlan) -> Result<()> {
+    let Some(id) = state::mount_id(mnt) else { return Ok(()) };
+    let Ok(mounts) = crate::mountinfo::read_self() else { return Ok(()) };
+    if let Some(m) = mounts.iter().find(|m| m.id == id) {
+        let found = m.overlay_lower_count();
+        if found != 0 && found != h.lower.len() {
+            return Err(Error::LayerCountMismatch { hierarchy: h.hierarchy.to_string(), expected: h.lower.len(), found });
+        }
+    }
+    Ok(())
+}
+
+/// Detach the replaced old overlays and remove their work dirs.
+pub fn finish_replace(root: &Root, replaced: Vec<Replaced>, sink: &dyn EventSink) {
+    for r in replaced {
+        let _ = rustix::mount::unmount(proc_fd_path(r.old_top.as_fd()).as_str(), UnmountFlags::DETACH);
+        if let Some(w) = &r.old_work_dir {
+            let _ = remove_tree(root, w);
+        }
+        sink.event(&Event::Message(crate::event::Level::Debug, format!("Replaced the previous merge on '{}'.", r.path)));
+    }
+}
+
+/// Unmerge one hierarchy: remove every merge of ours stacked on it. Returns how many.
+pub fn unmerge_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &FaultInjector, sink: &dyn EventSink) -> Result<usize> {
+    let mut n = 0;
+    loop {
+        let Some(r) = root.resolve(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| crate::root::resolve_err(root, rel, e))? else {
+            return Ok(n);
+        };
+        if !state::is_ours(r.fd.as_fd(), &r.path, class)? {
+            return Ok(n);
+        }
+        let meta = state::read_meta(r.fd.as_fd(), &r.path, class).unwrap_or_default();
+        faults.step("umount").map_err(|e| Error::mount("unmount", &r.path, e))?;
+        rustix::mount::unmount(proc_fd_path(r.fd.as_fd()).as_str(), UnmountFlags::DETACH).map_err(|e| Error::mount("unmount", &r.path, e))?;
+        if let Some(w) = &meta.work_dir {
+            remove_tree(root, w).map_err(|e| Error::io("remove", root.display(w), e))?;
+        }
+        sink.event(&Event::Unmerged(r.path.clone()));
+        n += 1;
+    }
+}
+
+/// Remove a directory tree below the root without following symlinks or crossing mounts.
+pub fn remove_tree(root: &Root, rel: &str) -> io::Result<()> {
+    let rel = rel.trim_matches('/');
+    if rel.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let (parent, base) = match rel.rsplit_once('/') {
+        Some((p, b)) => (p, b),
+        None => ("", rel),
+    };
+    let pfd = root.open_in(parent, OFlags::PATH | OFlags::DIRECTORY)?;
+    let dfd = match rustix::fs::openat(&pfd, base, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let dev = rustix::fs::fstat(&dfd)?.st_dev;
+    clear_dir(dfd.as_fd(), dev, 0)?;
+    rustix::fs::unlinkat(&pfd, base, AtFlags::REMOVEDIR)?;
+    Ok(())
+}
+
+fn clear_dir(dfd: BorrowedFd<'_>, dev: u64, depth: usize) -> io::Result<()> {
+    if depth > 256 {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
+    let mut names = Vec::new();
+    {
+        let fd = rustix::fs::openat(dfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let mut d = rustix::fs::Dir::read_from(&fd)?;
+        while let Some(e) = d.next() {
+            let e = e?;
+            let n = e.file_name().to_bytes();
+            if n != b"." && n != b".." {
+                names.push(e.file_name().to_owned());
+            }
+        }
+    }
+    for n in names {
+        let st = rustix::fs::statat(dfd, n.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+        if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+            if st.st_dev != dev {
+                return Err(io::Error::from_raw_os_error(libc::EXDEV));
+            }
+            let sub = rustix::fs::openat(dfd, n.as_c_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+            clear_dir(sub.as_fd(), dev, depth + 1)?;
+            rustix::fs::unlinkat(dfd, n.as_c_str(), AtFlags::REMOVEDIR)?;
+        } else {
+            rustix::fs::unlinkat(dfd, n.as_c_str(), AtFlags::empty())?;
+        }
+    }
+    Ok(())
+}
+
+fn rmdir(root: &Root, rel: &str) -> io::Result<()> {
+    let (parent, base) = match rel.rsplit_once('/') {
+        Some((p, b)) => (p, b),
+        None => ("", rel),
+    };
+    let pfd = root.open_in(parent, OFlags::PATH | OFlags::DIRECTORY)?;
+    Ok(rustix::fs::unlinkat(&pfd, base, AtFlags::REMOVEDIR)?)
+}
+
+/// Read a small file fully (helper for callers reading images' files).
+pub fn read_to_string(fd: OwnedFd) -> io::Result<String> {
+    let mut s = String::new();
+    std::fs::File::from(fd).read_to_string(&mut s)?;
+    Ok(s)
+}

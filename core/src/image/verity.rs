@@ -1,0 +1,2 @@
+//! (being written)
+pub use std::io::Error as VerityError; pub struct VeritySuperblock;

@@ -1,0 +1,154 @@
+//! The meta dir (`.systemd-sysext` / `.systemd-confext`) inside a merged hierarchy:
+//! `extensions` (names, one per line), `dev` (`MAJOR:MINOR` of the overlay) and
+//! `work_dir` (root-relative, C-escaped). Pure encoders and decoders.
+
+/// Contents of a meta dir.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetaDir {
+    /// Names of all merged extensions, ascending version order.
+    pub extensions: Vec<String>,
+    /// Device number of the overlay root.
+    pub dev: Option<(u32, u32)>,
+    /// Work dir relative to the root, without leading slash.
+    pub work_dir: Option<String>,
+}
+
+/// Encode the `extensions` file.
+pub fn encode_extensions(names: &[String]) -> String {
+    let mut s = String::new();
+    for n in names {
+        s.push_str(n);
+        s.push('\n');
+    }
+    s
+}
+
+/// Decode the `extensions` file (one name per line, empty lines dropped).
+pub fn decode_extensions(text: &str) -> Vec<String> {
+    text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+/// Encode the `dev` file.
+pub fn encode_dev(major: u32, minor: u32) -> String {
+    format!("{major}:{minor}\n")
+}
+
+/// Decode the first line of the `dev` file.
+pub fn decode_dev(text: &str) -> Option<(u32, u32)> {
+    let line = text.lines().next()?.trim();
+    let (a, b) = line.split_once(':')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// C-escape a string the way systemd's `cescape` does.
+pub fn cescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'\x07' => out.push_str("\\a"),
+            b'\x08' => out.push_str("\\b"),
+            b'\x0c' => out.push_str("\\f"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b'\x0b' => out.push_str("\\v"),
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            b'\'' => out.push_str("\\'"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    // Multi-byte UTF-8 sequences were escaped byte by byte above; that is what
+    // systemd does too (cescape works on bytes).
+    out
+}
+
+/// Undo [`cescape`]. Returns `None` on a malformed escape.
+pub fn cunescape(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let c = *b.get(i + 1)?;
+        i += 2;
+        let v = match c {
+            b'a' => 7,
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'v' => 11,
+            b'\\' | b'"' | b'\'' | b'?' => c,
+            b's' => b' ',
+            b'x' => {
+                let h = std::str::from_utf8(b.get(i..i + 2)?).ok()?;
+                i += 2;
+                u8::from_str_radix(h, 16).ok()?
+            }
+            b'0'..=b'7' => {
+                let o = std::str::from_utf8(b.get(i - 1..i + 2)?).ok()?;
+                i += 2;
+                u8::from_str_radix(o, 8).ok()?
+            }
+            _ => return None,
+        };
+        if v == 0 {
+            return None;
+        }
+        out.push(v);
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Encode the `work_dir` file.
+pub fn encode_work_dir(rel: &str) -> String {
+    format!("{}\n", cescape(rel.trim_start_matches('/')))
+}
+
+/// Decode the `work_dir` file.
+pub fn decode_work_dir(text: &str) -> Option<String> {
+    let line = text.lines().next()?.trim_end();
+    if line.is_empty() {
+        return None;
+    }
+    cunescape(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_round_trip() {
+        assert_eq!(encode_dev(0, 45), "0:45\n");
+        assert_eq!(decode_dev("0:45\n"), Some((0, 45)));
+        assert_eq!(decode_dev("garbage"), None);
+        assert_eq!(decode_dev("1:x"), None);
+        assert_eq!(decode_dev(""), None);
+    }
+
+    #[test]
+    fn extensions_round_trip() {
+        let n = vec!["bar".to_string(), "foo".to_string()];
+        assert_eq!(encode_extensions(&n), "bar\nfoo\n");
+        assert_eq!(decode_extensions("bar\nfoo\n"), n);
+    }
+
+    #[test]
+    fn escaping() {
+        for s in ["var/lib/extensions.mutable/.systemd-usr-workdir", "a b", "tab\there", "q'\"\\", "ünï"] {
+            assert_eq!(cunescape(&cescape(s)).as_deref(), Some(s), "{s}");
+        }
+        assert_eq!(encode_work_dir("/var/x"), "var/x\n");
+        assert_eq!(decode_work_dir(".systemd-opt-workdir\n").as_deref(), Some(".systemd-opt-workdir"));
+        assert_eq!(cunescape("\\101"), Some("A".into()));
+        assert_eq!(cunescape("bad\\"), None);
+    }
+}

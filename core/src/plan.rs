@@ -1,0 +1,589 @@
+//! Planning a merge: a pure function from what was found on disk ([`PlanInputs`]) to the
+//! overlays to build ([`Plan`]). No I/O happens here, so every rule of the mutable modes
+//! can be tested on hand-made inputs.
+
+use crate::class::ImageClass;
+use crate::error::{Error, Result};
+use crate::hierarchy::Hierarchy;
+use crate::meta::MetaDir;
+use crate::mutable::MutableMode;
+use std::io;
+
+/// The kernel's limit of lower layers per overlay.
+pub const MAX_LOWER_LAYERS: usize = 500;
+
+/// Facts about a directory, gathered by the probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirInfo {
+    /// Path as printed (root prefix included).
+    pub path: String,
+    /// Path relative to the root.
+    pub rel: String,
+    /// Permission bits (`& 0o7777` of `st_mode`).
+    pub mode: u32,
+    /// Device of the file system.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+    /// Whether it has no entries.
+    pub empty: bool,
+    /// Whether its file system (or mount) is read-only.
+    pub read_only: bool,
+    /// Device of its parent directory (`None` for the root itself).
+    pub parent_dev: Option<u64>,
+}
+
+/// What the write-routing dir `var/lib/extensions.mutable/<h>` resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingDir {
+    /// Nothing there.
+    Missing,
+    /// A symlink whose target does not exist under the root.
+    Dangling,
+    /// A directory (possibly through a symlink).
+    Dir(DirInfo),
+    /// Something that is not a directory, with its permission bits.
+    NotDir {
+        /// Permission bits.
+        mode: u32,
+    },
+}
+
+/// What one extension holds for one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtLayer {
+    /// Nothing at that path.
+    Absent,
+    /// An empty directory (contributes nothing).
+    Empty,
+    /// Not a directory: a fatal error when merging.
+    NotDirectory,
+    /// A non-empty directory; the path is for display.
+    Content(String),
+}
+
+/// One accepted extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtensionInput {
+    /// Image name.
+    pub name: String,
+    /// One entry per configured hierarchy, same order as [`PlanInputs::hierarchies`].
+    pub layers: Vec<ExtLayer>,
+}
+
+/// One configured hierarchy as found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HierarchyInput {
+    /// The configured hierarchy.
+    pub hierarchy: Hierarchy,
+    /// Path of the hierarchy as printed (`/sbv/usr`), resolved if it exists.
+    pub path: String,
+    /// The host directory (underneath any merge of ours), if it exists.
+    pub host: Option<DirInfo>,
+    /// The routing dir as printed (`/sbv/var/lib/extensions.mutable/usr`).
+    pub routing_path: String,
+    /// What the routing dir resolves to.
+    pub routing: RoutingDir,
+}
+
+/// Everything planning needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanInputs {
+    /// Image class.
+    pub class: ImageClass,
+    /// Mutable mode requested.
+    pub mode: MutableMode,
+    /// `--noexec=`: `None` keeps the class default.
+    pub noexec: Option<bool>,
+    /// Accepted extensions, in any order.
+    pub extensions: Vec<ExtensionInput>,
+    /// Hierarchies in configured order.
+    pub hierarchies: Vec<HierarchyInput>,
+}
+
+/// A lower layer, top to bottom in [`HierarchyPlan::lower`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layer {
+    /// The synthetic meta layer carrying `.systemd-sysext`.
+    Meta,
+    /// The write-routing dir imported read-only (`import`, `ephemeral-import`).
+    Import(String),
+    /// An extension's hierarchy directory.
+    Extension {
+        /// Image name.
+        name: String,
+        /// Path (display).
+        path: String,
+    },
+    /// The host hierarchy.
+    Host(String),
+}
+
+/// The upper dir of a writable merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upper {
+    /// The routing dir (or its target); `create` when `--mutable=yes` must create it.
+    RoutingDir {
+        /// Display path.
+        path: String,
+        /// Root-relative path.
+        rel: String,
+        /// Whether it is created first.
+        create: bool,
+    },
+    /// The host hierarchy itself (routing dir is a symlink to it).
+    Host {
+        /// Display path.
+        path: String,
+        /// Root-relative path.
+        rel: String,
+    },
+    /// A private tmpfs (ephemeral modes).
+    Ephemeral,
+}
+
+impl Upper {
+    /// Short description for status: the dir, `ephemeral` or `base`.
+    pub fn describe(&self) -> String {
+        match self {
+            Upper::RoutingDir { path, .. } => path.clone(),
+            Upper::Host { .. } => "base".into(),
+            Upper::Ephemeral => "ephemeral".into(),
+        }
+    }
+}
+
+/// Where the overlay's work dir goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkDir {
+    /// `.systemd-<h>-workdir` next to the upper dir, under the root.
+    Beside {
+        /// Display path.
+        path: String,
+        /// Root-relative path.
+        rel: String,
+    },
+    /// On the private tmpfs.
+    Ephemeral,
+}
+
+/// Mount flags of a merged hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MountFlags {
+    /// `ro`.
+    pub read_only: bool,
+    /// `nodev` (always).
+    pub nodev: bool,
+    /// `nosuid`.
+    pub nosuid: bool,
+    /// `noexec`.
+    pub noexec: bool,
+    /// `noatime` (writable merges).
+    pub noatime: bool,
+}
+
+/// The overlay for one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HierarchyPlan {
+    /// The hierarchy.
+    pub hierarchy: Hierarchy,
+    /// Index in the configured hierarchies.
+    pub index: usize,
+    /// Where the overlay goes (display path).
+    pub target: String,
+    /// Whether the hierarchy directory must be created first.
+    pub create_target: bool,
+    /// Lower layers, top first.
+    pub lower: Vec<Layer>,
+    /// Upper dir, if writable.
+    pub upper: Option<Upper>,
+    /// Work dir, exactly when there is an upper dir.
+    pub work_dir: Option<WorkDir>,
+    /// Mode the top layer is given (the hierarchy's permission bits).
+    pub top_mode: u32,
+    /// Mount flags.
+    pub flags: MountFlags,
+    /// Contents of the meta dir (the `dev` is filled in after mounting).
+    pub meta: MetaDir,
+}
+
+impl HierarchyPlan {
+    /// Whether the merge is writable.
+    pub fn writable(&self) -> bool {
+        self.upper.is_some()
+    }
+}
+
+/// The result of planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Image class.
+    pub class: ImageClass,
+    /// Mode requested.
+    pub mode: MutableMode,
+    /// All accepted extension names, ascending (systemd's version order).
+    pub extensions: Vec<String>,
+    /// Overlays to build, in configured order (hierarchies without content are absent).
+    pub hierarchies: Vec<HierarchyPlan>,
+}
+
+fn same(a: &DirInfo, b: &DirInfo) -> bool {
+    a.path == b.path || (a.dev == b.dev && a.ino == b.ino)
+}
+
+fn overlay_einval(h: &HierarchyInput, what: &str) -> Error {
+    Error::Mount {
+        op: "mount overlay on",
+        target: h.path.clone(),
+        source: io::Error::from_raw_os_error(libc::EINVAL),
+        kernel_log: vec![format!("{what} '{}' is not a directory", h.routing_path)],
+    }
+}
+
+fn dirname(rel: &str) -> &str {
+    match rel.rfind('/') {
+        Some(i) => &rel[..i],
+        None => "",
+    }
+}
+
+fn join_display(prefix_of: &str, rel_parent: &str, name: &str, rel: &str) -> String {
+    // prefix_of is a display path whose root-relative part is `rel`; strip it to get the prefix.
+    let prefix = prefix_of.strip_suffix(rel).unwrap_or("").trim_end_matches('/');
+    if rel_parent.is_empty() {
+        format!("{prefix}/{name}")
+    } else {
+        format!("{prefix}/{rel_parent}/{name}")
+    }
+}
+
+/// Plan the overlays.
+pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
+    let mut names: Vec<String> = inputs.extensions.iter().map(|e| e.name.clone()).collect();
+    names.sort_by(|a, b| crate::version::strverscmp_improved(a, b).then_with(|| a.cmp(b)));
+    let mut sorted: Vec<&ExtensionInput> = inputs.extensions.iter().collect();
+    sorted.sort_by(|a, b| crate::version::strverscmp_improved(&b.name, &a.name).then_with(|| b.name.cmp(&a.name)));
+
+    let info = inputs.class.info();
+    let mode = inputs.mode;
+    let mut out = Vec::new();
+    for (idx, h) in inputs.hierarchies.iter().enumerate() {
+        // 1. Layers from extensions, highest-sorted first.
+        let mut ext_layers = Vec::new();
+        for e in &sorted {
+            match e.layers.get(idx) {
+                Some(ExtLayer::Content(p)) => ext_layers.push(Layer::Extension { name: e.name.clone(), path: p.clone() }),
+                Some(ExtLayer::NotDirectory) => {
+                    return Err(Error::HierarchyNotDirectory {
+                        hierarchy: format!("{}/{}", e.name, h.hierarchy.relative()),
+                        image: e.name.clone(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        if ext_layers.is_empty() {
+            continue;
+        }
+        let hier_mode = h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755);
+        let comp = h.hierarchy.as_component();
+        let workdir_name = format!(".systemd-{comp}-workdir");
+
+        // 2. Mode check on the routing dir (auto, yes).
+        if matches!(mode, MutableMode::Auto | MutableMode::Enabled) {
+            let found = match &h.routing {
+                RoutingDir::Dir(d) => Some(d.mode & 0o777),
+                RoutingDir::NotDir { mode } => Some(mode & 0o777),
+                _ => None,
+            };
+            if let Some(m) = found {
+                if m != hier_mode {
+                    return Err(Error::MutableDirMode { dir: h.routing_path.clone(), mode: m, expected: hier_mode });
+                }
+            }
+        }
+
+        let is_self = |d: &DirInfo| h.host.as_ref().map(|host| same(host, d)).unwrap_or(false);
+
+        // 3. Import layer.
+        let mut import = None;
+        if mode.imports() {
+            match &h.routing {
+                RoutingDir::Dir(d) if is_self(d) => {
+                    return Err(Error::MutableDirIsHierarchy { hierarchy: h.hierarchy.to_string() })
+                }
+                RoutingDir::Dir(d) => import = Some(d.clone()),
+                RoutingDir::NotDir { .. } => return Err(overlay_einval(h, "lower dir")),
+                _ => {}
+            }
+        }
+
+        // 4. Upper dir.
+        let mut upper_is_host = false;
+        let upper = match mode {
+            MutableMode::Disabled | MutableMode::Import => None,
+            MutableMode::Ephemeral | MutableMode::EphemeralImport => Some(Upper::Ephemeral),
+            MutableMode::Auto | MutableMode::Enabled => match &h.routing {
+                RoutingDir::Dir(d) if is_self(d) => {
+                    upper_is_host = true;
+                    Some(Upper::Host { path: d.path.clone(), rel: d.rel.clone() })
+                }
+                RoutingDir::Dir(d) => Some(Upper::RoutingDir { path: d.path.clone(), rel: d.rel.clone(), create: false }),
+                RoutingDir::NotDir { .. } if mode == MutableMode::Auto => return Err(overlay_einval(h, "upper dir")),
+                RoutingDir::NotDir { .. } | RoutingDir::Dangling if mode == MutableMode::Enabled => {
+                    return Err(Error::MutableDirCreate {
+                        dir: h.routing_path.clone(),
+                        source: io::Error::from_raw_os_error(libc::EEXIST),
+                    })
+                }
+                RoutingDir::Missing if mode == MutableMode::Enabled => Some(Upper::RoutingDir {
+                    path: h.routing_path.clone(),
+                    rel: h.hierarchy.routing_dir(),
+                    create: true,
+                }),
+                _ => None,
+            },
+        };
+
+        // 5. Writability and work dir placement.
+        let work_dir = match &upper {
+            None => None,
+            Some(Upper::Ephemeral) => Some(WorkDir::Ephemeral),
+            Some(Upper::RoutingDir { path, rel, create }) => {
+                if !create {
+                    if let RoutingDir::Dir(d) = &h.routing {
+                        if d.read_only {
+                            return Err(Error::UpperDirReadOnly { dir: path.clone() });
+                        }
+                        if d.parent_dev != Some(d.dev) {
+                            return Err(Error::WorkDirCrossDevice { upper: path.clone(), hierarchy: h.hierarchy.to_string() });
+                        }
+                    }
+                }
+                let parent = dirname(rel);
+                let wrel = if parent.is_empty() { workdir_name.clone() } else { format!("{parent}/{workdir_name}") };
+                Some(WorkDir::Beside { path: join_display(path, parent, &workdir_name, rel), rel: wrel })
+            }
+            Some(Upper::Host { path, rel }) => {
+                let host = h.host.as_ref().expect("host exists when it is the upper dir");
+                if host.read_only {
+                    return Err(Error::UpperDirReadOnly { dir: path.clone() });
+                }
+                if host.parent_dev != Some(host.dev) {
+                    return Err(Error::WorkDirCrossDevice { upper: path.clone(), hierarchy: h.hierarchy.to_string() });
+                }
+                let parent = dirname(rel);
+                let wrel = if parent.is_empty() { workdir_name.clone() } else { format!("{parent}/{workdir_name}") };
+                Some(WorkDir::Beside { path: join_display(path, parent, &workdir_name, rel), rel: wrel })
+            }
+        };
+
+        // 6. Lower layers, top to bottom.
+        let mut lower = vec![Layer::Meta];
+        if let Some(d) = &import {
+            lower.push(Layer::Import(d.path.clone()));
+        }
+        lower.extend(ext_layers);
+        if let Some(host) = &h.host {
+            if !host.empty && !upper_is_host {
+                lower.push(Layer::Host(host.path.clone()));
+            }
+        }
+        if lower.len() > MAX_LOWER_LAYERS {
+            return Err(Error::TooManyLayers { hierarchy: h.hierarchy.to_string(), count: lower.len(), max: MAX_LOWER_LAYERS });
+        }
+
+        let writable = upper.is_some();
+        let meta_work_dir = match &work_dir {
+            Some(WorkDir::Beside { rel, .. }) => Some(rel.clone()),
+            _ => None,
+        };
+        out.push(HierarchyPlan {
+            hierarchy: h.hierarchy.clone(),
+            index: idx,
+            target: h.path.clone(),
+            create_target: h.host.is_none(),
+            lower,
+            upper,
+            work_dir,
+            top_mode: hier_mode,
+            flags: MountFlags {
+                read_only: !writable,
+                nodev: true,
+                nosuid: info.nosuid,
+                noexec: inputs.noexec.unwrap_or(info.noexec),
+                noatime: writable,
+            },
+            meta: MetaDir { extensions: names.clone(), dev: None, work_dir: meta_work_dir },
+        });
+    }
+    Ok(Plan { class: inputs.class, mode, extensions: names, hierarchies: out })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(path: &str, rel: &str, mode: u32, dev: u64, ino: u64) -> DirInfo {
+        DirInfo { path: path.into(), rel: rel.into(), mode, dev, ino, empty: false, read_only: false, parent_dev: Some(dev) }
+    }
+
+    fn inputs(mode: MutableMode, routing: RoutingDir) -> PlanInputs {
+        PlanInputs {
+            class: ImageClass::Sysext,
+            mode,
+            noexec: None,
+            extensions: vec![
+                ExtensionInput { name: "foo".into(), layers: vec![ExtLayer::Content("E/foo/usr".into()), ExtLayer::Absent] },
+                ExtensionInput { name: "bar".into(), layers: vec![ExtLayer::Content("E/bar/usr".into()), ExtLayer::Empty] },
+            ],
+            hierarchies: vec![
+                HierarchyInput {
+                    hierarchy: Hierarchy::new("/usr").unwrap(),
+                    path: "/R/usr".into(),
+                    host: Some(dir("/R/usr", "usr", 0o755, 1, 10)),
+                    routing_path: "/R/var/lib/extensions.mutable/usr".into(),
+                    routing,
+                },
+                HierarchyInput {
+                    hierarchy: Hierarchy::new("/opt").unwrap(),
+                    path: "/R/opt".into(),
+                    host: Some(dir("/R/opt", "opt", 0o755, 1, 11)),
+                    routing_path: "/R/var/lib/extensions.mutable/opt".into(),
+                    routing: RoutingDir::Missing,
+                },
+            ],
+        }
+    }
+
+    fn routing_dir() -> RoutingDir {
+        RoutingDir::Dir(dir("/R/var/lib/extensions.mutable/usr", "var/lib/extensions.mutable/usr", 0o755, 1, 20))
+    }
+
+    #[test]
+    fn read_only_default() {
+        let p = plan(&inputs(MutableMode::Disabled, routing_dir())).unwrap();
+        assert_eq!(p.extensions, vec!["bar", "foo"]);
+        assert_eq!(p.hierarchies.len(), 1, "/opt has no content");
+        let h = &p.hierarchies[0];
+        assert_eq!(
+            h.lower,
+            vec![
+                Layer::Meta,
+                Layer::Extension { name: "foo".into(), path: "E/foo/usr".into() },
+                Layer::Extension { name: "bar".into(), path: "E/bar/usr".into() },
+                Layer::Host("/R/usr".into())
+            ]
+        );
+        assert!(h.upper.is_none() && h.work_dir.is_none());
+        assert!(h.flags.read_only && h.flags.nodev && !h.flags.nosuid && !h.flags.noexec);
+        assert_eq!(h.meta.work_dir, None);
+    }
+
+    #[test]
+    fn auto_uses_routing_dir() {
+        let p = plan(&inputs(MutableMode::Auto, routing_dir())).unwrap();
+        let h = &p.hierarchies[0];
+        assert!(matches!(&h.upper, Some(Upper::RoutingDir { create: false, .. })));
+        assert_eq!(
+            h.work_dir,
+            Some(WorkDir::Beside {
+                path: "/R/var/lib/extensions.mutable/.systemd-usr-workdir".into(),
+                rel: "var/lib/extensions.mutable/.systemd-usr-workdir".into()
+            })
+        );
+        assert_eq!(h.meta.work_dir.as_deref(), Some("var/lib/extensions.mutable/.systemd-usr-workdir"));
+        assert!(!h.flags.read_only && h.flags.noatime);
+        let p = plan(&inputs(MutableMode::Auto, RoutingDir::Missing)).unwrap();
+        assert!(p.hierarchies[0].upper.is_none());
+    }
+
+    #[test]
+    fn yes_creates() {
+        let p = plan(&inputs(MutableMode::Enabled, RoutingDir::Missing)).unwrap();
+        assert!(matches!(&p.hierarchies[0].upper, Some(Upper::RoutingDir { create: true, .. })));
+        let e = plan(&inputs(MutableMode::Enabled, RoutingDir::Dangling)).unwrap_err();
+        assert_eq!(e.errno(), libc::EEXIST);
+    }
+
+    #[test]
+    fn mode_mismatch() {
+        let mut d = dir("/R/var/lib/extensions.mutable/usr", "var/lib/extensions.mutable/usr", 0o700, 1, 20);
+        d.mode = 0o700;
+        for m in [MutableMode::Auto, MutableMode::Enabled] {
+            let e = plan(&inputs(m, RoutingDir::Dir(d.clone()))).unwrap_err();
+            assert_eq!(e.to_string(), "Mutable directory '/R/var/lib/extensions.mutable/usr' has mode 0700, ought to have mode 0755");
+        }
+        for m in [MutableMode::Import, MutableMode::EphemeralImport, MutableMode::Ephemeral, MutableMode::Disabled] {
+            assert!(plan(&inputs(m, RoutingDir::Dir(d.clone()))).is_ok(), "{m}");
+        }
+    }
+
+    #[test]
+    fn symlink_trick() {
+        let selfdir = RoutingDir::Dir(dir("/R/usr", "usr", 0o755, 1, 10));
+        for m in [MutableMode::Auto, MutableMode::Enabled] {
+            let p = plan(&inputs(m, selfdir.clone())).unwrap();
+            let h = &p.hierarchies[0];
+            assert!(matches!(&h.upper, Some(Upper::Host { .. })));
+            assert!(!h.lower.iter().any(|l| matches!(l, Layer::Host(_))));
+            assert_eq!(h.meta.work_dir.as_deref(), Some(".systemd-usr-workdir"));
+        }
+        for m in [MutableMode::Import, MutableMode::EphemeralImport] {
+            assert_eq!(plan(&inputs(m, selfdir.clone())).unwrap_err().errno(), libc::ELOOP);
+        }
+        let p = plan(&inputs(MutableMode::Ephemeral, selfdir)).unwrap();
+        assert!(p.hierarchies[0].lower.iter().any(|l| matches!(l, Layer::Host(_))));
+    }
+
+    #[test]
+    fn import_layer_below_meta() {
+        for m in [MutableMode::Import, MutableMode::EphemeralImport] {
+            let p = plan(&inputs(m, routing_dir())).unwrap();
+            let h = &p.hierarchies[0];
+            assert_eq!(h.lower[1], Layer::Import("/R/var/lib/extensions.mutable/usr".into()));
+            assert_eq!(h.upper.is_some(), m == MutableMode::EphemeralImport);
+            assert_eq!(h.meta.work_dir, None);
+        }
+    }
+
+    #[test]
+    fn upper_checks() {
+        let mut d = dir("/R/var/lib/extensions.mutable/usr", "var/lib/extensions.mutable/usr", 0o755, 1, 20);
+        d.read_only = true;
+        assert_eq!(plan(&inputs(MutableMode::Auto, RoutingDir::Dir(d.clone()))).unwrap_err().errno(), libc::EROFS);
+        d.read_only = false;
+        d.parent_dev = Some(2);
+        assert_eq!(plan(&inputs(MutableMode::Auto, RoutingDir::Dir(d))).unwrap_err().errno(), libc::EXDEV);
+    }
+
+    #[test]
+    fn empty_host_is_not_a_layer() {
+        let mut i = inputs(MutableMode::Disabled, RoutingDir::Missing);
+        i.hierarchies[0].host.as_mut().unwrap().empty = true;
+        let p = plan(&i).unwrap();
+        assert!(!p.hierarchies[0].lower.iter().any(|l| matches!(l, Layer::Host(_))));
+        i.hierarchies[0].host = None;
+        let p = plan(&i).unwrap();
+        assert!(p.hierarchies[0].create_target);
+        assert_eq!(p.hierarchies[0].top_mode, 0o755);
+    }
+
+    #[test]
+    fn confext_flags() {
+        let mut i = inputs(MutableMode::Disabled, RoutingDir::Missing);
+        i.class = ImageClass::Confext;
+        let p = plan(&i).unwrap();
+        let f = p.hierarchies[0].flags;
+        assert!(f.nosuid && f.noexec && f.nodev);
+        i.noexec = Some(false);
+        assert!(!plan(&i).unwrap().hierarchies[0].flags.noexec);
+    }
+
+    #[test]
+    fn not_a_directory_is_fatal() {
+        let mut i = inputs(MutableMode::Disabled, RoutingDir::Missing);
+        i.extensions[0].layers[1] = ExtLayer::NotDirectory;
+        assert_eq!(plan(&i).unwrap_err().errno(), libc::ENOTDIR);
+    }
+}

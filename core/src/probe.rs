@@ -1,0 +1,230 @@
+//! The I/O that planning needs: what the hierarchies, routing dirs and image trees look
+//! like. Produces [`PlanInputs`] (plain data) plus the handles the executor mounts with.
+
+use crate::class::ImageClass;
+use crate::error::{Error, Result};
+use crate::hierarchy::Hierarchy;
+use crate::mountinfo;
+use crate::mutable::MutableMode;
+use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, RoutingDir};
+use crate::root::{dir_is_empty, fd_path, open_beneath, Root};
+use crate::state;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
+use rustix::mount::OpenTreeFlags;
+use std::io;
+
+/// An image tree ready to be layered: a directory (to be bind-cloned) or a mounted image.
+#[derive(Debug)]
+pub struct ImageTree {
+    /// Image name.
+    pub name: String,
+    /// Display path of the image.
+    pub path: String,
+    /// The tree: an `O_PATH` fd of a directory, or a detached mount of an image file.
+    pub fd: OwnedFd,
+    /// Whether `fd` is already a private read-only mount (image files).
+    pub is_mount: bool,
+}
+
+/// The host side of a hierarchy.
+#[derive(Debug)]
+pub struct HostHandle {
+    /// The host directory underneath any merge of ours (`O_PATH`).
+    pub fd: OwnedFd,
+    /// A private clone of the mount holding it, kept open while in use.
+    pub keep: Option<OwnedFd>,
+}
+
+/// A merge of ours currently on a hierarchy.
+#[derive(Debug)]
+pub struct Current {
+    /// Top of the hierarchy (our overlay root).
+    pub fd: OwnedFd,
+    /// Kernel path of the hierarchy.
+    pub kernel_path: String,
+    /// Its meta data.
+    pub meta: crate::meta::MetaDir,
+}
+
+/// Everything found for one hierarchy.
+#[derive(Debug)]
+pub struct HierarchyProbe {
+    /// The host directory, if it exists; `Err(())` if it is hidden under a foreign mount
+    /// below our merge (only then is a gap-free refresh impossible).
+    pub host: std::result::Result<Option<HostHandle>, ()>,
+    /// The resolved routing dir.
+    pub routing: Option<OwnedFd>,
+    /// Our merge on it, if any.
+    pub current: Option<Current>,
+}
+
+/// Result of probing.
+#[derive(Debug)]
+pub struct Probed {
+    /// Pure inputs for [`crate::plan::plan`].
+    pub inputs: PlanInputs,
+    /// Per configured hierarchy.
+    pub hierarchies: Vec<HierarchyProbe>,
+}
+
+fn dir_info(fd: BorrowedFd<'_>, path: String, rel: String, parent: Option<BorrowedFd<'_>>) -> io::Result<DirInfo> {
+    let st = rustix::fs::fstat(fd)?;
+    let empty = dir_is_empty(fd)?;
+    let vfs = rustix::fs::fstatvfs(fd)?;
+    let read_only = vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY);
+    let parent_dev = match parent {
+        Some(p) => Some(rustix::fs::fstat(p)?.st_dev),
+        None => None,
+    };
+    Ok(DirInfo { path, rel, mode: st.st_mode & 0o7777, dev: st.st_dev, ino: st.st_ino, empty, read_only, parent_dev })
+}
+
+fn parent_fd(root: &Root, rel: &str) -> io::Result<Option<OwnedFd>> {
+    match rel.rfind('/') {
+        Some(i) => Ok(Some(root.open_in(&rel[..i], OFlags::PATH | OFlags::DIRECTORY)?)),
+        None if rel.is_empty() => Ok(None),
+        None => Ok(Some(rustix::io::dup(root.fd())?)),
+    }
+}
+
+/// Find the host directory underneath our merge on `top` (kernel path `kpath`).
+fn underlying(top: BorrowedFd<'_>, kpath: &str, class: ImageClass) -> std::result::Result<HostHandle, ()> {
+    let mounts = mountinfo::read_self().map_err(|_| ())?;
+    let stack = mountinfo::stack_at(&mounts, kpath);
+    let top_id = state::mount_id(top).ok_or(())?;
+    // Walk down over our overlays.
+    let mut lowest = None;
+    for m in &stack {
+        if m.id == top_id || (m.fstype == "overlay" && m.source == class.info().short) {
+            lowest = Some(*m);
+        } else {
+            break;
+        }
+    }
+    let lowest = lowest.ok_or(())?;
+    if stack.iter().any(|m| m.id == lowest.parent) {
+        // A foreign mount sits at the same place below our merge.
+        return Err(());
+    }
+    let (dir, base) = kpath.rsplit_once('/').ok_or(())?;
+    let dir = if dir.is_empty() { "/" } else { dir };
+    let dfd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|_| ())?;
+    if state::mount_id(dfd.as_fd()) != Some(lowest.parent) {
+        return Err(());
+    }
+    let clone = rustix::mount::open_tree(&dfd, "", OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH)
+        .map_err(|_| ())?;
+    let fd = rustix::fs::openat(&clone, base, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|_| ())?;
+    Ok(HostHandle { fd, keep: Some(clone) })
+}
+
+/// Look at one hierarchy: our merge on it, the host directory, the routing dir.
+pub fn probe_hierarchy(root: &Root, class: ImageClass, h: &Hierarchy) -> Result<(HierarchyInput, HierarchyProbe)> {
+    let rel = h.relative();
+    let resolved = root.resolve(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| crate::root::resolve_err(root, rel, e))?;
+    let (path, host, current, host_rel) = match resolved {
+        None => (root.display(rel), Ok(None), None, rel.to_string()),
+        Some(r) => {
+            let kpath = fd_path(r.fd.as_fd()).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            if state::is_ours(r.fd.as_fd(), &r.path, class)? {
+                let meta = state::read_meta(r.fd.as_fd(), &r.path, class)?;
+                let host = underlying(r.fd.as_fd(), &kpath, class).map(Some);
+                (r.path.clone(), host, Some(Current { fd: r.fd, kernel_path: kpath, meta }), r.rel)
+            } else {
+                (r.path.clone(), Ok(Some(HostHandle { fd: r.fd, keep: None })), None, r.rel)
+            }
+        }
+    };
+    let host_info = match &host {
+        Ok(Some(hh)) => {
+            let pfd = parent_fd(root, &host_rel).map_err(|e| Error::io("open parent of", &path, e))?;
+            Some(dir_info(hh.fd.as_fd(), path.clone(), host_rel.clone(), pfd.as_ref().map(|f| f.as_fd())).map_err(|e| Error::io("inspect", &path, e))?)
+        }
+        _ => None,
+    };
+
+    // The routing dir.
+    let drel = h.routing_dir();
+    let routing_path = root.display(&drel);
+    let (routing, routing_fd) = match root.resolve(&drel, OFlags::PATH) {
+        Ok(Some(r)) => {
+            let st = rustix::fs::fstat(&r.fd).map_err(|e| Error::io("stat", &r.path, e))?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                let pfd = parent_fd(root, &r.rel).map_err(|e| Error::io("open parent of", &r.path, e))?;
+                let info = dir_info(r.fd.as_fd(), r.path.clone(), r.rel.clone(), pfd.as_ref().map(|f| f.as_fd()))
+                    .map_err(|e| Error::io("inspect", &r.path, e))?;
+                (RoutingDir::Dir(info), Some(r.fd))
+            } else {
+                (RoutingDir::NotDir { mode: st.st_mode & 0o7777 }, None)
+            }
+        }
+        Ok(None) => {
+            // Distinguish "nothing there" from a dangling symlink (or a dangling parent).
+            let exists = root.open_in(&drel, OFlags::PATH | OFlags::NOFOLLOW).is_ok();
+            let parent_dangles = drel
+                .rmatch_indices('/')
+                .map(|(i, _)| &drel[..i])
+                .any(|p| root.open_in(p, OFlags::PATH | OFlags::NOFOLLOW).is_ok() && root.open_in(p, OFlags::PATH).is_err());
+            if exists || parent_dangles {
+                (RoutingDir::Dangling, None)
+            } else {
+                (RoutingDir::Missing, None)
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => (RoutingDir::Dangling, None),
+        Err(e) => return Err(Error::io("resolve", &routing_path, e)),
+    };
+    Ok((
+        HierarchyInput { hierarchy: h.clone(), path, host: host_info, routing_path, routing },
+        HierarchyProbe { host: host.map_err(|_| ()), routing: routing_fd, current },
+    ))
+}
+
+/// What an image tree holds for a hierarchy.
+pub fn ext_layer(tree: BorrowedFd<'_>, image_path: &str, h: &Hierarchy) -> ExtLayer {
+    match open_beneath(tree, h.relative(), OFlags::PATH) {
+        Err(_) => ExtLayer::Absent,
+        Ok(fd) => match rustix::fs::fstat(&fd) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => match dir_is_empty(fd.as_fd()) {
+                Ok(true) => ExtLayer::Empty,
+                Ok(false) => ExtLayer::Content(format!("{image_path}/{}", h.relative())),
+                Err(_) => ExtLayer::NotDirectory,
+            },
+            _ => ExtLayer::NotDirectory,
+        },
+    }
+}
+
+/// Probe everything for a merge of `trees` in `mode`.
+pub fn probe(
+    root: &Root,
+    class: ImageClass,
+    hierarchies: &[Hierarchy],
+    mode: MutableMode,
+    noexec: Option<bool>,
+    trees: &[ImageTree],
+) -> Result<Probed> {
+    let mut his = Vec::new();
+    let mut hps = Vec::new();
+    for h in hierarchies {
+        let (hi, hp) = probe_hierarchy(root, class, h)?;
+        his.push(hi);
+        hps.push(hp);
+    }
+    let extensions = trees
+        .iter()
+        .map(|t| ExtensionInput {
+            name: t.name.clone(),
+            layers: hierarchies.iter().map(|h| ext_layer(t.fd.as_fd(), &t.path, h)).collect(),
+        })
+        .collect();
+    Ok(Probed { inputs: PlanInputs { class, mode, noexec, extensions, hierarchies: his }, hierarchies: hps })
+}
+
+/// Statx helper used by discovery and status.
+pub fn mtime_usec(fd: BorrowedFd<'_>) -> Option<u64> {
+    let st = rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MTIME).ok()?;
+    Some(st.stx_mtime.tv_sec.max(0) as u64 * 1_000_000 + u64::from(st.stx_mtime.tv_nsec) / 1000)
+}

@@ -1,0 +1,249 @@
+//! The root below which everything happens (`--root`), and path resolution inside it.
+//!
+//! Every path below the root is resolved with `openat2(RESOLVE_IN_ROOT)` against a
+//! directory fd of the root, so symlinks (absolute or with `..`) can never lead
+//! outside of it: an absolute link target is re-rooted, `..` is clamped at the root.
+
+use crate::error::{Error, IoContext, Result};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A directory that serves as `/` for all operations.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    /// Prefix printed before root-relative paths: "" for `/`, "/sbv" for `--root=/sbv`.
+    prefix: String,
+    /// Whether `--root` was given at all (systemd then skips symlinks in search dirs).
+    explicit: bool,
+    /// The kernel's path of the root (for translating `/proc/self/fd` links).
+    real: PathBuf,
+}
+
+/// A path resolved inside the root.
+#[derive(Debug)]
+pub struct Resolved {
+    /// An fd for the object (`O_PATH`, or `O_DIRECTORY` when asked for a directory).
+    pub fd: OwnedFd,
+    /// The resolved path, root prefix included, as systemd would print it.
+    pub path: String,
+    /// The resolved path relative to the root, without leading slash ("" for the root).
+    pub rel: String,
+}
+
+fn openat2_flags() -> ResolveFlags {
+    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
+}
+
+/// Normalise a `--root` value the way systemd prints it: made absolute against the
+/// current directory, repeated and trailing slashes removed, `..` kept.
+pub fn normalize_root(given: &str) -> Result<String> {
+    let abs = if given.starts_with('/') {
+        given.to_string()
+    } else {
+        let cwd = std::env::current_dir().ctx("get current directory", ".")?;
+        format!("{}/{}", cwd.display(), given)
+    };
+    let mut out = String::with_capacity(abs.len());
+    for comp in abs.split('/').filter(|c| !c.is_empty() && *c != ".") {
+        out.push('/');
+        out.push_str(comp);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+impl Root {
+    /// Open the root. `None` means the host's `/` without `--root`.
+    pub fn open(given: Option<&str>) -> Result<Root> {
+        let norm = match given {
+            Some(g) => normalize_root(g)?,
+            None => "/".to_string(),
+        };
+        let fd = rustix::fs::open(norm.as_str(), OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .ctx("open root directory", &norm)?;
+        let real = fd_path(fd.as_fd()).unwrap_or_else(|| PathBuf::from(&norm));
+        let prefix = if norm == "/" { String::new() } else { norm };
+        Ok(Root { fd, prefix, explicit: given.is_some(), real })
+    }
+
+    /// The root's directory fd.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Whether `--root` was given.
+    pub fn is_explicit(&self) -> bool {
+        self.explicit
+    }
+
+    /// The root as systemd prints it in messages (`/` for the host).
+    pub fn display_root(&self) -> &str {
+        if self.prefix.is_empty() {
+            "/"
+        } else {
+            &self.prefix
+        }
+    }
+
+    /// Root prefix ("" for `/`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `R + /rel` as printed by systemd.
+    pub fn display(&self, rel: &str) -> String {
+        let rel = rel.trim_start_matches('/');
+        if rel.is_empty() {
+            return self.display_root().to_string();
+        }
+        format!("{}/{}", self.prefix, rel)
+    }
+
+    /// The absolute path of `rel` in the kernel's view (for `mount` targets and messages).
+    pub fn host_path(&self, rel: &str) -> PathBuf {
+        self.real.join(rel.trim_start_matches('/'))
+    }
+
+    /// Open `rel` inside the root with the given flags (symlinks resolved inside the root).
+    pub fn open_in(&self, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
+        open_beneath(self.fd.as_fd(), rel, flags)
+    }
+
+    /// Resolve `rel`; `Ok(None)` when it (or a link target on the way) does not exist.
+    pub fn resolve(&self, rel: &str, flags: OFlags) -> io::Result<Option<Resolved>> {
+        match self.open_in(rel, flags) {
+            Ok(fd) => {
+                let rel = self.rel_of(fd.as_fd()).unwrap_or_else(|| rel.trim_matches('/').to_string());
+                Ok(Some(Resolved { path: self.display(&rel), rel, fd }))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Root-relative path of an fd below the root, from `/proc/self/fd`.
+    pub fn rel_of(&self, fd: BorrowedFd<'_>) -> Option<String> {
+        let p = fd_path(fd)?;
+        let rel = p.strip_prefix(&self.real).ok()?;
+        Some(rel.to_string_lossy().trim_matches('/').to_string())
+    }
+
+    /// `mkdir -p` inside the root. Returns the root-relative paths of the directories it
+    /// created, outermost first (for undoing). Each directory is created with `mode`.
+    pub fn mkdir_p(&self, rel: &str, mode: u32) -> io::Result<Vec<String>> {
+        let mut created = Vec::new();
+        let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+        for i in 0..comps.len() {
+            let prefix = comps[..=i].join("/");
+            match self.open_in(&prefix, OFlags::PATH | OFlags::DIRECTORY) {
+                Ok(_) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+            let parent = comps[..i].join("/");
+            let pfd = if parent.is_empty() {
+                rustix::io::dup(self.fd.as_fd())?
+            } else {
+                self.open_in(&parent, OFlags::PATH | OFlags::DIRECTORY)?
+            };
+            match rustix::fs::mkdirat(&pfd, comps[i], Mode::from_raw_mode(mode)) {
+                Ok(()) => created.push(prefix),
+                Err(Errno::EXIST) => {
+                    // Something is there but does not resolve to a directory (a dangling
+                    // symlink or a file): mkdir -p fails like systemd's does.
+                    return Err(io::Error::from_raw_os_error(libc::EEXIST));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(created)
+    }
+}
+
+/// Open `rel` beneath `dirfd` treating `dirfd` as the root.
+pub fn open_beneath(dirfd: BorrowedFd<'_>, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
+    let rel = rel.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    // openat2() returns EAGAIN when a mount or rename elsewhere raced with `..` resolution
+    // under RESOLVE_IN_ROOT; the lookup is simply retried.
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(dirfd, rel, flags | OFlags::CLOEXEC, Mode::empty(), openat2_flags()) {
+            Err(Errno::AGAIN) if tries < 1000 => tries += 1,
+            r => return r.map_err(Into::into),
+        }
+    }
+}
+
+/// The kernel's path of an fd (`readlink /proc/self/fd/N`).
+pub fn fd_path(fd: BorrowedFd<'_>) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()
+}
+
+/// `/proc/self/fd/N`: a path that reaches exactly the object of `fd` (for overlay options).
+pub fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
+    use std::os::fd::AsRawFd;
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Whether a directory (given as an fd that may be `O_PATH`) has no entries besides `.` and `..`.
+pub fn dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let dfd = rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut dir = rustix::fs::Dir::read_from(&dfd)?;
+    while let Some(ent) = dir.next() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Make an [`Error`] for a failed resolution under the root.
+pub(crate) fn resolve_err(root: &Root, rel: &str, e: io::Error) -> Error {
+    Error::io("resolve", Path::new(&root.display(rel)), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_normalisation() {
+        assert_eq!(normalize_root("/sbv/").unwrap(), "/sbv");
+        assert_eq!(normalize_root("//sbv").unwrap(), "/sbv");
+        assert_eq!(normalize_root("/").unwrap(), "/");
+        assert_eq!(normalize_root("/a/../b").unwrap(), "/a/../b");
+        assert_eq!(normalize_root("/a/./b").unwrap(), "/a/b");
+    }
+
+    #[test]
+    fn resolution_stays_inside_root() {
+        let t = std::env::temp_dir().join(format!("sysext-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        std::fs::create_dir_all(t.join("usr/lib")).unwrap();
+        std::os::unix::fs::symlink("/usr/lib", t.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../usr", t.join("up")).unwrap();
+        std::os::unix::fs::symlink("/nonexistent-x", t.join("dangling")).unwrap();
+        let root = Root::open(Some(t.to_str().unwrap())).unwrap();
+        let r = root.resolve("abs", OFlags::PATH).unwrap().unwrap();
+        assert_eq!(r.rel, "usr/lib");
+        assert_eq!(r.path, format!("{}/usr/lib", t.display()));
+        let r = root.resolve("up", OFlags::PATH).unwrap().unwrap();
+        assert_eq!(r.rel, "usr");
+        assert!(root.resolve("dangling", OFlags::PATH).unwrap().is_none());
+        let created = root.mkdir_p("var/lib/x", 0o700).unwrap();
+        assert_eq!(created, vec!["var", "var/lib", "var/lib/x"]);
+        assert!(root.mkdir_p("dangling/y", 0o700).is_err());
+        assert_eq!(root.mkdir_p("usr/lib", 0o755).unwrap(), Vec::<String>::new());
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+}

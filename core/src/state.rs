@@ -1,0 +1,100 @@
+//! Is a hierarchy merged by us, and what is merged there (`status`).
+
+use crate::class::ImageClass;
+use crate::error::{Error, Result};
+use crate::meta;
+use crate::root::open_beneath;
+use rustix::fd::{AsFd, BorrowedFd};
+use rustix::fs::{AtFlags, OFlags, StatxFlags};
+use std::io::Read;
+
+/// `STATX_ATTR_MOUNT_ROOT`.
+const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
+
+/// Whether `fd` (a directory) is the root of a mount.
+pub fn is_mount_point(fd: BorrowedFd<'_>) -> bool {
+    match rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS | StatxFlags::MNT_ID) {
+        Ok(st) => st.stx_attributes.bits() & STATX_ATTR_MOUNT_ROOT != 0 && st.stx_attributes_mask.bits() & STATX_ATTR_MOUNT_ROOT != 0,
+        Err(_) => false,
+    }
+}
+
+/// The mount ID of the mount `fd` is on.
+pub fn mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
+    rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID).ok().map(|st| st.stx_mnt_id)
+}
+
+fn read_small(dir: BorrowedFd<'_>, rel: &str) -> std::io::Result<String> {
+    let fd = open_beneath(dir, rel, OFlags::RDONLY)?;
+    let mut s = String::new();
+    std::fs::File::from(fd).take(1 << 20).read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// Whether the directory `fd` (path `path`, for messages) is a merge of `class` made by us
+/// or by systemd: a mount point whose `<dot_dir>/dev` names its own device.
+#[doc(alias = "is_our_mount_point")]
+pub fn is_ours(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<bool> {
+    if !is_mount_point(fd) {
+        return Ok(false);
+    }
+    let dot = class.info().dot_dir;
+    let text = match read_small(fd, &format!("{dot}/dev")) {
+        Ok(t) => t,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(e) => return Err(Error::io("read", format!("{path}/{dot}/dev"), e)),
+    };
+    let Some((ma, mi)) = meta::decode_dev(&text) else {
+        return Err(Error::MetaDev { dot_dir: dot, path: path.to_string() });
+    };
+    let st = rustix::fs::fstat(fd).map_err(|e| Error::io("stat", path, e))?;
+    Ok(rustix::fs::major(st.st_dev) == ma && rustix::fs::minor(st.st_dev) == mi)
+}
+
+/// Read the meta dir of a merged hierarchy.
+pub fn read_meta(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<meta::MetaDir> {
+    let info = class.info();
+    let ext = read_small(fd, &format!("{}/{}", info.dot_dir, info.list_file))
+        .map_err(|e| Error::io("read", format!("{path}/{}/{}", info.dot_dir, info.list_file), e))?;
+    let dev = read_small(fd, &format!("{}/dev", info.dot_dir)).ok().and_then(|t| meta::decode_dev(&t));
+    let work_dir = read_small(fd, &format!("{}/work_dir", info.dot_dir)).ok().and_then(|t| meta::decode_work_dir(&t));
+    let mut m = meta::MetaDir { extensions: meta::decode_extensions(&ext), dev, work_dir };
+    if m.extensions.is_empty() {
+        m.extensions = Vec::new();
+    }
+    Ok(m)
+}
+
+/// Extra facts libsysext records about its own merges (`<dot_dir>/libsysext`), so that
+/// `status` can show the mode in effect. Merges made by systemd lack it.
+pub fn read_mode_note(fd: BorrowedFd<'_>, class: ImageClass) -> Option<(String, String)> {
+    let text = read_small(fd.as_fd(), &format!("{}/{}", class.info().dot_dir, MODE_NOTE)).ok()?;
+    let mut mode = None;
+    let mut upper = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("mutable=") {
+            mode = Some(v.to_string());
+        } else if let Some(v) = line.strip_prefix("upper=") {
+            upper = Some(v.to_string());
+        }
+    }
+    Some((mode?, upper.unwrap_or_default()))
+}
+
+/// File name of libsysext's note in the meta dir.
+pub const MODE_NOTE: &str = "libsysext";
+
+/// What `status` reports for one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HierarchyStatus {
+    /// The hierarchy as configured.
+    pub hierarchy: String,
+    /// Merged extensions (`None` when not merged).
+    pub extensions: Option<Vec<String>>,
+    /// Modification time of the merged hierarchy, µs since the epoch.
+    pub since_usec: Option<u64>,
+    /// Mutable mode in effect (`no`, `yes`, …), when known.
+    pub mutable: Option<String>,
+    /// Where writes go: a directory, `ephemeral`, `base`, or `none` (read-only).
+    pub upper: Option<String>,
+}
