@@ -1,2 +1,6 @@
-//! Thin unsafe wrappers (being written).
+//! Thin wrappers around kernel interfaces that need `unsafe` (ioctls, new syscalls).
+//! All `unsafe` code of the crate lives below this module.
+pub mod loopdev;
 pub mod mountattr;
+
+pub use loopdev::{LoopDevice, LoopOptions};

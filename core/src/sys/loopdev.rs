@@ -1,0 +1,365 @@
+//! Loop devices, attached with a single `LOOP_CONFIGURE` ioctl.
+//!
+//! [`LoopDevice::attach`] asks `/dev/loop-control` for a free device, opens it and binds the
+//! backing file with offset, size limit, flags and block size in one step. When another
+//! process grabs the same device in between (`EBUSY`), the next free one is tried.
+//!
+//! Lifetime: devices are set up with `LO_FLAGS_AUTOCLEAR` by default, so the kernel unbinds
+//! the device when its last opener goes away. [`LoopDevice::detach`] (and `Drop`) issue
+//! `LOOP_CLR_FD` and close our descriptor: if nothing else holds the device it is released
+//! right away; if a file system mounted from it still holds it, the device stays until that
+//! mount is gone, then disappears on its own.
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const LOOP_CLR_FD: libc::Ioctl = 0x4C01;
+const LOOP_GET_STATUS64: libc::Ioctl = 0x4C05;
+const LOOP_CONFIGURE: libc::Ioctl = 0x4C0A;
+const LOOP_CTL_GET_FREE: libc::Ioctl = 0x4C82;
+
+/// `LO_FLAGS_READ_ONLY`.
+pub const LO_FLAGS_READ_ONLY: u32 = 1;
+/// `LO_FLAGS_AUTOCLEAR`.
+pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+/// `LO_FLAGS_PARTSCAN`.
+pub const LO_FLAGS_PARTSCAN: u32 = 8;
+/// `LO_FLAGS_DIRECT_IO`.
+pub const LO_FLAGS_DIRECT_IO: u32 = 16;
+
+const LO_NAME_SIZE: usize = 64;
+const LO_KEY_SIZE: usize = 32;
+/// How many free devices are tried before giving up on `EBUSY` races.
+const MAX_ATTEMPTS: u32 = 64;
+
+/// `struct loop_info64` of `<linux/loop.h>`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; LO_NAME_SIZE],
+    lo_crypt_name: [u8; LO_NAME_SIZE],
+    lo_encrypt_key: [u8; LO_KEY_SIZE],
+    lo_init: [u64; 2],
+}
+
+/// `struct loop_config` of `<linux/loop.h>`.
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+const _: () = assert!(std::mem::size_of::<LoopInfo64>() == 232);
+const _: () = assert!(std::mem::size_of::<LoopConfig>() == 304);
+
+impl LoopInfo64 {
+    const ZERO: LoopInfo64 = LoopInfo64 {
+        lo_device: 0,
+        lo_inode: 0,
+        lo_rdevice: 0,
+        lo_offset: 0,
+        lo_sizelimit: 0,
+        lo_number: 0,
+        lo_encrypt_type: 0,
+        lo_encrypt_key_size: 0,
+        lo_flags: 0,
+        lo_file_name: [0; LO_NAME_SIZE],
+        lo_crypt_name: [0; LO_NAME_SIZE],
+        lo_encrypt_key: [0; LO_KEY_SIZE],
+        lo_init: [0; 2],
+    };
+}
+
+/// Options for [`LoopDevice::attach`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoopOptions {
+    /// `LO_FLAGS_READ_ONLY` (default on).
+    pub read_only: bool,
+    /// `LO_FLAGS_AUTOCLEAR` (default on).
+    pub autoclear: bool,
+    /// `LO_FLAGS_DIRECT_IO`; dropped again if the kernel refuses it with `EINVAL` (default off).
+    pub direct_io: bool,
+    /// `LO_FLAGS_PARTSCAN`: let the kernel create partition devices (default off).
+    pub partscan: bool,
+    /// Logical block size; 0 for the kernel default (512).
+    pub block_size: u32,
+}
+
+impl Default for LoopOptions {
+    fn default() -> LoopOptions {
+        LoopOptions { read_only: true, autoclear: true, direct_io: false, partscan: false, block_size: 0 }
+    }
+}
+
+impl LoopOptions {
+    fn flags(&self) -> u32 {
+        let mut f = 0;
+        if self.read_only {
+            f |= LO_FLAGS_READ_ONLY;
+        }
+        if self.autoclear {
+            f |= LO_FLAGS_AUTOCLEAR;
+        }
+        if self.direct_io {
+            f |= LO_FLAGS_DIRECT_IO;
+        }
+        if self.partscan {
+            f |= LO_FLAGS_PARTSCAN;
+        }
+        f
+    }
+}
+
+/// The kernel's view of a bound loop device (`LOOP_GET_STATUS64`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopStatus {
+    pub number: u32,
+    pub offset: u64,
+    /// 0: up to the end of the backing file.
+    pub size_limit: u64,
+    /// `LO_FLAGS_*`.
+    pub flags: u32,
+    /// Device and inode number of the backing file.
+    pub backing_device: u64,
+    pub backing_inode: u64,
+    /// The name given at setup (at most 63 bytes, informational only).
+    pub file_name: String,
+}
+
+fn errno() -> io::Error {
+    io::Error::last_os_error()
+}
+
+fn ioctl_int(fd: BorrowedFd<'_>, request: libc::Ioctl, arg: libc::c_ulong) -> io::Result<libc::c_int> {
+    // SAFETY: the requests used with this helper take an integer argument (or none).
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r)
+    }
+}
+
+fn open_path(path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c` is a valid NUL-terminated string; the returned descriptor is owned below.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC | libc::O_NOCTTY) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    // SAFETY: `fd` was just returned by open(2) and is not owned by anything else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn configure(dev: BorrowedFd<'_>, cfg: &LoopConfig) -> io::Result<()> {
+    // SAFETY: LOOP_CONFIGURE reads a `struct loop_config`, which `cfg` points to and whose
+    // layout matches the kernel's (checked by the size assertions above).
+    let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, cfg as *const LoopConfig) };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
+fn get_status(dev: BorrowedFd<'_>) -> io::Result<LoopInfo64> {
+    let mut info = LoopInfo64::ZERO;
+    // SAFETY: LOOP_GET_STATUS64 writes a `struct loop_info64` into `info`.
+    let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, &mut info as *mut LoopInfo64) };
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(info)
+    }
+}
+
+/// A loop device we attached. Detached by [`LoopDevice::detach`] or on drop.
+#[derive(Debug)]
+pub struct LoopDevice {
+    path: PathBuf,
+    fd: Option<OwnedFd>,
+    number: u32,
+}
+
+impl LoopDevice {
+    /// Attaches `file` (from `offset`, `size` bytes; `size == 0` means up to the end of the
+    /// file) to a free loop device.
+    ///
+    /// The device is opened read-only when `opts.read_only` is set. On `EBUSY` (another
+    /// allocator took the device between `LOOP_CTL_GET_FREE` and `LOOP_CONFIGURE`) the next
+    /// free device is tried, up to a bounded number of times.
+    pub fn attach(file: impl AsFd, offset: u64, size: u64, opts: &LoopOptions) -> io::Result<LoopDevice> {
+        let file = file.as_fd();
+        let control = open_path(Path::new("/dev/loop-control"), libc::O_RDWR)?;
+        let mut cfg = LoopConfig {
+            fd: u32::try_from(file.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
+            block_size: opts.block_size,
+            info: LoopInfo64 { lo_offset: offset, lo_sizelimit: size, lo_flags: opts.flags(), ..LoopInfo64::ZERO },
+            reserved: [0; 8],
+        };
+        if let Ok(target) = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+            let name = target.as_os_str().as_encoded_bytes();
+            let n = name.len().min(LO_NAME_SIZE - 1);
+            cfg.info.lo_file_name[..n].copy_from_slice(&name[..n]);
+        }
+        let access = if opts.read_only { libc::O_RDONLY } else { libc::O_RDWR };
+
+        let mut last_err = io::Error::from_raw_os_error(libc::EBUSY);
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_micros(200 * u64::from(attempt.min(50))));
+            }
+            let number = ioctl_int(control.as_fd(), LOOP_CTL_GET_FREE, 0)?;
+            let number = u32::try_from(number).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let path = PathBuf::from(format!("/dev/loop{number}"));
+            let dev = match open_path(&path, access) {
+                Ok(fd) => fd,
+                // The node is not there (yet) or went away: another round.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENXIO)) => {
+                    last_err = e;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let mut result = configure(dev.as_fd(), &cfg);
+            if opts.direct_io && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
+                // The backing file system cannot do direct I/O: go without.
+                cfg.info.lo_flags &= !LO_FLAGS_DIRECT_IO;
+                result = configure(dev.as_fd(), &cfg);
+            }
+            match result {
+                Ok(()) => {
+                    let device = LoopDevice { path, fd: Some(dev), number };
+                    // Old kernels could ignore offset/size in LOOP_CONFIGURE; make sure.
+                    let st = device.status()?;
+                    if st.offset != offset || st.size_limit != size {
+                        let _ = device.detach();
+                        return Err(io::Error::other(format!(
+                            "loop device ignored offset/size ({}/{} instead of {offset}/{size})",
+                            st.offset, st.size_limit
+                        )));
+                    }
+                    return Ok(device);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    last_err = e;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err)
+    }
+
+    /// `/dev/loopN`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// N of `/dev/loopN`.
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// Our descriptor of the device (open while the `LoopDevice` lives).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_ref().expect("loop device fd present until drop").as_fd()
+    }
+
+    /// The device number (`st_rdev`).
+    pub fn devnum(&self) -> io::Result<u64> {
+        let st = rustix::fs::fstat(self.fd())?;
+        Ok(st.st_rdev)
+    }
+
+    /// The kernel's status of the device.
+    pub fn status(&self) -> io::Result<LoopStatus> {
+        let i = get_status(self.fd())?;
+        let name_len = i.lo_file_name.iter().position(|&c| c == 0).unwrap_or(LO_NAME_SIZE);
+        Ok(LoopStatus {
+            number: i.lo_number,
+            offset: i.lo_offset,
+            size_limit: i.lo_sizelimit,
+            flags: i.lo_flags,
+            backing_device: i.lo_device,
+            backing_inode: i.lo_inode,
+            file_name: CStr::from_bytes_until_nul(&i.lo_file_name[..])
+                .map(|c| c.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| String::from_utf8_lossy(&i.lo_file_name[..name_len]).into_owned()),
+        })
+    }
+
+    /// Unbinds the device (`LOOP_CLR_FD`) and closes our descriptor. The kernel releases the
+    /// device once nothing else has it open (e.g. immediately, or when a mount of it goes).
+    pub fn detach(mut self) -> io::Result<()> {
+        self.clear()
+    }
+
+    fn clear(&mut self) -> io::Result<()> {
+        let Some(fd) = self.fd.take() else {
+            return Ok(());
+        };
+        let r = ioctl_int(fd.as_fd(), LOOP_CLR_FD, 0);
+        drop(fd);
+        match r {
+            Ok(_) => Ok(()),
+            // Already unbound (e.g. autoclear raced us): nothing left to do.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Gives up ownership without detaching: the device stays bound until its last opener
+    /// closes it (with autoclear) or someone detaches it.
+    pub fn into_owned_fd(mut self) -> OwnedFd {
+        self.fd.take().expect("loop device fd present until drop")
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = self.clear();
+    }
+}
+
+/// The backing file of `/dev/loopN` from sysfs, `None` if the device is not bound (or does
+/// not exist). The kernel appends ` (deleted)` for a deleted file.
+pub fn backing_file(number: u32) -> Option<PathBuf> {
+    let s = fs::read(format!("/sys/block/loop{number}/loop/backing_file")).ok()?;
+    let s = s.strip_suffix(b"\n").unwrap_or(&s);
+    if s.is_empty() {
+        return None;
+    }
+    Some(PathBuf::from(String::from_utf8_lossy(s).into_owned()))
+}
+
+/// Numbers of all loop devices currently bound to `path`, from sysfs.
+pub fn devices_backed_by(path: &Path) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    let mut v: Vec<u32> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("loop")?.parse().ok())
+        .filter(|&n| backing_file(n).as_deref() == Some(path))
+        .collect();
+    v.sort_unstable();
+    v
+}

@@ -1,0 +1,155 @@
+//! Root tests: refresh, selective merge/unmerge, status, rollback.
+
+use sysext::{ImageClass, MutableMode};
+use sysext_tests::{exists, isolated, TestRoot};
+
+#[test]
+fn refresh_picks_up_changes_and_unmerges_when_empty() {
+    if !isolated("refresh_picks_up_changes_and_unmerges_when_empty") {
+        return;
+    }
+    let r = TestRoot::new("refresh");
+    r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
+    let ctx = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
+    // Refresh with nothing merged merges.
+    ctx.refresh().unwrap();
+    assert_eq!(r.read("usr/bin/foo").as_deref(), Some("foo\n"));
+    r.sysext("bar", &[("usr/bin/bar", "bar\n"), ("opt/bar", "ob\n")]);
+    ctx.refresh().unwrap();
+    assert_eq!(r.read("usr/bin/bar").as_deref(), Some("bar\n"));
+    assert_eq!(r.read("opt/bar").as_deref(), Some("ob\n"));
+    assert_eq!(r.overlays_at("usr"), 1, "the old overlay is gone, not stacked");
+    assert_eq!(r.read("usr/.systemd-sysext/extensions").as_deref(), Some("bar\nfoo\n"));
+    std::fs::remove_dir_all(r.p("var/lib/extensions/bar")).unwrap();
+    ctx.refresh().unwrap();
+    assert_eq!(r.overlays_at("opt"), 0, "/opt lost its only extension");
+    assert_eq!(r.read("usr/bin/bar"), None);
+    std::fs::remove_dir_all(r.p("var/lib/extensions/foo")).unwrap();
+    ctx.refresh().unwrap();
+    assert_eq!(r.mounts_below(), 0);
+}
+
+#[test]
+fn refresh_switches_modes_and_keeps_persistent_writes() {
+    if !isolated("refresh_switches_modes_and_keeps_persistent_writes") {
+        return;
+    }
+    let r = TestRoot::new("modeswitch");
+    r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
+    r.ctx(ImageClass::Sysext, MutableMode::Enabled).merge().unwrap();
+    r.try_write("usr/bin/p1", "1\n").unwrap();
+    r.ctx(ImageClass::Sysext, MutableMode::Ephemeral).refresh().unwrap();
+    assert_eq!(r.read("usr/bin/p1"), None, "routing dir invisible in ephemeral");
+    assert!(!exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")), "old work dir removed");
+    r.try_write("usr/bin/p2", "2\n").unwrap();
+    r.ctx(ImageClass::Sysext, MutableMode::Enabled).refresh().unwrap();
+    assert_eq!(r.read("usr/bin/p1").as_deref(), Some("1\n"));
+    assert_eq!(r.read("usr/bin/p2"), None, "ephemeral writes are lost on refresh");
+    // yes -> yes refresh reuses the same upper and work dir.
+    r.ctx(ImageClass::Sysext, MutableMode::Enabled).refresh().unwrap();
+    r.try_write("usr/bin/p3", "3\n").unwrap();
+    assert_eq!(r.overlays_at("usr"), 1);
+    r.ctx(ImageClass::Sysext, MutableMode::Disabled).unmerge().unwrap();
+    assert_eq!(r.read("var/lib/extensions.mutable/usr/bin/p3").as_deref(), Some("3\n"));
+    assert!(!exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")));
+    assert_eq!(r.mounts_below(), 0);
+}
+
+#[test]
+fn selective_merge_and_unmerge_keep_the_others() {
+    if !isolated("selective_merge_and_unmerge_keep_the_others") {
+        return;
+    }
+    let r = TestRoot::new("selective");
+    r.sysext("a", &[("usr/bin/a", "a\n")]);
+    r.sysext("b", &[("usr/bin/b", "b\n")]);
+    r.sysext_in("var/lib/extensions", "c", "ID=fedora\n", &[("usr/bin/c", "c\n")]);
+    let ctx = r.ctx(ImageClass::Sysext, MutableMode::Enabled);
+    ctx.merge_names(&["a".to_string()]).unwrap();
+    assert_eq!(r.read("usr/bin/a").as_deref(), Some("a\n"));
+    assert_eq!(r.read("usr/bin/b"), None);
+    r.try_write("usr/bin/w", "w\n").unwrap();
+    // A context without an explicit mode keeps the recorded one.
+    let mut o = sysext::Options::new(ImageClass::Sysext);
+    o.root = Some(r.path.to_string_lossy().into_owned());
+    o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
+    let plain = sysext::Context::new(o).unwrap();
+    plain.merge_names(&["b".to_string()]).unwrap();
+    assert_eq!(r.read("usr/bin/a").as_deref(), Some("a\n"));
+    assert_eq!(r.read("usr/bin/b").as_deref(), Some("b\n"));
+    assert_eq!(r.read("usr/bin/w").as_deref(), Some("w\n"), "upper layer kept");
+    r.try_write("usr/bin/w2", "w2\n").unwrap();
+    let st = plain.status().unwrap();
+    let usr = st.iter().find(|s| s.hierarchy == "/usr").unwrap();
+    assert_eq!(usr.extensions.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
+    assert_eq!(usr.mutable.as_deref(), Some("yes"));
+    let e = plain.merge_names(&["c".to_string()]).unwrap_err();
+    assert!(e.to_string().contains("ID=fedora"), "{e}");
+    let e = plain.merge_names(&["nope".to_string()]).unwrap_err();
+    assert_eq!(e.errno(), libc::ENOENT);
+    let e = plain.unmerge_names(&["c".to_string()]).unwrap_err();
+    assert_eq!(e.to_string(), "Extension 'c' is not merged.");
+    plain.unmerge_names(&["a".to_string()]).unwrap();
+    assert_eq!(r.read("usr/bin/a"), None);
+    assert_eq!(r.read("usr/bin/b").as_deref(), Some("b\n"));
+    plain.unmerge_names(&["b".to_string()]).unwrap();
+    assert_eq!(r.mounts_below(), 0);
+    assert_eq!(r.read("var/lib/extensions.mutable/usr/bin/w2").as_deref(), Some("w2\n"));
+}
+
+#[test]
+fn failed_refresh_keeps_the_previous_merge() {
+    if !isolated("failed_refresh_keeps_the_previous_merge") {
+        return;
+    }
+    let r = TestRoot::new("failrefresh");
+    r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
+    let ctx = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
+    ctx.merge().unwrap();
+    let before = r.read("usr/.systemd-sysext/dev");
+    // A routing dir with the wrong mode makes an `auto` refresh fail before the swap.
+    r.mkdir("var/lib/extensions.mutable/usr");
+    std::fs::set_permissions(r.p("var/lib/extensions.mutable/usr"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let e = r.ctx(ImageClass::Sysext, MutableMode::Auto).refresh().unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
+    assert_eq!(r.read("usr/bin/foo").as_deref(), Some("foo\n"), "old merge intact");
+    assert_eq!(r.read("usr/.systemd-sysext/dev"), before);
+    assert_eq!(r.overlays_at("usr"), 1);
+    ctx.unmerge().unwrap();
+}
+
+#[test]
+fn cli_status_and_list_json() {
+    if !isolated("cli_status_and_list_json") {
+        return;
+    }
+    let r = TestRoot::new("clijson");
+    r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
+    let cli = sysext_tests::cli();
+    let root = format!("--root={}", r.path.display());
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(&cli).arg(&root).args(args).env_remove("SYSTEMD_SYSEXT_HIERARCHIES").output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (rc, out, _) = run(&["status", "--json=short"]);
+    assert_eq!(rc, Some(0));
+    assert!(out.starts_with(r#"[{"hierarchy":"/opt","extensions":"none","since":null"#), "{out}");
+    let (rc, _, err) = run(&["merge"]);
+    assert_eq!(rc, Some(0), "{err}");
+    assert!(err.contains("Using extensions 'foo'."), "{err}");
+    let (_, out, _) = run(&["status", "--json=short"]);
+    assert!(out.contains(r#"{"hierarchy":"/usr","extensions":["foo"],"since":"#), "{out}");
+    let (rc, _, err) = run(&["merge"]);
+    assert_eq!(rc, Some(1));
+    assert!(err.contains("Hierarchy '/usr' is already merged."), "{err}");
+    let (rc, out, _) = run(&["list", "--json=short"]);
+    assert_eq!(rc, Some(0));
+    assert!(out.contains(r#""name":"foo","type":"directory""#), "{out}");
+    let (rc, _, err) = run(&["bogus"]);
+    assert_eq!((rc, err.trim()), (Some(1), "Unknown command verb 'bogus'."));
+    let (rc, _, err) = run(&["--mutable=enabled", "merge"]);
+    assert_eq!((rc, err.trim()), (Some(1), "Failed to parse argument to --mutable=: enabled"));
+    let (rc, _, _) = run(&["unmerge"]);
+    assert_eq!(rc, Some(0));
+    assert_eq!(r.mounts_below(), 0);
+}
