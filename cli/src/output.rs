@@ -172,7 +172,7 @@ pub fn status(rows: &[HierarchyStatus], pretty: bool, json: bool, no_legend: boo
                 r.extensions.as_ref().map(|e| e.join("\n")).unwrap_or_else(|| "none".into()),
                 r.since_usec.map(format_timestamp).unwrap_or_else(|| "-".into()),
                 match (&r.mutable, &r.upper) {
-                    (Some(m), Some(u)) if u != "none" => format!("{m} ({u})"),
+                    (Some(m), Some(u)) if u != "none" && u != "ephemeral" => format!("{m} ({u})"),
                     (Some(m), _) => m.clone(),
                     _ => "-".into(),
                 },
