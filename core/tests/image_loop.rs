@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sysext::sys::loopdev::{
-    backing_file, devices_backed_by, LoopDevice, LoopOptions, LO_FLAGS_AUTOCLEAR, LO_FLAGS_READ_ONLY,
+    backing_file, devices_backed_by, LoopDevice, LoopOptions, LO_FLAGS_AUTOCLEAR,
+    LO_FLAGS_READ_ONLY,
 };
 
 fn root_available() -> bool {
@@ -96,9 +97,16 @@ fn image_loop_attach_read_only_with_offset() {
 
     let st = dev.status().unwrap();
     assert_eq!((st.number, st.offset, st.size_limit), (n, 8192, 65536));
-    assert_eq!(st.flags & (LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR), LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR);
+    assert_eq!(
+        st.flags & (LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR),
+        LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR
+    );
     // The informational name (at most 63 bytes) is the start of the path.
-    assert!(!st.file_name.is_empty() && path.to_str().unwrap().starts_with(&st.file_name), "{}", st.file_name);
+    assert!(
+        !st.file_name.is_empty() && path.to_str().unwrap().starts_with(&st.file_name),
+        "{}",
+        st.file_name
+    );
     let devnum = dev.devnum().unwrap();
     assert_eq!(rustix::fs::major(devnum), 7);
 
@@ -127,7 +135,11 @@ fn image_loop_drop_detaches_and_options() {
 
     {
         // Whole file, 4 KiB logical blocks, direct I/O requested (dropped if unsupported).
-        let opts = LoopOptions { direct_io: true, block_size: 4096, ..LoopOptions::default() };
+        let opts = LoopOptions {
+            direct_io: true,
+            block_size: 4096,
+            ..LoopOptions::default()
+        };
         let dev = LoopDevice::attach(&file, 0, 0, &opts).unwrap();
         let n = dev.number();
         assert_eq!(sysfs(n, "queue/logical_block_size"), "4096");
@@ -139,8 +151,16 @@ fn image_loop_drop_detaches_and_options() {
 
     {
         // Writable, no autoclear: still detached by drop.
-        let rw = fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
-        let opts = LoopOptions { read_only: false, autoclear: false, ..LoopOptions::default() };
+        let rw = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let opts = LoopOptions {
+            read_only: false,
+            autoclear: false,
+            ..LoopOptions::default()
+        };
         let dev = LoopDevice::attach(&rw, 4096, 4096, &opts).unwrap();
         assert_eq!(sysfs(dev.number(), "ro"), "0");
         assert_eq!(sysfs(dev.number(), "loop/autoclear"), "0");
@@ -166,7 +186,10 @@ fn image_loop_attach_detach_1000_times() {
             let blk = fs::File::open(dev.path()).unwrap();
             let mut b = [0u8; 16];
             blk.read_exact_at(&mut b, 0).unwrap();
-            assert_eq!(&b[..], &pattern(64 * 1024)[offset as usize..offset as usize + 16]);
+            assert_eq!(
+                &b[..],
+                &pattern(64 * 1024)[offset as usize..offset as usize + 16]
+            );
         }
         dev.detach().unwrap_or_else(|e| panic!("detach #{i}: {e}"));
     }

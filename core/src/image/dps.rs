@@ -122,6 +122,7 @@ pub const LINUX_GENERIC: Guid = Guid::must("0fc63daf-8483-4772-8e79-3d69d8477de4
 pub const USER_HOME: Guid = Guid::must("773f91ef-66d4-49b5-bd83-d683bf40ad16");
 
 /// Per architecture: root, usr, root-verity, usr-verity, root-verity-sig, usr-verity-sig.
+#[rustfmt::skip]
 const ARCH_TYPES: [(&str, [&str; 6]); 24] = [
     ("alpha", [
         "6523f8ae-3eb1-4e2a-a05a-18b695ae656f", "e18cf08c-33ec-4c0d-8246-c6c6fb3da024",
@@ -257,13 +258,34 @@ const ARCH_COLUMNS: [PartitionDesignator; 6] = [
 
 /// The architecture-independent DPS types.
 const PLAIN_TYPES: [(PartitionDesignator, &str); 7] = [
-    (PartitionDesignator::Esp, "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"),
-    (PartitionDesignator::Xbootldr, "bc13c2ff-59e6-4262-a352-b275fd6f7172"),
-    (PartitionDesignator::Swap, "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"),
-    (PartitionDesignator::Home, "933ac7e1-2eb4-4f13-b844-0e14e2aef915"),
-    (PartitionDesignator::Srv, "3b8f8425-20e0-4f3b-907f-1a25a76f98e8"),
-    (PartitionDesignator::Var, "4d21b016-b534-45c2-a9fb-5c16e091fd2d"),
-    (PartitionDesignator::Tmp, "7ec6f557-3bc5-4aca-b293-16ef5df639d1"),
+    (
+        PartitionDesignator::Esp,
+        "c12a7328-f81f-11d2-ba4b-00a0c93ec93b",
+    ),
+    (
+        PartitionDesignator::Xbootldr,
+        "bc13c2ff-59e6-4262-a352-b275fd6f7172",
+    ),
+    (
+        PartitionDesignator::Swap,
+        "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f",
+    ),
+    (
+        PartitionDesignator::Home,
+        "933ac7e1-2eb4-4f13-b844-0e14e2aef915",
+    ),
+    (
+        PartitionDesignator::Srv,
+        "3b8f8425-20e0-4f3b-907f-1a25a76f98e8",
+    ),
+    (
+        PartitionDesignator::Var,
+        "4d21b016-b534-45c2-a9fb-5c16e091fd2d",
+    ),
+    (
+        PartitionDesignator::Tmp,
+        "7ec6f557-3bc5-4aca-b293-16ef5df639d1",
+    ),
 ];
 
 /// Every architecture name that has DPS root/usr types.
@@ -279,14 +301,20 @@ pub fn classify(type_guid: Guid) -> Option<PartitionKind> {
     for (arch, guids) in &ARCH_TYPES {
         for (designator, g) in ARCH_COLUMNS.iter().zip(guids) {
             if Guid::parse(g) == Some(type_guid) {
-                return Some(PartitionKind::Dps { designator: *designator, arch: Some(*arch) });
+                return Some(PartitionKind::Dps {
+                    designator: *designator,
+                    arch: Some(*arch),
+                });
             }
         }
     }
     PLAIN_TYPES
         .iter()
         .find(|(_, g)| Guid::parse(g) == Some(type_guid))
-        .map(|(designator, _)| PartitionKind::Dps { designator: *designator, arch: None })
+        .map(|(designator, _)| PartitionKind::Dps {
+            designator: *designator,
+            arch: None,
+        })
 }
 
 /// The type UUID of a designator: architecture-specific ones (root, usr and their verity
@@ -331,7 +359,10 @@ mod tests {
         // GPT stores the first three fields little-endian.
         assert_eq!(
             g.to_gpt_bytes(),
-            [0xe3, 0xbc, 0x68, 0x4f, 0xcd, 0xe8, 0xb1, 0x4d, 0x96, 0xe7, 0xfb, 0xca, 0xf9, 0x84, 0xb7, 0x09]
+            [
+                0xe3, 0xbc, 0x68, 0x4f, 0xcd, 0xe8, 0xb1, 0x4d, 0x96, 0xe7, 0xfb, 0xca, 0xf9, 0x84,
+                0xb7, 0x09
+            ]
         );
         assert_eq!(Guid::from_gpt_bytes(g.to_gpt_bytes()), g);
     }
@@ -359,12 +390,24 @@ mod tests {
         for arch in architectures() {
             for d in ARCH_COLUMNS {
                 let g = type_guid(d, Some(arch)).unwrap();
-                assert_eq!(classify(g), Some(PartitionKind::Dps { designator: d, arch: Some(arch) }));
+                assert_eq!(
+                    classify(g),
+                    Some(PartitionKind::Dps {
+                        designator: d,
+                        arch: Some(arch)
+                    })
+                );
             }
         }
         for (d, _) in PLAIN_TYPES {
             let g = type_guid(d, None).unwrap();
-            assert_eq!(classify(g), Some(PartitionKind::Dps { designator: d, arch: None }));
+            assert_eq!(
+                classify(g),
+                Some(PartitionKind::Dps {
+                    designator: d,
+                    arch: None
+                })
+            );
         }
         assert_eq!(classify(LINUX_GENERIC), Some(PartitionKind::LinuxGeneric));
         assert_eq!(classify(USER_HOME), None);
@@ -376,18 +419,39 @@ mod tests {
     #[test]
     fn x86_64_types() {
         let x = |d| type_guid(d, Some("x86-64")).unwrap().to_string();
-        assert_eq!(x(PartitionDesignator::Root), "4f68bce3-e8cd-4db1-96e7-fbcaf984b709");
-        assert_eq!(x(PartitionDesignator::Usr), "8484680c-9521-48c6-9c11-b0720656f69e");
-        assert_eq!(x(PartitionDesignator::RootVerity), "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5");
-        assert_eq!(x(PartitionDesignator::UsrVerity), "77ff5f63-e7b6-4633-acf4-1565b864c0e6");
-        assert_eq!(x(PartitionDesignator::RootVeritySig), "41092b05-9fc8-4523-994f-2def0408b176");
-        assert_eq!(x(PartitionDesignator::UsrVeritySig), "e7bb33fb-06cf-4e81-8273-e543b413e2e2");
+        assert_eq!(
+            x(PartitionDesignator::Root),
+            "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
+        );
+        assert_eq!(
+            x(PartitionDesignator::Usr),
+            "8484680c-9521-48c6-9c11-b0720656f69e"
+        );
+        assert_eq!(
+            x(PartitionDesignator::RootVerity),
+            "2c7357ed-ebd2-46d9-aec1-23d437ec2bf5"
+        );
+        assert_eq!(
+            x(PartitionDesignator::UsrVerity),
+            "77ff5f63-e7b6-4633-acf4-1565b864c0e6"
+        );
+        assert_eq!(
+            x(PartitionDesignator::RootVeritySig),
+            "41092b05-9fc8-4523-994f-2def0408b176"
+        );
+        assert_eq!(
+            x(PartitionDesignator::UsrVeritySig),
+            "e7bb33fb-06cf-4e81-8273-e543b413e2e2"
+        );
     }
 
     /// Cross-check against the table compiled into the host's systemd, when it has one.
     #[test]
     fn matches_systemd_id128_show() {
-        let Ok(out) = std::process::Command::new("systemd-id128").args(["show", "--uuid"]).output() else {
+        let Ok(out) = std::process::Command::new("systemd-id128")
+            .args(["show", "--uuid"])
+            .output()
+        else {
             eprintln!("systemd-id128 not available, skipping");
             return;
         };
@@ -399,7 +463,9 @@ mod tests {
         let mut checked = 0;
         for line in text.lines() {
             let mut it = line.split_whitespace();
-            let (Some(name), Some(uuid)) = (it.next(), it.next()) else { continue };
+            let (Some(name), Some(uuid)) = (it.next(), it.next()) else {
+                continue;
+            };
             let Some(g) = Guid::parse(uuid) else { continue };
             let (base, suffix) = if let Some(b) = name.strip_suffix("-verity-sig") {
                 (b, 4)

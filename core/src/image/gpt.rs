@@ -49,7 +49,9 @@ pub enum GptError {
     BadHeader(String),
     #[error("GPT header CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")]
     HeaderCrc { stored: u32, computed: u32 },
-    #[error("GPT partition entry array CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    #[error(
+        "GPT partition entry array CRC mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
     EntryArrayCrc { stored: u32, computed: u32 },
     #[error("partition {number}: first LBA {first} is after last LBA {last}")]
     InvalidRange { number: u32, first: u64, last: u64 },
@@ -116,7 +118,12 @@ fn guid_at(b: &[u8], at: usize) -> Guid {
 }
 
 /// Reads `len` bytes at `pos`; `Ok(None)` if the image (of `size` bytes) ends before.
-fn read_region(reader: &impl FileExt, size: u64, pos: u64, len: u64) -> io::Result<Option<Vec<u8>>> {
+fn read_region(
+    reader: &impl FileExt,
+    size: u64,
+    pos: u64,
+    len: u64,
+) -> io::Result<Option<Vec<u8>>> {
     match pos.checked_add(len) {
         Some(end) if end <= size => {}
         _ => return Ok(None),
@@ -162,9 +169,15 @@ pub fn read(reader: &impl FileExt, size: u64) -> Result<GptTable, GptError> {
 }
 
 /// Reads and validates the GPT of an image of `size` bytes with a known sector size.
-pub fn read_with_sector_size(reader: &impl FileExt, size: u64, sector_size: u32) -> Result<GptTable, GptError> {
+pub fn read_with_sector_size(
+    reader: &impl FileExt,
+    size: u64,
+    sector_size: u32,
+) -> Result<GptTable, GptError> {
     if !sector_size.is_power_of_two() || !(512..=65536).contains(&sector_size) {
-        return Err(GptError::BadHeader(format!("unsupported sector size {sector_size}")));
+        return Err(GptError::BadHeader(format!(
+            "unsupported sector size {sector_size}"
+        )));
     }
     let ss = u64::from(sector_size);
     let mbr = read_region(reader, size, 0, 512)?.ok_or(GptError::NotGpt)?;
@@ -178,7 +191,9 @@ pub fn read_with_sector_size(reader: &impl FileExt, size: u64, sector_size: u32)
 
     let header_size = le_u32(&hdr, 12);
     if header_size < MIN_HEADER_SIZE || u64::from(header_size) > ss {
-        return Err(GptError::BadHeader(format!("header size {header_size} out of range")));
+        return Err(GptError::BadHeader(format!(
+            "header size {header_size} out of range"
+        )));
     }
     let stored = le_u32(&hdr, 16);
     let mut h = hdr[..header_size as usize].to_vec();
@@ -190,7 +205,9 @@ pub fn read_with_sector_size(reader: &impl FileExt, size: u64, sector_size: u32)
 
     let my_lba = le_u64(&hdr, 24);
     if my_lba != 1 {
-        return Err(GptError::BadHeader(format!("primary header claims to be at LBA {my_lba}")));
+        return Err(GptError::BadHeader(format!(
+            "primary header claims to be at LBA {my_lba}"
+        )));
     }
     let total_lbas = size / ss;
     let first_usable = le_u64(&hdr, 40);
@@ -201,7 +218,9 @@ pub fn read_with_sector_size(reader: &impl FileExt, size: u64, sector_size: u32)
         )));
     }
     if first_usable < 2 {
-        return Err(GptError::BadHeader(format!("first usable LBA {first_usable} overlaps the header")));
+        return Err(GptError::BadHeader(format!(
+            "first usable LBA {first_usable} overlaps the header"
+        )));
     }
     if last_usable >= total_lbas {
         return Err(GptError::Truncated("usable area"));
@@ -211,22 +230,30 @@ pub fn read_with_sector_size(reader: &impl FileExt, size: u64, sector_size: u32)
     let n_entries = le_u32(&hdr, 80);
     let entry_size = le_u32(&hdr, 84);
     if entry_size < 128 || !entry_size.is_power_of_two() {
-        return Err(GptError::BadHeader(format!("partition entry size {entry_size} is invalid")));
+        return Err(GptError::BadHeader(format!(
+            "partition entry size {entry_size} is invalid"
+        )));
     }
     let array_len = u64::from(n_entries) * u64::from(entry_size);
     if array_len > MAX_ENTRY_ARRAY {
-        return Err(GptError::BadHeader(format!("{n_entries} partition entries are too many")));
+        return Err(GptError::BadHeader(format!(
+            "{n_entries} partition entries are too many"
+        )));
     }
     if entries_lba < 2 {
-        return Err(GptError::BadHeader(format!("partition entries at LBA {entries_lba} overlap the header")));
+        return Err(GptError::BadHeader(format!(
+            "partition entries at LBA {entries_lba} overlap the header"
+        )));
     }
-    let array_pos = entries_lba
-        .checked_mul(ss)
-        .ok_or_else(|| GptError::BadHeader(format!("partition entry LBA {entries_lba} out of range")))?;
+    let array_pos = entries_lba.checked_mul(ss).ok_or_else(|| {
+        GptError::BadHeader(format!("partition entry LBA {entries_lba} out of range"))
+    })?;
     let array_sectors = array_len.div_ceil(ss);
     let array_end_lba = entries_lba.saturating_add(array_sectors); // exclusive
     if array_len > 0 && entries_lba <= last_usable && array_end_lba > first_usable {
-        return Err(GptError::BadHeader("partition entry array overlaps the usable area".into()));
+        return Err(GptError::BadHeader(
+            "partition entry array overlaps the usable area".into(),
+        ));
     }
     let array = read_region(reader, size, array_pos, array_len)?
         .ok_or(GptError::Truncated("partition entry array"))?;
@@ -246,7 +273,11 @@ pub fn read_with_sector_size(reader: &impl FileExt, size: u64, sector_size: u32)
         let first = le_u64(e, 32);
         let last = le_u64(e, 40);
         if first > last {
-            return Err(GptError::InvalidRange { number, first, last });
+            return Err(GptError::InvalidRange {
+                number,
+                first,
+                last,
+            });
         }
         if first < first_usable || last > last_usable {
             return Err(GptError::OutOfBounds {
@@ -439,8 +470,13 @@ pub enum SelectError {
     },
     #[error("a {designator} partition exists, but no matching verity partition")]
     SignatureWithoutVerity { designator: PartitionDesignator },
-    #[error("the root partition ({root}) and the usr partition ({usr}) are for different architectures")]
-    ArchitectureMismatch { root: &'static str, usr: &'static str },
+    #[error(
+        "the root partition ({root}) and the usr partition ({usr}) are for different architectures"
+    )]
+    ArchitectureMismatch {
+        root: &'static str,
+        usr: &'static str,
+    },
     #[error("more than one generic Linux partition and no root or usr partition")]
     MultipleGeneric,
     #[error("no root or usr partition found")]
@@ -585,7 +621,9 @@ pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selecti
 
     let allow_all = ImagePolicy::allow_all();
     let policy = opts.policy.unwrap_or(&allow_all);
-    let pairing = opts.root_hash.and_then(|(h, d)| verity_uuids(h).map(|u| (u, d)));
+    let pairing = opts
+        .root_hash
+        .and_then(|(h, d)| verity_uuids(h).map(|u| (u, d)));
     let wanted_uuid = |d: D| -> Option<Guid> {
         let ((data, verity), for_d) = pairing?;
         if d == for_d {
@@ -667,7 +705,8 @@ pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selecti
                     Ordering::Greater => true,
                     Ordering::Less => false,
                     Ordering::Equal => {
-                        d.is_versioned() && (opts.label_cmp)(&new.label, &old.label) == Ordering::Greater
+                        d.is_versioned()
+                            && (opts.label_cmp)(&new.label, &old.label) == Ordering::Greater
                     }
                 }
             };
@@ -683,7 +722,10 @@ pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selecti
         }
     }
     // A partition that was ignored but also found (e.g. a second one) counts as found.
-    let found: Vec<D> = D::ALL.into_iter().filter(|d| sel.get(*d).is_some()).collect();
+    let found: Vec<D> = D::ALL
+        .into_iter()
+        .filter(|d| sel.get(*d).is_some())
+        .collect();
     sel.ignored.retain(|d| !found.contains(d));
 
     for (data, verity, sig) in [
@@ -693,7 +735,10 @@ pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selecti
         if sel.get(data).is_none() {
             for v in [verity, sig] {
                 if sel.get(v).is_some() {
-                    return Err(SelectError::VerityWithoutData { designator: v, data });
+                    return Err(SelectError::VerityWithoutData {
+                        designator: v,
+                        data,
+                    });
                 }
             }
         }
@@ -827,7 +872,14 @@ impl GptBuilder {
 
     /// Adds a partition of `size` bytes (rounded up to sectors, at least one) after the
     /// previously appended one, 4 KiB aligned. The partition UUID is derived from its number.
-    pub fn append(self, type_guid: Guid, size: u64, name: &str, flags: u64, contents: Vec<u8>) -> GptBuilder {
+    pub fn append(
+        self,
+        type_guid: Guid,
+        size: u64,
+        name: &str,
+        flags: u64,
+        contents: Vec<u8>,
+    ) -> GptBuilder {
         let n = self.partitions.len() as u8 + 1;
         let mut uuid = Guid::must("00000000-0000-4000-8000-000000000000");
         uuid.0[15] = n;
@@ -863,7 +915,12 @@ impl GptBuilder {
 
     fn entry_array(&self) -> Vec<u8> {
         let mut a = vec![0u8; (BUILDER_ENTRIES * BUILDER_ENTRY_SIZE) as usize];
-        for (i, p) in self.partitions.iter().enumerate().take(BUILDER_ENTRIES as usize) {
+        for (i, p) in self
+            .partitions
+            .iter()
+            .enumerate()
+            .take(BUILDER_ENTRIES as usize)
+        {
             let e = &mut a[i * 128..(i + 1) * 128];
             e[0..16].copy_from_slice(&p.type_guid.to_gpt_bytes());
             e[16..32].copy_from_slice(&p.uuid.to_gpt_bytes());
@@ -980,8 +1037,20 @@ mod tests {
     fn parses_512_and_4096() {
         for ss in [512u32, 4096] {
             let b = GptBuilder::new(ss, 8 * MIB)
-                .append(t(D::Root, "x86-64"), 100_000, "root-x86-64", 0, b"hello".to_vec())
-                .append(t(D::RootVerity, "x86-64"), 8192, "verity", FLAG_READ_ONLY, vec![]);
+                .append(
+                    t(D::Root, "x86-64"),
+                    100_000,
+                    "root-x86-64",
+                    0,
+                    b"hello".to_vec(),
+                )
+                .append(
+                    t(D::RootVerity, "x86-64"),
+                    8192,
+                    "verity",
+                    FLAG_READ_ONLY,
+                    vec![],
+                );
             let img = b.build();
             let tab = parse(img.clone()).unwrap();
             assert_eq!(tab.sector_size, ss);
@@ -999,7 +1068,10 @@ mod tests {
             assert!(v.offset >= p.offset + p.size);
             assert_eq!(tab.disk_guid, b.disk_guid);
             assert!(is_gpt(&Mem(img.clone()), img.len() as u64).unwrap());
-            assert_eq!(probe_sector_size(&Mem(img.clone()), img.len() as u64).unwrap(), Some(ss));
+            assert_eq!(
+                probe_sector_size(&Mem(img.clone()), img.len() as u64).unwrap(),
+                Some(ss)
+            );
         }
     }
 
@@ -1031,7 +1103,9 @@ mod tests {
         bad[1024 + 60] ^= 1;
         let e = parse(bad).unwrap_err();
         assert!(matches!(e, GptError::EntryArrayCrc { .. }), "{e}");
-        assert!(e.to_string().starts_with("GPT partition entry array CRC mismatch"));
+        assert!(e
+            .to_string()
+            .starts_with("GPT partition entry array CRC mismatch"));
         // No protective MBR.
         let mut bad = img.clone();
         bad[446 + 4] = 0x83;
@@ -1040,9 +1114,18 @@ mod tests {
         bad[511] = 0;
         assert!(matches!(parse(bad), Err(GptError::NoProtectiveMbr)));
         // Truncated files.
-        assert!(matches!(parse(img[..600].to_vec()), Err(GptError::Truncated("header"))));
-        assert!(matches!(parse(img[..4096].to_vec()), Err(GptError::Truncated("usable area"))));
-        assert!(matches!(parse(img[..2 * MIB as usize].to_vec()), Err(GptError::Truncated("usable area"))));
+        assert!(matches!(
+            parse(img[..600].to_vec()),
+            Err(GptError::Truncated("header"))
+        ));
+        assert!(matches!(
+            parse(img[..4096].to_vec()),
+            Err(GptError::Truncated("usable area"))
+        ));
+        assert!(matches!(
+            parse(img[..2 * MIB as usize].to_vec()),
+            Err(GptError::Truncated("usable area"))
+        ));
         assert!(matches!(parse(img[..100].to_vec()), Err(GptError::NotGpt)));
         assert!(matches!(parse(Vec::new()), Err(GptError::NotGpt)));
         // Garbage appended is fine.
@@ -1079,8 +1162,23 @@ mod tests {
         let fu = base().first_usable_lba();
         let lu = base().last_usable_lba();
 
-        let e = parse(base().partition(part(fu, fu + 10)).partition(part(fu + 5, fu + 20)).build()).unwrap_err();
-        assert!(matches!(e, GptError::Overlap { number: 2, other: 1 }), "{e}");
+        let e = parse(
+            base()
+                .partition(part(fu, fu + 10))
+                .partition(part(fu + 5, fu + 20))
+                .build(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                GptError::Overlap {
+                    number: 2,
+                    other: 1
+                }
+            ),
+            "{e}"
+        );
         assert_eq!(e.to_string(), "partition 2 overlaps partition 1");
         // Contained in another, not adjacent in start order.
         let e = parse(
@@ -1093,7 +1191,13 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, GptError::Overlap { .. }), "{e}");
         // Touching is fine.
-        parse(base().partition(part(fu, fu + 10)).partition(part(fu + 11, fu + 20)).build()).unwrap();
+        parse(
+            base()
+                .partition(part(fu, fu + 10))
+                .partition(part(fu + 11, fu + 20))
+                .build(),
+        )
+        .unwrap();
         // Past the end of the disk / usable area.
         let e = parse(base().partition(part(fu, lu + 1)).build()).unwrap_err();
         assert!(matches!(e, GptError::OutOfBounds { number: 1, .. }), "{e}");
@@ -1109,7 +1213,10 @@ mod tests {
         let mut img = base().build();
         img[4096 + 48..4096 + 56].copy_from_slice(&10_000u64.to_le_bytes());
         fix_crcs(&mut img, 4096);
-        assert!(matches!(parse(img), Err(GptError::Truncated("usable area"))));
+        assert!(matches!(
+            parse(img),
+            Err(GptError::Truncated("usable area"))
+        ));
     }
 
     #[test]
@@ -1168,7 +1275,12 @@ mod tests {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
         assert!(child.wait().unwrap().success());
         let file = std::fs::File::open(&path).unwrap();
         let tab = read(&file, 16 * MIB).unwrap();
@@ -1176,8 +1288,20 @@ mod tests {
         assert_eq!(tab.sector_size, 512);
         assert_eq!(tab.partitions.len(), 3);
         let p = &tab.partitions[0];
-        assert_eq!((p.type_guid, p.offset, p.size, p.flags, p.name.as_str()), (t(D::Usr, "arm64"), 2048 * 512, 4096 * 512, FLAG_READ_ONLY, "usr-a"));
-        assert_eq!(tab.partitions[1].uuid.to_string(), "11112222-3333-4444-5555-666677778888");
+        assert_eq!(
+            (p.type_guid, p.offset, p.size, p.flags, p.name.as_str()),
+            (
+                t(D::Usr, "arm64"),
+                2048 * 512,
+                4096 * 512,
+                FLAG_READ_ONLY,
+                "usr-a"
+            )
+        );
+        assert_eq!(
+            tab.partitions[1].uuid.to_string(),
+            "11112222-3333-4444-5555-666677778888"
+        );
         assert_eq!(tab.partitions[2].flags, FLAG_NO_AUTO);
         let sel = select(&tab, "x86-64").unwrap();
         assert_eq!(sel.usr.as_ref().unwrap().number, 1);
@@ -1208,7 +1332,14 @@ mod tests {
             (t(D::RootVeritySig, "x86-64"), "s", 0),
         ]);
         let sel = select(&tab, "x86-64").unwrap();
-        assert_eq!((num(&sel.root), num(&sel.root_verity), num(&sel.root_verity_sig)), (Some(1), Some(2), Some(3)));
+        assert_eq!(
+            (
+                num(&sel.root),
+                num(&sel.root_verity),
+                num(&sel.root_verity_sig)
+            ),
+            (Some(1), Some(2), Some(3))
+        );
         assert_eq!(sel.root.as_ref().unwrap().arch, Some("x86-64"));
         assert_eq!(sel.protection(D::Root), PolicyFlags::SIGNED);
         assert_eq!(sel.protection(D::Usr), PolicyFlags::ABSENT);
@@ -1260,7 +1391,10 @@ mod tests {
         assert_eq!(version_cmp("a1", "a01"), Ordering::Equal);
         assert_eq!(version_cmp("a1b", "a1"), Ordering::Greater);
         // Equal labels: the first one stays.
-        let tab = ddi(&[(t(D::Usr, "x86-64"), "same", 0), (t(D::Usr, "x86-64"), "same", 0)]);
+        let tab = ddi(&[
+            (t(D::Usr, "x86-64"), "same", 0),
+            (t(D::Usr, "x86-64"), "same", 0),
+        ]);
         assert_eq!(num(&select(&tab, "x86-64").unwrap().usr), Some(1));
     }
 
@@ -1277,73 +1411,148 @@ mod tests {
         assert_eq!(e, SelectError::MultipleGeneric);
         assert_eq!(e.errno(), libc::ENOTUNIQ);
         // A DPS root wins over generic partitions.
-        let tab = ddi(&[(LINUX_GENERIC, "a", 0), (LINUX_GENERIC, "b", 0), (t(D::Root, "x86-64"), "r", 0)]);
+        let tab = ddi(&[
+            (LINUX_GENERIC, "a", 0),
+            (LINUX_GENERIC, "b", 0),
+            (t(D::Root, "x86-64"), "r", 0),
+        ]);
         let sel = select(&tab, "x86-64").unwrap();
         assert_eq!(num(&sel.root), Some(3));
         assert!(sel.generic.is_none());
         // Not allowed by the options.
         let tab = ddi(&[(LINUX_GENERIC, "data", 0)]);
-        let opts = SelectOptions { allow_generic: false, ..SelectOptions::new("x86-64") };
-        assert_eq!(select_with(&tab, &opts).unwrap_err(), SelectError::NoRootOrUsr);
+        let opts = SelectOptions {
+            allow_generic: false,
+            ..SelectOptions::new("x86-64")
+        };
+        assert_eq!(
+            select_with(&tab, &opts).unwrap_err(),
+            SelectError::NoRootOrUsr
+        );
     }
 
     #[test]
     fn root_and_usr() {
-        let tab = ddi(&[(t(D::Root, "x86-64"), "r", 0), (t(D::Usr, "x86-64"), "u", 0), (t(D::Home, "x86-64"), "h", 0)]);
+        let tab = ddi(&[
+            (t(D::Root, "x86-64"), "r", 0),
+            (t(D::Usr, "x86-64"), "u", 0),
+            (t(D::Home, "x86-64"), "h", 0),
+        ]);
         let sel = select(&tab, "x86-64").unwrap();
         assert_eq!((num(&sel.root), num(&sel.usr)), (Some(1), Some(2)));
         assert_eq!(sel.other.len(), 1);
         assert_eq!(sel.other[0].0, D::Home);
         // Different architectures.
         let tab = ddi(&[(t(D::Root, "x86-64"), "r", 0), (t(D::Usr, "arm64"), "u", 0)]);
-        assert!(matches!(select(&tab, "x86-64"), Err(SelectError::ArchitectureMismatch { root: "x86-64", usr: "arm64" })));
+        assert!(matches!(
+            select(&tab, "x86-64"),
+            Err(SelectError::ArchitectureMismatch {
+                root: "x86-64",
+                usr: "arm64"
+            })
+        ));
         // Verity root with a separate usr.
-        let tab = ddi(&[(t(D::Root, "x86-64"), "r", 0), (t(D::RootVerity, "x86-64"), "rv", 0), (t(D::Usr, "x86-64"), "u", 0)]);
-        assert_eq!(select(&tab, "x86-64").unwrap_err(), SelectError::VerityRootWithUsr);
+        let tab = ddi(&[
+            (t(D::Root, "x86-64"), "r", 0),
+            (t(D::RootVerity, "x86-64"), "rv", 0),
+            (t(D::Usr, "x86-64"), "u", 0),
+        ]);
+        assert_eq!(
+            select(&tab, "x86-64").unwrap_err(),
+            SelectError::VerityRootWithUsr
+        );
         let tab = ddi(&[
             (t(D::Root, "x86-64"), "r", 0),
             (t(D::RootVerity, "x86-64"), "rv", 0),
             (t(D::Usr, "x86-64"), "u", 0),
             (t(D::UsrVerity, "x86-64"), "uv", 0),
         ]);
-        assert_eq!(select(&tab, "x86-64").unwrap_err(), SelectError::MultipleVerity);
+        assert_eq!(
+            select(&tab, "x86-64").unwrap_err(),
+            SelectError::MultipleVerity
+        );
         // Unprotected root with a verity usr is fine.
-        let tab = ddi(&[(t(D::Root, "x86-64"), "r", 0), (t(D::Usr, "x86-64"), "u", 0), (t(D::UsrVerity, "x86-64"), "uv", 0)]);
+        let tab = ddi(&[
+            (t(D::Root, "x86-64"), "r", 0),
+            (t(D::Usr, "x86-64"), "u", 0),
+            (t(D::UsrVerity, "x86-64"), "uv", 0),
+        ]);
         let sel = select(&tab, "x86-64").unwrap();
         assert_eq!(num(&sel.usr_verity), Some(3));
         assert_eq!(sel.protection(D::Usr), PolicyFlags::VERITY);
-        assert_eq!(sel.protection(D::Root), PolicyFlags::ENCRYPTED | PolicyFlags::UNPROTECTED);
+        assert_eq!(
+            sel.protection(D::Root),
+            PolicyFlags::ENCRYPTED | PolicyFlags::UNPROTECTED
+        );
     }
 
     #[test]
     fn orphaned_verity_is_an_error() {
-        let tab = ddi(&[(t(D::Usr, "x86-64"), "u", 0), (t(D::RootVerity, "x86-64"), "rv", 0)]);
+        let tab = ddi(&[
+            (t(D::Usr, "x86-64"), "u", 0),
+            (t(D::RootVerity, "x86-64"), "rv", 0),
+        ]);
         let e = select(&tab, "x86-64").unwrap_err();
-        assert_eq!(e, SelectError::VerityWithoutData { designator: D::RootVerity, data: D::Root });
+        assert_eq!(
+            e,
+            SelectError::VerityWithoutData {
+                designator: D::RootVerity,
+                data: D::Root
+            }
+        );
         assert_eq!(e.errno(), libc::EADDRNOTAVAIL);
-        let tab = ddi(&[(t(D::Root, "x86-64"), "r", 0), (t(D::RootVeritySig, "x86-64"), "s", 0)]);
-        assert_eq!(select(&tab, "x86-64").unwrap_err(), SelectError::SignatureWithoutVerity { designator: D::RootVeritySig });
+        let tab = ddi(&[
+            (t(D::Root, "x86-64"), "r", 0),
+            (t(D::RootVeritySig, "x86-64"), "s", 0),
+        ]);
+        assert_eq!(
+            select(&tab, "x86-64").unwrap_err(),
+            SelectError::SignatureWithoutVerity {
+                designator: D::RootVeritySig
+            }
+        );
     }
 
     #[test]
     fn nothing_usable() {
         let tab = ddi(&[(t(D::Home, "x86-64"), "h", 0)]);
-        assert_eq!(select(&tab, "x86-64").unwrap_err(), SelectError::NoRootOrUsr);
+        assert_eq!(
+            select(&tab, "x86-64").unwrap_err(),
+            SelectError::NoRootOrUsr
+        );
         let tab = ddi(&[]);
-        assert_eq!(select(&tab, "x86-64").unwrap_err(), SelectError::NoRootOrUsr);
-        let opts = SelectOptions { require_root: false, ..SelectOptions::new("x86-64") };
-        assert_eq!(select_with(&tab, &opts).unwrap_err(), SelectError::NoPartitions);
+        assert_eq!(
+            select(&tab, "x86-64").unwrap_err(),
+            SelectError::NoRootOrUsr
+        );
+        let opts = SelectOptions {
+            require_root: false,
+            ..SelectOptions::new("x86-64")
+        };
+        assert_eq!(
+            select_with(&tab, &opts).unwrap_err(),
+            SelectError::NoPartitions
+        );
     }
 
     #[test]
     fn no_auto_flag_is_honoured() {
-        let tab = ddi(&[(t(D::Root, "x86-64"), "hidden", FLAG_NO_AUTO), (t(D::Root, "arm64"), "shown", 0)]);
+        let tab = ddi(&[
+            (t(D::Root, "x86-64"), "hidden", FLAG_NO_AUTO),
+            (t(D::Root, "arm64"), "shown", 0),
+        ]);
         let sel = select(&tab, "x86-64").unwrap();
         assert_eq!(num(&sel.root), Some(2));
         let tab = ddi(&[(t(D::Root, "x86-64"), "hidden", FLAG_NO_AUTO)]);
-        assert_eq!(select(&tab, "x86-64").unwrap_err(), SelectError::NoRootOrUsr);
+        assert_eq!(
+            select(&tab, "x86-64").unwrap_err(),
+            SelectError::NoRootOrUsr
+        );
         let tab = ddi(&[(LINUX_GENERIC, "g", FLAG_NO_AUTO)]);
-        assert_eq!(select(&tab, "x86-64").unwrap_err(), SelectError::NoRootOrUsr);
+        assert_eq!(
+            select(&tab, "x86-64").unwrap_err(),
+            SelectError::NoRootOrUsr
+        );
         // Read-only and growfs are reported, not acted upon.
         let tab = ddi(&[(t(D::Usr, "x86-64"), "u", FLAG_READ_ONLY | FLAG_GROWFS)]);
         let sel = select(&tab, "x86-64").unwrap();
@@ -1355,18 +1564,34 @@ mod tests {
     fn uuid_pairing() {
         let hash: Vec<u8> = (1..=32).collect();
         let (data_uuid, verity_uuid) = verity_uuids(&hash).unwrap();
-        assert_eq!(data_uuid.to_string(), "01020304-0506-0708-090a-0b0c0d0e0f10");
-        assert_eq!(verity_uuid.to_string(), "11121314-1516-1718-191a-1b1c1d1e1f20");
+        assert_eq!(
+            data_uuid.to_string(),
+            "01020304-0506-0708-090a-0b0c0d0e0f10"
+        );
+        assert_eq!(
+            verity_uuid.to_string(),
+            "11121314-1516-1718-191a-1b1c1d1e1f20"
+        );
         let b = GptBuilder::new(512, 8 * MIB)
             .append(t(D::Root, "x86-64"), 65536, "r_2", 0, vec![])
             .append(t(D::RootVerity, "x86-64"), 65536, "v_2", 0, vec![])
             .append_with_uuid(t(D::Root, "x86-64"), data_uuid, 65536, "r_1", 0, vec![])
-            .append_with_uuid(t(D::RootVerity, "x86-64"), verity_uuid, 65536, "v_1", 0, vec![]);
+            .append_with_uuid(
+                t(D::RootVerity, "x86-64"),
+                verity_uuid,
+                65536,
+                "v_1",
+                0,
+                vec![],
+            );
         let tab = table(b);
         // Without a hash, the newest label wins.
         let sel = select(&tab, "x86-64").unwrap();
         assert_eq!((num(&sel.root), num(&sel.root_verity)), (Some(1), Some(2)));
-        let opts = SelectOptions { root_hash: Some((&hash, D::Root)), ..SelectOptions::new("x86-64") };
+        let opts = SelectOptions {
+            root_hash: Some((&hash, D::Root)),
+            ..SelectOptions::new("x86-64")
+        };
         let sel = select_with(&tab, &opts).unwrap();
         assert_eq!((num(&sel.root), num(&sel.root_verity)), (Some(3), Some(4)));
     }
@@ -1382,7 +1607,13 @@ mod tests {
         ]);
         let with = |pol: &str| {
             let p = ImagePolicy::parse(pol).unwrap();
-            select_with(&signed, &SelectOptions { policy: Some(&p), ..SelectOptions::new("x86-64") })
+            select_with(
+                &signed,
+                &SelectOptions {
+                    policy: Some(&p),
+                    ..SelectOptions::new("x86-64")
+                },
+            )
         };
         let sel = with("root=verity+signed+encrypted+unprotected+absent:usr=verity+signed+encrypted+unprotected+absent").unwrap();
         assert_eq!(sel.protection(D::Root), PolicyFlags::SIGNED);
@@ -1396,36 +1627,88 @@ mod tests {
         // root=unprotected: both verity partitions are ignored.
         let sel = with("root=unprotected").unwrap();
         assert!(sel.root_verity.is_none() && sel.root_verity_sig.is_none());
-        assert_eq!(sel.protection(D::Root), PolicyFlags::ENCRYPTED | PolicyFlags::UNPROTECTED);
+        assert_eq!(
+            sel.protection(D::Root),
+            PolicyFlags::ENCRYPTED | PolicyFlags::UNPROTECTED
+        );
         // root=signed is satisfied; usr=signed is satisfied by absence? No: absent not allowed.
         with("root=signed").unwrap();
         let e = with("root=signed:usr=signed").unwrap_err();
-        assert!(matches!(e, SelectError::Policy(PolicyViolation::Protection { designator: D::Usr, .. })), "{e}");
+        assert!(
+            matches!(
+                e,
+                SelectError::Policy(PolicyViolation::Protection {
+                    designator: D::Usr,
+                    ..
+                })
+            ),
+            "{e}"
+        );
         assert_eq!(e.errno(), libc::ERFKILL);
         // Home must be absent.
         let e = with("root=open:home=absent").unwrap_err();
-        assert!(matches!(e, SelectError::Policy(PolicyViolation::MustBeAbsent { designator: D::Home, .. })), "{e}");
+        assert!(
+            matches!(
+                e,
+                SelectError::Policy(PolicyViolation::MustBeAbsent {
+                    designator: D::Home,
+                    ..
+                })
+            ),
+            "{e}"
+        );
         // Deny everything.
         assert!(with("~").is_err());
         // Ignore root (and so its verity partitions): nothing left.
         assert_eq!(with("root=ignore").unwrap_err(), SelectError::NoRootOrUsr);
         // Read-only flag required.
-        assert!(matches!(with("root=open+read-only-on").unwrap_err(), SelectError::Policy(PolicyViolation::PartitionFlag { .. })));
+        assert!(matches!(
+            with("root=open+read-only-on").unwrap_err(),
+            SelectError::Policy(PolicyViolation::PartitionFlag { .. })
+        ));
 
         // An unprotected image fails a verity-only policy.
         let plain = ddi(&[(t(D::Root, "x86-64"), "r", 0)]);
         let p = ImagePolicy::parse("root=verity+signed:usr=verity+signed").unwrap();
-        let e = select_with(&plain, &SelectOptions { policy: Some(&p), ..SelectOptions::new("x86-64") }).unwrap_err();
+        let e = select_with(
+            &plain,
+            &SelectOptions {
+                policy: Some(&p),
+                ..SelectOptions::new("x86-64")
+            },
+        )
+        .unwrap_err();
         assert!(matches!(e, SelectError::Policy(_)));
         let p = ImagePolicy::initrd_sysext();
-        assert!(select_with(&plain, &SelectOptions { policy: Some(&p), ..SelectOptions::new("x86-64") }).is_err());
+        assert!(select_with(
+            &plain,
+            &SelectOptions {
+                policy: Some(&p),
+                ..SelectOptions::new("x86-64")
+            }
+        )
+        .is_err());
         let p = ImagePolicy::sysext_default();
-        select_with(&plain, &SelectOptions { policy: Some(&p), ..SelectOptions::new("x86-64") }).unwrap();
+        select_with(
+            &plain,
+            &SelectOptions {
+                policy: Some(&p),
+                ..SelectOptions::new("x86-64")
+            },
+        )
+        .unwrap();
 
         // Generic partition under a policy that ignores root.
         let generic = ddi(&[(LINUX_GENERIC, "g", 0)]);
         let p = ImagePolicy::parse("usr=open").unwrap();
-        let e = select_with(&generic, &SelectOptions { policy: Some(&p), ..SelectOptions::new("x86-64") }).unwrap_err();
+        let e = select_with(
+            &generic,
+            &SelectOptions {
+                policy: Some(&p),
+                ..SelectOptions::new("x86-64")
+            },
+        )
+        .unwrap_err();
         assert_eq!(e, SelectError::NoRootOrUsr);
     }
 }

@@ -190,11 +190,13 @@ impl PolicyFlags {
     /// The use flags.
     pub const USE_MASK: PolicyFlags = PolicyFlags::OPEN;
     /// Both read-only flags.
-    pub const READ_ONLY_MASK: PolicyFlags = PolicyFlags::READ_ONLY_OFF.union(PolicyFlags::READ_ONLY_ON);
+    pub const READ_ONLY_MASK: PolicyFlags =
+        PolicyFlags::READ_ONLY_OFF.union(PolicyFlags::READ_ONLY_ON);
     /// Both growfs flags.
     pub const GROWFS_MASK: PolicyFlags = PolicyFlags::GROWFS_OFF.union(PolicyFlags::GROWFS_ON);
     /// The GPT partition flag requirements.
-    pub const PFLAGS_MASK: PolicyFlags = PolicyFlags::READ_ONLY_MASK.union(PolicyFlags::GROWFS_MASK);
+    pub const PFLAGS_MASK: PolicyFlags =
+        PolicyFlags::READ_ONLY_MASK.union(PolicyFlags::GROWFS_MASK);
 
     /// Fills in "don't care" for every unspecified part: no use flag means all use flags,
     /// no read-only (growfs) flag means both.
@@ -350,8 +352,13 @@ pub enum PolicyViolation {
         policy: String,
     },
     /// The partition exists, but the policy says it must be absent.
-    #[error("partition '{designator}' exists, but image policy '{policy}' requires it to be absent")]
-    MustBeAbsent { designator: PartitionDesignator, policy: String },
+    #[error(
+        "partition '{designator}' exists, but image policy '{policy}' requires it to be absent"
+    )]
+    MustBeAbsent {
+        designator: PartitionDesignator,
+        policy: String,
+    },
     /// A GPT partition flag (`read-only` or `growfs`) has the wrong state.
     #[error("partition '{designator}' has the GPT '{flag}' flag {}, but image policy '{policy}' requires it {}",
             on_off(*is_set), on_off(!*is_set))]
@@ -435,10 +442,16 @@ const SIGNED_OR_ABSENT: PolicyFlags = PolicyFlags::SIGNED.union(PolicyFlags::ABS
 
 impl ImagePolicy {
     fn with_default(default: PolicyFlags) -> ImagePolicy {
-        ImagePolicy { rules: [None; 13], default }
+        ImagePolicy {
+            rules: [None; 13],
+            default,
+        }
     }
 
-    fn with_rules(rules: &[(PartitionDesignator, PolicyFlags)], default: PolicyFlags) -> ImagePolicy {
+    fn with_rules(
+        rules: &[(PartitionDesignator, PolicyFlags)],
+        default: PolicyFlags,
+    ) -> ImagePolicy {
         let mut p = ImagePolicy::with_default(default);
         for &(d, f) in rules {
             p.rules[d.index()] = Some(f);
@@ -464,14 +477,20 @@ impl ImagePolicy {
     /// The sysext default: root and usr with any protection or absent, everything else ignored.
     pub fn sysext_default() -> ImagePolicy {
         ImagePolicy::with_rules(
-            &[(PartitionDesignator::Root, DATA_ANY), (PartitionDesignator::Usr, DATA_ANY)],
+            &[
+                (PartitionDesignator::Root, DATA_ANY),
+                (PartitionDesignator::Usr, DATA_ANY),
+            ],
             PolicyFlags::IGNORE,
         )
     }
 
     /// The confext default: root with any protection or absent, everything else ignored.
     pub fn confext_default() -> ImagePolicy {
-        ImagePolicy::with_rules(&[(PartitionDesignator::Root, DATA_ANY)], PolicyFlags::IGNORE)
+        ImagePolicy::with_rules(
+            &[(PartitionDesignator::Root, DATA_ANY)],
+            PolicyFlags::IGNORE,
+        )
     }
 
     /// For sysext images in `/.extra/sysext/` in the initrd: `root=signed+absent:usr=signed+absent`.
@@ -487,13 +506,19 @@ impl ImagePolicy {
 
     /// For confext images in `/.extra/confext/` in the initrd: `root=signed+absent`.
     pub fn initrd_confext() -> ImagePolicy {
-        ImagePolicy::with_rules(&[(PartitionDesignator::Root, SIGNED_OR_ABSENT)], PolicyFlags::IGNORE)
+        ImagePolicy::with_rules(
+            &[(PartitionDesignator::Root, SIGNED_OR_ABSENT)],
+            PolicyFlags::IGNORE,
+        )
     }
 
     /// Parses a policy string (`--image-policy=` syntax). Unknown designators and flags
     /// are errors, as on the command line.
     pub fn parse(s: &str) -> Result<ImagePolicy, PolicyParseError> {
-        let err = |kind| PolicyParseError { policy: s.to_string(), kind };
+        let err = |kind| PolicyParseError {
+            policy: s.to_string(),
+            kind,
+        };
         match s {
             "" | "-" => return Ok(ImagePolicy::ignore_all()),
             "*" => return Ok(ImagePolicy::allow_all()),
@@ -512,7 +537,8 @@ impl ImagePolicy {
                 return Err(err(PolicyParseErrorKind::MissingEquals(rule.to_string())));
             };
             let d = d.trim();
-            let flags = PolicyFlags::parse(f).map_err(|w| err(PolicyParseErrorKind::UnknownFlag(w)))?;
+            let flags =
+                PolicyFlags::parse(f).map_err(|w| err(PolicyParseErrorKind::UnknownFlag(w)))?;
             if d.is_empty() {
                 if default_seen {
                     return Err(err(PolicyParseErrorKind::DuplicateDefault));
@@ -577,14 +603,16 @@ impl ImagePolicy {
         }
         Some(Self::normalized(
             PolicyFlags::UNPROTECTED
-                | (data_flags & (PolicyFlags::UNUSED | PolicyFlags::ABSENT | PolicyFlags::PFLAGS_MASK)),
+                | (data_flags
+                    & (PolicyFlags::UNUSED | PolicyFlags::ABSENT | PolicyFlags::PFLAGS_MASK)),
             d,
         ))
     }
 
     /// The effective (normalized) flags for a designator.
     pub fn effective(&self, d: PartitionDesignator) -> PolicyFlags {
-        self.get(d).unwrap_or_else(|| Self::normalized(self.default, d))
+        self.get(d)
+            .unwrap_or_else(|| Self::normalized(self.default, d))
     }
 
     /// For a partition that exists: `Ok(true)` use it, `Ok(false)` ignore it (the policy
@@ -592,7 +620,10 @@ impl ImagePolicy {
     pub fn may_use(&self, d: PartitionDesignator) -> Result<bool, PolicyViolation> {
         let usage = self.effective(d) & PolicyFlags::USE_MASK;
         if usage == PolicyFlags::ABSENT {
-            return Err(PolicyViolation::MustBeAbsent { designator: d, policy: self.to_string() });
+            return Err(PolicyViolation::MustBeAbsent {
+                designator: d,
+                policy: self.to_string(),
+            });
         }
         Ok((usage & !PolicyFlags::ABSENT) != PolicyFlags::UNUSED)
     }
@@ -600,7 +631,11 @@ impl ImagePolicy {
     /// Checks that one of the `found` states is allowed for the partition. (`found` can
     /// hold several flags when the exact state is not known yet, e.g. `encrypted` or
     /// `unprotected` before the file system was probed.)
-    pub fn check_found(&self, d: PartitionDesignator, found: PolicyFlags) -> Result<(), PolicyViolation> {
+    pub fn check_found(
+        &self,
+        d: PartitionDesignator,
+        found: PolicyFlags,
+    ) -> Result<(), PolicyViolation> {
         let allowed = self.effective(d);
         if (found & allowed & PolicyFlags::USE_MASK).is_empty() {
             return Err(PolicyViolation::Protection {
@@ -614,16 +649,36 @@ impl ImagePolicy {
     }
 
     /// Checks a partition's protection state against the policy.
-    pub fn check(&self, d: PartitionDesignator, protection: Protection) -> Result<(), PolicyViolation> {
+    pub fn check(
+        &self,
+        d: PartitionDesignator,
+        protection: Protection,
+    ) -> Result<(), PolicyViolation> {
         self.check_found(d, protection.flag())
     }
 
     /// Checks the GPT attribute flags of a used partition (read-only: bit 60, growfs: bit 59).
-    pub fn check_gpt_flags(&self, d: PartitionDesignator, gpt_flags: u64) -> Result<(), PolicyViolation> {
+    pub fn check_gpt_flags(
+        &self,
+        d: PartitionDesignator,
+        gpt_flags: u64,
+    ) -> Result<(), PolicyViolation> {
         let f = self.effective(d);
         let checks = [
-            ("read-only", 60, PolicyFlags::READ_ONLY_MASK, PolicyFlags::READ_ONLY_ON, PolicyFlags::READ_ONLY_OFF),
-            ("growfs", 59, PolicyFlags::GROWFS_MASK, PolicyFlags::GROWFS_ON, PolicyFlags::GROWFS_OFF),
+            (
+                "read-only",
+                60,
+                PolicyFlags::READ_ONLY_MASK,
+                PolicyFlags::READ_ONLY_ON,
+                PolicyFlags::READ_ONLY_OFF,
+            ),
+            (
+                "growfs",
+                59,
+                PolicyFlags::GROWFS_MASK,
+                PolicyFlags::GROWFS_ON,
+                PolicyFlags::GROWFS_OFF,
+            ),
         ];
         for (name, bit, mask, on, off) in checks {
             let is_set = gpt_flags & (1u64 << bit) != 0;
@@ -744,15 +799,24 @@ mod tests {
         assert_eq!(p("").default_flags(), PolicyFlags::IGNORE);
         assert_eq!(p("~").default_flags(), PolicyFlags::ABSENT);
         // The long forms of the man page are equivalent and print as the shorthand.
-        assert_eq!(p("=verity+signed+encrypted+unprotected+unused+absent").to_string(), "*");
+        assert_eq!(
+            p("=verity+signed+encrypted+unprotected+unused+absent").to_string(),
+            "*"
+        );
         assert_eq!(p("=unused+absent").to_string(), "-");
         assert_eq!(p("=absent").to_string(), "~");
         assert_eq!(p("=open").to_string(), "*");
         assert_eq!(p("=ignore").to_string(), "-");
         // A rule without use flags means "open".
         assert_eq!(p("root=").rule(D::Root), Some(PolicyFlags::empty()));
-        assert_eq!(p("root=").effective(D::Root) & PolicyFlags::USE_MASK, PolicyFlags::OPEN);
-        assert_eq!(p("root=-").effective(D::Root) & PolicyFlags::USE_MASK, PolicyFlags::OPEN);
+        assert_eq!(
+            p("root=").effective(D::Root) & PolicyFlags::USE_MASK,
+            PolicyFlags::OPEN
+        );
+        assert_eq!(
+            p("root=-").effective(D::Root) & PolicyFlags::USE_MASK,
+            PolicyFlags::OPEN
+        );
     }
 
     #[test]
@@ -783,27 +847,63 @@ mod tests {
             assert!(a.equivalent(&b), "{s} -> {printed}");
             assert_eq!(b.to_string(), printed, "printing is idempotent for {s}");
         }
-        assert_eq!(p("usr=verity:root=signed").to_string(), "root=signed:usr=verity");
-        assert_eq!(p(" root = verity + signed ").to_string(), "root=verity+signed");
-        assert_eq!(p("root=verity+read-only-on").to_string(), "root=verity+read-only-on");
+        assert_eq!(
+            p("usr=verity:root=signed").to_string(),
+            "root=signed:usr=verity"
+        );
+        assert_eq!(
+            p(" root = verity + signed ").to_string(),
+            "root=verity+signed"
+        );
+        assert_eq!(
+            p("root=verity+read-only-on").to_string(),
+            "root=verity+read-only-on"
+        );
         // Both states allowed: left out.
-        assert_eq!(p("root=verity+read-only-on+read-only-off").to_string(), "root=verity");
+        assert_eq!(
+            p("root=verity+read-only-on+read-only-off").to_string(),
+            "root=verity"
+        );
         // A rule equal to the default is dropped.
         assert_eq!(p("home=ignore:root=verity").to_string(), "root=verity");
-        assert_eq!(p("home=absent:=absent:root=verity").to_string(), "root=verity:=absent");
+        assert_eq!(
+            p("home=absent:=absent:root=verity").to_string(),
+            "root=verity:=absent"
+        );
     }
 
     #[test]
     fn parse_errors() {
         let cases: [(&str, PolicyParseErrorKind); 9] = [
-            ("root=verity:foo=verity", PolicyParseErrorKind::UnknownDesignator("foo".into())),
-            ("ROOT=verity", PolicyParseErrorKind::UnknownDesignator("ROOT".into())),
-            ("root=verity+bogus", PolicyParseErrorKind::UnknownFlag("bogus".into())),
-            ("root=erofs", PolicyParseErrorKind::UnknownFlag("erofs".into())),
-            ("root=verity++signed", PolicyParseErrorKind::UnknownFlag("".into())),
+            (
+                "root=verity:foo=verity",
+                PolicyParseErrorKind::UnknownDesignator("foo".into()),
+            ),
+            (
+                "ROOT=verity",
+                PolicyParseErrorKind::UnknownDesignator("ROOT".into()),
+            ),
+            (
+                "root=verity+bogus",
+                PolicyParseErrorKind::UnknownFlag("bogus".into()),
+            ),
+            (
+                "root=erofs",
+                PolicyParseErrorKind::UnknownFlag("erofs".into()),
+            ),
+            (
+                "root=verity++signed",
+                PolicyParseErrorKind::UnknownFlag("".into()),
+            ),
             ("root", PolicyParseErrorKind::MissingEquals("root".into())),
-            ("root=verity::usr=verity", PolicyParseErrorKind::MissingEquals("".into())),
-            ("root=verity:root=signed", PolicyParseErrorKind::DuplicateDesignator(D::Root)),
+            (
+                "root=verity::usr=verity",
+                PolicyParseErrorKind::MissingEquals("".into()),
+            ),
+            (
+                "root=verity:root=signed",
+                PolicyParseErrorKind::DuplicateDesignator(D::Root),
+            ),
             ("=verity:=absent", PolicyParseErrorKind::DuplicateDefault),
         ];
         for (s, kind) in cases {
@@ -821,9 +921,18 @@ mod tests {
     fn verity_partitions_derive_from_data() {
         let sys = ImagePolicy::sysext_default();
         let use_of = |pol: &ImagePolicy, d| pol.effective(d) & PolicyFlags::USE_MASK;
-        assert_eq!(use_of(&sys, D::RootVerity), PolicyFlags::UNPROTECTED | PolicyFlags::ABSENT);
-        assert_eq!(use_of(&sys, D::RootVeritySig), PolicyFlags::UNPROTECTED | PolicyFlags::ABSENT);
-        assert_eq!(use_of(&sys, D::UsrVerity), PolicyFlags::UNPROTECTED | PolicyFlags::ABSENT);
+        assert_eq!(
+            use_of(&sys, D::RootVerity),
+            PolicyFlags::UNPROTECTED | PolicyFlags::ABSENT
+        );
+        assert_eq!(
+            use_of(&sys, D::RootVeritySig),
+            PolicyFlags::UNPROTECTED | PolicyFlags::ABSENT
+        );
+        assert_eq!(
+            use_of(&sys, D::UsrVerity),
+            PolicyFlags::UNPROTECTED | PolicyFlags::ABSENT
+        );
         assert_eq!(use_of(&sys, D::Home), PolicyFlags::IGNORE);
         // Only "verity": the signature partition falls back to the default (ignored).
         let v = p("root=verity");
@@ -839,13 +948,22 @@ mod tests {
         assert_eq!(use_of(&e, D::RootVerity), PolicyFlags::ABSENT);
         assert!(e.may_use(D::RootVerity).is_err());
         // Verity flags make no sense for home: masked off.
-        assert_eq!(use_of(&p("home=verity+unprotected"), D::Home), PolicyFlags::UNPROTECTED);
+        assert_eq!(
+            use_of(&p("home=verity+unprotected"), D::Home),
+            PolicyFlags::UNPROTECTED
+        );
     }
 
     #[test]
     fn check_protection() {
         let sys = ImagePolicy::sysext_default();
-        for prot in [Protection::Unprotected, Protection::Verity, Protection::Signed, Protection::Encrypted, Protection::Absent] {
+        for prot in [
+            Protection::Unprotected,
+            Protection::Verity,
+            Protection::Signed,
+            Protection::Encrypted,
+            Protection::Absent,
+        ] {
             sys.check(D::Root, prot).unwrap();
             sys.check(D::Usr, prot).unwrap();
         }
@@ -871,12 +989,19 @@ mod tests {
         strict.check(D::Root, Protection::Signed).unwrap();
 
         // Several candidate states: one allowed is enough.
-        p("root=encrypted").check_found(D::Root, PolicyFlags::ENCRYPTED | PolicyFlags::UNPROTECTED).unwrap();
-        assert!(p("root=verity").check_found(D::Root, PolicyFlags::ENCRYPTED | PolicyFlags::UNPROTECTED).is_err());
+        p("root=encrypted")
+            .check_found(D::Root, PolicyFlags::ENCRYPTED | PolicyFlags::UNPROTECTED)
+            .unwrap();
+        assert!(p("root=verity")
+            .check_found(D::Root, PolicyFlags::ENCRYPTED | PolicyFlags::UNPROTECTED)
+            .is_err());
 
         let deny = ImagePolicy::deny_all();
         let e = deny.may_use(D::Root).unwrap_err();
-        assert_eq!(e.to_string(), "partition 'root' exists, but image policy '~' requires it to be absent");
+        assert_eq!(
+            e.to_string(),
+            "partition 'root' exists, but image policy '~' requires it to be absent"
+        );
         deny.check(D::Root, Protection::Absent).unwrap();
         assert!(!ImagePolicy::ignore_all().may_use(D::Root).unwrap());
         assert!(ImagePolicy::allow_all().may_use(D::Swap).unwrap());
@@ -902,7 +1027,10 @@ mod tests {
         assert!(g.check_gpt_flags(D::Root, GROW).is_err());
         g.check_gpt_flags(D::Root, RO).unwrap();
         // Absent-only policies do not care about partition flags.
-        assert_eq!(p("root=absent").effective(D::Root) & PolicyFlags::PFLAGS_MASK, PolicyFlags::empty());
+        assert_eq!(
+            p("root=absent").effective(D::Root) & PolicyFlags::PFLAGS_MASK,
+            PolicyFlags::empty()
+        );
     }
 
     #[test]

@@ -34,12 +34,18 @@ pub enum VerityError {
     BadSuperblock(String),
     #[error("unsupported verity hash algorithm '{0}'")]
     UnsupportedAlgorithm(String),
-    #[error("data area too small: the hash tree covers {needed} bytes, only {available} available")]
+    #[error(
+        "data area too small: the hash tree covers {needed} bytes, only {available} available"
+    )]
     DataTooSmall { needed: u64, available: u64 },
     #[error("hash area is truncated: block {block} of the hash tree is missing")]
     HashAreaTruncated { block: u64 },
     #[error("root hash has {got} bytes, the {algorithm} digest has {expected}")]
-    RootHashLength { algorithm: String, expected: usize, got: usize },
+    RootHashLength {
+        algorithm: String,
+        expected: usize,
+        got: usize,
+    },
     #[error("root hash mismatch: the top of the hash tree does not match the root hash")]
     RootHashMismatch,
     #[error("verity mismatch: data block {block} does not match its hash")]
@@ -125,7 +131,7 @@ pub struct VeritySuperblock {
 }
 
 fn block_size_ok(x: u32) -> bool {
-    x >= 512 && x <= 512 * 1024 && x.is_power_of_two()
+    (512..=512 * 1024).contains(&x) && x.is_power_of_two()
 }
 
 impl VeritySuperblock {
@@ -189,7 +195,9 @@ impl VeritySuperblock {
         match hash.read_exact_at(&mut b, offset) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(VerityError::BadSuperblock("hash area is shorter than a superblock".into()))
+                return Err(VerityError::BadSuperblock(
+                    "hash area is shorter than a superblock".into(),
+                ))
             }
             Err(e) => return Err(e.into()),
         }
@@ -216,7 +224,8 @@ impl VeritySuperblock {
     }
 
     fn algorithm(&self) -> Result<HashAlgorithm, VerityError> {
-        HashAlgorithm::from_name(&self.algorithm).ok_or_else(|| VerityError::UnsupportedAlgorithm(self.algorithm.clone()))
+        HashAlgorithm::from_name(&self.algorithm)
+            .ok_or_else(|| VerityError::UnsupportedAlgorithm(self.algorithm.clone()))
     }
 }
 
@@ -241,7 +250,11 @@ impl Tree {
     fn new(sb: &VeritySuperblock) -> Result<Tree, VerityError> {
         let alg = sb.algorithm()?;
         let digest_size = alg.digest_size();
-        let slot = if sb.hash_type == 1 { digest_size.next_power_of_two() } else { digest_size };
+        let slot = if sb.hash_type == 1 {
+            digest_size.next_power_of_two()
+        } else {
+            digest_size
+        };
         let hbs = u64::from(sb.hash_block_size);
         let fit = hbs / slot as u64;
         if fit < 2 {
@@ -269,7 +282,9 @@ impl Tree {
                 ((u128::from(data_blocks) + (1u128 << shift) - 1) >> shift) as u64
             };
             levels[i] = (pos, blocks);
-            pos = pos.checked_add(blocks).ok_or_else(|| VerityError::BadSuperblock("hash tree too large".into()))?;
+            pos = pos
+                .checked_add(blocks)
+                .ok_or_else(|| VerityError::BadSuperblock("hash tree too large".into()))?;
         }
         Ok(Tree {
             alg,
@@ -305,14 +320,22 @@ impl Tree {
     }
 }
 
-fn read_hash_block(hash: &impl FileExt, hash_offset: u64, tree: &Tree, block: u64, buf: &mut [u8]) -> Result<(), VerityError> {
+fn read_hash_block(
+    hash: &impl FileExt,
+    hash_offset: u64,
+    tree: &Tree,
+    block: u64,
+    buf: &mut [u8],
+) -> Result<(), VerityError> {
     let pos = block
         .checked_mul(tree.hbs)
         .and_then(|p| p.checked_add(hash_offset))
         .ok_or(VerityError::HashAreaTruncated { block })?;
     match hash.read_exact_at(buf, pos) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(VerityError::HashAreaTruncated { block }),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            Err(VerityError::HashAreaTruncated { block })
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -332,7 +355,15 @@ pub fn verify(
     root_hash: &[u8],
 ) -> Result<(), VerityError> {
     let sb = VeritySuperblock::read(hash, hash_offset)?;
-    verify_with_superblock(&sb, data, data_offset, data_size, hash, hash_offset, root_hash)
+    verify_with_superblock(
+        &sb,
+        data,
+        data_offset,
+        data_size,
+        hash,
+        hash_offset,
+        root_hash,
+    )
 }
 
 /// Like [`verify`] with an already parsed superblock.
@@ -368,7 +399,9 @@ pub fn verify_with_superblock(
             needed: u64::try_from(needed).unwrap_or(u64::MAX),
             available: data_size,
         };
-        let pos = data_offset.checked_add(first * tree.dbs).ok_or_else(too_small)?;
+        let pos = data_offset
+            .checked_add(first * tree.dbs)
+            .ok_or_else(too_small)?;
         match data.read_exact_at(buf, pos) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(VerityError::DataTooSmall {
@@ -383,7 +416,11 @@ pub fn verify_with_superblock(
         // A single data block: its digest is the root hash.
         let mut block = vec![0u8; dbs];
         read_data(0, &mut block)?;
-        return if tree.digest(&block) == root_hash { Ok(()) } else { Err(VerityError::RootHashMismatch) };
+        return if tree.digest(&block) == root_hash {
+            Ok(())
+        } else {
+            Err(VerityError::RootHashMismatch)
+        };
     }
 
     let top = tree.levels.len() - 1;
@@ -396,7 +433,11 @@ pub fn verify_with_superblock(
     let mut child = vec![0u8; hbs.max(dbs)];
     for level in (0..=top).rev() {
         let (parent_start, _) = tree.levels[level];
-        let children = if level == 0 { tree.data_blocks } else { tree.levels[level - 1].1 };
+        let children = if level == 0 {
+            tree.data_blocks
+        } else {
+            tree.levels[level - 1].1
+        };
         let mut loaded: Option<u64> = if level == top { Some(0) } else { None };
         // Data blocks are read in chunks to save system calls.
         const CHUNK_BLOCKS: u64 = 256;
@@ -428,7 +469,10 @@ pub fn verify_with_superblock(
                 return Err(if level == 0 {
                     VerityError::DataBlockMismatch { block: c }
                 } else {
-                    VerityError::HashBlockMismatch { level: level - 1, block: c }
+                    VerityError::HashBlockMismatch {
+                        level: level - 1,
+                        block: c,
+                    }
                 });
             }
         }
@@ -600,7 +644,8 @@ pub fn parse_signature(bytes: &[u8]) -> Result<VeritySignature, VerityError> {
     let bad = |m: &str| VerityError::BadSignature(m.to_string());
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
     let text = std::str::from_utf8(&bytes[..end]).map_err(|_| bad("not UTF-8"))?;
-    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| VerityError::BadSignature(format!("not JSON: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| VerityError::BadSignature(format!("not JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| bad("not a JSON object"))?;
     let root_hash = obj
         .get("rootHash")
@@ -624,13 +669,23 @@ pub fn parse_signature(bytes: &[u8]) -> Result<VeritySignature, VerityError> {
                 .ok_or_else(|| bad("'certificateFingerprint' is not a hex string"))?,
         ),
     };
-    Ok(VeritySignature { root_hash, signature, certificate_fingerprint })
+    Ok(VeritySignature {
+        root_hash,
+        signature,
+        certificate_fingerprint,
+    })
 }
 
 /// Reads and parses a verity signature partition at `[offset, offset + size)`.
-pub fn read_signature(reader: &impl FileExt, offset: u64, size: u64) -> Result<VeritySignature, VerityError> {
+pub fn read_signature(
+    reader: &impl FileExt,
+    offset: u64,
+    size: u64,
+) -> Result<VeritySignature, VerityError> {
     if size > MAX_SIGNATURE_SIZE {
-        return Err(VerityError::BadSignature(format!("partition of {size} bytes is too large")));
+        return Err(VerityError::BadSignature(format!(
+            "partition of {size} bytes is too large"
+        )));
     }
     let mut buf = vec![0u8; size as usize];
     reader.read_exact_at(&mut buf, offset)?;
@@ -647,7 +702,10 @@ mod tests {
     }
 
     fn params() -> FormatParams {
-        FormatParams { salt: salt(), ..FormatParams::default() }
+        FormatParams {
+            salt: salt(),
+            ..FormatParams::default()
+        }
     }
 
     /// An independent, naive implementation of the veritysetup layout (hash type 1) used to
@@ -697,7 +755,10 @@ mod tests {
         assert_eq!(VeritySuperblock::parse(&b).unwrap(), sb);
         let mut bad = b;
         bad[0] = b'V';
-        assert!(matches!(VeritySuperblock::parse(&bad), Err(VerityError::BadSuperblock(_))));
+        assert!(matches!(
+            VeritySuperblock::parse(&bad),
+            Err(VerityError::BadSuperblock(_))
+        ));
         let mut bad = b;
         bad[8] = 2;
         assert!(VeritySuperblock::parse(&bad).is_err());
@@ -714,14 +775,37 @@ mod tests {
     fn format_matches_naive_and_verifies() {
         // 1 block (no tree), a partial and a full level-0 block, two levels; with 512-byte
         // hash blocks (16 digests each) also three and four levels.
-        for (blocks, hbs) in [(1usize, 4096usize), (2, 4096), (7, 4096), (128, 4096), (129, 4096), (300, 4096), (16, 512), (17, 512), (257, 512), (300, 512), (4097, 512)] {
+        for (blocks, hbs) in [
+            (1usize, 4096usize),
+            (2, 4096),
+            (7, 4096),
+            (128, 4096),
+            (129, 4096),
+            (300, 4096),
+            (16, 512),
+            (17, 512),
+            (257, 512),
+            (300, 512),
+            (4097, 512),
+        ] {
             let data = pseudo_random(blocks * 4096, blocks as u64);
-            let p = FormatParams { hash_block_size: hbs as u32, ..params() };
+            let p = FormatParams {
+                hash_block_size: hbs as u32,
+                ..params()
+            };
             let (area, root) = format(&Mem(data.clone()), 0, data.len() as u64, &p).unwrap();
             let (naive_area, naive_root) = naive_tree(&data, 4096, hbs, &salt());
             assert_eq!(root, naive_root, "{blocks} blocks");
             assert_eq!(&area[hbs..], &naive_area[..], "{blocks} blocks");
-            verify(&Mem(data.clone()), 0, data.len() as u64, &Mem(area.clone()), 0, &root).unwrap();
+            verify(
+                &Mem(data.clone()),
+                0,
+                data.len() as u64,
+                &Mem(area.clone()),
+                0,
+                &root,
+            )
+            .unwrap();
             // The last data block and a block in the middle are checked too.
             for b in [blocks - 1, blocks / 2] {
                 let mut d = data.clone();
@@ -740,7 +824,9 @@ mod tests {
         let blocks = 300u64;
         let data = pseudo_random(blocks as usize * 4096, 99);
         let (area, root) = format(&Mem(data.clone()), 0, data.len() as u64, &params()).unwrap();
-        let ok = |d: &[u8], a: &[u8], r: &[u8]| verify(&Mem(d.to_vec()), 0, d.len() as u64, &Mem(a.to_vec()), 0, r);
+        let ok = |d: &[u8], a: &[u8], r: &[u8]| {
+            verify(&Mem(d.to_vec()), 0, d.len() as u64, &Mem(a.to_vec()), 0, r)
+        };
         ok(&data, &area, &root).unwrap();
 
         for block in [0u64, 1, 127, 128, 299] {
@@ -760,18 +846,40 @@ mod tests {
         }
         let mut a = area.clone();
         a[4096 + 3] ^= 1; // top block
-        assert!(matches!(ok(&data, &a, &root), Err(VerityError::RootHashMismatch)));
+        assert!(matches!(
+            ok(&data, &a, &root),
+            Err(VerityError::RootHashMismatch)
+        ));
         let mut r = root.clone();
         r[0] ^= 1;
-        assert!(matches!(ok(&data, &area, &r), Err(VerityError::RootHashMismatch)));
-        assert!(matches!(ok(&data, &area, &root[..20]), Err(VerityError::RootHashLength { .. })));
+        assert!(matches!(
+            ok(&data, &area, &r),
+            Err(VerityError::RootHashMismatch)
+        ));
+        assert!(matches!(
+            ok(&data, &area, &root[..20]),
+            Err(VerityError::RootHashLength { .. })
+        ));
         // Truncated data or hash area.
         assert!(matches!(
-            verify(&Mem(data.clone()), 0, data.len() as u64 - 1, &Mem(area.clone()), 0, &root),
+            verify(
+                &Mem(data.clone()),
+                0,
+                data.len() as u64 - 1,
+                &Mem(area.clone()),
+                0,
+                &root
+            ),
             Err(VerityError::DataTooSmall { .. })
         ));
-        assert!(matches!(ok(&data[..4096 * 10], &area, &root), Err(VerityError::DataTooSmall { .. })));
-        assert!(matches!(ok(&data, &area[..3 * 4096], &root), Err(VerityError::HashAreaTruncated { .. })));
+        assert!(matches!(
+            ok(&data[..4096 * 10], &area, &root),
+            Err(VerityError::DataTooSmall { .. })
+        ));
+        assert!(matches!(
+            ok(&data, &area[..3 * 4096], &root),
+            Err(VerityError::HashAreaTruncated { .. })
+        ));
         // Extra data after the covered blocks is not covered.
         let mut longer = data.clone();
         longer.extend_from_slice(b"trailing garbage");
@@ -804,7 +912,10 @@ mod tests {
         verify(&Mem(one.clone()), 0, 4096, &Mem(area.clone()), 0, &root).unwrap();
         let mut bad = one;
         bad[0] ^= 1;
-        assert!(matches!(verify(&Mem(bad), 0, 4096, &Mem(area), 0, &root), Err(VerityError::RootHashMismatch)));
+        assert!(matches!(
+            verify(&Mem(bad), 0, 4096, &Mem(area), 0, &root),
+            Err(VerityError::RootHashMismatch)
+        ));
     }
 
     #[test]
@@ -816,10 +927,23 @@ mod tests {
             (HashAlgorithm::Sha256, 512, 1024),
             (HashAlgorithm::Sha384, 4096, 512),
         ] {
-            let p = FormatParams { algorithm: alg, data_block_size: dbs, hash_block_size: hbs, ..params() };
+            let p = FormatParams {
+                algorithm: alg,
+                data_block_size: dbs,
+                hash_block_size: hbs,
+                ..params()
+            };
             let (area, root) = format(&Mem(data.clone()), 0, data.len() as u64, &p).unwrap();
             assert_eq!(root.len(), alg.digest_size());
-            verify(&Mem(data.clone()), 0, data.len() as u64, &Mem(area.clone()), 0, &root).unwrap();
+            verify(
+                &Mem(data.clone()),
+                0,
+                data.len() as u64,
+                &Mem(area.clone()),
+                0,
+                &root,
+            )
+            .unwrap();
             let mut d = data.clone();
             d[dbs as usize * 3] ^= 1;
             assert!(matches!(
@@ -827,7 +951,9 @@ mod tests {
                 Err(VerityError::DataBlockMismatch { block: 3 })
             ));
         }
-        let mut sb = VeritySuperblock::parse(&format(&Mem(data.clone()), 0, 4096, &params()).unwrap().0).unwrap();
+        let mut sb =
+            VeritySuperblock::parse(&format(&Mem(data.clone()), 0, 4096, &params()).unwrap().0)
+                .unwrap();
         sb.algorithm = "md5".into();
         assert!(matches!(
             verify_with_superblock(&sb, &Mem(data.clone()), 0, 4096, &Mem(vec![]), 0, &[0; 16]),
@@ -838,14 +964,25 @@ mod tests {
     #[test]
     fn chrome_os_format() {
         let data = pseudo_random(5 * 4096, 12);
-        let p = FormatParams { hash_type: 0, ..params() };
+        let p = FormatParams {
+            hash_type: 0,
+            ..params()
+        };
         let (area, root) = format(&Mem(data.clone()), 0, data.len() as u64, &p).unwrap();
         // Salt appended: the digest of block 0 is at the start of the only tree block.
         let mut d = Sha256::new();
         d.update(&data[..4096]);
         d.update(salt());
         assert_eq!(&area[4096..4096 + 32], &d.finalize()[..]);
-        verify(&Mem(data.clone()), 0, data.len() as u64, &Mem(area), 0, &root).unwrap();
+        verify(
+            &Mem(data.clone()),
+            0,
+            data.len() as u64,
+            &Mem(area),
+            0,
+            &root,
+        )
+        .unwrap();
     }
 
     /// Cross-check with the real `veritysetup format` (only `format`: it works on plain
@@ -853,7 +990,11 @@ mod tests {
     #[test]
     fn veritysetup_cross_check() {
         use std::process::Command;
-        if Command::new("veritysetup").arg("--version").output().is_err() {
+        if Command::new("veritysetup")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             eprintln!("veritysetup not available, skipping");
             return;
         }
@@ -873,7 +1014,11 @@ mod tests {
             .arg(&hash_path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let root_hex = stdout
             .lines()
@@ -884,12 +1029,23 @@ mod tests {
         let hash_file = std::fs::read(&hash_path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
 
-        let p = FormatParams { uuid: Guid::must("6f0c2a4e-0000-4000-8000-0000000000ee"), ..params() };
+        let p = FormatParams {
+            uuid: Guid::must("6f0c2a4e-0000-4000-8000-0000000000ee"),
+            ..params()
+        };
         let (area, root) = format(&Mem(data.clone()), 0, data.len() as u64, &p).unwrap();
         assert_eq!(encode_hex(&root), root_hex);
         assert_eq!(&hash_file[..area.len()], &area[..]);
         assert!(hash_file[area.len()..].iter().all(|&b| b == 0));
-        verify(&Mem(data), 0, (blocks * 4096) as u64, &Mem(hash_file), 0, &root).unwrap();
+        verify(
+            &Mem(data),
+            0,
+            (blocks * 4096) as u64,
+            &Mem(hash_file),
+            0,
+            &root,
+        )
+        .unwrap();
     }
 
     #[test]
@@ -919,7 +1075,9 @@ mod tests {
 
     #[test]
     fn signature_json() {
-        let mut part = br#"{"rootHash":"00ff10ab","certificateFingerprint":"abcd","signature":"Zm9vYmFy"}"#.to_vec();
+        let mut part =
+            br#"{"rootHash":"00ff10ab","certificateFingerprint":"abcd","signature":"Zm9vYmFy"}"#
+                .to_vec();
         part.push(b'\n');
         part.resize(16384, 0);
         let s = parse_signature(&part).unwrap();
@@ -931,7 +1089,10 @@ mod tests {
         assert!(read_signature(&m, 0, MAX_SIGNATURE_SIZE + 1).is_err());
 
         let s = parse_signature(br#"{"signature":"Zg==","rootHash":"AB"}"#).unwrap();
-        assert_eq!((s.root_hash, s.signature, s.certificate_fingerprint), (vec![0xab], b"f".to_vec(), None));
+        assert_eq!(
+            (s.root_hash, s.signature, s.certificate_fingerprint),
+            (vec![0xab], b"f".to_vec(), None)
+        );
         for bad in [
             &br#"{"rootHash":"xyz","signature":"Zg=="}"#[..],
             br#"{"rootHash":"ab"}"#,
@@ -944,7 +1105,11 @@ mod tests {
             b"\0\0\0",
             b"{\"rootHash\":\"ab\",\"signature\":\"Zg==\"\xff}",
         ] {
-            assert!(matches!(parse_signature(bad), Err(VerityError::BadSignature(_))), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                matches!(parse_signature(bad), Err(VerityError::BadSignature(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -103,7 +103,13 @@ pub struct LoopOptions {
 
 impl Default for LoopOptions {
     fn default() -> LoopOptions {
-        LoopOptions { read_only: true, autoclear: true, direct_io: false, partscan: false, block_size: 0 }
+        LoopOptions {
+            read_only: true,
+            autoclear: true,
+            direct_io: false,
+            partscan: false,
+            block_size: 0,
+        }
     }
 }
 
@@ -146,7 +152,11 @@ fn errno() -> io::Error {
     io::Error::last_os_error()
 }
 
-fn ioctl_int(fd: BorrowedFd<'_>, request: libc::Ioctl, arg: libc::c_ulong) -> io::Result<libc::c_int> {
+fn ioctl_int(
+    fd: BorrowedFd<'_>,
+    request: libc::Ioctl,
+    arg: libc::c_ulong,
+) -> io::Result<libc::c_int> {
     // SAFETY: the requests used with this helper take an integer argument (or none).
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) };
     if r < 0 {
@@ -182,7 +192,13 @@ fn configure(dev: BorrowedFd<'_>, cfg: &LoopConfig) -> io::Result<()> {
 fn get_status(dev: BorrowedFd<'_>) -> io::Result<LoopInfo64> {
     let mut info = LoopInfo64::ZERO;
     // SAFETY: LOOP_GET_STATUS64 writes a `struct loop_info64` into `info`.
-    let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64, &mut info as *mut LoopInfo64) };
+    let r = unsafe {
+        libc::ioctl(
+            dev.as_raw_fd(),
+            LOOP_GET_STATUS64,
+            &mut info as *mut LoopInfo64,
+        )
+    };
     if r < 0 {
         Err(errno())
     } else {
@@ -205,13 +221,24 @@ impl LoopDevice {
     /// The device is opened read-only when `opts.read_only` is set. On `EBUSY` (another
     /// allocator took the device between `LOOP_CTL_GET_FREE` and `LOOP_CONFIGURE`) the next
     /// free device is tried, up to a bounded number of times.
-    pub fn attach(file: impl AsFd, offset: u64, size: u64, opts: &LoopOptions) -> io::Result<LoopDevice> {
+    pub fn attach(
+        file: impl AsFd,
+        offset: u64,
+        size: u64,
+        opts: &LoopOptions,
+    ) -> io::Result<LoopDevice> {
         let file = file.as_fd();
         let control = open_path(Path::new("/dev/loop-control"), libc::O_RDWR)?;
         let mut cfg = LoopConfig {
-            fd: u32::try_from(file.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
+            fd: u32::try_from(file.as_raw_fd())
+                .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
             block_size: opts.block_size,
-            info: LoopInfo64 { lo_offset: offset, lo_sizelimit: size, lo_flags: opts.flags(), ..LoopInfo64::ZERO },
+            info: LoopInfo64 {
+                lo_offset: offset,
+                lo_sizelimit: size,
+                lo_flags: opts.flags(),
+                ..LoopInfo64::ZERO
+            },
             reserved: [0; 8],
         };
         if let Ok(target) = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
@@ -219,7 +246,11 @@ impl LoopDevice {
             let n = name.len().min(LO_NAME_SIZE - 1);
             cfg.info.lo_file_name[..n].copy_from_slice(&name[..n]);
         }
-        let access = if opts.read_only { libc::O_RDONLY } else { libc::O_RDWR };
+        let access = if opts.read_only {
+            libc::O_RDONLY
+        } else {
+            libc::O_RDWR
+        };
 
         let mut last_err = io::Error::from_raw_os_error(libc::EBUSY);
         for attempt in 0..MAX_ATTEMPTS {
@@ -227,7 +258,8 @@ impl LoopDevice {
                 std::thread::sleep(Duration::from_micros(200 * u64::from(attempt.min(50))));
             }
             let number = ioctl_int(control.as_fd(), LOOP_CTL_GET_FREE, 0)?;
-            let number = u32::try_from(number).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let number =
+                u32::try_from(number).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
             let path = PathBuf::from(format!("/dev/loop{number}"));
             let dev = match open_path(&path, access) {
                 Ok(fd) => fd,
@@ -239,14 +271,19 @@ impl LoopDevice {
                 Err(e) => return Err(e),
             };
             let mut result = configure(dev.as_fd(), &cfg);
-            if opts.direct_io && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
+            if opts.direct_io && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EINVAL))
+            {
                 // The backing file system cannot do direct I/O: go without.
                 cfg.info.lo_flags &= !LO_FLAGS_DIRECT_IO;
                 result = configure(dev.as_fd(), &cfg);
             }
             match result {
                 Ok(()) => {
-                    let device = LoopDevice { path, fd: Some(dev), number };
+                    let device = LoopDevice {
+                        path,
+                        fd: Some(dev),
+                        number,
+                    };
                     // Old kernels could ignore offset/size in LOOP_CONFIGURE; make sure.
                     let st = device.status()?;
                     if st.offset != offset || st.size_limit != size {
@@ -280,7 +317,10 @@ impl LoopDevice {
 
     /// Our descriptor of the device (open while the `LoopDevice` lives).
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_ref().expect("loop device fd present until drop").as_fd()
+        self.fd
+            .as_ref()
+            .expect("loop device fd present until drop")
+            .as_fd()
     }
 
     /// The device number (`st_rdev`).
@@ -292,7 +332,11 @@ impl LoopDevice {
     /// The kernel's status of the device.
     pub fn status(&self) -> io::Result<LoopStatus> {
         let i = get_status(self.fd())?;
-        let name_len = i.lo_file_name.iter().position(|&c| c == 0).unwrap_or(LO_NAME_SIZE);
+        let name_len = i
+            .lo_file_name
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(LO_NAME_SIZE);
         Ok(LoopStatus {
             number: i.lo_number,
             offset: i.lo_offset,
@@ -302,7 +346,9 @@ impl LoopDevice {
             backing_inode: i.lo_inode,
             file_name: CStr::from_bytes_until_nul(&i.lo_file_name[..])
                 .map(|c| c.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| String::from_utf8_lossy(&i.lo_file_name[..name_len]).into_owned()),
+                .unwrap_or_else(|_| {
+                    String::from_utf8_lossy(&i.lo_file_name[..name_len]).into_owned()
+                }),
         })
     }
 
