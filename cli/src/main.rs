@@ -26,6 +26,7 @@ struct Args {
     json: Json,
     no_legend: bool,
     verbose: bool,
+    always_refresh: bool,
     verb: String,
     names: Vec<String>,
 }
@@ -61,6 +62,7 @@ Options:
      --image-policy=POLICY
                           Specify disk image dissection policy
      --noexec=BOOL        Whether to mount extension overlay with noexec
+     --always-refresh     Rebuild on refresh even if nothing changed
      --confext            Operate on confexts (same as invoking as 'confext')
      --sysext             Operate on sysexts
   -v --verbose            Also print why images were skipped
@@ -80,6 +82,7 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
         json: Json::Off,
         no_legend: false,
         verbose: false,
+        always_refresh: false,
         verb: String::new(),
         names: Vec::new(),
     };
@@ -128,6 +131,7 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
                 "confext" => a.class = ImageClass::Confext,
                 "sysext" => a.class = ImageClass::Sysext,
                 "verbose" => a.verbose = true,
+                "always-refresh" => a.always_refresh = true,
                 "noexec" => {
                     let v = value.unwrap_or_default();
                     a.noexec = Some(
@@ -216,6 +220,7 @@ fn run(a: Args) -> Result<(), String> {
     opts.force = a.force;
     opts.noexec = a.noexec;
     opts.image_policy = a.image_policy.clone();
+    opts.always_refresh = a.always_refresh;
     opts.sink = Arc::new(move |e: &Event| {
         if e.level() >= Level::Info || verbose {
             eprintln!("{e}");

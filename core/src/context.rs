@@ -42,6 +42,8 @@ pub struct Options {
     pub initrd: Option<bool>,
     /// How long to wait for the lock of the root: `None` forever, `Some(0)` not at all.
     pub lock_timeout: Option<Duration>,
+    /// Rebuild on `refresh` even when nothing changed (systemd 260's `--always-refresh`).
+    pub always_refresh: bool,
     /// Receives progress events.
     pub sink: Arc<dyn EventSink>,
 }
@@ -58,6 +60,7 @@ impl std::fmt::Debug for Options {
             .field("hierarchies", &self.hierarchies)
             .field("initrd", &self.initrd)
             .field("lock_timeout", &self.lock_timeout)
+            .field("always_refresh", &self.always_refresh)
             .finish_non_exhaustive()
     }
 }
@@ -75,6 +78,7 @@ impl Options {
             hierarchies: None,
             initrd: None,
             lock_timeout: None,
+            always_refresh: false,
             sink: Arc::new(NullSink),
         }
     }
@@ -373,22 +377,16 @@ impl Context {
         let mut report = Report::default();
         // Reload decision before unmerging: read the merged release files.
         report.needs_reload = self.merged_needs_reload();
-        let mut first_err = None;
+        // All hierarchies come off, or none does.
+        let mut detached = Vec::new();
         for h in &self.hierarchies {
-            match exec::unmerge_hierarchy(&self.root, self.opts.class, h.relative(), &self.faults, self.sink()) {
-                Ok(n) if n > 0 => report.unmerged.push(self.root.display(h.relative())),
-                Ok(_) => {}
-                Err(e) => {
-                    if first_err.is_none() {
-                        first_err = Some(e);
-                    }
-                }
+            if let Err(e) = exec::detach_hierarchy(&self.root, self.opts.class, h.relative(), &self.faults, &mut detached) {
+                exec::restore(&self.root, detached);
+                return Err(e);
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(report),
-        }
+        report.unmerged = exec::finish_unmerge(&self.root, detached, self.sink())?;
+        Ok(report)
     }
 
     fn merged_needs_reload(&self) -> bool {
@@ -443,9 +441,20 @@ impl Context {
         }
         let plan = plan::plan(&probed.inputs)?;
         report.merged = plan.extensions.clone();
+        let fingerprint = fingerprint(&plan, &g.trees, &probed);
+        if refresh && !self.opts.always_refresh && !mode.is_ephemeral() && unchanged(&plan, &probed, class, fingerprint) {
+            self.sink().event(&Event::Message(Level::Info, "Nothing changed since the last merge, not refreshing.".into()));
+            return Ok(report);
+        }
 
         let mut journal = Journal::default();
-        let inputs = BuildInputs { root: &self.root, probed: &probed, trees: &g.trees, faults: &self.faults };
+        let inputs = BuildInputs {
+            root: &self.root,
+            probed: &probed,
+            trees: &g.trees,
+            faults: &self.faults,
+            fingerprint: Some(fingerprint),
+        };
         let built = match exec::build(&plan, &inputs, &mut journal) {
             Ok(b) => b,
             Err(e) => {
@@ -577,13 +586,13 @@ impl Context {
             match state::is_ours(r.fd.as_fd(), &r.path, class) {
                 Ok(true) => {
                     let m = state::read_meta(r.fd.as_fd(), &r.path, class)?;
-                    let note = state::read_mode_note(r.fd.as_fd(), class);
+                    let note = state::read_note(r.fd.as_fd(), class);
                     out.push(HierarchyStatus {
                         hierarchy: h.to_string(),
                         extensions: Some(m.extensions),
                         since_usec: probe::mtime_usec(r.fd.as_fd()),
-                        mutable: note.as_ref().map(|n| n.0.clone()),
-                        upper: note.map(|n| n.1),
+                        mutable: note.as_ref().map(|n| n.mutable.clone()),
+                        upper: note.map(|n| n.upper),
                     });
                 }
                 Ok(false) => out.push(HierarchyStatus {
@@ -603,4 +612,54 @@ impl Context {
             None => Ok(out),
         }
     }
+}
+
+/// FNV-1a, 64 bit: a stable hash for fingerprints.
+fn fnv(h: &mut u64, bytes: &[u8]) {
+    for b in bytes {
+        *h ^= u64::from(*b);
+        *h = h.wrapping_mul(0x100_0000_01b3);
+    }
+}
+
+/// A fingerprint of what a merge consists of: the plan (layers, upper, work dir, flags,
+/// mode) and the identity of every image (device, inode, mtime and ctime of its root).
+fn fingerprint(plan: &Plan, trees: &[ImageTree], probed: &probe::Probed) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    // Whether a directory had to be created first does not change the result.
+    let mut norm = plan.clone();
+    for hp in &mut norm.hierarchies {
+        hp.create_target = false;
+        if let Some(plan::Upper::RoutingDir { create, .. }) = &mut hp.upper {
+            *create = false;
+        }
+    }
+    fnv(&mut h, format!("{:?}", norm).as_bytes());
+    for t in trees {
+        if let Ok(st) = rustix::fs::fstat(&t.fd) {
+            fnv(&mut h, format!("{}:{}:{}:{}:{}.{}:{}.{}", t.name, t.path, st.st_dev, st.st_ino, st.st_mtime, st.st_mtime_nsec, st.st_ctime, st.st_ctime_nsec).as_bytes());
+        }
+    }
+    for hi in &probed.inputs.hierarchies {
+        if let Some(d) = &hi.host {
+            fnv(&mut h, format!("{}:{}:{}", d.path, d.dev, d.ino).as_bytes());
+        }
+    }
+    h
+}
+
+/// Whether the current merge already is what `plan` would build.
+fn unchanged(plan: &Plan, probed: &probe::Probed, class: ImageClass, fp: u64) -> bool {
+    for (i, hp) in probed.hierarchies.iter().enumerate() {
+        let planned = plan.hierarchies.iter().any(|h| h.index == i);
+        match (&hp.current, planned) {
+            (None, false) => {}
+            (Some(c), true) => match state::read_note(c.fd.as_fd(), class) {
+                Some(n) if n.fingerprint == Some(fp) => {}
+                _ => return false,
+            },
+            _ => return false,
+        }
+    }
+    !plan.hierarchies.is_empty()
 }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
 /// Test hook: make the N-th mount-related step fail (`SYSEXT_FAULT_INJECT=N`, counting from 1).
-/// Only honoured in debug builds and in test binaries.
+/// Only honoured in debug builds and with the `fault-injection` feature.
 #[derive(Debug, Default)]
 pub struct FaultInjector {
     target: Option<u64>,
@@ -29,7 +29,11 @@ pub struct FaultInjector {
 impl FaultInjector {
     /// Read the target from the environment.
     pub fn from_env() -> FaultInjector {
-        let target = std::env::var("SYSEXT_FAULT_INJECT").ok().and_then(|v| v.parse().ok());
+        let target = if cfg!(any(debug_assertions, feature = "fault-injection")) {
+            std::env::var("SYSEXT_FAULT_INJECT").ok().and_then(|v| v.parse().ok())
+        } else {
+            None
+        };
         FaultInjector { target, count: Default::default() }
     }
 
@@ -55,6 +59,16 @@ enum Undo {
     Dir { rel: String, recursive: bool },
     /// A mount we attached (fd of its root).
     Mount(OwnedFd),
+    /// A mount we put beneath an old merge: undone by detaching both and attaching a clone
+    /// of the old merge (taken before the swap) at the hierarchy again.
+    Beneath {
+        /// Root of the new mount.
+        new: OwnedFd,
+        /// Detached copy of the old merge (same superblock, meta bind included).
+        backup: OwnedFd,
+        /// The hierarchy, root-relative.
+        rel: String,
+    },
 }
 
 /// Effects done so far, undone in reverse order by [`Journal::rollback`].
@@ -76,6 +90,18 @@ impl Journal {
             match u {
                 Undo::Mount(fd) => {
                     let _ = rustix::mount::unmount(proc_fd_path(fd.as_fd()).as_str(), UnmountFlags::DETACH);
+                }
+                Undo::Beneath { new, backup, rel } => {
+                    let _ = rustix::mount::unmount(proc_fd_path(new.as_fd()).as_str(), UnmountFlags::DETACH);
+                    if let Ok(t) = root.open_in(&rel, OFlags::PATH | OFlags::DIRECTORY) {
+                        let _ = rustix::mount::move_mount(
+                            &backup,
+                            "",
+                            &t,
+                            "",
+                            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+                        );
+                    }
                 }
                 Undo::Dir { rel, recursive } => {
                     if recursive {
@@ -173,6 +199,8 @@ pub struct BuildInputs<'a> {
     pub trees: &'a [ImageTree],
     /// Fault injection.
     pub faults: &'a FaultInjector,
+    /// Fingerprint of the inputs, recorded in the meta dir.
+    pub fingerprint: Option<u64>,
 }
 
 fn layer_fd(
@@ -354,8 +382,12 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         if let Some(w) = &h.meta.work_dir {
             write_file_at(mfd.as_fd(), "work_dir", &meta::encode_work_dir(w), "meta work_dir")?;
         }
-        let upper_desc = h.upper.as_ref().map(Upper::describe).unwrap_or_else(|| "none".into());
-        write_file_at(mfd.as_fd(), state::MODE_NOTE, &format!("mutable={}\nupper={upper_desc}\n", plan.mode), "meta note")?;
+        let note = state::Note {
+            mutable: plan.mode.to_string(),
+            upper: h.upper.as_ref().map(Upper::describe).unwrap_or_else(|| "none".into()),
+            fingerprint: inputs.fingerprint,
+        };
+        write_file_at(mfd.as_fd(), state::MODE_NOTE, &note.encode(), "meta note")?;
         let mtop = rustix::fs::openat(&ws, format!("meta/{comp}").as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(io_at("open", "meta layer"))?;
         let now = rustix::fs::Timestamps {
@@ -425,8 +457,20 @@ pub fn publish(
         let target_fd = root.open_in(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| Error::HierarchyCreate { path: h.target.clone(), source: e })?;
         faults.step("move_mount").map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
         let cur = old.remove(&h.index);
+        let mut backup = None;
         match &cur {
-            Some(_) => {
+            Some(c) => {
+                backup = Some(
+                    rustix::mount::open_tree(
+                        &c.fd,
+                        "",
+                        OpenTreeFlags::OPEN_TREE_CLONE
+                            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                            | OpenTreeFlags::AT_EMPTY_PATH
+                            | OpenTreeFlags::AT_RECURSIVE,
+                    )
+                    .map_err(|e| Error::mount("clone the old overlay on", &h.target, e))?,
+                );
                 let r = rustix::mount::move_mount(
                     &b.mnt,
                     "",
@@ -457,7 +501,10 @@ pub fn publish(
         }
         let root_fd = rustix::fs::openat(&b.mnt, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(io_at("open", &h.target))?;
-        journal.undo.push(Undo::Mount(root_fd));
+        match backup {
+            Some(backup) => journal.undo.push(Undo::Beneath { new: root_fd, backup, rel: rel.to_string() }),
+            None => journal.undo.push(Undo::Mount(root_fd)),
+        }
         if b.meta_bind_pending {
             attach_meta_bind(b.mnt.as_fd(), class.info().dot_dir, faults)?;
         }
@@ -499,25 +546,89 @@ pub fn finish_replace(root: &Root, replaced: Vec<Replaced>, sink: &dyn EventSink
     }
 }
 
-/// Unmerge one hierarchy: remove every merge of ours stacked on it. Returns how many.
-pub fn unmerge_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &FaultInjector, sink: &dyn EventSink) -> Result<usize> {
-    let mut n = 0;
+/// A merge of ours taken off a hierarchy, with what is needed to put it back.
+#[derive(Debug)]
+pub struct Detached {
+    /// Root-relative hierarchy.
+    pub rel: String,
+    /// Display path.
+    pub path: String,
+    /// A detached copy of the removed merge (same superblock, meta bind included).
+    backup: OwnedFd,
+    /// Its work dir, removed by [`finish_unmerge`].
+    work_dir: Option<String>,
+}
+
+/// Take every merge of ours off one hierarchy (stacked ones too), keeping copies so that
+/// [`restore`] can put them back. Work dirs are left for [`finish_unmerge`].
+pub fn detach_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &FaultInjector, out: &mut Vec<Detached>) -> Result<()> {
     loop {
         let Some(r) = root.resolve(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| crate::root::resolve_err(root, rel, e))? else {
-            return Ok(n);
+            return Ok(());
         };
         if !state::is_ours(r.fd.as_fd(), &r.path, class)? {
-            return Ok(n);
+            return Ok(());
         }
         let meta = state::read_meta(r.fd.as_fd(), &r.path, class).unwrap_or_default();
+        faults.step("clone before umount").map_err(|e| Error::mount("unmount", &r.path, e))?;
+        let backup = rustix::mount::open_tree(
+            &r.fd,
+            "",
+            OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH | OpenTreeFlags::AT_RECURSIVE,
+        )
+        .map_err(|e| Error::mount("unmount", &r.path, e))?;
         faults.step("umount").map_err(|e| Error::mount("unmount", &r.path, e))?;
         rustix::mount::unmount(proc_fd_path(r.fd.as_fd()).as_str(), UnmountFlags::DETACH).map_err(|e| Error::mount("unmount", &r.path, e))?;
-        if let Some(w) = &meta.work_dir {
-            remove_tree(root, w).map_err(|e| Error::io("remove", root.display(w), e))?;
-        }
-        sink.event(&Event::Unmerged(r.path.clone()));
-        n += 1;
+        out.push(Detached { rel: rel.to_string(), path: r.path.clone(), backup, work_dir: meta.work_dir });
     }
+}
+
+/// Put detached merges back, newest first (failure path; errors are ignored).
+pub fn restore(root: &Root, detached: Vec<Detached>) {
+    for d in detached.into_iter().rev() {
+        if let Ok(t) = root.open_in(&d.rel, OFlags::PATH | OFlags::DIRECTORY) {
+            let _ = rustix::mount::move_mount(
+                &d.backup,
+                "",
+                &t,
+                "",
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+            );
+        }
+    }
+}
+
+/// Complete an unmerge: remove the work dirs of the detached merges and report them.
+pub fn finish_unmerge(root: &Root, detached: Vec<Detached>, sink: &dyn EventSink) -> Result<Vec<String>> {
+    let mut paths = Vec::new();
+    let mut first_err = None;
+    for d in detached {
+        if let Some(w) = &d.work_dir {
+            if let Err(e) = remove_tree(root, w) {
+                first_err.get_or_insert(Error::io("remove", root.display(w), e));
+            }
+        }
+        sink.event(&Event::Unmerged(d.path.clone()));
+        if !paths.contains(&d.path) {
+            paths.push(d.path);
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(paths),
+    }
+}
+
+/// Unmerge one hierarchy completely. Returns how many merges were removed.
+pub fn unmerge_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &FaultInjector, sink: &dyn EventSink) -> Result<usize> {
+    let mut d = Vec::new();
+    if let Err(e) = detach_hierarchy(root, class, rel, faults, &mut d) {
+        restore(root, d);
+        return Err(e);
+    }
+    let n = d.len();
+    finish_unmerge(root, d, sink)?;
+    Ok(n)
 }
 
 /// Remove a directory tree below the root without following symlinks or crossing mounts.

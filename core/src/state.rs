@@ -65,20 +65,50 @@ pub fn read_meta(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<me
     Ok(m)
 }
 
-/// Extra facts libsysext records about its own merges (`<dot_dir>/libsysext`), so that
-/// `status` can show the mode in effect. Merges made by systemd lack it.
-pub fn read_mode_note(fd: BorrowedFd<'_>, class: ImageClass) -> Option<(String, String)> {
-    let text = read_small(fd.as_fd(), &format!("{}/{}", class.info().dot_dir, MODE_NOTE)).ok()?;
-    let mut mode = None;
-    let mut upper = None;
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("mutable=") {
-            mode = Some(v.to_string());
-        } else if let Some(v) = line.strip_prefix("upper=") {
-            upper = Some(v.to_string());
+/// Extra facts libsysext records about its own merges (`<dot_dir>/libsysext`): the mode in
+/// effect, where writes go, and a fingerprint of the inputs (to skip no-op refreshes).
+/// Merges made by systemd lack the file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Note {
+    /// `no`, `yes`, `auto`, …
+    pub mutable: String,
+    /// A directory, `ephemeral`, `base` or `none`.
+    pub upper: String,
+    /// Fingerprint of the merge inputs.
+    pub fingerprint: Option<u64>,
+}
+
+impl Note {
+    /// Encode as the file's text.
+    pub fn encode(&self) -> String {
+        let mut s = format!("mutable={}\nupper={}\n", self.mutable, self.upper);
+        if let Some(f) = self.fingerprint {
+            s.push_str(&format!("fingerprint={f:016x}\n"));
         }
+        s
     }
-    Some((mode?, upper.unwrap_or_default()))
+
+    /// Decode the file's text.
+    pub fn decode(text: &str) -> Option<Note> {
+        let mut n = Note::default();
+        let mut have_mode = false;
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("mutable=") {
+                n.mutable = v.to_string();
+                have_mode = true;
+            } else if let Some(v) = line.strip_prefix("upper=") {
+                n.upper = v.to_string();
+            } else if let Some(v) = line.strip_prefix("fingerprint=") {
+                n.fingerprint = u64::from_str_radix(v, 16).ok();
+            }
+        }
+        have_mode.then_some(n)
+    }
+}
+
+/// Read libsysext's note of a merged hierarchy.
+pub fn read_note(fd: BorrowedFd<'_>, class: ImageClass) -> Option<Note> {
+    Note::decode(&read_small(fd.as_fd(), &format!("{}/{}", class.info().dot_dir, MODE_NOTE)).ok()?)
 }
 
 /// File name of libsysext's note in the meta dir.

@@ -207,7 +207,7 @@ fn image_loop_concurrent_attach_races() {
     let path = dir.0.join("race.img");
     let file = write_file(&path, &pattern(64 * 1024));
     std::thread::scope(|s| {
-        for t in 0..4 {
+        for t in 0..6 {
             let file = &file;
             let path = &path;
             s.spawn(move || {

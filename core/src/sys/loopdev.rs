@@ -219,8 +219,9 @@ impl LoopDevice {
     /// file) to a free loop device.
     ///
     /// The device is opened read-only when `opts.read_only` is set. On `EBUSY` (another
-    /// allocator took the device between `LOOP_CTL_GET_FREE` and `LOOP_CONFIGURE`) the next
-    /// free device is tried, up to a bounded number of times.
+    /// allocator took the device between `LOOP_CTL_GET_FREE` and `LOOP_CONFIGURE`) another
+    /// device is tried, up to a bounded number of times: the next free one, or, when the
+    /// kernel keeps offering a device that was just taken, the next existing one above it.
     pub fn attach(
         file: impl AsFd,
         offset: u64,
@@ -253,18 +254,29 @@ impl LoopDevice {
         };
 
         let mut last_err = io::Error::from_raw_os_error(libc::EBUSY);
+        // Devices that turned out to be taken during this call.
+        let mut busy: Vec<u32> = Vec::new();
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
-                std::thread::sleep(Duration::from_micros(200 * u64::from(attempt.min(50))));
+                std::thread::sleep(Duration::from_micros(100 * u64::from(attempt.min(20))));
             }
-            let number = ioctl_int(control.as_fd(), LOOP_CTL_GET_FREE, 0)?;
-            let number =
-                u32::try_from(number).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            let free = ioctl_int(control.as_fd(), LOOP_CTL_GET_FREE, 0)?;
+            let mut number =
+                u32::try_from(free).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+            if busy.contains(&number) {
+                // The kernel hands out the lowest unbound device, which is exactly the one
+                // others keep grabbing; try the next existing device above the busy ones.
+                let next = busy.iter().max().map_or(number, |m| m.saturating_add(1));
+                if Path::new(&format!("/dev/loop{next}")).exists() {
+                    number = next;
+                }
+            }
             let path = PathBuf::from(format!("/dev/loop{number}"));
             let dev = match open_path(&path, access) {
                 Ok(fd) => fd,
                 // The node is not there (yet) or went away: another round.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENXIO)) => {
+                    busy.push(number);
                     last_err = e;
                     continue;
                 }
@@ -296,6 +308,7 @@ impl LoopDevice {
                     return Ok(device);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    busy.push(number);
                     last_err = e;
                     continue;
                 }

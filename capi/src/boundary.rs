@@ -1,0 +1,237 @@
+//! The panic boundary and argument helpers shared by every export.
+//!
+//! Every exported function body runs inside [`ffi_boundary!`]: a panic is caught with
+//! `catch_unwind` and becomes `-ENOTRECOVERABLE` (fallible functions, with a
+//! `SYSEXT_ERROR_KIND_PANIC` error object) or a typed default (NULL, 0, false) for
+//! functions that cannot fail. Unwinding into C would be undefined behaviour.
+
+use crate::error::{sysext_error, ErrorData};
+use crate::handle::{self, Castable, OwnershipBox};
+use std::ffi::CString;
+use std::os::raw::{c_char, c_int};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// What the body of a fallible export returns.
+pub(crate) type CResult<T> = Result<T, ErrorData>;
+
+/// Run the body of an export with a panic boundary.
+///
+/// - `ffi_boundary!(ret_error => { body })`: `body` evaluates to `CResult<()>`; the export
+///   returns 0, or the negated errno and stores the error in `*ret_error` (if not NULL).
+/// - `ffi_boundary!(default => value, { body })`: `body` evaluates to the return value;
+///   a panic returns `value` instead.
+macro_rules! ffi_boundary {
+    (default => $default:expr, $body:block) => {
+        match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| $body)) {
+            Ok(v) => v,
+            Err(payload) => {
+                $crate::boundary::drop_payload(payload);
+                $default
+            }
+        }
+    };
+    ($ret_error:expr => $body:block) => {
+        $crate::boundary::run_fallible($ret_error, || -> $crate::boundary::CResult<()> { $body })
+    };
+}
+
+/// Drop a panic payload without letting a panicking `Drop` escape.
+pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_string()
+    }
+}
+
+/// The fallible half of [`ffi_boundary!`].
+///
+/// # Safety
+/// `ret_error` is NULL or valid for a write of a pointer.
+pub(crate) unsafe fn run_fallible(ret_error: *mut *mut sysext_error, f: impl FnOnce() -> CResult<()>) -> c_int {
+    let result = match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = panic_message(&*payload);
+            drop_payload(payload);
+            Err(ErrorData::panic(&msg))
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let code = -e.errno;
+            if !ret_error.is_null() {
+                // Allocation failure aborts; nothing here can unwind.
+                *ret_error = handle::to_boxed_mut_ptr::<sysext_error>(e);
+            }
+            code
+        }
+    }
+}
+
+/// A required handle argument; NULL is `-EINVAL`.
+///
+/// # Safety
+/// `p` is NULL or a live handle of type `C`.
+pub(crate) unsafe fn arg<'a, C: Castable>(p: *const C, func: &str, name: &str) -> CResult<&'a C::RustType> {
+    handle::try_ref(p).ok_or_else(|| ErrorData::null(func, name))
+}
+
+/// A required mutable (Box-owned) handle argument; NULL is `-EINVAL`.
+///
+/// # Safety
+/// `p` is NULL or a live handle of type `C` not used by another thread.
+pub(crate) unsafe fn arg_mut<'a, C: Castable<Ownership = OwnershipBox>>(
+    p: *mut C,
+    func: &str,
+    name: &str,
+) -> CResult<&'a mut C::RustType> {
+    handle::try_mut(p).ok_or_else(|| ErrorData::null(func, name))
+}
+
+/// A required out-param; NULL is `-EINVAL`. Write to it only once everything succeeded.
+///
+/// # Safety
+/// `p` is NULL or valid for a write.
+pub(crate) unsafe fn out<'a, T>(p: *mut T, func: &str, name: &str) -> CResult<&'a mut T> {
+    p.as_mut().ok_or_else(|| ErrorData::null(func, name))
+}
+
+/// A required UTF-8 string argument.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
+pub(crate) unsafe fn str_arg(p: *const c_char, func: &str, name: &str) -> CResult<String> {
+    if p.is_null() {
+        return Err(ErrorData::null(func, name));
+    }
+    std::ffi::CStr::from_ptr(p)
+        .to_str()
+        .map(str::to_string)
+        .map_err(|_| ErrorData::invalid(format!("{func}: {name} is not valid UTF-8")))
+}
+
+/// An optional UTF-8 string argument (NULL is `None`).
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
+pub(crate) unsafe fn opt_str_arg(p: *const c_char, func: &str, name: &str) -> CResult<Option<String>> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        str_arg(p, func, name).map(Some)
+    }
+}
+
+/// An array of `n` UTF-8 strings; NULL is allowed only when `n == 0`.
+///
+/// # Safety
+/// `p` is NULL or points to `n` pointers to NUL-terminated strings.
+pub(crate) unsafe fn str_array_arg(p: *const *const c_char, n: usize, func: &str, name: &str) -> CResult<Vec<String>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if p.is_null() {
+        return Err(ErrorData::null(func, name));
+    }
+    let items = std::slice::from_raw_parts(p, n);
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| str_arg(*s, func, &format!("{name}[{i}]")))
+        .collect()
+}
+
+/// A C string from Rust text; NUL bytes (which C cannot represent) are dropped.
+pub(crate) fn cstring(s: impl Into<String>) -> CString {
+    let mut bytes = s.into().into_bytes();
+    bytes.retain(|b| *b != 0);
+    CString::new(bytes).unwrap_or_default()
+}
+
+/// Borrow an optional C string as a pointer (NULL for `None`).
+pub(crate) fn opt_ptr(s: &Option<CString>) -> *const c_char {
+    s.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
+}
+
+/// The `i`-th string of a list, NULL when out of range.
+pub(crate) fn nth_ptr(v: &[CString], i: usize) -> *const c_char {
+    v.get(i).map_or(std::ptr::null(), |c| c.as_ptr())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::sysext_error_kind;
+
+    #[test]
+    fn panic_becomes_enotrecoverable_with_error_object() {
+        let mut err: *mut sysext_error = std::ptr::null_mut();
+        // SAFETY: `err` is a valid out-param.
+        let rc = unsafe { ffi_boundary!(&mut err => { panic!("boom") }) };
+        assert_eq!(rc, -libc::ENOTRECOVERABLE);
+        assert!(!err.is_null());
+        // SAFETY: `err` was just produced by the boundary.
+        let e = unsafe { handle::try_ref(err as *const sysext_error) }.unwrap();
+        assert_eq!(e.kind, sysext_error_kind::Panic);
+        assert_eq!(e.errno, libc::ENOTRECOVERABLE);
+        assert!(e.message.to_str().unwrap().contains("boom"), "{:?}", e.message);
+        // SAFETY: owned by us.
+        unsafe { handle::free_box(err) };
+    }
+
+    #[test]
+    fn panic_in_infallible_returns_default() {
+        let v: *const c_char = ffi_boundary!(default => std::ptr::null(), { panic!("boom") });
+        assert!(v.is_null());
+        let v: usize = ffi_boundary!(default => 0, { 7 });
+        assert_eq!(v, 7);
+    }
+
+    #[test]
+    fn success_leaves_ret_error_alone() {
+        let sentinel = 0x10 as *mut sysext_error;
+        let mut err = sentinel;
+        // SAFETY: `err` is a valid out-param.
+        let rc = unsafe { ffi_boundary!(&mut err => { Ok(()) }) };
+        assert_eq!(rc, 0);
+        assert_eq!(err, sentinel);
+    }
+
+    #[test]
+    fn failure_with_null_ret_error_only_returns_the_code() {
+        // SAFETY: NULL ret_error is allowed.
+        let rc = unsafe { ffi_boundary!(std::ptr::null_mut() => { Err(ErrorData::invalid("x")) }) };
+        assert_eq!(rc, -libc::EINVAL);
+    }
+
+    #[test]
+    fn cstring_drops_nul_bytes() {
+        assert_eq!(cstring("a\0b").to_str().unwrap(), "ab");
+    }
+
+    #[test]
+    fn string_arrays() {
+        let a = CString::new("a").unwrap();
+        let b = CString::new("b").unwrap();
+        let v = [a.as_ptr(), b.as_ptr()];
+        // SAFETY: valid array of 2 strings.
+        let got = unsafe { str_array_arg(v.as_ptr(), 2, "f", "names") }.unwrap();
+        assert_eq!(got, ["a", "b"]);
+        // SAFETY: NULL with n == 0 is allowed.
+        assert!(unsafe { str_array_arg(std::ptr::null(), 0, "f", "names") }.unwrap().is_empty());
+        // SAFETY: NULL with n > 0 is refused before any read.
+        assert_eq!(unsafe { str_array_arg(std::ptr::null(), 1, "f", "names") }.unwrap_err().errno, libc::EINVAL);
+        let with_null = [a.as_ptr(), std::ptr::null()];
+        // SAFETY: an array of 2 pointers, the second NULL.
+        let e = unsafe { str_array_arg(with_null.as_ptr(), 2, "f", "names") }.unwrap_err();
+        assert!(e.message.to_str().unwrap().contains("names[1]"));
+    }
+}

@@ -1,0 +1,240 @@
+//! `sysext_image_list` and `sysext_image`: the extension images found (`list`).
+
+use crate::boundary::{cstring, nth_ptr, opt_ptr};
+use crate::handle::{self, Castable, OwnershipBox, OwnershipRef};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::raw::c_char;
+use sysext::ImageKind;
+
+/// What an extension image is on disk.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum sysext_image_kind {
+    /// A plain directory tree.
+    Directory = 0,
+    /// A btrfs subvolume.
+    Subvolume = 1,
+    /// A `.raw` image file (a file system or a GPT disk image).
+    Raw = 2,
+    /// A block device.
+    Block = 3,
+}
+
+impl From<ImageKind> for sysext_image_kind {
+    fn from(k: ImageKind) -> Self {
+        match k {
+            ImageKind::Directory => sysext_image_kind::Directory,
+            ImageKind::Subvolume => sysext_image_kind::Subvolume,
+            ImageKind::Raw => sysext_image_kind::Raw,
+            ImageKind::Block => sysext_image_kind::Block,
+        }
+    }
+}
+
+/// The extension images found by `sysext_context_list()`, sorted by name.
+///
+/// Freed by `sysext_image_list_free()`, which also invalidates its items.
+///
+/// Thread safety: a list is immutable; its getters may be called from several threads at once.
+pub struct sysext_image_list {
+    _private: [u8; 0],
+}
+
+/// One extension image of a `sysext_image_list`; it belongs to the list (never freed alone).
+pub struct sysext_image {
+    _private: [u8; 0],
+}
+
+#[derive(Debug)]
+pub(crate) struct ImageListData {
+    items: Vec<ImageData>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ImageData {
+    name: CString,
+    kind: sysext_image_kind,
+    path: CString,
+    time_usec: u64,
+    skipped_reason: Option<CString>,
+    shadows: Vec<CString>,
+}
+
+impl Castable for sysext_image_list {
+    type Ownership = OwnershipBox;
+    type RustType = ImageListData;
+}
+
+impl Castable for sysext_image {
+    type Ownership = OwnershipRef;
+    type RustType = ImageData;
+}
+
+impl ImageListData {
+    /// Combine `list` with the skip reasons of a plan (name → reason).
+    pub(crate) fn new(images: Vec<sysext::ListedImage>, mut skipped: HashMap<String, String>) -> Self {
+        let items = images
+            .into_iter()
+            .map(|i| ImageData {
+                skipped_reason: skipped.remove(&i.name).map(cstring),
+                name: cstring(i.name),
+                kind: i.kind.into(),
+                path: cstring(i.path),
+                time_usec: i.time_usec,
+                shadows: i.shadows.into_iter().map(cstring).collect(),
+            })
+            .collect();
+        ImageListData { items }
+    }
+}
+
+impl sysext_image_list {
+    /// The number of images in the list; 0 if `list` is NULL.
+    ///
+    /// # Safety
+    /// `list` is NULL or a live `sysext_image_list`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_image_list_count(list: *const sysext_image_list) -> usize {
+        ffi_boundary!(default => 0, { handle::try_ref(list).map_or(0, |l| l.items.len()) })
+    }
+
+    /// The `index`-th image, or NULL if `list` is NULL or `index` is out of range.
+    /// The image is valid until the list is freed.
+    ///
+    /// # Safety
+    /// `list` is NULL or a live `sysext_image_list`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_image_list_get(list: *const sysext_image_list, index: usize) -> *const sysext_image {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(list).map_or(std::ptr::null(), |l| handle::nth_item::<sysext_image>(&l.items, index))
+        })
+    }
+
+    /// Free a list and its images. NULL is allowed and does nothing.
+    ///
+    /// # Safety
+    /// `list` is NULL or a list not freed yet; it, its images and their strings must not be
+    /// used afterwards.
+    ///
+    /// Thread safety: needs exclusive access to `list`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_image_list_free(list: *mut sysext_image_list) {
+        ffi_boundary!(default => (), { handle::free_box(list) })
+    }
+}
+
+impl sysext_image {
+    /// The image's name (file name without `.raw`/`.sysext`/`.confext` suffixes), or NULL if
+    /// `image` is NULL. Valid until the list is freed.
+    ///
+    /// # Safety
+    /// `image` is NULL or an image of a live `sysext_image_list`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_image_get_name(image: *const sysext_image) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(image).map_or(std::ptr::null(), |i| i.name.as_ptr())
+        })
+    }
+
+    /// What the image is on disk; `SYSEXT_IMAGE_KIND_DIRECTORY` if `image` is NULL.
+    ///
+    /// # Safety
+    /// `image` is NULL or an image of a live `sysext_image_list`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_image_get_kind(image: *const sysext_image) -> sysext_image_kind {
+        ffi_boundary!(default => sysext_image_kind::Directory, {
+            handle::try_ref(image).map_or(sysext_image_kind::Directory, |i| i.kind)
+        })
+    }
+
+    /// The image's path (root prefix included), or NULL if `image` is NULL. Valid until the
+    /// list is freed.
+    ///
+    /// # Safety
+    /// `image` is NULL or an image of a live `sysext_image_list`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_image_get_path(image: *const sysext_image) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(image).map_or(std::ptr::null(), |i| i.path.as_ptr())
+        })
+    }
+
+    /// The image's time in µs since the epoch: the modification time of a file, the birth
+    /// time of a directory (0 if unknown, or if `image` is NULL).
+    ///
+    /// # Safety
+    /// `image` is NULL or an image of a live `sysext_image_list`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_image_get_time_usec(image: *const sysext_image) -> u64 {
+        ffi_boundary!(default => 0, { handle::try_ref(image).map_or(0, |i| i.time_usec) })
+    }
+
+    /// Why a merge would skip this image (it does not fit the host: OS, version, level,
+    /// scope, architecture), or NULL if a merge would use it (or if `image` is NULL).
+    /// Valid until the list is freed.
+    ///
+    /// # Safety
+    /// `image` is NULL or an image of a live `sysext_image_list`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_image_get_skipped_reason(image: *const sysext_image) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(image).map_or(std::ptr::null(), |i| opt_ptr(&i.skipped_reason))
+        })
+    }
+
+    /// The number of lower-precedence images of the same name that this one shadows.
+    ///
+    /// # Safety
+    /// `image` is NULL or an image of a live `sysext_image_list`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_image_shadows_count(image: *const sysext_image) -> usize {
+        ffi_boundary!(default => 0, { handle::try_ref(image).map_or(0, |i| i.shadows.len()) })
+    }
+
+    /// The path of the `index`-th shadowed image, or NULL if `image` is NULL or `index` is
+    /// out of range. Valid until the list is freed.
+    ///
+    /// # Safety
+    /// `image` is NULL or an image of a live `sysext_image_list`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_image_get_shadow(image: *const sysext_image, index: usize) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(image).map_or(std::ptr::null(), |i| nth_ptr(&i.shadows, index))
+        })
+    }
+}
+
+/// The name of an image kind (`"directory"`, `"subvolume"`, `"raw"`, `"block"`, as in
+/// `systemd-sysext list`), or NULL if `kind` is not a `SYSEXT_IMAGE_KIND_*` value.
+/// The string is static.
+///
+/// Thread safety: may be called from any thread.
+#[no_mangle]
+pub extern "C" fn sysext_image_kind_to_string(kind: std::os::raw::c_int) -> *const c_char {
+    ffi_boundary!(default => std::ptr::null(), {
+        match kind {
+            0 => c"directory".as_ptr(),
+            1 => c"subvolume".as_ptr(),
+            2 => c"raw".as_ptr(),
+            3 => c"block".as_ptr(),
+            _ => std::ptr::null(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    #[test]
+    fn kind_names_match_core() {
+        for k in [ImageKind::Directory, ImageKind::Subvolume, ImageKind::Raw, ImageKind::Block] {
+            let c = sysext_image_kind::from(k) as std::os::raw::c_int;
+            // SAFETY: static strings.
+            assert_eq!(unsafe { CStr::from_ptr(sysext_image_kind_to_string(c)) }.to_str().unwrap(), k.as_str());
+        }
+        assert!(sysext_image_kind_to_string(4).is_null());
+    }
+}

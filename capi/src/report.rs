@@ -1,0 +1,196 @@
+//! `sysext_report`: what merge, refresh, unmerge and their by-name variants did.
+
+use crate::boundary::{cstring, nth_ptr};
+use crate::handle::{self, Castable, OwnershipBox};
+use std::ffi::CString;
+use std::os::raw::c_char;
+
+/// An image not used, and why (in reports and plans).
+#[derive(Debug)]
+pub(crate) struct SkippedData {
+    pub name: CString,
+    pub reason: CString,
+}
+
+impl From<sysext::Skipped> for SkippedData {
+    fn from(s: sysext::Skipped) -> Self {
+        SkippedData { name: cstring(s.name), reason: cstring(s.reason) }
+    }
+}
+
+/// What a merge, refresh or unmerge did: the merged extensions, the hierarchies that got
+/// an overlay or lost one, the extensions skipped as incompatible (with the reason), and
+/// whether the service manager should be reloaded.
+///
+/// Returned by `sysext_context_merge()` and friends; freed by `sysext_report_free()`.
+///
+/// Thread safety: a report is immutable; its getters may be called from several threads
+/// at once.
+pub struct sysext_report {
+    _private: [u8; 0],
+}
+
+#[derive(Debug)]
+pub(crate) struct ReportData {
+    merged: Vec<CString>,
+    hierarchies: Vec<CString>,
+    unmerged: Vec<CString>,
+    skipped: Vec<SkippedData>,
+    needs_reload: bool,
+}
+
+impl Castable for sysext_report {
+    type Ownership = OwnershipBox;
+    type RustType = ReportData;
+}
+
+impl From<sysext::Report> for ReportData {
+    fn from(r: sysext::Report) -> Self {
+        ReportData {
+            merged: r.merged.into_iter().map(cstring).collect(),
+            hierarchies: r.hierarchies.into_iter().map(cstring).collect(),
+            unmerged: r.unmerged.into_iter().map(cstring).collect(),
+            skipped: r.skipped.into_iter().map(SkippedData::from).collect(),
+            needs_reload: r.needs_reload,
+        }
+    }
+}
+
+impl sysext_report {
+    /// The number of merged extensions (0 after an unmerge, or when none was suitable).
+    ///
+    /// Returns 0 if `report` is NULL.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_merged_count(report: *const sysext_report) -> usize {
+        ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.merged.len()) })
+    }
+
+    /// The name of the `index`-th merged extension, in ascending (version) order, or NULL if
+    /// `report` is NULL or `index` is out of range. Valid until the report is freed.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_get_merged(report: *const sysext_report, index: usize) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.merged, index))
+        })
+    }
+
+    /// The number of hierarchies that got an overlay.
+    ///
+    /// Returns 0 if `report` is NULL.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_hierarchies_count(report: *const sysext_report) -> usize {
+        ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.hierarchies.len()) })
+    }
+
+    /// The path (root prefix included) of the `index`-th hierarchy that got an overlay, or
+    /// NULL if `report` is NULL or `index` is out of range. Valid until the report is freed.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_get_hierarchy(report: *const sysext_report, index: usize) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.hierarchies, index))
+        })
+    }
+
+    /// The number of hierarchies whose previous merge was removed.
+    ///
+    /// Returns 0 if `report` is NULL.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_unmerged_count(report: *const sysext_report) -> usize {
+        ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.unmerged.len()) })
+    }
+
+    /// The path of the `index`-th hierarchy whose previous merge was removed, or NULL if
+    /// `report` is NULL or `index` is out of range. Valid until the report is freed.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_get_unmerged(report: *const sysext_report, index: usize) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.unmerged, index))
+        })
+    }
+
+    /// The number of extensions skipped because they do not fit the host.
+    ///
+    /// Returns 0 if `report` is NULL.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_skipped_count(report: *const sysext_report) -> usize {
+        ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.skipped.len()) })
+    }
+
+    /// The name of the `index`-th skipped extension, or NULL if `report` is NULL or `index`
+    /// is out of range. Valid until the report is freed.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_get_skipped_name(report: *const sysext_report, index: usize) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(report)
+                .and_then(|r| r.skipped.get(index))
+                .map_or(std::ptr::null(), |s| s.name.as_ptr())
+        })
+    }
+
+    /// Why the `index`-th skipped extension was skipped (naming the field and values, e.g.
+    /// "is for OS 'fedora', host is 'debian'"), or NULL if `report` is NULL or `index` is out
+    /// of range. Valid until the report is freed.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_get_skipped_reason(
+        report: *const sysext_report,
+        index: usize,
+    ) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(report)
+                .and_then(|r| r.skipped.get(index))
+                .map_or(std::ptr::null(), |s| s.reason.as_ptr())
+        })
+    }
+
+    /// Whether an extension that was merged (or, for unmerge, removed) sets
+    /// `EXTENSION_RELOAD_MANAGER=1`: the caller should then reload the service manager
+    /// (`systemctl daemon-reload`), as systemd-sysext does unless `--no-reload`.
+    ///
+    /// Returns false if `report` is NULL.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_needs_reload(report: *const sysext_report) -> bool {
+        ffi_boundary!(default => false, { handle::try_ref(report).is_some_and(|r| r.needs_reload) })
+    }
+
+    /// Free a report. NULL is allowed and does nothing.
+    ///
+    /// # Safety
+    /// `report` is NULL or a report not freed yet; it and the strings it returned must not
+    /// be used afterwards.
+    ///
+    /// Thread safety: needs exclusive access to `report`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_free(report: *mut sysext_report) {
+        ffi_boundary!(default => (), { handle::free_box(report) })
+    }
+}

@@ -1,0 +1,178 @@
+//! `sysext_status` and `sysext_hierarchy_status`: what is merged now (`status`).
+
+use crate::boundary::{cstring, nth_ptr, opt_ptr};
+use crate::handle::{self, Castable, OwnershipBox, OwnershipRef};
+use std::ffi::CString;
+use std::os::raw::c_char;
+
+/// The state of each configured hierarchy that exists, sorted by path, from
+/// `sysext_context_status()`. Freed by `sysext_status_free()`, which also invalidates
+/// its items.
+///
+/// Thread safety: immutable; its getters may be called from several threads at once.
+pub struct sysext_status {
+    _private: [u8; 0],
+}
+
+/// The state of one hierarchy; it belongs to its `sysext_status` (never freed alone).
+pub struct sysext_hierarchy_status {
+    _private: [u8; 0],
+}
+
+#[derive(Debug)]
+pub(crate) struct StatusData {
+    items: Vec<HierarchyStatusData>,
+}
+
+#[derive(Debug)]
+pub(crate) struct HierarchyStatusData {
+    hierarchy: CString,
+    merged: bool,
+    extensions: Vec<CString>,
+    since_usec: u64,
+    mutable: Option<CString>,
+    upper: Option<CString>,
+}
+
+impl Castable for sysext_status {
+    type Ownership = OwnershipBox;
+    type RustType = StatusData;
+}
+
+impl Castable for sysext_hierarchy_status {
+    type Ownership = OwnershipRef;
+    type RustType = HierarchyStatusData;
+}
+
+impl From<Vec<sysext::HierarchyStatus>> for StatusData {
+    fn from(v: Vec<sysext::HierarchyStatus>) -> Self {
+        let items = v
+            .into_iter()
+            .map(|s| HierarchyStatusData {
+                hierarchy: cstring(s.hierarchy),
+                merged: s.extensions.is_some(),
+                extensions: s.extensions.unwrap_or_default().into_iter().map(cstring).collect(),
+                since_usec: s.since_usec.unwrap_or(0),
+                mutable: s.mutable.map(cstring),
+                upper: s.upper.map(cstring),
+            })
+            .collect();
+        StatusData { items }
+    }
+}
+
+impl sysext_status {
+    /// The number of hierarchies; 0 if `status` is NULL.
+    ///
+    /// # Safety
+    /// `status` is NULL or a live `sysext_status`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_status_count(status: *const sysext_status) -> usize {
+        ffi_boundary!(default => 0, { handle::try_ref(status).map_or(0, |s| s.items.len()) })
+    }
+
+    /// The `index`-th hierarchy, or NULL if `status` is NULL or `index` is out of range.
+    /// Valid until the status is freed.
+    ///
+    /// # Safety
+    /// `status` is NULL or a live `sysext_status`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_status_get(status: *const sysext_status, index: usize) -> *const sysext_hierarchy_status {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(status)
+                .map_or(std::ptr::null(), |s| handle::nth_item::<sysext_hierarchy_status>(&s.items, index))
+        })
+    }
+
+    /// Free a status and its items. NULL is allowed and does nothing.
+    ///
+    /// # Safety
+    /// `status` is NULL or a status not freed yet; it, its items and their strings must not
+    /// be used afterwards.
+    ///
+    /// Thread safety: needs exclusive access to `status`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_status_free(status: *mut sysext_status) {
+        ffi_boundary!(default => (), { handle::free_box(status) })
+    }
+}
+
+impl sysext_hierarchy_status {
+    /// The hierarchy as configured (`"/usr"`), or NULL if `status` is NULL.
+    ///
+    /// # Safety
+    /// `status` is NULL or an item of a live `sysext_status`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_hierarchy_status_get_hierarchy(status: *const sysext_hierarchy_status) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(status).map_or(std::ptr::null(), |s| s.hierarchy.as_ptr())
+        })
+    }
+
+    /// Whether extensions are merged onto the hierarchy (by libsysext or systemd).
+    ///
+    /// # Safety
+    /// `status` is NULL or an item of a live `sysext_status`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_hierarchy_status_is_merged(status: *const sysext_hierarchy_status) -> bool {
+        ffi_boundary!(default => false, { handle::try_ref(status).is_some_and(|s| s.merged) })
+    }
+
+    /// The number of merged extensions (0 when not merged).
+    ///
+    /// # Safety
+    /// `status` is NULL or an item of a live `sysext_status`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_hierarchy_status_extensions_count(status: *const sysext_hierarchy_status) -> usize {
+        ffi_boundary!(default => 0, { handle::try_ref(status).map_or(0, |s| s.extensions.len()) })
+    }
+
+    /// The name of the `index`-th merged extension, or NULL if out of range.
+    ///
+    /// # Safety
+    /// `status` is NULL or an item of a live `sysext_status`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_hierarchy_status_get_extension(
+        status: *const sysext_hierarchy_status,
+        index: usize,
+    ) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(status).map_or(std::ptr::null(), |s| nth_ptr(&s.extensions, index))
+        })
+    }
+
+    /// When the hierarchy was merged (modification time of the merged directory), µs since
+    /// the epoch; 0 when not merged or unknown.
+    ///
+    /// # Safety
+    /// `status` is NULL or an item of a live `sysext_status`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_hierarchy_status_get_since_usec(status: *const sysext_hierarchy_status) -> u64 {
+        ffi_boundary!(default => 0, { handle::try_ref(status).map_or(0, |s| s.since_usec) })
+    }
+
+    /// The mutable mode of the merge in systemd's spelling (`"no"`, …, `"ephemeral-import"`),
+    /// or NULL when not merged or unknown (merges made by systemd do not record it).
+    ///
+    /// # Safety
+    /// `status` is NULL or an item of a live `sysext_status`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_hierarchy_status_get_mutable_mode(status: *const sysext_hierarchy_status) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(status).map_or(std::ptr::null(), |s| opt_ptr(&s.mutable))
+        })
+    }
+
+    /// Where writes to the merged hierarchy go: a directory, `"base"` (the hierarchy itself,
+    /// through the symlink trick), `"ephemeral"` (a tmpfs) or `"none"` (read-only); NULL
+    /// when not merged or unknown.
+    ///
+    /// # Safety
+    /// `status` is NULL or an item of a live `sysext_status`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_hierarchy_status_get_upper(status: *const sysext_hierarchy_status) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(status).map_or(std::ptr::null(), |s| opt_ptr(&s.upper))
+        })
+    }
+}

@@ -1,0 +1,277 @@
+//! Root tests of what libsysext does beyond systemd-sysext 257: gap-free refresh, rollback on
+//! failure (fault injection before and after the swap), 500 layers, one lock.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use sysext::{Context, ImageClass, MutableMode, Options};
+use sysext_tests::{exists, isolated, TestRoot};
+
+fn opts(r: &TestRoot, mode: MutableMode) -> Options {
+    let mut o = Options::new(ImageClass::Sysext);
+    o.root = Some(r.path.to_string_lossy().into_owned());
+    o.mutable = Some(mode);
+    o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
+    o
+}
+
+#[test]
+fn refresh_has_no_gap_for_readers() {
+    if !isolated("refresh_has_no_gap_for_readers") {
+        return;
+    }
+    let r = TestRoot::new("nogap");
+    for i in 0..8 {
+        r.sysext(&format!("e{i}"), &[(&format!("usr/share/e{i}/file"), "content\n"), ("opt/e/x", "x\n")]);
+    }
+    let mut o = opts(&r, MutableMode::Disabled);
+    o.always_refresh = true;
+    let ctx = Context::new(o).unwrap();
+    ctx.merge().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (probes, misses) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (stop, probes, misses) = (stop.clone(), probes.clone(), misses.clone());
+        let path = r.p("usr/share/e3/file");
+        let opt = r.p("opt/e/x");
+        readers.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for p in [&path, &opt] {
+                    probes.fetch_add(1, Ordering::Relaxed);
+                    if std::fs::read(p).map(|c| c.is_empty()).unwrap_or(true) {
+                        misses.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    for i in 0..100 {
+        // Change the set every other time so that the overlays really differ.
+        if i % 2 == 0 {
+            r.sysext("extra", &[("usr/share/extra/f", "e\n")]);
+        } else {
+            std::fs::remove_dir_all(r.p("var/lib/extensions/extra")).unwrap();
+        }
+        ctx.refresh().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in readers {
+        t.join().unwrap();
+    }
+    let (p, m) = (probes.load(Ordering::Relaxed), misses.load(Ordering::Relaxed));
+    println!("gap-free refresh: {p} probes over 100 refreshes, {m} misses");
+    assert!(p > 1000, "readers did run ({p} probes)");
+    assert_eq!(m, 0, "a reader saw the hierarchy without the extensions");
+    assert_eq!(r.overlays_at("usr"), 1);
+    assert_eq!(r.overlays_at("opt"), 1);
+    ctx.unmerge().unwrap();
+    assert_eq!(r.mounts_below(), 0);
+}
+
+#[test]
+fn unchanged_refresh_is_a_no_op_unless_forced() {
+    if !isolated("unchanged_refresh_is_a_no_op_unless_forced") {
+        return;
+    }
+    let r = TestRoot::new("noop");
+    r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
+    let ctx = Context::new(opts(&r, MutableMode::Enabled)).unwrap();
+    ctx.merge().unwrap();
+    r.try_write("usr/bin/w", "w\n").unwrap();
+    let id = |r: &TestRoot| {
+        let t = r.p("usr").to_string_lossy().into_owned();
+        sysext::mountinfo::read_self().unwrap().iter().find(|m| m.mount_point == t && m.fstype == "overlay").map(|m| m.id)
+    };
+    let before = id(&r);
+    let rep = ctx.refresh().unwrap();
+    assert_eq!(rep.merged, vec!["foo"]);
+    assert_eq!(id(&r), before, "nothing changed: same overlay");
+    // Forced: rebuilt with the same upper and work dir in place, writes kept.
+    let mut o = opts(&r, MutableMode::Enabled);
+    o.always_refresh = true;
+    Context::new(o).unwrap().refresh().unwrap();
+    assert_ne!(id(&r), before, "forced refresh rebuilds");
+    assert_eq!(r.read("usr/bin/w").as_deref(), Some("w\n"));
+    r.try_write("usr/bin/w2", "w2\n").unwrap();
+    // A change of the image set is picked up.
+    r.sysext("bar", &[("usr/bin/bar", "bar\n")]);
+    let b2 = id(&r);
+    ctx.refresh().unwrap();
+    assert_ne!(id(&r), b2);
+    assert_eq!(r.read("usr/bin/bar").as_deref(), Some("bar\n"));
+    // Ephemeral refreshes always rebuild (writes are dropped, as with systemd).
+    let e = Context::new(opts(&r, MutableMode::Ephemeral)).unwrap();
+    e.refresh().unwrap();
+    r.try_write("usr/bin/tmp", "t\n").unwrap();
+    e.refresh().unwrap();
+    assert_eq!(r.read("usr/bin/tmp"), None);
+    e.unmerge().unwrap();
+    assert_eq!(r.read("var/lib/extensions.mutable/usr/bin/w2").as_deref(), Some("w2\n"));
+    assert_eq!(r.mounts_below(), 0);
+}
+
+fn tree_snapshot(r: &TestRoot) -> Vec<String> {
+    fn walk(base: &std::path::Path, p: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(p) else { return };
+        let mut v: Vec<_> = rd.flatten().collect();
+        v.sort_by_key(|e| e.file_name());
+        for e in v {
+            let path = e.path();
+            let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let md = std::fs::symlink_metadata(&path).unwrap();
+            if md.is_dir() {
+                out.push(format!("{rel}/"));
+                walk(base, &path, out);
+            } else {
+                out.push(format!("{rel} {}", std::fs::read_to_string(&path).unwrap_or_default().trim()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&r.path, &r.path, &mut out);
+    out.retain(|l| !l.starts_with("var/lib/extensions/"));
+    out
+}
+
+fn mount_table(r: &TestRoot) -> Vec<String> {
+    let t = r.path.to_string_lossy().into_owned();
+    let mut v: Vec<String> = sysext::mountinfo::read_self()
+        .unwrap()
+        .iter()
+        .filter(|m| m.mount_point.starts_with(&t))
+        .map(|m| format!("{} {} {}", m.mount_point, m.fstype, m.options))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Run `op` with the N-th step failing, for every N, and check the state is as before.
+fn inject_everywhere(r: &TestRoot, name: &str, op: &dyn Fn(&Context) -> sysext::Result<sysext::Report>, mode: MutableMode) {
+    let mut n = 1;
+    loop {
+        let (mounts, tree) = (mount_table(r), tree_snapshot(r));
+        std::env::set_var("SYSEXT_FAULT_INJECT", n.to_string());
+        let mut o = opts(r, mode);
+        o.always_refresh = true;
+        let ctx = Context::new(o).unwrap();
+        let res = op(&ctx);
+        std::env::remove_var("SYSEXT_FAULT_INJECT");
+        match res {
+            Err(e) => {
+                assert_eq!(mount_table(r), mounts, "{name}: fault at step {n} ({e}) changed the mounts");
+                assert_eq!(tree_snapshot(r), tree, "{name}: fault at step {n} ({e}) changed the tree");
+                n += 1;
+            }
+            Ok(_) => {
+                println!("{name}: {} faults injected, each left the previous state intact", n - 1);
+                assert!(n > 3, "{name}: the operation has mount steps");
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn faults_in_merge_and_refresh_leave_the_previous_state() {
+    if !isolated("faults_in_merge_and_refresh_leave_the_previous_state") {
+        return;
+    }
+    let r = TestRoot::new("faults");
+    r.sysext("foo", &[("usr/bin/foo", "foo\n"), ("opt/foo", "o\n")]);
+    r.sysext("bar", &[("usr/bin/bar", "bar\n")]);
+    // merge from nothing, in a mode that creates routing dirs.
+    inject_everywhere(&r, "merge yes", &|c| c.merge(), MutableMode::Enabled);
+    // refresh (swap beneath the old overlays) to another mode: faults before and after the
+    // /usr swap (the /opt swap comes later) must restore the old merge.
+    r.sysext("baz", &[("usr/bin/baz", "baz\n"), ("opt/baz", "z\n")]);
+    inject_everywhere(&r, "refresh ephemeral-import", &|c| c.refresh(), MutableMode::EphemeralImport);
+    inject_everywhere(&r, "refresh yes", &|c| c.refresh(), MutableMode::Enabled);
+    inject_everywhere(&r, "unmerge", &|c| c.unmerge(), MutableMode::Disabled);
+    assert_eq!(r.mounts_below(), 0);
+    assert!(!exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")));
+}
+
+#[test]
+fn five_hundred_layers() {
+    if !isolated("five_hundred_layers") {
+        return;
+    }
+    let r = TestRoot::new("layers");
+    // 498 extensions + meta + host = 500 lower layers for /usr. Long names: systemd's
+    // single option string would overflow its page after ~70 of these.
+    let long = "x".repeat(60);
+    for i in 0..498 {
+        r.sysext(&format!("ext{i:03}-{long}"), &[(&format!("usr/share/l/{i:03}"), "l\n"), ("usr/share/l/top", &format!("{i}\n"))]);
+    }
+    let ctx = Context::new(opts(&r, MutableMode::Disabled)).unwrap();
+    let rep = ctx.merge().unwrap();
+    assert_eq!(rep.merged.len(), 498);
+    assert_eq!(std::fs::read_dir(r.p("usr/share/l")).unwrap().count(), 499);
+    assert_eq!(r.read("usr/share/l/top").as_deref(), Some("497\n"), "highest-sorted extension wins");
+    let t = r.p("usr").to_string_lossy().into_owned();
+    let mi = sysext::mountinfo::read_self().unwrap();
+    let m = mi.iter().find(|m| m.mount_point == t && m.fstype == "overlay").unwrap();
+    assert_eq!(m.overlay_lower_count(), 500, "all layers mounted");
+    ctx.unmerge().unwrap();
+    // One more is a clear error, and nothing is mounted.
+    r.sysext(&format!("ext498-{long}"), &[("usr/share/l/498", "l\n")]);
+    let e = ctx.merge().unwrap_err();
+    assert!(e.to_string().contains("at most 500"), "{e}");
+    assert_eq!(r.mounts_below(), 0);
+}
+
+#[test]
+fn concurrent_refreshes_serialize() {
+    if !isolated("concurrent_refreshes_serialize") {
+        return;
+    }
+    let r = TestRoot::new("concurrent");
+    r.sysext("foo", &[("usr/bin/foo", "foo\n"), ("opt/foo", "o\n")]);
+    let cli = sysext_tests::cli();
+    let kids: Vec<_> = (0..8)
+        .map(|i| {
+            let mode = ["no", "yes", "ephemeral", "auto"][i % 4];
+            std::process::Command::new(&cli)
+                .arg(format!("--root={}", r.path.display()))
+                .arg(format!("--mutable={mode}"))
+                .arg("--always-refresh")
+                .arg("refresh")
+                .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut k in kids {
+        assert!(k.wait().unwrap().success());
+    }
+    assert_eq!(r.overlays_at("usr"), 1, "exactly one overlay on /usr");
+    assert_eq!(r.overlays_at("opt"), 1, "exactly one overlay on /opt");
+    // Threads in one process serialize too: one merge wins, the other finds it merged.
+    let results: Vec<_> = (0..2)
+        .map(|_| {
+            let o = opts(&r, MutableMode::Disabled);
+            std::thread::spawn(move || Context::new(o).unwrap().unmerge().map(|_| ()))
+        })
+        .collect();
+    for t in results {
+        t.join().unwrap().unwrap();
+    }
+    let results: Vec<_> = (0..2)
+        .map(|_| {
+            let o = opts(&r, MutableMode::Disabled);
+            std::thread::spawn(move || Context::new(o).unwrap().merge().map(|_| ()))
+        })
+        .collect();
+    let errs: Vec<_> = results.into_iter().map(|t| t.join().unwrap()).filter_map(Result::err).collect();
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].errno(), libc::EBUSY);
+    // A non-blocking caller gets Busy while the lock is held.
+    let held = sysext::lock::lock(&sysext::root::Root::open(Some(r.path.to_str().unwrap())).unwrap(), ImageClass::Sysext, None).unwrap();
+    let mut o = opts(&r, MutableMode::Disabled);
+    o.lock_timeout = Some(std::time::Duration::ZERO);
+    let e = Context::new(o).unwrap().unmerge().unwrap_err();
+    assert_eq!(e.kind(), sysext::ErrorKind::Busy);
+    drop(held);
+    Context::new(opts(&r, MutableMode::Disabled)).unwrap().unmerge().unwrap();
+    assert_eq!(r.mounts_below(), 0);
+}
