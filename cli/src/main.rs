@@ -221,6 +221,7 @@ fn run(a: Args) -> Result<(), String> {
     opts.noexec = a.noexec;
     opts.image_policy = a.image_policy.clone();
     opts.always_refresh = a.always_refresh;
+    opts.no_reload = a.no_reload;
     opts.sink = Arc::new(move |e: &Event| {
         if e.level() >= Level::Info || verbose {
             eprintln!("{e}");

@@ -44,6 +44,9 @@ pub struct Options {
     pub lock_timeout: Option<Duration>,
     /// Rebuild on `refresh` even when nothing changed (systemd 260's `--always-refresh`).
     pub always_refresh: bool,
+    /// Do not work out whether the service manager needs a reload (`--no-reload`; also
+    /// implied by an explicit root, as in systemd). [`Report::needs_reload`] is then false.
+    pub no_reload: bool,
     /// Receives progress events.
     pub sink: Arc<dyn EventSink>,
 }
@@ -79,6 +82,7 @@ impl Options {
             initrd: None,
             lock_timeout: None,
             always_refresh: false,
+            no_reload: false,
             sink: Arc::new(NullSink),
         }
     }
@@ -376,7 +380,7 @@ impl Context {
     fn unmerge_locked(&self) -> Result<Report> {
         let mut report = Report::default();
         // Reload decision before unmerging: read the merged release files.
-        report.needs_reload = self.merged_needs_reload();
+        report.needs_reload = self.reload_wanted() && self.merged_needs_reload();
         // All hierarchies come off, or none does.
         let mut detached = Vec::new();
         for h in &self.hierarchies {
@@ -387,6 +391,10 @@ impl Context {
         }
         report.unmerged = exec::finish_unmerge(&self.root, detached, self.sink())?;
         Ok(report)
+    }
+
+    fn reload_wanted(&self) -> bool {
+        !self.opts.no_reload && !self.root.is_explicit()
     }
 
     fn merged_needs_reload(&self) -> bool {
@@ -411,7 +419,7 @@ impl Context {
     fn merge_locked(&self, refresh: bool, filter: Option<&[String]>, mode: MutableMode) -> Result<Report> {
         let class = self.opts.class;
         let g = self.gather(!refresh, filter)?;
-        let mut report = Report { skipped: g.skipped.clone(), needs_reload: g.needs_reload, ..Default::default() };
+        let mut report = Report { skipped: g.skipped.clone(), needs_reload: g.needs_reload && self.reload_wanted(), ..Default::default() };
         if g.trees.is_empty() {
             if g.found == 0 {
                 self.sink().event(&Event::NoExtensions);

@@ -34,8 +34,9 @@ pub const LO_FLAGS_DIRECT_IO: u32 = 16;
 
 const LO_NAME_SIZE: usize = 64;
 const LO_KEY_SIZE: usize = 32;
-/// How many free devices are tried before giving up on `EBUSY` races.
-const MAX_ATTEMPTS: u32 = 64;
+/// How many devices are tried before giving up on `EBUSY` races (or devices that vanish
+/// because another tool removed them with `LOOP_CTL_REMOVE`, as systemd does).
+const MAX_ATTEMPTS: u32 = 128;
 
 /// `struct loop_info64` of `<linux/loop.h>`.
 #[repr(C)]
@@ -258,7 +259,16 @@ impl LoopDevice {
         let mut busy: Vec<u32> = Vec::new();
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
-                std::thread::sleep(Duration::from_micros(100 * u64::from(attempt.min(20))));
+                // A short, growing, jittered pause so that racing allocators spread out.
+                let jitter = u64::from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.subsec_nanos())
+                        % 500,
+                );
+                std::thread::sleep(Duration::from_micros(
+                    50 * u64::from(attempt.min(40)) + jitter,
+                ));
             }
             let free = ioctl_int(control.as_fd(), LOOP_CTL_GET_FREE, 0)?;
             let mut number =

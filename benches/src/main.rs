@@ -1,0 +1,352 @@
+//! Side-by-side benchmark of merge, refresh and unmerge:
+//! our CLI, our library, the syscall floor (the same overlay from a minimal sequence of
+//! mount calls), and systemd-sysext 257 from the oracle chroot — all in one run, on the
+//! same tree, in a private mount namespace.
+//!
+//! `cargo run --release -p sysext-bench -- [--reps N] [--out DIR]` (as root).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use sysext::{Context, ImageClass, MutableMode, Options};
+
+const ORACLE: &str = "/var/cache/sysext-oracle/trixie";
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").arg("-c").arg(cmd).status().expect("sh");
+    assert!(st.success(), "failed: {cmd}");
+}
+
+fn put(p: &Path, content: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}
+
+/// Build the sandbox root with `n` directory extensions or `n` erofs images.
+fn build_root(sb: &Path, n: usize, erofs: bool) {
+    sh(&format!("rm -rf {0}/* {0}/.[!.]* 2>/dev/null; true", sb.display()));
+    put(&sb.join("usr/lib/os-release"), "ID=debian\nVERSION_ID=13\n");
+    put(&sb.join("usr/bin/base"), "base\n");
+    std::fs::create_dir_all(sb.join("opt")).unwrap();
+    let stage = sb.join("stage");
+    for i in 0..n {
+        let name = format!("e{i:03}");
+        let dir = if erofs { stage.join(&name) } else { sb.join("var/lib/extensions").join(&name) };
+        put(&dir.join(format!("usr/lib/extension-release.d/extension-release.{name}")), "ID=_any\n");
+        put(&dir.join(format!("usr/share/{name}/file")), "x\n");
+        put(&dir.join(format!("usr/bin/{name}")), "#!/bin/sh\n");
+        if erofs {
+            std::fs::create_dir_all(sb.join("var/lib/extensions")).unwrap();
+            sh(&format!(
+                "mkfs.erofs --quiet {} {} >/dev/null",
+                sb.join(format!("var/lib/extensions/{name}.raw")).display(),
+                dir.display()
+            ));
+        }
+    }
+    if erofs {
+        sh(&format!("rm -rf {}", stage.display()));
+    }
+}
+
+fn time<F: FnMut() -> bool>(mut f: F) -> Option<Duration> {
+    let t = Instant::now();
+    if f() {
+        Some(t.elapsed())
+    } else {
+        None
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Option<Duration> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort();
+    Some(v[v.len() / 2])
+}
+
+#[derive(Default, Clone)]
+struct Row {
+    merge: Option<Duration>,
+    refresh: Option<Duration>,
+    unmerge: Option<Duration>,
+}
+
+trait Tool {
+    fn name(&self) -> &'static str;
+    fn merge(&mut self) -> bool;
+    fn refresh(&mut self) -> bool;
+    fn unmerge(&mut self) -> bool;
+}
+
+struct Cli {
+    bin: PathBuf,
+    root: PathBuf,
+}
+
+impl Tool for Cli {
+    fn name(&self) -> &'static str {
+        "libsysext CLI"
+    }
+    fn merge(&mut self) -> bool {
+        self.run("merge")
+    }
+    fn refresh(&mut self) -> bool {
+        self.run("refresh")
+    }
+    fn unmerge(&mut self) -> bool {
+        self.run("unmerge")
+    }
+}
+
+impl Cli {
+    fn run(&self, verb: &str) -> bool {
+        Command::new(&self.bin)
+            .arg(format!("--root={}", self.root.display()))
+            .arg("--always-refresh")
+            .arg(verb)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+}
+
+struct Lib {
+    ctx: Context,
+}
+
+impl Tool for Lib {
+    fn name(&self) -> &'static str {
+        "libsysext library"
+    }
+    fn merge(&mut self) -> bool {
+        self.ctx.merge().is_ok()
+    }
+    fn refresh(&mut self) -> bool {
+        self.ctx.refresh().is_ok()
+    }
+    fn unmerge(&mut self) -> bool {
+        self.ctx.unmerge().is_ok()
+    }
+}
+
+/// The same read-only overlay on /usr (same layers: a meta layer on a detached tmpfs, a
+/// private read-only bind of each image, the host /usr) from the fewest system calls, with
+/// no discovery, no release-file parsing and no checks. Unmerge is one umount2.
+struct Floor {
+    root: PathBuf,
+    n: usize,
+    erofs: bool,
+}
+
+impl Floor {
+    fn build(&self) -> rustix::io::Result<rustix::fd::OwnedFd> {
+        use rustix::fs::{Mode, OFlags};
+        use rustix::mount::*;
+        use std::os::fd::{AsFd, AsRawFd};
+        let ws = {
+            let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+            fsconfig_set_string(&fs, "mode", "0700")?;
+            fsconfig_create(&fs)?;
+            fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_NODEV)?
+        };
+        rustix::fs::mkdirat(&ws, "meta", Mode::from_raw_mode(0o755))?;
+        let meta = rustix::fs::openat(&ws, "meta", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+        let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        fsconfig_set_string(&fs, "lowerdir+", format!("/proc/self/fd/{}", meta.as_raw_fd()).as_str())?;
+        let mut keep = Vec::new();
+        for i in (0..self.n).rev() {
+            let name = format!("e{i:03}");
+            let m = if self.erofs {
+                let efs = fsopen("erofs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+                let img = self.root.join(format!("var/lib/extensions/{name}.raw"));
+                fsconfig_set_string(&efs, "source", img.to_str().unwrap())?;
+                fsconfig_create(&efs)?;
+                fsmount(&efs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_RDONLY)?
+            } else {
+                let m = open_tree(
+                    rustix::fs::CWD,
+                    self.root.join(format!("var/lib/extensions/{name}")).to_str().unwrap(),
+                    OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+                )?;
+                sysext::sys::mountattr::mount_setattr(m.as_fd(), true, sysext::sys::mountattr::MOUNT_ATTR_RDONLY, 0)
+                    .map_err(|e| rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(5)))?;
+                m
+            };
+            fsconfig_set_string(&fs, "lowerdir+", format!("/proc/self/fd/{}/usr", m.as_raw_fd()).as_str())?;
+            keep.push(m);
+        }
+        fsconfig_set_string(&fs, "lowerdir+", self.root.join("usr").to_str().unwrap())?;
+        fsconfig_create(&fs)?;
+        let m = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV)?;
+        Ok(m)
+    }
+}
+
+impl Tool for Floor {
+    fn name(&self) -> &'static str {
+        "syscall floor"
+    }
+    fn merge(&mut self) -> bool {
+        use rustix::mount::*;
+        match self.build() {
+            Ok(m) => move_mount(&m, "", rustix::fs::CWD, self.root.join("usr").to_str().unwrap(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).is_ok(),
+            Err(_) => false,
+        }
+    }
+    fn refresh(&mut self) -> bool {
+        use rustix::mount::*;
+        let usr = self.root.join("usr");
+        let Ok(m) = self.build() else { return false };
+        move_mount(&m, "", rustix::fs::CWD, usr.to_str().unwrap(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_BENEATH).is_ok()
+            && unmount(usr.to_str().unwrap(), UnmountFlags::DETACH).is_ok()
+    }
+    fn unmerge(&mut self) -> bool {
+        rustix::mount::unmount(self.root.join("usr").to_str().unwrap(), rustix::mount::UnmountFlags::DETACH).is_ok()
+    }
+}
+
+struct Systemd;
+
+impl Systemd {
+    fn run(&self, verb: &str) -> bool {
+        Command::new("chroot")
+            .args([ORACLE, "/usr/bin/systemd-sysext", "--root=/sb", verb])
+            .env("SYSTEMD_LOG_LEVEL", "warning")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+}
+
+impl Tool for Systemd {
+    fn name(&self) -> &'static str {
+        "systemd-sysext 257"
+    }
+    fn merge(&mut self) -> bool {
+        // 257 exits 0 but mounts nothing when its option string overflows: check.
+        self.run("merge") && overlays_at(&Path::new(ORACLE).join("sb/usr")) > 0
+    }
+    fn refresh(&mut self) -> bool {
+        self.run("refresh") && overlays_at(&Path::new(ORACLE).join("sb/usr")) > 0
+    }
+    fn unmerge(&mut self) -> bool {
+        self.run("unmerge")
+    }
+}
+
+fn overlays_at(p: &Path) -> usize {
+    let t = p.to_string_lossy();
+    sysext::mountinfo::read_self().unwrap().iter().filter(|m| m.mount_point == t && m.fstype == "overlay").count()
+}
+
+fn measure(tool: &mut dyn Tool, reps: usize, usr: &Path) -> Row {
+    let (mut m, mut r, mut u) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let Some(dm) = time(|| tool.merge()) else {
+            let _ = tool.unmerge();
+            return Row::default();
+        };
+        m.push(dm);
+        if let Some(dr) = time(|| tool.refresh()) {
+            r.push(dr);
+        }
+        if let Some(du) = time(|| tool.unmerge()) {
+            u.push(du);
+        }
+        assert_eq!(overlays_at(usr), 0, "{} left an overlay behind", tool.name());
+    }
+    Row { merge: median(m), refresh: median(r), unmerge: median(u) }
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.2}", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "fails".into())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let reps = args.iter().position(|a| a == "--reps").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(5);
+    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("benches/results"));
+    if std::env::var_os("SYSEXT_BENCH_IN_NS").is_none() {
+        assert!(rustix::process::geteuid().is_root(), "run as root");
+        let st = Command::new("unshare")
+            .args(["-m", "--propagation", "private"])
+            .arg(std::env::current_exe().unwrap())
+            .args(&args[1..])
+            .env("SYSEXT_BENCH_IN_NS", "1")
+            .status()
+            .unwrap();
+        std::process::exit(st.code().unwrap_or(1));
+    }
+    // The oracle's set-up: shared propagation, the chroot's own mounts, a tmpfs sandbox.
+    let o = Path::new(ORACLE);
+    let have_systemd = o.join("usr/bin/systemd-sysext").exists();
+    let sb = o.join("sb");
+    if have_systemd {
+        sh("mount --make-rshared /");
+        sh(&format!("mount --bind {0} {0}", o.display()));
+        sh(&format!("mount -t tmpfs tmpfs {}", sb.display()));
+        for (what, args) in [("proc", "-t proc proc"), ("sys", "--rbind /sys"), ("dev", "--bind /dev"), ("run", "-t tmpfs tmpfs")] {
+            sh(&format!("mount {args} {}", o.join(what).display()));
+        }
+    } else {
+        eprintln!("note: no oracle chroot at {ORACLE}; systemd-sysext column skipped (run ../shared/oracle/setup-oracle)");
+        std::fs::create_dir_all(&sb).unwrap();
+        sh(&format!("mount -t tmpfs tmpfs {}", sb.display()));
+    }
+    let cli = std::env::current_exe().unwrap().parent().unwrap().join("sysext");
+    assert!(cli.exists(), "build the CLI first: cargo build --release -p sysext-cli");
+    let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let date = String::from_utf8(Command::new("date").arg("-u").arg("+%Y-%m-%d").output().unwrap().stdout).unwrap();
+    let mut table = format!(
+        "Machine: Linux {kernel}, {cpus} CPUs; {} UTC; median of {reps} runs, times in ms.\n\n| workload | tool | merge | refresh | unmerge | merge+unmerge vs systemd |\n|---|---|---|---|---|---|\n",
+        date.trim()
+    );
+    let mut csv = String::from("workload,n,tool,merge_ms,refresh_ms,unmerge_ms\n");
+    let workloads: Vec<(usize, bool)> = vec![(1, false), (16, false), (64, false), (256, false), (1, true), (16, true)];
+    for (n, erofs) in workloads {
+        build_root(&sb, n, erofs);
+        let label = format!("{n} {}", if erofs { "erofs images" } else { "directories" });
+        let mut o = Options::new(ImageClass::Sysext);
+        o.root = Some(sb.to_string_lossy().into_owned());
+        o.mutable = Some(MutableMode::Disabled);
+        o.always_refresh = true;
+        o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
+        let mut tools: Vec<Box<dyn Tool>> = vec![
+            Box::new(Cli { bin: cli.clone(), root: sb.clone() }),
+            Box::new(Lib { ctx: Context::new(o).unwrap() }),
+            Box::new(Floor { root: sb.clone(), n, erofs }),
+        ];
+        if have_systemd {
+            tools.push(Box::new(Systemd));
+        }
+        let rows: Vec<(String, Row)> = tools.iter_mut().map(|t| (t.name().to_string(), measure(t.as_mut(), reps, &sb.join("usr")))).collect();
+        let sd = rows.iter().find(|(n, _)| n.starts_with("systemd")).map(|(_, r)| r.clone());
+        for (name, r) in &rows {
+            let ratio = match (&sd, r.merge, r.unmerge) {
+                (Some(s), Some(m), Some(u)) if !name.starts_with("systemd") => match (s.merge, s.unmerge) {
+                    (Some(sm), Some(su)) => format!("{:.2}×", (m + u).as_secs_f64() / (sm + su).as_secs_f64()),
+                    _ => "systemd fails".into(),
+                },
+                _ => "".into(),
+            };
+            table.push_str(&format!("| {label} | {name} | {} | {} | {} | {ratio} |\n", ms(r.merge), ms(r.refresh), ms(r.unmerge)));
+            csv.push_str(&format!(
+                "{},{n},{name},{},{},{}\n",
+                if erofs { "erofs" } else { "dir" },
+                ms(r.merge),
+                ms(r.refresh),
+                ms(r.unmerge)
+            ));
+        }
+        eprintln!("done: {label}");
+    }
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("results.md"), &table).unwrap();
+    std::fs::write(out.join("results.csv"), &csv).unwrap();
+    print!("{table}");
+}
