@@ -193,6 +193,8 @@ pub fn list(imgs: &[ListedImage], pretty: bool, json: bool, no_legend: bool) {
                         ("type", J::Str(i.kind.as_str().into())),
                         ("path", J::Str(i.path.clone())),
                         ("time", J::Num(i.time_usec)),
+                        ("state", J::Str(i.state.as_str().into())),
+                        ("reason", i.reason.clone().map(J::Str).unwrap_or(J::Null)),
                         ("shadows", strs(&i.shadows)),
                     ])
                 })
@@ -207,9 +209,18 @@ pub fn list(imgs: &[ListedImage], pretty: bool, json: bool, no_legend: bool) {
     }
     let rows: Vec<Vec<String>> = imgs
         .iter()
-        .map(|i| vec![i.name.clone(), i.kind.as_str().into(), i.path.clone(), format_timestamp(i.time_usec)])
+        .map(|i| {
+            let mut state = i.state.as_str().to_string();
+            if let Some(r) = &i.reason {
+                state = format!("{state}: {r}");
+            }
+            for s in &i.shadows {
+                state.push_str(&format!("\nshadows {s}"));
+            }
+            vec![i.name.clone(), i.kind.as_str().into(), i.path.clone(), format_timestamp(i.time_usec), state]
+        })
         .collect();
-    table(&["NAME", "TYPE", "PATH", "TIME"], &rows, !no_legend);
+    table(&["NAME", "TYPE", "PATH", "TIME", "STATE"], &rows, !no_legend);
 }
 
 /// `plan`.

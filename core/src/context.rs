@@ -112,6 +112,37 @@ pub struct Report {
     pub needs_reload: bool,
 }
 
+/// What would happen to an image on `merge` (shown by `list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImageState {
+    /// Part of the current merge.
+    Merged,
+    /// Compatible; a merge would use it.
+    WouldMerge,
+    /// An empty directory hiding images of the same name in lower-precedence directories.
+    Masked,
+    /// Skipped by a merge: not compatible with the host (or no release data).
+    Incompatible,
+    /// A merge would fail on it (bad image, forbidden content).
+    Invalid,
+    /// Not determined (image files need privileges to be inspected).
+    Unknown,
+}
+
+impl ImageState {
+    /// Stable name (`merged`, `would-merge`, `masked`, `incompatible`, `invalid`, `unknown`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageState::Merged => "merged",
+            ImageState::WouldMerge => "would-merge",
+            ImageState::Masked => "masked",
+            ImageState::Incompatible => "incompatible",
+            ImageState::Invalid => "invalid",
+            ImageState::Unknown => "unknown",
+        }
+    }
+}
+
 /// An image as listed by `list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedImage {
@@ -123,8 +154,12 @@ pub struct ListedImage {
     pub path: String,
     /// mtime (files) or birth time (directories), µs.
     pub time_usec: u64,
-    /// Paths of lower-precedence images of the same name.
+    /// Paths of lower-precedence images of the same name, which this one shadows.
     pub shadows: Vec<String>,
+    /// What a merge does with it.
+    pub state: ImageState,
+    /// Why, for states other than merged / would-merge (names the field and values).
+    pub reason: Option<String>,
 }
 
 /// A dry run of `merge`: what would be merged and how.
@@ -151,6 +186,7 @@ struct Gathered {
 #[derive(Debug)]
 pub struct Context {
     opts: Options,
+    policy: Option<crate::image::ImagePolicy>,
     root: Root,
     hierarchies: Vec<Hierarchy>,
     mode: MutableMode,
@@ -188,7 +224,14 @@ impl Context {
                 Err(_) => MutableMode::Disabled,
             },
         };
-        Ok(Context { opts, root, hierarchies, mode, faults: FaultInjector::from_env() })
+        let policy = match &opts.image_policy {
+            Some(p) => Some(
+                crate::image::ImagePolicy::parse(p)
+                    .map_err(|e| Error::InvalidArgument(format!("Failed to parse image policy: {p}: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Context { opts, policy, root, hierarchies, mode, faults: FaultInjector::from_env() })
     }
 
     /// The options.
@@ -227,14 +270,59 @@ impl Context {
         }
     }
 
-    /// Discover images (`list`). Needs no privilege.
+    /// Discover images (`list`), with what a merge would do to each. Needs no privilege
+    /// for directory images.
     pub fn list(&self) -> Result<Vec<ListedImage>> {
-        let mut v: Vec<ListedImage> = discover::discover(&self.root, self.opts.class, self.initrd())?
-            .into_iter()
-            .map(|d| ListedImage { name: d.name, kind: d.kind, path: d.path, time_usec: d.time_usec, shadows: d.shadows })
-            .collect();
+        let class = self.opts.class;
+        let found = discover::discover(&self.root, class, self.initrd())?;
+        let merged: Vec<String> = self.current_merge().map(|(n, _)| n).unwrap_or_default();
+        let host = self.host_release().ok().map(|os| {
+            let scope = if self.initrd() { Scope::Initrd } else { Scope::System };
+            Host::from_os_release(&os, class, scope, crate::arch::native())
+        });
+        let mut v = Vec::new();
+        for d in found {
+            let (state, reason) = if merged.contains(&d.name) {
+                (ImageState::Merged, None)
+            } else {
+                self.judge(&d, host.as_ref())
+            };
+            v.push(ListedImage { name: d.name, kind: d.kind, path: d.path, time_usec: d.time_usec, shadows: d.shadows, state, reason });
+        }
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
+    }
+
+    fn judge(&self, d: &DiscoveredImage, host: Option<&Host>) -> (ImageState, Option<String>) {
+        if !d.kind.is_tree() && !has_cap_sys_admin() {
+            return (ImageState::Unknown, Some("image files can only be inspected with privileges".into()));
+        }
+        let (tree, rel) = match self.read_metadata(d) {
+            Ok(x) => x,
+            Err(e) => return (ImageState::Invalid, Some(e.to_string())),
+        };
+        if d.kind.is_tree() && !d.shadows.is_empty() && crate::root::dir_is_empty(tree.fd.as_fd()).unwrap_or(false) {
+            return (ImageState::Masked, Some(format!("empty directory, masks {}", d.shadows.join(", "))));
+        }
+        if self.opts.force {
+            return (ImageState::WouldMerge, None);
+        }
+        if rel.os_tree {
+            return (ImageState::Incompatible, Some("is an OS image (it carries an os-release file), not an extension".into()));
+        }
+        let Some(host) = host else {
+            return (ImageState::Invalid, Some(format!("no os-release in {}", self.root.display_root())));
+        };
+        match compat::check(&d.name, &rel.data, host, self.opts.class) {
+            Compatibility::Compatible(_) => (ImageState::WouldMerge, None),
+            Compatibility::Incompatible(reason) => {
+                let mut text = reason.to_string();
+                if let (compat::Reason::NoReleaseData, Some(p)) = (&reason, &rel.problem) {
+                    text = format!("{text} ({p})");
+                }
+                (ImageState::Incompatible, Some(text))
+            }
+        }
     }
 
     fn host_release(&self) -> Result<ReleaseData> {
@@ -302,6 +390,12 @@ impl Context {
         let mut file_names = Vec::new();
         let mut needs_reload = false;
         for (img, tree, rel) in metas {
+            if rel.os_tree && !self.opts.force {
+                let text = "is an OS image (it carries an os-release file), not an extension".to_string();
+                self.sink().event(&Event::Skipped { name: img.name.clone(), reason: text.clone() });
+                skipped.push(Skipped { name: img.name, reason: text });
+                continue;
+            }
             if !self.opts.force {
                 if let Compatibility::Incompatible(reason) = compat::check(&img.name, &rel.data, &host, class) {
                     let mut text = reason.to_string();
@@ -339,8 +433,58 @@ impl Context {
                 let rel = extension::load_release(fd.as_fd(), class, &img.name);
                 Ok((ImageTree { name: img.name.clone(), path: img.path.clone(), fd, is_mount: false }, rel))
             }
-            ImageKind::Raw | ImageKind::Block => Err(meta_err("image files are not supported yet".into(), libc::EOPNOTSUPP)),
+            ImageKind::Raw | ImageKind::Block => {
+                let (policy, explicit) = self.policy_for(img);
+                let m = crate::image::mount::open_image(self.root.fd(), &img.rel, &img.path, class, &policy, explicit).map_err(|e| {
+                    if e.policy {
+                        Error::ImagePolicy { image: img.path.clone(), reason: e.reason }
+                    } else {
+                        meta_err(e.reason, e.errno)
+                    }
+                })?;
+                let tree = m.tree;
+                // It must be an extension (a matching release file of either class) or an
+                // OS tree; an OS tree is then skipped (unless forced).
+                let rel = extension::load_release(tree.as_fd(), class, &img.name);
+                let other = extension::load_release(tree.as_fd(), class.other(), &img.name);
+                let os_tree = extension::has_os_release(tree.as_fd());
+                if !os_tree && rel.file.is_none() && other.file.is_none() {
+                    let why = rel.problem.clone().unwrap_or_default();
+                    return Err(meta_err(format!("No medium found ({why})"), libc::ENOMEDIUM));
+                }
+                let mut rel = rel;
+                if os_tree {
+                    rel.os_tree = true;
+                }
+                Ok((ImageTree { name: img.name.clone(), path: img.path.clone(), fd: tree, is_mount: true }, rel))
+            }
         }
+    }
+
+    /// The image policy for an image: the caller's, or systemd's defaults (stricter for
+    /// `/.extra/` in the initrd).
+    fn policy_for(&self, img: &DiscoveredImage) -> (crate::image::ImagePolicy, bool) {
+        use crate::image::ImagePolicy;
+        if let Some(p) = &self.policy {
+            return (p.clone(), true);
+        }
+        let class = self.opts.class;
+        if self.initrd() && !self.root.is_explicit() {
+            if img.rel.starts_with(".extra/sysext/") && class == ImageClass::Sysext {
+                return (ImagePolicy::initrd_sysext(), false);
+            }
+            if img.rel.starts_with(".extra/confext/") && class == ImageClass::Confext {
+                return (ImagePolicy::initrd_confext(), false);
+            }
+            if img.rel.starts_with(".extra/") {
+                return (ImagePolicy::deny_all(), false);
+            }
+        }
+        let p = match class {
+            ImageClass::Sysext => ImagePolicy::sysext_default(),
+            ImageClass::Confext => ImagePolicy::confext_default(),
+        };
+        (p, false)
     }
 
     /// What `merge` would do, without mounting anything and without privileges.

@@ -20,6 +20,8 @@ pub struct ReleaseInfo {
     pub file: Option<String>,
     /// Why no data was loaded (missing, misnamed, unreadable, ambiguous…).
     pub problem: Option<String>,
+    /// The image is an OS tree (carries an os-release file): not used unless forced.
+    pub os_tree: bool,
 }
 
 /// The base name used for the relaxed release-file match: the name without `.raw`
@@ -152,7 +154,7 @@ fn parse_release_fd(fd: OwnedFd, rel: String) -> ReleaseInfo {
         Ok(bytes) => match crate::release::parse(&bytes) {
             Ok(data) => {
                 let problem = data.is_empty().then(|| format!("{rel} is empty"));
-                ReleaseInfo { data, file: Some(rel), problem }
+                ReleaseInfo { data, file: Some(rel), problem, os_tree: false }
             }
             Err(e) => ReleaseInfo { problem: Some(format!("{rel}: {e}")), file: Some(rel), ..Default::default() },
         },

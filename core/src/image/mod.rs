@@ -4,6 +4,7 @@
 
 pub mod dps;
 pub mod gpt;
+pub mod mount;
 pub mod policy;
 pub mod superblock;
 pub mod verity;
