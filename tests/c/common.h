@@ -264,6 +264,7 @@ static inline void test_init(int argc, char **argv) {
     if (argc != 2)
         die("usage: %s SCRATCH_DIR", argv[0]);
     test_scratch = argv[1];
+    umask(022);
     /* The tests set everything through options; the environment must not interfere. */
     unsetenv("SYSTEMD_SYSEXT_MUTABLE_MODE");
     unsetenv("SYSTEMD_CONFEXT_MUTABLE_MODE");

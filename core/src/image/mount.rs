@@ -228,10 +228,14 @@ pub fn open_image(
         }
     })?;
 
+    // The same table without a policy, to find a signature partition whose root hash can
+    // still serve for userspace verification when the policy ignores the signature itself.
+    let unrestricted = gpt::select_with(&table, &SelectOptions { policy: None, ..opts }).ok();
     let mount_part = |d: PartitionDesignator, part: &gpt::Part| -> Result<(OwnedFd, FsType, Protection), ImageError> {
         let (vd, sd) = (d.verity().expect("data designator"), d.verity_sig().expect("data designator"));
         let hash = sel.get(vd).map(|p| (p.offset, p.size));
-        let sig = match sel.get(sd) {
+        let sig_part = sel.get(sd).or_else(|| if hash.is_some() { unrestricted.as_ref().and_then(|u| u.get(sd)) } else { None });
+        let sig = match sig_part {
             Some(p) => Some(verity::read_signature(&file, p.offset, p.size).map_err(|e| ImageError::new(libc::EBADMSG, format!("{sd} partition: {e}")))?),
             None => None,
         };
