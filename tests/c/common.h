@@ -24,6 +24,7 @@
 
 static int test_failures;
 static const char *test_scratch;
+static int test_overlay_baseline;
 
 #define CHECK(cond)                                                                   \
     do {                                                                              \
@@ -235,18 +236,33 @@ static inline void log_dump(const struct log_record *r) {
         fprintf(stderr, "  log <%d> %s\n", r->levels[i], r->messages[i]);
 }
 
-/* The number of overlay mounts in this mount namespace. */
-static inline int overlay_mounts(void) {
+/* The number of overlay file systems mounted in this mount namespace (distinct devices:
+ * a writable merge also binds its meta directory read-only, a second mount of the same
+ * overlay). */
+static inline int overlay_mounts_raw(void) {
     FILE *f = fopen("/proc/self/mountinfo", "re");
     if (!f)
         die("open /proc/self/mountinfo: %s", strerror(errno));
-    char line[4096];
+    char line[8192], devs[256][32];
     int n = 0;
-    while (fgets(line, sizeof line, f))
-        if (strstr(line, " - overlay "))
-            n++;
+    while (fgets(line, sizeof line, f)) {
+        char dev[32];
+        if (!strstr(line, " - overlay ") || sscanf(line, "%*s %*s %31s", dev) != 1)
+            continue;
+        int seen = 0;
+        for (int i = 0; i < n; i++)
+            if (strcmp(devs[i], dev) == 0)
+                seen = 1;
+        if (!seen && n < 256)
+            memcpy(devs[n++], dev, sizeof dev);
+    }
     fclose(f);
     return n;
+}
+
+/* The number of overlay mounts added since the program started. */
+static inline int overlay_mounts(void) {
+    return overlay_mounts_raw() - test_overlay_baseline;
 }
 
 static inline void require_root(const char *prog) {
@@ -265,6 +281,7 @@ static inline void test_init(int argc, char **argv) {
         die("usage: %s SCRATCH_DIR", argv[0]);
     test_scratch = argv[1];
     umask(022);
+    test_overlay_baseline = overlay_mounts_raw();
     /* The tests set everything through options; the environment must not interfere. */
     unsetenv("SYSTEMD_SYSEXT_MUTABLE_MODE");
     unsetenv("SYSTEMD_CONFEXT_MUTABLE_MODE");

@@ -116,6 +116,15 @@ static void test_options(void) {
     CHECK_RC(sysext_options_set_initrd(o, 0, &err), err, 0);
     CHECK_RC(sysext_options_set_image_policy(o, "root=verity+signed:usr=verity", &err), err, 0);
     CHECK_RC(sysext_options_set_image_policy(o, NULL, &err), err, 0);
+    CHECK_RC(sysext_options_set_image_policy(o, "root=bogus", &err), err, -EINVAL);
+    REQUIRE(err);
+    CHECK(strstr(sysext_error_get_message(err), "image policy") != NULL);
+    sysext_error_free(err);
+    err = NULL;
+    CHECK_RC(sysext_options_set_no_reload(o, true, &err), err, 0);
+    CHECK_RC(sysext_options_set_no_reload(o, false, &err), err, 0);
+    CHECK_RC(sysext_options_set_always_refresh(o, true, &err), err, 0);
+    CHECK_RC(sysext_options_set_always_refresh(o, false, &err), err, 0);
     CHECK_RC(sysext_options_set_lock_timeout_ms(o, -1, &err), err, 0);
     CHECK_RC(sysext_options_set_lock_timeout_ms(o, 0, &err), err, 0);
     CHECK_RC(sysext_options_set_lock_timeout_ms(o, 1500, &err), err, 0);
@@ -157,6 +166,8 @@ static void test_options(void) {
     CHECK_RC(sysext_options_set_noexec(NULL, 1, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_initrd(NULL, 1, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_image_policy(NULL, "x", NULL), NULL, -EINVAL);
+    CHECK_RC(sysext_options_set_no_reload(NULL, true, NULL), NULL, -EINVAL);
+    CHECK_RC(sysext_options_set_always_refresh(NULL, true, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_hierarchies(NULL, good, 1, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_lock_timeout_ms(NULL, 0, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_log_callback(NULL, record_log, NULL, NULL), NULL, -EINVAL);
@@ -256,9 +267,12 @@ static void test_context_new(void) {
 
 static void test_list(void) {
     const char *root = make_root("list");
-    /* "bar" is for another OS; "foo" in /etc/extensions shadows the one in /var/lib. */
+    /* "bar" is for another OS, "qux" for another version; "foo" in /etc/extensions shadows
+     * the one in /var/lib; an empty "m" in /etc/extensions masks the one in /var/lib. */
     add_sysext(root, "bar", "ID=fedora\nVERSION_ID=40\n");
     add_sysext(root, "qux", "ID=debian\nVERSION_ID=11\n");
+    add_sysext(root, "m", "ID=_any\n");
+    mkdir_p(pathf("%s/etc/extensions/m", root), 0755);
     write_file(pathf("%s/etc/extensions/foo/usr/lib/extension-release.d/extension-release.foo", root), "ID=_any\n");
     write_file(pathf("%s/etc/extensions/foo/usr/bin/foo", root), "foo from etc");
 
@@ -266,14 +280,16 @@ static void test_list(void) {
     sysext_image_list *list = NULL;
     sysext_error *err = NULL;
     OK(sysext_context_list(c, &list, &err), err);
-    REQUIRE(sysext_image_list_count(list) == 3);
+    REQUIRE(sysext_image_list_count(list) == 4);
 
     const sysext_image *bar = sysext_image_list_get(list, 0);
     const sysext_image *foo = sysext_image_list_get(list, 1);
-    const sysext_image *qux = sysext_image_list_get(list, 2);
-    CHECK(sysext_image_list_get(list, 3) == NULL);
+    const sysext_image *m = sysext_image_list_get(list, 2);
+    const sysext_image *qux = sysext_image_list_get(list, 3);
+    CHECK(sysext_image_list_get(list, 4) == NULL);
     CHECK_STR(sysext_image_get_name(bar), "bar");
     CHECK_STR(sysext_image_get_name(foo), "foo");
+    CHECK_STR(sysext_image_get_name(m), "m");
     CHECK_STR(sysext_image_get_name(qux), "qux");
     CHECK(sysext_image_get_kind(foo) == SYSEXT_IMAGE_KIND_DIRECTORY);
     CHECK_STR(sysext_image_get_path(foo), pathf("%s/etc/extensions/foo", root));
@@ -283,22 +299,55 @@ static void test_list(void) {
     CHECK(sysext_image_get_shadow(foo, 1) == NULL);
     CHECK(sysext_image_shadows_count(bar) == 0);
 
-    /* Times are microseconds since the epoch (birth time of a directory, where the fs has one). */
+    /* Times are microseconds since the epoch (birth time of a directory, if the fs has one). */
     uint64_t now = (uint64_t) time(NULL) * 1000000u;
     uint64_t t = sysext_image_get_time_usec(foo);
     CHECK(t == 0 || (t > now - 3600u * 1000000u && t < now + 3600u * 1000000u));
 
-    /* Why a merge would skip an image. */
+    /* What a merge would do, and why it would skip an image. */
+    CHECK(sysext_image_get_state(foo) == SYSEXT_IMAGE_STATE_WOULD_MERGE);
     CHECK(sysext_image_get_skipped_reason(foo) == NULL);
+    CHECK(sysext_image_get_state(bar) == SYSEXT_IMAGE_STATE_INCOMPATIBLE);
     const char *why = sysext_image_get_skipped_reason(bar);
     CHECK(why && strstr(why, "fedora") && strstr(why, "debian"));
+    CHECK(sysext_image_get_state(qux) == SYSEXT_IMAGE_STATE_INCOMPATIBLE);
     why = sysext_image_get_skipped_reason(qux);
     CHECK(why && strstr(why, "11") && strstr(why, "12"));
+    CHECK(sysext_image_get_state(m) == SYSEXT_IMAGE_STATE_MASKED);
+    why = sysext_image_get_skipped_reason(m);
+    CHECK(why && strstr(why, "mask"));
+    CHECK_STR(sysext_image_state_to_string(sysext_image_get_state(m)), "masked");
+    CHECK_STR(sysext_image_state_to_string(SYSEXT_IMAGE_STATE_MERGED), "merged");
+    CHECK_STR(sysext_image_state_to_string(SYSEXT_IMAGE_STATE_WOULD_MERGE), "would-merge");
+    CHECK_STR(sysext_image_state_to_string(SYSEXT_IMAGE_STATE_INCOMPATIBLE), "incompatible");
+    CHECK_STR(sysext_image_state_to_string(SYSEXT_IMAGE_STATE_INVALID), "invalid");
+    CHECK_STR(sysext_image_state_to_string(SYSEXT_IMAGE_STATE_UNKNOWN), "unknown");
+    CHECK(sysext_image_state_to_string(6) == NULL);
+
+    /* The plan agrees: foo is used; bar and qux are skipped for the same reasons (and the
+     * masking empty directory m, for lack of release data). */
+    sysext_plan *plan = NULL;
+    OK(sysext_context_plan(c, &plan, &err), err);
+    CHECK(sysext_plan_extensions_count(plan) == 1);
+    CHECK_STR(sysext_plan_get_extension(plan, 0), "foo");
+    CHECK(sysext_plan_skipped_count(plan) == 3);
+    int seen = 0;
+    for (size_t i = 0; i < sysext_plan_skipped_count(plan); i++) {
+        const char *name = sysext_plan_get_skipped_name(plan, i);
+        const sysext_image *img = strcmp(name, "bar") == 0 ? bar : strcmp(name, "qux") == 0 ? qux : NULL;
+        if (!img)
+            continue;
+        seen++;
+        CHECK_STR(sysext_plan_get_skipped_reason(plan, i), sysext_image_get_skipped_reason(img));
+    }
+    CHECK(seen == 2);
+    sysext_plan_free(plan);
 
     /* Getters on NULL. */
     CHECK(sysext_image_get_name(NULL) == NULL);
     CHECK(sysext_image_get_path(NULL) == NULL);
     CHECK(sysext_image_get_skipped_reason(NULL) == NULL);
+    CHECK(sysext_image_get_state(NULL) == SYSEXT_IMAGE_STATE_UNKNOWN);
     CHECK(sysext_image_get_time_usec(NULL) == 0);
     CHECK(sysext_image_shadows_count(NULL) == 0);
     CHECK(sysext_image_get_shadow(NULL, 0) == NULL);
@@ -324,20 +373,20 @@ static void test_list(void) {
     sysext_image_list_free(list);
     sysext_context_free(c);
 
-    /* Without a host os-release the list still works, without skip reasons, and the
-     * callback hears why. */
+    /* Without a host os-release the list still works; a merge would fail, and says why. */
     const char *bare = make_root("list-no-os-release");
     CHECK(unlink(pathf("%s/usr/lib/os-release", bare)) == 0);
-    struct log_record rec = {0};
-    sysext_options *o = options_for(SYSEXT_IMAGE_CLASS_SYSEXT, bare, -1);
-    OK(sysext_options_set_log_callback(o, record_log, &rec, &err), err);
-    OK(sysext_context_new(o, &c, &err), err);
-    sysext_options_free(o);
+    c = context_for(SYSEXT_IMAGE_CLASS_SYSEXT, bare, -1);
     OK(sysext_context_list(c, &list, &err), err);
-    CHECK(sysext_image_list_count(list) == 1);
-    CHECK(sysext_image_get_skipped_reason(sysext_image_list_get(list, 0)) == NULL);
-    CHECK(log_has(&rec, SYSEXT_LOG_LEVEL_WARNING, "os-release"));
+    REQUIRE(sysext_image_list_count(list) == 1);
+    CHECK(sysext_image_get_state(sysext_image_list_get(list, 0)) == SYSEXT_IMAGE_STATE_INVALID);
+    why = sysext_image_get_skipped_reason(sysext_image_list_get(list, 0));
+    CHECK(why && strstr(why, "os-release"));
     sysext_image_list_free(list);
+    CHECK_RC(sysext_context_plan(c, &plan, &err), err, -ENOENT);
+    CHECK(sysext_error_get_kind(err) == SYSEXT_ERROR_KIND_RELEASE_FILE);
+    sysext_error_free(err);
+    err = NULL;
     sysext_context_free(c);
 }
 

@@ -85,6 +85,25 @@ fn mount_fs(fstype: FsType, source: &str, class: ImageClass) -> io::Result<Owned
     Ok(rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?)
 }
 
+/// Refuse a squashfs whose superblock claims more bytes than the region holds (systemd
+/// fails such images as a whole; the kernel would mount them and fail reads later).
+fn check_complete(file: &File, offset: u64, size: u64, fstype: FsType) -> Result<(), ImageError> {
+    use std::os::unix::fs::FileExt;
+    if fstype == FsType::Squashfs {
+        let mut b = [0u8; 8];
+        file.read_exact_at(&mut b, offset + 40).map_err(|e| ImageError::io("read", e))?;
+        let used = u64::from_le_bytes(b);
+        let avail = if size == 0 { file.metadata().map(|m| m.len()).unwrap_or(0).saturating_sub(offset) } else { size };
+        if used > avail {
+            return Err(ImageError::new(
+                libc::EBADMSG,
+                format!("truncated squashfs image: the superblock says {used} bytes, only {avail} are there"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Mount a file system that lies at `offset`/`size` of `file` (`path` names the file).
 fn mount_region(file: &File, path: &str, offset: u64, size: u64, fstype: FsType, class: ImageClass, whole_regular: bool) -> io::Result<OwnedFd> {
     if fstype == FsType::Erofs && whole_regular {
@@ -119,9 +138,17 @@ fn read_roothash_sidecar(root: BorrowedFd<'_>, image_rel: &str) -> Option<Vec<u8
 
 /// Verify a verity-protected region in userspace (no device-mapper needed).
 fn verify_userspace(file: &File, data: (u64, u64), hash: (u64, u64), root_hash: &[u8]) -> Result<(), ImageError> {
-    let _ = hash.1;
-    verity::verify(file, data.0, data.1, file, hash.0, root_hash)
-        .map_err(|e| ImageError::new(libc::EBADMSG, format!("verity verification failed: {e}")))
+    let bad = |e: verity::VerityError| ImageError::new(libc::EBADMSG, format!("verity verification failed: {e}"));
+    // The superblock says how much of the (possibly larger, aligned) partition is data.
+    let sb = verity::VeritySuperblock::read(file, hash.0).map_err(bad)?;
+    let size = sb.data_blocks.saturating_mul(u64::from(sb.data_block_size));
+    if size == 0 || size > data.1 {
+        return Err(ImageError::new(
+            libc::EBADMSG,
+            format!("verity superblock claims {size} bytes of data, the partition has {}", data.1),
+        ));
+    }
+    verity::verify_with_superblock(&sb, file, data.0, size, file, hash.0, root_hash).map_err(bad)
 }
 
 fn device_mapper_available() -> bool {
@@ -205,6 +232,7 @@ pub fn open_image(
             None => Protection::Unprotected,
         };
         check_policy(policy, PartitionDesignator::Root, protection)?;
+        check_complete(&file, 0, size, fstype)?;
         let tree = mount_region(&file, image_path, 0, 0, fstype, class, is_regular)
             .map_err(|e| ImageError::io(&format!("mount {fstype}"), e))?;
         return Ok(MountedImage { tree, fstype, protection, disk_image: false });
@@ -247,6 +275,7 @@ pub fn open_image(
         let fstype = superblock::detect(&file, part.offset, part.size)
             .map_err(|e| ImageError::io("read", e))?
             .ok_or_else(|| ImageError::new(libc::ENOPKG, format!("partition {} ({d}) holds no known file system", part.number)))?;
+        check_complete(&file, part.offset, part.size, fstype)?;
         let m = mount_region(&file, image_path, part.offset, part.size, fstype, class, false)
             .map_err(|e| ImageError::io(&format!("mount {fstype} from partition {}", part.number), e))?;
         Ok((m, fstype, protection))

@@ -1,0 +1,242 @@
+//! Root tests of image files: naked erofs/squashfs/ext4, GPT disk images, userspace verity,
+//! and bad images rejected with clear errors and no loop device left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use sysext::image::dps;
+use sysext::image::gpt::GptBuilder;
+use sysext::image::policy::PartitionDesignator;
+use sysext::image::verity;
+use sysext::{Context, ImageClass, MutableMode, Options};
+use sysext_tests::{isolated, TestRoot};
+
+fn sh(cmd: &mut Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn tree(stage: &Path, name: &str, release: Option<&str>) -> PathBuf {
+    let t = stage.join(format!("src-{name}"));
+    let _ = std::fs::remove_dir_all(&t);
+    std::fs::create_dir_all(t.join("usr/lib/extension-release.d")).unwrap();
+    std::fs::create_dir_all(t.join("usr/bin")).unwrap();
+    std::fs::create_dir_all(t.join(format!("opt/{name}"))).unwrap();
+    if let Some(rel) = release {
+        std::fs::write(t.join(format!("usr/lib/extension-release.d/{rel}")), "ID=_any\n").unwrap();
+    }
+    std::fs::write(t.join(format!("usr/bin/{name}")), format!("from {name}\n")).unwrap();
+    std::fs::write(t.join(format!("opt/{name}/f")), "opt\n").unwrap();
+    t
+}
+
+fn pack(fs: &str, src: &Path, img: &Path) {
+    let _ = std::fs::remove_file(img);
+    match fs {
+        "erofs" => sh(Command::new("mkfs.erofs").arg("--quiet").arg(img).arg(src)),
+        "squashfs" => sh(Command::new("mksquashfs").arg(src).arg(img).args(["-quiet", "-noappend", "-all-root"])),
+        "ext4" => sh(Command::new("mkfs.ext4").args(["-q", "-F", "-d"]).arg(src).arg(img).arg("8M")),
+        _ => unreachable!(),
+    }
+}
+
+fn ctx(r: &TestRoot, mode: MutableMode, policy: Option<&str>) -> Context {
+    let mut o = Options::new(ImageClass::Sysext);
+    o.root = Some(r.path.to_string_lossy().into_owned());
+    o.mutable = Some(mode);
+    o.image_policy = policy.map(str::to_string);
+    o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
+    Context::new(o).unwrap()
+}
+
+fn no_loop_devices_for(img: &Path) {
+    let n = sysext::sys::loopdev::devices_backed_by(img);
+    assert!(n.is_empty(), "loop devices left for {}: {n:?}", img.display());
+}
+
+#[test]
+fn naked_images_in_every_mode() {
+    if !isolated("naked_images_in_every_mode") {
+        return;
+    }
+    let r = TestRoot::new("naked");
+    let stage = r.p("stage");
+    let mut imgs = Vec::new();
+    for fs in ["erofs", "squashfs", "ext4"] {
+        let name = format!("x{fs}");
+        let t = tree(&stage, &name, Some(&format!("extension-release.{name}")));
+        let img = r.p(&format!("var/lib/extensions/{name}.raw"));
+        pack(fs, &t, &img);
+        imgs.push((name, img));
+    }
+    for mode in MutableMode::ALL {
+        let c = ctx(&r, mode, None);
+        let rep = c.merge().unwrap_or_else(|e| panic!("{mode}: {e}"));
+        assert_eq!(rep.merged, vec!["xerofs", "xext4", "xsquashfs"]);
+        for (name, _) in &imgs {
+            assert_eq!(r.read(&format!("usr/bin/{name}")), Some(format!("from {name}\n")), "{mode}");
+            assert_eq!(r.read(&format!("opt/{name}/f")).as_deref(), Some("opt\n"));
+        }
+        let w = r.try_write("usr/bin/probe", mode.as_str());
+        // `auto` is writable here because `yes` (which runs before it) created the routing dir.
+        assert_eq!(w.is_ok(), mode.may_be_writable(), "{mode}: {w:?}");
+        c.unmerge().unwrap();
+        assert_eq!(r.mounts_below(), 0);
+        for (_, img) in &imgs {
+            no_loop_devices_for(img);
+        }
+    }
+    // list reports the kind as systemd does.
+    let l = ctx(&r, MutableMode::Disabled, None).list().unwrap();
+    assert!(l.iter().all(|i| i.kind == sysext::ImageKind::Raw && i.state == sysext::ImageState::WouldMerge), "{l:?}");
+}
+
+/// A GPT disk image with an erofs root partition, optionally with verity and a signature
+/// partition. Returns the image bytes and the data partition's offset.
+fn ddi(erofs: &[u8], verity_parts: bool, sig: bool) -> (Vec<u8>, u64) {
+    let scratch = std::env::temp_dir().join(format!("sysext-ddi-data-{}-{}", std::process::id(), erofs.len()));
+    let probe = std::env::temp_dir().join(format!("sysext-ddi-probe-{}-{}", std::process::id(), erofs.len()));
+    let arch = sysext::arch::native();
+    let mut data = erofs.to_vec();
+    assert!(data.len() > 4 * 4096 || !verity_parts, "test data spans several blocks");
+    data.resize(data.len().div_ceil(4096) * 4096, 0);
+    let dsize = data.len() as u64;
+    let mut b = GptBuilder::new(512, dsize + 4 * 1024 * 1024);
+    let data_off = b.first_usable_lba() * 512;
+    let mut rh = Vec::new();
+    if verity_parts {
+        std::fs::write(&scratch, &data).unwrap();
+        let f = std::fs::File::open(&scratch).unwrap();
+        let (hash, root_hash) = verity::format(&f, 0, dsize, &verity::FormatParams { salt: vec![7; 32], ..Default::default() }).unwrap();
+        std::fs::remove_file(&scratch).unwrap();
+        rh = root_hash;
+        b = b.append(dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap(), dsize, "root", 0, data);
+        let hsize = (hash.len() as u64).div_ceil(4096) * 4096;
+        b = b.append(dps::type_guid(PartitionDesignator::RootVerity, Some(arch)).unwrap(), hsize, "root-verity", 0, hash);
+        if sig {
+            let hex: String = rh.iter().map(|x| format!("{x:02x}")).collect();
+            let json = format!("{{\"rootHash\":\"{hex}\",\"signature\":\"AAAA\"}}\n").into_bytes();
+            b = b.append(dps::type_guid(PartitionDesignator::RootVeritySig, Some(arch)).unwrap(), 16384, "root-verity-sig", 0, json);
+        }
+    } else {
+        b = b.append(dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap(), dsize, "root", 0, data);
+    }
+    let _ = (rh, data_off);
+    let img = b.build();
+    // Where the root partition really is.
+    std::fs::write(&probe, &img).unwrap();
+    let f = std::fs::File::open(&probe).unwrap();
+    let t = sysext::image::gpt::read(&f, img.len() as u64).unwrap();
+    let off = sysext::image::gpt::select(&t, arch).unwrap().root.unwrap().offset;
+    std::fs::remove_file(&probe).unwrap();
+    (img, off)
+}
+
+#[test]
+fn disk_images_and_userspace_verity() {
+    if !isolated("disk_images_and_userspace_verity") {
+        return;
+    }
+    let r = TestRoot::new("ddi");
+    let stage = r.p("stage");
+    let t = tree(&stage, "dd", Some("extension-release.dd"));
+    // Enough data for several verity blocks.
+    std::fs::write(t.join("usr/bin/big"), (0..65536u32).map(|i| (i * 31 % 253) as u8).collect::<Vec<u8>>()).unwrap();
+    let e = stage.join("dd.erofs");
+    pack("erofs", &t, &e);
+    let bytes = std::fs::read(&e).unwrap();
+    let img = r.p("var/lib/extensions/dd.raw");
+
+    // Plain DDI: merged like any image, /opt too.
+    std::fs::write(&img, ddi(&bytes, false, false).0).unwrap();
+    let c = ctx(&r, MutableMode::Ephemeral, None);
+    c.merge().unwrap();
+    assert_eq!(r.read("usr/bin/dd").as_deref(), Some("from dd\n"));
+    assert_eq!(r.read("opt/dd/f").as_deref(), Some("opt\n"));
+    c.unmerge().unwrap();
+    no_loop_devices_for(&img);
+
+    // Verity with a signature: the default policy needs dm-verity, which is not there.
+    let (vimg, data_off) = ddi(&bytes, true, true);
+    std::fs::write(&img, &vimg).unwrap();
+    let err = ctx(&r, MutableMode::Disabled, None).merge().unwrap_err();
+    assert!(err.to_string().contains("device-mapper"), "{err}");
+    assert_eq!(r.mounts_below(), 0);
+    // root=verity: verified in userspace against the root hash, then merged.
+    let c = ctx(&r, MutableMode::Disabled, Some("root=verity"));
+    c.merge().unwrap();
+    assert_eq!(r.read("usr/bin/dd").as_deref(), Some("from dd\n"));
+    c.unmerge().unwrap();
+    no_loop_devices_for(&img);
+    // One flipped byte in the data partition is found, and named.
+    let mut bad = vimg.clone();
+    bad[data_off as usize + 3 * 4096 + 17] ^= 0xff;
+    std::fs::write(&img, &bad).unwrap();
+    let err = ctx(&r, MutableMode::Disabled, Some("root=verity")).merge().unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("dd") && msg.contains("verity") && msg.contains("block 3"), "{msg}");
+    assert_eq!(r.mounts_below(), 0);
+    no_loop_devices_for(&img);
+    // A policy that demands a signature cannot be met (signatures are not checked).
+    std::fs::write(&img, &vimg).unwrap();
+    let err = ctx(&r, MutableMode::Disabled, Some("root=signed")).merge().unwrap_err();
+    assert_eq!(err.kind(), sysext::ErrorKind::ImagePolicy, "{err}");
+    assert!(err.to_string().contains("dd.raw"), "{err}");
+}
+
+#[test]
+fn bad_images_are_rejected_clearly() {
+    if !isolated("bad_images_are_rejected_clearly") {
+        return;
+    }
+    let r = TestRoot::new("badimg");
+    r.sysext("good", &[("usr/bin/good", "g\n")]);
+    let stage = r.p("stage");
+    let t = tree(&stage, "b", Some("extension-release.b"));
+    let e = stage.join("b.erofs");
+    pack("erofs", &t, &e);
+    let good_erofs = std::fs::read(&e).unwrap();
+    let img = r.p("var/lib/extensions/b.raw");
+    let base = ctx(&r, MutableMode::Disabled, None);
+    base.merge().unwrap();
+
+    let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
+    cases.push(("garbage", (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(), "Package not installed"));
+    cases.push(("1 KiB stub", good_erofs[..1024].to_vec(), "Package not installed"));
+    let (d, _) = ddi(&good_erofs, false, false);
+    let mut crc = d.clone();
+    crc[512 + 90] ^= 1; // a byte inside the primary header
+    cases.push(("GPT header CRC", crc, "CRC"));
+    let arch = sysext::arch::native();
+    let root = dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap();
+    let overlap = GptBuilder::new(512, 8 * 1024 * 1024)
+        .partition(sysext::image::gpt::BuilderPartition { type_guid: root, uuid: dps::Guid::must("11111111-1111-4111-8111-111111111111"), first_lba: 2048, last_lba: 6000, flags: 0, name: "a".into(), contents: good_erofs.clone() })
+        .partition(sysext::image::gpt::BuilderPartition { type_guid: root, uuid: dps::Guid::must("22222222-2222-4222-8222-222222222222"), first_lba: 5000, last_lba: 9000, flags: 0, name: "b".into(), contents: vec![] })
+        .build();
+    cases.push(("overlapping partitions", overlap, "overlaps"));
+    let t2 = tree(&stage, "b2", None);
+    pack("erofs", &t2, &stage.join("norel.erofs"));
+    cases.push(("no release file", std::fs::read(stage.join("norel.erofs")).unwrap(), "No medium found"));
+    let t3 = tree(&stage, "b3", Some("extension-release.other"));
+    pack("erofs", &t3, &stage.join("misnamed.erofs"));
+    cases.push(("misnamed release file", std::fs::read(stage.join("misnamed.erofs")).unwrap(), "does not match image name"));
+    let t4 = tree(&stage, "b4", Some("extension-release.b"));
+    pack("squashfs", &t4, &stage.join("sq"));
+    let sq = std::fs::read(stage.join("sq")).unwrap();
+    cases.push(("truncated squashfs", sq[..300].to_vec(), "truncated squashfs"));
+
+    for (what, bytes, expect) in cases {
+        std::fs::write(&img, &bytes).unwrap();
+        for c in [ctx(&r, MutableMode::Disabled, None)] {
+            let err = c.refresh().expect_err(what);
+            let msg = err.to_string();
+            assert!(msg.contains(expect), "{what}: {msg}");
+            assert!(msg.contains(" b") || msg.contains("b.raw") || msg.contains("image b"), "{what}: error names the image: {msg}");
+            // The previous merge is intact, nothing leaked.
+            assert_eq!(r.read("usr/bin/good").as_deref(), Some("g\n"), "{what}");
+            assert_eq!(r.overlays_at("usr"), 1, "{what}");
+            no_loop_devices_for(&img);
+        }
+    }
+    base.unmerge().unwrap();
+    assert_eq!(r.mounts_below(), 0);
+}
