@@ -131,6 +131,10 @@ enum Op {
     Merge(MutableMode),
     Refresh(MutableMode),
     Unmerge,
+    /// Selective merge (`merge NAME...`); `None`: no explicit mode (keep the current one).
+    MergeNames { names: Vec<usize>, mode: Option<MutableMode> },
+    /// Selective unmerge (`unmerge NAME...`).
+    UnmergeNames { names: Vec<usize>, mode: Option<MutableMode> },
     SwitchClass,
     /// Write `w<tag>` to a path through the visible tree.
     Write { path: usize, tag: u8 },
@@ -172,6 +176,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         4 => mode_strategy().prop_map(Op::Merge),
         3 => mode_strategy().prop_map(Op::Refresh),
         2 => Just(Op::Unmerge),
+        1 => (prop::collection::vec(0..NAMES.len(), 1..3), prop::option::of(mode_strategy()))
+            .prop_map(|(names, mode)| Op::MergeNames { names, mode }),
+        1 => (prop::collection::vec(0..NAMES.len(), 0..3), prop::option::of(mode_strategy()))
+            .prop_map(|(names, mode)| Op::UnmergeNames { names, mode }),
         1 => Just(Op::SwitchClass),
         5 => (0..PATHS.len(), 0u8..4).prop_map(|(path, tag)| Op::Write { path, tag }),
         3 => (0..PATHS.len()).prop_map(|path| Op::Delete { path }),
@@ -428,9 +436,8 @@ impl Model {
 
     /// Plan a merge of class `c` in `mode`: the new merged state per hierarchy, what
     /// routing dirs `yes` creates, or the errno of the first failing check.
-    fn plan(&self, c: Class, mode: MutableMode) -> Result<Vec<(usize, MergedModel, bool)>, i32> {
+    fn plan(&self, c: Class, mode: MutableMode, names: &[usize]) -> Result<Vec<(usize, MergedModel, bool)>, i32> {
         use MutableMode::*;
-        let names = self.names(c);
         let name_strs: Vec<String> = names.iter().map(|&i| NAMES[i].to_string()).collect();
         let mut out = Vec::new();
         for &h in c.hiers() {
@@ -508,23 +515,63 @@ impl Model {
         if names.is_empty() {
             return Ok(vec![]);
         }
-        let planned = self.plan(c, mode)?;
+        let planned = self.plan(c, mode, &names)?;
         self.apply_plan(c, planned);
         Ok(names.iter().map(|&i| NAMES[i].to_string()).collect())
     }
 
-    fn refresh(&mut self, mode: MutableMode) -> MergeOutcome {
+    /// Refresh; with `filter`, only images of those names are considered (selective merge).
+    fn refresh(&mut self, mode: MutableMode, filter: Option<&[usize]>) -> MergeOutcome {
         let c = self.class;
-        let names = self.names(c);
+        let names: Vec<usize> = self.names(c).into_iter().filter(|n| filter.is_none_or(|f| f.contains(n))).collect();
         if names.is_empty() {
             self.unmerge();
             return Ok(vec![]);
         }
-        let planned = self.plan(c, mode)?;
+        let planned = self.plan(c, mode, &names)?;
         // An unchanged persistent merge is kept, a changed one rebuilt: either way the
         // model's state is the planned one. Ephemeral merges are always rebuilt (fresh upper).
         self.apply_plan(c, planned);
         Ok(names.iter().map(|&i| NAMES[i].to_string()).collect())
+    }
+
+    /// Names of the current merge of the current class, and its mode.
+    fn current(&self) -> (Vec<usize>, Option<MutableMode>) {
+        for &h in self.class.hiers() {
+            if let Some(m) = &self.merged[h] {
+                let idx = m.names.iter().map(|n| NAMES.iter().position(|x| x == n).unwrap()).collect();
+                return (idx, Some(m.mode));
+            }
+        }
+        (vec![], None)
+    }
+
+    /// `merge NAME...`: add to the current merge, as a refresh.
+    fn merge_names(&mut self, names: &[usize], mode: Option<MutableMode>) -> MergeOutcome {
+        let (mut set, cur_mode) = self.current();
+        if names.iter().any(|&n| self.images[self.class.idx()][n].is_none()) {
+            return Err(libc::ENOENT);
+        }
+        for &n in names {
+            if !set.contains(&n) {
+                set.push(n);
+            }
+        }
+        self.refresh(mode.or(cur_mode).unwrap_or(MutableMode::Disabled), Some(&set))
+    }
+
+    /// `unmerge NAME...`: remove from the current merge, as a refresh (or an unmerge).
+    fn unmerge_names(&mut self, names: &[usize], mode: Option<MutableMode>) -> MergeOutcome {
+        let (set, cur_mode) = self.current();
+        if names.iter().any(|n| !set.contains(n)) {
+            return Err(libc::ENOENT);
+        }
+        let rest: Vec<usize> = set.into_iter().filter(|n| !names.contains(n)).collect();
+        if rest.is_empty() {
+            self.unmerge();
+            return Ok(vec![]);
+        }
+        self.refresh(mode.or(cur_mode).unwrap_or(MutableMode::Disabled), Some(&rest))
     }
 
     fn unmerge(&mut self) {
@@ -712,10 +759,10 @@ fn walk(dir: &Path, key: &str, skip: &[&str], out: &mut Tree) {
     }
 }
 
-fn context(r: &TestRoot, c: Class, mode: MutableMode) -> Context {
+fn context(r: &TestRoot, c: Class, mode: Option<MutableMode>) -> Context {
     let mut o = Options::new(c.image_class());
     o.root = Some(r.path.to_string_lossy().into_owned());
-    o.mutable = Some(mode);
+    o.mutable = mode;
     o.hierarchies = Some(c.image_class().info().default_hierarchies.iter().map(|s| s.to_string()).collect());
     o.lock_timeout = Some(std::time::Duration::from_secs(10));
     Context::new(o).expect("context")
@@ -778,7 +825,7 @@ fn observe(r: &TestRoot, model: &Model) -> Snapshot {
         }
     }
     for c in [Class::Sys, Class::Conf] {
-        let st = match context(r, c, MutableMode::Disabled).status() {
+        let st = match context(r, c, Some(MutableMode::Disabled)).status() {
             Ok(v) => v
                 .into_iter()
                 .map(|h| StatusSnap { hierarchy: h.hierarchy, extensions: h.extensions, mutable: h.mutable })
@@ -861,7 +908,7 @@ impl Drop for CaseRoot {
     fn drop(&mut self) {
         let r = self.root.take().unwrap();
         for c in [Class::Sys, Class::Conf] {
-            let _ = context(&r, c, MutableMode::Disabled).unmerge();
+            let _ = context(&r, c, Some(MutableMode::Disabled)).unmerge();
         }
         let base = r.path.to_string_lossy().into_owned();
         for _ in 0..16 {
@@ -929,6 +976,7 @@ fn merge_outcome(res: sysext::Result<sysext::Report>) -> MergeOutcome {
 /// mismatch in the operation's outcome.
 fn step(r: &TestRoot, m: &mut Model, op: &Op, attic: &mut usize) -> Result<(), String> {
     let check = |what: &str, real: String, want: String| {
+        record(format!("{} -> {}", op_label(op), outcome_label(&real)));
         if real == want {
             Ok(())
         } else {
@@ -937,20 +985,43 @@ fn step(r: &TestRoot, m: &mut Model, op: &Op, attic: &mut usize) -> Result<(), S
     };
     match op {
         Op::Merge(mode) => {
-            let real = merge_outcome(context(r, m.class, *mode).merge());
+            let real = merge_outcome(context(r, m.class, Some(*mode)).merge());
             let want = m.merge(*mode);
             check("merge outcome", format!("{real:?}"), format!("{want:?}"))
         }
         Op::Refresh(mode) => {
-            if let Some(bug) = known_bug_refresh(m, *mode) {
+            if let Some(bug) = known_bug_refresh(m, *mode, None) {
                 return Err(format!("{KNOWN_BUG}{bug}"));
             }
-            let real = merge_outcome(context(r, m.class, *mode).refresh());
-            let want = m.refresh(*mode);
+            let real = merge_outcome(context(r, m.class, Some(*mode)).refresh());
+            let want = m.refresh(*mode, None);
             check("refresh outcome", format!("{real:?}"), format!("{want:?}"))
         }
+        Op::MergeNames { names, mode } => {
+            let (set, cur_mode) = m.current();
+            let mut all = set.clone();
+            all.extend(names.iter().copied());
+            if let Some(bug) = known_bug_refresh(m, mode.or(cur_mode).unwrap_or(MutableMode::Disabled), Some(&all)) {
+                return Err(format!("{KNOWN_BUG}{bug}"));
+            }
+            let strs: Vec<String> = names.iter().map(|&n| NAMES[n].to_string()).collect();
+            let real = merge_outcome(context(r, m.class, *mode).merge_names(&strs));
+            let want = m.merge_names(names, *mode);
+            check("merge_names outcome", format!("{real:?}"), format!("{want:?}"))
+        }
+        Op::UnmergeNames { names, mode } => {
+            let (set, cur_mode) = m.current();
+            let rest: Vec<usize> = set.into_iter().filter(|n| !names.contains(n)).collect();
+            if let Some(bug) = known_bug_refresh(m, mode.or(cur_mode).unwrap_or(MutableMode::Disabled), Some(&rest)) {
+                return Err(format!("{KNOWN_BUG}{bug}"));
+            }
+            let strs: Vec<String> = names.iter().map(|&n| NAMES[n].to_string()).collect();
+            let real = merge_outcome(context(r, m.class, *mode).unmerge_names(&strs));
+            let want = m.unmerge_names(names, *mode);
+            check("unmerge_names outcome", format!("{real:?}"), format!("{want:?}"))
+        }
         Op::Unmerge => {
-            let real = context(r, m.class, MutableMode::Disabled).unmerge().map(|_| ()).map_err(|e| e.errno());
+            let real = context(r, m.class, None).unmerge().map(|_| ()).map_err(|e| e.errno());
             m.unmerge();
             check("unmerge outcome", format!("{real:?}"), "Ok(())".into())
         }
@@ -1047,19 +1118,47 @@ fn strict() -> bool {
 /// hierarchy with the host hierarchy as upper dir (symlink trick) fails with EINVAL. The
 /// upper dir comes from a private clone of the host's mount (`probe::underlying`), the work
 /// dir from the root's mount, and overlayfs wants both on the same mount.
-fn known_bug_refresh(m: &Model, mode: MutableMode) -> Option<&'static str> {
+fn known_bug_refresh(m: &Model, mode: MutableMode, filter: Option<&[usize]>) -> Option<&'static str> {
     if strict() || !matches!(mode, MutableMode::Auto | MutableMode::Enabled) {
         return None;
     }
     let c = m.class;
     let hit = c.hiers().iter().any(|&h| m.merged[h].is_some() && m.routing[h] == Routing::SelfLink);
-    let planned = m.plan(c, mode).map(|p| p.iter().any(|(h, pm, _)| pm.upper == UpperModel::Base && m.merged[*h].is_some()));
+    let names: Vec<usize> = m.names(c).into_iter().filter(|n| filter.is_none_or(|f| f.contains(n))).collect();
+    let planned = m.plan(c, mode, &names).map(|p| p.iter().any(|(h, pm, _)| pm.upper == UpperModel::Base && m.merged[*h].is_some()));
     // A refresh that changes nothing is a no-op and does not hit the bug.
     if hit && planned == Ok(true) {
         Some("refresh into the symlink trick on a merged hierarchy fails with EINVAL")
     } else {
         None
     }
+}
+
+/// Coverage: how often each (operation, outcome) pair was seen.
+static STATS: std::sync::Mutex<BTreeMap<String, u64>> = std::sync::Mutex::new(BTreeMap::new());
+
+fn record(key: String) {
+    *STATS.lock().unwrap().entry(key).or_default() += 1;
+}
+
+fn op_label(op: &Op) -> String {
+    match op {
+        Op::Merge(m) => format!("merge({m})"),
+        Op::Refresh(m) => format!("refresh({m})"),
+        Op::MergeNames { mode, .. } => format!("merge_names({})", mode.map(|m| m.as_str()).unwrap_or("-")),
+        Op::UnmergeNames { mode, .. } => format!("unmerge_names({})", mode.map(|m| m.as_str()).unwrap_or("-")),
+        Op::Write { .. } => "write".into(),
+        Op::Delete { .. } => "delete".into(),
+        other => format!("{other:?}").split([' ', '(']).next().unwrap().to_string(),
+    }
+}
+
+fn outcome_label(s: &str) -> String {
+    if s.starts_with("Ok") {
+        return "ok".into();
+    }
+    let n: i32 = s.trim_start_matches("Err(").trim_end_matches(')').parse().unwrap_or(-1);
+    std::io::Error::from_raw_os_error(n).kind().to_string().replace(' ', "_") + &format!("({n})")
 }
 
 fn trace() -> bool {
@@ -1119,6 +1218,9 @@ fn run_model(mut runner: TestRunner, label: &str) {
     // SAFETY-free: umask is process-wide; the model assumes the usual 022.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let max_ops = env_usize("SYSEXT_MODEL_OPS", 12);
+    for v in ["SYSTEMD_SYSEXT_MUTABLE_MODE", "SYSTEMD_CONFEXT_MUTABLE_MODE", "SYSTEMD_SYSEXT_HIERARCHIES", "SYSTEMD_CONFEXT_HIERARCHIES"] {
+        std::env::remove_var(v);
+    }
     let start = std::time::Instant::now();
     let runs = AtomicUsize::new(0);
     let res = runner.run(&case_strategy(max_ops), |case| {
@@ -1133,6 +1235,11 @@ fn run_model(mut runner: TestRunner, label: &str) {
         runs.load(AtomicOrdering::Relaxed),
         start.elapsed().as_secs_f64()
     );
+    if std::env::var_os("SYSEXT_MODEL_STATS").is_some() {
+        for (k, v) in STATS.lock().unwrap().iter() {
+            println!("  {v:6}  {k}");
+        }
+    }
     if let Err(e) = res {
         panic!("{label}: {e}");
     }

@@ -600,12 +600,31 @@ impl Context {
         }
 
         let mut journal = Journal::default();
+        // A selective merge/unmerge keeps the ephemeral upper layers; a plain refresh (as
+        // with systemd) starts from an empty one.
+        let ephemeral_reuse: Vec<Option<String>> = probed
+            .hierarchies
+            .iter()
+            .map(|hp| {
+                if filter.is_none() || !mode.is_ephemeral() {
+                    return None;
+                }
+                let c = hp.current.as_ref()?;
+                let n = c.note.as_ref()?;
+                if MutableMode::parse_systemd(&n.mutable).is_some_and(|m| m.is_ephemeral()) {
+                    n.ephemeral.clone()
+                } else {
+                    None
+                }
+            })
+            .collect();
         let inputs = BuildInputs {
             root: &self.root,
             probed: &probed,
             trees: &g.trees,
             faults: &self.faults,
             fingerprint: Some(fingerprint),
+            ephemeral_reuse,
         };
         let built = match exec::build(&plan, &inputs, &mut journal) {
             Ok(b) => b,

@@ -59,6 +59,8 @@ enum Undo {
     Dir { rel: String, recursive: bool },
     /// A mount we attached (fd of its root).
     Mount(OwnedFd),
+    /// An ephemeral dir we created below [`state::EPHEMERAL_DIR`].
+    Ephemeral(String),
     /// A mount we put beneath an old merge: undone by detaching both and attaching a clone
     /// of the old merge (taken before the swap) at the hierarchy again.
     Beneath {
@@ -90,6 +92,9 @@ impl Journal {
             match u {
                 Undo::Mount(fd) => {
                     let _ = rustix::mount::unmount(proc_fd_path(fd.as_fd()).as_str(), UnmountFlags::DETACH);
+                }
+                Undo::Ephemeral(path) => {
+                    let _ = remove_ephemeral(&path);
                 }
                 Undo::Beneath { new, backup, rel } => {
                     let _ = rustix::mount::unmount(proc_fd_path(new.as_fd()).as_str(), UnmountFlags::DETACH);
@@ -186,6 +191,8 @@ pub struct Built {
     pub mnt: OwnedFd,
     /// Whether the read-only bind of the meta dir still has to be attached.
     pub meta_bind_pending: bool,
+    /// The ephemeral dir used, if any.
+    pub ephemeral: Option<String>,
 }
 
 /// Everything a build needs besides the plan.
@@ -201,6 +208,8 @@ pub struct BuildInputs<'a> {
     pub faults: &'a FaultInjector,
     /// Fingerprint of the inputs, recorded in the meta dir.
     pub fingerprint: Option<u64>,
+    /// Per hierarchy: an existing ephemeral dir to reuse (selective merge/unmerge).
+    pub ephemeral_reuse: Vec<Option<String>>,
 }
 
 fn layer_fd(
@@ -267,6 +276,7 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         mkdirat_ws(ws.as_fd(), &format!("meta/{comp}"), 0o700)?;
 
         // Upper and work dirs.
+        let mut ephemeral_used: Option<String> = None;
         let mut upper_fd: Option<OwnedFd> = None;
         let mut work_fd: Option<OwnedFd> = None;
         match &h.upper {
@@ -286,6 +296,18 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
                 Ok(Some(hh)) => upper_fd = Some(rustix::io::dup(&hh.fd).map_err(io_at("dup", path))?),
                 _ => return Err(Error::io("open", path, io::Error::from_raw_os_error(libc::ENOENT))),
             },
+            Some(Upper::Ephemeral) if ephemeral_dir(inputs, h.index, &comp, class, journal).is_some() => {
+                let dir = ephemeral_dir(inputs, h.index, &comp, class, journal).expect("checked");
+                let d = rustix::fs::open(dir.as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(io_at("open", &dir))?;
+                let open = |p: &str| {
+                    rustix::fs::openat(&d, p, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(io_at("open", "ephemeral upper dir"))
+                };
+                upper_fd = Some(open("upper")?);
+                work_fd = Some(open("work")?);
+                ephemeral_used = Some(dir);
+            }
             Some(Upper::Ephemeral) => {
                 let base = format!("mh_workspace/{comp}");
                 mkdirat_ws(ws.as_fd(), &base, 0o700)?;
@@ -386,6 +408,7 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
             mutable: plan.mode.to_string(),
             upper: h.upper.as_ref().map(Upper::describe).unwrap_or_else(|| "none".into()),
             fingerprint: inputs.fingerprint,
+            ephemeral: ephemeral_used.clone(),
         };
         write_file_at(mfd.as_fd(), state::MODE_NOTE, &note.encode(), "meta note")?;
         let mtop = rustix::fs::openat(&ws, format!("meta/{comp}").as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
@@ -400,7 +423,7 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         if h.writable() {
             meta_bind_pending = attach_meta_bind(mnt.as_fd(), info.dot_dir, faults).is_err();
         }
-        built.push(Built { plan: h.clone(), mnt, meta_bind_pending });
+        built.push(Built { plan: h.clone(), mnt, meta_bind_pending, ephemeral: ephemeral_used });
     }
     Ok(built)
 }
@@ -427,6 +450,8 @@ pub struct Replaced {
     pub old_top: OwnedFd,
     /// Root-relative work dir of the old merge (to remove), unless reused.
     pub old_work_dir: Option<String>,
+    /// Ephemeral dir of the old merge (to remove), unless reused.
+    pub old_ephemeral: Option<String>,
     /// Display path.
     pub path: String,
 }
@@ -511,7 +536,9 @@ pub fn publish(
         verify_layers(b.mnt.as_fd(), h)?;
         if let Some(c) = cur {
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
+            let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
             replaced.push(Replaced {
+                old_ephemeral: if old_eph == b.ephemeral { None } else { old_eph },
                 old_top: c.fd,
                 old_work_dir: if reused { None } else { c.meta.work_dir.clone() },
                 path: h.target.clone(),
@@ -542,6 +569,9 @@ pub fn finish_replace(root: &Root, replaced: Vec<Replaced>, sink: &dyn EventSink
         if let Some(w) = &r.old_work_dir {
             let _ = remove_tree(root, w);
         }
+        if let Some(e) = &r.old_ephemeral {
+            let _ = remove_ephemeral(e);
+        }
         sink.event(&Event::Message(crate::event::Level::Debug, format!("Replaced the previous merge on '{}'.", r.path)));
     }
 }
@@ -557,6 +587,8 @@ pub struct Detached {
     backup: OwnedFd,
     /// Its work dir, removed by [`finish_unmerge`].
     work_dir: Option<String>,
+    /// Its ephemeral dir, removed by [`finish_unmerge`].
+    ephemeral: Option<String>,
 }
 
 /// Take every merge of ours off one hierarchy (stacked ones too), keeping copies so that
@@ -570,6 +602,7 @@ pub fn detach_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &Faul
             return Ok(());
         }
         let meta = state::read_meta(r.fd.as_fd(), &r.path, class).unwrap_or_default();
+        let ephemeral = state::read_note(r.fd.as_fd(), class).and_then(|n| n.ephemeral);
         faults.step("clone before umount").map_err(|e| Error::mount("unmount", &r.path, e))?;
         let backup = rustix::mount::open_tree(
             &r.fd,
@@ -579,7 +612,7 @@ pub fn detach_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &Faul
         .map_err(|e| Error::mount("unmount", &r.path, e))?;
         faults.step("umount").map_err(|e| Error::mount("unmount", &r.path, e))?;
         rustix::mount::unmount(proc_fd_path(r.fd.as_fd()).as_str(), UnmountFlags::DETACH).map_err(|e| Error::mount("unmount", &r.path, e))?;
-        out.push(Detached { rel: rel.to_string(), path: r.path.clone(), backup, work_dir: meta.work_dir });
+        out.push(Detached { rel: rel.to_string(), path: r.path.clone(), backup, work_dir: meta.work_dir, ephemeral });
     }
 }
 
@@ -608,6 +641,9 @@ pub fn finish_unmerge(root: &Root, detached: Vec<Detached>, sink: &dyn EventSink
                 first_err.get_or_insert(Error::io("remove", root.display(w), e));
             }
         }
+        if let Some(e) = &d.ephemeral {
+            let _ = remove_ephemeral(e);
+        }
         sink.event(&Event::Unmerged(d.path.clone()));
         if !paths.contains(&d.path) {
             paths.push(d.path);
@@ -629,6 +665,62 @@ pub fn unmerge_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &Fau
     let n = d.len();
     finish_unmerge(root, d, sink)?;
     Ok(n)
+}
+
+/// The ephemeral dir for hierarchy `index`: the one to reuse, or a new one below
+/// [`state::EPHEMERAL_DIR`] (journaled). `None` when `/run` cannot hold it (then the
+/// detached workspace is used and the upper layer cannot outlive the overlay).
+fn ephemeral_dir(inputs: &BuildInputs<'_>, index: usize, comp: &str, class: ImageClass, journal: &mut Journal) -> Option<String> {
+    if let Some(Some(p)) = inputs.ephemeral_reuse.get(index) {
+        if std::path::Path::new(p).join("upper").is_dir() && std::path::Path::new(p).join("work").is_dir() {
+            return Some(p.clone());
+        }
+    }
+    // Already made during this build?
+    for u in &journal.undo {
+        if let Undo::Ephemeral(p) = u {
+            if p.ends_with(&format!("-{index}-{comp}")) {
+                return Some(p.clone());
+            }
+        }
+    }
+    let base = std::path::Path::new(state::EPHEMERAL_DIR);
+    if std::fs::create_dir_all(base).is_err() {
+        return None;
+    }
+    let _ = std::fs::set_permissions("/run/libsysext", std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let dir = base.join(format!("{}-{}-{nonce:x}-{index}-{comp}", class.info().short, std::process::id()));
+    let mk = |p: &std::path::Path| rustix::fs::mkdir(p, Mode::from_raw_mode(0o700));
+    if mk(&dir).is_err() {
+        return None;
+    }
+    let path = dir.to_string_lossy().into_owned();
+    journal.undo.push(Undo::Ephemeral(path.clone()));
+    if mk(&dir.join("upper")).is_err() || mk(&dir.join("work")).is_err() {
+        return None;
+    }
+    Some(path)
+}
+
+/// Remove an ephemeral dir (only below [`state::EPHEMERAL_DIR`]).
+pub fn remove_ephemeral(path: &str) -> io::Result<()> {
+    let Some(name) = path.strip_prefix(state::EPHEMERAL_DIR).and_then(|n| n.strip_prefix('/')) else {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    if name.is_empty() || name.contains('/') || name == ".." {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let base = rustix::fs::open(state::EPHEMERAL_DIR, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let dfd = match rustix::fs::openat(&base, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let dev = rustix::fs::fstat(&dfd)?.st_dev;
+    clear_dir(dfd.as_fd(), dev, 0)?;
+    rustix::fs::unlinkat(&base, name, AtFlags::REMOVEDIR)?;
+    Ok(())
 }
 
 /// Remove a directory tree below the root without following symlinks or crossing mounts.

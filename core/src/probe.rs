@@ -45,6 +45,8 @@ pub struct Current {
     pub kernel_path: String,
     /// Its meta data.
     pub meta: crate::meta::MetaDir,
+    /// libsysext's note, if we made the merge.
+    pub note: Option<state::Note>,
 }
 
 /// Everything found for one hierarchy.
@@ -131,7 +133,8 @@ pub fn probe_hierarchy(root: &Root, class: ImageClass, h: &Hierarchy) -> Result<
             if state::is_ours(r.fd.as_fd(), &r.path, class)? {
                 let meta = state::read_meta(r.fd.as_fd(), &r.path, class)?;
                 let host = underlying(r.fd.as_fd(), &kpath, class).map(Some);
-                (r.path.clone(), host, Some(Current { fd: r.fd, kernel_path: kpath, meta }), r.rel)
+                let note = state::read_note(r.fd.as_fd(), class);
+                (r.path.clone(), host, Some(Current { fd: r.fd, kernel_path: kpath, meta, note }), r.rel)
             } else {
                 (r.path.clone(), Ok(Some(HostHandle { fd: r.fd, keep: None })), None, r.rel)
             }

@@ -76,6 +76,8 @@ pub struct Note {
     pub upper: String,
     /// Fingerprint of the merge inputs.
     pub fingerprint: Option<u64>,
+    /// Directory holding the ephemeral upper and work dirs (ephemeral modes).
+    pub ephemeral: Option<String>,
 }
 
 impl Note {
@@ -84,6 +86,9 @@ impl Note {
         let mut s = format!("mutable={}\nupper={}\n", self.mutable, self.upper);
         if let Some(f) = self.fingerprint {
             s.push_str(&format!("fingerprint={f:016x}\n"));
+        }
+        if let Some(e) = &self.ephemeral {
+            s.push_str(&format!("ephemeral={}\n", crate::meta::cescape(e)));
         }
         s
     }
@@ -100,6 +105,8 @@ impl Note {
                 n.upper = v.to_string();
             } else if let Some(v) = line.strip_prefix("fingerprint=") {
                 n.fingerprint = u64::from_str_radix(v, 16).ok();
+            } else if let Some(v) = line.strip_prefix("ephemeral=") {
+                n.ephemeral = crate::meta::cunescape(v).filter(|p| p.starts_with(EPHEMERAL_DIR));
             }
         }
         have_mode.then_some(n)
@@ -110,6 +117,10 @@ impl Note {
 pub fn read_note(fd: BorrowedFd<'_>, class: ImageClass) -> Option<Note> {
     Note::decode(&read_small(fd.as_fd(), &format!("{}/{}", class.info().dot_dir, MODE_NOTE)).ok()?)
 }
+
+/// Where the upper and work dirs of ephemeral merges live (on `/run`, a tmpfs), so that a
+/// selective merge or unmerge can keep the ephemeral upper layer.
+pub const EPHEMERAL_DIR: &str = "/run/libsysext/ephemeral";
 
 /// File name of libsysext's note in the meta dir.
 pub const MODE_NOTE: &str = "libsysext";

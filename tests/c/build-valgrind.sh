@@ -3,7 +3,10 @@
 #
 # Debian 12's valgrind (3.19) does not know openat2(), open_tree(), move_mount(), fsopen(),
 # fsconfig(), fsmount() and mount_setattr(): it fails them with ENOSYS, so nothing of
-# libsysext works under it. 3.27 knows them all. This script fetches the source package
+# libsysext works under it. 3.27 knows them all, but its mount_setattr() wrapper checks
+# the wrong argument as the attr pointer (ARG5/ARG6 for ARG4/ARG5), reporting a bogus
+# "Syscall param mount(attr) points to unaddressable byte(s)"; the build fixes that line.
+# This script fetches the source package
 # from Debian unstable with apt (into a private apt state, the system's apt configuration
 # is untouched), builds it and installs it to PREFIX (default /opt/valgrind). It does
 # nothing if PREFIX/bin/valgrind already exists. Needs root (apt) and about 10 minutes.
@@ -28,6 +31,8 @@ cd "$WORK"
 apt-get $APT source --download-only valgrind
 tar xf valgrind_*.orig.tar.*
 cd valgrind-*/
+sed -i 's/PRE_MEM_READ("mount(attr)", ARG5, ARG6);/PRE_MEM_READ("mount_setattr(attr)", ARG4, ARG5);/' \
+    coregrind/m_syswrap/syswrap-linux.c
 ./configure --prefix="$PREFIX" --enable-only64bit >configure.log
 make -j"$(nproc)" >make.log
 make install >install.log

@@ -1,0 +1,463 @@
+//! Properties of the pure planner (`sysext::plan::plan`), on generated inputs.
+//!
+//! The expected outcome of every input is computed here by an independent oracle written from
+//! the decision table of the spec (§4.5, §5.2, §5.3), not from `plan.rs`. Case count: proptest's
+//! default scaled by `PROPTEST_CASES` (default here: 2048 per property).
+
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use std::collections::BTreeSet;
+use sysext::hierarchy::Hierarchy;
+use sysext::plan::{plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, Layer, Plan, PlanInputs, RoutingDir, Upper, WorkDir};
+use sysext::version::strverscmp_improved;
+use sysext::{ImageClass, MutableMode};
+
+const ROOT: &str = "/R";
+const HIERS: [&str; 4] = ["/usr", "/opt", "/usr/local", "/etc"];
+/// Includes names that compare equal (`foo_1`, `foo1`) and names whose version order differs
+/// from byte order (`b-2` < `b-10`).
+const NAMES: [&str; 8] = ["a", "b-2", "b-10", "foo_1", "foo1", "Z", "1.9", "1~rc1"];
+const MODES: [u32; 4] = [0o755, 0o750, 0o700, 0o1777];
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2048)
+}
+
+fn config() -> Config {
+    Config { cases: cases(), failure_persistence: None, ..Config::default() }
+}
+
+// ---------------------------------------------------------------------------------------
+// Generators
+
+#[derive(Debug, Clone)]
+enum RoutingGen {
+    Missing,
+    Dangling,
+    /// The host hierarchy itself (by path, or by device and inode under another path).
+    SelfDir { by_path: bool },
+    /// A directory elsewhere.
+    Other { mode: u32, read_only: bool, cross_dev: bool, under_root: bool },
+    NotDir { mode: u32 },
+}
+
+#[derive(Debug, Clone)]
+struct HierGen {
+    idx: usize,
+    host: Option<(u32, bool, bool, bool)>, // mode, empty, read_only, cross_dev
+    routing: RoutingGen,
+}
+
+fn routing_gen() -> impl Strategy<Value = RoutingGen> {
+    prop_oneof![
+        2 => Just(RoutingGen::Missing),
+        1 => Just(RoutingGen::Dangling),
+        2 => any::<bool>().prop_map(|by_path| RoutingGen::SelfDir { by_path }),
+        4 => (prop::sample::select(MODES.to_vec()), prop::bool::weighted(0.1), prop::bool::weighted(0.1), prop::bool::weighted(0.8))
+            .prop_map(|(mode, read_only, cross_dev, under_root)| RoutingGen::Other { mode, read_only, cross_dev, under_root }),
+        1 => prop::sample::select(MODES.to_vec()).prop_map(|mode| RoutingGen::NotDir { mode }),
+    ]
+}
+
+fn hier_gen() -> impl Strategy<Value = (Option<(u32, bool, bool, bool)>, RoutingGen)> {
+    (
+        prop::option::weighted(
+            0.85,
+            (prop::sample::select(MODES.to_vec()), prop::bool::weighted(0.2), prop::bool::weighted(0.08), prop::bool::weighted(0.08)),
+        ),
+        routing_gen(),
+    )
+}
+
+fn ext_layer_gen() -> impl Strategy<Value = u8> {
+    // 0 absent, 1 empty, 2 content, 3 not a directory
+    prop_oneof![4 => Just(0u8), 2 => Just(1u8), 6 => Just(2u8), 1 => Just(3u8)]
+}
+
+#[derive(Debug, Clone)]
+struct Gen {
+    class: ImageClass,
+    mode: MutableMode,
+    noexec: Option<bool>,
+    hiers: Vec<HierGen>,
+    exts: Vec<(usize, Vec<u8>)>,
+}
+
+fn gen() -> impl Strategy<Value = Gen> {
+    (
+        prop::sample::select(vec![ImageClass::Sysext, ImageClass::Confext]),
+        prop::sample::select(MutableMode::ALL.to_vec()),
+        prop::option::of(any::<bool>()),
+        prop::sample::subsequence((0..HIERS.len()).collect::<Vec<_>>(), 1..=3).prop_shuffle(),
+    )
+        .prop_flat_map(|(class, mode, noexec, idxs)| {
+            let n = idxs.len();
+            (
+                Just((class, mode, noexec, idxs)),
+                prop::collection::vec(hier_gen(), n),
+                prop::collection::vec(
+                    (0..NAMES.len(), prop::collection::vec(ext_layer_gen(), n)),
+                    0..6,
+                ),
+            )
+        })
+        .prop_map(|((class, mode, noexec, idxs), hs, exts)| {
+            let mut seen = BTreeSet::new();
+            let exts = exts.into_iter().filter(|(n, _)| seen.insert(*n)).collect();
+            Gen {
+                class,
+                mode,
+                noexec,
+                hiers: idxs.into_iter().zip(hs).map(|(idx, (host, routing))| HierGen { idx, host, routing }).collect(),
+                exts,
+            }
+        })
+}
+
+fn build(g: &Gen) -> PlanInputs {
+    let mut hierarchies = Vec::new();
+    for (i, hg) in g.hiers.iter().enumerate() {
+        let h = Hierarchy::new(HIERS[hg.idx]).unwrap();
+        let rel = h.relative().to_string();
+        let path = format!("{ROOT}/{rel}");
+        let host = hg.host.map(|(mode, empty, read_only, cross)| DirInfo {
+            path: path.clone(),
+            rel: rel.clone(),
+            mode,
+            dev: 1,
+            ino: 100 + i as u64,
+            empty,
+            read_only,
+            parent_dev: Some(if cross { 2 } else { 1 }),
+        });
+        let routing_rel = h.routing_dir();
+        let routing_path = format!("{ROOT}/{routing_rel}");
+        let routing = match &hg.routing {
+            RoutingGen::Missing => RoutingDir::Missing,
+            RoutingGen::Dangling => RoutingDir::Dangling,
+            RoutingGen::SelfDir { by_path } => match &host {
+                Some(d) if *by_path => RoutingDir::Dir(d.clone()),
+                // Same device and inode, seen under another path (a bind mount).
+                Some(d) => RoutingDir::Dir(DirInfo { path: format!("{ROOT}/bind/{rel}"), rel: format!("bind/{rel}"), ..d.clone() }),
+                // Without a host the link dangles.
+                None => RoutingDir::Dangling,
+            },
+            RoutingGen::Other { mode, read_only, cross_dev, under_root } => {
+                let (p, r) = if *under_root {
+                    (routing_path.clone(), routing_rel.clone())
+                } else {
+                    (format!("{ROOT}/elsewhere/{}", h.as_component()), format!("elsewhere/{}", h.as_component()))
+                };
+                RoutingDir::Dir(DirInfo {
+                    path: p,
+                    rel: r,
+                    mode: *mode,
+                    dev: 1,
+                    ino: 200 + i as u64,
+                    empty: false,
+                    read_only: *read_only,
+                    parent_dev: Some(if *cross_dev { 3 } else { 1 }),
+                })
+            }
+            RoutingGen::NotDir { mode } => RoutingDir::NotDir { mode: *mode },
+        };
+        hierarchies.push(HierarchyInput { hierarchy: h, path, host, routing_path, routing });
+    }
+    let extensions = g
+        .exts
+        .iter()
+        .map(|(n, layers)| ExtensionInput {
+            name: NAMES[*n].to_string(),
+            layers: layers
+                .iter()
+                .zip(&g.hiers)
+                .map(|(l, hg)| match l {
+                    0 => ExtLayer::Absent,
+                    1 => ExtLayer::Empty,
+                    2 => ExtLayer::Content(format!("/E/{}{}", NAMES[*n], HIERS[hg.idx])),
+                    _ => ExtLayer::NotDirectory,
+                })
+                .collect(),
+        })
+        .collect();
+    PlanInputs { class: g.class, mode: g.mode, noexec: g.noexec, extensions, hierarchies }
+}
+
+// ---------------------------------------------------------------------------------------
+// The oracle: the decision table, written independently of plan.rs.
+
+fn same(a: &DirInfo, b: &DirInfo) -> bool {
+    a.path == b.path || (a.dev == b.dev && a.ino == b.ino)
+}
+
+/// Expected errno of planning `i`, or `Ok(())`.
+fn oracle_errno(i: &PlanInputs) -> Result<(), i32> {
+    use MutableMode::*;
+    let mode = i.mode;
+    for (idx, h) in i.hierarchies.iter().enumerate() {
+        let layers: Vec<&ExtLayer> = i.extensions.iter().map(|e| &e.layers[idx]).collect();
+        if layers.iter().any(|l| matches!(l, ExtLayer::NotDirectory)) {
+            return Err(libc::ENOTDIR);
+        }
+        let content = layers.iter().filter(|l| matches!(l, ExtLayer::Content(_))).count();
+        if content == 0 {
+            continue;
+        }
+        let hier_mode = h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755);
+        let is_self = |d: &DirInfo| h.host.as_ref().is_some_and(|host| same(host, d));
+        if matches!(mode, Auto | Enabled) {
+            let m = match &h.routing {
+                RoutingDir::Dir(d) => Some(d.mode & 0o777),
+                RoutingDir::NotDir { mode } => Some(mode & 0o777),
+                _ => None,
+            };
+            if m.is_some_and(|m| m != hier_mode) {
+                return Err(libc::EINVAL);
+            }
+        }
+        if matches!(mode, Import | EphemeralImport) {
+            match &h.routing {
+                RoutingDir::Dir(d) if is_self(d) => return Err(libc::ELOOP),
+                RoutingDir::NotDir { .. } => return Err(libc::EINVAL),
+                _ => {}
+            }
+        }
+        match (mode, &h.routing) {
+            (Auto, RoutingDir::NotDir { .. }) => return Err(libc::EINVAL),
+            (Enabled, RoutingDir::NotDir { .. } | RoutingDir::Dangling) => return Err(libc::EEXIST),
+            (Auto | Enabled, RoutingDir::Dir(d)) => {
+                let upper = if is_self(d) { h.host.as_ref().unwrap() } else { d };
+                if upper.read_only {
+                    return Err(libc::EROFS);
+                }
+                if upper.parent_dev != Some(upper.dev) {
+                    return Err(libc::EXDEV);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn sorted_names(i: &PlanInputs) -> Vec<String> {
+    let mut v: Vec<String> = i.extensions.iter().map(|e| e.name.clone()).collect();
+    v.sort_by(|a, b| strverscmp_improved(a, b).then_with(|| a.cmp(b)));
+    v
+}
+
+fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
+    use MutableMode::*;
+    let names = sorted_names(i);
+    prop_assert_eq!(&p.extensions, &names, "extensions ascending in version order");
+    prop_assert_eq!(p.mode, i.mode);
+    prop_assert_eq!(p.class, i.class);
+    // Exactly the hierarchies with content, in configured order.
+    let want: Vec<usize> = (0..i.hierarchies.len())
+        .filter(|&idx| i.extensions.iter().any(|e| matches!(e.layers[idx], ExtLayer::Content(_))))
+        .collect();
+    let got: Vec<usize> = p.hierarchies.iter().map(|h| h.index).collect();
+    prop_assert_eq!(got, want, "one overlay per hierarchy with content, none for the others");
+    for hp in &p.hierarchies {
+        let h = &i.hierarchies[hp.index];
+        prop_assert_eq!(&hp.hierarchy, &h.hierarchy);
+        prop_assert_eq!(&hp.target, &h.path);
+        prop_assert_eq!(hp.create_target, h.host.is_none());
+        prop_assert_eq!(hp.top_mode, h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755));
+        // Meta first, exactly once.
+        prop_assert_eq!(hp.lower.first(), Some(&Layer::Meta));
+        prop_assert_eq!(hp.lower.iter().filter(|l| **l == Layer::Meta).count(), 1);
+        // No duplicate layer.
+        let set: BTreeSet<String> = hp.lower.iter().map(|l| format!("{l:?}")).collect();
+        prop_assert_eq!(set.len(), hp.lower.len(), "duplicate layer in {:?}", hp.lower);
+        // Upper and work dir together, only in writable modes.
+        prop_assert_eq!(hp.upper.is_some(), hp.work_dir.is_some());
+        if hp.upper.is_some() {
+            prop_assert!(i.mode.may_be_writable(), "upper dir in mode {}", i.mode);
+        }
+        prop_assert_eq!(hp.flags.read_only, hp.upper.is_none());
+        prop_assert_eq!(hp.flags.noatime, hp.upper.is_some());
+        prop_assert!(hp.flags.nodev);
+        prop_assert_eq!(hp.flags.nosuid, i.class.info().nosuid);
+        prop_assert_eq!(hp.flags.noexec, i.noexec.unwrap_or(i.class.info().noexec));
+        // Ephemeral modes: tmpfs upper, always; no work_dir meta file.
+        let ephemeral = matches!(i.mode, Ephemeral | EphemeralImport);
+        prop_assert_eq!(ephemeral, matches!(hp.upper, Some(Upper::Ephemeral)));
+        prop_assert_eq!(ephemeral, matches!(hp.work_dir, Some(WorkDir::Ephemeral)));
+        match &hp.work_dir {
+            Some(WorkDir::Beside { rel, .. }) => prop_assert_eq!(hp.meta.work_dir.as_ref(), Some(rel)),
+            _ => prop_assert_eq!(&hp.meta.work_dir, &None),
+        }
+        prop_assert_eq!(&hp.meta.extensions, &names);
+        // Which upper: the table.
+        let is_self = matches!(&h.routing, RoutingDir::Dir(d) if h.host.as_ref().is_some_and(|host| same(host, d)));
+        let want_upper = match (i.mode, &h.routing) {
+            (Disabled | Import, _) => "none",
+            (Ephemeral | EphemeralImport, _) => "ephemeral",
+            (Auto | Enabled, RoutingDir::Dir(_)) if is_self => "host",
+            (Auto | Enabled, RoutingDir::Dir(_)) => "routing",
+            (Enabled, RoutingDir::Missing) => "create",
+            (Auto, _) => "none",
+            (Enabled, _) => unreachable!("yes with a dangling or non-dir routing dir fails"),
+        };
+        let got_upper = match &hp.upper {
+            None => "none",
+            Some(Upper::Ephemeral) => "ephemeral",
+            Some(Upper::Host { .. }) => "host",
+            Some(Upper::RoutingDir { create: true, .. }) => "create",
+            Some(Upper::RoutingDir { create: false, .. }) => "routing",
+        };
+        prop_assert_eq!(got_upper, want_upper);
+        // Work dir beside the upper, named after the hierarchy.
+        let wname = format!(".systemd-{}-workdir", h.hierarchy.as_component());
+        match (&hp.upper, &hp.work_dir) {
+            (Some(Upper::RoutingDir { rel, path, .. } | Upper::Host { rel, path }), Some(WorkDir::Beside { rel: w, path: wp })) => {
+                let parent = rel.rsplit_once('/').map(|(p, _)| p.to_string());
+                let want = match &parent {
+                    Some(p) => format!("{p}/{wname}"),
+                    None => wname.clone(),
+                };
+                prop_assert_eq!(w, &want);
+                prop_assert_eq!(wp, &format!("{ROOT}/{want}"), "display path of the work dir (upper {})", path);
+            }
+            (Some(Upper::Ephemeral), Some(WorkDir::Ephemeral)) | (None, None) => {}
+            (u, w) => prop_assert!(false, "upper {:?} with work dir {:?}", u, w),
+        }
+        // The symlink trick: the host hierarchy itself is the upper dir (spec §5.3, also when
+        // the routing dir reaches it under another path, e.g. a bind mount).
+        if let Some(Upper::Host { rel, path }) = &hp.upper {
+            let host = h.host.as_ref().unwrap();
+            prop_assert_eq!((path, rel), (&host.path, &host.rel));
+        }
+        if let Some(Upper::RoutingDir { create: true, rel, path }) = &hp.upper {
+            prop_assert_eq!(rel, &h.hierarchy.routing_dir());
+            prop_assert_eq!(path, &h.routing_path);
+        }
+        // Import layer just below meta, exactly in the import modes with a routing dir.
+        let want_import = matches!(i.mode, Import | EphemeralImport) && matches!(h.routing, RoutingDir::Dir(_));
+        let imports: Vec<usize> = hp.lower.iter().enumerate().filter(|(_, l)| matches!(l, Layer::Import(_))).map(|(k, _)| k).collect();
+        prop_assert_eq!(imports, if want_import { vec![1] } else { vec![] });
+        // Host hierarchy at the bottom unless it is the upper dir, empty or missing.
+        let want_host = h.host.as_ref().is_some_and(|d| !d.empty) && !matches!(hp.upper, Some(Upper::Host { .. }));
+        let hosts: Vec<usize> = hp.lower.iter().enumerate().filter(|(_, l)| matches!(l, Layer::Host(_))).map(|(k, _)| k).collect();
+        prop_assert_eq!(hosts, if want_host { vec![hp.lower.len() - 1] } else { vec![] });
+        // Extension layers: those with content, highest version first.
+        let mut want_ext: Vec<String> = i
+            .extensions
+            .iter()
+            .filter(|e| matches!(e.layers[hp.index], ExtLayer::Content(_)))
+            .map(|e| e.name.clone())
+            .collect();
+        want_ext.sort_by(|a, b| strverscmp_improved(b, a).then_with(|| b.cmp(a)));
+        let got_ext: Vec<String> = hp
+            .lower
+            .iter()
+            .filter_map(|l| match l {
+                Layer::Extension { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        prop_assert_eq!(got_ext, want_ext);
+        // The extension layers sit between meta/import and host.
+        let first_ext = 1 + usize::from(want_import);
+        for (k, l) in hp.lower.iter().enumerate() {
+            if let Layer::Extension { .. } = l {
+                prop_assert!(k >= first_ext && (!want_host || k < hp.lower.len() - 1));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The plan (or its error) matches the decision table, layer by layer.
+    #[test]
+    fn plan_follows_the_table(g in gen()) {
+        let i = build(&g);
+        let got = plan(&i);
+        let want = oracle_errno(&i);
+        match (&got, want) {
+            (Ok(p), Ok(())) => check_plan(&i, p)?,
+            (Err(e), Err(errno)) => prop_assert_eq!(e.errno(), errno, "{}", e),
+            (Ok(p), Err(errno)) => prop_assert!(false, "expected errno {} but planned {:?}", errno, p),
+            (Err(e), Ok(())) => prop_assert!(false, "expected a plan but got {} (errno {})", e, e.errno()),
+        }
+    }
+
+    /// The result does not depend on the order in which images were discovered.
+    #[test]
+    fn plan_is_independent_of_discovery_order(g in gen(), seed in any::<u64>()) {
+        let i = build(&g);
+        let mut j = i.clone();
+        // A deterministic shuffle from the seed.
+        let mut s = seed | 1;
+        for k in (1..j.extensions.len()).rev() {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            j.extensions.swap(k, (s % (k as u64 + 1)) as usize);
+        }
+        match (plan(&i), plan(&j)) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => prop_assert!(false, "{:?} vs {:?}", a.map(|_| ()), b.map(|_| ())),
+        }
+    }
+
+    /// Planning is a pure function: same inputs, same plan.
+    #[test]
+    fn plan_is_deterministic(g in gen()) {
+        let i = build(&g);
+        match (plan(&i), plan(&i.clone())) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            _ => prop_assert!(false, "nondeterministic"),
+        }
+    }
+
+    /// Only `auto` and `yes` look at the routing dir's mode: changing it never changes
+    /// the outcome of the other modes.
+    #[test]
+    fn routing_mode_only_matters_for_auto_and_yes(g in gen(), m in prop::sample::select(MODES.to_vec())) {
+        let i = build(&g);
+        prop_assume!(!matches!(i.mode, MutableMode::Auto | MutableMode::Enabled));
+        let mut j = i.clone();
+        for h in &mut j.hierarchies {
+            match &mut h.routing {
+                RoutingDir::Dir(d) if h.host.as_ref().is_none_or(|host| !same(host, d)) => d.mode = m,
+                RoutingDir::NotDir { mode } => *mode = m,
+                _ => {}
+            }
+        }
+        match (plan(&i), plan(&j)) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!(a.errno(), b.errno()),
+            (a, b) => prop_assert!(false, "{:?} vs {:?}", a.map(|_| ()), b.map(|_| ())),
+        }
+    }
+}
+
+/// The kernel's layer limit: 499 extensions + meta fit, one more does not (with an empty host).
+#[test]
+fn too_many_layers() {
+    let mk = |n: usize| PlanInputs {
+        class: ImageClass::Sysext,
+        mode: MutableMode::Disabled,
+        noexec: None,
+        extensions: (0..n)
+            .map(|k| ExtensionInput { name: format!("e{k}"), layers: vec![ExtLayer::Content(format!("/E/e{k}/usr"))] })
+            .collect(),
+        hierarchies: vec![HierarchyInput {
+            hierarchy: Hierarchy::new("/usr").unwrap(),
+            path: "/R/usr".into(),
+            host: None,
+            routing_path: "/R/var/lib/extensions.mutable/usr".into(),
+            routing: RoutingDir::Missing,
+        }],
+    };
+    let p = plan(&mk(499)).unwrap();
+    assert_eq!(p.hierarchies[0].lower.len(), 500);
+    assert_eq!(plan(&mk(500)).unwrap_err().errno(), libc::E2BIG);
+}
