@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use sysext::{Context, ImageClass, MutableMode, Options};
-use sysext_tests::{exists, isolated, TestRoot};
+use sysext_tests::{exists, inject_everywhere, isolated, TestRoot};
 
 fn opts(r: &TestRoot, mode: MutableMode) -> Options {
     let mut o = Options::new(ImageClass::Sysext);
@@ -110,67 +110,6 @@ fn unchanged_refresh_is_a_no_op_unless_forced() {
     assert_eq!(r.mounts_below(), 0);
 }
 
-fn tree_snapshot(r: &TestRoot) -> Vec<String> {
-    fn walk(base: &std::path::Path, p: &std::path::Path, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(p) else { return };
-        let mut v: Vec<_> = rd.flatten().collect();
-        v.sort_by_key(|e| e.file_name());
-        for e in v {
-            let path = e.path();
-            let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
-            let md = std::fs::symlink_metadata(&path).unwrap();
-            if md.is_dir() {
-                out.push(format!("{rel}/"));
-                walk(base, &path, out);
-            } else {
-                out.push(format!("{rel} {}", std::fs::read_to_string(&path).unwrap_or_default().trim()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&r.path, &r.path, &mut out);
-    out.retain(|l| !l.starts_with("var/lib/extensions/"));
-    out
-}
-
-fn mount_table(r: &TestRoot) -> Vec<String> {
-    let t = r.path.to_string_lossy().into_owned();
-    let mut v: Vec<String> = sysext::mountinfo::read_self()
-        .unwrap()
-        .iter()
-        .filter(|m| m.mount_point.starts_with(&t))
-        .map(|m| format!("{} {} {}", m.mount_point, m.fstype, m.options))
-        .collect();
-    v.sort();
-    v
-}
-
-/// Run `op` with the N-th step failing, for every N, and check the state is as before.
-fn inject_everywhere(r: &TestRoot, name: &str, op: &dyn Fn(&Context) -> sysext::Result<sysext::Report>, mode: MutableMode) {
-    let mut n = 1;
-    loop {
-        let (mounts, tree) = (mount_table(r), tree_snapshot(r));
-        std::env::set_var("SYSEXT_FAULT_INJECT", n.to_string());
-        let mut o = opts(r, mode);
-        o.always_refresh = true;
-        let ctx = Context::new(o).unwrap();
-        let res = op(&ctx);
-        std::env::remove_var("SYSEXT_FAULT_INJECT");
-        match res {
-            Err(e) => {
-                assert_eq!(mount_table(r), mounts, "{name}: fault at step {n} ({e}) changed the mounts");
-                assert_eq!(tree_snapshot(r), tree, "{name}: fault at step {n} ({e}) changed the tree");
-                n += 1;
-            }
-            Ok(_) => {
-                println!("{name}: {} faults injected, each left the previous state intact", n - 1);
-                assert!(n > 3, "{name}: the operation has mount steps");
-                return;
-            }
-        }
-    }
-}
-
 #[test]
 fn faults_in_merge_and_refresh_leave_the_previous_state() {
     if !isolated("faults_in_merge_and_refresh_leave_the_previous_state") {
@@ -180,13 +119,14 @@ fn faults_in_merge_and_refresh_leave_the_previous_state() {
     r.sysext("foo", &[("usr/bin/foo", "foo\n"), ("opt/foo", "o\n")]);
     r.sysext("bar", &[("usr/bin/bar", "bar\n")]);
     // merge from nothing, in a mode that creates routing dirs.
-    inject_everywhere(&r, "merge yes", &|c| c.merge(), MutableMode::Enabled);
+    let o = |mode| opts(&r, mode);
+    inject_everywhere(&r, "merge yes", &|c| c.merge(), &o, MutableMode::Enabled);
     // refresh (swap beneath the old overlays) to another mode: faults before and after the
     // /usr swap (the /opt swap comes later) must restore the old merge.
     r.sysext("baz", &[("usr/bin/baz", "baz\n"), ("opt/baz", "z\n")]);
-    inject_everywhere(&r, "refresh ephemeral-import", &|c| c.refresh(), MutableMode::EphemeralImport);
-    inject_everywhere(&r, "refresh yes", &|c| c.refresh(), MutableMode::Enabled);
-    inject_everywhere(&r, "unmerge", &|c| c.unmerge(), MutableMode::Disabled);
+    inject_everywhere(&r, "refresh ephemeral-import", &|c| c.refresh(), &o, MutableMode::EphemeralImport);
+    inject_everywhere(&r, "refresh yes", &|c| c.refresh(), &o, MutableMode::Enabled);
+    inject_everywhere(&r, "unmerge", &|c| c.unmerge(), &o, MutableMode::Disabled);
     assert_eq!(r.mounts_below(), 0);
     assert!(!exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")));
 }

@@ -435,7 +435,8 @@ impl Context {
             }
             ImageKind::Raw | ImageKind::Block => {
                 let (policy, explicit) = self.policy_for(img);
-                let m = crate::image::mount::open_image(self.root.fd(), &img.rel, &img.path, class, &policy, explicit).map_err(|e| {
+                let step = |what: &str| self.faults.step(what);
+                let m = crate::image::mount::open_image(self.root.fd(), &img.rel, &img.path, class, &policy, explicit, &step).map_err(|e| {
                     if e.policy {
                         Error::ImagePolicy { image: img.path.clone(), reason: e.reason }
                     } else {

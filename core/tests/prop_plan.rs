@@ -323,11 +323,12 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
             (Some(Upper::Ephemeral), Some(WorkDir::Ephemeral)) | (None, None) => {}
             (u, w) => prop_assert!(false, "upper {:?} with work dir {:?}", u, w),
         }
-        // The symlink trick: the host hierarchy itself is the upper dir (spec §5.3, also when
-        // the routing dir reaches it under another path, e.g. a bind mount).
+        // The symlink trick: the host hierarchy is the upper dir, named by the routing dir's
+        // resolved path, as systemd does (`upper_dir = resolved_mutable_directory`; the same
+        // path as the host's unless the routing dir reaches it otherwise, e.g. a bind mount).
         if let Some(Upper::Host { rel, path }) = &hp.upper {
-            let host = h.host.as_ref().unwrap();
-            prop_assert_eq!((path, rel), (&host.path, &host.rel));
+            let RoutingDir::Dir(d) = &h.routing else { unreachable!() };
+            prop_assert_eq!((path, rel), (&d.path, &d.rel));
         }
         if let Some(Upper::RoutingDir { create: true, rel, path }) = &hp.upper {
             prop_assert_eq!(rel, &h.hierarchy.routing_dir());

@@ -40,6 +40,11 @@ use sysext::{Context, ImageClass, Level, Options};
 ///         root to finish: `None` waits forever, `0` does not wait
 ///         (`SysextBusyError` when the lock is held).
 ///     initrd: Whether to behave as in the initrd; `None` detects it.
+///     always_refresh: Make `refresh` rebuild the overlays even when nothing changed
+///         (`--always-refresh`); by default an unchanged merge is left alone.
+///     no_reload: Do not work out whether the service manager needs a reload
+///         (`--no-reload`), so `Report.needs_reload` is always false. An explicit
+///         `root` implies it, as in systemd.
 ///
 /// Raises:
 ///     SysextOSError: The root cannot be opened.
@@ -95,6 +100,8 @@ fn list_detailed(ctx: &Context) -> sysext::Result<Vec<PyExtension>> {
             };
             PyExtension {
                 skipped_reason: skipped.get(&img.name).cloned(),
+                state: img.state.as_str(),
+                reason: img.reason,
                 name: img.name,
                 kind: img.kind,
                 path: img.path,
@@ -143,6 +150,8 @@ impl PyContext {
         hierarchies = None,
         lock_timeout = None,
         initrd = None,
+        always_refresh = false,
+        no_reload = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -156,6 +165,8 @@ impl PyContext {
         hierarchies: Option<Vec<String>>,
         lock_timeout: Option<f64>,
         initrd: Option<bool>,
+        always_refresh: bool,
+        no_reload: bool,
     ) -> PyResult<PyContext> {
         let class = match image_class {
             Some(c) => image_class_from_py(c)?,
@@ -182,6 +193,8 @@ impl PyContext {
             Some(t) => return Err(invalid_argument(format!("Invalid lock timeout {t}: must be >= 0 seconds or None"))),
         };
         opts.initrd = initrd;
+        opts.always_refresh = always_refresh;
+        opts.no_reload = no_reload;
         opts.sink = Arc::new(LoggerSink::new(py, "sysext")?);
         let ctx = py.detach(move || Context::new(opts)).py()?;
         Ok(PyContext { inner: Arc::new(ctx) })
@@ -229,6 +242,18 @@ impl PyContext {
         self.inner.hierarchies().iter().map(|h| h.to_string()).collect()
     }
 
+    /// Whether `refresh` rebuilds even when nothing changed.
+    #[getter]
+    fn always_refresh(&self) -> bool {
+        self.inner.options().always_refresh
+    }
+
+    /// Whether the reload check is skipped (`Report.needs_reload` always false).
+    #[getter]
+    fn no_reload(&self) -> bool {
+        self.inner.options().no_reload
+    }
+
     /// The lock timeout in seconds (`None`: wait forever).
     #[getter]
     fn lock_timeout(&self) -> Option<f64> {
@@ -241,9 +266,10 @@ impl PyContext {
     ///
     /// Returns:
     ///     list[Extension]: name, kind, path, release (the extension-release fields
-    ///     of directory images), skipped_reason (why a merge would not use the image,
-    ///     from a dry-run `plan()`; `None` if it would be used — also when the host's
-    ///     release data cannot be read, which is logged as a warning).
+    ///     of directory images), skipped_reason (why a merge would skip the image,
+    ///     from a dry-run `plan()`; `None` if it would be used — also when no plan can
+    ///     be made, e.g. without the host's os-release, which is logged as a warning),
+    ///     state and reason (what a merge does with it, as `sysext list` shows).
     ///
     /// Raises:
     ///     SysextOSError: A search directory cannot be read.
@@ -389,7 +415,8 @@ impl PyContext {
 
 /// The context manager returned by `Context.merged()`: merges on `__enter__`
 /// (returning the `Report`) and unmerges on `__exit__`, also after an exception,
-/// which is never suppressed. Single use.
+/// which is never suppressed. If unmerging fails, that error is raised (chained to the
+/// block's exception, if any). Single use.
 #[pyclass(frozen, module = "sysext", name = "Merged")]
 pub(crate) struct PyMerged {
     ctx: Arc<Context>,

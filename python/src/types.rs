@@ -48,10 +48,18 @@ pub(crate) struct PyExtension {
     #[pyo3(get)]
     pub(crate) path: String,
     pub(crate) release: Vec<(String, String)>,
-    /// Why a merge would not use this image, or `None` if it would (or if that
-    /// cannot be determined; see `Context.list`).
+    /// Why a merge would skip this image as incompatible (as in `Report.skipped`),
+    /// from a dry-run `Context.plan()`; `None` if it would be used, or if no plan can
+    /// be made (a warning is logged then).
     #[pyo3(get)]
     pub(crate) skipped_reason: Option<String>,
+    /// What a merge does with the image, as `sysext list` shows it: `"merged"`,
+    /// `"would-merge"`, `"masked"`, `"incompatible"`, `"invalid"` or `"unknown"`.
+    #[pyo3(get)]
+    pub(crate) state: &'static str,
+    /// Why, for states other than `"merged"` and `"would-merge"`.
+    #[pyo3(get)]
+    pub(crate) reason: Option<String>,
     /// Modification time (image files) or birth time (directories), µs since the epoch.
     #[pyo3(get)]
     pub(crate) time_usec: u64,
@@ -69,7 +77,8 @@ impl PyExtension {
     }
 
     /// The fields of the image's extension-release file, in file order (a new dict on
-    /// every access; empty when the image has no usable release file).
+    /// every access). Empty when the image has no usable release file, and for image
+    /// files (`.raw`, block devices), whose release data is only read when merging.
     #[getter]
     fn release<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
@@ -81,10 +90,11 @@ impl PyExtension {
 
     fn __repr__(&self) -> String {
         format!(
-            "Extension(name={}, kind=<ImageKind.{}>, path={}, skipped_reason={})",
+            "Extension(name={}, kind=<ImageKind.{}>, path={}, state={}, skipped_reason={})",
             py_repr_str(&self.name),
             self.kind.as_str().to_uppercase(),
             py_repr_str(&self.path),
+            py_repr_str(self.state),
             py_opt_str(&self.skipped_reason)
         )
     }

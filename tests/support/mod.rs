@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use sysext::{Context, ImageClass, MutableMode, Options};
 
+
 const IN_NS: &str = "SYSEXT_TEST_IN_NS";
 
 /// Whether we are root (tests that mount need it).
@@ -164,4 +165,104 @@ pub fn cli() -> PathBuf {
 /// Whether `p` exists (without following a final symlink).
 pub fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
+}
+
+/// The visible tree below the root (inputs in `var/lib/extensions` left out), one line per entry.
+pub fn tree_snapshot(r: &TestRoot) -> Vec<String> {
+    fn walk(base: &std::path::Path, p: &std::path::Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(p) else { return };
+        let mut v: Vec<_> = rd.flatten().collect();
+        v.sort_by_key(|e| e.file_name());
+        for e in v {
+            let path = e.path();
+            let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let md = std::fs::symlink_metadata(&path).unwrap();
+            if md.is_dir() {
+                out.push(format!("{rel}/"));
+                walk(base, &path, out);
+            } else {
+                out.push(format!("{rel} {}", std::fs::read_to_string(&path).unwrap_or_default().trim()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&r.path, &r.path, &mut out);
+    out.retain(|l| !l.starts_with("var/lib/extensions/"));
+    out
+}
+
+/// Mounts below the root: mount point, type and options.
+pub fn mount_table(r: &TestRoot) -> Vec<String> {
+    let t = r.path.to_string_lossy().into_owned();
+    let mut v: Vec<String> = sysext::mountinfo::read_self()
+        .unwrap()
+        .iter()
+        .filter(|m| m.mount_point.starts_with(&t))
+        .map(|m| format!("{} {} {}", m.mount_point, m.fstype, m.options))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Run `op` with the N-th mount-related step failing, for every N until it succeeds, and
+/// check after each failure that mounts, the visible tree, loop devices and ephemeral dirs
+/// are as before. Returns the number of faults injected.
+pub fn inject_everywhere(
+    r: &TestRoot,
+    name: &str,
+    op: &dyn Fn(&Context) -> sysext::Result<sysext::Report>,
+    opts: &dyn Fn(MutableMode) -> Options,
+    mode: MutableMode,
+) -> u64 {
+    let mut n = 1;
+    loop {
+        let (mounts, tree, loops, eph) = (mount_table(r), tree_snapshot(r), loops_of(r), ephemeral_dirs());
+        std::env::set_var("SYSEXT_FAULT_INJECT", n.to_string());
+        let mut o = opts(mode);
+        o.always_refresh = true;
+        let ctx = Context::new(o).unwrap();
+        let res = op(&ctx);
+        std::env::remove_var("SYSEXT_FAULT_INJECT");
+        match res {
+            Err(e) => {
+                assert_eq!(mount_table(r), mounts, "{name}: fault at step {n} ({e}) changed the mounts");
+                assert_eq!(tree_snapshot(r), tree, "{name}: fault at step {n} ({e}) changed the tree");
+                assert_eq!(loops_of(r), loops, "{name}: fault at step {n} ({e}) left loop devices");
+                assert_eq!(ephemeral_dirs(), eph, "{name}: fault at step {n} ({e}) left ephemeral dirs");
+                n += 1;
+            }
+            Ok(_) => {
+                println!("{name}: {} faults injected, each left the previous state intact", n - 1);
+                assert!(n > 3, "{name}: the operation has mount steps");
+                return n - 1;
+            }
+        }
+    }
+}
+
+
+/// Loop devices whose backing file lies below the root.
+pub fn loops_of(r: &TestRoot) -> Vec<String> {
+    let mut v = Vec::new();
+    let Ok(rd) = std::fs::read_dir("/sys/block") else { return v };
+    let root = r.path.to_string_lossy().into_owned();
+    for e in rd.flatten() {
+        if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
+            if b.trim().starts_with(&root) {
+                v.push(format!("{} {}", e.file_name().to_string_lossy(), b.trim()));
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+/// Ephemeral dirs of this process below /run/libsysext/ephemeral.
+pub fn ephemeral_dirs() -> Vec<String> {
+    let tag = format!("-{}-", std::process::id());
+    let mut v: Vec<String> = std::fs::read_dir(sysext::state::EPHEMERAL_DIR)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(&tag)).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
 }

@@ -54,7 +54,11 @@ pub struct MountedImage {
     pub disk_image: bool,
 }
 
-fn mount_fs(fstype: FsType, source: &str, class: ImageClass) -> io::Result<OwnedFd> {
+/// Called before each mount-related step (fault injection in tests).
+pub type StepHook<'a> = &'a dyn Fn(&str) -> io::Result<()>;
+
+fn mount_fs(fstype: FsType, source: &str, class: ImageClass, step: StepHook<'_>) -> io::Result<OwnedFd> {
+    step("fsopen image")?;
     let fs = rustix::mount::fsopen(fstype.kernel_name(), FsOpenFlags::FSOPEN_CLOEXEC)?;
     rustix::mount::fsconfig_set_string(&fs, "source", source)?;
     if fstype == FsType::Ext4 {
@@ -105,18 +109,31 @@ fn check_complete(file: &File, offset: u64, size: u64, fstype: FsType) -> Result
 }
 
 /// Mount a file system that lies at `offset`/`size` of `file` (`path` names the file).
-fn mount_region(file: &File, path: &str, offset: u64, size: u64, fstype: FsType, class: ImageClass, whole_regular: bool) -> io::Result<OwnedFd> {
+fn mount_region(
+    file: &File,
+    path: &str,
+    offset: u64,
+    size: u64,
+    fstype: FsType,
+    class: ImageClass,
+    whole_regular: bool,
+    step: StepHook<'_>,
+) -> io::Result<OwnedFd> {
     if fstype == FsType::Erofs && whole_regular {
         // File-backed erofs (Linux 6.12+): no loop device at all. The path is opened by the
         // kernel; use our fd's /proc link so the lookup cannot be redirected.
-        if let Ok(m) = mount_fs(fstype, &crate::root::proc_fd_path(file.as_fd()), class) {
-            return Ok(m);
+        match mount_fs(fstype, &crate::root::proc_fd_path(file.as_fd()), class, step) {
+            Ok(m) => return Ok(m),
+            // Kernels without file-backed erofs refuse the file as source: use a loop device.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTBLK | libc::EINVAL | libc::EOPNOTSUPP | libc::ENODEV)) => {}
+            Err(e) => return Err(e),
         }
     }
     let opts = LoopOptions { read_only: true, autoclear: true, direct_io: true, partscan: false, block_size: 0 };
+    step("loop attach")?;
     let dev = LoopDevice::attach(file, offset, size, &opts).map_err(|e| io::Error::new(e.kind(), format!("attach loop device for {path}: {e}")))?;
     let devpath = dev.path().to_string_lossy().into_owned();
-    match mount_fs(fstype, &devpath, class) {
+    match mount_fs(fstype, &devpath, class, step) {
         // With autoclear, the device goes away when the file system is unmounted.
         Ok(m) => {
             drop(dev.into_owned_fd());
@@ -202,6 +219,7 @@ pub fn open_image(
     class: ImageClass,
     policy: &ImagePolicy,
     explicit_policy: bool,
+    step: StepHook<'_>,
 ) -> Result<MountedImage, ImageError> {
     let fd = crate::root::open_beneath(root, image_rel, OFlags::RDONLY).map_err(|e| ImageError::io("open", e))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| ImageError::io("stat", e.into()))?;
@@ -233,7 +251,7 @@ pub fn open_image(
         };
         check_policy(policy, PartitionDesignator::Root, protection)?;
         check_complete(&file, 0, size, fstype)?;
-        let tree = mount_region(&file, image_path, 0, 0, fstype, class, is_regular)
+        let tree = mount_region(&file, image_path, 0, 0, fstype, class, is_regular, step)
             .map_err(|e| ImageError::io(&format!("mount {fstype}"), e))?;
         return Ok(MountedImage { tree, fstype, protection, disk_image: false });
     }
@@ -276,7 +294,7 @@ pub fn open_image(
             .map_err(|e| ImageError::io("read", e))?
             .ok_or_else(|| ImageError::new(libc::ENOPKG, format!("partition {} ({d}) holds no known file system", part.number)))?;
         check_complete(&file, part.offset, part.size, fstype)?;
-        let m = mount_region(&file, image_path, part.offset, part.size, fstype, class, false)
+        let m = mount_region(&file, image_path, part.offset, part.size, fstype, class, false, step)
             .map_err(|e| ImageError::io(&format!("mount {fstype} from partition {}", part.number), e))?;
         Ok((m, fstype, protection))
     };
@@ -307,6 +325,7 @@ pub fn open_image(
                     t
                 }
             };
+            step("attach usr partition").map_err(|e| ImageError::io("attach the usr partition", e))?;
             rustix::mount::move_mount(&u, "", &tree, "usr", MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
                 .map_err(|e| ImageError::io("attach the usr partition", e.into()))?;
             Ok(MountedImage { tree, fstype, protection, disk_image: true })

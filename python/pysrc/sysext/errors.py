@@ -27,7 +27,7 @@ one). ``str(e)`` is the library's message, worded like systemd's.
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Optional
 
 __all__ = [
     "AlreadyMergedError",
@@ -87,9 +87,9 @@ class SysextError(Exception):
         """The library's message."""
         return self.message
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[type[SysextError], tuple[str], dict[str, object]]:
         """Pickle support (keyword-only fields travel as state)."""
-        state = {
+        state: dict[str, object] = {
             "errno": self.errno,
             "path": self.path,
             "hierarchy": self.hierarchy,
