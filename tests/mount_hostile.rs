@@ -220,6 +220,17 @@ fn bad_input_corpus() {
             Expect::Fails("File exists"),
         ),
         (
+            "routing dir on a read-only file system",
+            Box::new(|r: &TestRoot| {
+                r.mkdir("var/lib/extensions.mutable/usr");
+                std::fs::set_permissions(r.p("var/lib/extensions.mutable/usr"), std::fs::Permissions::from_mode(0o755)).unwrap();
+                let d = r.p("var/lib/extensions.mutable");
+                assert!(Command::new("mount").arg("--bind").arg(&d).arg(&d).status().unwrap().success());
+                assert!(Command::new("mount").args(["-o", "remount,bind,ro"]).arg(&d).status().unwrap().success());
+            }),
+            Expect::Fails("as an upperdir as it is read-only"),
+        ),
+        (
             "hierarchy is a symlink",
             Box::new(|r: &TestRoot| {
                 std::fs::remove_dir_all(r.p("opt")).unwrap();
@@ -244,6 +255,7 @@ fn bad_input_corpus() {
         setup(&r);
         let mode = if what.starts_with("routing") { MutableMode::Enabled } else { MutableMode::Disabled };
         let before = tree_snapshot(&r);
+        let setup_mounts = mount_table(&r);
         let c = Context::new(opts(&r, ImageClass::Sysext, mode)).unwrap();
         let res = c.merge();
         match (&expect, &res) {
@@ -259,13 +271,16 @@ fn bad_input_corpus() {
             }
             (Expect::Fails(text), Err(e)) => {
                 assert!(e.to_string().contains(text), "{what}: error {e} lacks {text:?}");
-                assert_eq!(mount_table(&r), Vec::<String>::new(), "{what}: nothing mounted");
+                assert_eq!(mount_table(&r), setup_mounts, "{what}: nothing mounted");
                 assert_eq!(tree_snapshot(&r), before, "{what}: nothing created");
             }
             (_, res) => panic!("{what}: unexpected outcome {res:?}"),
         }
         c.unmerge().unwrap();
-        assert_eq!(r.mounts_below(), 0, "{what}");
+        assert_eq!(mount_table(&r), setup_mounts, "{what}");
+        if !setup_mounts.is_empty() {
+            let _ = Command::new("umount").arg("-R").arg(r.p("var/lib/extensions.mutable")).status();
+        }
         assert_eq!(snapshot(&outside), outside_before, "{what}: something outside the root changed");
     }
     // An image that changes while being merged: a directory image removed between
