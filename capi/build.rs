@@ -9,6 +9,10 @@ fn main() {
     // Export only the C API: everything else (Rust std, core internals) stays local.
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let script = out.join("libsysext.map");
-    std::fs::write(&script, "{\n  global: sysext_*;\n  local: *;\n};\n").expect("write the linker version script");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", script.display());
+    std::fs::write(&script, "{\n  global: sysext_*;\n  local: *;\n};\n")
+        .expect("write the linker version script");
+    println!(
+        "cargo:rustc-cdylib-link-arg=-Wl,--version-script={}",
+        script.display()
+    );
 }

@@ -54,7 +54,10 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 ///
 /// # Safety
 /// `ret_error` is NULL or valid for a write of a pointer.
-pub(crate) unsafe fn run_fallible(ret_error: *mut *mut sysext_error, f: impl FnOnce() -> CResult<()>) -> c_int {
+pub(crate) unsafe fn run_fallible(
+    ret_error: *mut *mut sysext_error,
+    f: impl FnOnce() -> CResult<()>,
+) -> c_int {
     let result = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {
@@ -80,7 +83,11 @@ pub(crate) unsafe fn run_fallible(ret_error: *mut *mut sysext_error, f: impl FnO
 ///
 /// # Safety
 /// `p` is NULL or a live handle of type `C`.
-pub(crate) unsafe fn arg<'a, C: Castable>(p: *const C, func: &str, name: &str) -> CResult<&'a C::RustType> {
+pub(crate) unsafe fn arg<'a, C: Castable>(
+    p: *const C,
+    func: &str,
+    name: &str,
+) -> CResult<&'a C::RustType> {
     handle::try_ref(p).ok_or_else(|| ErrorData::null(func, name))
 }
 
@@ -122,7 +129,11 @@ pub(crate) unsafe fn str_arg(p: *const c_char, func: &str, name: &str) -> CResul
 ///
 /// # Safety
 /// `p` is NULL or a NUL-terminated string.
-pub(crate) unsafe fn opt_str_arg(p: *const c_char, func: &str, name: &str) -> CResult<Option<String>> {
+pub(crate) unsafe fn opt_str_arg(
+    p: *const c_char,
+    func: &str,
+    name: &str,
+) -> CResult<Option<String>> {
     if p.is_null() {
         Ok(None)
     } else {
@@ -134,7 +145,12 @@ pub(crate) unsafe fn opt_str_arg(p: *const c_char, func: &str, name: &str) -> CR
 ///
 /// # Safety
 /// `p` is NULL or points to `n` pointers to NUL-terminated strings.
-pub(crate) unsafe fn str_array_arg(p: *const *const c_char, n: usize, func: &str, name: &str) -> CResult<Vec<String>> {
+pub(crate) unsafe fn str_array_arg(
+    p: *const *const c_char,
+    n: usize,
+    func: &str,
+    name: &str,
+) -> CResult<Vec<String>> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -182,7 +198,11 @@ mod tests {
         let e = unsafe { handle::try_ref(err as *const sysext_error) }.unwrap();
         assert_eq!(e.kind, sysext_error_kind::Panic);
         assert_eq!(e.errno, libc::ENOTRECOVERABLE);
-        assert!(e.message.to_str().unwrap().contains("boom"), "{:?}", e.message);
+        assert!(
+            e.message.to_str().unwrap().contains("boom"),
+            "{:?}",
+            e.message
+        );
         // SAFETY: owned by us.
         unsafe { handle::free_box(err) };
     }
@@ -226,9 +246,16 @@ mod tests {
         let got = unsafe { str_array_arg(v.as_ptr(), 2, "f", "names") }.unwrap();
         assert_eq!(got, ["a", "b"]);
         // SAFETY: NULL with n == 0 is allowed.
-        assert!(unsafe { str_array_arg(std::ptr::null(), 0, "f", "names") }.unwrap().is_empty());
+        assert!(unsafe { str_array_arg(std::ptr::null(), 0, "f", "names") }
+            .unwrap()
+            .is_empty());
         // SAFETY: NULL with n > 0 is refused before any read.
-        assert_eq!(unsafe { str_array_arg(std::ptr::null(), 1, "f", "names") }.unwrap_err().errno, libc::EINVAL);
+        assert_eq!(
+            unsafe { str_array_arg(std::ptr::null(), 1, "f", "names") }
+                .unwrap_err()
+                .errno,
+            libc::EINVAL
+        );
         let with_null = [a.as_ptr(), std::ptr::null()];
         // SAFETY: an array of 2 pointers, the second NULL.
         let e = unsafe { str_array_arg(with_null.as_ptr(), 2, "f", "names") }.unwrap_err();

@@ -21,7 +21,7 @@ pub enum sysext_error_kind {
     ReleaseFile = 3,
     /// A named extension is not compatible with the host (`merge_names`); errno `ENOMEDIUM`.
     IncompatibleExtension = 4,
-    /// The write-routing directory (`/var/lib/extensions.mutable/…`) cannot be used as requested.
+    /// The write-routing directory (`/var/lib/extensions.mutable/...`) cannot be used as requested.
     MutableDir = 5,
     /// An image does not satisfy the image policy.
     ImagePolicy = 6,
@@ -65,6 +65,7 @@ impl From<sysext::ErrorKind> for sysext_error_kind {
 ///
 /// Returned through the optional last parameter `sysext_error **ret_error` of fallible
 /// functions, only when they fail; free it with `sysext_error_free()`.
+#[derive(Debug)]
 pub struct sysext_error {
     _private: [u8; 0],
 }
@@ -88,14 +89,29 @@ impl Castable for sysext_error {
 }
 
 impl ErrorData {
-    fn new(kind: sysext_error_kind, errno: c_int, message: impl Into<String>, path: Option<String>) -> ErrorData {
+    fn new(
+        kind: sysext_error_kind,
+        errno: c_int,
+        message: impl Into<String>,
+        path: Option<String>,
+    ) -> ErrorData {
         let errno = if errno > 0 { errno } else { libc::EIO };
-        ErrorData { message: cstring(message), errno, kind, path: path.map(cstring) }
+        ErrorData {
+            message: cstring(message),
+            errno,
+            kind,
+            path: path.map(cstring),
+        }
     }
 
     /// An invalid argument (`-EINVAL`).
     pub fn invalid(message: impl Into<String>) -> ErrorData {
-        ErrorData::new(sysext_error_kind::InvalidArgument, libc::EINVAL, message, None)
+        ErrorData::new(
+            sysext_error_kind::InvalidArgument,
+            libc::EINVAL,
+            message,
+            None,
+        )
     }
 
     /// A required pointer argument was NULL.
@@ -158,7 +174,9 @@ impl sysext_error {
     ///
     /// Thread safety: may be called from any thread, concurrently with other getters.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_error_get_kind(error: *const sysext_error) -> sysext_error_kind {
+    pub unsafe extern "C" fn sysext_error_get_kind(
+        error: *const sysext_error,
+    ) -> sysext_error_kind {
         ffi_boundary!(default => sysext_error_kind::Unknown, {
             handle::try_ref(error).map_or(sysext_error_kind::Unknown, |e| e.kind)
         })

@@ -2,10 +2,9 @@
 
 use crate::boundary::{cstring, nth_ptr, opt_ptr};
 use crate::handle::{self, Castable, OwnershipBox, OwnershipRef};
-use std::collections::HashMap;
 use std::ffi::CString;
-use std::os::raw::c_char;
-use sysext::ImageKind;
+use std::os::raw::{c_char, c_int};
+use sysext::{ImageKind, ImageState};
 
 /// What an extension image is on disk.
 #[repr(C)]
@@ -32,16 +31,52 @@ impl From<ImageKind> for sysext_image_kind {
     }
 }
 
+/// What a merge would do with an image (`sysext_image_get_state()`).
+///
+/// Values are never reused; new states may be added, so handle unknown values.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum sysext_image_state {
+    /// Part of the current merge.
+    Merged = 0,
+    /// Compatible with the host: a merge would use it.
+    WouldMerge = 1,
+    /// An empty directory that hides images of the same name in lower-precedence directories.
+    Masked = 2,
+    /// A merge would skip it: it does not fit the host (OS, version, level, scope,
+    /// architecture) or has no release data.
+    Incompatible = 3,
+    /// A merge would fail on it (a bad image, forbidden content, no host os-release).
+    Invalid = 4,
+    /// Not determined: image files can only be inspected with privileges.
+    Unknown = 5,
+}
+
+impl From<ImageState> for sysext_image_state {
+    fn from(s: ImageState) -> Self {
+        match s {
+            ImageState::Merged => sysext_image_state::Merged,
+            ImageState::WouldMerge => sysext_image_state::WouldMerge,
+            ImageState::Masked => sysext_image_state::Masked,
+            ImageState::Incompatible => sysext_image_state::Incompatible,
+            ImageState::Invalid => sysext_image_state::Invalid,
+            ImageState::Unknown => sysext_image_state::Unknown,
+        }
+    }
+}
+
 /// The extension images found by `sysext_context_list()`, sorted by name.
 ///
 /// Freed by `sysext_image_list_free()`, which also invalidates its items.
 ///
 /// Thread safety: a list is immutable; its getters may be called from several threads at once.
+#[derive(Debug)]
 pub struct sysext_image_list {
     _private: [u8; 0],
 }
 
 /// One extension image of a `sysext_image_list`; it belongs to the list (never freed alone).
+#[derive(Debug)]
 pub struct sysext_image {
     _private: [u8; 0],
 }
@@ -57,6 +92,7 @@ pub(crate) struct ImageData {
     kind: sysext_image_kind,
     path: CString,
     time_usec: u64,
+    state: sysext_image_state,
     skipped_reason: Option<CString>,
     shadows: Vec<CString>,
 }
@@ -71,17 +107,17 @@ impl Castable for sysext_image {
     type RustType = ImageData;
 }
 
-impl ImageListData {
-    /// Combine `list` with the skip reasons of a plan (name → reason).
-    pub(crate) fn new(images: Vec<sysext::ListedImage>, mut skipped: HashMap<String, String>) -> Self {
+impl From<Vec<sysext::ListedImage>> for ImageListData {
+    fn from(images: Vec<sysext::ListedImage>) -> Self {
         let items = images
             .into_iter()
             .map(|i| ImageData {
-                skipped_reason: skipped.remove(&i.name).map(cstring),
                 name: cstring(i.name),
                 kind: i.kind.into(),
                 path: cstring(i.path),
                 time_usec: i.time_usec,
+                state: i.state.into(),
+                skipped_reason: i.reason.map(cstring),
                 shadows: i.shadows.into_iter().map(cstring).collect(),
             })
             .collect();
@@ -94,6 +130,8 @@ impl sysext_image_list {
     ///
     /// # Safety
     /// `list` is NULL or a live `sysext_image_list`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_image_list_count(list: *const sysext_image_list) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(list).map_or(0, |l| l.items.len()) })
@@ -104,8 +142,13 @@ impl sysext_image_list {
     ///
     /// # Safety
     /// `list` is NULL or a live `sysext_image_list`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_list_get(list: *const sysext_image_list, index: usize) -> *const sysext_image {
+    pub unsafe extern "C" fn sysext_image_list_get(
+        list: *const sysext_image_list,
+        index: usize,
+    ) -> *const sysext_image {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(list).map_or(std::ptr::null(), |l| handle::nth_item::<sysext_image>(&l.items, index))
         })
@@ -130,6 +173,8 @@ impl sysext_image {
     ///
     /// # Safety
     /// `image` is NULL or an image of a live `sysext_image_list`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_image_get_name(image: *const sysext_image) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
@@ -141,8 +186,12 @@ impl sysext_image {
     ///
     /// # Safety
     /// `image` is NULL or an image of a live `sysext_image_list`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_get_kind(image: *const sysext_image) -> sysext_image_kind {
+    pub unsafe extern "C" fn sysext_image_get_kind(
+        image: *const sysext_image,
+    ) -> sysext_image_kind {
         ffi_boundary!(default => sysext_image_kind::Directory, {
             handle::try_ref(image).map_or(sysext_image_kind::Directory, |i| i.kind)
         })
@@ -153,6 +202,8 @@ impl sysext_image {
     ///
     /// # Safety
     /// `image` is NULL or an image of a live `sysext_image_list`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_image_get_path(image: *const sysext_image) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
@@ -160,24 +211,46 @@ impl sysext_image {
         })
     }
 
-    /// The image's time in µs since the epoch: the modification time of a file, the birth
+    /// The image's time in microseconds since the epoch: the modification time of a file, the birth
     /// time of a directory (0 if unknown, or if `image` is NULL).
     ///
     /// # Safety
     /// `image` is NULL or an image of a live `sysext_image_list`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_image_get_time_usec(image: *const sysext_image) -> u64 {
         ffi_boundary!(default => 0, { handle::try_ref(image).map_or(0, |i| i.time_usec) })
     }
 
-    /// Why a merge would skip this image (it does not fit the host: OS, version, level,
-    /// scope, architecture), or NULL if a merge would use it (or if `image` is NULL).
+    /// What a merge would do with the image; `SYSEXT_IMAGE_STATE_UNKNOWN` if `image` is NULL.
+    ///
+    /// # Safety
+    /// `image` is NULL or an image of a live `sysext_image_list`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_image_get_state(
+        image: *const sysext_image,
+    ) -> sysext_image_state {
+        ffi_boundary!(default => sysext_image_state::Unknown, {
+            handle::try_ref(image).map_or(sysext_image_state::Unknown, |i| i.state)
+        })
+    }
+
+    /// Why a merge would not use this image, naming the field and values involved (e.g.
+    /// "is for OS 'fedora', host is 'debian'"), for the states `MASKED`, `INCOMPATIBLE`,
+    /// `INVALID` and `UNKNOWN`; NULL for `MERGED` and `WOULD_MERGE` (or if `image` is NULL).
     /// Valid until the list is freed.
     ///
     /// # Safety
     /// `image` is NULL or an image of a live `sysext_image_list`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_get_skipped_reason(image: *const sysext_image) -> *const c_char {
+    pub unsafe extern "C" fn sysext_image_get_skipped_reason(
+        image: *const sysext_image,
+    ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(image).map_or(std::ptr::null(), |i| opt_ptr(&i.skipped_reason))
         })
@@ -187,6 +260,8 @@ impl sysext_image {
     ///
     /// # Safety
     /// `image` is NULL or an image of a live `sysext_image_list`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_image_shadows_count(image: *const sysext_image) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(image).map_or(0, |i| i.shadows.len()) })
@@ -197,8 +272,13 @@ impl sysext_image {
     ///
     /// # Safety
     /// `image` is NULL or an image of a live `sysext_image_list`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_get_shadow(image: *const sysext_image, index: usize) -> *const c_char {
+    pub unsafe extern "C" fn sysext_image_get_shadow(
+        image: *const sysext_image,
+        index: usize,
+    ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(image).map_or(std::ptr::null(), |i| nth_ptr(&i.shadows, index))
         })
@@ -211,13 +291,33 @@ impl sysext_image {
 ///
 /// Thread safety: may be called from any thread.
 #[no_mangle]
-pub extern "C" fn sysext_image_kind_to_string(kind: std::os::raw::c_int) -> *const c_char {
+pub extern "C" fn sysext_image_kind_to_string(kind: c_int) -> *const c_char {
     ffi_boundary!(default => std::ptr::null(), {
         match kind {
             0 => c"directory".as_ptr(),
             1 => c"subvolume".as_ptr(),
             2 => c"raw".as_ptr(),
             3 => c"block".as_ptr(),
+            _ => std::ptr::null(),
+        }
+    })
+}
+
+/// The name of an image state (`"merged"`, `"would-merge"`, `"masked"`, `"incompatible"`,
+/// `"invalid"`, `"unknown"`, as in `sysext list`), or NULL if `state` is not a
+/// `SYSEXT_IMAGE_STATE_*` value. The string is static.
+///
+/// Thread safety: may be called from any thread.
+#[no_mangle]
+pub extern "C" fn sysext_image_state_to_string(state: c_int) -> *const c_char {
+    ffi_boundary!(default => std::ptr::null(), {
+        match state {
+            0 => c"merged".as_ptr(),
+            1 => c"would-merge".as_ptr(),
+            2 => c"masked".as_ptr(),
+            3 => c"incompatible".as_ptr(),
+            4 => c"invalid".as_ptr(),
+            5 => c"unknown".as_ptr(),
             _ => std::ptr::null(),
         }
     })
@@ -230,11 +330,44 @@ mod tests {
 
     #[test]
     fn kind_names_match_core() {
-        for k in [ImageKind::Directory, ImageKind::Subvolume, ImageKind::Raw, ImageKind::Block] {
+        for k in [
+            ImageKind::Directory,
+            ImageKind::Subvolume,
+            ImageKind::Raw,
+            ImageKind::Block,
+        ] {
             let c = sysext_image_kind::from(k) as std::os::raw::c_int;
             // SAFETY: static strings.
-            assert_eq!(unsafe { CStr::from_ptr(sysext_image_kind_to_string(c)) }.to_str().unwrap(), k.as_str());
+            assert_eq!(
+                unsafe { CStr::from_ptr(sysext_image_kind_to_string(c)) }
+                    .to_str()
+                    .unwrap(),
+                k.as_str()
+            );
         }
         assert!(sysext_image_kind_to_string(4).is_null());
+    }
+
+    #[test]
+    fn state_names_match_core() {
+        use ImageState as S;
+        for s in [
+            S::Merged,
+            S::WouldMerge,
+            S::Masked,
+            S::Incompatible,
+            S::Invalid,
+            S::Unknown,
+        ] {
+            let c = sysext_image_state::from(s) as c_int;
+            // SAFETY: static strings.
+            assert_eq!(
+                unsafe { CStr::from_ptr(sysext_image_state_to_string(c)) }
+                    .to_str()
+                    .unwrap(),
+                s.as_str()
+            );
+        }
+        assert!(sysext_image_state_to_string(6).is_null());
     }
 }

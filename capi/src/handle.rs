@@ -25,7 +25,9 @@ pub(crate) enum OwnershipBox {}
 pub(crate) enum OwnershipRef {}
 
 /// Move a value to the heap and hand it to C.
-pub(crate) fn to_boxed_mut_ptr<C: Castable<Ownership = OwnershipBox>>(value: C::RustType) -> *mut C {
+pub(crate) fn to_boxed_mut_ptr<C: Castable<Ownership = OwnershipBox>>(
+    value: C::RustType,
+) -> *mut C {
     Box::into_raw(Box::new(value)).cast()
 }
 
@@ -51,7 +53,9 @@ pub(crate) unsafe fn try_ref<'a, C: Castable>(p: *const C) -> Option<&'a C::Rust
 ///
 /// # Safety
 /// `p` is NULL or a live Box handle of type `C` that nobody else uses meanwhile.
-pub(crate) unsafe fn try_mut<'a, C: Castable<Ownership = OwnershipBox>>(p: *mut C) -> Option<&'a mut C::RustType> {
+pub(crate) unsafe fn try_mut<'a, C: Castable<Ownership = OwnershipBox>>(
+    p: *mut C,
+) -> Option<&'a mut C::RustType> {
     p.cast::<C::RustType>().as_mut()
 }
 
@@ -61,6 +65,9 @@ pub(crate) fn to_const_ptr<C: Castable<Ownership = OwnershipRef>>(value: &C::Rus
 }
 
 /// Hand out the `i`-th item of a slice, NULL when out of range.
-pub(crate) fn nth_item<C: Castable<Ownership = OwnershipRef>>(items: &[C::RustType], i: usize) -> *const C {
+pub(crate) fn nth_item<C: Castable<Ownership = OwnershipRef>>(
+    items: &[C::RustType],
+    i: usize,
+) -> *const C {
     items.get(i).map_or(ptr::null(), to_const_ptr::<C>)
 }

@@ -1,5 +1,5 @@
 #![allow(unsafe_code)] // An FFI crate dereferences raw pointers handed in by C.
-#![allow(non_camel_case_types)] // C names: `sysext_context`, `sysext_mutable_mode`, …
+#![allow(non_camel_case_types)] // C names: `sysext_context`, `sysext_mutable_mode`, ...
 //! C ABI of libsysext: `libsysext.so.0`, `libsysext.a` and `include/sysext.h`.
 //!
 //! The header is generated from this crate by cbindgen (config in `capi/cbindgen.toml`)
@@ -7,7 +7,7 @@
 //! `SYSEXT_BLESS=1 cargo test -p sysext-capi --test header`.
 //!
 //! Conventions (also at the top of the header):
-//! - Fallible functions return `0` on success or a negative errno (`-EBUSY`, …), and take
+//! - Fallible functions return `0` on success or a negative errno (`-EBUSY`, ...), and take
 //!   an optional last out-param `sysext_error **ret_error` that receives a detailed error
 //!   object on failure only.
 //! - Handles are opaque; each has exactly one `_free` function, which accepts NULL.
@@ -31,7 +31,7 @@ mod status;
 
 pub use context::sysext_context;
 pub use error::{sysext_error, sysext_error_kind};
-pub use extension::{sysext_image, sysext_image_kind, sysext_image_list};
+pub use extension::{sysext_image, sysext_image_kind, sysext_image_list, sysext_image_state};
 pub use log::{sysext_log_callback, sysext_log_level};
 pub use options::{sysext_image_class, sysext_mutable_mode, sysext_options};
 pub use plan::{sysext_hierarchy_plan, sysext_layer_kind, sysext_plan, sysext_upper_kind};
@@ -76,7 +76,7 @@ static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 /// Thread safety: safe to call from any thread.
 #[no_mangle]
 pub extern "C" fn sysext_version() -> *const c_char {
-    VERSION.as_ptr().cast()
+    ffi_boundary!(default => std::ptr::null(), { VERSION.as_ptr().cast() })
 }
 
 #[cfg(test)]

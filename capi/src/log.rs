@@ -36,7 +36,8 @@ impl From<Level> for sysext_log_level {
 /// copy it to keep it. `userdata` is the pointer given to `sysext_options_set_log_callback()`.
 /// The callback must not call back into the context that is logging, and must return
 /// normally (no `longjmp()`, no C++ exception).
-pub type sysext_log_callback = Option<unsafe extern "C" fn(userdata: *mut c_void, level: c_int, message: *const c_char)>;
+pub type sysext_log_callback =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, level: c_int, message: *const c_char)>;
 
 /// A C callback and its user data, as the core's event sink.
 #[derive(Debug)]
@@ -53,7 +54,10 @@ unsafe impl Send for CallbackSink {}
 unsafe impl Sync for CallbackSink {}
 
 impl CallbackSink {
-    pub(crate) fn new(cb: unsafe extern "C" fn(*mut c_void, c_int, *const c_char), userdata: *mut c_void) -> Self {
+    pub(crate) fn new(
+        cb: unsafe extern "C" fn(*mut c_void, c_int, *const c_char),
+        userdata: *mut c_void,
+    ) -> Self {
         CallbackSink { cb, userdata }
     }
 }
@@ -75,7 +79,9 @@ mod tests {
 
     unsafe extern "C" fn record(userdata: *mut c_void, level: c_int, message: *const c_char) {
         let v = &*(userdata as *const Mutex<Vec<(c_int, String)>>);
-        v.lock().unwrap().push((level, CStr::from_ptr(message).to_str().unwrap().to_string()));
+        v.lock()
+            .unwrap()
+            .push((level, CStr::from_ptr(message).to_str().unwrap().to_string()));
     }
 
     #[test]
@@ -83,7 +89,10 @@ mod tests {
         let seen: Mutex<Vec<(c_int, String)>> = Mutex::new(Vec::new());
         let sink = CallbackSink::new(record, &seen as *const _ as *mut c_void);
         sink.event(&Event::Merged("/usr".into()));
-        sink.event(&Event::Skipped { name: "a".into(), reason: "r".into() });
+        sink.event(&Event::Skipped {
+            name: "a".into(),
+            reason: "r".into(),
+        });
         sink.event(&Event::Message(Level::Warning, "w\0x".into()));
         let seen = seen.into_inner().unwrap();
         assert_eq!(

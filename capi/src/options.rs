@@ -41,7 +41,7 @@ impl sysext_image_class {
 /// Whether and how merged hierarchies are writable (systemd's `--mutable=`).
 ///
 /// The write-routing directory of a hierarchy is `/var/lib/extensions.mutable/<hierarchy>`
-/// below the root (`usr`, `opt`, `etc`, `usr.local`, …). If it is a symlink to the
+/// below the root (`usr`, `opt`, `etc`, `usr.local`, ...). If it is a symlink to the
 /// hierarchy itself (`var/lib/extensions.mutable/usr -> /usr`), writes in modes `ENABLED`
 /// and `AUTO` land in the base hierarchy.
 #[repr(C)]
@@ -86,7 +86,7 @@ impl sysext_mutable_mode {
     }
 }
 
-/// Settings for `sysext_context_new()`: image class, root, mutable mode, log callback, ….
+/// Settings for `sysext_context_new()`: image class, root, mutable mode, log callback, ...
 ///
 /// Created by `sysext_options_new()`, changed by the `sysext_options_set_*()` setters and
 /// freed by `sysext_options_free()`. A context copies the options it is created from, so
@@ -94,6 +94,7 @@ impl sysext_mutable_mode {
 ///
 /// Thread safety: setters need exclusive access; `sysext_context_new()` may read the same
 /// options from several threads at once when nobody changes them.
+#[derive(Debug)]
 pub struct sysext_options {
     _private: [u8; 0],
 }
@@ -209,7 +210,7 @@ impl sysext_options {
     }
 
     /// Set the mutable mode from its systemd spelling: `no`, `yes`, `auto`, `import`,
-    /// `ephemeral`, `ephemeral-import`, a boolean (`1`, `true`, `on`, `0`, `off`, …, any case),
+    /// `ephemeral`, `ephemeral-import`, a boolean (`1`, `true`, `on`, `0`, `off`, ..., any case),
     /// or `enabled`/`disabled`. NULL restores the default (the `SYSTEMD_*_MUTABLE_MODE`
     /// environment variable, else `no`).
     ///
@@ -257,6 +258,55 @@ impl sysext_options {
         })
     }
 
+    /// Do not work out whether the service manager needs a reload (systemd's
+    /// `--no-reload`); `sysext_report_needs_reload()` is then always false. An explicit root
+    /// (`sysext_options_set_root()` with a non-NULL path) implies this, as in systemd.
+    ///
+    /// Returns 0, or `-EINVAL` if `options` is NULL.
+    ///
+    /// # Safety
+    /// `options` is NULL or live options; `ret_error` is NULL or valid for writing a pointer.
+    ///
+    /// Thread safety: needs exclusive access to `options`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_options_set_no_reload(
+        options: *mut sysext_options,
+        no_reload: bool,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        setter(options, "sysext_options_set_no_reload", ret_error, |o| {
+            o.no_reload = no_reload;
+            Ok(())
+        })
+    }
+
+    /// Make `sysext_context_refresh()` rebuild the merge even when nothing changed
+    /// (systemd 260's `--always-refresh`); by default a refresh whose inputs equal those of
+    /// the current merge does nothing.
+    ///
+    /// Returns 0, or `-EINVAL` if `options` is NULL.
+    ///
+    /// # Safety
+    /// `options` is NULL or live options; `ret_error` is NULL or valid for writing a pointer.
+    ///
+    /// Thread safety: needs exclusive access to `options`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_options_set_always_refresh(
+        options: *mut sysext_options,
+        always_refresh: bool,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        setter(
+            options,
+            "sysext_options_set_always_refresh",
+            ret_error,
+            |o| {
+                o.always_refresh = always_refresh;
+                Ok(())
+            },
+        )
+    }
+
     /// Mount merged hierarchies `noexec` (systemd's `--noexec=`): a tri-state, negative for
     /// the class default (sysext: exec allowed, confext: `noexec`), 0 for off, positive for on.
     ///
@@ -300,10 +350,11 @@ impl sysext_options {
         })
     }
 
-    /// Set the image policy (systemd's `--image-policy=`, e.g. `root=verity+signed:=absent`);
-    /// NULL restores the default.
+    /// Set the image policy (systemd's `--image-policy=`, e.g. `root=verity+signed:=absent`)
+    /// that image files must satisfy; NULL restores the default.
     ///
-    /// Returns 0, or `-EINVAL` if `options` is NULL or `policy` is not UTF-8.
+    /// Returns 0, or `-EINVAL` if `options` is NULL or `policy` is not a valid policy; the
+    /// options are unchanged then.
     ///
     /// # Safety
     /// `options` is NULL or live options; `policy` is NULL or a NUL-terminated string (copied);
@@ -318,7 +369,13 @@ impl sysext_options {
     ) -> c_int {
         const F: &str = "sysext_options_set_image_policy";
         setter(options, F, ret_error, |o| {
-            o.image_policy = opt_str_arg(policy, F, "policy")?;
+            let p = opt_str_arg(policy, F, "policy")?;
+            if let Some(p) = &p {
+                sysext::image::ImagePolicy::parse(p).map_err(|e| {
+                    ErrorData::invalid(format!("Failed to parse image policy: {p}: {e}"))
+                })?;
+            }
+            o.image_policy = p;
             Ok(())
         })
     }
@@ -352,7 +409,9 @@ impl sysext_options {
             }
             let list = str_array_arg(hierarchies, n_hierarchies, F, "hierarchies")?;
             if list.is_empty() {
-                return Err(ErrorData::invalid(format!("{F}: the list of hierarchies is empty")));
+                return Err(ErrorData::invalid(format!(
+                    "{F}: the list of hierarchies is empty"
+                )));
             }
             for h in &list {
                 Hierarchy::new(h)?;
@@ -378,10 +437,15 @@ impl sysext_options {
         timeout_ms: i64,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        setter(options, "sysext_options_set_lock_timeout_ms", ret_error, |o| {
-            o.lock_timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
-            Ok(())
-        })
+        setter(
+            options,
+            "sysext_options_set_lock_timeout_ms",
+            ret_error,
+            |o| {
+                o.lock_timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
+                Ok(())
+            },
+        )
     }
 
     /// Install the log callback of contexts created from these options, with a pointer
@@ -494,13 +558,19 @@ mod tests {
             assert_eq!(sysext_mutable_mode::from_c(c as c_int), Some(m));
             let s = sysext_mutable_mode_to_string(c as c_int);
             // SAFETY: static strings.
-            assert_eq!(unsafe { std::ffi::CStr::from_ptr(s) }.to_str().unwrap(), m.as_str());
+            assert_eq!(
+                unsafe { std::ffi::CStr::from_ptr(s) }.to_str().unwrap(),
+                m.as_str()
+            );
         }
         assert_eq!(sysext_mutable_mode::from_c(6), None);
         assert_eq!(sysext_mutable_mode::from_c(-1), None);
         assert!(sysext_mutable_mode_to_string(99).is_null());
         for c in [ImageClass::Sysext, ImageClass::Confext] {
-            assert_eq!(sysext_image_class::from_c(sysext_image_class::from_core(c) as c_int), Some(c));
+            assert_eq!(
+                sysext_image_class::from_c(sysext_image_class::from_core(c) as c_int),
+                Some(c)
+            );
         }
     }
 

@@ -14,7 +14,10 @@ pub(crate) struct SkippedData {
 
 impl From<sysext::Skipped> for SkippedData {
     fn from(s: sysext::Skipped) -> Self {
-        SkippedData { name: cstring(s.name), reason: cstring(s.reason) }
+        SkippedData {
+            name: cstring(s.name),
+            reason: cstring(s.reason),
+        }
     }
 }
 
@@ -26,6 +29,7 @@ impl From<sysext::Skipped> for SkippedData {
 ///
 /// Thread safety: a report is immutable; its getters may be called from several threads
 /// at once.
+#[derive(Debug)]
 pub struct sysext_report {
     _private: [u8; 0],
 }
@@ -63,6 +67,8 @@ impl sysext_report {
     ///
     /// # Safety
     /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_report_merged_count(report: *const sysext_report) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.merged.len()) })
@@ -73,8 +79,13 @@ impl sysext_report {
     ///
     /// # Safety
     /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_report_get_merged(report: *const sysext_report, index: usize) -> *const c_char {
+    pub unsafe extern "C" fn sysext_report_get_merged(
+        report: *const sysext_report,
+        index: usize,
+    ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.merged, index))
         })
@@ -86,8 +97,12 @@ impl sysext_report {
     ///
     /// # Safety
     /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_report_hierarchies_count(report: *const sysext_report) -> usize {
+    pub unsafe extern "C" fn sysext_report_hierarchies_count(
+        report: *const sysext_report,
+    ) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.hierarchies.len()) })
     }
 
@@ -96,8 +111,13 @@ impl sysext_report {
     ///
     /// # Safety
     /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_report_get_hierarchy(report: *const sysext_report, index: usize) -> *const c_char {
+    pub unsafe extern "C" fn sysext_report_get_hierarchy(
+        report: *const sysext_report,
+        index: usize,
+    ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.hierarchies, index))
         })
@@ -109,6 +129,8 @@ impl sysext_report {
     ///
     /// # Safety
     /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_report_unmerged_count(report: *const sysext_report) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.unmerged.len()) })
@@ -119,8 +141,13 @@ impl sysext_report {
     ///
     /// # Safety
     /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_report_get_unmerged(report: *const sysext_report, index: usize) -> *const c_char {
+    pub unsafe extern "C" fn sysext_report_get_unmerged(
+        report: *const sysext_report,
+        index: usize,
+    ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.unmerged, index))
         })
@@ -132,6 +159,8 @@ impl sysext_report {
     ///
     /// # Safety
     /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_report_skipped_count(report: *const sysext_report) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.skipped.len()) })
@@ -142,8 +171,13 @@ impl sysext_report {
     ///
     /// # Safety
     /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_report_get_skipped_name(report: *const sysext_report, index: usize) -> *const c_char {
+    pub unsafe extern "C" fn sysext_report_get_skipped_name(
+        report: *const sysext_report,
+        index: usize,
+    ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(report)
                 .and_then(|r| r.skipped.get(index))
@@ -157,6 +191,8 @@ impl sysext_report {
     ///
     /// # Safety
     /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_report_get_skipped_reason(
         report: *const sysext_report,
@@ -177,6 +213,8 @@ impl sysext_report {
     ///
     /// # Safety
     /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_report_needs_reload(report: *const sysext_report) -> bool {
         ffi_boundary!(default => false, { handle::try_ref(report).is_some_and(|r| r.needs_reload) })

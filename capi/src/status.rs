@@ -10,11 +10,13 @@ use std::os::raw::c_char;
 /// its items.
 ///
 /// Thread safety: immutable; its getters may be called from several threads at once.
+#[derive(Debug)]
 pub struct sysext_status {
     _private: [u8; 0],
 }
 
 /// The state of one hierarchy; it belongs to its `sysext_status` (never freed alone).
+#[derive(Debug)]
 pub struct sysext_hierarchy_status {
     _private: [u8; 0],
 }
@@ -51,7 +53,12 @@ impl From<Vec<sysext::HierarchyStatus>> for StatusData {
             .map(|s| HierarchyStatusData {
                 hierarchy: cstring(s.hierarchy),
                 merged: s.extensions.is_some(),
-                extensions: s.extensions.unwrap_or_default().into_iter().map(cstring).collect(),
+                extensions: s
+                    .extensions
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(cstring)
+                    .collect(),
                 since_usec: s.since_usec.unwrap_or(0),
                 mutable: s.mutable.map(cstring),
                 upper: s.upper.map(cstring),
@@ -66,6 +73,8 @@ impl sysext_status {
     ///
     /// # Safety
     /// `status` is NULL or a live `sysext_status`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_status_count(status: *const sysext_status) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(status).map_or(0, |s| s.items.len()) })
@@ -76,8 +85,13 @@ impl sysext_status {
     ///
     /// # Safety
     /// `status` is NULL or a live `sysext_status`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_status_get(status: *const sysext_status, index: usize) -> *const sysext_hierarchy_status {
+    pub unsafe extern "C" fn sysext_status_get(
+        status: *const sysext_status,
+        index: usize,
+    ) -> *const sysext_hierarchy_status {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(status)
                 .map_or(std::ptr::null(), |s| handle::nth_item::<sysext_hierarchy_status>(&s.items, index))
@@ -102,8 +116,12 @@ impl sysext_hierarchy_status {
     ///
     /// # Safety
     /// `status` is NULL or an item of a live `sysext_status`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_hierarchy_status_get_hierarchy(status: *const sysext_hierarchy_status) -> *const c_char {
+    pub unsafe extern "C" fn sysext_hierarchy_status_get_hierarchy(
+        status: *const sysext_hierarchy_status,
+    ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(status).map_or(std::ptr::null(), |s| s.hierarchy.as_ptr())
         })
@@ -113,8 +131,12 @@ impl sysext_hierarchy_status {
     ///
     /// # Safety
     /// `status` is NULL or an item of a live `sysext_status`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_hierarchy_status_is_merged(status: *const sysext_hierarchy_status) -> bool {
+    pub unsafe extern "C" fn sysext_hierarchy_status_is_merged(
+        status: *const sysext_hierarchy_status,
+    ) -> bool {
         ffi_boundary!(default => false, { handle::try_ref(status).is_some_and(|s| s.merged) })
     }
 
@@ -122,8 +144,12 @@ impl sysext_hierarchy_status {
     ///
     /// # Safety
     /// `status` is NULL or an item of a live `sysext_status`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_hierarchy_status_extensions_count(status: *const sysext_hierarchy_status) -> usize {
+    pub unsafe extern "C" fn sysext_hierarchy_status_extensions_count(
+        status: *const sysext_hierarchy_status,
+    ) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(status).map_or(0, |s| s.extensions.len()) })
     }
 
@@ -131,6 +157,8 @@ impl sysext_hierarchy_status {
     ///
     /// # Safety
     /// `status` is NULL or an item of a live `sysext_status`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_hierarchy_status_get_extension(
         status: *const sysext_hierarchy_status,
@@ -141,23 +169,31 @@ impl sysext_hierarchy_status {
         })
     }
 
-    /// When the hierarchy was merged (modification time of the merged directory), µs since
+    /// When the hierarchy was merged (modification time of the merged directory), microseconds since
     /// the epoch; 0 when not merged or unknown.
     ///
     /// # Safety
     /// `status` is NULL or an item of a live `sysext_status`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_hierarchy_status_get_since_usec(status: *const sysext_hierarchy_status) -> u64 {
+    pub unsafe extern "C" fn sysext_hierarchy_status_get_since_usec(
+        status: *const sysext_hierarchy_status,
+    ) -> u64 {
         ffi_boundary!(default => 0, { handle::try_ref(status).map_or(0, |s| s.since_usec) })
     }
 
-    /// The mutable mode of the merge in systemd's spelling (`"no"`, …, `"ephemeral-import"`),
+    /// The mutable mode of the merge in systemd's spelling (`"no"`, ..., `"ephemeral-import"`),
     /// or NULL when not merged or unknown (merges made by systemd do not record it).
     ///
     /// # Safety
     /// `status` is NULL or an item of a live `sysext_status`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_hierarchy_status_get_mutable_mode(status: *const sysext_hierarchy_status) -> *const c_char {
+    pub unsafe extern "C" fn sysext_hierarchy_status_get_mutable_mode(
+        status: *const sysext_hierarchy_status,
+    ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(status).map_or(std::ptr::null(), |s| opt_ptr(&s.mutable))
         })
@@ -169,8 +205,12 @@ impl sysext_hierarchy_status {
     ///
     /// # Safety
     /// `status` is NULL or an item of a live `sysext_status`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_hierarchy_status_get_upper(status: *const sysext_hierarchy_status) -> *const c_char {
+    pub unsafe extern "C" fn sysext_hierarchy_status_get_upper(
+        status: *const sysext_hierarchy_status,
+    ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(status).map_or(std::ptr::null(), |s| opt_ptr(&s.upper))
         })

@@ -22,7 +22,12 @@ fi
 WORK=$(mktemp -d /var/tmp/valgrind-build.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/lists/partial"
-echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main" >"$WORK/sources.list"
+# The Debian archive this machine's apt already uses (deb822 .sources files or sources.list).
+MIRROR=$({ grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '{print $2}'
+           grep -h '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '{print $2}'
+         } | grep -E '/debian/?$' | head -1)
+[ -n "$MIRROR" ] || { echo "build-valgrind: no Debian archive in apt's sources" >&2; exit 1; }
+echo "deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR sid main" >"$WORK/sources.list"
 APT="-o Dir::Etc::SourceList=$WORK/sources.list -o Dir::Etc::SourceParts=/nonexistent -o Dir::State::Lists=$WORK/lists"
 # shellcheck disable=SC2086
 apt-get $APT update

@@ -1,0 +1,420 @@
+//! `sysext_context`: one image class and root, and the verbs.
+
+use crate::boundary::{arg, cstring, nth_ptr, out, str_array_arg, CResult};
+use crate::error::sysext_error;
+use crate::extension::{sysext_image_list, ImageListData};
+use crate::handle::{self, Castable, OwnershipBox};
+use crate::options::{sysext_image_class, sysext_mutable_mode, sysext_options};
+use crate::plan::{sysext_plan, PlanData};
+use crate::report::{sysext_report, ReportData};
+use crate::status::{sysext_status, StatusData};
+use std::ffi::CString;
+use std::os::raw::{c_char, c_int};
+use sysext::{Context, Report};
+
+/// A context for one image class and root: lists, plans, merges, refreshes, unmerges and
+/// reports the status of extension images.
+///
+/// Created by `sysext_context_new()`, freed by `sysext_context_free()`.
+///
+/// Thread safety: every function taking a `const sysext_context *` may be called from
+/// several threads at once on the same context. Merge, unmerge and refresh of one root and
+/// image class are serialized by a lock file below `/run` (see
+/// `sysext_options_set_lock_timeout_ms()`), also between processes. The log callback runs
+/// on the calling thread.
+#[derive(Debug)]
+pub struct sysext_context {
+    _private: [u8; 0],
+}
+
+#[derive(Debug)]
+pub(crate) struct ContextData {
+    ctx: Context,
+    root: CString,
+    hierarchies: Vec<CString>,
+}
+
+impl Castable for sysext_context {
+    type Ownership = OwnershipBox;
+    type RustType = ContextData;
+}
+
+/// Run a verb that produces a report; `ret_report` is optional.
+unsafe fn verb(
+    context: *const sysext_context,
+    ret_report: *mut *mut sysext_report,
+    ret_error: *mut *mut sysext_error,
+    func: &'static str,
+    f: impl FnOnce(&Context) -> CResult<Report>,
+) -> c_int {
+    ffi_boundary!(ret_error => {
+        let c = arg(context, func, "context")?;
+        let report = f(&c.ctx)?;
+        if !ret_report.is_null() {
+            *ret_report = handle::to_boxed_mut_ptr::<sysext_report>(ReportData::from(report));
+        }
+        Ok(())
+    })
+}
+
+impl sysext_context {
+    /// Create a context from options: opens the root, validates the hierarchies and fixes
+    /// the mutable mode (reading the `SYSTEMD_*` environment variables where the options
+    /// leave it open). Nothing is mounted. The options are copied.
+    ///
+    /// On success stores the context in `*ret_context` and returns 0; free it with
+    /// `sysext_context_free()`. Fails with `-EINVAL` if an argument is NULL or a hierarchy
+    /// from the environment is invalid, `-ENOENT` if the root does not exist, `-ENOTDIR` if
+    /// it is not a directory, or another negative errno.
+    ///
+    /// # Safety
+    /// `options` is NULL or live options; `ret_context` is NULL or valid for writing a
+    /// pointer; `ret_error` is NULL or valid for writing a pointer.
+    ///
+    /// Thread safety: may be called from any thread; `options` must not be changed meanwhile.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_new(
+        options: *const sysext_options,
+        ret_context: *mut *mut sysext_context,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        const F: &str = "sysext_context_new";
+        ffi_boundary!(ret_error => {
+            let o = arg(options, F, "options")?;
+            let slot = out(ret_context, F, "ret_context")?;
+            let ctx = Context::new(o.clone())?;
+            let root = cstring(ctx.root().display_root());
+            let hierarchies = ctx.hierarchies().iter().map(|h| cstring(h.to_string())).collect();
+            *slot = handle::to_boxed_mut_ptr::<sysext_context>(ContextData { ctx, root, hierarchies });
+            Ok(())
+        })
+    }
+
+    /// Free a context. NULL is allowed and does nothing. Merges stay in place.
+    ///
+    /// # Safety
+    /// `context` is NULL or a context not freed yet, which no other thread is using; it and
+    /// the strings it returned must not be used afterwards.
+    ///
+    /// Thread safety: needs exclusive access to `context`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_free(context: *mut sysext_context) {
+        ffi_boundary!(default => (), { handle::free_box(context) })
+    }
+
+    /// The image class of the context; `SYSEXT_IMAGE_CLASS_SYSEXT` if `context` is NULL.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_get_image_class(
+        context: *const sysext_context,
+    ) -> sysext_image_class {
+        ffi_boundary!(default => sysext_image_class::Sysext, {
+            handle::try_ref(context).map_or(sysext_image_class::Sysext, |c| sysext_image_class::from_core(c.ctx.options().class))
+        })
+    }
+
+    /// The mutable mode merge and refresh use (from the options, else the environment, else
+    /// `no`); `SYSEXT_MUTABLE_MODE_DISABLED` if `context` is NULL.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_get_mutable_mode(
+        context: *const sysext_context,
+    ) -> sysext_mutable_mode {
+        ffi_boundary!(default => sysext_mutable_mode::Disabled, {
+            handle::try_ref(context).map_or(sysext_mutable_mode::Disabled, |c| sysext_mutable_mode::from_core(c.ctx.mutable_mode()))
+        })
+    }
+
+    /// The root as the context prints it (`"/"` for the host), or NULL if `context` is NULL.
+    /// Valid until the context is freed.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_get_root(
+        context: *const sysext_context,
+    ) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(context).map_or(std::ptr::null(), |c| c.root.as_ptr())
+        })
+    }
+
+    /// The number of configured hierarchies.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_hierarchies_count(
+        context: *const sysext_context,
+    ) -> usize {
+        ffi_boundary!(default => 0, { handle::try_ref(context).map_or(0, |c| c.hierarchies.len()) })
+    }
+
+    /// The `index`-th configured hierarchy (`"/usr"`), in merge order, or NULL if out of
+    /// range. Valid until the context is freed.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_get_hierarchy(
+        context: *const sysext_context,
+        index: usize,
+    ) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(context).map_or(std::ptr::null(), |c| nth_ptr(&c.hierarchies, index))
+        })
+    }
+
+    /// List the extension images of the context's class (systemd's `list`): name, kind,
+    /// path, time, and for each image what a merge would do with it and, if it would not
+    /// use it, why. Needs no privilege for directory images (image files are then listed in
+    /// state `SYSEXT_IMAGE_STATE_UNKNOWN`).
+    ///
+    /// On success stores the list in `*ret_list` and returns 0; free it with
+    /// `sysext_image_list_free()`. Fails with a negative errno if the search directories
+    /// cannot be read.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context; `ret_list` is NULL or valid for writing a
+    /// pointer; `ret_error` is NULL or valid for writing a pointer.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_list(
+        context: *const sysext_context,
+        ret_list: *mut *mut sysext_image_list,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        const F: &str = "sysext_context_list";
+        ffi_boundary!(ret_error => {
+            let c = arg(context, F, "context")?;
+            let slot = out(ret_list, F, "ret_list")?;
+            let images = c.ctx.list()?;
+            *slot = handle::to_boxed_mut_ptr::<sysext_image_list>(ImageListData::from(images));
+            Ok(())
+        })
+    }
+
+    /// Plan a merge without mounting anything and without privilege: the overlays that
+    /// would be built per hierarchy (layers top to bottom, upper and work directory,
+    /// flags), the extensions that would be merged and those that would be skipped.
+    ///
+    /// On success stores the plan in `*ret_plan` and returns 0; free it with
+    /// `sysext_plan_free()`. Fails with the error the merge would fail with (e.g. `-EINVAL`
+    /// for a write-routing directory whose mode differs from the hierarchy's).
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context; `ret_plan` is NULL or valid for writing a
+    /// pointer; `ret_error` is NULL or valid for writing a pointer.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_plan(
+        context: *const sysext_context,
+        ret_plan: *mut *mut sysext_plan,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        const F: &str = "sysext_context_plan";
+        ffi_boundary!(ret_error => {
+            let c = arg(context, F, "context")?;
+            let slot = out(ret_plan, F, "ret_plan")?;
+            let plan = c.ctx.plan()?;
+            *slot = handle::to_boxed_mut_ptr::<sysext_plan>(PlanData::from(plan));
+            Ok(())
+        })
+    }
+
+    /// Merge the compatible extensions onto the hierarchies (systemd's `merge`). Each
+    /// overlay is built detached and attached in one step. Needs `CAP_SYS_ADMIN`.
+    ///
+    /// On success returns 0 and, if `ret_report` is not NULL, stores a report there (free
+    /// it with `sysext_report_free()`); check `sysext_report_needs_reload()`. Fails with
+    /// `-EBUSY` if a hierarchy is already merged, `-EPERM` without privilege,
+    /// `-EWOULDBLOCK` if the lock is held past the timeout, or another negative errno;
+    /// a failed merge leaves the hierarchies as they were.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context; `ret_report` and `ret_error` are NULL or valid for
+    /// writing a pointer.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_merge(
+        context: *const sysext_context,
+        ret_report: *mut *mut sysext_report,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        verb(
+            context,
+            ret_report,
+            ret_error,
+            "sysext_context_merge",
+            |c| Ok(c.merge()?),
+        )
+    }
+
+    /// Rebuild the merge from the current images (systemd's `refresh`), replacing the old
+    /// overlays without a moment in which a hierarchy shows neither; merges if nothing is
+    /// merged, unmerges if no extension is left. Needs `CAP_SYS_ADMIN`.
+    ///
+    /// Returns 0 or a negative errno, like `sysext_context_merge()`.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context; `ret_report` and `ret_error` are NULL or valid for
+    /// writing a pointer.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_refresh(
+        context: *const sysext_context,
+        ret_report: *mut *mut sysext_report,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        verb(
+            context,
+            ret_report,
+            ret_error,
+            "sysext_context_refresh",
+            |c| Ok(c.refresh()?),
+        )
+    }
+
+    /// Remove the merge from all configured hierarchies (systemd's `unmerge`); not being
+    /// merged is not an error. Needs `CAP_SYS_ADMIN`.
+    ///
+    /// On success returns 0 and, if `ret_report` is not NULL, stores a report listing the
+    /// unmerged hierarchies (`sysext_report_needs_reload()` tells whether a removed
+    /// extension asked for a reload).
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context; `ret_report` and `ret_error` are NULL or valid for
+    /// writing a pointer.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_unmerge(
+        context: *const sysext_context,
+        ret_report: *mut *mut sysext_report,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        verb(
+            context,
+            ret_report,
+            ret_error,
+            "sysext_context_unmerge",
+            |c| Ok(c.unmerge()?),
+        )
+    }
+
+    /// Add the named extensions to the current merge, keeping the others, the mutable mode
+    /// (unless the options set one) and the upper layers, as a gap-free refresh; without a
+    /// current merge, merge just these. Needs `CAP_SYS_ADMIN`.
+    ///
+    /// Returns 0 or a negative errno: `-ENOENT` if a name is not found, `-ENOMEDIUM` if an
+    /// extension does not fit the host (unless forced), `-EINVAL` for bad arguments.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context; `names` is NULL or points to `n_names`
+    /// NUL-terminated strings; `ret_report` and `ret_error` are NULL or valid for writing a
+    /// pointer.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_merge_names(
+        context: *const sysext_context,
+        names: *const *const c_char,
+        n_names: usize,
+        ret_report: *mut *mut sysext_report,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        const F: &str = "sysext_context_merge_names";
+        verb(context, ret_report, ret_error, F, |c| {
+            let names = names_arg(names, n_names, F)?;
+            Ok(c.merge_names(&names)?)
+        })
+    }
+
+    /// Remove the named extensions from the current merge, keeping the others (a gap-free
+    /// refresh with a smaller set); removing the last one unmerges. Needs `CAP_SYS_ADMIN`.
+    ///
+    /// Returns 0 or a negative errno: `-ENOENT` (`SYSEXT_ERROR_KIND_NOT_MERGED`) if a name
+    /// is not part of the current merge, `-EINVAL` for bad arguments.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context; `names` is NULL or points to `n_names`
+    /// NUL-terminated strings; `ret_report` and `ret_error` are NULL or valid for writing a
+    /// pointer.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_unmerge_names(
+        context: *const sysext_context,
+        names: *const *const c_char,
+        n_names: usize,
+        ret_report: *mut *mut sysext_report,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        const F: &str = "sysext_context_unmerge_names";
+        verb(context, ret_report, ret_error, F, |c| {
+            let names = names_arg(names, n_names, F)?;
+            Ok(c.unmerge_names(&names)?)
+        })
+    }
+
+    /// The state of each configured hierarchy that exists (systemd's `status`): whether it
+    /// is merged, the extensions, since when, the mutable mode and where writes go.
+    /// Needs no privilege.
+    ///
+    /// On success stores the status in `*ret_status` and returns 0; free it with
+    /// `sysext_status_free()`.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context; `ret_status` and `ret_error` are NULL or valid for
+    /// writing a pointer.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_status(
+        context: *const sysext_context,
+        ret_status: *mut *mut sysext_status,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        const F: &str = "sysext_context_status";
+        ffi_boundary!(ret_error => {
+            let c = arg(context, F, "context")?;
+            let slot = out(ret_status, F, "ret_status")?;
+            let st = c.ctx.status()?;
+            *slot = handle::to_boxed_mut_ptr::<sysext_status>(StatusData::from(st));
+            Ok(())
+        })
+    }
+}
+
+/// Copy a list of extension names, refusing an empty one.
+unsafe fn names_arg(
+    names: *const *const c_char,
+    n: usize,
+    func: &'static str,
+) -> CResult<Vec<String>> {
+    let v = str_array_arg(names, n, func, "names")?;
+    if v.is_empty() {
+        return Err(crate::error::ErrorData::invalid(format!(
+            "{func}: no names given"
+        )));
+    }
+    Ok(v)
+}
