@@ -93,6 +93,12 @@ fn naked_images_in_every_mode() {
 /// A GPT disk image with an erofs root partition, optionally with verity and a signature
 /// partition. Returns the image bytes and the data partition's offset.
 fn ddi(erofs: &[u8], verity_parts: bool, sig: bool) -> (Vec<u8>, u64) {
+    ddi_signed(erofs, verity_parts, sig, None)
+}
+
+/// Like [`ddi`]; with `signer` = (key.pem, cert.pem) the signature partition carries a real
+/// PKCS#7 signature of the root hash made by `openssl smime`.
+fn ddi_signed(erofs: &[u8], verity_parts: bool, sig: bool, signer: Option<(&Path, &Path)>) -> (Vec<u8>, u64) {
     let scratch = std::env::temp_dir().join(format!("sysext-ddi-data-{}-{}", std::process::id(), erofs.len()));
     let probe = std::env::temp_dir().join(format!("sysext-ddi-probe-{}-{}", std::process::id(), erofs.len()));
     let arch = sysext::arch::native();
@@ -114,7 +120,29 @@ fn ddi(erofs: &[u8], verity_parts: bool, sig: bool) -> (Vec<u8>, u64) {
         b = b.append(dps::type_guid(PartitionDesignator::RootVerity, Some(arch)).unwrap(), hsize, "root-verity", 0, hash);
         if sig {
             let hex: String = rh.iter().map(|x| format!("{x:02x}")).collect();
-            let json = format!("{{\"rootHash\":\"{hex}\",\"signature\":\"AAAA\"}}\n").into_bytes();
+            let signature = match signer {
+                None => "AAAA".to_string(),
+                Some((key, cert)) => {
+                    let mut child = Command::new("openssl")
+                        .args(["smime", "-sign", "-nocerts", "-noattr", "-binary", "-outform", "der", "-inkey"])
+                        .arg(key)
+                        .arg("-signer")
+                        .arg(cert)
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap();
+                    use std::io::Write;
+                    child.stdin.take().unwrap().write_all(hex.as_bytes()).unwrap();
+                    let out = child.wait_with_output().unwrap();
+                    assert!(out.status.success());
+                    let b64 = Command::new("base64").arg("-w0").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+                    let mut b64 = b64;
+                    b64.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+                    String::from_utf8(b64.wait_with_output().unwrap().stdout).unwrap()
+                }
+            };
+            let json = format!("{{\"rootHash\":\"{hex}\",\"signature\":\"{signature}\"}}\n").into_bytes();
             b = b.append(dps::type_guid(PartitionDesignator::RootVeritySig, Some(arch)).unwrap(), 16384, "root-verity-sig", 0, json);
         }
     } else {
@@ -239,4 +267,42 @@ fn bad_images_are_rejected_clearly() {
     }
     base.unmerge().unwrap();
     assert_eq!(r.mounts_below(), 0);
+}
+
+#[test]
+fn signed_disk_image_needs_a_trusted_certificate() {
+    if !isolated("signed_disk_image_needs_a_trusted_certificate") {
+        return;
+    }
+    // /run is private to this test's namespace: trusted certificates go to /run/verity.d.
+    assert!(Command::new("mount").args(["-t", "tmpfs", "tmpfs", "/run"]).status().unwrap().success());
+    let r = TestRoot::new("signed");
+    let stage = r.p("stage");
+    let t = tree(&stage, "sd", Some("extension-release.sd"));
+    std::fs::write(t.join("usr/bin/big"), vec![7u8; 40000]).unwrap();
+    let e = stage.join("sd.erofs");
+    pack("erofs", &t, &e);
+    let (key, cert) = (stage.join("key.pem"), stage.join("cert.pem"));
+    sh(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=sysext-test", "-days", "3650", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    let (img_bytes, _) = ddi_signed(&std::fs::read(&e).unwrap(), true, true, Some((&key, &cert)));
+    std::fs::write(r.p("var/lib/extensions/sd.raw"), &img_bytes).unwrap();
+    // Untrusted: a policy that demands a signature refuses the image, naming why.
+    let err = ctx(&r, MutableMode::Disabled, Some("root=signed")).merge().unwrap_err();
+    assert!(err.to_string().contains("signature not accepted"), "{err}");
+    // ... but verity alone is fine if the policy allows it.
+    let c = ctx(&r, MutableMode::Disabled, Some("root=verity+signed"));
+    c.merge().unwrap();
+    c.unmerge().unwrap();
+    // Trusted: signed.
+    std::fs::create_dir_all("/run/verity.d").unwrap();
+    std::fs::copy(&cert, "/run/verity.d/test.crt").unwrap();
+    let c = ctx(&r, MutableMode::Disabled, Some("root=signed"));
+    c.merge().unwrap();
+    assert_eq!(r.read("usr/bin/sd").as_deref(), Some("from sd\n"));
+    c.unmerge().unwrap();
+    no_loop_devices_for(&r.p("var/lib/extensions/sd.raw"));
 }

@@ -6,6 +6,7 @@ pub mod dps;
 pub mod gpt;
 pub mod mount;
 pub mod policy;
+pub mod signature;
 pub mod superblock;
 pub mod verity;
 

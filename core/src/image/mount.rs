@@ -179,7 +179,8 @@ fn decide_verity(
     data: (u64, u64),
     hash: Option<(u64, u64)>,
     root_hash: Option<&[u8]>,
-    signed: bool,
+    sig: Option<&verity::VeritySignature>,
+    policy: &ImagePolicy,
     explicit_policy: bool,
 ) -> Result<Protection, ImageError> {
     let (Some(hash), Some(rh)) = (hash, root_hash) else {
@@ -200,10 +201,18 @@ fn decide_verity(
         return Err(ImageError::new(libc::EOPNOTSUPP, "dm-verity set-up is not implemented; verify in userspace with --image-policy"));
     }
     verify_userspace(file, data, hash, rh)?;
-    // The hash tree matches the root hash. A signature cannot be checked (no PKCS#7
-    // verifier), so the region counts as verity-protected, not signed.
-    let _ = signed;
-    Ok(Protection::Verity)
+    // The hash tree matches the root hash. With a signature partition, the PKCS#7
+    // signature of the root hash is checked against the trusted certificates
+    // (/etc/verity.d, …); without one, or if it is not accepted but the policy allows plain
+    // verity, the region counts as verity-protected.
+    let Some(sig) = sig else { return Ok(Protection::Verity) };
+    let trusted = crate::image::signature::load_default_trusted();
+    let hex: String = rh.iter().map(|b| format!("{b:02x}")).collect();
+    match crate::image::signature::verify_signature(sig, &hex, &trusted) {
+        Ok(_) => Ok(Protection::Signed),
+        Err(_) if policy.check(d, Protection::Verity).is_ok() => Ok(Protection::Verity),
+        Err(e) => Err(ImageError::policy(format!("partition '{d}': verity signature not accepted: {e}"))),
+    }
 }
 
 fn check_policy(policy: &ImagePolicy, d: PartitionDesignator, p: Protection) -> Result<(), ImageError> {
@@ -237,7 +246,7 @@ pub fn open_image(
                 match vfd {
                     Some(vf) => {
                         if !explicit_policy {
-                            decide_verity(&file, PartitionDesignator::Root, (0, size), Some((0, 0)), Some(rh), false, false)?
+                            decide_verity(&file, PartitionDesignator::Root, (0, size), Some((0, 0)), Some(rh), None, policy, false)?
                         } else {
                             verity::verify(&file, 0, size, &vf, 0, rh)
                                 .map_err(|e| ImageError::new(libc::EBADMSG, format!("verity verification failed: {e}")))?;
@@ -287,7 +296,9 @@ pub fn open_image(
         };
         let sidecar = read_roothash_sidecar(root, image_rel);
         let root_hash = sig.as_ref().map(|s| s.root_hash.clone()).or(sidecar);
-        let protection = decide_verity(&file, d, (part.offset, part.size), hash, root_hash.as_deref(), sig.is_some(), explicit_policy)?;
+        // A signature partition the policy ignores may lend its root hash, but does not count.
+        let sig_for_check = if sel.get(sd).is_some() { sig.as_ref() } else { None };
+        let protection = decide_verity(&file, d, (part.offset, part.size), hash, root_hash.as_deref(), sig_for_check, policy, explicit_policy)?;
         check_policy(policy, d, protection)?;
         policy.check_gpt_flags(d, part.flags).map_err(|v| ImageError::policy(v.to_string()))?;
         let fstype = superblock::detect(&file, part.offset, part.size)
