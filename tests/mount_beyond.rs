@@ -215,3 +215,44 @@ fn concurrent_refreshes_serialize() {
     Context::new(opts(&r, MutableMode::Disabled)).unwrap().unmerge().unwrap();
     assert_eq!(r.mounts_below(), 0);
 }
+
+#[test]
+fn refresh_without_move_beneath_stacks_and_unmerge_removes_all() {
+    if !isolated("refresh_without_move_beneath_stacks_and_unmerge_removes_all") {
+        return;
+    }
+    // The fallback for kernels before 6.5, forced through the test hook.
+    std::env::set_var("SYSEXT_NO_MOVE_BENEATH", "1");
+    let r = TestRoot::new("stacked");
+    r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);
+    let mut o = opts(&r, MutableMode::Enabled);
+    o.always_refresh = true;
+    let ctx = Context::new(o).unwrap();
+    ctx.merge().unwrap();
+    r.try_write("usr/share/w", "w\n").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let misses = Arc::new(AtomicU64::new(0));
+    let reader = {
+        let (stop, misses, p) = (stop.clone(), misses.clone(), r.p("usr/share/foo/file"));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if std::fs::read(&p).map(|c| c != b"foo\n").unwrap_or(true) {
+                    misses.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    for _ in 0..5 {
+        ctx.refresh().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    assert_eq!(misses.load(Ordering::Relaxed), 0);
+    assert_eq!(r.overlays_at("usr"), 6, "each refresh stacked a new overlay on top");
+    assert_eq!(r.read("usr/share/w").as_deref(), Some("w\n"));
+    let rep = ctx.unmerge().unwrap();
+    assert!(!rep.unmerged.is_empty());
+    assert_eq!(r.mounts_below(), 0, "unmerge removed every stacked merge");
+    assert!(!exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")));
+    std::env::remove_var("SYSEXT_NO_MOVE_BENEATH");
+}

@@ -437,10 +437,14 @@ fn attach_meta_bind(mnt: BorrowedFd<'_>, dot: &str, faults: &FaultInjector) -> R
     rustix::mount::move_mount(&clone, "", mnt, dot, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).map_err(|e| Error::mount("attach", dot, e))
 }
 
-/// Whether the running kernel supports `MOVE_MOUNT_BENEATH` (probed on first use by
-/// the attach itself: EINVAL from the flag means no).
+/// Whether `MOVE_MOUNT_BENEATH` is refused by this kernel (before 6.5 the flag is
+/// unknown: EINVAL). Tests force the fallback with `SYSEXT_NO_MOVE_BENEATH=1` (debug builds).
 fn beneath_unsupported(e: rustix::io::Errno) -> bool {
     e == rustix::io::Errno::INVAL
+}
+
+fn beneath_disabled() -> bool {
+    cfg!(any(debug_assertions, feature = "fault-injection")) && std::env::var_os("SYSEXT_NO_MOVE_BENEATH").is_some()
 }
 
 /// How one hierarchy's old merge is replaced.
@@ -484,6 +488,12 @@ pub fn publish(
         let cur = old.remove(&h.index);
         let mut backup = None;
         match &cur {
+            Some(_) if beneath_disabled() => {
+                // Fallback for kernels without MOVE_MOUNT_BENEATH: stack the new overlay on
+                // top (no gap either); the old one stays hidden below until `unmerge`, which
+                // removes every merge of ours stacked on the hierarchy.
+                stack_on_top(&b, &target_fd, &h.target)?;
+            }
             Some(c) => {
                 backup = Some(
                     rustix::mount::open_tree(
@@ -503,14 +513,13 @@ pub fn publish(
                     "",
                     MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_BENEATH,
                 );
-                if let Err(e) = r {
-                    if beneath_unsupported(e) {
-                        return Err(Error::Unsupported(format!(
-                            "Cannot place the new overlay beneath the old one on '{}': {e}",
-                            h.target
-                        )));
+                match r {
+                    Ok(()) => {}
+                    Err(e) if beneath_unsupported(e) => {
+                        backup = None;
+                        stack_on_top(&b, &target_fd, &h.target)?;
                     }
-                    return Err(Error::mount("attach overlay beneath the old one on", &h.target, e));
+                    Err(e) => return Err(Error::mount("attach overlay beneath the old one on", &h.target, e)),
                 }
             }
             None => {
@@ -524,6 +533,7 @@ pub fn publish(
                 .map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
             }
         }
+        let stacked = cur.is_some() && backup.is_none();
         let root_fd = rustix::fs::openat(&b.mnt, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(io_at("open", &h.target))?;
         match backup {
@@ -534,7 +544,7 @@ pub fn publish(
             attach_meta_bind(b.mnt.as_fd(), class.info().dot_dir, faults)?;
         }
         verify_layers(b.mnt.as_fd(), h)?;
-        if let Some(c) = cur {
+        if let Some(c) = cur.filter(|_| !stacked) {
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
             let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
             replaced.push(Replaced {
@@ -547,6 +557,18 @@ pub fn publish(
         sink.event(&Event::Merged(h.target.clone()));
     }
     Ok(replaced)
+}
+
+/// Attach a new overlay on top of the old one (fallback without `MOVE_MOUNT_BENEATH`).
+fn stack_on_top(b: &Built, target_fd: &OwnedFd, target: &str) -> Result<()> {
+    rustix::mount::move_mount(
+        &b.mnt,
+        "",
+        target_fd,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+    )
+    .map_err(|e| Error::mount("attach overlay on", target, e))
 }
 
 /// Check that the kernel mounted as many lower layers as planned.
