@@ -523,9 +523,8 @@ impl Context {
     }
 
     fn unmerge_locked(&self) -> Result<Report> {
-        let mut report = Report::default();
         // Reload decision before unmerging: read the merged release files.
-        report.needs_reload = self.reload_wanted() && self.merged_needs_reload();
+        let mut report = Report { needs_reload: self.reload_wanted() && self.merged_needs_reload(), ..Default::default() };
         // All hierarchies come off, or none does.
         let mut detached = Vec::new();
         for h in &self.hierarchies {

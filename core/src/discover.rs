@@ -114,7 +114,7 @@ fn is_btrfs_subvolume(fd: &OwnedFd, st: &rustix::fs::Statx) -> bool {
         return false;
     }
     match rustix::fs::fstatfs(fd) {
-        Ok(sfs) => sfs.f_type as i64 == BTRFS_SUPER_MAGIC,
+        Ok(sfs) => { let t: i64 = sfs.f_type; t == BTRFS_SUPER_MAGIC }
         Err(_) => false,
     }
 }
