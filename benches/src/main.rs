@@ -163,6 +163,7 @@ impl Floor {
                 let efs = fsopen("erofs", FsOpenFlags::FSOPEN_CLOEXEC)?;
                 let img = self.root.join(format!("var/lib/extensions/{name}.raw"));
                 fsconfig_set_string(&efs, "source", img.to_str().unwrap())?;
+                fsconfig_set_flag(&efs, "ro")?;
                 fsconfig_create(&efs)?;
                 fsmount(&efs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_RDONLY)?
             } else {
@@ -243,23 +244,51 @@ fn overlays_at(p: &Path) -> usize {
     sysext::mountinfo::read_self().unwrap().iter().filter(|m| m.mount_point == t && m.fstype == "overlay").count()
 }
 
-fn measure(tool: &mut dyn Tool, reps: usize, usr: &Path) -> Row {
-    let (mut m, mut r, mut u) = (Vec::new(), Vec::new(), Vec::new());
+/// One merge/refresh/unmerge round of a tool; `None` where a step failed.
+fn round(tool: &mut dyn Tool, usr: &Path) -> [Option<Duration>; 3] {
+    let Some(dm) = time(|| tool.merge()) else {
+        let _ = tool.unmerge();
+        return [None, None, None];
+    };
+    let dr = time(|| tool.refresh());
+    let du = time(|| tool.unmerge());
+    assert_eq!(overlays_at(usr), 0, "{} left an overlay behind", tool.name());
+    [Some(dm), dr, du]
+}
+
+/// Measure all tools interleaved (one round of each tool per repetition), so that load
+/// changes on a noisy machine hit every tool alike.
+fn measure_all(tools: &mut [Box<dyn Tool>], reps: usize, usr: &Path) -> Vec<Row> {
+    let mut samples: Vec<[Vec<Duration>; 3]> = tools.iter().map(|_| [Vec::new(), Vec::new(), Vec::new()]).collect();
+    let mut failed = vec![false; tools.len()];
     for _ in 0..reps {
-        let Some(dm) = time(|| tool.merge()) else {
-            let _ = tool.unmerge();
-            return Row::default();
-        };
-        m.push(dm);
-        if let Some(dr) = time(|| tool.refresh()) {
-            r.push(dr);
+        for (i, t) in tools.iter_mut().enumerate() {
+            if failed[i] {
+                continue;
+            }
+            let r = round(t.as_mut(), usr);
+            if r[0].is_none() {
+                failed[i] = true;
+            }
+            for k in 0..3 {
+                if let Some(d) = r[k] {
+                    samples[i][k].push(d);
+                }
+            }
         }
-        if let Some(du) = time(|| tool.unmerge()) {
-            u.push(du);
-        }
-        assert_eq!(overlays_at(usr), 0, "{} left an overlay behind", tool.name());
     }
-    Row { merge: median(m), refresh: median(r), unmerge: median(u) }
+    samples
+        .into_iter()
+        .zip(failed)
+        .map(|(s, f)| {
+            if f {
+                Row::default()
+            } else {
+                let [m, r, u] = s;
+                Row { merge: median(m), refresh: median(r), unmerge: median(u) }
+            }
+        })
+        .collect()
 }
 
 fn ms(d: Option<Duration>) -> String {
@@ -324,7 +353,8 @@ fn main() {
         if have_systemd {
             tools.push(Box::new(Systemd));
         }
-        let rows: Vec<(String, Row)> = tools.iter_mut().map(|t| (t.name().to_string(), measure(t.as_mut(), reps, &sb.join("usr")))).collect();
+        let measured = measure_all(&mut tools, reps, &sb.join("usr"));
+        let rows: Vec<(String, Row)> = tools.iter().map(|t| t.name().to_string()).zip(measured).collect();
         let sd = rows.iter().find(|(n, _)| n.starts_with("systemd")).map(|(_, r)| r.clone());
         for (name, r) in &rows {
             let ratio = match (&sd, r.merge, r.unmerge) {

@@ -562,7 +562,13 @@ impl Context {
 
     fn merge_locked(&self, refresh: bool, filter: Option<&[String]>, mode: MutableMode) -> Result<Report> {
         let class = self.opts.class;
+        let t0 = std::time::Instant::now();
+        let phase = |what: &str, t: std::time::Instant| {
+            self.sink().event(&Event::Message(Level::Debug, format!("{what} took {} µs", t.elapsed().as_micros())));
+        };
         let g = self.gather(!refresh, filter)?;
+        phase("discovery and metadata", t0);
+        let t1 = std::time::Instant::now();
         let mut report = Report { skipped: g.skipped.clone(), needs_reload: g.needs_reload && self.reload_wanted(), ..Default::default() };
         if g.trees.is_empty() {
             if g.found == 0 {
@@ -592,6 +598,8 @@ impl Context {
             probed = probe::probe(&self.root, class, &self.hierarchies, mode, self.opts.noexec, &g.trees)?;
         }
         let plan = plan::plan(&probed.inputs)?;
+        phase("probe and plan", t1);
+        let t2 = std::time::Instant::now();
         report.merged = plan.extensions.clone();
         let fingerprint = fingerprint(&plan, &g.trees, &probed);
         if refresh && !self.opts.always_refresh && !mode.is_ephemeral() && unchanged(&plan, &probed, class, fingerprint) {
@@ -633,6 +641,8 @@ impl Context {
                 return Err(e);
             }
         };
+        phase("building the overlays", t2);
+        let t3 = std::time::Instant::now();
         let mut old: HashMap<usize, Current> = HashMap::new();
         let mut probed = probed;
         for (i, hp) in probed.hierarchies.iter_mut().enumerate() {
@@ -650,6 +660,7 @@ impl Context {
         };
         journal.commit();
         report.hierarchies = targets;
+        phase("attaching", t3);
         exec::finish_replace(&self.root, replaced, self.sink());
         // Old merges on hierarchies that get no new overlay.
         for (i, c) in old {

@@ -144,12 +144,7 @@ pub fn load_release(tree: BorrowedFd<'_>, class: ImageClass, name: &str) -> Rele
 }
 
 fn parse_release_fd(fd: OwnedFd, rel: String) -> ReleaseInfo {
-    match rustix::fs::fstat(&fd) {
-        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
-            return ReleaseInfo { problem: Some(format!("{rel} is a directory")), file: Some(rel), ..Default::default() }
-        }
-        _ => {}
-    }
+    // A directory fails the read with EISDIR.
     match read_limited(fd, &rel) {
         Ok(bytes) => match crate::release::parse(&bytes) {
             Ok(data) => {

@@ -187,15 +187,19 @@ pub fn probe_hierarchy(root: &Root, class: ImageClass, h: &Hierarchy) -> Result<
 
 /// What an image tree holds for a hierarchy.
 pub fn ext_layer(tree: BorrowedFd<'_>, image_path: &str, h: &Hierarchy) -> ExtLayer {
-    match open_beneath(tree, h.relative(), OFlags::PATH) {
-        Err(_) => ExtLayer::Absent,
-        Ok(fd) => match rustix::fs::fstat(&fd) {
-            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => match dir_is_empty(fd.as_fd()) {
-                Ok(true) => ExtLayer::Empty,
-                Ok(false) => ExtLayer::Content(format!("{image_path}/{}", h.relative())),
-                Err(_) => ExtLayer::NotDirectory,
-            },
-            _ => ExtLayer::NotDirectory,
+    // One open tells absent / not a directory / directory; the same fd is read for entries.
+    match open_beneath(tree, h.relative(), OFlags::RDONLY | OFlags::DIRECTORY) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => ExtLayer::NotDirectory,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => ExtLayer::Absent,
+        Err(_) => match open_beneath(tree, h.relative(), OFlags::PATH) {
+            // Exists but cannot be read as a directory.
+            Ok(_) => ExtLayer::NotDirectory,
+            Err(_) => ExtLayer::Absent,
+        },
+        Ok(fd) => match crate::root::owned_dir_is_empty(fd) {
+            Ok(true) => ExtLayer::Empty,
+            Ok(false) => ExtLayer::Content(format!("{image_path}/{}", h.relative())),
+            Err(_) => ExtLayer::NotDirectory,
         },
     }
 }

@@ -196,10 +196,14 @@ pub fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
 /// Whether a directory (given as an fd that may be `O_PATH`) has no entries besides `.` and `..`.
 pub fn dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let dfd = rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
-    let mut dir = rustix::fs::Dir::read_from(&dfd)?;
-    while let Some(ent) = dir.next() {
-        let ent = ent?;
-        let n = ent.file_name().to_bytes();
+    owned_dir_is_empty(dfd)
+}
+
+/// Like [`dir_is_empty`], for a directory already opened for reading (consumed).
+pub fn owned_dir_is_empty(dfd: OwnedFd) -> io::Result<bool> {
+    for ent in rustix::fs::Dir::new(dfd)? {
+        let n = ent?;
+        let n = n.file_name().to_bytes();
         if n != b"." && n != b".." {
             return Ok(false);
         }

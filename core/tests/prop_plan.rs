@@ -36,9 +36,10 @@ enum RoutingGen {
     Dangling,
     /// The host hierarchy itself (by path, or by device and inode under another path).
     SelfDir { by_path: bool },
-    /// A directory elsewhere.
-    Other { mode: u32, read_only: bool, cross_dev: bool, under_root: bool },
-    NotDir { mode: u32 },
+    /// A directory elsewhere; `mode: None` is the host hierarchy's mode (so that the mode
+    /// check passes often enough for the later checks to be reached).
+    Other { mode: Option<u32>, read_only: bool, cross_dev: bool, under_root: bool },
+    NotDir { mode: Option<u32> },
 }
 
 #[derive(Debug, Clone)]
@@ -48,14 +49,18 @@ struct HierGen {
     routing: RoutingGen,
 }
 
+fn routing_mode() -> impl Strategy<Value = Option<u32>> {
+    prop::option::weighted(0.4, prop::sample::select(MODES.to_vec()))
+}
+
 fn routing_gen() -> impl Strategy<Value = RoutingGen> {
     prop_oneof![
         2 => Just(RoutingGen::Missing),
         1 => Just(RoutingGen::Dangling),
         2 => any::<bool>().prop_map(|by_path| RoutingGen::SelfDir { by_path }),
-        4 => (prop::sample::select(MODES.to_vec()), prop::bool::weighted(0.1), prop::bool::weighted(0.1), prop::bool::weighted(0.8))
+        4 => (routing_mode(), prop::bool::weighted(0.1), prop::bool::weighted(0.1), prop::bool::weighted(0.8))
             .prop_map(|(mode, read_only, cross_dev, under_root)| RoutingGen::Other { mode, read_only, cross_dev, under_root }),
-        1 => prop::sample::select(MODES.to_vec()).prop_map(|mode| RoutingGen::NotDir { mode }),
+        2 => routing_mode().prop_map(|mode| RoutingGen::NotDir { mode }),
     ]
 }
 
@@ -130,6 +135,7 @@ fn build(g: &Gen) -> PlanInputs {
             read_only,
             parent_dev: Some(if cross { 2 } else { 1 }),
         });
+        let host_mode = host.as_ref().map(|d| d.mode).unwrap_or(0o755);
         let routing_rel = h.routing_dir();
         let routing_path = format!("{ROOT}/{routing_rel}");
         let routing = match &hg.routing {
@@ -151,7 +157,7 @@ fn build(g: &Gen) -> PlanInputs {
                 RoutingDir::Dir(DirInfo {
                     path: p,
                     rel: r,
-                    mode: *mode,
+                    mode: mode.unwrap_or(host_mode),
                     dev: 1,
                     ino: 200 + i as u64,
                     empty: false,
@@ -159,7 +165,7 @@ fn build(g: &Gen) -> PlanInputs {
                     parent_dev: Some(if *cross_dev { 3 } else { 1 }),
                 })
             }
-            RoutingGen::NotDir { mode } => RoutingDir::NotDir { mode: *mode },
+            RoutingGen::NotDir { mode } => RoutingDir::NotDir { mode: mode.unwrap_or(host_mode) },
         };
         hierarchies.push(HierarchyInput { hierarchy: h, path, host, routing_path, routing });
     }
@@ -421,9 +427,13 @@ proptest! {
     /// Only `auto` and `yes` look at the routing dir's mode: changing it never changes
     /// the outcome of the other modes.
     #[test]
-    fn routing_mode_only_matters_for_auto_and_yes(g in gen(), m in prop::sample::select(MODES.to_vec())) {
-        let i = build(&g);
-        prop_assume!(!matches!(i.mode, MutableMode::Auto | MutableMode::Enabled));
+    fn routing_mode_only_matters_for_auto_and_yes(
+        g in gen(),
+        m in prop::sample::select(MODES.to_vec()),
+        mode in prop::sample::select(vec![MutableMode::Disabled, MutableMode::Import, MutableMode::Ephemeral, MutableMode::EphemeralImport]),
+    ) {
+        let mut i = build(&g);
+        i.mode = mode;
         let mut j = i.clone();
         for h in &mut j.hierarchies {
             match &mut h.routing {

@@ -1,0 +1,123 @@
+//! Small exact tests for what the property tests do not pin down: the mutable-mode
+//! predicates and spellings, the display of compatibility matches, and the plan's helpers.
+//! Found missing by `scripts/mutants` (every test is named `mutants_*` so that the script's
+//! test filter selects it).
+
+use sysext::compat::Match;
+use sysext::hierarchy::Hierarchy;
+use sysext::plan::{plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, RoutingDir, Upper};
+use sysext::{ImageClass, MutableMode};
+
+use MutableMode::*;
+
+#[test]
+fn mutants_mode_predicates() {
+    let table = [
+        // mode, may be writable, imports, ephemeral
+        (Disabled, false, false, false),
+        (Enabled, true, false, false),
+        (Auto, true, false, false),
+        (Import, false, true, false),
+        (Ephemeral, true, false, true),
+        (EphemeralImport, true, true, true),
+    ];
+    for (m, writable, imports, ephemeral) in table {
+        assert_eq!(m.may_be_writable(), writable, "{m}");
+        assert_eq!(m.imports(), imports, "{m}");
+        assert_eq!(m.is_ephemeral(), ephemeral, "{m}");
+    }
+}
+
+#[test]
+fn mutants_mode_spellings() {
+    let names = ["no", "yes", "auto", "import", "ephemeral", "ephemeral-import"];
+    for (m, n) in MutableMode::ALL.into_iter().zip(names) {
+        assert_eq!(m.to_string(), n);
+        assert_eq!(format!("{m}"), m.as_str());
+        assert_eq!(n.parse::<MutableMode>().unwrap(), m);
+    }
+    assert_eq!("enabled".parse::<MutableMode>().unwrap(), Enabled);
+    assert_eq!("disabled".parse::<MutableMode>().unwrap(), Disabled);
+    assert_eq!("off".parse::<MutableMode>().unwrap(), Disabled);
+    let e = "bogus".parse::<MutableMode>().unwrap_err();
+    assert_eq!(e.errno(), libc::EINVAL);
+    assert!(e.to_string().contains("Failed to parse mutable mode: bogus"), "{e}");
+    assert!("".parse::<MutableMode>().is_err());
+    assert!("Auto".parse::<MutableMode>().is_err());
+    assert_eq!(MutableMode::default(), Disabled);
+}
+
+#[test]
+fn mutants_match_display() {
+    assert_eq!(Match::AnyOs.to_string(), "matches any OS (ID=_any)");
+    assert_eq!(Match::Version.to_string(), "version info matches the host");
+    assert_eq!(Match::Level.to_string(), "level matches the host");
+    assert_eq!(Match::NoVersionInfo.to_string(), "ID matches and the host has no version info");
+    assert_eq!(
+        Match::NoVersionInfo.systemd_message("x"),
+        "No version info on the host (rolling release?), but ID in x matched."
+    );
+}
+
+#[test]
+fn mutants_upper_describe() {
+    let r = Upper::RoutingDir { path: "/R/var/lib/extensions.mutable/usr".into(), rel: "x".into(), create: false };
+    assert_eq!(r.describe(), "/R/var/lib/extensions.mutable/usr");
+    assert_eq!(Upper::Host { path: "/R/usr".into(), rel: "usr".into() }.describe(), "base");
+    assert_eq!(Upper::Ephemeral.describe(), "ephemeral");
+}
+
+fn inputs(mode: MutableMode) -> PlanInputs {
+    let usr = DirInfo {
+        path: "/R/usr".into(),
+        rel: "usr".into(),
+        mode: 0o755,
+        dev: 1,
+        ino: 2,
+        empty: false,
+        read_only: false,
+        parent_dev: Some(1),
+    };
+    let routing = DirInfo { path: "/R/var/lib/extensions.mutable/usr".into(), rel: "var/lib/extensions.mutable/usr".into(), ino: 3, ..usr.clone() };
+    PlanInputs {
+        class: ImageClass::Sysext,
+        mode,
+        noexec: None,
+        extensions: vec![ExtensionInput { name: "foo".into(), layers: vec![ExtLayer::Content("/E/foo/usr".into())] }],
+        hierarchies: vec![HierarchyInput {
+            hierarchy: Hierarchy::new("/usr").unwrap(),
+            path: "/R/usr".into(),
+            host: Some(usr),
+            routing_path: "/R/var/lib/extensions.mutable/usr".into(),
+            routing: RoutingDir::Dir(routing),
+        }],
+    }
+}
+
+#[test]
+fn mutants_plan_writable() {
+    for m in MutableMode::ALL {
+        let p = plan(&inputs(m)).unwrap();
+        let h = &p.hierarchies[0];
+        assert_eq!(h.writable(), m.may_be_writable(), "{m}");
+        assert_eq!(h.writable(), h.upper.is_some(), "{m}");
+    }
+}
+
+/// Same device and inode, different paths: the routing dir is the hierarchy (bind mount).
+#[test]
+fn mutants_same_by_inode_and_by_path() {
+    let mut i = inputs(Auto);
+    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else { unreachable!() };
+    d.ino = 2;
+    assert!(matches!(plan(&i).unwrap().hierarchies[0].upper, Some(Upper::Host { .. })));
+    // Same inode number on another device: not the hierarchy.
+    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else { unreachable!() };
+    d.dev = 7;
+    d.parent_dev = Some(7);
+    assert!(matches!(plan(&i).unwrap().hierarchies[0].upper, Some(Upper::RoutingDir { .. })));
+    // Same path, other inode: the hierarchy.
+    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else { unreachable!() };
+    d.path = "/R/usr".into();
+    assert!(matches!(plan(&i).unwrap().hierarchies[0].upper, Some(Upper::Host { .. })));
+}
