@@ -325,7 +325,21 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
             faults.step("mkdir work dir").map_err(|e| Error::io("create directory", path, e))?;
             let created = root.mkdir_p(rel, 0o700).map_err(|e| Error::io("create directory", path, e))?;
             journal.dirs(created, true);
-            work_fd = Some(root.open_in(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| Error::io("open", path, e))?);
+            // The kernel wants upper and work dir on the same mount. When the upper dir is the
+            // host hierarchy reached through a private clone of its parent mount (a refresh of
+            // a merge that covers it), the work dir must be opened through that clone too.
+            let via_clone = match (&h.upper, &inputs.probed.hierarchies[h.index].host) {
+                (Some(Upper::Host { .. }), Ok(Some(hh))) => hh.keep.as_ref(),
+                _ => None,
+            };
+            work_fd = Some(match via_clone {
+                Some(clone) => {
+                    let base = rel.rsplit('/').next().unwrap_or(rel);
+                    rustix::fs::openat(clone, base, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+                        .map_err(io_at("open", path))?
+                }
+                None => root.open_in(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| Error::io("open", path, e))?,
+            });
         }
 
         // The top layer gives the merged root its mode.
