@@ -14,8 +14,10 @@
 //! of them inside one private mount namespace (`isolated`). Failing cases shrink, and are
 //! persisted in `regressions/model.txt`.
 //!
-//! * `SYSEXT_MODEL_CASES` (default 32) cases per test, `SYSEXT_MODEL_OPS` (default 12)
-//!   operations at most per case.
+//! * `SYSEXT_MODEL_CASES` (default 128) cases per test, `SYSEXT_MODEL_OPS` (default 16)
+//!   operations at most per case (plus one or two initial extensions). The defaults take a
+//!   few seconds; e.g. `SYSEXT_MODEL_CASES=20000 SYSEXT_MODEL_OPS=30` for a long run.
+//! * `SYSEXT_MODEL_STATS=1` prints how often each operation had each outcome.
 //! * `model_fixed_seed` always uses the same seed; `model_random_seed` a random one (or
 //!   `PROPTEST_RNG_SEED=<u64>`).
 //! * `SYSEXT_MODEL_TRACE=1` prints each step.
@@ -164,14 +166,21 @@ fn add_ext_strategy(class: BoxedStrategy<Class>) -> impl Strategy<Value = Op> {
         .prop_map(|(class, name, files)| Op::AddExt { class, name, files })
 }
 
+fn routing_kind() -> impl Strategy<Value = RoutingKind> {
+    prop_oneof![
+        1 => Just(RoutingKind::Remove),
+        3 => Just(RoutingKind::Mkdir),
+        1 => Just(RoutingKind::MkdirBadMode),
+        3 => Just(RoutingKind::SymlinkToHierarchy),
+        1 => Just(RoutingKind::Dangling),
+    ]
+}
+
+fn routing_op() -> impl Strategy<Value = Op> {
+    (0..HIERS.len(), routing_kind()).prop_map(|(hier, kind)| Op::Routing { hier, kind })
+}
+
 fn op_strategy() -> impl Strategy<Value = Op> {
-    let routing_kind = prop_oneof![
-        Just(RoutingKind::Remove),
-        Just(RoutingKind::Mkdir),
-        Just(RoutingKind::MkdirBadMode),
-        Just(RoutingKind::SymlinkToHierarchy),
-        Just(RoutingKind::Dangling),
-    ];
     prop_oneof![
         4 => mode_strategy().prop_map(Op::Merge),
         3 => mode_strategy().prop_map(Op::Refresh),
@@ -185,12 +194,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         3 => (0..PATHS.len()).prop_map(|path| Op::Delete { path }),
         2 => add_ext_strategy(class_strategy().boxed()),
         1 => (class_strategy(), 0..NAMES.len()).prop_map(|(class, name)| Op::RemoveExt { class, name }),
-        3 => (0..HIERS.len(), routing_kind).prop_map(|(hier, kind)| Op::Routing { hier, kind }),
+        3 => routing_op(),
         1 => (0..PATHS.len(), 0u8..4).prop_map(|(path, tag)| Op::RoutingPut { path, tag }),
     ]
 }
 
-/// A case: the class operated on first, some initial extensions, then the operations.
+/// A case: the class operated on first, a setup (initial extensions, routing dirs, usually a
+/// merge), then the operations.
 #[derive(Debug, Clone)]
 struct Case {
     class: Class,
@@ -202,9 +212,16 @@ fn case_strategy(max_ops: usize) -> impl Strategy<Value = Case> {
     (
         class_strategy(),
         prop::collection::vec(add_ext_strategy(class_strategy().boxed()), 1..3),
+        prop::collection::vec(routing_op(), 0..3),
+        prop::option::weighted(0.8, mode_strategy()),
         prop::collection::vec(op_strategy(), 0..=max_ops),
     )
-        .prop_map(|(class, setup, ops)| Case { class, setup, ops })
+        .prop_map(|(class, exts, routing, merge, ops)| {
+            let mut setup = exts;
+            setup.extend(routing);
+            setup.extend(merge.map(Op::Merge));
+            Case { class, setup, ops }
+        })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -372,8 +389,19 @@ impl Model {
         }
     }
 
+    fn upper_kind(&self, h: usize) -> &'static str {
+        match self.merged[h].as_ref().map(|m| &m.upper) {
+            None => "unmerged base",
+            Some(UpperModel::None) => "read-only merge",
+            Some(UpperModel::Routing) => "routing dir",
+            Some(UpperModel::Base) => "base (symlink trick)",
+            Some(UpperModel::Ephemeral(_)) => "tmpfs",
+        }
+    }
+
     fn write(&mut self, path: &str, content: &str) -> Outcome {
         let h = hier_of(path);
+        record(format!("model: write into {}", self.upper_kind(h)));
         if self.merged[h].is_none() {
             if self.base.get(path) == Some(&Node::Whiteout) {
                 // Opening a character device 0:0 for writing: no such device.
@@ -400,7 +428,12 @@ impl Model {
         }
         let Some(m) = &self.merged[h] else {
             return match self.base.get(path) {
-                Some(Node::File(_)) | Some(Node::Whiteout) => {
+                Some(Node::Whiteout) => {
+                    record("model: delete a whiteout left in the base".into());
+                    self.base.remove(path);
+                    Ok(())
+                }
+                Some(Node::File(_)) => {
                     self.base.remove(path);
                     Ok(())
                 }
@@ -417,6 +450,7 @@ impl Model {
         // A whiteout is needed if the lower layers (without the upper) show the file.
         let lower = self.layers(h, true);
         let lower_positive = resolve(&lower, path).is_some();
+        record(format!("model: delete in {} {}", self.upper_kind(h), if lower_positive { "leaves a whiteout" } else { "unlinks" }));
         let t = self.upper_mut(h).unwrap();
         if lower_positive {
             for a in ancestors(path) {
@@ -528,9 +562,19 @@ impl Model {
             self.unmerge();
             return Ok(vec![]);
         }
-        let planned = self.plan(c, mode, &names)?;
+        let mut planned = self.plan(c, mode, &names)?;
         // An unchanged persistent merge is kept, a changed one rebuilt: either way the
-        // model's state is the planned one. Ephemeral merges are always rebuilt (fresh upper).
+        // model's state is the planned one. A plain refresh rebuilds ephemeral merges with a
+        // fresh upper; a selective merge/unmerge keeps the upper of an ephemeral merge.
+        if filter.is_some() {
+            for (h, m, _) in &mut planned {
+                if let (UpperModel::Ephemeral(new), Some(UpperModel::Ephemeral(old))) =
+                    (&mut m.upper, self.merged[*h].as_ref().map(|o| &o.upper))
+                {
+                    *new = old.clone();
+                }
+            }
+        }
         self.apply_plan(c, planned);
         Ok(names.iter().map(|&i| NAMES[i].to_string()).collect())
     }
@@ -609,38 +653,38 @@ impl Model {
 
     fn snapshot(&self) -> Snapshot {
         let mut s = Snapshot::default();
-        for h in 0..3 {
-            s.views.insert(HIERS[h].to_string(), self.view(h));
+        for (h, name) in HIERS.iter().enumerate() {
+            s.views.insert(name.to_string(), self.view(h));
             let (meta, mount) = match &self.merged[h] {
                 None => (None, None),
                 Some(m) => {
                     let list: String = m.names.iter().map(|n| format!("{n}\n")).collect();
                     let work = match m.upper {
-                        UpperModel::Routing => Some(format!("var/lib/extensions.mutable/.systemd-{}-workdir\n", HIERS[h])),
-                        UpperModel::Base => Some(format!(".systemd-{}-workdir\n", HIERS[h])),
+                        UpperModel::Routing => Some(format!("var/lib/extensions.mutable/.systemd-{}-workdir\n", name)),
+                        UpperModel::Base => Some(format!(".systemd-{}-workdir\n", name)),
                         _ => None,
                     };
                     (Some((list, work)), Some(m.upper == UpperModel::None))
                 }
             };
-            s.meta.insert(HIERS[h].to_string(), meta);
-            s.mounts.insert(HIERS[h].to_string(), mount);
+            s.meta.insert(name.to_string(), meta);
+            s.mounts.insert(name.to_string(), mount);
             let r = match &self.routing[h] {
                 Routing::Missing => RoutingSnap::Missing,
                 Routing::Dir { good_mode, tree } => RoutingSnap::Dir(if *good_mode { 0o755 } else { 0o700 }, tree.clone()),
-                Routing::SelfLink => RoutingSnap::Symlink(format!("../../../{}", HIERS[h])),
+                Routing::SelfLink => RoutingSnap::Symlink(format!("../../../{}", name)),
                 Routing::Dangling => RoutingSnap::Symlink("../../../nonexistent".into()),
             };
-            s.routing.insert(HIERS[h].to_string(), r);
+            s.routing.insert(name.to_string(), r);
             if !matches!(self.routing[h], Routing::Missing) {
-                s.routing_names.insert(HIERS[h].to_string());
+                s.routing_names.insert(name.to_string());
             }
             match self.merged[h].as_ref().map(|m| &m.upper) {
                 Some(UpperModel::Routing) => {
-                    s.routing_names.insert(format!(".systemd-{}-workdir", HIERS[h]));
+                    s.routing_names.insert(format!(".systemd-{}-workdir", name));
                 }
                 Some(UpperModel::Base) => {
-                    s.root_workdirs.insert(format!(".systemd-{}-workdir", HIERS[h]));
+                    s.root_workdirs.insert(format!(".systemd-{}-workdir", name));
                 }
                 _ => {}
             }
@@ -990,31 +1034,17 @@ fn step(r: &TestRoot, m: &mut Model, op: &Op, attic: &mut usize) -> Result<(), S
             check("merge outcome", format!("{real:?}"), format!("{want:?}"))
         }
         Op::Refresh(mode) => {
-            if let Some(bug) = known_bug_refresh(m, *mode, None) {
-                return Err(format!("{KNOWN_BUG}{bug}"));
-            }
             let real = merge_outcome(context(r, m.class, Some(*mode)).refresh());
             let want = m.refresh(*mode, None);
             check("refresh outcome", format!("{real:?}"), format!("{want:?}"))
         }
         Op::MergeNames { names, mode } => {
-            let (set, cur_mode) = m.current();
-            let mut all = set.clone();
-            all.extend(names.iter().copied());
-            if let Some(bug) = known_bug_refresh(m, mode.or(cur_mode).unwrap_or(MutableMode::Disabled), Some(&all)) {
-                return Err(format!("{KNOWN_BUG}{bug}"));
-            }
             let strs: Vec<String> = names.iter().map(|&n| NAMES[n].to_string()).collect();
             let real = merge_outcome(context(r, m.class, *mode).merge_names(&strs));
             let want = m.merge_names(names, *mode);
             check("merge_names outcome", format!("{real:?}"), format!("{want:?}"))
         }
         Op::UnmergeNames { names, mode } => {
-            let (set, cur_mode) = m.current();
-            let rest: Vec<usize> = set.into_iter().filter(|n| !names.contains(n)).collect();
-            if let Some(bug) = known_bug_refresh(m, mode.or(cur_mode).unwrap_or(MutableMode::Disabled), Some(&rest)) {
-                return Err(format!("{KNOWN_BUG}{bug}"));
-            }
             let strs: Vec<String> = names.iter().map(|&n| NAMES[n].to_string()).collect();
             let real = merge_outcome(context(r, m.class, *mode).unmerge_names(&strs));
             let want = m.unmerge_names(names, *mode);
@@ -1102,38 +1132,6 @@ fn step(r: &TestRoot, m: &mut Model, op: &Op, attic: &mut usize) -> Result<(), S
     }
 }
 
-/// Prefix of a step error that is a known, reported bug of the library: such cases are
-/// discarded (not failed) unless `SYSEXT_MODEL_STRICT=1`. Each known bug has an `#[ignore]`d
-/// regression test below.
-const KNOWN_BUG: &str = "known bug: ";
-
-static STRICT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-fn strict() -> bool {
-    STRICT.load(AtomicOrdering::Relaxed) || std::env::var_os("SYSEXT_MODEL_STRICT").is_some()
-}
-
-/// Known bug 1 (`regression_refresh_into_symlink_trick`,
-/// `regression_refresh_symlink_trick_with_new_extension`): a refresh that rebuilds a merged
-/// hierarchy with the host hierarchy as upper dir (symlink trick) fails with EINVAL. The
-/// upper dir comes from a private clone of the host's mount (`probe::underlying`), the work
-/// dir from the root's mount, and overlayfs wants both on the same mount.
-fn known_bug_refresh(m: &Model, mode: MutableMode, filter: Option<&[usize]>) -> Option<&'static str> {
-    if strict() || !matches!(mode, MutableMode::Auto | MutableMode::Enabled) {
-        return None;
-    }
-    let c = m.class;
-    let hit = c.hiers().iter().any(|&h| m.merged[h].is_some() && m.routing[h] == Routing::SelfLink);
-    let names: Vec<usize> = m.names(c).into_iter().filter(|n| filter.is_none_or(|f| f.contains(n))).collect();
-    let planned = m.plan(c, mode, &names).map(|p| p.iter().any(|(h, pm, _)| pm.upper == UpperModel::Base && m.merged[*h].is_some()));
-    // A refresh that changes nothing is a no-op and does not hit the bug.
-    if hit && planned == Ok(true) {
-        Some("refresh into the symlink trick on a merged hierarchy fails with EINVAL")
-    } else {
-        None
-    }
-}
-
 /// Coverage: how often each (operation, outcome) pair was seen.
 static STATS: std::sync::Mutex<BTreeMap<String, u64>> = std::sync::Mutex::new(BTreeMap::new());
 
@@ -1184,13 +1182,7 @@ fn run_case(case: &Case) -> Result<(), String> {
         if trace() {
             eprintln!("step {i}: {:?} {op:?}", m.class);
         }
-        step(r, &mut m, op, &mut attic).map_err(|e| {
-            if e.starts_with(KNOWN_BUG) {
-                e
-            } else {
-                format!("step {i} ({op:?}, class {:?}): {e}", m.class)
-            }
-        })?;
+        step(r, &mut m, op, &mut attic).map_err(|e| format!("step {i} ({op:?}, class {:?}): {e}", m.class))?;
         let real = observe(r, &m);
         let want = m.snapshot();
         if real != want {
@@ -1206,7 +1198,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 fn config() -> Config {
     Config {
-        cases: env_usize("SYSEXT_MODEL_CASES", 32) as u32,
+        cases: env_usize("SYSEXT_MODEL_CASES", 128) as u32,
         max_shrink_iters: 2000,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct("regressions/model.txt"))),
         source_file: Some(file!()),
@@ -1217,7 +1209,7 @@ fn config() -> Config {
 fn run_model(mut runner: TestRunner, label: &str) {
     // SAFETY-free: umask is process-wide; the model assumes the usual 022.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-    let max_ops = env_usize("SYSEXT_MODEL_OPS", 12);
+    let max_ops = env_usize("SYSEXT_MODEL_OPS", 16);
     for v in ["SYSTEMD_SYSEXT_MUTABLE_MODE", "SYSTEMD_CONFEXT_MUTABLE_MODE", "SYSTEMD_SYSEXT_HIERARCHIES", "SYSTEMD_CONFEXT_HIERARCHIES"] {
         std::env::remove_var(v);
     }
@@ -1225,10 +1217,7 @@ fn run_model(mut runner: TestRunner, label: &str) {
     let runs = AtomicUsize::new(0);
     let res = runner.run(&case_strategy(max_ops), |case| {
         runs.fetch_add(1, AtomicOrdering::Relaxed);
-        run_case(&case).map_err(|e| match e.strip_prefix(KNOWN_BUG) {
-            Some(bug) => TestCaseError::reject(bug.to_string()),
-            None => TestCaseError::fail(e),
-        })
+        run_case(&case).map_err(TestCaseError::fail)
     });
     println!(
         "{label}: {} executions (cases incl. shrinking) in {:.1}s",
@@ -1270,7 +1259,6 @@ fn regression(name: &str, case: Case) {
         return;
     }
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-    STRICT.store(true, AtomicOrdering::Relaxed);
     if let Err(e) = run_case(&case) {
         panic!("{name}: {e}\n{case:#?}");
     }
@@ -1281,9 +1269,9 @@ fn sysext_with(name: usize, files: &[usize]) -> Op {
 }
 
 /// Refreshing a read-only merge into `yes` while the routing dir of /usr links to /usr.
-/// Known bug 1 (see `known_bug_refresh`): fails with EINVAL. Remove the `ignore` once fixed.
+/// Was bug 1 (fixed in 914d3a5): failed with EINVAL, the host upper dir coming from a private
+/// clone of its mount and the work dir from the root's mount.
 #[test]
-#[ignore = "known bug 1: refresh into the symlink trick fails with EINVAL"]
 fn regression_refresh_into_symlink_trick() {
     regression(
         "regression_refresh_into_symlink_trick",
@@ -1300,9 +1288,9 @@ fn regression_refresh_into_symlink_trick() {
 }
 
 /// Refreshing a merge that uses the symlink trick after the image set changed.
-/// Known bug 1 (see `known_bug_refresh`): fails with EINVAL. Remove the `ignore` once fixed.
+/// Was bug 1 (fixed in 914d3a5): failed with EINVAL, the host upper dir coming from a private
+/// clone of its mount and the work dir from the root's mount.
 #[test]
-#[ignore = "known bug 1: refresh into the symlink trick fails with EINVAL"]
 fn regression_refresh_symlink_trick_with_new_extension() {
     regression(
         "regression_refresh_symlink_trick_with_new_extension",
@@ -1314,6 +1302,25 @@ fn regression_refresh_symlink_trick_with_new_extension() {
                 Op::Merge(MutableMode::Auto),
                 sysext_with(1, &[2]),
                 Op::Refresh(MutableMode::Auto),
+            ],
+        },
+    );
+}
+
+/// `unmerge NAME...` with no names on an ephemeral merge: a selective refresh in the
+/// recorded mode, which keeps the ephemeral upper layer and so the writes (a plain refresh
+/// would drop them). Found when the model still expected them dropped.
+#[test]
+fn regression_unmerge_no_names_on_ephemeral_merge() {
+    regression(
+        "regression_unmerge_no_names_on_ephemeral_merge",
+        Case {
+            class: Class::Sys,
+            setup: vec![sysext_with(2, &[])],
+            ops: vec![
+                Op::Merge(MutableMode::Ephemeral),
+                Op::Write { path: 0, tag: 0 },
+                Op::UnmergeNames { names: vec![], mode: None },
             ],
         },
     );

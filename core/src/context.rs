@@ -356,11 +356,8 @@ impl Context {
         }
 
         // Metadata of every image, before anything is mounted; errors are fatal.
-        let mut metas: Vec<(DiscoveredImage, ImageTree, ReleaseInfo)> = Vec::new();
-        for img in images {
-            let (tree, rel) = self.read_metadata(&img)?;
-            metas.push((img, tree, rel));
-        }
+        let read = |img: DiscoveredImage| self.read_metadata(&img).map(|(tree, rel)| (img, tree, rel));
+        let metas: Vec<(DiscoveredImage, ImageTree, ReleaseInfo)> = crate::par::map(images, read)?;
 
         if check_merged {
             for h in &self.hierarchies {

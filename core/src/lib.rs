@@ -31,6 +31,7 @@ pub mod lock;
 pub mod meta;
 pub mod mountinfo;
 pub mod mutable;
+pub mod par;
 pub mod plan;
 pub mod probe;
 pub mod release;

@@ -88,9 +88,12 @@ pub fn cunescape(s: &str) -> Option<String> {
             b'\\' | b'"' | b'\'' | b'?' => c,
             b's' => b' ',
             b'x' => {
-                let h = std::str::from_utf8(b.get(i..i + 2)?).ok()?;
+                let h = b.get(i..i + 2)?;
+                if !h.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 i += 2;
-                u8::from_str_radix(h, 16).ok()?
+                u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()?
             }
             b'0'..=b'7' => {
                 let o = std::str::from_utf8(b.get(i - 1..i + 2)?).ok()?;

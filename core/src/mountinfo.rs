@@ -120,9 +120,13 @@ pub fn read_self() -> std::io::Result<Vec<MountInfo>> {
 pub fn stack_at<'a>(mounts: &'a [MountInfo], mount_point: &str) -> Vec<&'a MountInfo> {
     let at: Vec<&MountInfo> = mounts.iter().filter(|m| m.mount_point == mount_point).collect();
     // The top is the one that is nobody's parent among those at this mount point.
-    let mut out = Vec::new();
+    let mut out: Vec<&MountInfo> = Vec::new();
     let mut cur = at.iter().copied().find(|m| !at.iter().any(|o| o.parent == m.id));
+    // Bounded: a (corrupt) table whose parent ids form a cycle must not loop forever.
     while let Some(m) = cur {
+        if out.len() == at.len() || out.iter().any(|o| o.id == m.id) {
+            break;
+        }
         out.push(m);
         cur = at.iter().copied().find(|o| o.id == m.parent);
     }

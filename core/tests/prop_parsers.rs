@@ -282,7 +282,6 @@ proptest! {
 /// leading `+`, so `\x+f` is taken as byte 0x0f. systemd's `cunescape()` requires two hex
 /// digits and fails. Remove the `ignore` once fixed.
 #[test]
-#[ignore = "known bug 2: cunescape accepts \\x+f"]
 fn cunescape_rejects_signed_hex() {
     assert_eq!(reference_cunescape("\\x+f"), None);
     assert_eq!(cunescape("\\x+f"), None);
@@ -294,7 +293,6 @@ fn cunescape_rejects_signed_hex() {
 /// produce such tables, but `parse` accepts them (found by the `mountinfo` fuzz target).
 /// The walk runs on a thread and is given 300 ms. Remove the `ignore` once fixed.
 #[test]
-#[ignore = "known bug 3: stack_at loops forever on a parent cycle"]
 fn stack_at_terminates_on_parent_cycles() {
     let text = "1 2 0:1 / /a rw - t s o\n2 3 0:1 / /a rw - t s o\n3 2 0:1 / /a rw - t s o\n";
     let (tx, rx) = std::sync::mpsc::channel();

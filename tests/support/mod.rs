@@ -33,7 +33,7 @@ pub fn isolated(name: &str) -> bool {
     let out = Command::new("unshare")
         .args(["-m", "--propagation", "private"])
         .arg(exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .args(["--exact", name, "--nocapture", "--test-threads=1", "--include-ignored"])
         .env(IN_NS, "1")
         .output()
         .expect("run unshare");
