@@ -356,8 +356,11 @@ impl Context {
         }
 
         // Metadata of every image, before anything is mounted; errors are fatal.
-        let read = |img: DiscoveredImage| self.read_metadata(&img).map(|(tree, rel)| (img, tree, rel));
-        let metas: Vec<(DiscoveredImage, ImageTree, ReleaseInfo)> = crate::par::map(images, read)?;
+        let mut metas: Vec<(DiscoveredImage, ImageTree, ReleaseInfo)> = Vec::with_capacity(images.len());
+        for img in images {
+            let (tree, rel) = self.read_metadata(&img)?;
+            metas.push((img, tree, rel));
+        }
 
         if check_merged {
             for h in &self.hierarchies {

@@ -31,7 +31,6 @@ pub mod lock;
 pub mod meta;
 pub mod mountinfo;
 pub mod mutable;
-pub mod par;
 pub mod plan;
 pub mod probe;
 pub mod release;

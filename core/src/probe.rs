@@ -220,12 +220,13 @@ pub fn probe(
         his.push(hi);
         hps.push(hp);
     }
-    let extensions = crate::par::map(trees.iter().collect(), |t: &ImageTree| {
-        Ok::<_, Error>(ExtensionInput {
+    let extensions = trees
+        .iter()
+        .map(|t| ExtensionInput {
             name: t.name.clone(),
             layers: hierarchies.iter().map(|h| ext_layer(t.fd.as_fd(), &t.path, h)).collect(),
         })
-    })?;
+        .collect();
     Ok(Probed { inputs: PlanInputs { class, mode, noexec, extensions, hierarchies: his }, hierarchies: hps })
 }
 
