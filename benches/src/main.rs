@@ -160,12 +160,28 @@ impl Floor {
         for i in (0..self.n).rev() {
             let name = format!("e{i:03}");
             let m = if self.erofs {
-                let efs = fsopen("erofs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+                // Straight from the file where the kernel can (not for files on tmpfs, as
+                // here: ENOTBLK), else through a loop device — what the library does too.
                 let img = self.root.join(format!("var/lib/extensions/{name}.raw"));
-                fsconfig_set_string(&efs, "source", img.to_str().unwrap())?;
-                fsconfig_set_flag(&efs, "ro")?;
-                fsconfig_create(&efs)?;
-                fsmount(&efs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_RDONLY)?
+                let f = rustix::fs::open(&img, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+                let erofs = |source: &str| -> rustix::io::Result<rustix::fd::OwnedFd> {
+                    let efs = fsopen("erofs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+                    fsconfig_set_string(&efs, "source", source)?;
+                    fsconfig_set_flag(&efs, "ro")?;
+                    fsconfig_create(&efs)?;
+                    fsmount(&efs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_RDONLY)
+                };
+                match erofs(&format!("/proc/self/fd/{}", f.as_raw_fd())) {
+                    Ok(m) => m,
+                    Err(_) => {
+                        let opts = sysext::sys::loopdev::LoopOptions { direct_io: true, ..Default::default() };
+                        let dev = sysext::sys::loopdev::LoopDevice::attach(&f, 0, 0, &opts)
+                            .map_err(|e| rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(5)))?;
+                        let m = erofs(&dev.path().to_string_lossy())?;
+                        drop(dev.into_owned_fd());
+                        m
+                    }
+                }
             } else {
                 let m = open_tree(
                     rustix::fs::CWD,
@@ -194,7 +210,10 @@ impl Tool for Floor {
         use rustix::mount::*;
         match self.build() {
             Ok(m) => move_mount(&m, "", rustix::fs::CWD, self.root.join("usr").to_str().unwrap(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).is_ok(),
-            Err(_) => false,
+            Err(e) => {
+                eprintln!("floor: {e}");
+                false
+            }
         }
     }
     fn refresh(&mut self) -> bool {
