@@ -140,3 +140,28 @@ fn plan_runs_unprivileged() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "Need to be privileged.");
 }
+
+#[test]
+fn confext_by_program_name() {
+    let r = TestRoot::new("argv0");
+    r.confext("c", &[("etc/app.conf", "a\n")]);
+    r.sysext("s", &[("usr/bin/s", "s\n")]);
+    let dir = std::env::temp_dir().join(format!("sysext-argv0-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["confext", "systemd-confext"] {
+        let link = dir.join(name);
+        std::os::unix::fs::symlink(sysext_tests::cli(), &link).unwrap();
+        let out = Command::new(&link).arg(format!("--root={}", r.path.display())).args(["list", "--json=short"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v[0]["name"], "c", "{name}: {v}");
+        assert_eq!(v.as_array().unwrap().len(), 1);
+    }
+    let out = Command::new(sysext_tests::cli()).arg(format!("--root={}", r.path.display())).args(["--confext", "list", "--json=short"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["name"], "c");
+    let out = Command::new(sysext_tests::cli()).arg(format!("--root={}", r.path.display())).args(["list", "--json=short"]).output().unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["name"], "s");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
