@@ -153,3 +153,37 @@ fn cli_status_and_list_json() {
     assert_eq!(rc, Some(0));
     assert_eq!(r.mounts_below(), 0);
 }
+
+#[test]
+fn submounts_stay_visible() {
+    if !isolated("submounts_stay_visible") {
+        return;
+    }
+    let r = TestRoot::new("submounts");
+    r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);
+    r.mkdir("usr/share/sub");
+    let sub = r.p("usr/share/sub");
+    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&sub).status().unwrap().success());
+    std::fs::write(sub.join("inside"), "sub\n").unwrap();
+    for mode in [MutableMode::Disabled, MutableMode::Enabled, MutableMode::Ephemeral] {
+        let mut o = sysext::Options::new(ImageClass::Sysext);
+        o.root = Some(r.path.to_string_lossy().into_owned());
+        o.mutable = Some(mode);
+        o.always_refresh = true;
+        o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
+        let ctx = sysext::Context::new(o).unwrap();
+        ctx.merge().unwrap();
+        assert_eq!(r.read("usr/share/foo/file").as_deref(), Some("foo\n"), "{mode}");
+        assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"), "{mode}: sub-mount visible on the merge");
+        ctx.refresh().unwrap();
+        assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"), "{mode}: ... and after a refresh");
+        // Writes go to the sub-mount itself, as before the merge.
+        std::fs::write(sub.join(format!("w-{mode}")), "w\n").unwrap();
+        ctx.unmerge().unwrap();
+        assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"), "{mode}: ... and after unmerge");
+        assert_eq!(r.read(&format!("usr/share/sub/w-{mode}")).as_deref(), Some("w\n"), "{mode}");
+        assert_eq!(r.overlays_at("usr"), 0);
+    }
+    assert!(std::process::Command::new("umount").arg(&sub).status().unwrap().success());
+    assert_eq!(r.mounts_below(), 0);
+}

@@ -651,7 +651,7 @@ impl Context {
             }
         }
         let targets: Vec<String> = built.iter().map(|b| b.plan.target.clone()).collect();
-        let replaced = match exec::publish(&self.root, built, &mut old, &mut journal, &self.faults, self.sink(), class) {
+        let (replaced, hidden_submounts) = match exec::publish(&self.root, built, &mut old, &mut journal, &self.faults, self.sink(), class) {
             Ok(r) => r,
             Err(e) => {
                 journal.rollback(&self.root);
@@ -661,7 +661,7 @@ impl Context {
         journal.commit();
         report.hierarchies = targets;
         phase("attaching", t3);
-        exec::finish_replace(&self.root, replaced, self.sink());
+        exec::finish_replace(&self.root, replaced, hidden_submounts, self.sink());
         // Old merges on hierarchies that get no new overlay.
         for (i, c) in old {
             let h = &self.hierarchies[i];

@@ -235,10 +235,15 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
                         let kind = if raw { ImageKind::Raw } else { ImageKind::Directory };
                         (name, kind, format!("{fname}/{picked}"))
                     } else {
-                        let sub = rustix::fs::openat(&dirfd, fname.as_str(), OFlags::PATH | OFlags::CLOEXEC | if follow { OFlags::empty() } else { OFlags::NOFOLLOW }, rustix::fs::Mode::empty());
-                        let kind = match sub {
-                            Ok(fd) if is_btrfs_subvolume(&fd, &st) => ImageKind::Subvolume,
-                            _ => ImageKind::Directory,
+                        // Only a btrfs subvolume root has inode 256: look closer only then.
+                        let kind = if st.stx_ino == 256 {
+                            let sub = rustix::fs::openat(&dirfd, fname.as_str(), OFlags::PATH | OFlags::CLOEXEC | if follow { OFlags::empty() } else { OFlags::NOFOLLOW }, rustix::fs::Mode::empty());
+                            match sub {
+                                Ok(fd) if is_btrfs_subvolume(&fd, &st) => ImageKind::Subvolume,
+                                _ => ImageKind::Directory,
+                            }
+                        } else {
+                            ImageKind::Directory
                         };
                         (strip_suffix_once(&fname, info.name_suffix).to_string(), kind, fname.clone())
                     }

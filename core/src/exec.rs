@@ -193,6 +193,9 @@ pub struct Built {
     pub meta_bind_pending: bool,
     /// The ephemeral dir used, if any.
     pub ephemeral: Option<String>,
+    /// Sub-mounts of the host hierarchy now copied into the overlay; the originals are
+    /// detached after a successful publish.
+    pub hidden_submounts: Vec<OwnedFd>,
 }
 
 /// Everything a build needs besides the plan.
@@ -437,9 +440,54 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         if h.writable() {
             meta_bind_pending = attach_meta_bind(mnt.as_fd(), info.dot_dir, faults).is_err();
         }
-        built.push(Built { plan: h.clone(), mnt, meta_bind_pending, ephemeral: ephemeral_used });
+        let hidden_submounts = carry_submounts(root, h, mnt.as_fd(), info.dot_dir, faults)?;
+        built.push(Built { plan: h.clone(), mnt, meta_bind_pending, ephemeral: ephemeral_used, hidden_submounts });
     }
     Ok(built)
+}
+
+/// Keep mounts below the hierarchy visible: copy each top-level mount below it (with what
+/// is mounted below that) into the new, still detached overlay at the same place. The
+/// originals stay where they are, under the host hierarchy, and are visible again after
+/// unmerge. A mount point that does not exist in the merged view is skipped.
+fn carry_submounts(root: &Root, h: &HierarchyPlan, mnt: BorrowedFd<'_>, dot: &str, faults: &FaultInjector) -> Result<Vec<OwnedFd>> {
+    let mut originals = Vec::new();
+    let Ok(Some(target)) = root.resolve(h.hierarchy.relative(), OFlags::PATH | OFlags::DIRECTORY) else {
+        return Ok(originals);
+    };
+    let Some(kpath) = crate::root::fd_path(target.fd.as_fd()) else { return Ok(originals) };
+    let kpath = kpath.to_string_lossy().into_owned();
+    let Some(top) = state::mount_id(target.fd.as_fd()) else { return Ok(originals) };
+    let Ok(mounts) = crate::mountinfo::read_self() else { return Ok(originals) };
+    let prefix = format!("{}/", kpath.trim_end_matches('/'));
+    let mut subs: Vec<&crate::mountinfo::MountInfo> = mounts
+        .iter()
+        .filter(|m| m.parent == top && m.mount_point.starts_with(&prefix) && m.mount_point != format!("{prefix}{dot}"))
+        .collect();
+    subs.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
+    for m in subs {
+        let rel = &m.mount_point[prefix.len()..];
+        faults.step("carry submount").map_err(|e| Error::mount("carry the submount", &m.mount_point, e))?;
+        let clone = match rustix::mount::open_tree(
+            rustix::fs::CWD,
+            m.mount_point.as_str(),
+            OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE,
+        ) {
+            Ok(c) => c,
+            Err(_) => continue,
+        };
+        // A mount point missing (or shadowed by a file) in the merged view cannot be kept.
+        if rustix::mount::move_mount(&clone, "", mnt, rel, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).is_ok() {
+            // The original, soon hidden below the merge, is detached once the merge is in
+            // place (so that each sub-mount shows up once, as with systemd).
+            if let Ok(fd) = rustix::fs::open(m.mount_point.as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+                if state::mount_id(fd.as_fd()) == Some(m.id) {
+                    originals.push(fd);
+                }
+            }
+        }
+    }
+    Ok(originals)
 }
 
 /// Bind the meta dir of a writable overlay onto itself, read-only.
@@ -485,9 +533,11 @@ pub fn publish(
     faults: &FaultInjector,
     sink: &dyn EventSink,
     class: ImageClass,
-) -> Result<Vec<Replaced>> {
+) -> Result<(Vec<Replaced>, Vec<OwnedFd>)> {
     let mut replaced = Vec::new();
-    for b in built {
+    let mut hidden = Vec::new();
+    for mut b in built {
+        hidden.append(&mut b.hidden_submounts);
         let h = &b.plan;
         let rel = h.hierarchy.relative();
         if h.create_target {
@@ -570,7 +620,7 @@ pub fn publish(
         }
         sink.event(&Event::Merged(h.target.clone()));
     }
-    Ok(replaced)
+    Ok((replaced, hidden))
 }
 
 /// Attach a new overlay on top of the old one (fallback without `MOVE_MOUNT_BENEATH`).
@@ -598,8 +648,12 @@ fn verify_layers(mnt: BorrowedFd<'_>, h: &HierarchyPlan) -> Result<()> {
     Ok(())
 }
 
-/// Detach the replaced old overlays and remove their work dirs.
-pub fn finish_replace(root: &Root, replaced: Vec<Replaced>, sink: &dyn EventSink) {
+/// Detach the originals of sub-mounts now shown on the new overlays, then the replaced old
+/// overlays, and remove their work dirs.
+pub fn finish_replace(root: &Root, replaced: Vec<Replaced>, hidden_submounts: Vec<OwnedFd>, sink: &dyn EventSink) {
+    for fd in hidden_submounts {
+        let _ = rustix::mount::unmount(proc_fd_path(fd.as_fd()).as_str(), UnmountFlags::DETACH);
+    }
     for r in replaced {
         let _ = rustix::mount::unmount(proc_fd_path(r.old_top.as_fd()).as_str(), UnmountFlags::DETACH);
         if let Some(w) = &r.old_work_dir {
@@ -625,6 +679,9 @@ pub struct Detached {
     work_dir: Option<String>,
     /// Its ephemeral dir, removed by [`finish_unmerge`].
     ephemeral: Option<String>,
+    /// Copies of the mounts that sat on the merge (not its meta bind), to be put back on the
+    /// host hierarchy by [`finish_unmerge`]: (path below the hierarchy, copy).
+    submounts: Vec<(String, OwnedFd)>,
 }
 
 /// Take every merge of ours off one hierarchy (stacked ones too), keeping copies so that
@@ -639,6 +696,24 @@ pub fn detach_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &Faul
         }
         let meta = state::read_meta(r.fd.as_fd(), &r.path, class).unwrap_or_default();
         let ephemeral = state::read_note(r.fd.as_fd(), class).and_then(|n| n.ephemeral);
+        // Mounts on top of the merge (other than the meta bind) are put back on the host
+        // hierarchy afterwards, as systemd does.
+        let mut submounts = Vec::new();
+        if let (Some(kpath), Some(top), Ok(mounts)) =
+            (crate::root::fd_path(r.fd.as_fd()), state::mount_id(r.fd.as_fd()), crate::mountinfo::read_self())
+        {
+            let prefix = format!("{}/", kpath.to_string_lossy().trim_end_matches('/'));
+            let meta_bind = format!("{prefix}{}", class.info().dot_dir);
+            for m in mounts.iter().filter(|m| m.parent == top && m.mount_point.starts_with(&prefix) && m.mount_point != meta_bind) {
+                if let Ok(c) = rustix::mount::open_tree(
+                    rustix::fs::CWD,
+                    m.mount_point.as_str(),
+                    OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE,
+                ) {
+                    submounts.push((m.mount_point[prefix.len()..].to_string(), c));
+                }
+            }
+        }
         faults.step("clone before umount").map_err(|e| Error::mount("unmount", &r.path, e))?;
         let backup = rustix::mount::open_tree(
             &r.fd,
@@ -648,7 +723,7 @@ pub fn detach_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &Faul
         .map_err(|e| Error::mount("unmount", &r.path, e))?;
         faults.step("umount").map_err(|e| Error::mount("unmount", &r.path, e))?;
         rustix::mount::unmount(proc_fd_path(r.fd.as_fd()).as_str(), UnmountFlags::DETACH).map_err(|e| Error::mount("unmount", &r.path, e))?;
-        out.push(Detached { rel: rel.to_string(), path: r.path.clone(), backup, work_dir: meta.work_dir, ephemeral });
+        out.push(Detached { rel: rel.to_string(), path: r.path.clone(), backup, work_dir: meta.work_dir, ephemeral, submounts });
     }
 }
 
@@ -672,6 +747,17 @@ pub fn finish_unmerge(root: &Root, detached: Vec<Detached>, sink: &dyn EventSink
     let mut paths = Vec::new();
     let mut first_err = None;
     for d in detached {
+        for (sub, clone) in &d.submounts {
+            if let Ok(t) = root.open_in(&format!("{}/{sub}", d.rel), OFlags::PATH | OFlags::DIRECTORY) {
+                let _ = rustix::mount::move_mount(
+                    clone,
+                    "",
+                    &t,
+                    "",
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+                );
+            }
+        }
         if let Some(w) = &d.work_dir {
             if let Err(e) = remove_tree(root, w) {
                 first_err.get_or_insert(Error::io("remove", root.display(w), e));
