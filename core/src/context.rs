@@ -194,12 +194,8 @@ pub struct Context {
 }
 
 fn has_cap_sys_admin() -> bool {
-    const CAP_SYS_ADMIN: u32 = 21;
-    let Ok(s) = std::fs::read_to_string("/proc/self/status") else { return false };
-    s.lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .map(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+    rustix::thread::capabilities(None)
+        .map(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_ADMIN))
         .unwrap_or(false)
 }
 
