@@ -107,7 +107,8 @@ fn soak_merge_refresh_unmerge() {
          open fds {f0} -> {f1}, RSS {r0} KiB -> {r1} KiB"
     );
     assert_eq!((m0, l0, f0), (m1, l1, f1), "no growth in mounts, loop devices, fds");
-    assert!(r1 <= r0 + 4096, "memory grew from {r0} KiB to {r1} KiB");
+    // A few dozen KiB of allocator warm-up, the same after 200 or 2,000 cycles: no leak.
+    assert!(r1 <= r0 + 1024, "memory grew from {r0} KiB to {r1} KiB");
     assert!(ephemeral_dirs().is_empty());
 }
 
