@@ -253,6 +253,8 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         return Ok(Vec::new());
     }
     let ws = workspace(class, faults)?;
+    // One look at the mount table serves every hierarchy (sub-mounts to keep visible).
+    let mounts = crate::mountinfo::read_self().unwrap_or_default();
     mkdirat_ws(ws.as_fd(), "meta", 0o700)?;
     mkdirat_ws(ws.as_fd(), "mh_workspace", 0o700)?;
 
@@ -278,7 +280,11 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         faults.step("mkdir meta").map_err(|e| Error::io("create directory", "meta layer", e))?;
         mkdirat_ws(ws.as_fd(), &format!("meta/{comp}"), 0o700)?;
 
-        // Upper and work dirs.
+        // Upper and work dirs. Ephemeral ones go below /run/libsysext/ephemeral when possible.
+        let ephemeral = match h.upper {
+            Some(Upper::Ephemeral) => ephemeral_dir(inputs, h.index, &comp, class, journal),
+            _ => None,
+        };
         let mut ephemeral_used: Option<String> = None;
         let mut upper_fd: Option<OwnedFd> = None;
         let mut work_fd: Option<OwnedFd> = None;
@@ -299,8 +305,8 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
                 Ok(Some(hh)) => upper_fd = Some(rustix::io::dup(&hh.fd).map_err(io_at("dup", path))?),
                 _ => return Err(Error::io("open", path, io::Error::from_raw_os_error(libc::ENOENT))),
             },
-            Some(Upper::Ephemeral) if ephemeral_dir(inputs, h.index, &comp, class, journal).is_some() => {
-                let dir = ephemeral_dir(inputs, h.index, &comp, class, journal).expect("checked");
+            Some(Upper::Ephemeral) if ephemeral.is_some() => {
+                let dir = ephemeral.clone().expect("checked");
                 let d = rustix::fs::open(dir.as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
                     .map_err(io_at("open", &dir))?;
                 let open = |p: &str| {
@@ -440,7 +446,7 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         if h.writable() {
             meta_bind_pending = attach_meta_bind(mnt.as_fd(), info.dot_dir, faults).is_err();
         }
-        let hidden_submounts = carry_submounts(root, h, mnt.as_fd(), info.dot_dir, faults)?;
+        let hidden_submounts = carry_submounts(root, h, mnt.as_fd(), info.dot_dir, &mounts, faults)?;
         built.push(Built { plan: h.clone(), mnt, meta_bind_pending, ephemeral: ephemeral_used, hidden_submounts });
     }
     Ok(built)
@@ -450,7 +456,14 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
 /// is mounted below that) into the new, still detached overlay at the same place. The
 /// originals stay where they are, under the host hierarchy, and are visible again after
 /// unmerge. A mount point that does not exist in the merged view is skipped.
-fn carry_submounts(root: &Root, h: &HierarchyPlan, mnt: BorrowedFd<'_>, dot: &str, faults: &FaultInjector) -> Result<Vec<OwnedFd>> {
+fn carry_submounts(
+    root: &Root,
+    h: &HierarchyPlan,
+    mnt: BorrowedFd<'_>,
+    dot: &str,
+    mounts: &[crate::mountinfo::MountInfo],
+    faults: &FaultInjector,
+) -> Result<Vec<OwnedFd>> {
     let mut originals = Vec::new();
     let Ok(Some(target)) = root.resolve(h.hierarchy.relative(), OFlags::PATH | OFlags::DIRECTORY) else {
         return Ok(originals);
@@ -458,7 +471,6 @@ fn carry_submounts(root: &Root, h: &HierarchyPlan, mnt: BorrowedFd<'_>, dot: &st
     let Some(kpath) = crate::root::fd_path(target.fd.as_fd()) else { return Ok(originals) };
     let kpath = kpath.to_string_lossy().into_owned();
     let Some(top) = state::mount_id(target.fd.as_fd()) else { return Ok(originals) };
-    let Ok(mounts) = crate::mountinfo::read_self() else { return Ok(originals) };
     let prefix = format!("{}/", kpath.trim_end_matches('/'));
     let mut subs: Vec<&crate::mountinfo::MountInfo> = mounts
         .iter()
@@ -536,6 +548,7 @@ pub fn publish(
 ) -> Result<(Vec<Replaced>, Vec<OwnedFd>)> {
     let mut replaced = Vec::new();
     let mut hidden = Vec::new();
+    let mut verify = Vec::new();
     for mut b in built {
         hidden.append(&mut b.hidden_submounts);
         let h = &b.plan;
@@ -607,7 +620,7 @@ pub fn publish(
         if b.meta_bind_pending {
             attach_meta_bind(b.mnt.as_fd(), class.info().dot_dir, faults)?;
         }
-        verify_layers(b.mnt.as_fd(), h)?;
+        verify.push((state::mount_id(b.mnt.as_fd()), h.clone()));
         if let Some(c) = cur.filter(|_| !stacked) {
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
             let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
@@ -620,6 +633,7 @@ pub fn publish(
         }
         sink.event(&Event::Merged(h.target.clone()));
     }
+    verify_layers(&verify)?;
     Ok((replaced, hidden))
 }
 
@@ -635,11 +649,15 @@ fn stack_on_top(b: &Built, target_fd: &OwnedFd, target: &str) -> Result<()> {
     .map_err(|e| Error::mount("attach overlay on", target, e))
 }
 
-/// Check that the kernel mounted as many lower layers as planned.
-fn verify_layers(mnt: BorrowedFd<'_>, h: &HierarchyPlan) -> Result<()> {
-    let Some(id) = state::mount_id(mnt) else { return Ok(()) };
+/// Check that the kernel mounted as many lower layers as planned (one mountinfo read for all
+/// new overlays).
+fn verify_layers(new: &[(Option<u64>, HierarchyPlan)]) -> Result<()> {
+    if new.is_empty() {
+        return Ok(());
+    }
     let Ok(mounts) = crate::mountinfo::read_self() else { return Ok(()) };
-    if let Some(m) = mounts.iter().find(|m| m.id == id) {
+    for (id, h) in new {
+        let Some(m) = id.and_then(|id| mounts.iter().find(|m| m.id == id)) else { continue };
         let found = m.overlay_lower_count();
         if found != 0 && found != h.lower.len() {
             return Err(Error::LayerCountMismatch { hierarchy: h.hierarchy.to_string(), expected: h.lower.len(), found });
@@ -796,14 +814,6 @@ fn ephemeral_dir(inputs: &BuildInputs<'_>, index: usize, comp: &str, class: Imag
     if let Some(Some(p)) = inputs.ephemeral_reuse.get(index) {
         if std::path::Path::new(p).join("upper").is_dir() && std::path::Path::new(p).join("work").is_dir() {
             return Some(p.clone());
-        }
-    }
-    // Already made during this build?
-    for u in &journal.undo {
-        if let Undo::Ephemeral(p) = u {
-            if p.ends_with(&format!("-{index}-{comp}")) {
-                return Some(p.clone());
-            }
         }
     }
     let base = std::path::Path::new(state::EPHEMERAL_DIR);
