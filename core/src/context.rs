@@ -523,8 +523,9 @@ impl Context {
         let mut report = Report { needs_reload: self.reload_wanted() && self.merged_needs_reload(), ..Default::default() };
         // All hierarchies come off, or none does.
         let mut detached = Vec::new();
+        let mounts = crate::mountinfo::read_self().unwrap_or_default();
         for h in &self.hierarchies {
-            if let Err(e) = exec::detach_hierarchy(&self.root, self.opts.class, h.relative(), &self.faults, &mut detached) {
+            if let Err(e) = exec::detach_hierarchy(&self.root, self.opts.class, h.relative(), &mounts, &self.faults, &mut detached) {
                 exec::restore(&self.root, detached);
                 return Err(e);
             }

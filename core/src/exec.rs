@@ -704,7 +704,14 @@ pub struct Detached {
 
 /// Take every merge of ours off one hierarchy (stacked ones too), keeping copies so that
 /// [`restore`] can put them back. Work dirs are left for [`finish_unmerge`].
-pub fn detach_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &FaultInjector, out: &mut Vec<Detached>) -> Result<()> {
+pub fn detach_hierarchy(
+    root: &Root,
+    class: ImageClass,
+    rel: &str,
+    mounts: &[crate::mountinfo::MountInfo],
+    faults: &FaultInjector,
+    out: &mut Vec<Detached>,
+) -> Result<()> {
     loop {
         let Some(r) = root.resolve(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| crate::root::resolve_err(root, rel, e))? else {
             return Ok(());
@@ -717,9 +724,7 @@ pub fn detach_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &Faul
         // Mounts on top of the merge (other than the meta bind) are put back on the host
         // hierarchy afterwards, as systemd does.
         let mut submounts = Vec::new();
-        if let (Some(kpath), Some(top), Ok(mounts)) =
-            (crate::root::fd_path(r.fd.as_fd()), state::mount_id(r.fd.as_fd()), crate::mountinfo::read_self())
-        {
+        if let (Some(kpath), Some(top)) = (crate::root::fd_path(r.fd.as_fd()), state::mount_id(r.fd.as_fd())) {
             let prefix = format!("{}/", kpath.to_string_lossy().trim_end_matches('/'));
             let meta_bind = format!("{prefix}{}", class.info().dot_dir);
             for m in mounts.iter().filter(|m| m.parent == top && m.mount_point.starts_with(&prefix) && m.mount_point != meta_bind) {
@@ -798,7 +803,8 @@ pub fn finish_unmerge(root: &Root, detached: Vec<Detached>, sink: &dyn EventSink
 /// Unmerge one hierarchy completely. Returns how many merges were removed.
 pub fn unmerge_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &FaultInjector, sink: &dyn EventSink) -> Result<usize> {
     let mut d = Vec::new();
-    if let Err(e) = detach_hierarchy(root, class, rel, faults, &mut d) {
+    let mounts = crate::mountinfo::read_self().unwrap_or_default();
+    if let Err(e) = detach_hierarchy(root, class, rel, &mounts, faults, &mut d) {
         restore(root, d);
         return Err(e);
     }
