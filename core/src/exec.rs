@@ -99,13 +99,7 @@ impl Journal {
                 Undo::Beneath { new, backup, rel } => {
                     let _ = rustix::mount::unmount(proc_fd_path(new.as_fd()).as_str(), UnmountFlags::DETACH);
                     if let Ok(t) = root.open_in(&rel, OFlags::PATH | OFlags::DIRECTORY) {
-                        let _ = rustix::mount::move_mount(
-                            &backup,
-                            "",
-                            &t,
-                            "",
-                            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-                        );
+                        let _ = attach(&backup, &t);
                     }
                 }
                 Undo::Dir { rel, recursive } => {
@@ -471,14 +465,8 @@ fn carry_submounts(
     let Some(kpath) = crate::root::fd_path(target.fd.as_fd()) else { return Ok(originals) };
     let kpath = kpath.to_string_lossy().into_owned();
     let Some(top) = state::mount_id(target.fd.as_fd()) else { return Ok(originals) };
-    let prefix = format!("{}/", kpath.trim_end_matches('/'));
-    let mut subs: Vec<&crate::mountinfo::MountInfo> = mounts
-        .iter()
-        .filter(|m| m.parent == top && m.mount_point.starts_with(&prefix) && m.mount_point != format!("{prefix}{dot}"))
-        .collect();
-    subs.sort_by(|a, b| a.mount_point.cmp(&b.mount_point));
-    for m in subs {
-        let rel = &m.mount_point[prefix.len()..];
+    for (m, rel) in child_mounts(mounts, top, &kpath, dot) {
+        let rel = rel.as_str();
         faults.step("carry submount").map_err(|e| Error::mount("carry the submount", &m.mount_point, e))?;
         let clone = match rustix::mount::open_tree(
             rustix::fs::CWD,
@@ -600,14 +588,7 @@ pub fn publish(
                 }
             }
             None => {
-                rustix::mount::move_mount(
-                    &b.mnt,
-                    "",
-                    &target_fd,
-                    "",
-                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-                )
-                .map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
+                stack_on_top(&b, &target_fd, &h.target)?;
             }
         }
         let stacked = cur.is_some() && backup.is_none();
@@ -637,16 +618,35 @@ pub fn publish(
     Ok((replaced, hidden))
 }
 
-/// Attach a new overlay on top of the old one (fallback without `MOVE_MOUNT_BENEATH`).
-fn stack_on_top(b: &Built, target_fd: &OwnedFd, target: &str) -> Result<()> {
+/// Attach the detached tree `tree` on top of whatever is at the directory `target`.
+fn attach(tree: &OwnedFd, target: &OwnedFd) -> rustix::io::Result<()> {
     rustix::mount::move_mount(
-        &b.mnt,
+        tree,
         "",
-        target_fd,
+        target,
         "",
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
-    .map_err(|e| Error::mount("attach overlay on", target, e))
+}
+
+/// Attach a new overlay at its hierarchy, on top of anything there (first merge, or the
+/// fallback without `MOVE_MOUNT_BENEATH`).
+fn stack_on_top(b: &Built, target_fd: &OwnedFd, target: &str) -> Result<()> {
+    attach(&b.mnt, target_fd).map_err(|e| Error::mount("attach overlay on", target, e))
+}
+
+/// The mounts sitting directly on the mount `top` below the hierarchy at `kpath` (its
+/// kernel path), other than our read-only bind of the meta dir `dot`, sorted by path.
+fn child_mounts<'a>(mounts: &'a [crate::mountinfo::MountInfo], top: u64, kpath: &str, dot: &str) -> Vec<(&'a crate::mountinfo::MountInfo, String)> {
+    let prefix = format!("{}/", kpath.trim_end_matches('/'));
+    let mut v: Vec<_> = mounts
+        .iter()
+        .filter(|m| m.parent == top && m.mount_point.starts_with(&prefix))
+        .map(|m| (m, m.mount_point[prefix.len()..].to_string()))
+        .filter(|(_, rel)| rel != dot)
+        .collect();
+    v.sort_by(|a, b| a.0.mount_point.cmp(&b.0.mount_point));
+    v
 }
 
 /// Check that the kernel mounted as many lower layers as planned (one mountinfo read for all
@@ -725,15 +725,13 @@ pub fn detach_hierarchy(
         // hierarchy afterwards, as systemd does.
         let mut submounts = Vec::new();
         if let (Some(kpath), Some(top)) = (crate::root::fd_path(r.fd.as_fd()), state::mount_id(r.fd.as_fd())) {
-            let prefix = format!("{}/", kpath.to_string_lossy().trim_end_matches('/'));
-            let meta_bind = format!("{prefix}{}", class.info().dot_dir);
-            for m in mounts.iter().filter(|m| m.parent == top && m.mount_point.starts_with(&prefix) && m.mount_point != meta_bind) {
+            for (m, sub) in child_mounts(mounts, top, &kpath.to_string_lossy(), class.info().dot_dir) {
                 if let Ok(c) = rustix::mount::open_tree(
                     rustix::fs::CWD,
                     m.mount_point.as_str(),
                     OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE,
                 ) {
-                    submounts.push((m.mount_point[prefix.len()..].to_string(), c));
+                    submounts.push((sub, c));
                 }
             }
         }
@@ -754,13 +752,7 @@ pub fn detach_hierarchy(
 pub fn restore(root: &Root, detached: Vec<Detached>) {
     for d in detached.into_iter().rev() {
         if let Ok(t) = root.open_in(&d.rel, OFlags::PATH | OFlags::DIRECTORY) {
-            let _ = rustix::mount::move_mount(
-                &d.backup,
-                "",
-                &t,
-                "",
-                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-            );
+            let _ = attach(&d.backup, &t);
         }
     }
 }
@@ -772,13 +764,7 @@ pub fn finish_unmerge(root: &Root, detached: Vec<Detached>, sink: &dyn EventSink
     for d in detached {
         for (sub, clone) in &d.submounts {
             if let Ok(t) = root.open_in(&format!("{}/{sub}", d.rel), OFlags::PATH | OFlags::DIRECTORY) {
-                let _ = rustix::mount::move_mount(
-                    clone,
-                    "",
-                    &t,
-                    "",
-                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
-                );
+                let _ = attach(clone, &t);
             }
         }
         if let Some(w) = &d.work_dir {
