@@ -409,7 +409,8 @@ impl Context {
             file_names.push(img.file_name().to_string());
             trees.push(tree);
         }
-        file_names.sort_by(|a, b| crate::version::strverscmp_improved(a, b).then_with(|| a.cmp(b)));
+        file_names.sort();
+        crate::version::sort_names(&mut file_names);
         Ok(Gathered { trees, skipped, file_names, needs_reload, found })
     }
 

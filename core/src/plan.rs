@@ -260,9 +260,15 @@ fn join_display(prefix_of: &str, rel_parent: &str, name: &str, rel: &str) -> Str
 /// Plan the overlays.
 pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
     let mut names: Vec<String> = inputs.extensions.iter().map(|e| e.name.clone()).collect();
-    names.sort_by(|a, b| crate::version::strverscmp_improved(a, b).then_with(|| a.cmp(b)));
+    // Version order, ties (`foo_1`, `foo1`) broken bytewise so the result does not depend on
+    // discovery order.
+    names.sort();
+    crate::version::sort_names(&mut names);
+    // Highest-sorted first: the ascending order, reversed.
     let mut sorted: Vec<&ExtensionInput> = inputs.extensions.iter().collect();
-    sorted.sort_by(|a, b| crate::version::strverscmp_improved(&b.name, &a.name).then_with(|| b.name.cmp(&a.name)));
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    crate::version::sort_by_version(&mut sorted, |e| e.name.as_str());
+    sorted.reverse();
 
     let info = inputs.class.info();
     let mode = inputs.mode;

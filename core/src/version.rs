@@ -113,7 +113,47 @@ pub fn strverscmp_improved(a: &str, b: &str) -> Ordering {
 /// relative order.  (systemd uses an unstable sort, so their order is unspecified
 /// there.)
 pub fn sort_names(names: &mut [String]) {
-    names.sort_by(|a, b| strverscmp_improved(a, b));
+    sort_by_version(names, |n| n.as_str());
+}
+
+/// Sort ascending by [`strverscmp_improved`] of `key`, stably (equal names keep their order;
+/// sort bytewise first for a deterministic tie-break).
+///
+/// systemd's ordering is not transitive for some names (a skipped `_` or `+` right after
+/// `~ - ^ .`: `^Z` < `^0a` < `^_1` but `^Z` > `^_1`), and the standard library's sort may
+/// panic on a comparison that is not a total order. This insertion sort never panics; on
+/// such names it still leaves every neighbouring pair in order. Names are few (at most a
+/// few hundred), so its quadratic worst case does not matter.
+pub fn sort_by_version<T>(items: &mut [T], key: impl Fn(&T) -> &str) {
+    let cmp = |a: &T, b: &T| strverscmp_improved(key(a), key(b));
+    for i in 1..items.len() {
+        let mut j = i;
+        while j > 0 && cmp(&items[j - 1], &items[j]) == std::cmp::Ordering::Greater {
+            items.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod sort_tests {
+    use super::*;
+
+    #[test]
+    fn non_transitive_names_sort_without_panic() {
+        // systemd's comparison itself: ^Z < ^0a < ^_1, yet ^Z > ^_1.
+        assert_eq!(strverscmp_improved("^Z", "^0a"), std::cmp::Ordering::Less);
+        assert_eq!(strverscmp_improved("^0a", "^_1"), std::cmp::Ordering::Less);
+        assert_eq!(strverscmp_improved("^Z", "^_1"), std::cmp::Ordering::Greater);
+        let mut v: Vec<String> = ["^0a", "^Z", "^_1"].iter().map(|s| s.to_string()).collect();
+        sort_names(&mut v);
+        for w in v.windows(2) {
+            assert_ne!(strverscmp_improved(&w[0], &w[1]), std::cmp::Ordering::Greater, "{v:?}");
+        }
+        let mut v: Vec<String> = ["b", "a", "foo-10", "foo-2", "Z"].iter().map(|s| s.to_string()).collect();
+        sort_names(&mut v);
+        assert_eq!(v, ["Z", "a", "b", "foo-2", "foo-10"]);
+    }
 }
 
 #[cfg(test)]
