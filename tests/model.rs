@@ -23,7 +23,9 @@
 //! * `SYSEXT_MODEL_TRACE=1` prints each step.
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use proptest::test_runner::{
+    Config, FileFailurePersistence, RngAlgorithm, TestCaseError, TestRng, TestRunner,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -94,7 +96,10 @@ impl Class {
 
 fn hier_of(path: &str) -> usize {
     let first = path.split('/').next().unwrap();
-    HIERS.iter().position(|h| *h == first).expect("path in a hierarchy")
+    HIERS
+        .iter()
+        .position(|h| *h == first)
+        .expect("path in a hierarchy")
 }
 
 fn class_of_hier(h: usize) -> Class {
@@ -134,23 +139,47 @@ enum Op {
     Refresh(MutableMode),
     Unmerge,
     /// Selective merge (`merge NAME...`); `None`: no explicit mode (keep the current one).
-    MergeNames { names: Vec<usize>, mode: Option<MutableMode> },
+    MergeNames {
+        names: Vec<usize>,
+        mode: Option<MutableMode>,
+    },
     /// Selective unmerge (`unmerge NAME...`).
-    UnmergeNames { names: Vec<usize>, mode: Option<MutableMode> },
+    UnmergeNames {
+        names: Vec<usize>,
+        mode: Option<MutableMode>,
+    },
     SwitchClass,
     /// Write `w<tag>` to a path through the visible tree.
-    Write { path: usize, tag: u8 },
+    Write {
+        path: usize,
+        tag: u8,
+    },
     /// Delete a path through the visible tree.
-    Delete { path: usize },
+    Delete {
+        path: usize,
+    },
     /// Add an extension image (no-op if one of that name exists).
-    AddExt { class: Class, name: usize, files: Vec<(usize, u8)> },
+    AddExt {
+        class: Class,
+        name: usize,
+        files: Vec<(usize, u8)>,
+    },
     /// Remove an extension image (moved away; no-op if absent).
-    RemoveExt { class: Class, name: usize },
+    RemoveExt {
+        class: Class,
+        name: usize,
+    },
     /// Change the routing dir of a hierarchy (no-op while it is merged).
-    Routing { hier: usize, kind: RoutingKind },
+    Routing {
+        hier: usize,
+        kind: RoutingKind,
+    },
     /// Write `r<tag>` into the routing dir directly (no-op while merged, or if it is
     /// missing or dangling; through a symlink to the hierarchy it lands in the base).
-    RoutingPut { path: usize, tag: u8 },
+    RoutingPut {
+        path: usize,
+        tag: u8,
+    },
 }
 
 fn mode_strategy() -> impl Strategy<Value = MutableMode> {
@@ -162,7 +191,11 @@ fn class_strategy() -> impl Strategy<Value = Class> {
 }
 
 fn add_ext_strategy(class: BoxedStrategy<Class>) -> impl Strategy<Value = Op> {
-    (class, 0..NAMES.len(), prop::collection::vec((0..PATHS.len(), 0u8..3), 0..4))
+    (
+        class,
+        0..NAMES.len(),
+        prop::collection::vec((0..PATHS.len(), 0u8..3), 0..4),
+    )
         .prop_map(|(class, name, files)| Op::AddExt { class, name, files })
 }
 
@@ -319,7 +352,10 @@ impl Model {
     fn routing_tree(&self, h: usize) -> &Tree {
         match &self.routing[h] {
             Routing::Dir { tree, .. } => tree,
-            other => panic!("model: routing dir of {} is {other:?}, not a directory", HIERS[h]),
+            other => panic!(
+                "model: routing dir of {} is {other:?}, not a directory",
+                HIERS[h]
+            ),
         }
     }
 
@@ -351,7 +387,12 @@ impl Model {
     fn view(&self, h: usize) -> Tree {
         let prefix = format!("{}/", HIERS[h]);
         match &self.merged[h] {
-            None => self.base.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            None => self
+                .base
+                .iter()
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             Some(_) => merged_view(&self.layers(h, false), &prefix),
         }
     }
@@ -422,7 +463,9 @@ impl Model {
 
     fn delete(&mut self, path: &str) -> Outcome {
         let h = hier_of(path);
-        let parent_ok = ancestors(path).iter().all(|a| self.visible(a) == Some(Node::Dir));
+        let parent_ok = ancestors(path)
+            .iter()
+            .all(|a| self.visible(a) == Some(Node::Dir));
         if !parent_ok {
             return Err(libc::ENOENT);
         }
@@ -450,7 +493,15 @@ impl Model {
         // A whiteout is needed if the lower layers (without the upper) show the file.
         let lower = self.layers(h, true);
         let lower_positive = resolve(&lower, path).is_some();
-        record(format!("model: delete in {} {}", self.upper_kind(h), if lower_positive { "leaves a whiteout" } else { "unlinks" }));
+        record(format!(
+            "model: delete in {} {}",
+            self.upper_kind(h),
+            if lower_positive {
+                "leaves a whiteout"
+            } else {
+                "unlinks"
+            }
+        ));
         let t = self.upper_mut(h).unwrap();
         if lower_positive {
             for a in ancestors(path) {
@@ -465,12 +516,19 @@ impl Model {
 
     /// Accepted extension names of class `c`, ascending.
     fn names(&self, c: Class) -> Vec<usize> {
-        (0..NAMES.len()).filter(|&i| self.images[c.idx()][i].is_some()).collect()
+        (0..NAMES.len())
+            .filter(|&i| self.images[c.idx()][i].is_some())
+            .collect()
     }
 
     /// Plan a merge of class `c` in `mode`: the new merged state per hierarchy, what
     /// routing dirs `yes` creates, or the errno of the first failing check.
-    fn plan(&self, c: Class, mode: MutableMode, names: &[usize]) -> Result<Vec<(usize, MergedModel, bool)>, i32> {
+    fn plan(
+        &self,
+        c: Class,
+        mode: MutableMode,
+        names: &[usize],
+    ) -> Result<Vec<(usize, MergedModel, bool)>, i32> {
         use MutableMode::*;
         let name_strs: Vec<String> = names.iter().map(|&i| NAMES[i].to_string()).collect();
         let mut out = Vec::new();
@@ -488,7 +546,15 @@ impl Model {
             let r = &self.routing[h];
             // Mode check (auto, yes): the routing dir (through symlinks) must have the
             // hierarchy's mode; the symlink to the hierarchy has it trivially.
-            if matches!(mode, Auto | Enabled) && matches!(r, Routing::Dir { good_mode: false, .. }) {
+            if matches!(mode, Auto | Enabled)
+                && matches!(
+                    r,
+                    Routing::Dir {
+                        good_mode: false,
+                        ..
+                    }
+                )
+            {
                 return Err(libc::EINVAL);
             }
             let import = match mode {
@@ -520,7 +586,18 @@ impl Model {
             };
             let base_empty = !self.base.keys().any(|k| k.starts_with(&prefix));
             let base_layer = !base_empty && upper != UpperModel::Base;
-            out.push((h, MergedModel { mode, upper, import, exts, base_layer, names: name_strs.clone() }, create));
+            out.push((
+                h,
+                MergedModel {
+                    mode,
+                    upper,
+                    import,
+                    exts,
+                    base_layer,
+                    names: name_strs.clone(),
+                },
+                create,
+            ));
         }
         Ok(out)
     }
@@ -534,7 +611,10 @@ impl Model {
                 if self.routing_parent.is_none() {
                     self.routing_parent = Some(0o700);
                 }
-                self.routing[h] = Routing::Dir { good_mode: true, tree: Tree::new() };
+                self.routing[h] = Routing::Dir {
+                    good_mode: true,
+                    tree: Tree::new(),
+                };
             }
             self.merged[h] = Some(m);
         }
@@ -557,7 +637,11 @@ impl Model {
     /// Refresh; with `filter`, only images of those names are considered (selective merge).
     fn refresh(&mut self, mode: MutableMode, filter: Option<&[usize]>) -> MergeOutcome {
         let c = self.class;
-        let names: Vec<usize> = self.names(c).into_iter().filter(|n| filter.is_none_or(|f| f.contains(n))).collect();
+        let names: Vec<usize> = self
+            .names(c)
+            .into_iter()
+            .filter(|n| filter.is_none_or(|f| f.contains(n)))
+            .collect();
         if names.is_empty() {
             self.unmerge();
             return Ok(vec![]);
@@ -583,7 +667,11 @@ impl Model {
     fn current(&self) -> (Vec<usize>, Option<MutableMode>) {
         for &h in self.class.hiers() {
             if let Some(m) = &self.merged[h] {
-                let idx = m.names.iter().map(|n| NAMES.iter().position(|x| x == n).unwrap()).collect();
+                let idx = m
+                    .names
+                    .iter()
+                    .map(|n| NAMES.iter().position(|x| x == n).unwrap())
+                    .collect();
                 return (idx, Some(m.mode));
             }
         }
@@ -593,7 +681,10 @@ impl Model {
     /// `merge NAME...`: add to the current merge, as a refresh.
     fn merge_names(&mut self, names: &[usize], mode: Option<MutableMode>) -> MergeOutcome {
         let (mut set, cur_mode) = self.current();
-        if names.iter().any(|&n| self.images[self.class.idx()][n].is_none()) {
+        if names
+            .iter()
+            .any(|&n| self.images[self.class.idx()][n].is_none())
+        {
             return Err(libc::ENOENT);
         }
         for &n in names {
@@ -601,7 +692,10 @@ impl Model {
                 set.push(n);
             }
         }
-        self.refresh(mode.or(cur_mode).unwrap_or(MutableMode::Disabled), Some(&set))
+        self.refresh(
+            mode.or(cur_mode).unwrap_or(MutableMode::Disabled),
+            Some(&set),
+        )
     }
 
     /// `unmerge NAME...`: remove from the current merge, as a refresh (or an unmerge).
@@ -615,7 +709,10 @@ impl Model {
             self.unmerge();
             return Ok(vec![]);
         }
-        self.refresh(mode.or(cur_mode).unwrap_or(MutableMode::Disabled), Some(&rest))
+        self.refresh(
+            mode.or(cur_mode).unwrap_or(MutableMode::Disabled),
+            Some(&rest),
+        )
     }
 
     fn unmerge(&mut self) {
@@ -624,7 +721,12 @@ impl Model {
         }
     }
 
-    fn add_ext(&mut self, class: Class, name: usize, files: &[(usize, u8)]) -> Option<Vec<(String, String)>> {
+    fn add_ext(
+        &mut self,
+        class: Class,
+        name: usize,
+        files: &[(usize, u8)],
+    ) -> Option<Vec<(String, String)>> {
         if self.images[class.idx()][name].is_some() {
             return None;
         }
@@ -660,7 +762,10 @@ impl Model {
                 Some(m) => {
                     let list: String = m.names.iter().map(|n| format!("{n}\n")).collect();
                     let work = match m.upper {
-                        UpperModel::Routing => Some(format!("var/lib/extensions.mutable/.systemd-{}-workdir\n", name)),
+                        UpperModel::Routing => Some(format!(
+                            "var/lib/extensions.mutable/.systemd-{}-workdir\n",
+                            name
+                        )),
                         UpperModel::Base => Some(format!(".systemd-{}-workdir\n", name)),
                         _ => None,
                     };
@@ -671,7 +776,9 @@ impl Model {
             s.mounts.insert(name.to_string(), mount);
             let r = match &self.routing[h] {
                 Routing::Missing => RoutingSnap::Missing,
-                Routing::Dir { good_mode, tree } => RoutingSnap::Dir(if *good_mode { 0o755 } else { 0o700 }, tree.clone()),
+                Routing::Dir { good_mode, tree } => {
+                    RoutingSnap::Dir(if *good_mode { 0o755 } else { 0o700 }, tree.clone())
+                }
                 Routing::SelfLink => RoutingSnap::Symlink(format!("../../../{}", name)),
                 Routing::Dangling => RoutingSnap::Symlink("../../../nonexistent".into()),
             };
@@ -721,10 +828,16 @@ fn resolve(layers: &[&Tree], path: &str) -> Option<Node> {
 }
 
 fn merged_view(layers: &[&Tree], prefix: &str) -> Tree {
-    let keys: BTreeSet<&String> = layers.iter().flat_map(|t| t.keys().filter(|k| k.starts_with(prefix))).collect();
+    let keys: BTreeSet<&String> = layers
+        .iter()
+        .flat_map(|t| t.keys().filter(|k| k.starts_with(prefix)))
+        .collect();
     let mut out = Tree::new();
     for k in keys {
-        if ancestors(k).iter().any(|a| resolve(layers, a) != Some(Node::Dir)) {
+        if ancestors(k)
+            .iter()
+            .any(|a| resolve(layers, a) != Some(Node::Dir))
+        {
             continue;
         }
         if let Some(n) = resolve(layers, k) {
@@ -777,7 +890,9 @@ fn errno(e: std::io::Error) -> i32 {
 }
 
 fn walk(dir: &Path, key: &str, skip: &[&str], out: &mut Tree) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         if skip.contains(&name.as_str()) {
@@ -795,7 +910,12 @@ fn walk(dir: &Path, key: &str, skip: &[&str], out: &mut Tree) {
         } else if ft.is_char_device() && md.rdev() == 0 {
             Node::Whiteout
         } else if ft.is_symlink() {
-            Node::Symlink(std::fs::read_link(&p).unwrap().to_string_lossy().into_owned())
+            Node::Symlink(
+                std::fs::read_link(&p)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            )
         } else {
             Node::Other(format!("{ft:?}"))
         };
@@ -807,7 +927,14 @@ fn context(r: &TestRoot, c: Class, mode: Option<MutableMode>) -> Context {
     let mut o = Options::new(c.image_class());
     o.root = Some(r.path.to_string_lossy().into_owned());
     o.mutable = mode;
-    o.hierarchies = Some(c.image_class().info().default_hierarchies.iter().map(|s| s.to_string()).collect());
+    o.hierarchies = Some(
+        c.image_class()
+            .info()
+            .default_hierarchies
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
     o.lock_timeout = Some(std::time::Duration::from_secs(10));
     Context::new(o).expect("context")
 }
@@ -819,12 +946,17 @@ fn observe(r: &TestRoot, model: &Model) -> Snapshot {
         let c = class_of_hier(h);
         let mut view = Tree::new();
         // The meta dir of a merge is checked on its own; an unmerged hierarchy must not have one.
-        let skip: &[&str] = if model.merged[h].is_some() { &[c.dot()] } else { &[] };
+        let skip: &[&str] = if model.merged[h].is_some() {
+            &[c.dot()]
+        } else {
+            &[]
+        };
         walk(&r.p(name), name, skip, &mut view);
         s.views.insert(name.to_string(), view);
         let dot = r.p(&format!("{name}/{}", c.dot()));
         let meta = if dot.is_dir() {
-            let list = std::fs::read_to_string(dot.join(c.image_class().info().list_file)).unwrap_or_else(|e| format!("<{e}>"));
+            let list = std::fs::read_to_string(dot.join(c.image_class().info().list_file))
+                .unwrap_or_else(|e| format!("<{e}>"));
             Some((list, std::fs::read_to_string(dot.join("work_dir")).ok()))
         } else {
             None
@@ -837,7 +969,8 @@ fn observe(r: &TestRoot, model: &Model) -> Snapshot {
             1 if ov[0].fstype == "overlay" => Some(ov[0].has_option("ro")),
             _ => {
                 // Stacked or foreign mounts: never expected; make it show in the diff.
-                s.routing_names.insert(format!("<{} mounts on {name}>", ov.len()));
+                s.routing_names
+                    .insert(format!("<{} mounts on {name}>", ov.len()));
                 Some(ov.last().unwrap().has_option("ro"))
             }
         };
@@ -845,7 +978,12 @@ fn observe(r: &TestRoot, model: &Model) -> Snapshot {
         let d = r.p(&format!("var/lib/extensions.mutable/{name}"));
         let rs = match std::fs::symlink_metadata(&d) {
             Err(_) => RoutingSnap::Missing,
-            Ok(md) if md.file_type().is_symlink() => RoutingSnap::Symlink(std::fs::read_link(&d).unwrap().to_string_lossy().into_owned()),
+            Ok(md) if md.file_type().is_symlink() => RoutingSnap::Symlink(
+                std::fs::read_link(&d)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
             Ok(md) if md.is_dir() => {
                 let mut t = Tree::new();
                 walk(&d, name, &[], &mut t);
@@ -859,7 +997,8 @@ fn observe(r: &TestRoot, model: &Model) -> Snapshot {
     if let Ok(md) = std::fs::symlink_metadata(&parent) {
         s.routing_parent = Some(md.permissions().mode() & 0o7777);
         for e in std::fs::read_dir(&parent).unwrap().flatten() {
-            s.routing_names.insert(e.file_name().to_string_lossy().into_owned());
+            s.routing_names
+                .insert(e.file_name().to_string_lossy().into_owned());
         }
     }
     for e in std::fs::read_dir(&r.path).unwrap().flatten() {
@@ -872,9 +1011,17 @@ fn observe(r: &TestRoot, model: &Model) -> Snapshot {
         let st = match context(r, c, Some(MutableMode::Disabled)).status() {
             Ok(v) => v
                 .into_iter()
-                .map(|h| StatusSnap { hierarchy: h.hierarchy, extensions: h.extensions, mutable: h.mutable })
+                .map(|h| StatusSnap {
+                    hierarchy: h.hierarchy,
+                    extensions: h.extensions,
+                    mutable: h.mutable,
+                })
                 .collect(),
-            Err(e) => vec![StatusSnap { hierarchy: format!("<status failed: {e}>"), extensions: None, mutable: None }],
+            Err(e) => vec![StatusSnap {
+                hierarchy: format!("<status failed: {e}>"),
+                extensions: None,
+                mutable: None,
+            }],
         };
         s.status.insert(format!("{c:?}"), st);
     }
@@ -904,7 +1051,11 @@ fn diff(real: &Snapshot, want: &Snapshot) -> String {
                     let keys: BTreeSet<&String> = wt.keys().chain(rt.keys()).collect();
                     for k in keys {
                         if wt.get(k) != rt.get(k) {
-                            out += &format!("  routing {h} entry {k}: real {:?}, model {:?}\n", rt.get(k), wt.get(k));
+                            out += &format!(
+                                "  routing {h} entry {k}: real {:?}, model {:?}\n",
+                                rt.get(k),
+                                wt.get(k)
+                            );
                         }
                     }
                 }
@@ -915,7 +1066,12 @@ fn diff(real: &Snapshot, want: &Snapshot) -> String {
     macro_rules! field {
         ($f:ident) => {
             if real.$f != want.$f {
-                out += &format!("  {}: real {:?}, model {:?}\n", stringify!($f), real.$f, want.$f);
+                out += &format!(
+                    "  {}: real {:?}, model {:?}\n",
+                    stringify!($f),
+                    real.$f,
+                    want.$f
+                );
             }
         };
     }
@@ -941,7 +1097,9 @@ struct CaseRoot {
 impl CaseRoot {
     fn new() -> CaseRoot {
         let n = CASE_NO.fetch_add(1, AtomicOrdering::Relaxed);
-        CaseRoot { root: Some(TestRoot::new(&format!("model{n}"))) }
+        CaseRoot {
+            root: Some(TestRoot::new(&format!("model{n}"))),
+        }
     }
     fn r(&self) -> &TestRoot {
         self.root.as_ref().unwrap()
@@ -972,7 +1130,11 @@ impl Drop for CaseRoot {
         }
         if let Ok(st) = std::fs::metadata(&r.path) {
             for c in ["sysext", "confext"] {
-                let _ = std::fs::remove_file(format!("/run/libsysext/{c}-{}-{}.lock", st.dev(), st.ino()));
+                let _ = std::fs::remove_file(format!(
+                    "/run/libsysext/{c}-{}-{}.lock",
+                    st.dev(),
+                    st.ino()
+                ));
             }
         }
         drop(r);
@@ -999,10 +1161,16 @@ fn real_routing(r: &TestRoot, h: usize, kind: RoutingKind) {
         RoutingKind::Remove => {}
         RoutingKind::Mkdir | RoutingKind::MkdirBadMode => {
             std::fs::create_dir(&d).unwrap();
-            let mode = if kind == RoutingKind::Mkdir { 0o755 } else { 0o700 };
+            let mode = if kind == RoutingKind::Mkdir {
+                0o755
+            } else {
+                0o700
+            };
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
         }
-        RoutingKind::SymlinkToHierarchy => std::os::unix::fs::symlink(format!("../../../{}", HIERS[h]), &d).unwrap(),
+        RoutingKind::SymlinkToHierarchy => {
+            std::os::unix::fs::symlink(format!("../../../{}", HIERS[h]), &d).unwrap()
+        }
         RoutingKind::Dangling => std::os::unix::fs::symlink("../../../nonexistent", &d).unwrap(),
     }
 }
@@ -1042,16 +1210,27 @@ fn step(r: &TestRoot, m: &mut Model, op: &Op, attic: &mut usize) -> Result<(), S
             let strs: Vec<String> = names.iter().map(|&n| NAMES[n].to_string()).collect();
             let real = merge_outcome(context(r, m.class, *mode).merge_names(&strs));
             let want = m.merge_names(names, *mode);
-            check("merge_names outcome", format!("{real:?}"), format!("{want:?}"))
+            check(
+                "merge_names outcome",
+                format!("{real:?}"),
+                format!("{want:?}"),
+            )
         }
         Op::UnmergeNames { names, mode } => {
             let strs: Vec<String> = names.iter().map(|&n| NAMES[n].to_string()).collect();
             let real = merge_outcome(context(r, m.class, *mode).unmerge_names(&strs));
             let want = m.unmerge_names(names, *mode);
-            check("unmerge_names outcome", format!("{real:?}"), format!("{want:?}"))
+            check(
+                "unmerge_names outcome",
+                format!("{real:?}"),
+                format!("{want:?}"),
+            )
         }
         Op::Unmerge => {
-            let real = context(r, m.class, None).unmerge().map(|_| ()).map_err(|e| e.errno());
+            let real = context(r, m.class, None)
+                .unmerge()
+                .map(|_| ())
+                .map_err(|e| e.errno());
             m.unmerge();
             check("unmerge outcome", format!("{real:?}"), "Ok(())".into())
         }
@@ -1072,7 +1251,10 @@ fn step(r: &TestRoot, m: &mut Model, op: &Op, attic: &mut usize) -> Result<(), S
         }
         Op::AddExt { class, name, files } => {
             if let Some(real_files) = m.add_ext(*class, *name, files) {
-                let files: Vec<(&str, &str)> = real_files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+                let files: Vec<(&str, &str)> = real_files
+                    .iter()
+                    .map(|(p, c)| (p.as_str(), c.as_str()))
+                    .collect();
                 match class {
                     Class::Sys => r.sysext(NAMES[*name], &files),
                     Class::Conf => r.confext(NAMES[*name], &files),
@@ -1088,7 +1270,11 @@ fn step(r: &TestRoot, m: &mut Model, op: &Op, attic: &mut usize) -> Result<(), S
                 };
                 *attic += 1;
                 std::fs::create_dir_all(r.p("attic")).unwrap();
-                std::fs::rename(r.p(&format!("{dir}/{}", NAMES[*name])), r.p(&format!("attic/{attic}"))).unwrap();
+                std::fs::rename(
+                    r.p(&format!("{dir}/{}", NAMES[*name])),
+                    r.p(&format!("attic/{attic}")),
+                )
+                .unwrap();
             }
             Ok(())
         }
@@ -1102,8 +1288,14 @@ fn step(r: &TestRoot, m: &mut Model, op: &Op, attic: &mut usize) -> Result<(), S
             }
             m.routing[*hier] = match kind {
                 RoutingKind::Remove => Routing::Missing,
-                RoutingKind::Mkdir => Routing::Dir { good_mode: true, tree: Tree::new() },
-                RoutingKind::MkdirBadMode => Routing::Dir { good_mode: false, tree: Tree::new() },
+                RoutingKind::Mkdir => Routing::Dir {
+                    good_mode: true,
+                    tree: Tree::new(),
+                },
+                RoutingKind::MkdirBadMode => Routing::Dir {
+                    good_mode: false,
+                    tree: Tree::new(),
+                },
                 RoutingKind::SymlinkToHierarchy => Routing::SelfLink,
                 RoutingKind::Dangling => Routing::Dangling,
             };
@@ -1143,11 +1335,19 @@ fn op_label(op: &Op) -> String {
     match op {
         Op::Merge(m) => format!("merge({m})"),
         Op::Refresh(m) => format!("refresh({m})"),
-        Op::MergeNames { mode, .. } => format!("merge_names({})", mode.map(|m| m.as_str()).unwrap_or("-")),
-        Op::UnmergeNames { mode, .. } => format!("unmerge_names({})", mode.map(|m| m.as_str()).unwrap_or("-")),
+        Op::MergeNames { mode, .. } => {
+            format!("merge_names({})", mode.map(|m| m.as_str()).unwrap_or("-"))
+        }
+        Op::UnmergeNames { mode, .. } => {
+            format!("unmerge_names({})", mode.map(|m| m.as_str()).unwrap_or("-"))
+        }
         Op::Write { .. } => "write".into(),
         Op::Delete { .. } => "delete".into(),
-        other => format!("{other:?}").split([' ', '(']).next().unwrap().to_string(),
+        other => format!("{other:?}")
+            .split([' ', '('])
+            .next()
+            .unwrap()
+            .to_string(),
     }
 }
 
@@ -1155,8 +1355,16 @@ fn outcome_label(s: &str) -> String {
     if s.starts_with("Ok") {
         return "ok".into();
     }
-    let n: i32 = s.trim_start_matches("Err(").trim_end_matches(')').parse().unwrap_or(-1);
-    std::io::Error::from_raw_os_error(n).kind().to_string().replace(' ', "_") + &format!("({n})")
+    let n: i32 = s
+        .trim_start_matches("Err(")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap_or(-1);
+    std::io::Error::from_raw_os_error(n)
+        .kind()
+        .to_string()
+        .replace(' ', "_")
+        + &format!("({n})")
 }
 
 fn trace() -> bool {
@@ -1182,25 +1390,35 @@ fn run_case(case: &Case) -> Result<(), String> {
         if trace() {
             eprintln!("step {i}: {:?} {op:?}", m.class);
         }
-        step(r, &mut m, op, &mut attic).map_err(|e| format!("step {i} ({op:?}, class {:?}): {e}", m.class))?;
+        step(r, &mut m, op, &mut attic)
+            .map_err(|e| format!("step {i} ({op:?}, class {:?}): {e}", m.class))?;
         let real = observe(r, &m);
         let want = m.snapshot();
         if real != want {
-            return Err(format!("after step {i} ({op:?}, class {:?}):\n{}", m.class, diff(&real, &want)));
+            return Err(format!(
+                "after step {i} ({op:?}, class {:?}):\n{}",
+                m.class,
+                diff(&real, &want)
+            ));
         }
     }
     Ok(())
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn config() -> Config {
     Config {
         cases: env_usize("SYSEXT_MODEL_CASES", 128) as u32,
         max_shrink_iters: 2000,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("regressions/model.txt"))),
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "regressions/model.txt",
+        ))),
         source_file: Some(file!()),
         ..Config::default()
     }
@@ -1210,7 +1428,12 @@ fn run_model(mut runner: TestRunner, label: &str) {
     // SAFETY-free: umask is process-wide; the model assumes the usual 022.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     let max_ops = env_usize("SYSEXT_MODEL_OPS", 16);
-    for v in ["SYSTEMD_SYSEXT_MUTABLE_MODE", "SYSTEMD_CONFEXT_MUTABLE_MODE", "SYSTEMD_SYSEXT_HIERARCHIES", "SYSTEMD_CONFEXT_HIERARCHIES"] {
+    for v in [
+        "SYSTEMD_SYSEXT_MUTABLE_MODE",
+        "SYSTEMD_CONFEXT_MUTABLE_MODE",
+        "SYSTEMD_SYSEXT_HIERARCHIES",
+        "SYSTEMD_CONFEXT_HIERARCHIES",
+    ] {
         std::env::remove_var(v);
     }
     let start = std::time::Instant::now();
@@ -1240,7 +1463,10 @@ fn model_fixed_seed() {
         return;
     }
     let seed = [0x5e; 32];
-    run_model(TestRunner::new_with_rng(config(), TestRng::from_seed(RngAlgorithm::ChaCha, &seed)), "model_fixed_seed");
+    run_model(
+        TestRunner::new_with_rng(config(), TestRng::from_seed(RngAlgorithm::ChaCha, &seed)),
+        "model_fixed_seed",
+    );
 }
 
 #[test]
@@ -1265,7 +1491,11 @@ fn regression(name: &str, case: Case) {
 }
 
 fn sysext_with(name: usize, files: &[usize]) -> Op {
-    Op::AddExt { class: Class::Sys, name, files: files.iter().map(|&p| (p, 0)).collect() }
+    Op::AddExt {
+        class: Class::Sys,
+        name,
+        files: files.iter().map(|&p| (p, 0)).collect(),
+    }
 }
 
 /// Refreshing a read-only merge into `yes` while the routing dir of /usr links to /usr.
@@ -1279,7 +1509,10 @@ fn regression_refresh_into_symlink_trick() {
             class: Class::Sys,
             setup: vec![sysext_with(0, &[3])],
             ops: vec![
-                Op::Routing { hier: 0, kind: RoutingKind::SymlinkToHierarchy },
+                Op::Routing {
+                    hier: 0,
+                    kind: RoutingKind::SymlinkToHierarchy,
+                },
                 Op::Refresh(MutableMode::Disabled),
                 Op::Refresh(MutableMode::Enabled),
             ],
@@ -1298,7 +1531,10 @@ fn regression_refresh_symlink_trick_with_new_extension() {
             class: Class::Sys,
             setup: vec![sysext_with(0, &[1])],
             ops: vec![
-                Op::Routing { hier: 0, kind: RoutingKind::SymlinkToHierarchy },
+                Op::Routing {
+                    hier: 0,
+                    kind: RoutingKind::SymlinkToHierarchy,
+                },
                 Op::Merge(MutableMode::Auto),
                 sysext_with(1, &[2]),
                 Op::Refresh(MutableMode::Auto),
@@ -1320,7 +1556,10 @@ fn regression_unmerge_no_names_on_ephemeral_merge() {
             ops: vec![
                 Op::Merge(MutableMode::Ephemeral),
                 Op::Write { path: 0, tag: 0 },
-                Op::UnmergeNames { names: vec![], mode: None },
+                Op::UnmergeNames {
+                    names: vec![],
+                    mode: None,
+                },
             ],
         },
     );

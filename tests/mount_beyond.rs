@@ -21,7 +21,13 @@ fn refresh_has_no_gap_for_readers() {
     }
     let r = TestRoot::new("nogap");
     for i in 0..8 {
-        r.sysext(&format!("e{i}"), &[(&format!("usr/share/e{i}/file"), "content\n"), ("opt/e/x", "x\n")]);
+        r.sysext(
+            &format!("e{i}"),
+            &[
+                (&format!("usr/share/e{i}/file"), "content\n"),
+                ("opt/e/x", "x\n"),
+            ],
+        );
     }
     let mut o = opts(&r, MutableMode::Disabled);
     o.always_refresh = true;
@@ -58,7 +64,10 @@ fn refresh_has_no_gap_for_readers() {
     for t in readers {
         t.join().unwrap();
     }
-    let (p, m) = (probes.load(Ordering::Relaxed), misses.load(Ordering::Relaxed));
+    let (p, m) = (
+        probes.load(Ordering::Relaxed),
+        misses.load(Ordering::Relaxed),
+    );
     println!("gap-free refresh: {p} probes over 100 refreshes, {m} misses");
     assert!(p > 1000, "readers did run ({p} probes)");
     assert_eq!(m, 0, "a reader saw the hierarchy without the extensions");
@@ -80,7 +89,11 @@ fn unchanged_refresh_is_a_no_op_unless_forced() {
     r.try_write("usr/bin/w", "w\n").unwrap();
     let id = |r: &TestRoot| {
         let t = r.p("usr").to_string_lossy().into_owned();
-        sysext::mountinfo::read_self().unwrap().iter().find(|m| m.mount_point == t && m.fstype == "overlay").map(|m| m.id)
+        sysext::mountinfo::read_self()
+            .unwrap()
+            .iter()
+            .find(|m| m.mount_point == t && m.fstype == "overlay")
+            .map(|m| m.id)
     };
     let before = id(&r);
     let rep = ctx.refresh().unwrap();
@@ -106,7 +119,10 @@ fn unchanged_refresh_is_a_no_op_unless_forced() {
     e.refresh().unwrap();
     assert_eq!(r.read("usr/bin/tmp"), None);
     e.unmerge().unwrap();
-    assert_eq!(r.read("var/lib/extensions.mutable/usr/bin/w2").as_deref(), Some("w2\n"));
+    assert_eq!(
+        r.read("var/lib/extensions.mutable/usr/bin/w2").as_deref(),
+        Some("w2\n")
+    );
     assert_eq!(r.mounts_below(), 0);
 }
 
@@ -124,11 +140,25 @@ fn faults_in_merge_and_refresh_leave_the_previous_state() {
     // refresh (swap beneath the old overlays) to another mode: faults before and after the
     // /usr swap (the /opt swap comes later) must restore the old merge.
     r.sysext("baz", &[("usr/bin/baz", "baz\n"), ("opt/baz", "z\n")]);
-    inject_everywhere(&r, "refresh ephemeral-import", &|c| c.refresh(), &o, MutableMode::EphemeralImport);
-    inject_everywhere(&r, "refresh yes", &|c| c.refresh(), &o, MutableMode::Enabled);
+    inject_everywhere(
+        &r,
+        "refresh ephemeral-import",
+        &|c| c.refresh(),
+        &o,
+        MutableMode::EphemeralImport,
+    );
+    inject_everywhere(
+        &r,
+        "refresh yes",
+        &|c| c.refresh(),
+        &o,
+        MutableMode::Enabled,
+    );
     inject_everywhere(&r, "unmerge", &|c| c.unmerge(), &o, MutableMode::Disabled);
     assert_eq!(r.mounts_below(), 0);
-    assert!(!exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")));
+    assert!(!exists(
+        &r.p("var/lib/extensions.mutable/.systemd-usr-workdir")
+    ));
 }
 
 #[test]
@@ -141,16 +171,29 @@ fn five_hundred_layers() {
     // single option string would overflow its page after ~70 of these.
     let long = "x".repeat(60);
     for i in 0..498 {
-        r.sysext(&format!("ext{i:03}-{long}"), &[(&format!("usr/share/l/{i:03}"), "l\n"), ("usr/share/l/top", &format!("{i}\n"))]);
+        r.sysext(
+            &format!("ext{i:03}-{long}"),
+            &[
+                (&format!("usr/share/l/{i:03}"), "l\n"),
+                ("usr/share/l/top", &format!("{i}\n")),
+            ],
+        );
     }
     let ctx = Context::new(opts(&r, MutableMode::Disabled)).unwrap();
     let rep = ctx.merge().unwrap();
     assert_eq!(rep.merged.len(), 498);
     assert_eq!(std::fs::read_dir(r.p("usr/share/l")).unwrap().count(), 499);
-    assert_eq!(r.read("usr/share/l/top").as_deref(), Some("497\n"), "highest-sorted extension wins");
+    assert_eq!(
+        r.read("usr/share/l/top").as_deref(),
+        Some("497\n"),
+        "highest-sorted extension wins"
+    );
     let t = r.p("usr").to_string_lossy().into_owned();
     let mi = sysext::mountinfo::read_self().unwrap();
-    let m = mi.iter().find(|m| m.mount_point == t && m.fstype == "overlay").unwrap();
+    let m = mi
+        .iter()
+        .find(|m| m.mount_point == t && m.fstype == "overlay")
+        .unwrap();
     assert_eq!(m.overlay_lower_count(), 500, "all layers mounted");
     ctx.unmerge().unwrap();
     // One more is a clear error, and nothing is mounted.
@@ -202,17 +245,29 @@ fn concurrent_refreshes_serialize() {
             std::thread::spawn(move || Context::new(o).unwrap().merge().map(|_| ()))
         })
         .collect();
-    let errs: Vec<_> = results.into_iter().map(|t| t.join().unwrap()).filter_map(Result::err).collect();
+    let errs: Vec<_> = results
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .filter_map(Result::err)
+        .collect();
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].errno(), libc::EBUSY);
     // A non-blocking caller gets Busy while the lock is held.
-    let held = sysext::lock::lock(&sysext::root::Root::open(Some(r.path.to_str().unwrap())).unwrap(), ImageClass::Sysext, None).unwrap();
+    let held = sysext::lock::lock(
+        &sysext::root::Root::open(Some(r.path.to_str().unwrap())).unwrap(),
+        ImageClass::Sysext,
+        None,
+    )
+    .unwrap();
     let mut o = opts(&r, MutableMode::Disabled);
     o.lock_timeout = Some(std::time::Duration::ZERO);
     let e = Context::new(o).unwrap().unmerge().unwrap_err();
     assert_eq!(e.kind(), sysext::ErrorKind::Busy);
     drop(held);
-    Context::new(opts(&r, MutableMode::Disabled)).unwrap().unmerge().unwrap();
+    Context::new(opts(&r, MutableMode::Disabled))
+        .unwrap()
+        .unmerge()
+        .unwrap();
     assert_eq!(r.mounts_below(), 0);
 }
 
@@ -248,11 +303,17 @@ fn refresh_without_move_beneath_stacks_and_unmerge_removes_all() {
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
     assert_eq!(misses.load(Ordering::Relaxed), 0);
-    assert_eq!(r.overlays_at("usr"), 6, "each refresh stacked a new overlay on top");
+    assert_eq!(
+        r.overlays_at("usr"),
+        6,
+        "each refresh stacked a new overlay on top"
+    );
     assert_eq!(r.read("usr/share/w").as_deref(), Some("w\n"));
     let rep = ctx.unmerge().unwrap();
     assert!(!rep.unmerged.is_empty());
     assert_eq!(r.mounts_below(), 0, "unmerge removed every stacked merge");
-    assert!(!exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")));
+    assert!(!exists(
+        &r.p("var/lib/extensions.mutable/.systemd-usr-workdir")
+    ));
     std::env::remove_var("SYSEXT_NO_MOVE_BENEATH");
 }

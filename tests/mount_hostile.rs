@@ -6,13 +6,22 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use sysext::{Context, ImageClass, MutableMode, Options};
-use sysext_tests::{ephemeral_dirs, inject_everywhere, isolated, loops_of, mount_table, tree_snapshot, TestRoot};
+use sysext_tests::{
+    ephemeral_dirs, inject_everywhere, isolated, loops_of, mount_table, tree_snapshot, TestRoot,
+};
 
 fn opts(r: &TestRoot, class: ImageClass, mode: MutableMode) -> Options {
     let mut o = Options::new(class);
     o.root = Some(r.path.to_string_lossy().into_owned());
     o.mutable = Some(mode);
-    o.hierarchies = Some(class.info().default_hierarchies.iter().map(|s| s.to_string()).collect());
+    o.hierarchies = Some(
+        class
+            .info()
+            .default_hierarchies
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    );
     o
 }
 
@@ -20,7 +29,13 @@ fn raw(r: &TestRoot, fs: &str, name: &str, files: &[(&str, &str)]) {
     let src = r.p(&format!("stage/{name}"));
     let _ = std::fs::remove_dir_all(&src);
     std::fs::create_dir_all(src.join("usr/lib/extension-release.d")).unwrap();
-    std::fs::write(src.join(format!("usr/lib/extension-release.d/extension-release.{name}")), "ID=_any\n").unwrap();
+    std::fs::write(
+        src.join(format!(
+            "usr/lib/extension-release.d/extension-release.{name}"
+        )),
+        "ID=_any\n",
+    )
+    .unwrap();
     for (f, c) in files {
         let p = src.join(f);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -28,8 +43,16 @@ fn raw(r: &TestRoot, fs: &str, name: &str, files: &[(&str, &str)]) {
     }
     let img = r.p(&format!("var/lib/extensions/{name}.raw"));
     let st = match fs {
-        "erofs" => Command::new("mkfs.erofs").arg("--quiet").arg(&img).arg(&src).status(),
-        _ => Command::new("mksquashfs").arg(&src).arg(&img).args(["-quiet", "-noappend", "-all-root"]).status(),
+        "erofs" => Command::new("mkfs.erofs")
+            .arg("--quiet")
+            .arg(&img)
+            .arg(&src)
+            .status(),
+        _ => Command::new("mksquashfs")
+            .arg(&src)
+            .arg(&img)
+            .args(["-quiet", "-noappend", "-all-root"])
+            .status(),
     };
     assert!(st.unwrap().success());
 }
@@ -37,7 +60,12 @@ fn raw(r: &TestRoot, fs: &str, name: &str, files: &[(&str, &str)]) {
 fn realistic(tag: &str) -> TestRoot {
     let r = TestRoot::new(tag);
     r.sysext("dir1", &[("usr/bin/dir1", "d\n"), ("opt/dir1/f", "o\n")]);
-    raw(&r, "erofs", "er", &[("usr/bin/er", "e\n"), ("opt/er/f", "o\n")]);
+    raw(
+        &r,
+        "erofs",
+        "er",
+        &[("usr/bin/er", "e\n"), ("opt/er/f", "o\n")],
+    );
     raw(&r, "squashfs", "sq", &[("usr/bin/sq", "s\n")]);
     r
 }
@@ -57,15 +85,33 @@ fn fault_injection_over_dirs_and_images() {
     total += inject_everywhere(&r, "merge yes", &|c| c.merge(), &o, MutableMode::Enabled);
     r.try_write("usr/bin/written", "w\n").unwrap();
     raw(&r, "erofs", "er2", &[("usr/bin/er2", "2\n")]);
-    total += inject_everywhere(&r, "refresh ephemeral-import", &|c| c.refresh(), &o, MutableMode::EphemeralImport);
-    total += inject_everywhere(&r, "merge NAME", &|c| c.merge_names(&["dir1".to_string()]), &o, MutableMode::EphemeralImport);
+    total += inject_everywhere(
+        &r,
+        "refresh ephemeral-import",
+        &|c| c.refresh(),
+        &o,
+        MutableMode::EphemeralImport,
+    );
+    total += inject_everywhere(
+        &r,
+        "merge NAME",
+        &|c| c.merge_names(&["dir1".to_string()]),
+        &o,
+        MutableMode::EphemeralImport,
+    );
     total += inject_everywhere(&r, "refresh auto", &|c| c.refresh(), &o, MutableMode::Auto);
     total += inject_everywhere(&r, "unmerge", &|c| c.unmerge(), &o, MutableMode::Disabled);
-    println!("fault injection: {total} faults injected in total, each left the previous state intact");
+    println!(
+        "fault injection: {total} faults injected in total, each left the previous state intact"
+    );
     assert_eq!(r.mounts_below(), 0);
     assert!(loops_of(&r).is_empty());
     assert!(ephemeral_dirs().is_empty());
-    assert_eq!(r.read("var/lib/extensions.mutable/usr/bin/written").as_deref(), Some("w\n"));
+    assert_eq!(
+        r.read("var/lib/extensions.mutable/usr/bin/written")
+            .as_deref(),
+        Some("w\n")
+    );
 }
 
 fn count_fds() -> usize {
@@ -74,7 +120,10 @@ fn count_fds() -> usize {
 
 fn rss_kib() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
-    s.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()).unwrap_or(0)
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -82,10 +131,17 @@ fn soak_merge_refresh_unmerge() {
     if !isolated("soak_merge_refresh_unmerge") {
         return;
     }
-    let cycles: usize = std::env::var("SYSEXT_SOAK_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let cycles: usize = std::env::var("SYSEXT_SOAK_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let r = realistic("soak");
     r.mkdir("var/lib/extensions.mutable/usr");
-    std::fs::set_permissions(r.p("var/lib/extensions.mutable/usr"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        r.p("var/lib/extensions.mutable/usr"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let all_mounts = || sysext::mountinfo::read_self().unwrap().len();
     let mut base = None;
     for i in 0..cycles + 20 {
@@ -96,9 +152,12 @@ fn soak_merge_refresh_unmerge() {
         let mut o = opts(&r, ImageClass::Sysext, mode);
         o.always_refresh = true;
         let c = Context::new(o).unwrap();
-        c.merge().unwrap_or_else(|e| panic!("cycle {i} {mode}: {e}"));
-        c.refresh().unwrap_or_else(|e| panic!("cycle {i} {mode}: {e}"));
-        c.unmerge().unwrap_or_else(|e| panic!("cycle {i} {mode}: {e}"));
+        c.merge()
+            .unwrap_or_else(|e| panic!("cycle {i} {mode}: {e}"));
+        c.refresh()
+            .unwrap_or_else(|e| panic!("cycle {i} {mode}: {e}"));
+        c.unmerge()
+            .unwrap_or_else(|e| panic!("cycle {i} {mode}: {e}"));
     }
     let (m0, l0, f0, r0) = base.unwrap();
     let (m1, l1, f1, r1) = (all_mounts(), loops_of(&r).len(), count_fds(), rss_kib());
@@ -106,7 +165,11 @@ fn soak_merge_refresh_unmerge() {
         "soak: {cycles} cycles of merge/refresh/unmerge: mounts {m0} -> {m1}, loop devices {l0} -> {l1}, \
          open fds {f0} -> {f1}, RSS {r0} KiB -> {r1} KiB"
     );
-    assert_eq!((m0, l0, f0), (m1, l1, f1), "no growth in mounts, loop devices, fds");
+    assert_eq!(
+        (m0, l0, f0),
+        (m1, l1, f1),
+        "no growth in mounts, loop devices, fds"
+    );
     // A few dozen KiB of allocator warm-up, the same after 200 or 2,000 cycles: no leak.
     assert!(r1 <= r0 + 1024, "memory grew from {r0} KiB to {r1} KiB");
     assert!(ephemeral_dirs().is_empty());
@@ -132,7 +195,11 @@ fn bad_input_corpus() {
     let outside = std::env::temp_dir().join(format!("sysext-outside-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&outside);
     std::fs::create_dir_all(outside.join("img/usr/lib/extension-release.d")).unwrap();
-    std::fs::write(outside.join("img/usr/lib/extension-release.d/extension-release.esc"), "ID=_any\n").unwrap();
+    std::fs::write(
+        outside.join("img/usr/lib/extension-release.d/extension-release.esc"),
+        "ID=_any\n",
+    )
+    .unwrap();
     std::fs::write(outside.join("release"), "ID=_any\n").unwrap();
     let out_s = outside.to_string_lossy().into_owned();
     let outside_before = snapshot(&outside);
@@ -140,21 +207,49 @@ fn bad_input_corpus() {
     type Setup = Box<dyn Fn(&TestRoot)>;
     let rel = |r: &TestRoot, name: &str, bytes: &[u8]| {
         r.sysext(name, &[("usr/bin/x", "x\n")]);
-        std::fs::write(r.p(&format!("var/lib/extensions/{name}/usr/lib/extension-release.d/extension-release.{name}")), bytes).unwrap();
+        std::fs::write(
+            r.p(&format!(
+                "var/lib/extensions/{name}/usr/lib/extension-release.d/extension-release.{name}"
+            )),
+            bytes,
+        )
+        .unwrap();
     };
     let cases: Vec<(&str, Setup, Expect)> = vec![
-        ("huge release file", Box::new(move |r| rel(r, "huge", &vec![b'#'; 5 << 20])), Expect::Skipped("huge", "larger than")),
-        ("binary release file", Box::new(move |r| rel(r, "bin", &[0x7f, b'E', b'L', b'F', 0, 1, 2])), Expect::Skipped("bin", "NUL")),
-        ("invalid UTF-8", Box::new(move |r| rel(r, "utf", b"ID=_any\nX=\xff\xfe\n")), Expect::Skipped("utf", "UTF-8")),
-        ("unterminated quote", Box::new(move |r| rel(r, "quote", b"ID=\"_any")), Expect::Merged("quote")),
-        ("NUL byte", Box::new(move |r| rel(r, "nul", b"ID=_any\0\n")), Expect::Skipped("nul", "NUL")),
+        (
+            "huge release file",
+            Box::new(move |r| rel(r, "huge", &vec![b'#'; 5 << 20])),
+            Expect::Skipped("huge", "larger than"),
+        ),
+        (
+            "binary release file",
+            Box::new(move |r| rel(r, "bin", &[0x7f, b'E', b'L', b'F', 0, 1, 2])),
+            Expect::Skipped("bin", "NUL"),
+        ),
+        (
+            "invalid UTF-8",
+            Box::new(move |r| rel(r, "utf", b"ID=_any\nX=\xff\xfe\n")),
+            Expect::Skipped("utf", "UTF-8"),
+        ),
+        (
+            "unterminated quote",
+            Box::new(move |r| rel(r, "quote", b"ID=\"_any")),
+            Expect::Merged("quote"),
+        ),
+        (
+            "NUL byte",
+            Box::new(move |r| rel(r, "nul", b"ID=_any\0\n")),
+            Expect::Skipped("nul", "NUL"),
+        ),
         (
             "release file symlink to an absolute path outside",
             Box::new({
                 let o = out_s.clone();
                 move |r: &TestRoot| {
                     r.sysext("abs", &[("usr/bin/x", "x\n")]);
-                    let p = r.p("var/lib/extensions/abs/usr/lib/extension-release.d/extension-release.abs");
+                    let p = r.p(
+                        "var/lib/extensions/abs/usr/lib/extension-release.d/extension-release.abs",
+                    );
                     std::fs::remove_file(&p).unwrap();
                     symlink(format!("{o}/release"), &p).unwrap();
                 }
@@ -165,7 +260,9 @@ fn bad_input_corpus() {
             "release file symlink with .. outside",
             Box::new(|r: &TestRoot| {
                 r.sysext("dots", &[("usr/bin/x", "x\n")]);
-                let p = r.p("var/lib/extensions/dots/usr/lib/extension-release.d/extension-release.dots");
+                let p = r.p(
+                    "var/lib/extensions/dots/usr/lib/extension-release.d/extension-release.dots",
+                );
                 std::fs::remove_file(&p).unwrap();
                 symlink("../../../../../../../../../../../../etc/os-release", &p).unwrap();
             }),
@@ -175,7 +272,9 @@ fn bad_input_corpus() {
             "release file symlink loop",
             Box::new(|r: &TestRoot| {
                 r.sysext("loop", &[("usr/bin/x", "x\n")]);
-                let p = r.p("var/lib/extensions/loop/usr/lib/extension-release.d/extension-release.loop");
+                let p = r.p(
+                    "var/lib/extensions/loop/usr/lib/extension-release.d/extension-release.loop",
+                );
                 std::fs::remove_file(&p).unwrap();
                 symlink("extension-release.loop", &p).unwrap();
             }),
@@ -185,7 +284,9 @@ fn bad_input_corpus() {
             "image entry symlink to a directory outside",
             Box::new({
                 let o = out_s.clone();
-                move |r: &TestRoot| symlink(format!("{o}/img"), r.p("var/lib/extensions/esc")).unwrap()
+                move |r: &TestRoot| {
+                    symlink(format!("{o}/img"), r.p("var/lib/extensions/esc")).unwrap()
+                }
             }),
             Expect::Absent("esc"),
         ),
@@ -194,8 +295,16 @@ fn bad_input_corpus() {
             Box::new(|r: &TestRoot| r.sysext("osrel", &[("usr/lib/os-release", "ID=evil\n")])),
             Expect::Fails("Failed to read metadata for image osrel: No medium found"),
         ),
-        ("name with a control character", Box::new(|r: &TestRoot| r.sysext("bad\u{7}name", &[("usr/bin/x", "x\n")])), Expect::Absent("bad\u{7}name")),
-        ("name starting with .#", Box::new(|r: &TestRoot| r.sysext(".#tmp", &[("usr/bin/x", "x\n")])), Expect::Absent(".#tmp")),
+        (
+            "name with a control character",
+            Box::new(|r: &TestRoot| r.sysext("bad\u{7}name", &[("usr/bin/x", "x\n")])),
+            Expect::Absent("bad\u{7}name"),
+        ),
+        (
+            "name starting with .#",
+            Box::new(|r: &TestRoot| r.sysext(".#tmp", &[("usr/bin/x", "x\n")])),
+            Expect::Absent(".#tmp"),
+        ),
         (
             "routing dir is a file",
             Box::new(|r: &TestRoot| r.put("var/lib/extensions.mutable/usr", "not a dir\n")),
@@ -224,10 +333,25 @@ fn bad_input_corpus() {
             "routing dir on a read-only file system",
             Box::new(|r: &TestRoot| {
                 r.mkdir("var/lib/extensions.mutable/usr");
-                std::fs::set_permissions(r.p("var/lib/extensions.mutable/usr"), std::fs::Permissions::from_mode(0o755)).unwrap();
+                std::fs::set_permissions(
+                    r.p("var/lib/extensions.mutable/usr"),
+                    std::fs::Permissions::from_mode(0o755),
+                )
+                .unwrap();
                 let d = r.p("var/lib/extensions.mutable");
-                assert!(Command::new("mount").arg("--bind").arg(&d).arg(&d).status().unwrap().success());
-                assert!(Command::new("mount").args(["-o", "remount,bind,ro"]).arg(&d).status().unwrap().success());
+                assert!(Command::new("mount")
+                    .arg("--bind")
+                    .arg(&d)
+                    .arg(&d)
+                    .status()
+                    .unwrap()
+                    .success());
+                assert!(Command::new("mount")
+                    .args(["-o", "remount,bind,ro"])
+                    .arg(&d)
+                    .status()
+                    .unwrap()
+                    .success());
             }),
             Expect::Fails("as an upperdir as it is read-only"),
         ),
@@ -254,24 +378,48 @@ fn bad_input_corpus() {
         let r = TestRoot::new("corpus");
         r.sysext("good", &[("usr/bin/good", "g\n")]);
         setup(&r);
-        let mode = if what.starts_with("routing") { MutableMode::Enabled } else { MutableMode::Disabled };
+        let mode = if what.starts_with("routing") {
+            MutableMode::Enabled
+        } else {
+            MutableMode::Disabled
+        };
         let before = tree_snapshot(&r);
         let setup_mounts = mount_table(&r);
         let c = Context::new(opts(&r, ImageClass::Sysext, mode)).unwrap();
         let res = c.merge();
         match (&expect, &res) {
             (Expect::Skipped(name, text), Ok(rep)) => {
-                let s = rep.skipped.iter().find(|s| s.name == *name).unwrap_or_else(|| panic!("{what}: {name} not skipped: {rep:?}"));
-                assert!(s.reason.contains(text), "{what}: reason {:?} lacks {text:?}", s.reason);
+                let s = rep
+                    .skipped
+                    .iter()
+                    .find(|s| s.name == *name)
+                    .unwrap_or_else(|| panic!("{what}: {name} not skipped: {rep:?}"));
+                assert!(
+                    s.reason.contains(text),
+                    "{what}: reason {:?} lacks {text:?}",
+                    s.reason
+                );
                 assert!(rep.merged.contains(&"good".to_string()), "{what}");
             }
-            (Expect::Merged(name), Ok(rep)) => assert!(rep.merged.contains(&name.to_string()), "{what}: {rep:?}"),
+            (Expect::Merged(name), Ok(rep)) => {
+                assert!(rep.merged.contains(&name.to_string()), "{what}: {rep:?}")
+            }
             (Expect::Absent(name), Ok(rep)) => {
-                assert!(!rep.merged.contains(&name.to_string()) && !rep.skipped.iter().any(|s| s.name == *name), "{what}: {rep:?}");
-                assert!(!c.list().unwrap().iter().any(|i| i.name == *name), "{what}: listed");
+                assert!(
+                    !rep.merged.contains(&name.to_string())
+                        && !rep.skipped.iter().any(|s| s.name == *name),
+                    "{what}: {rep:?}"
+                );
+                assert!(
+                    !c.list().unwrap().iter().any(|i| i.name == *name),
+                    "{what}: listed"
+                );
             }
             (Expect::Fails(text), Err(e)) => {
-                assert!(e.to_string().contains(text), "{what}: error {e} lacks {text:?}");
+                assert!(
+                    e.to_string().contains(text),
+                    "{what}: error {e} lacks {text:?}"
+                );
                 assert_eq!(mount_table(&r), setup_mounts, "{what}: nothing mounted");
                 assert_eq!(tree_snapshot(&r), before, "{what}: nothing created");
             }
@@ -280,9 +428,16 @@ fn bad_input_corpus() {
         c.unmerge().unwrap();
         assert_eq!(mount_table(&r), setup_mounts, "{what}");
         if !setup_mounts.is_empty() {
-            let _ = Command::new("umount").arg("-R").arg(r.p("var/lib/extensions.mutable")).status();
+            let _ = Command::new("umount")
+                .arg("-R")
+                .arg(r.p("var/lib/extensions.mutable"))
+                .status();
         }
-        assert_eq!(snapshot(&outside), outside_before, "{what}: something outside the root changed");
+        assert_eq!(
+            snapshot(&outside),
+            outside_before,
+            "{what}: something outside the root changed"
+        );
     }
     // An image that changes while being merged: a directory image removed between
     // discovery and mounting makes the merge fail cleanly (no partial merge).
@@ -322,7 +477,12 @@ fn snapshot(p: &Path) -> Vec<String> {
         if let Ok(rd) = std::fs::read_dir(p) {
             for e in rd.flatten() {
                 let md = std::fs::symlink_metadata(e.path()).unwrap();
-                v.push(format!("{} {:o} {}", e.path().strip_prefix(b).unwrap().display(), md.mode(), md.mtime()));
+                v.push(format!(
+                    "{} {:o} {}",
+                    e.path().strip_prefix(b).unwrap().display(),
+                    md.mode(),
+                    md.mtime()
+                ));
                 if md.is_dir() {
                     walk(b, &e.path(), v);
                 }
@@ -344,13 +504,21 @@ fn root_confinement() {
     let _ = std::fs::remove_dir_all(&outside);
     std::fs::create_dir_all(outside.join("usr/bin")).unwrap();
     std::fs::create_dir_all(outside.join("extensions/evil/usr/lib/extension-release.d")).unwrap();
-    std::fs::write(outside.join("extensions/evil/usr/lib/extension-release.d/extension-release.evil"), "ID=_any\n").unwrap();
+    std::fs::write(
+        outside.join("extensions/evil/usr/lib/extension-release.d/extension-release.evil"),
+        "ID=_any\n",
+    )
+    .unwrap();
     std::fs::write(outside.join("usr/bin/decoy"), "decoy\n").unwrap();
     std::fs::create_dir_all(outside.join("var/lib/extensions.mutable/usr")).unwrap();
     let before = snapshot(&outside);
     let o = outside.to_string_lossy().into_owned();
     let mounts_outside = || {
-        sysext::mountinfo::read_self().unwrap().iter().filter(|m| m.mount_point.starts_with(&o)).count()
+        sysext::mountinfo::read_self()
+            .unwrap()
+            .iter()
+            .filter(|m| m.mount_point.starts_with(&o))
+            .count()
     };
 
     let r = TestRoot::new("confine");
@@ -362,16 +530,27 @@ fn root_confinement() {
     });
     // Routing dir parents symlinked out, relative and absolute.
     r.mkdir("var/lib");
-    symlink(format!("{o}/var/lib/extensions.mutable"), r.p("var/lib/extensions.mutable")).unwrap();
+    symlink(
+        format!("{o}/var/lib/extensions.mutable"),
+        r.p("var/lib/extensions.mutable"),
+    )
+    .unwrap();
     // The os-release pointing outside through ..
     std::fs::remove_file(r.p("usr/lib/os-release")).unwrap();
     std::fs::write(r.p("usr/lib/os-release.real"), "ID=debian\nVERSION_ID=12\n").unwrap();
-    symlink("../../../../../../../usr/lib/os-release.real", r.p("usr/lib/os-release")).unwrap();
+    symlink(
+        "../../../../../../../usr/lib/os-release.real",
+        r.p("usr/lib/os-release"),
+    )
+    .unwrap();
     for mode in MutableMode::ALL {
         let c = Context::new(opts(&r, ImageClass::Sysext, mode)).unwrap();
         match c.merge() {
             Ok(rep) => {
-                assert!(!rep.merged.contains(&"evil".to_string()), "{mode}: an image outside the root was merged");
+                assert!(
+                    !rep.merged.contains(&"evil".to_string()),
+                    "{mode}: an image outside the root was merged"
+                );
                 assert_eq!(r.read("usr/bin/decoy"), None, "{mode}");
                 if mode.may_be_writable() {
                     let _ = r.try_write("usr/bin/written", "w\n");
@@ -380,8 +559,16 @@ fn root_confinement() {
             }
             Err(e) => assert_eq!(r.mounts_below(), 0, "{mode}: {e}"),
         }
-        assert_eq!(mounts_outside(), 0, "{mode}: something was mounted outside the root");
-        assert_eq!(snapshot(&outside), before, "{mode}: something outside the root changed");
+        assert_eq!(
+            mounts_outside(),
+            0,
+            "{mode}: something was mounted outside the root"
+        );
+        assert_eq!(
+            snapshot(&outside),
+            before,
+            "{mode}: something outside the root changed"
+        );
     }
     let _ = std::fs::remove_dir_all(&outside);
 }
@@ -393,27 +580,54 @@ fn private_dirs_read_only_meta_and_confext_flags() {
     }
     let r = TestRoot::new("secprops");
     r.sysext("foo", &[("usr/bin/foo", "f\n")]);
-    for mode in [MutableMode::Enabled, MutableMode::Ephemeral, MutableMode::EphemeralImport] {
+    for mode in [
+        MutableMode::Enabled,
+        MutableMode::Ephemeral,
+        MutableMode::EphemeralImport,
+    ] {
         let c = Context::new(opts(&r, ImageClass::Sysext, mode)).unwrap();
         c.merge().unwrap();
         // The meta dir is read-only even though the hierarchy is writable.
         r.try_write("usr/probe", "p").unwrap();
-        assert_eq!(r.try_write("usr/.systemd-sysext/extensions", "evil"), Err(libc::EROFS), "{mode}");
-        assert_eq!(std::fs::remove_file(r.p("usr/.systemd-sysext/dev")).map_err(|e| e.raw_os_error()), Err(Some(libc::EROFS)), "{mode}");
+        assert_eq!(
+            r.try_write("usr/.systemd-sysext/extensions", "evil"),
+            Err(libc::EROFS),
+            "{mode}"
+        );
+        assert_eq!(
+            std::fs::remove_file(r.p("usr/.systemd-sysext/dev")).map_err(|e| e.raw_os_error()),
+            Err(Some(libc::EROFS)),
+            "{mode}"
+        );
         if mode == MutableMode::Enabled {
-            let md = std::fs::metadata(r.p("var/lib/extensions.mutable/.systemd-usr-workdir")).unwrap();
+            let md =
+                std::fs::metadata(r.p("var/lib/extensions.mutable/.systemd-usr-workdir")).unwrap();
             assert_eq!(md.mode() & 0o7777, 0o700, "work dir is private");
         } else {
-            for e in std::fs::read_dir(sysext::state::EPHEMERAL_DIR).unwrap().flatten() {
-                assert_eq!(e.metadata().unwrap().mode() & 0o777, 0o700, "ephemeral dir is private");
+            for e in std::fs::read_dir(sysext::state::EPHEMERAL_DIR)
+                .unwrap()
+                .flatten()
+            {
+                assert_eq!(
+                    e.metadata().unwrap().mode() & 0o777,
+                    0o700,
+                    "ephemeral dir is private"
+                );
             }
-            assert_eq!(std::fs::metadata("/run/libsysext").unwrap().mode() & 0o777, 0o700);
+            assert_eq!(
+                std::fs::metadata("/run/libsysext").unwrap().mode() & 0o777,
+                0o700
+            );
         }
         c.unmerge().unwrap();
     }
     r.put("etc/os-release", "ID=debian\nVERSION_ID=12\n");
     r.confext("c", &[("etc/tool.sh", "#!/bin/sh\necho hi\n")]);
-    std::fs::set_permissions(r.p("var/lib/confexts/c/etc/tool.sh"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::set_permissions(
+        r.p("var/lib/confexts/c/etc/tool.sh"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .unwrap();
     for (noexec, want) in [(None, true), (Some(false), false)] {
         let mut o = opts(&r, ImageClass::Confext, MutableMode::Disabled);
         o.noexec = noexec;
@@ -421,11 +635,22 @@ fn private_dirs_read_only_meta_and_confext_flags() {
         c.merge().unwrap();
         let t = r.p("etc").to_string_lossy().into_owned();
         let mi = sysext::mountinfo::read_self().unwrap();
-        let m = mi.iter().find(|m| m.mount_point == t && m.fstype == "overlay").unwrap();
-        assert!(m.has_option("nosuid") && m.has_option("nodev"), "{}", m.options);
+        let m = mi
+            .iter()
+            .find(|m| m.mount_point == t && m.fstype == "overlay")
+            .unwrap();
+        assert!(
+            m.has_option("nosuid") && m.has_option("nodev"),
+            "{}",
+            m.options
+        );
         assert_eq!(m.has_option("noexec"), want, "{}", m.options);
         let run = Command::new(r.p("etc/tool.sh")).output();
-        assert_eq!(run.is_err(), want, "exec through confext with noexec={want}");
+        assert_eq!(
+            run.is_err(),
+            want,
+            "exec through confext with noexec={want}"
+        );
         c.unmerge().unwrap();
     }
 }

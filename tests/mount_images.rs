@@ -12,7 +12,11 @@ use sysext_tests::{isolated, TestRoot};
 
 fn sh(cmd: &mut Command) {
     let out = cmd.output().expect("spawn");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn tree(stage: &Path, name: &str, release: Option<&str>) -> PathBuf {
@@ -22,7 +26,11 @@ fn tree(stage: &Path, name: &str, release: Option<&str>) -> PathBuf {
     std::fs::create_dir_all(t.join("usr/bin")).unwrap();
     std::fs::create_dir_all(t.join(format!("opt/{name}"))).unwrap();
     if let Some(rel) = release {
-        std::fs::write(t.join(format!("usr/lib/extension-release.d/{rel}")), "ID=_any\n").unwrap();
+        std::fs::write(
+            t.join(format!("usr/lib/extension-release.d/{rel}")),
+            "ID=_any\n",
+        )
+        .unwrap();
     }
     std::fs::write(t.join(format!("usr/bin/{name}")), format!("from {name}\n")).unwrap();
     std::fs::write(t.join(format!("opt/{name}/f")), "opt\n").unwrap();
@@ -33,8 +41,16 @@ fn pack(fs: &str, src: &Path, img: &Path) {
     let _ = std::fs::remove_file(img);
     match fs {
         "erofs" => sh(Command::new("mkfs.erofs").arg("--quiet").arg(img).arg(src)),
-        "squashfs" => sh(Command::new("mksquashfs").arg(src).arg(img).args(["-quiet", "-noappend", "-all-root"])),
-        "ext4" => sh(Command::new("mkfs.ext4").args(["-q", "-F", "-d"]).arg(src).arg(img).arg("8M")),
+        "squashfs" => sh(Command::new("mksquashfs").arg(src).arg(img).args([
+            "-quiet",
+            "-noappend",
+            "-all-root",
+        ])),
+        "ext4" => sh(Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(src)
+            .arg(img)
+            .arg("8M")),
         _ => unreachable!(),
     }
 }
@@ -50,7 +66,11 @@ fn ctx(r: &TestRoot, mode: MutableMode, policy: Option<&str>) -> Context {
 
 fn no_loop_devices_for(img: &Path) {
     let n = sysext::sys::loopdev::devices_backed_by(img);
-    assert!(n.is_empty(), "loop devices left for {}: {n:?}", img.display());
+    assert!(
+        n.is_empty(),
+        "loop devices left for {}: {n:?}",
+        img.display()
+    );
 }
 
 #[test]
@@ -73,7 +93,11 @@ fn naked_images_in_every_mode() {
         let rep = c.merge().unwrap_or_else(|e| panic!("{mode}: {e}"));
         assert_eq!(rep.merged, vec!["xerofs", "xext4", "xsquashfs"]);
         for (name, _) in &imgs {
-            assert_eq!(r.read(&format!("usr/bin/{name}")), Some(format!("from {name}\n")), "{mode}");
+            assert_eq!(
+                r.read(&format!("usr/bin/{name}")),
+                Some(format!("from {name}\n")),
+                "{mode}"
+            );
             assert_eq!(r.read(&format!("opt/{name}/f")).as_deref(), Some("opt\n"));
         }
         let w = r.try_write("usr/bin/probe", mode.as_str());
@@ -87,7 +111,11 @@ fn naked_images_in_every_mode() {
     }
     // list reports the kind as systemd does.
     let l = ctx(&r, MutableMode::Disabled, None).list().unwrap();
-    assert!(l.iter().all(|i| i.kind == sysext::ImageKind::Raw && i.state == sysext::ImageState::WouldMerge), "{l:?}");
+    assert!(
+        l.iter()
+            .all(|i| i.kind == sysext::ImageKind::Raw && i.state == sysext::ImageState::WouldMerge),
+        "{l:?}"
+    );
 }
 
 /// A GPT disk image with an erofs root partition, optionally with verity and a signature
@@ -98,12 +126,28 @@ fn ddi(erofs: &[u8], verity_parts: bool, sig: bool) -> (Vec<u8>, u64) {
 
 /// Like [`ddi`]; with `signer` = (key.pem, cert.pem) the signature partition carries a real
 /// PKCS#7 signature of the root hash made by `openssl smime`.
-fn ddi_signed(erofs: &[u8], verity_parts: bool, sig: bool, signer: Option<(&Path, &Path)>) -> (Vec<u8>, u64) {
-    let scratch = std::env::temp_dir().join(format!("sysext-ddi-data-{}-{}", std::process::id(), erofs.len()));
-    let probe = std::env::temp_dir().join(format!("sysext-ddi-probe-{}-{}", std::process::id(), erofs.len()));
+fn ddi_signed(
+    erofs: &[u8],
+    verity_parts: bool,
+    sig: bool,
+    signer: Option<(&Path, &Path)>,
+) -> (Vec<u8>, u64) {
+    let scratch = std::env::temp_dir().join(format!(
+        "sysext-ddi-data-{}-{}",
+        std::process::id(),
+        erofs.len()
+    ));
+    let probe = std::env::temp_dir().join(format!(
+        "sysext-ddi-probe-{}-{}",
+        std::process::id(),
+        erofs.len()
+    ));
     let arch = sysext::arch::native();
     let mut data = erofs.to_vec();
-    assert!(data.len() > 4 * 4096 || !verity_parts, "test data spans several blocks");
+    assert!(
+        data.len() > 4 * 4096 || !verity_parts,
+        "test data spans several blocks"
+    );
     data.resize(data.len().div_ceil(4096) * 4096, 0);
     let dsize = data.len() as u64;
     let mut b = GptBuilder::new(512, dsize + 4 * 1024 * 1024);
@@ -112,19 +156,43 @@ fn ddi_signed(erofs: &[u8], verity_parts: bool, sig: bool, signer: Option<(&Path
     if verity_parts {
         std::fs::write(&scratch, &data).unwrap();
         let f = std::fs::File::open(&scratch).unwrap();
-        let (hash, root_hash) = verity::format(&f, 0, dsize, &verity::FormatParams { salt: vec![7; 32], ..Default::default() }).unwrap();
+        let (hash, root_hash) = verity::format(
+            &f,
+            0,
+            dsize,
+            &verity::FormatParams {
+                salt: vec![7; 32],
+                ..Default::default()
+            },
+        )
+        .unwrap();
         std::fs::remove_file(&scratch).unwrap();
         rh = root_hash;
-        b = b.append(dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap(), dsize, "root", 0, data);
+        b = b.append(
+            dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap(),
+            dsize,
+            "root",
+            0,
+            data,
+        );
         let hsize = (hash.len() as u64).div_ceil(4096) * 4096;
-        b = b.append(dps::type_guid(PartitionDesignator::RootVerity, Some(arch)).unwrap(), hsize, "root-verity", 0, hash);
+        b = b.append(
+            dps::type_guid(PartitionDesignator::RootVerity, Some(arch)).unwrap(),
+            hsize,
+            "root-verity",
+            0,
+            hash,
+        );
         if sig {
             let hex: String = rh.iter().map(|x| format!("{x:02x}")).collect();
             let signature = match signer {
                 None => "AAAA".to_string(),
                 Some((key, cert)) => {
                     let mut child = Command::new("openssl")
-                        .args(["smime", "-sign", "-nocerts", "-noattr", "-binary", "-outform", "der", "-inkey"])
+                        .args([
+                            "smime", "-sign", "-nocerts", "-noattr", "-binary", "-outform", "der",
+                            "-inkey",
+                        ])
                         .arg(key)
                         .arg("-signer")
                         .arg(cert)
@@ -133,20 +201,43 @@ fn ddi_signed(erofs: &[u8], verity_parts: bool, sig: bool, signer: Option<(&Path
                         .spawn()
                         .unwrap();
                     use std::io::Write;
-                    child.stdin.take().unwrap().write_all(hex.as_bytes()).unwrap();
+                    child
+                        .stdin
+                        .take()
+                        .unwrap()
+                        .write_all(hex.as_bytes())
+                        .unwrap();
                     let out = child.wait_with_output().unwrap();
                     assert!(out.status.success());
-                    let b64 = Command::new("base64").arg("-w0").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+                    let b64 = Command::new("base64")
+                        .arg("-w0")
+                        .stdin(std::process::Stdio::piped())
+                        .stdout(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap();
                     let mut b64 = b64;
                     b64.stdin.take().unwrap().write_all(&out.stdout).unwrap();
                     String::from_utf8(b64.wait_with_output().unwrap().stdout).unwrap()
                 }
             };
-            let json = format!("{{\"rootHash\":\"{hex}\",\"signature\":\"{signature}\"}}\n").into_bytes();
-            b = b.append(dps::type_guid(PartitionDesignator::RootVeritySig, Some(arch)).unwrap(), 16384, "root-verity-sig", 0, json);
+            let json =
+                format!("{{\"rootHash\":\"{hex}\",\"signature\":\"{signature}\"}}\n").into_bytes();
+            b = b.append(
+                dps::type_guid(PartitionDesignator::RootVeritySig, Some(arch)).unwrap(),
+                16384,
+                "root-verity-sig",
+                0,
+                json,
+            );
         }
     } else {
-        b = b.append(dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap(), dsize, "root", 0, data);
+        b = b.append(
+            dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap(),
+            dsize,
+            "root",
+            0,
+            data,
+        );
     }
     let _ = (rh, data_off);
     let img = b.build();
@@ -154,7 +245,11 @@ fn ddi_signed(erofs: &[u8], verity_parts: bool, sig: bool, signer: Option<(&Path
     std::fs::write(&probe, &img).unwrap();
     let f = std::fs::File::open(&probe).unwrap();
     let t = sysext::image::gpt::read(&f, img.len() as u64).unwrap();
-    let off = sysext::image::gpt::select(&t, arch).unwrap().root.unwrap().offset;
+    let off = sysext::image::gpt::select(&t, arch)
+        .unwrap()
+        .root
+        .unwrap()
+        .offset;
     std::fs::remove_file(&probe).unwrap();
     (img, off)
 }
@@ -168,7 +263,13 @@ fn disk_images_and_userspace_verity() {
     let stage = r.p("stage");
     let t = tree(&stage, "dd", Some("extension-release.dd"));
     // Enough data for several verity blocks.
-    std::fs::write(t.join("usr/bin/big"), (0..65536u32).map(|i| (i * 31 % 253) as u8).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(
+        t.join("usr/bin/big"),
+        (0..65536u32)
+            .map(|i| (i * 31 % 253) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let e = stage.join("dd.erofs");
     pack("erofs", &t, &e);
     let bytes = std::fs::read(&e).unwrap();
@@ -199,14 +300,21 @@ fn disk_images_and_userspace_verity() {
     let mut bad = vimg.clone();
     bad[data_off as usize + 3 * 4096 + 17] ^= 0xff;
     std::fs::write(&img, &bad).unwrap();
-    let err = ctx(&r, MutableMode::Disabled, Some("root=verity")).merge().unwrap_err();
+    let err = ctx(&r, MutableMode::Disabled, Some("root=verity"))
+        .merge()
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("dd") && msg.contains("verity") && msg.contains("block 3"), "{msg}");
+    assert!(
+        msg.contains("dd") && msg.contains("verity") && msg.contains("block 3"),
+        "{msg}"
+    );
     assert_eq!(r.mounts_below(), 0);
     no_loop_devices_for(&img);
     // A policy that demands a signature cannot be met (signatures are not checked).
     std::fs::write(&img, &vimg).unwrap();
-    let err = ctx(&r, MutableMode::Disabled, Some("root=signed")).merge().unwrap_err();
+    let err = ctx(&r, MutableMode::Disabled, Some("root=signed"))
+        .merge()
+        .unwrap_err();
     assert_eq!(err.kind(), sysext::ErrorKind::ImagePolicy, "{err}");
     assert!(err.to_string().contains("dd.raw"), "{err}");
 }
@@ -228,8 +336,18 @@ fn bad_images_are_rejected_clearly() {
     base.merge().unwrap();
 
     let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
-    cases.push(("garbage", (0..100_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(), "Package not installed"));
-    cases.push(("1 KiB stub", good_erofs[..1024].to_vec(), "Package not installed"));
+    cases.push((
+        "garbage",
+        (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect(),
+        "Package not installed",
+    ));
+    cases.push((
+        "1 KiB stub",
+        good_erofs[..1024].to_vec(),
+        "Package not installed",
+    ));
     let (d, _) = ddi(&good_erofs, false, false);
     let mut crc = d.clone();
     crc[512 + 90] ^= 1; // a byte inside the primary header
@@ -237,20 +355,48 @@ fn bad_images_are_rejected_clearly() {
     let arch = sysext::arch::native();
     let root = dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap();
     let overlap = GptBuilder::new(512, 8 * 1024 * 1024)
-        .partition(sysext::image::gpt::BuilderPartition { type_guid: root, uuid: dps::Guid::must("11111111-1111-4111-8111-111111111111"), first_lba: 2048, last_lba: 6000, flags: 0, name: "a".into(), contents: good_erofs.clone() })
-        .partition(sysext::image::gpt::BuilderPartition { type_guid: root, uuid: dps::Guid::must("22222222-2222-4222-8222-222222222222"), first_lba: 5000, last_lba: 9000, flags: 0, name: "b".into(), contents: vec![] })
+        .partition(sysext::image::gpt::BuilderPartition {
+            type_guid: root,
+            uuid: dps::Guid::must("11111111-1111-4111-8111-111111111111"),
+            first_lba: 2048,
+            last_lba: 6000,
+            flags: 0,
+            name: "a".into(),
+            contents: good_erofs.clone(),
+        })
+        .partition(sysext::image::gpt::BuilderPartition {
+            type_guid: root,
+            uuid: dps::Guid::must("22222222-2222-4222-8222-222222222222"),
+            first_lba: 5000,
+            last_lba: 9000,
+            flags: 0,
+            name: "b".into(),
+            contents: vec![],
+        })
         .build();
     cases.push(("overlapping partitions", overlap, "overlaps"));
     let t2 = tree(&stage, "b2", None);
     pack("erofs", &t2, &stage.join("norel.erofs"));
-    cases.push(("no release file", std::fs::read(stage.join("norel.erofs")).unwrap(), "No medium found"));
+    cases.push((
+        "no release file",
+        std::fs::read(stage.join("norel.erofs")).unwrap(),
+        "No medium found",
+    ));
     let t3 = tree(&stage, "b3", Some("extension-release.other"));
     pack("erofs", &t3, &stage.join("misnamed.erofs"));
-    cases.push(("misnamed release file", std::fs::read(stage.join("misnamed.erofs")).unwrap(), "does not match image name"));
+    cases.push((
+        "misnamed release file",
+        std::fs::read(stage.join("misnamed.erofs")).unwrap(),
+        "does not match image name",
+    ));
     let t4 = tree(&stage, "b4", Some("extension-release.b"));
     pack("squashfs", &t4, &stage.join("sq"));
     let sq = std::fs::read(stage.join("sq")).unwrap();
-    cases.push(("truncated squashfs", sq[..300].to_vec(), "truncated squashfs"));
+    cases.push((
+        "truncated squashfs",
+        sq[..300].to_vec(),
+        "truncated squashfs",
+    ));
 
     for (what, bytes, expect) in cases {
         std::fs::write(&img, &bytes).unwrap();
@@ -258,7 +404,10 @@ fn bad_images_are_rejected_clearly() {
             let err = c.refresh().expect_err(what);
             let msg = err.to_string();
             assert!(msg.contains(expect), "{what}: {msg}");
-            assert!(msg.contains(" b") || msg.contains("b.raw") || msg.contains("image b"), "{what}: error names the image: {msg}");
+            assert!(
+                msg.contains(" b") || msg.contains("b.raw") || msg.contains("image b"),
+                "{what}: error names the image: {msg}"
+            );
             // The previous merge is intact, nothing leaked.
             assert_eq!(r.read("usr/bin/good").as_deref(), Some("g\n"), "{what}");
             assert_eq!(r.overlays_at("usr"), 1, "{what}");
@@ -275,7 +424,11 @@ fn signed_disk_image_needs_a_trusted_certificate() {
         return;
     }
     // /run is private to this test's namespace: trusted certificates go to /run/verity.d.
-    assert!(Command::new("mount").args(["-t", "tmpfs", "tmpfs", "/run"]).status().unwrap().success());
+    assert!(Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs", "/run"])
+        .status()
+        .unwrap()
+        .success());
     let r = TestRoot::new("signed");
     let stage = r.p("stage");
     let t = tree(&stage, "sd", Some("extension-release.sd"));
@@ -284,14 +437,27 @@ fn signed_disk_image_needs_a_trusted_certificate() {
     pack("erofs", &t, &e);
     let (key, cert) = (stage.join("key.pem"), stage.join("cert.pem"));
     sh(Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=sysext-test", "-days", "3650", "-keyout"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=sysext-test",
+            "-days",
+            "3650",
+            "-keyout",
+        ])
         .arg(&key)
         .arg("-out")
         .arg(&cert));
     let (img_bytes, _) = ddi_signed(&std::fs::read(&e).unwrap(), true, true, Some((&key, &cert)));
     std::fs::write(r.p("var/lib/extensions/sd.raw"), &img_bytes).unwrap();
     // Untrusted: a policy that demands a signature refuses the image, naming why.
-    let err = ctx(&r, MutableMode::Disabled, Some("root=signed")).merge().unwrap_err();
+    let err = ctx(&r, MutableMode::Disabled, Some("root=signed"))
+        .merge()
+        .unwrap_err();
     assert!(err.to_string().contains("signature not accepted"), "{err}");
     // ... but verity alone is fine if the policy allows it.
     let c = ctx(&r, MutableMode::Disabled, Some("root=verity+signed"));

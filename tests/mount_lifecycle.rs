@@ -18,8 +18,15 @@ fn refresh_picks_up_changes_and_unmerges_when_empty() {
     ctx.refresh().unwrap();
     assert_eq!(r.read("usr/bin/bar").as_deref(), Some("bar\n"));
     assert_eq!(r.read("opt/bar").as_deref(), Some("ob\n"));
-    assert_eq!(r.overlays_at("usr"), 1, "the old overlay is gone, not stacked");
-    assert_eq!(r.read("usr/.systemd-sysext/extensions").as_deref(), Some("bar\nfoo\n"));
+    assert_eq!(
+        r.overlays_at("usr"),
+        1,
+        "the old overlay is gone, not stacked"
+    );
+    assert_eq!(
+        r.read("usr/.systemd-sysext/extensions").as_deref(),
+        Some("bar\nfoo\n")
+    );
     std::fs::remove_dir_all(r.p("var/lib/extensions/bar")).unwrap();
     ctx.refresh().unwrap();
     assert_eq!(r.overlays_at("opt"), 0, "/opt lost its only extension");
@@ -36,22 +43,48 @@ fn refresh_switches_modes_and_keeps_persistent_writes() {
     }
     let r = TestRoot::new("modeswitch");
     r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
-    r.ctx(ImageClass::Sysext, MutableMode::Enabled).merge().unwrap();
+    r.ctx(ImageClass::Sysext, MutableMode::Enabled)
+        .merge()
+        .unwrap();
     r.try_write("usr/bin/p1", "1\n").unwrap();
-    r.ctx(ImageClass::Sysext, MutableMode::Ephemeral).refresh().unwrap();
-    assert_eq!(r.read("usr/bin/p1"), None, "routing dir invisible in ephemeral");
-    assert!(!exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")), "old work dir removed");
+    r.ctx(ImageClass::Sysext, MutableMode::Ephemeral)
+        .refresh()
+        .unwrap();
+    assert_eq!(
+        r.read("usr/bin/p1"),
+        None,
+        "routing dir invisible in ephemeral"
+    );
+    assert!(
+        !exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")),
+        "old work dir removed"
+    );
     r.try_write("usr/bin/p2", "2\n").unwrap();
-    r.ctx(ImageClass::Sysext, MutableMode::Enabled).refresh().unwrap();
+    r.ctx(ImageClass::Sysext, MutableMode::Enabled)
+        .refresh()
+        .unwrap();
     assert_eq!(r.read("usr/bin/p1").as_deref(), Some("1\n"));
-    assert_eq!(r.read("usr/bin/p2"), None, "ephemeral writes are lost on refresh");
+    assert_eq!(
+        r.read("usr/bin/p2"),
+        None,
+        "ephemeral writes are lost on refresh"
+    );
     // yes -> yes refresh reuses the same upper and work dir.
-    r.ctx(ImageClass::Sysext, MutableMode::Enabled).refresh().unwrap();
+    r.ctx(ImageClass::Sysext, MutableMode::Enabled)
+        .refresh()
+        .unwrap();
     r.try_write("usr/bin/p3", "3\n").unwrap();
     assert_eq!(r.overlays_at("usr"), 1);
-    r.ctx(ImageClass::Sysext, MutableMode::Disabled).unmerge().unwrap();
-    assert_eq!(r.read("var/lib/extensions.mutable/usr/bin/p3").as_deref(), Some("3\n"));
-    assert!(!exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")));
+    r.ctx(ImageClass::Sysext, MutableMode::Disabled)
+        .unmerge()
+        .unwrap();
+    assert_eq!(
+        r.read("var/lib/extensions.mutable/usr/bin/p3").as_deref(),
+        Some("3\n")
+    );
+    assert!(!exists(
+        &r.p("var/lib/extensions.mutable/.systemd-usr-workdir")
+    ));
     assert_eq!(r.mounts_below(), 0);
 }
 
@@ -63,7 +96,12 @@ fn selective_merge_and_unmerge_keep_the_others() {
     let r = TestRoot::new("selective");
     r.sysext("a", &[("usr/bin/a", "a\n")]);
     r.sysext("b", &[("usr/bin/b", "b\n")]);
-    r.sysext_in("var/lib/extensions", "c", "ID=fedora\n", &[("usr/bin/c", "c\n")]);
+    r.sysext_in(
+        "var/lib/extensions",
+        "c",
+        "ID=fedora\n",
+        &[("usr/bin/c", "c\n")],
+    );
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Enabled);
     ctx.merge_names(&["a".to_string()]).unwrap();
     assert_eq!(r.read("usr/bin/a").as_deref(), Some("a\n"));
@@ -77,11 +115,18 @@ fn selective_merge_and_unmerge_keep_the_others() {
     plain.merge_names(&["b".to_string()]).unwrap();
     assert_eq!(r.read("usr/bin/a").as_deref(), Some("a\n"));
     assert_eq!(r.read("usr/bin/b").as_deref(), Some("b\n"));
-    assert_eq!(r.read("usr/bin/w").as_deref(), Some("w\n"), "upper layer kept");
+    assert_eq!(
+        r.read("usr/bin/w").as_deref(),
+        Some("w\n"),
+        "upper layer kept"
+    );
     r.try_write("usr/bin/w2", "w2\n").unwrap();
     let st = plain.status().unwrap();
     let usr = st.iter().find(|s| s.hierarchy == "/usr").unwrap();
-    assert_eq!(usr.extensions.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
+    assert_eq!(
+        usr.extensions.as_deref(),
+        Some(&["a".to_string(), "b".to_string()][..])
+    );
     assert_eq!(usr.mutable.as_deref(), Some("yes"));
     let e = plain.merge_names(&["c".to_string()]).unwrap_err();
     assert!(e.to_string().contains("ID=fedora"), "{e}");
@@ -94,7 +139,10 @@ fn selective_merge_and_unmerge_keep_the_others() {
     assert_eq!(r.read("usr/bin/b").as_deref(), Some("b\n"));
     plain.unmerge_names(&["b".to_string()]).unwrap();
     assert_eq!(r.mounts_below(), 0);
-    assert_eq!(r.read("var/lib/extensions.mutable/usr/bin/w2").as_deref(), Some("w2\n"));
+    assert_eq!(
+        r.read("var/lib/extensions.mutable/usr/bin/w2").as_deref(),
+        Some("w2\n")
+    );
 }
 
 #[test]
@@ -109,10 +157,21 @@ fn failed_refresh_keeps_the_previous_merge() {
     let before = r.read("usr/.systemd-sysext/dev");
     // A routing dir with the wrong mode makes an `auto` refresh fail before the swap.
     r.mkdir("var/lib/extensions.mutable/usr");
-    std::fs::set_permissions(r.p("var/lib/extensions.mutable/usr"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let e = r.ctx(ImageClass::Sysext, MutableMode::Auto).refresh().unwrap_err();
+    std::fs::set_permissions(
+        r.p("var/lib/extensions.mutable/usr"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let e = r
+        .ctx(ImageClass::Sysext, MutableMode::Auto)
+        .refresh()
+        .unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
-    assert_eq!(r.read("usr/bin/foo").as_deref(), Some("foo\n"), "old merge intact");
+    assert_eq!(
+        r.read("usr/bin/foo").as_deref(),
+        Some("foo\n"),
+        "old merge intact"
+    );
     assert_eq!(r.read("usr/.systemd-sysext/dev"), before);
     assert_eq!(r.overlays_at("usr"), 1);
     ctx.unmerge().unwrap();
@@ -128,17 +187,32 @@ fn cli_status_and_list_json() {
     let cli = sysext_tests::cli();
     let root = format!("--root={}", r.path.display());
     let run = |args: &[&str]| {
-        let o = std::process::Command::new(&cli).arg(&root).args(args).env_remove("SYSTEMD_SYSEXT_HIERARCHIES").output().unwrap();
-        (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+        let o = std::process::Command::new(&cli)
+            .arg(&root)
+            .args(args)
+            .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let (rc, out, _) = run(&["status", "--json=short"]);
     assert_eq!(rc, Some(0));
-    assert!(out.starts_with(r#"[{"hierarchy":"/opt","extensions":"none","since":null"#), "{out}");
+    assert!(
+        out.starts_with(r#"[{"hierarchy":"/opt","extensions":"none","since":null"#),
+        "{out}"
+    );
     let (rc, _, err) = run(&["merge"]);
     assert_eq!(rc, Some(0), "{err}");
     assert!(err.contains("Using extensions 'foo'."), "{err}");
     let (_, out, _) = run(&["status", "--json=short"]);
-    assert!(out.contains(r#"{"hierarchy":"/usr","extensions":["foo"],"since":"#), "{out}");
+    assert!(
+        out.contains(r#"{"hierarchy":"/usr","extensions":["foo"],"since":"#),
+        "{out}"
+    );
     let (rc, _, err) = run(&["merge"]);
     assert_eq!(rc, Some(1));
     assert!(err.contains("Hierarchy '/usr' is already merged."), "{err}");
@@ -148,7 +222,10 @@ fn cli_status_and_list_json() {
     let (rc, _, err) = run(&["bogus"]);
     assert_eq!((rc, err.trim()), (Some(1), "Unknown command verb 'bogus'."));
     let (rc, _, err) = run(&["--mutable=enabled", "merge"]);
-    assert_eq!((rc, err.trim()), (Some(1), "Failed to parse argument to --mutable=: enabled"));
+    assert_eq!(
+        (rc, err.trim()),
+        (Some(1), "Failed to parse argument to --mutable=: enabled")
+    );
     let (rc, _, _) = run(&["unmerge"]);
     assert_eq!(rc, Some(0));
     assert_eq!(r.mounts_below(), 0);
@@ -163,9 +240,18 @@ fn submounts_stay_visible() {
     r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);
     r.mkdir("usr/share/sub");
     let sub = r.p("usr/share/sub");
-    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(&sub).status().unwrap().success());
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap()
+        .success());
     std::fs::write(sub.join("inside"), "sub\n").unwrap();
-    for mode in [MutableMode::Disabled, MutableMode::Enabled, MutableMode::Ephemeral] {
+    for mode in [
+        MutableMode::Disabled,
+        MutableMode::Enabled,
+        MutableMode::Ephemeral,
+    ] {
         let mut o = sysext::Options::new(ImageClass::Sysext);
         o.root = Some(r.path.to_string_lossy().into_owned());
         o.mutable = Some(mode);
@@ -173,17 +259,41 @@ fn submounts_stay_visible() {
         o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
         let ctx = sysext::Context::new(o).unwrap();
         ctx.merge().unwrap();
-        assert_eq!(r.read("usr/share/foo/file").as_deref(), Some("foo\n"), "{mode}");
-        assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"), "{mode}: sub-mount visible on the merge");
+        assert_eq!(
+            r.read("usr/share/foo/file").as_deref(),
+            Some("foo\n"),
+            "{mode}"
+        );
+        assert_eq!(
+            r.read("usr/share/sub/inside").as_deref(),
+            Some("sub\n"),
+            "{mode}: sub-mount visible on the merge"
+        );
         ctx.refresh().unwrap();
-        assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"), "{mode}: ... and after a refresh");
+        assert_eq!(
+            r.read("usr/share/sub/inside").as_deref(),
+            Some("sub\n"),
+            "{mode}: ... and after a refresh"
+        );
         // Writes go to the sub-mount itself, as before the merge.
         std::fs::write(sub.join(format!("w-{mode}")), "w\n").unwrap();
         ctx.unmerge().unwrap();
-        assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"), "{mode}: ... and after unmerge");
-        assert_eq!(r.read(&format!("usr/share/sub/w-{mode}")).as_deref(), Some("w\n"), "{mode}");
+        assert_eq!(
+            r.read("usr/share/sub/inside").as_deref(),
+            Some("sub\n"),
+            "{mode}: ... and after unmerge"
+        );
+        assert_eq!(
+            r.read(&format!("usr/share/sub/w-{mode}")).as_deref(),
+            Some("w\n"),
+            "{mode}"
+        );
         assert_eq!(r.overlays_at("usr"), 0);
     }
-    assert!(std::process::Command::new("umount").arg(&sub).status().unwrap().success());
+    assert!(std::process::Command::new("umount")
+        .arg(&sub)
+        .status()
+        .unwrap()
+        .success());
     assert_eq!(r.mounts_below(), 0);
 }

@@ -9,13 +9,20 @@ const EROFS: i32 = libc::EROFS;
 
 fn std_root(tag: &str) -> TestRoot {
     let r = TestRoot::new(tag);
-    r.sysext("foo", &[("usr/bin/foo", "from foo\n"), ("opt/foo/tool", "tool\n")]);
+    r.sysext(
+        "foo",
+        &[("usr/bin/foo", "from foo\n"), ("opt/foo/tool", "tool\n")],
+    );
     r
 }
 
 fn routing(r: &TestRoot, content: &[(&str, &str)]) {
     r.mkdir("var/lib/extensions.mutable/usr");
-    std::fs::set_permissions(r.p("var/lib/extensions.mutable/usr"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        r.p("var/lib/extensions.mutable/usr"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     for (f, c) in content {
         r.put(&format!("var/lib/extensions.mutable/usr/{f}"), c);
     }
@@ -33,10 +40,17 @@ fn mode_no_is_read_only() {
     assert_eq!(rep.merged, vec!["foo"]);
     assert_eq!(r.read("usr/bin/foo").as_deref(), Some("from foo\n"));
     assert_eq!(r.read("usr/bin/base").as_deref(), Some("base\n"));
-    assert_eq!(r.read("usr/bin/routed"), None, "routing dir unused in mode no");
+    assert_eq!(
+        r.read("usr/bin/routed"),
+        None,
+        "routing dir unused in mode no"
+    );
     assert_eq!(r.read("opt/foo/tool").as_deref(), Some("tool\n"));
     assert_eq!(r.try_write("usr/bin/new", "x"), Err(EROFS));
-    assert_eq!(r.read("usr/.systemd-sysext/extensions").as_deref(), Some("foo\n"));
+    assert_eq!(
+        r.read("usr/.systemd-sysext/extensions").as_deref(),
+        Some("foo\n")
+    );
     let dev = r.read("usr/.systemd-sysext/dev").unwrap();
     let st = std::fs::metadata(r.p("usr")).unwrap().dev();
     assert_eq!(dev, format!("{}:{}\n", libc::major(st), libc::minor(st)));
@@ -73,8 +87,13 @@ fn mode_auto_writes_into_routing_dir() {
     ctx.merge().unwrap();
     assert_eq!(r.read("usr/bin/routed").as_deref(), Some("r\n"));
     r.try_write("usr/bin/new", "new\n").unwrap();
-    assert_eq!(r.read("var/lib/extensions.mutable/usr/bin/new").as_deref(), Some("new\n"));
-    assert!(exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")));
+    assert_eq!(
+        r.read("var/lib/extensions.mutable/usr/bin/new").as_deref(),
+        Some("new\n")
+    );
+    assert!(exists(
+        &r.p("var/lib/extensions.mutable/.systemd-usr-workdir")
+    ));
     assert_eq!(
         r.read("usr/.systemd-sysext/work_dir").as_deref(),
         Some("var/lib/extensions.mutable/.systemd-usr-workdir\n")
@@ -84,8 +103,13 @@ fn mode_auto_writes_into_routing_dir() {
     // /opt has no routing dir: read-only.
     assert_eq!(r.try_write("opt/new", "x"), Err(EROFS));
     ctx.unmerge().unwrap();
-    assert_eq!(r.read("var/lib/extensions.mutable/usr/bin/new").as_deref(), Some("new\n"));
-    assert!(!exists(&r.p("var/lib/extensions.mutable/.systemd-usr-workdir")));
+    assert_eq!(
+        r.read("var/lib/extensions.mutable/usr/bin/new").as_deref(),
+        Some("new\n")
+    );
+    assert!(!exists(
+        &r.p("var/lib/extensions.mutable/.systemd-usr-workdir")
+    ));
     assert_eq!(r.read("usr/bin/new"), None);
 }
 
@@ -106,12 +130,22 @@ fn mode_yes_creates_routing_dirs() {
     r.try_write("opt/new", "o\n").unwrap();
     std::fs::remove_file(r.p("usr/bin/base")).unwrap();
     ctx.unmerge().unwrap();
-    assert_eq!(r.read("var/lib/extensions.mutable/usr/bin/new").as_deref(), Some("u\n"));
-    assert_eq!(r.read("var/lib/extensions.mutable/opt/new").as_deref(), Some("o\n"));
+    assert_eq!(
+        r.read("var/lib/extensions.mutable/usr/bin/new").as_deref(),
+        Some("u\n")
+    );
+    assert_eq!(
+        r.read("var/lib/extensions.mutable/opt/new").as_deref(),
+        Some("o\n")
+    );
     // The deletion left a whiteout (char device 0:0) in the routing dir.
     let wh = std::fs::symlink_metadata(r.p("var/lib/extensions.mutable/usr/bin/base")).unwrap();
     assert_eq!(wh.rdev(), 0);
-    assert_eq!(r.read("usr/bin/base").as_deref(), Some("base\n"), "the base is untouched");
+    assert_eq!(
+        r.read("usr/bin/base").as_deref(),
+        Some("base\n"),
+        "the base is untouched"
+    );
     // import honours the whiteout and shows the writes, read-only.
     let imp = r.ctx(ImageClass::Sysext, MutableMode::Import);
     imp.merge().unwrap();
@@ -130,7 +164,11 @@ fn mode_import_is_read_only_layer_above_extensions() {
     routing(&r, &[("bin/foo", "imported\n")]);
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Import);
     ctx.merge().unwrap();
-    assert_eq!(r.read("usr/bin/foo").as_deref(), Some("imported\n"), "import beats extensions");
+    assert_eq!(
+        r.read("usr/bin/foo").as_deref(),
+        Some("imported\n"),
+        "import beats extensions"
+    );
     assert_eq!(r.try_write("usr/bin/new", "x"), Err(EROFS));
     assert!(!exists(&r.p("usr/.systemd-sysext/work_dir")));
     ctx.unmerge().unwrap();
@@ -182,12 +220,24 @@ fn symlink_trick_writes_into_the_base() {
     for mode in [MutableMode::Auto, MutableMode::Enabled] {
         let ctx = r.ctx(ImageClass::Sysext, mode);
         ctx.merge().unwrap();
-        assert_eq!(r.read("usr/bin/foo").as_deref(), Some("host wins\n"), "the base is the upper layer");
+        assert_eq!(
+            r.read("usr/bin/foo").as_deref(),
+            Some("host wins\n"),
+            "the base is the upper layer"
+        );
         assert_eq!(r.read("opt/foo/tool").as_deref(), Some("tool\n"));
-        r.try_write(&format!("usr/bin/written-{mode}"), "w\n").unwrap();
-        assert_eq!(r.read("usr/.systemd-sysext/work_dir").as_deref(), Some(".systemd-usr-workdir\n"));
+        r.try_write(&format!("usr/bin/written-{mode}"), "w\n")
+            .unwrap();
+        assert_eq!(
+            r.read("usr/.systemd-sysext/work_dir").as_deref(),
+            Some(".systemd-usr-workdir\n")
+        );
         ctx.unmerge().unwrap();
-        assert_eq!(r.read(&format!("usr/bin/written-{mode}")).as_deref(), Some("w\n"), "write landed in the base");
+        assert_eq!(
+            r.read(&format!("usr/bin/written-{mode}")).as_deref(),
+            Some("w\n"),
+            "write landed in the base"
+        );
         assert!(!exists(&r.p(".systemd-usr-workdir")));
     }
     for mode in [MutableMode::Import, MutableMode::EphemeralImport] {
@@ -204,13 +254,24 @@ fn routing_dir_with_wrong_mode_fails_and_leaves_nothing() {
     }
     let r = std_root("badmode");
     r.mkdir("var/lib/extensions.mutable/opt");
-    std::fs::set_permissions(r.p("var/lib/extensions.mutable/opt"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::set_permissions(
+        r.p("var/lib/extensions.mutable/opt"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
     for mode in [MutableMode::Auto, MutableMode::Enabled] {
         let e = r.ctx(ImageClass::Sysext, mode).merge().unwrap_err();
         assert_eq!(e.errno(), libc::EINVAL);
-        assert!(e.to_string().contains("has mode 0700, ought to have mode 0755"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("has mode 0700, ought to have mode 0755"),
+            "{e}"
+        );
         assert_eq!(r.mounts_below(), 0, "the /usr overlay must not stay behind");
-        assert!(!exists(&r.p("var/lib/extensions.mutable/usr")), "no stray routing dir");
+        assert!(
+            !exists(&r.p("var/lib/extensions.mutable/usr")),
+            "no stray routing dir"
+        );
     }
 }
 
@@ -237,9 +298,24 @@ fn masking_and_precedence() {
         return;
     }
     let r = TestRoot::new("mask");
-    r.sysext_in("etc/extensions", "dup", "ID=_any\n", &[("usr/bin/dup", "etc\n")]);
-    r.sysext_in("run/extensions", "dup", "ID=_any\n", &[("usr/bin/dup", "run\n")]);
-    r.sysext_in("var/lib/extensions", "dup", "ID=_any\n", &[("usr/bin/dup", "var\n")]);
+    r.sysext_in(
+        "etc/extensions",
+        "dup",
+        "ID=_any\n",
+        &[("usr/bin/dup", "etc\n")],
+    );
+    r.sysext_in(
+        "run/extensions",
+        "dup",
+        "ID=_any\n",
+        &[("usr/bin/dup", "run\n")],
+    );
+    r.sysext_in(
+        "var/lib/extensions",
+        "dup",
+        "ID=_any\n",
+        &[("usr/bin/dup", "var\n")],
+    );
     r.sysext("masked", &[("usr/bin/masked", "m\n")]);
     r.mkdir("etc/extensions/masked");
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
@@ -267,16 +343,27 @@ fn confext_mount_flags() {
     let ctx = r.ctx(ImageClass::Confext, MutableMode::Disabled);
     ctx.merge().unwrap();
     assert_eq!(r.read("etc/app.conf").as_deref(), Some("app\n"));
-    assert_eq!(r.read("etc/.systemd-confext/confexts").as_deref(), Some("c\n"));
+    assert_eq!(
+        r.read("etc/.systemd-confext/confexts").as_deref(),
+        Some("c\n")
+    );
     let t = r.p("etc").to_string_lossy().into_owned();
     let mi = sysext::mountinfo::read_self().unwrap();
-    let m = mi.iter().find(|m| m.mount_point == t && m.fstype == "overlay").unwrap();
+    let m = mi
+        .iter()
+        .find(|m| m.mount_point == t && m.fstype == "overlay")
+        .unwrap();
     for f in ["ro", "nosuid", "nodev", "noexec"] {
         assert!(m.has_option(f), "{f} in {}", m.options);
     }
     assert_eq!(m.source, "confext");
     // A sysext is not affected.
-    assert!(r.ctx(ImageClass::Sysext, MutableMode::Disabled).status().unwrap().iter().all(|s| s.extensions.is_none()));
+    assert!(r
+        .ctx(ImageClass::Sysext, MutableMode::Disabled)
+        .status()
+        .unwrap()
+        .iter()
+        .all(|s| s.extensions.is_none()));
     ctx.unmerge().unwrap();
     let mut o = sysext::Options::new(ImageClass::Confext);
     o.root = Some(r.path.to_string_lossy().into_owned());
@@ -285,7 +372,10 @@ fn confext_mount_flags() {
     let ctx = sysext::Context::new(o).unwrap();
     ctx.merge().unwrap();
     let mi = sysext::mountinfo::read_self().unwrap();
-    let m = mi.iter().find(|m| m.mount_point == t && m.fstype == "overlay").unwrap();
+    let m = mi
+        .iter()
+        .find(|m| m.mount_point == t && m.fstype == "overlay")
+        .unwrap();
     assert!(!m.has_option("noexec"), "{}", m.options);
     ctx.unmerge().unwrap();
 }
@@ -296,14 +386,32 @@ fn incompatible_extension_is_skipped_with_reason() {
         return;
     }
     let r = TestRoot::new("incompat");
-    r.sysext_in("var/lib/extensions", "old", "ID=debian\nVERSION_ID=11\n", &[("usr/bin/old", "o\n")]);
-    r.sysext_in("var/lib/extensions", "ok", "ID=debian\nVERSION_ID=12\n", &[("usr/bin/ok", "k\n")]);
+    r.sysext_in(
+        "var/lib/extensions",
+        "old",
+        "ID=debian\nVERSION_ID=11\n",
+        &[("usr/bin/old", "o\n")],
+    );
+    r.sysext_in(
+        "var/lib/extensions",
+        "ok",
+        "ID=debian\nVERSION_ID=12\n",
+        &[("usr/bin/ok", "k\n")],
+    );
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
     let rep = ctx.merge().unwrap();
     assert_eq!(rep.merged, vec!["ok"]);
     assert_eq!(rep.skipped.len(), 1);
     assert_eq!(rep.skipped[0].name, "old");
-    assert!(rep.skipped[0].reason.contains("VERSION_ID=11"), "{}", rep.skipped[0].reason);
-    assert!(rep.skipped[0].reason.contains("VERSION_ID=12"), "{}", rep.skipped[0].reason);
+    assert!(
+        rep.skipped[0].reason.contains("VERSION_ID=11"),
+        "{}",
+        rep.skipped[0].reason
+    );
+    assert!(
+        rep.skipped[0].reason.contains("VERSION_ID=12"),
+        "{}",
+        rep.skipped[0].reason
+    );
     ctx.unmerge().unwrap();
 }

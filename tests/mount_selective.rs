@@ -25,16 +25,26 @@ fn add_and_remove_single_extensions_in_every_mode() {
         r.sysext("a", &[("usr/share/a/file", "a\n")]);
         r.sysext("b", &[("usr/share/b/file", "b\n"), ("opt/b/f", "ob\n")]);
         r.sysext("c", &[("usr/share/c/file", "c\n")]);
-        if mode == MutableMode::Auto || mode == MutableMode::Import || mode == MutableMode::EphemeralImport {
+        if mode == MutableMode::Auto
+            || mode == MutableMode::Import
+            || mode == MutableMode::EphemeralImport
+        {
             r.mkdir("var/lib/extensions.mutable/usr");
             r.put("var/lib/extensions.mutable/usr/share/routed", "r\n");
-            std::fs::set_permissions(r.p("var/lib/extensions.mutable/usr"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(
+                r.p("var/lib/extensions.mutable/usr"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .unwrap();
         }
-        ctx(&r, Some(mode)).merge_names(&["a".into(), "b".into()]).unwrap();
+        ctx(&r, Some(mode))
+            .merge_names(&["a".into(), "b".into()])
+            .unwrap();
         assert_eq!(r.read("usr/share/c/file"), None, "{mode}: c not merged yet");
         let writable = mode.may_be_writable();
         if writable {
-            r.try_write("usr/share/written", "w\n").unwrap_or_else(|e| panic!("{mode}: write failed: {e}"));
+            r.try_write("usr/share/written", "w\n")
+                .unwrap_or_else(|e| panic!("{mode}: write failed: {e}"));
         }
         let stop = Arc::new(AtomicBool::new(false));
         let (probes, misses) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -57,20 +67,35 @@ fn add_and_remove_single_extensions_in_every_mode() {
             assert_eq!(r.read("usr/share/c/file").as_deref(), Some("c\n"), "{mode}");
             plain.unmerge_names(&["b".into()]).unwrap();
             assert_eq!(r.read("usr/share/b/file"), None, "{mode}");
-            assert_eq!(r.overlays_at("opt"), 0, "{mode}: /opt lost its only extension");
+            assert_eq!(
+                r.overlays_at("opt"),
+                0,
+                "{mode}: /opt lost its only extension"
+            );
             plain.merge_names(&["b".into()]).unwrap();
             plain.unmerge_names(&["c".into()]).unwrap();
         }
         stop.store(true, Ordering::Relaxed);
         reader.join().unwrap();
         assert!(probes.load(Ordering::Relaxed) > 100, "{mode}: reader ran");
-        assert_eq!(misses.load(Ordering::Relaxed), 0, "{mode}: the reader missed a's file");
+        assert_eq!(
+            misses.load(Ordering::Relaxed),
+            0,
+            "{mode}: the reader missed a's file"
+        );
         let st = plain.status().unwrap();
         let usr = st.iter().find(|s| s.hierarchy == "/usr").unwrap();
         assert_eq!(usr.mutable.as_deref(), Some(mode.as_str()), "mode kept");
-        assert_eq!(usr.extensions.as_deref(), Some(&["a".to_string(), "b".to_string()][..]));
+        assert_eq!(
+            usr.extensions.as_deref(),
+            Some(&["a".to_string(), "b".to_string()][..])
+        );
         if writable {
-            assert_eq!(r.read("usr/share/written").as_deref(), Some("w\n"), "{mode}: the upper layer survives");
+            assert_eq!(
+                r.read("usr/share/written").as_deref(),
+                Some("w\n"),
+                "{mode}: the upper layer survives"
+            );
         } else {
             assert_eq!(r.try_write("usr/share/x", "x"), Err(libc::EROFS), "{mode}");
         }
@@ -81,13 +106,22 @@ fn add_and_remove_single_extensions_in_every_mode() {
         assert_eq!(r.mounts_below(), 0, "{mode}");
         let persistent = matches!(mode, MutableMode::Auto | MutableMode::Enabled);
         assert_eq!(
-            r.read("var/lib/extensions.mutable/usr/share/written").is_some(),
+            r.read("var/lib/extensions.mutable/usr/share/written")
+                .is_some(),
             persistent,
             "{mode}: writes persist exactly in auto/yes"
         );
         if mode.is_ephemeral() {
-            let left: Vec<_> = std::fs::read_dir(sysext::state::EPHEMERAL_DIR).map(|d| d.flatten().collect()).unwrap_or_default();
-            assert!(left.iter().all(|e| !e.file_name().to_string_lossy().contains(&format!("-{}-", std::process::id()))), "{mode}: ephemeral dirs removed: {left:?}");
+            let left: Vec<_> = std::fs::read_dir(sysext::state::EPHEMERAL_DIR)
+                .map(|d| d.flatten().collect())
+                .unwrap_or_default();
+            assert!(
+                left.iter().all(|e| !e
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(&format!("-{}-", std::process::id()))),
+                "{mode}: ephemeral dirs removed: {left:?}"
+            );
         }
     }
 }

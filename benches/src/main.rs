@@ -24,15 +24,27 @@ fn put(p: &Path, content: &str) {
 
 /// Build the sandbox root with `n` directory extensions or `n` erofs images.
 fn build_root(sb: &Path, n: usize, erofs: bool) {
-    sh(&format!("rm -rf {0}/* {0}/.[!.]* 2>/dev/null; true", sb.display()));
+    sh(&format!(
+        "rm -rf {0}/* {0}/.[!.]* 2>/dev/null; true",
+        sb.display()
+    ));
     put(&sb.join("usr/lib/os-release"), "ID=debian\nVERSION_ID=13\n");
     put(&sb.join("usr/bin/base"), "base\n");
     std::fs::create_dir_all(sb.join("opt")).unwrap();
     let stage = sb.join("stage");
     for i in 0..n {
         let name = format!("e{i:03}");
-        let dir = if erofs { stage.join(&name) } else { sb.join("var/lib/extensions").join(&name) };
-        put(&dir.join(format!("usr/lib/extension-release.d/extension-release.{name}")), "ID=_any\n");
+        let dir = if erofs {
+            stage.join(&name)
+        } else {
+            sb.join("var/lib/extensions").join(&name)
+        };
+        put(
+            &dir.join(format!(
+                "usr/lib/extension-release.d/extension-release.{name}"
+            )),
+            "ID=_any\n",
+        );
         put(&dir.join(format!("usr/share/{name}/file")), "x\n");
         put(&dir.join(format!("usr/bin/{name}")), "#!/bin/sh\n");
         if erofs {
@@ -150,12 +162,20 @@ impl Floor {
             let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
             fsconfig_set_string(&fs, "mode", "0700")?;
             fsconfig_create(&fs)?;
-            fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_NODEV)?
+            fsmount(
+                &fs,
+                FsMountFlags::FSMOUNT_CLOEXEC,
+                MountAttrFlags::MOUNT_ATTR_NODEV,
+            )?
         };
         rustix::fs::mkdirat(&ws, "meta", Mode::from_raw_mode(0o755))?;
         let meta = rustix::fs::openat(&ws, "meta", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
         let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
-        fsconfig_set_string(&fs, "lowerdir+", format!("/proc/self/fd/{}", meta.as_raw_fd()).as_str())?;
+        fsconfig_set_string(
+            &fs,
+            "lowerdir+",
+            format!("/proc/self/fd/{}", meta.as_raw_fd()).as_str(),
+        )?;
         let mut keep = Vec::new();
         for i in (0..self.n).rev() {
             let name = format!("e{i:03}");
@@ -169,14 +189,23 @@ impl Floor {
                     fsconfig_set_string(&efs, "source", source)?;
                     fsconfig_set_flag(&efs, "ro")?;
                     fsconfig_create(&efs)?;
-                    fsmount(&efs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_RDONLY)
+                    fsmount(
+                        &efs,
+                        FsMountFlags::FSMOUNT_CLOEXEC,
+                        MountAttrFlags::MOUNT_ATTR_RDONLY,
+                    )
                 };
                 match erofs(&format!("/proc/self/fd/{}", f.as_raw_fd())) {
                     Ok(m) => m,
                     Err(_) => {
-                        let opts = sysext::sys::loopdev::LoopOptions { direct_io: true, ..Default::default() };
+                        let opts = sysext::sys::loopdev::LoopOptions {
+                            direct_io: true,
+                            ..Default::default()
+                        };
                         let dev = sysext::sys::loopdev::LoopDevice::attach(&f, 0, 0, &opts)
-                            .map_err(|e| rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(5)))?;
+                            .map_err(|e| {
+                                rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(5))
+                            })?;
                         let m = erofs(&dev.path().to_string_lossy())?;
                         drop(dev.into_owned_fd());
                         m
@@ -185,19 +214,35 @@ impl Floor {
             } else {
                 let m = open_tree(
                     rustix::fs::CWD,
-                    self.root.join(format!("var/lib/extensions/{name}")).to_str().unwrap(),
+                    self.root
+                        .join(format!("var/lib/extensions/{name}"))
+                        .to_str()
+                        .unwrap(),
                     OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
                 )?;
-                sysext::sys::mountattr::mount_setattr(m.as_fd(), true, sysext::sys::mountattr::MOUNT_ATTR_RDONLY, 0)
-                    .map_err(|e| rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(5)))?;
+                sysext::sys::mountattr::mount_setattr(
+                    m.as_fd(),
+                    true,
+                    sysext::sys::mountattr::MOUNT_ATTR_RDONLY,
+                    0,
+                )
+                .map_err(|e| rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(5)))?;
                 m
             };
-            fsconfig_set_string(&fs, "lowerdir+", format!("/proc/self/fd/{}/usr", m.as_raw_fd()).as_str())?;
+            fsconfig_set_string(
+                &fs,
+                "lowerdir+",
+                format!("/proc/self/fd/{}/usr", m.as_raw_fd()).as_str(),
+            )?;
             keep.push(m);
         }
         fsconfig_set_string(&fs, "lowerdir+", self.root.join("usr").to_str().unwrap())?;
         fsconfig_create(&fs)?;
-        let m = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV)?;
+        let m = fsmount(
+            &fs,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV,
+        )?;
         Ok(m)
     }
 }
@@ -209,7 +254,14 @@ impl Tool for Floor {
     fn merge(&mut self) -> bool {
         use rustix::mount::*;
         match self.build() {
-            Ok(m) => move_mount(&m, "", rustix::fs::CWD, self.root.join("usr").to_str().unwrap(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).is_ok(),
+            Ok(m) => move_mount(
+                &m,
+                "",
+                rustix::fs::CWD,
+                self.root.join("usr").to_str().unwrap(),
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .is_ok(),
             Err(e) => {
                 eprintln!("floor: {e}");
                 false
@@ -220,11 +272,22 @@ impl Tool for Floor {
         use rustix::mount::*;
         let usr = self.root.join("usr");
         let Ok(m) = self.build() else { return false };
-        move_mount(&m, "", rustix::fs::CWD, usr.to_str().unwrap(), MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_BENEATH).is_ok()
+        move_mount(
+            &m,
+            "",
+            rustix::fs::CWD,
+            usr.to_str().unwrap(),
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_BENEATH,
+        )
+        .is_ok()
             && unmount(usr.to_str().unwrap(), UnmountFlags::DETACH).is_ok()
     }
     fn unmerge(&mut self) -> bool {
-        rustix::mount::unmount(self.root.join("usr").to_str().unwrap(), rustix::mount::UnmountFlags::DETACH).is_ok()
+        rustix::mount::unmount(
+            self.root.join("usr").to_str().unwrap(),
+            rustix::mount::UnmountFlags::DETACH,
+        )
+        .is_ok()
     }
 }
 
@@ -260,7 +323,11 @@ impl Tool for Systemd {
 
 fn overlays_at(p: &Path) -> usize {
     let t = p.to_string_lossy();
-    sysext::mountinfo::read_self().unwrap().iter().filter(|m| m.mount_point == t && m.fstype == "overlay").count()
+    sysext::mountinfo::read_self()
+        .unwrap()
+        .iter()
+        .filter(|m| m.mount_point == t && m.fstype == "overlay")
+        .count()
 }
 
 /// One merge/refresh/unmerge round of a tool; `None` where a step failed.
@@ -271,14 +338,22 @@ fn round(tool: &mut dyn Tool, usr: &Path) -> [Option<Duration>; 3] {
     };
     let dr = time(|| tool.refresh());
     let du = time(|| tool.unmerge());
-    assert_eq!(overlays_at(usr), 0, "{} left an overlay behind", tool.name());
+    assert_eq!(
+        overlays_at(usr),
+        0,
+        "{} left an overlay behind",
+        tool.name()
+    );
     [Some(dm), dr, du]
 }
 
 /// Measure all tools interleaved (one round of each tool per repetition), so that load
 /// changes on a noisy machine hit every tool alike.
 fn measure_all(tools: &mut [Box<dyn Tool>], reps: usize, usr: &Path) -> Vec<Row> {
-    let mut samples: Vec<[Vec<Duration>; 3]> = tools.iter().map(|_| [Vec::new(), Vec::new(), Vec::new()]).collect();
+    let mut samples: Vec<[Vec<Duration>; 3]> = tools
+        .iter()
+        .map(|_| [Vec::new(), Vec::new(), Vec::new()])
+        .collect();
     let mut failed = vec![false; tools.len()];
     for _ in 0..reps {
         for (i, t) in tools.iter_mut().enumerate() {
@@ -304,20 +379,35 @@ fn measure_all(tools: &mut [Box<dyn Tool>], reps: usize, usr: &Path) -> Vec<Row>
                 Row::default()
             } else {
                 let [m, r, u] = s;
-                Row { merge: median(m), refresh: median(r), unmerge: median(u) }
+                Row {
+                    merge: median(m),
+                    refresh: median(r),
+                    unmerge: median(u),
+                }
             }
         })
         .collect()
 }
 
 fn ms(d: Option<Duration>) -> String {
-    d.map(|d| format!("{:.2}", d.as_secs_f64() * 1000.0)).unwrap_or_else(|| "fails".into())
+    d.map(|d| format!("{:.2}", d.as_secs_f64() * 1000.0))
+        .unwrap_or_else(|| "fails".into())
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let reps = args.iter().position(|a| a == "--reps").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(5);
-    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("benches/results"));
+    let reps = args
+        .iter()
+        .position(|a| a == "--reps")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("benches/results"));
     if std::env::var_os("SYSEXT_BENCH_IN_NS").is_none() {
         assert!(rustix::process::geteuid().is_root(), "run as root");
         let st = Command::new("unshare")
@@ -337,7 +427,12 @@ fn main() {
         sh("mount --make-rshared /");
         sh(&format!("mount --bind {0} {0}", o.display()));
         sh(&format!("mount -t tmpfs tmpfs {}", sb.display()));
-        for (what, args) in [("proc", "-t proc proc"), ("sys", "--rbind /sys"), ("dev", "--bind /dev"), ("run", "-t tmpfs tmpfs")] {
+        for (what, args) in [
+            ("proc", "-t proc proc"),
+            ("sys", "--rbind /sys"),
+            ("dev", "--bind /dev"),
+            ("run", "-t tmpfs tmpfs"),
+        ] {
             sh(&format!("mount {args} {}", o.join(what).display()));
         }
     } else {
@@ -345,17 +440,44 @@ fn main() {
         std::fs::create_dir_all(&sb).unwrap();
         sh(&format!("mount -t tmpfs tmpfs {}", sb.display()));
     }
-    let cli = std::env::current_exe().unwrap().parent().unwrap().join("sysext");
-    assert!(cli.exists(), "build the CLI first: cargo build --release -p sysext-cli");
-    let kernel = rustix::system::uname().release().to_string_lossy().into_owned();
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let date = String::from_utf8(Command::new("date").arg("-u").arg("+%Y-%m-%d").output().unwrap().stdout).unwrap();
+    let cli = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("sysext");
+    assert!(
+        cli.exists(),
+        "build the CLI first: cargo build --release -p sysext-cli"
+    );
+    let kernel = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let date = String::from_utf8(
+        Command::new("date")
+            .arg("-u")
+            .arg("+%Y-%m-%d")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     let mut table = format!(
         "Machine: Linux {kernel}, {cpus} CPUs; {} UTC; median of {reps} runs, times in ms.\n\n| workload | tool | merge | refresh | unmerge | merge+unmerge vs systemd |\n|---|---|---|---|---|---|\n",
         date.trim()
     );
     let mut csv = String::from("workload,n,tool,merge_ms,refresh_ms,unmerge_ms\n");
-    let workloads: Vec<(usize, bool)> = vec![(1, false), (16, false), (64, false), (256, false), (1, true), (16, true)];
+    let workloads: Vec<(usize, bool)> = vec![
+        (1, false),
+        (16, false),
+        (64, false),
+        (256, false),
+        (1, true),
+        (16, true),
+    ];
     for (n, erofs) in workloads {
         build_root(&sb, n, erofs);
         let label = format!("{n} {}", if erofs { "erofs images" } else { "directories" });
@@ -365,25 +487,50 @@ fn main() {
         o.always_refresh = true;
         o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
         let mut tools: Vec<Box<dyn Tool>> = vec![
-            Box::new(Cli { bin: cli.clone(), root: sb.clone() }),
-            Box::new(Lib { ctx: Context::new(o).unwrap() }),
-            Box::new(Floor { root: sb.clone(), n, erofs }),
+            Box::new(Cli {
+                bin: cli.clone(),
+                root: sb.clone(),
+            }),
+            Box::new(Lib {
+                ctx: Context::new(o).unwrap(),
+            }),
+            Box::new(Floor {
+                root: sb.clone(),
+                n,
+                erofs,
+            }),
         ];
         if have_systemd {
             tools.push(Box::new(Systemd));
         }
         let measured = measure_all(&mut tools, reps, &sb.join("usr"));
-        let rows: Vec<(String, Row)> = tools.iter().map(|t| t.name().to_string()).zip(measured).collect();
-        let sd = rows.iter().find(|(n, _)| n.starts_with("systemd")).map(|(_, r)| r.clone());
+        let rows: Vec<(String, Row)> = tools
+            .iter()
+            .map(|t| t.name().to_string())
+            .zip(measured)
+            .collect();
+        let sd = rows
+            .iter()
+            .find(|(n, _)| n.starts_with("systemd"))
+            .map(|(_, r)| r.clone());
         for (name, r) in &rows {
             let ratio = match (&sd, r.merge, r.unmerge) {
-                (Some(s), Some(m), Some(u)) if !name.starts_with("systemd") => match (s.merge, s.unmerge) {
-                    (Some(sm), Some(su)) => format!("{:.2}×", (m + u).as_secs_f64() / (sm + su).as_secs_f64()),
-                    _ => "systemd fails".into(),
-                },
+                (Some(s), Some(m), Some(u)) if !name.starts_with("systemd") => {
+                    match (s.merge, s.unmerge) {
+                        (Some(sm), Some(su)) => {
+                            format!("{:.2}×", (m + u).as_secs_f64() / (sm + su).as_secs_f64())
+                        }
+                        _ => "systemd fails".into(),
+                    }
+                }
                 _ => "".into(),
             };
-            table.push_str(&format!("| {label} | {name} | {} | {} | {} | {ratio} |\n", ms(r.merge), ms(r.refresh), ms(r.unmerge)));
+            table.push_str(&format!(
+                "| {label} | {name} | {} | {} | {} | {ratio} |\n",
+                ms(r.merge),
+                ms(r.refresh),
+                ms(r.unmerge)
+            ));
             csv.push_str(&format!(
                 "{},{n},{name},{},{},{}\n",
                 if erofs { "erofs" } else { "dir" },

@@ -69,8 +69,15 @@ Options:
 ";
 
 fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
-    let prog = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
-    let class = if prog.contains("systemd-confext") || prog == "confext" { ImageClass::Confext } else { ImageClass::Sysext };
+    let prog = argv
+        .first()
+        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+        .unwrap_or_default();
+    let class = if prog.contains("systemd-confext") || prog == "confext" {
+        ImageClass::Confext
+    } else {
+        ImageClass::Sysext
+    };
     let mut a = Args {
         class,
         root: None,
@@ -104,7 +111,10 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
                 None => (long, None),
             };
             // Options with a required argument take the next word when not inline.
-            let needs = matches!(name, "root" | "noexec" | "image-policy" | "mutable" | "json");
+            let needs = matches!(
+                name,
+                "root" | "noexec" | "image-policy" | "mutable" | "json"
+            );
             let value = if needs {
                 match inline {
                     Some(v) => Some(v),
@@ -116,7 +126,9 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
                 }
             } else {
                 if inline.is_some() {
-                    return Err(format!("{prog}: option '--{name}' doesn't allow an argument"));
+                    return Err(format!(
+                        "{prog}: option '--{name}' doesn't allow an argument"
+                    ));
                 }
                 None
             };
@@ -135,7 +147,8 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
                 "noexec" => {
                     let v = value.unwrap_or_default();
                     a.noexec = Some(
-                        sysext::release::parse_bool(&v).ok_or_else(|| format!("Failed to parse --noexec= argument: {v}"))?,
+                        sysext::release::parse_bool(&v)
+                            .ok_or_else(|| format!("Failed to parse --noexec= argument: {v}"))?,
                     );
                 }
                 "image-policy" => a.image_policy = value,
@@ -171,11 +184,17 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
         return Ok(None);
     }
     if version {
-        println!("libsysext {} (systemd-sysext 257 compatible)", sysext::VERSION);
+        println!(
+            "libsysext {} (systemd-sysext 257 compatible)",
+            sysext::VERSION
+        );
         return Ok(None);
     }
     if let Some(m) = mutable_raw {
-        a.mutable = Some(MutableMode::parse_systemd(&m).ok_or_else(|| format!("Failed to parse argument to --mutable=: {m}"))?);
+        a.mutable = Some(
+            MutableMode::parse_systemd(&m)
+                .ok_or_else(|| format!("Failed to parse argument to --mutable=: {m}"))?,
+        );
     }
     let mut pos = positional.into_iter();
     a.verb = pos.next().unwrap_or_else(|| "status".into());
@@ -213,7 +232,10 @@ fn reload_manager() -> Result<(), String> {
 }
 
 fn run(a: Args) -> Result<(), String> {
-    let verbose = a.verbose || std::env::var("SYSTEMD_LOG_LEVEL").map(|v| v == "debug").unwrap_or(false);
+    let verbose = a.verbose
+        || std::env::var("SYSTEMD_LOG_LEVEL")
+            .map(|v| v == "debug")
+            .unwrap_or(false);
     let mut opts = Options::new(a.class);
     opts.root = a.root.clone();
     opts.mutable = a.mutable;
@@ -234,13 +256,23 @@ fn run(a: Args) -> Result<(), String> {
             let st = ctx.status();
             // Print what we have even when one hierarchy failed, as systemd does.
             match st {
-                Ok(rows) => output::status(&rows, a.json == Json::Pretty, a.json != Json::Off, a.no_legend),
+                Ok(rows) => output::status(
+                    &rows,
+                    a.json == Json::Pretty,
+                    a.json != Json::Off,
+                    a.no_legend,
+                ),
                 Err(e) => return Err(e.to_string()),
             }
         }
         "list" => {
             let imgs = ctx.list().map_err(|e| e.to_string())?;
-            output::list(&imgs, a.json == Json::Pretty, a.json != Json::Off, a.no_legend);
+            output::list(
+                &imgs,
+                a.json == Json::Pretty,
+                a.json != Json::Off,
+                a.no_legend,
+            );
         }
         "plan" => {
             let p = ctx.plan().map_err(|e| e.to_string())?;
@@ -255,8 +287,17 @@ fn run(a: Args) -> Result<(), String> {
                 _ => ctx.unmerge_names(&a.names),
             };
             let r = r.map_err(|e| match e {
-                sysext::Error::AlreadyMerged { .. } | sysext::Error::NotPrivileged | sysext::Error::Metadata { .. } => e.to_string(),
-                e => format!("{e}\nFailed to {} hierarchies", if a.verb == "unmerge" { "unmerge" } else { "merge" }),
+                sysext::Error::AlreadyMerged { .. }
+                | sysext::Error::NotPrivileged
+                | sysext::Error::Metadata { .. } => e.to_string(),
+                e => format!(
+                    "{e}\nFailed to {} hierarchies",
+                    if a.verb == "unmerge" {
+                        "unmerge"
+                    } else {
+                        "merge"
+                    }
+                ),
             })?;
             if r.needs_reload && reload_allowed && systemd_is_pid1() {
                 reload_manager()?;

@@ -108,7 +108,12 @@ pub fn format_timestamp(usec: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
     let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
-    format!("{wd} {y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", sod / 3600, sod % 3600 / 60, sod % 60)
+    format!(
+        "{wd} {y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
 }
 
 fn table(header: &[&str], rows: &[Vec<String>], legend: bool) {
@@ -135,7 +140,16 @@ fn table(header: &[&str], rows: &[Vec<String>], legend: bool) {
         line(header.to_vec());
     }
     for r in rows {
-        let split: Vec<Vec<&str>> = r.iter().map(|c| if c.is_empty() { vec![""] } else { c.lines().collect() }).collect();
+        let split: Vec<Vec<&str>> = r
+            .iter()
+            .map(|c| {
+                if c.is_empty() {
+                    vec![""]
+                } else {
+                    c.lines().collect()
+                }
+            })
+            .collect();
         let n = split.iter().map(Vec::len).max().unwrap_or(1);
         for k in 0..n {
             line(split.iter().map(|c| *c.get(k).unwrap_or(&"")).collect());
@@ -151,10 +165,19 @@ pub fn status(rows: &[HierarchyStatus], pretty: bool, json: bool, no_legend: boo
                 .map(|r| {
                     J::Obj(vec![
                         ("hierarchy", J::Str(r.hierarchy.clone())),
-                        ("extensions", r.extensions.as_ref().map(|e| strs(e)).unwrap_or(J::Str("none".into()))),
+                        (
+                            "extensions",
+                            r.extensions
+                                .as_ref()
+                                .map(|e| strs(e))
+                                .unwrap_or(J::Str("none".into())),
+                        ),
                         ("since", r.since_usec.map(J::Num).unwrap_or(J::Null)),
                         ("merged", J::Bool(r.extensions.is_some())),
-                        ("extensionList", strs(r.extensions.as_deref().unwrap_or(&[]))),
+                        (
+                            "extensionList",
+                            strs(r.extensions.as_deref().unwrap_or(&[])),
+                        ),
                         ("mutable", r.mutable.clone().map(J::Str).unwrap_or(J::Null)),
                         ("upper", r.upper.clone().map(J::Str).unwrap_or(J::Null)),
                     ])
@@ -169,8 +192,13 @@ pub fn status(rows: &[HierarchyStatus], pretty: bool, json: bool, no_legend: boo
         .map(|r| {
             vec![
                 r.hierarchy.clone(),
-                r.extensions.as_ref().map(|e| e.join("\n")).unwrap_or_else(|| "none".into()),
-                r.since_usec.map(format_timestamp).unwrap_or_else(|| "-".into()),
+                r.extensions
+                    .as_ref()
+                    .map(|e| e.join("\n"))
+                    .unwrap_or_else(|| "none".into()),
+                r.since_usec
+                    .map(format_timestamp)
+                    .unwrap_or_else(|| "-".into()),
                 match (&r.mutable, &r.upper) {
                     (Some(m), Some(u)) if u != "none" && u != "ephemeral" => format!("{m} ({u})"),
                     (Some(m), _) => m.clone(),
@@ -179,7 +207,11 @@ pub fn status(rows: &[HierarchyStatus], pretty: bool, json: bool, no_legend: boo
             ]
         })
         .collect();
-    table(&["HIERARCHY", "EXTENSIONS", "SINCE", "MUTABLE"], &rows, !no_legend);
+    table(
+        &["HIERARCHY", "EXTENSIONS", "SINCE", "MUTABLE"],
+        &rows,
+        !no_legend,
+    );
 }
 
 /// `list`.
@@ -217,10 +249,20 @@ pub fn list(imgs: &[ListedImage], pretty: bool, json: bool, no_legend: bool) {
             for s in &i.shadows {
                 state.push_str(&format!("\nshadows {s}"));
             }
-            vec![i.name.clone(), i.kind.as_str().into(), i.path.clone(), format_timestamp(i.time_usec), state]
+            vec![
+                i.name.clone(),
+                i.kind.as_str().into(),
+                i.path.clone(),
+                format_timestamp(i.time_usec),
+                state,
+            ]
         })
         .collect();
-    table(&["NAME", "TYPE", "PATH", "TIME", "STATE"], &rows, !no_legend);
+    table(
+        &["NAME", "TYPE", "PATH", "TIME", "STATE"],
+        &rows,
+        !no_legend,
+    );
 }
 
 /// `plan`.
@@ -236,7 +278,9 @@ pub fn plan(p: &PlanReport, pretty: bool, json: bool) {
         None => "none (read-only)".to_string(),
         Some(Upper::Ephemeral) => "ephemeral (tmpfs)".into(),
         Some(Upper::Host { path, .. }) => format!("{path} (base)"),
-        Some(Upper::RoutingDir { path, create: true, .. }) => format!("{path} (created)"),
+        Some(Upper::RoutingDir {
+            path, create: true, ..
+        }) => format!("{path} (created)"),
         Some(Upper::RoutingDir { path, .. }) => path.clone(),
     };
     let work = |w: &Option<WorkDir>| match w {
@@ -250,7 +294,17 @@ pub fn plan(p: &PlanReport, pretty: bool, json: bool) {
             ("extensions", strs(&p.plan.extensions)),
             (
                 "skipped",
-                J::Arr(p.skipped.iter().map(|s| J::Obj(vec![("name", J::Str(s.name.clone())), ("reason", J::Str(s.reason.clone()))])).collect()),
+                J::Arr(
+                    p.skipped
+                        .iter()
+                        .map(|s| {
+                            J::Obj(vec![
+                                ("name", J::Str(s.name.clone())),
+                                ("reason", J::Str(s.reason.clone())),
+                            ])
+                        })
+                        .collect(),
+                ),
             ),
             (
                 "hierarchies",
@@ -262,7 +316,10 @@ pub fn plan(p: &PlanReport, pretty: bool, json: bool) {
                             J::Obj(vec![
                                 ("hierarchy", J::Str(h.hierarchy.to_string())),
                                 ("target", J::Str(h.target.clone())),
-                                ("layers", J::Arr(h.lower.iter().map(|l| J::Str(layer(l))).collect())),
+                                (
+                                    "layers",
+                                    J::Arr(h.lower.iter().map(|l| J::Str(layer(l))).collect()),
+                                ),
                                 ("upper", J::Str(upper(&h.upper))),
                                 ("workdir", J::Str(work(&h.work_dir))),
                                 ("readOnly", J::Bool(h.flags.read_only)),
@@ -286,7 +343,12 @@ pub fn plan(p: &PlanReport, pretty: bool, json: bool) {
         println!("Nothing would be merged.");
     }
     for h in &p.plan.hierarchies {
-        println!("\n{} -> {}{}", h.hierarchy, h.target, if h.create_target { " (created)" } else { "" });
+        println!(
+            "\n{} -> {}{}",
+            h.hierarchy,
+            h.target,
+            if h.create_target { " (created)" } else { "" }
+        );
         println!("  upper:   {}", upper(&h.upper));
         println!("  workdir: {}", work(&h.work_dir));
         println!("  layers (top to bottom):");
@@ -303,13 +365,23 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(format_timestamp(0), "Thu 1970-01-01 00:00:00 UTC");
-        assert_eq!(format_timestamp(1_115_251_200_000_000), "Thu 2005-05-05 00:00:00 UTC");
-        assert_eq!(format_timestamp(978_307_200_000_000), "Mon 2001-01-01 00:00:00 UTC");
+        assert_eq!(
+            format_timestamp(1_115_251_200_000_000),
+            "Thu 2005-05-05 00:00:00 UTC"
+        );
+        assert_eq!(
+            format_timestamp(978_307_200_000_000),
+            "Mon 2001-01-01 00:00:00 UTC"
+        );
     }
 
     #[test]
     fn json_shapes() {
-        let v = J::Arr(vec![J::Obj(vec![("a", J::Str("x\"y".into())), ("b", J::Null), ("c", J::Arr(vec![]))])]);
+        let v = J::Arr(vec![J::Obj(vec![
+            ("a", J::Str("x\"y".into())),
+            ("b", J::Null),
+            ("c", J::Arr(vec![])),
+        ])]);
         assert_eq!(v.render(false), r#"[{"a":"x\"y","b":null,"c":[]}]"#);
         assert_eq!(J::Arr(vec![]).render(true), "[]");
     }

@@ -195,7 +195,10 @@ pub struct Context {
 
 fn has_cap_sys_admin() -> bool {
     rustix::thread::capabilities(None)
-        .map(|c| c.effective.contains(rustix::thread::CapabilitySet::SYS_ADMIN))
+        .map(|c| {
+            c.effective
+                .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
+        })
         .unwrap_or(false)
 }
 
@@ -204,7 +207,10 @@ impl Context {
     pub fn new(opts: Options) -> Result<Context> {
         let root = Root::open(opts.root.as_deref())?;
         let hierarchies = match &opts.hierarchies {
-            Some(list) => list.iter().map(|h| Hierarchy::new(h)).collect::<Result<Vec<_>>>()?,
+            Some(list) => list
+                .iter()
+                .map(|h| Hierarchy::new(h))
+                .collect::<Result<Vec<_>>>()?,
             None => Hierarchy::from_env(opts.class)?,
         };
         let mode = match opts.mutable {
@@ -213,7 +219,10 @@ impl Context {
                 Ok(v) => MutableMode::parse_systemd(&v).unwrap_or_else(|| {
                     opts.sink.event(&Event::Message(
                         Level::Warning,
-                        format!("Failed to parse {} environment variable value '{v}'. Ignoring.", opts.class.info().mutable_env),
+                        format!(
+                            "Failed to parse {} environment variable value '{v}'. Ignoring.",
+                            opts.class.info().mutable_env
+                        ),
                     ));
                     MutableMode::Disabled
                 }),
@@ -221,13 +230,19 @@ impl Context {
             },
         };
         let policy = match &opts.image_policy {
-            Some(p) => Some(
-                crate::image::ImagePolicy::parse(p)
-                    .map_err(|e| Error::InvalidArgument(format!("Failed to parse image policy: {p}: {e}")))?,
-            ),
+            Some(p) => Some(crate::image::ImagePolicy::parse(p).map_err(|e| {
+                Error::InvalidArgument(format!("Failed to parse image policy: {p}: {e}"))
+            })?),
             None => None,
         };
-        Ok(Context { opts, policy, root, hierarchies, mode, faults: FaultInjector::from_env() })
+        Ok(Context {
+            opts,
+            policy,
+            root,
+            hierarchies,
+            mode,
+            faults: FaultInjector::from_env(),
+        })
     }
 
     /// The options.
@@ -273,7 +288,11 @@ impl Context {
         let found = discover::discover(&self.root, class, self.initrd())?;
         let merged: Vec<String> = self.current_merge().map(|(n, _)| n).unwrap_or_default();
         let host = self.host_release().ok().map(|os| {
-            let scope = if self.initrd() { Scope::Initrd } else { Scope::System };
+            let scope = if self.initrd() {
+                Scope::Initrd
+            } else {
+                Scope::System
+            };
             Host::from_os_release(&os, class, scope, crate::arch::native())
         });
         let mut v = Vec::new();
@@ -283,7 +302,15 @@ impl Context {
             } else {
                 self.judge(&d, host.as_ref())
             };
-            v.push(ListedImage { name: d.name, kind: d.kind, path: d.path, time_usec: d.time_usec, shadows: d.shadows, state, reason });
+            v.push(ListedImage {
+                name: d.name,
+                kind: d.kind,
+                path: d.path,
+                time_usec: d.time_usec,
+                shadows: d.shadows,
+                state,
+                reason,
+            });
         }
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
@@ -291,23 +318,38 @@ impl Context {
 
     fn judge(&self, d: &DiscoveredImage, host: Option<&Host>) -> (ImageState, Option<String>) {
         if !d.kind.is_tree() && !has_cap_sys_admin() {
-            return (ImageState::Unknown, Some("image files can only be inspected with privileges".into()));
+            return (
+                ImageState::Unknown,
+                Some("image files can only be inspected with privileges".into()),
+            );
         }
         let (tree, rel) = match self.read_metadata(d) {
             Ok(x) => x,
             Err(e) => return (ImageState::Invalid, Some(e.to_string())),
         };
-        if d.kind.is_tree() && !d.shadows.is_empty() && crate::root::dir_is_empty(tree.fd.as_fd()).unwrap_or(false) {
-            return (ImageState::Masked, Some(format!("empty directory, masks {}", d.shadows.join(", "))));
+        if d.kind.is_tree()
+            && !d.shadows.is_empty()
+            && crate::root::dir_is_empty(tree.fd.as_fd()).unwrap_or(false)
+        {
+            return (
+                ImageState::Masked,
+                Some(format!("empty directory, masks {}", d.shadows.join(", "))),
+            );
         }
         if self.opts.force {
             return (ImageState::WouldMerge, None);
         }
         if rel.os_tree {
-            return (ImageState::Incompatible, Some("is an OS image (it carries an os-release file), not an extension".into()));
+            return (
+                ImageState::Incompatible,
+                Some("is an OS image (it carries an os-release file), not an extension".into()),
+            );
         }
         let Some(host) = host else {
-            return (ImageState::Invalid, Some(format!("no os-release in {}", self.root.display_root())));
+            return (
+                ImageState::Invalid,
+                Some(format!("no os-release in {}", self.root.display_root())),
+            );
         };
         match compat::check(&d.name, &rel.data, host, self.opts.class) {
             Compatibility::Compatible(_) => (ImageState::WouldMerge, None),
@@ -330,17 +372,28 @@ impl Context {
         for c in &candidates {
             match self.root.open_in(c, OFlags::RDONLY) {
                 Ok(fd) => {
-                    let text = exec::read_to_string(fd).map_err(|e| Error::HostOsRelease { root: root_s.clone(), source: e })?;
+                    let text = exec::read_to_string(fd).map_err(|e| Error::HostOsRelease {
+                        root: root_s.clone(),
+                        source: e,
+                    })?;
                     return release::parse(text.as_bytes()).map_err(|e| Error::HostOsRelease {
                         root: root_s.clone(),
                         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
                     });
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-                Err(e) => return Err(Error::HostOsRelease { root: root_s, source: e }),
+                Err(e) => {
+                    return Err(Error::HostOsRelease {
+                        root: root_s,
+                        source: e,
+                    })
+                }
             }
         }
-        Err(Error::HostOsRelease { root: root_s, source: std::io::Error::from_raw_os_error(libc::ENOENT) })
+        Err(Error::HostOsRelease {
+            root: root_s,
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        })
     }
 
     /// Discovery, metadata, compatibility: the images a merge would use.
@@ -352,7 +405,8 @@ impl Context {
         }
 
         // Metadata of every image, before anything is mounted; errors are fatal.
-        let mut metas: Vec<(DiscoveredImage, ImageTree, ReleaseInfo)> = Vec::with_capacity(images.len());
+        let mut metas: Vec<(DiscoveredImage, ImageTree, ReleaseInfo)> =
+            Vec::with_capacity(images.len());
         for img in images {
             let (tree, rel) = self.read_metadata(&img)?;
             metas.push((img, tree, rel));
@@ -366,7 +420,9 @@ impl Context {
                     .map_err(|e| crate::root::resolve_err(&self.root, h.relative(), e))?
                 {
                     if state::is_ours(r.fd.as_fd(), &r.path, class)? {
-                        return Err(Error::AlreadyMerged { hierarchy: h.to_string() });
+                        return Err(Error::AlreadyMerged {
+                            hierarchy: h.to_string(),
+                        });
                     }
                 }
             }
@@ -375,9 +431,15 @@ impl Context {
         let os = self.host_release()?;
         let id_ok = os.get("ID").map(|v| !v.is_empty()).unwrap_or(false);
         if !id_ok {
-            return Err(Error::HostOsReleaseNoId { root: self.root.display_root().to_string() });
+            return Err(Error::HostOsReleaseNoId {
+                root: self.root.display_root().to_string(),
+            });
         }
-        let scope = if self.initrd() { Scope::Initrd } else { Scope::System };
+        let scope = if self.initrd() {
+            Scope::Initrd
+        } else {
+            Scope::System
+        };
         let host = Host::from_os_release(&os, class, scope, crate::arch::native());
 
         let found = metas.len();
@@ -387,23 +449,43 @@ impl Context {
         let mut needs_reload = false;
         for (img, tree, rel) in metas {
             if rel.os_tree && !self.opts.force {
-                let text = "is an OS image (it carries an os-release file), not an extension".to_string();
-                self.sink().event(&Event::Skipped { name: img.name.clone(), reason: text.clone() });
-                skipped.push(Skipped { name: img.name, reason: text });
+                let text =
+                    "is an OS image (it carries an os-release file), not an extension".to_string();
+                self.sink().event(&Event::Skipped {
+                    name: img.name.clone(),
+                    reason: text.clone(),
+                });
+                skipped.push(Skipped {
+                    name: img.name,
+                    reason: text,
+                });
                 continue;
             }
             if !self.opts.force {
-                if let Compatibility::Incompatible(reason) = compat::check(&img.name, &rel.data, &host, class) {
+                if let Compatibility::Incompatible(reason) =
+                    compat::check(&img.name, &rel.data, &host, class)
+                {
                     let mut text = reason.to_string();
                     if let (compat::Reason::NoReleaseData, Some(p)) = (&reason, &rel.problem) {
                         text = format!("{text} ({p})");
                     }
-                    self.sink().event(&Event::Skipped { name: img.name.clone(), reason: text.clone() });
-                    skipped.push(Skipped { name: img.name, reason: text });
+                    self.sink().event(&Event::Skipped {
+                        name: img.name.clone(),
+                        reason: text.clone(),
+                    });
+                    skipped.push(Skipped {
+                        name: img.name,
+                        reason: text,
+                    });
                     continue;
                 }
             }
-            if rel.data.get("EXTENSION_RELOAD_MANAGER").and_then(release::parse_bool) == Some(true) {
+            if rel
+                .data
+                .get("EXTENSION_RELOAD_MANAGER")
+                .and_then(release::parse_bool)
+                == Some(true)
+            {
                 needs_reload = true;
             }
             file_names.push(img.file_name().to_string());
@@ -411,13 +493,23 @@ impl Context {
         }
         file_names.sort();
         crate::version::sort_names(&mut file_names);
-        Ok(Gathered { trees, skipped, file_names, needs_reload, found })
+        Ok(Gathered {
+            trees,
+            skipped,
+            file_names,
+            needs_reload,
+            found,
+        })
     }
 
     /// Open an image's tree and read its release data.
     fn read_metadata(&self, img: &DiscoveredImage) -> Result<(ImageTree, ReleaseInfo)> {
         let class = self.opts.class;
-        let meta_err = |reason: String, errno: i32| Error::Metadata { image: img.name.clone(), reason, errno };
+        let meta_err = |reason: String, errno: i32| Error::Metadata {
+            image: img.name.clone(),
+            reason,
+            errno,
+        };
         match img.kind {
             ImageKind::Directory | ImageKind::Subvolume => {
                 let fd = self
@@ -428,14 +520,34 @@ impl Context {
                     return Err(meta_err("No medium found".into(), libc::ENOMEDIUM));
                 }
                 let rel = extension::load_release(fd.as_fd(), class, &img.name);
-                Ok((ImageTree { name: img.name.clone(), path: img.path.clone(), fd, is_mount: false }, rel))
+                Ok((
+                    ImageTree {
+                        name: img.name.clone(),
+                        path: img.path.clone(),
+                        fd,
+                        is_mount: false,
+                    },
+                    rel,
+                ))
             }
             ImageKind::Raw | ImageKind::Block => {
                 let (policy, explicit) = self.policy_for(img);
                 let step = |what: &str| self.faults.step(what);
-                let m = crate::image::mount::open_image(self.root.fd(), &img.rel, &img.path, class, &policy, explicit, &step).map_err(|e| {
+                let m = crate::image::mount::open_image(
+                    self.root.fd(),
+                    &img.rel,
+                    &img.path,
+                    class,
+                    &policy,
+                    explicit,
+                    &step,
+                )
+                .map_err(|e| {
                     if e.policy {
-                        Error::ImagePolicy { image: img.path.clone(), reason: e.reason }
+                        Error::ImagePolicy {
+                            image: img.path.clone(),
+                            reason: e.reason,
+                        }
                     } else {
                         meta_err(e.reason, e.errno)
                     }
@@ -448,13 +560,24 @@ impl Context {
                 let os_tree = extension::has_os_release(tree.as_fd());
                 if !os_tree && rel.file.is_none() && other.file.is_none() {
                     let why = rel.problem.clone().unwrap_or_default();
-                    return Err(meta_err(format!("No medium found ({why})"), libc::ENOMEDIUM));
+                    return Err(meta_err(
+                        format!("No medium found ({why})"),
+                        libc::ENOMEDIUM,
+                    ));
                 }
                 let mut rel = rel;
                 if os_tree {
                     rel.os_tree = true;
                 }
-                Ok((ImageTree { name: img.name.clone(), path: img.path.clone(), fd: tree, is_mount: true }, rel))
+                Ok((
+                    ImageTree {
+                        name: img.name.clone(),
+                        path: img.path.clone(),
+                        fd: tree,
+                        is_mount: true,
+                    },
+                    rel,
+                ))
             }
         }
     }
@@ -488,9 +611,20 @@ impl Context {
     /// What `merge` would do, without mounting anything and without privileges.
     pub fn plan(&self) -> Result<PlanReport> {
         let g = self.gather(false, None)?;
-        let probed = probe::probe(&self.root, self.opts.class, &self.hierarchies, self.mode, self.opts.noexec, &g.trees)?;
+        let probed = probe::probe(
+            &self.root,
+            self.opts.class,
+            &self.hierarchies,
+            self.mode,
+            self.opts.noexec,
+            &g.trees,
+        )?;
         let plan = plan::plan(&probed.inputs)?;
-        Ok(PlanReport { plan, skipped: g.skipped, using: g.file_names })
+        Ok(PlanReport {
+            plan,
+            skipped: g.skipped,
+            using: g.file_names,
+        })
     }
 
     fn lock(&self) -> Result<crate::lock::Lock> {
@@ -521,12 +655,22 @@ impl Context {
 
     fn unmerge_locked(&self) -> Result<Report> {
         // Reload decision before unmerging: read the merged release files.
-        let mut report = Report { needs_reload: self.reload_wanted() && self.merged_needs_reload(), ..Default::default() };
+        let mut report = Report {
+            needs_reload: self.reload_wanted() && self.merged_needs_reload(),
+            ..Default::default()
+        };
         // All hierarchies come off, or none does.
         let mut detached = Vec::new();
         let mounts = crate::mountinfo::read_self().unwrap_or_default();
         for h in &self.hierarchies {
-            if let Err(e) = exec::detach_hierarchy(&self.root, self.opts.class, h.relative(), &mounts, &self.faults, &mut detached) {
+            if let Err(e) = exec::detach_hierarchy(
+                &self.root,
+                self.opts.class,
+                h.relative(),
+                &mounts,
+                &self.faults,
+                &mut detached,
+            ) {
                 exec::restore(&self.root, detached);
                 return Err(e);
             }
@@ -542,15 +686,27 @@ impl Context {
     fn merged_needs_reload(&self) -> bool {
         let class = self.opts.class;
         for h in &self.hierarchies {
-            let Ok(Some(r)) = self.root.resolve(h.relative(), OFlags::PATH | OFlags::DIRECTORY) else { continue };
+            let Ok(Some(r)) = self
+                .root
+                .resolve(h.relative(), OFlags::PATH | OFlags::DIRECTORY)
+            else {
+                continue;
+            };
             if !matches!(state::is_ours(r.fd.as_fd(), &r.path, class), Ok(true)) {
                 continue;
             }
-            let Ok(m) = state::read_meta(r.fd.as_fd(), &r.path, class) else { continue };
+            let Ok(m) = state::read_meta(r.fd.as_fd(), &r.path, class) else {
+                continue;
+            };
             for name in m.extensions {
                 // Relaxed lookup in the merged tree.
                 let rel = extension::load_release(self.root.fd(), class, &name);
-                if rel.data.get("EXTENSION_RELOAD_MANAGER").and_then(release::parse_bool) == Some(true) {
+                if rel
+                    .data
+                    .get("EXTENSION_RELOAD_MANAGER")
+                    .and_then(release::parse_bool)
+                    == Some(true)
+                {
                     return true;
                 }
             }
@@ -558,16 +714,28 @@ impl Context {
         false
     }
 
-    fn merge_locked(&self, refresh: bool, filter: Option<&[String]>, mode: MutableMode) -> Result<Report> {
+    fn merge_locked(
+        &self,
+        refresh: bool,
+        filter: Option<&[String]>,
+        mode: MutableMode,
+    ) -> Result<Report> {
         let class = self.opts.class;
         let t0 = std::time::Instant::now();
         let phase = |what: &str, t: std::time::Instant| {
-            self.sink().event(&Event::Message(Level::Debug, format!("{what} took {} µs", t.elapsed().as_micros())));
+            self.sink().event(&Event::Message(
+                Level::Debug,
+                format!("{what} took {} µs", t.elapsed().as_micros()),
+            ));
         };
         let g = self.gather(!refresh, filter)?;
         phase("discovery and metadata", t0);
         let t1 = std::time::Instant::now();
-        let mut report = Report { skipped: g.skipped.clone(), needs_reload: g.needs_reload && self.reload_wanted(), ..Default::default() };
+        let mut report = Report {
+            skipped: g.skipped.clone(),
+            needs_reload: g.needs_reload && self.reload_wanted(),
+            ..Default::default()
+        };
         if g.trees.is_empty() {
             if g.found == 0 {
                 self.sink().event(&Event::NoExtensions);
@@ -583,8 +751,19 @@ impl Context {
         }
         self.sink().event(&Event::Using(g.file_names.clone()));
 
-        let mut probed = probe::probe(&self.root, class, &self.hierarchies, mode, self.opts.noexec, &g.trees)?;
-        if probed.hierarchies.iter().any(|h| h.current.is_some() && h.host.is_err()) {
+        let mut probed = probe::probe(
+            &self.root,
+            class,
+            &self.hierarchies,
+            mode,
+            self.opts.noexec,
+            &g.trees,
+        )?;
+        if probed
+            .hierarchies
+            .iter()
+            .any(|h| h.current.is_some() && h.host.is_err())
+        {
             // A foreign mount hides the host directory below our merge: no gap-free
             // replacement is possible. Do what systemd does: unmerge, then merge.
             self.sink().event(&Event::Message(
@@ -593,15 +772,29 @@ impl Context {
             ));
             let u = self.unmerge_locked()?;
             report.unmerged = u.unmerged;
-            probed = probe::probe(&self.root, class, &self.hierarchies, mode, self.opts.noexec, &g.trees)?;
+            probed = probe::probe(
+                &self.root,
+                class,
+                &self.hierarchies,
+                mode,
+                self.opts.noexec,
+                &g.trees,
+            )?;
         }
         let plan = plan::plan(&probed.inputs)?;
         phase("probe and plan", t1);
         let t2 = std::time::Instant::now();
         report.merged = plan.extensions.clone();
         let fingerprint = fingerprint(&plan, &g.trees, &probed);
-        if refresh && !self.opts.always_refresh && !mode.is_ephemeral() && unchanged(&plan, &probed, class, fingerprint) {
-            self.sink().event(&Event::Message(Level::Info, "Nothing changed since the last merge, not refreshing.".into()));
+        if refresh
+            && !self.opts.always_refresh
+            && !mode.is_ephemeral()
+            && unchanged(&plan, &probed, class, fingerprint)
+        {
+            self.sink().event(&Event::Message(
+                Level::Info,
+                "Nothing changed since the last merge, not refreshing.".into(),
+            ));
             return Ok(report);
         }
 
@@ -649,7 +842,15 @@ impl Context {
             }
         }
         let targets: Vec<String> = built.iter().map(|b| b.plan.target.clone()).collect();
-        let (replaced, hidden_submounts) = match exec::publish(&self.root, built, &mut old, &mut journal, &self.faults, self.sink(), class) {
+        let (replaced, hidden_submounts) = match exec::publish(
+            &self.root,
+            built,
+            &mut old,
+            &mut journal,
+            &self.faults,
+            self.sink(),
+            class,
+        ) {
             Ok(r) => r,
             Err(e) => {
                 journal.rollback(&self.root);
@@ -664,7 +865,9 @@ impl Context {
         for (i, c) in old {
             let h = &self.hierarchies[i];
             drop(c);
-            if exec::unmerge_hierarchy(&self.root, class, h.relative(), &self.faults, self.sink())? > 0 {
+            if exec::unmerge_hierarchy(&self.root, class, h.relative(), &self.faults, self.sink())?
+                > 0
+            {
                 report.unmerged.push(self.root.display(h.relative()));
             }
         }
@@ -729,18 +932,30 @@ impl Context {
     fn check_names_mergeable(&self, names: &[String]) -> Result<()> {
         let images = discover::discover(&self.root, self.opts.class, self.initrd())?;
         let os = self.host_release()?;
-        let scope = if self.initrd() { Scope::Initrd } else { Scope::System };
+        let scope = if self.initrd() {
+            Scope::Initrd
+        } else {
+            Scope::System
+        };
         let host = Host::from_os_release(&os, self.opts.class, scope, crate::arch::native());
         for n in names {
-            let img = images.iter().find(|i| &i.name == n).ok_or_else(|| Error::NotFound { name: n.clone() })?;
+            let img = images
+                .iter()
+                .find(|i| &i.name == n)
+                .ok_or_else(|| Error::NotFound { name: n.clone() })?;
             let (_tree, rel) = self.read_metadata(img)?;
             if !self.opts.force {
-                if let Compatibility::Incompatible(reason) = compat::check(n, &rel.data, &host, self.opts.class) {
+                if let Compatibility::Incompatible(reason) =
+                    compat::check(n, &rel.data, &host, self.opts.class)
+                {
                     let mut text = reason.to_string();
                     if let Some(p) = rel.problem {
                         text = format!("{text} ({p})");
                     }
-                    return Err(Error::Incompatible { name: n.clone(), reason: text });
+                    return Err(Error::Incompatible {
+                        name: n.clone(),
+                        reason: text,
+                    });
                 }
             }
         }
@@ -755,7 +970,10 @@ impl Context {
         let mut out = Vec::new();
         let mut first_err = None;
         for h in hs {
-            let r = match self.root.resolve(h.relative(), OFlags::PATH | OFlags::DIRECTORY) {
+            let r = match self
+                .root
+                .resolve(h.relative(), OFlags::PATH | OFlags::DIRECTORY)
+            {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
                 Err(e) => {
@@ -817,7 +1035,21 @@ fn fingerprint(plan: &Plan, trees: &[ImageTree], probed: &probe::Probed) -> u64 
     fnv(&mut h, format!("{:?}", norm).as_bytes());
     for t in trees {
         if let Ok(st) = rustix::fs::fstat(&t.fd) {
-            fnv(&mut h, format!("{}:{}:{}:{}:{}.{}:{}.{}", t.name, t.path, st.st_dev, st.st_ino, st.st_mtime, st.st_mtime_nsec, st.st_ctime, st.st_ctime_nsec).as_bytes());
+            fnv(
+                &mut h,
+                format!(
+                    "{}:{}:{}:{}:{}.{}:{}.{}",
+                    t.name,
+                    t.path,
+                    st.st_dev,
+                    st.st_ino,
+                    st.st_mtime,
+                    st.st_mtime_nsec,
+                    st.st_ctime,
+                    st.st_ctime_nsec
+                )
+                .as_bytes(),
+            );
         }
     }
     for hi in &probed.inputs.hierarchies {

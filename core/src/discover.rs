@@ -114,21 +114,38 @@ fn is_btrfs_subvolume(fd: &OwnedFd, st: &rustix::fs::Statx) -> bool {
         return false;
     }
     match rustix::fs::fstatfs(fd) {
-        Ok(sfs) => { let t: i64 = sfs.f_type; t == BTRFS_SUPER_MAGIC }
+        Ok(sfs) => {
+            let t: i64 = sfs.f_type;
+            t == BTRFS_SUPER_MAGIC
+        }
         Err(_) => false,
     }
 }
 
 /// Pick the newest entry of a versioned directory `NAME.v/` (vpick).
-fn pick_versioned(dirfd: &OwnedFd, base: &str, raw: bool, follow: bool) -> io::Result<Option<String>> {
-    let fd = rustix::fs::openat(dirfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())?;
+fn pick_versioned(
+    dirfd: &OwnedFd,
+    base: &str,
+    raw: bool,
+    follow: bool,
+) -> io::Result<Option<String>> {
+    let fd = rustix::fs::openat(
+        dirfd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
     let mut best: Option<(String, String)> = None; // (version, entry)
     let native = crate::arch::native();
     let mut dir = rustix::fs::Dir::read_from(&fd)?;
     while let Some(ent) = dir.next() {
         let ent = ent?;
-        let Ok(fname) = ent.file_name().to_str() else { continue };
-        let Some(rest) = fname.strip_prefix(base).and_then(|r| r.strip_prefix('_')) else { continue };
+        let Ok(fname) = ent.file_name().to_str() else {
+            continue;
+        };
+        let Some(rest) = fname.strip_prefix(base).and_then(|r| r.strip_prefix('_')) else {
+            continue;
+        };
         let rest = if raw {
             match rest.strip_suffix(".raw") {
                 Some(r) => r,
@@ -158,16 +175,28 @@ fn pick_versioned(dirfd: &OwnedFd, base: &str, raw: bool, follow: bool) -> io::R
         if version.is_empty() {
             continue;
         }
-        let flags = if follow { AtFlags::empty() } else { AtFlags::SYMLINK_NOFOLLOW };
-        let Ok(st) = rustix::fs::statat(&fd, fname, flags) else { continue };
+        let flags = if follow {
+            AtFlags::empty()
+        } else {
+            AtFlags::SYMLINK_NOFOLLOW
+        };
+        let Ok(st) = rustix::fs::statat(&fd, fname, flags) else {
+            continue;
+        };
         let ft = FileType::from_raw_mode(st.st_mode);
-        let ok = if raw { matches!(ft, FileType::RegularFile | FileType::BlockDevice) } else { ft == FileType::Directory };
+        let ok = if raw {
+            matches!(ft, FileType::RegularFile | FileType::BlockDevice)
+        } else {
+            ft == FileType::Directory
+        };
         if !ok {
             continue;
         }
         let newer = match &best {
             None => true,
-            Some((bv, _)) => crate::version::strverscmp_improved(version, bv) == std::cmp::Ordering::Greater,
+            Some((bv, _)) => {
+                crate::version::strverscmp_improved(version, bv) == std::cmp::Ordering::Greater
+            }
         };
         if newer {
             best = Some((version.to_string(), fname.to_string()));
@@ -194,7 +223,8 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
         let dirfd = res.fd;
         let mut entries: Vec<String> = Vec::new();
         {
-            let mut dir = rustix::fs::Dir::read_from(&dirfd).map_err(|e| Error::io("read directory", &res.path, e))?;
+            let mut dir = rustix::fs::Dir::read_from(&dirfd)
+                .map_err(|e| Error::io("read directory", &res.path, e))?;
             while let Some(ent) = dir.next() {
                 let ent = ent.map_err(|e| Error::io("read directory", &res.path, e))?;
                 let n = ent.file_name().to_bytes();
@@ -208,20 +238,37 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
             }
         }
         for fname in entries {
-            let flags = if follow { AtFlags::empty() } else { AtFlags::SYMLINK_NOFOLLOW };
-            let st = match rustix::fs::statx(&dirfd, fname.as_str(), flags, rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::BTIME) {
+            let flags = if follow {
+                AtFlags::empty()
+            } else {
+                AtFlags::SYMLINK_NOFOLLOW
+            };
+            let st = match rustix::fs::statx(
+                &dirfd,
+                fname.as_str(),
+                flags,
+                rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::BTIME,
+            ) {
                 Ok(st) => st,
                 Err(rustix::io::Errno::NOENT) => continue,
                 Err(rustix::io::Errno::LOOP) => {
-                    return Err(Error::Discovery { source: io::Error::from_raw_os_error(libc::ELOOP) })
+                    return Err(Error::Discovery {
+                        source: io::Error::from_raw_os_error(libc::ELOOP),
+                    })
                 }
                 Err(e) => return Err(Error::io("stat", format!("{}/{}", res.path, fname), e)),
             };
             let ft = FileType::from_raw_mode(st.stx_mode.into());
             let (name, kind, entry_rel) = match ft {
                 FileType::RegularFile => {
-                    let Some(stem) = fname.strip_suffix(".raw") else { continue };
-                    (strip_suffix_once(stem, info.name_suffix).to_string(), ImageKind::Raw, fname.clone())
+                    let Some(stem) = fname.strip_suffix(".raw") else {
+                        continue;
+                    };
+                    (
+                        strip_suffix_once(stem, info.name_suffix).to_string(),
+                        ImageKind::Raw,
+                        fname.clone(),
+                    )
                 }
                 FileType::Directory => {
                     if let Some(stem) = fname.strip_suffix(".v") {
@@ -229,15 +276,39 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
                             Some(b) => (b, true),
                             None => (stem, false),
                         };
-                        let Ok(sub) = rustix::fs::openat(&dirfd, fname.as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty()) else { continue };
-                        let Ok(Some(picked)) = pick_versioned(&sub, base, raw, follow) else { continue };
+                        let Ok(sub) = rustix::fs::openat(
+                            &dirfd,
+                            fname.as_str(),
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                            rustix::fs::Mode::empty(),
+                        ) else {
+                            continue;
+                        };
+                        let Ok(Some(picked)) = pick_versioned(&sub, base, raw, follow) else {
+                            continue;
+                        };
                         let name = strip_suffix_once(base, info.name_suffix).to_string();
-                        let kind = if raw { ImageKind::Raw } else { ImageKind::Directory };
+                        let kind = if raw {
+                            ImageKind::Raw
+                        } else {
+                            ImageKind::Directory
+                        };
                         (name, kind, format!("{fname}/{picked}"))
                     } else {
                         // Only a btrfs subvolume root has inode 256: look closer only then.
                         let kind = if st.stx_ino == 256 {
-                            let sub = rustix::fs::openat(&dirfd, fname.as_str(), OFlags::PATH | OFlags::CLOEXEC | if follow { OFlags::empty() } else { OFlags::NOFOLLOW }, rustix::fs::Mode::empty());
+                            let sub = rustix::fs::openat(
+                                &dirfd,
+                                fname.as_str(),
+                                OFlags::PATH
+                                    | OFlags::CLOEXEC
+                                    | if follow {
+                                        OFlags::empty()
+                                    } else {
+                                        OFlags::NOFOLLOW
+                                    },
+                                rustix::fs::Mode::empty(),
+                            );
                             match sub {
                                 Ok(fd) if is_btrfs_subvolume(&fd, &st) => ImageKind::Subvolume,
                                 _ => ImageKind::Directory,
@@ -245,7 +316,11 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
                         } else {
                             ImageKind::Directory
                         };
-                        (strip_suffix_once(&fname, info.name_suffix).to_string(), kind, fname.clone())
+                        (
+                            strip_suffix_once(&fname, info.name_suffix).to_string(),
+                            kind,
+                            fname.clone(),
+                        )
                     }
                 }
                 FileType::BlockDevice => (fname.clone(), ImageKind::Block, fname.clone()),
@@ -254,7 +329,9 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
             if !image_name_is_valid(&name) {
                 continue;
             }
-            let rel = format!("{}/{}", res.rel, entry_rel).trim_start_matches('/').to_string();
+            let rel = format!("{}/{}", res.rel, entry_rel)
+                .trim_start_matches('/')
+                .to_string();
             let path = root.display(&format!("{}/{}", sdir.trim_start_matches('/'), entry_rel));
             if let Some(existing) = out.iter_mut().find(|e| e.name == name) {
                 existing.shadows.push(path);

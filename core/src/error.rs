@@ -256,7 +256,9 @@ impl Error {
     pub fn errno(&self) -> i32 {
         use libc::*;
         match self {
-            Error::Io { source, .. } | Error::Mount { source, .. } => source.raw_os_error().unwrap_or(EIO),
+            Error::Io { source, .. } | Error::Mount { source, .. } => {
+                source.raw_os_error().unwrap_or(EIO)
+            }
             Error::HostOsRelease { source, .. }
             | Error::MutableDirCreate { source, .. }
             | Error::HierarchyCreate { source, .. }
@@ -329,12 +331,29 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(op: &'static str, path: impl AsRef<Path>, source: impl Into<io::Error>) -> Error {
-        Error::Io { op, path: path.as_ref().to_path_buf(), source: source.into() }
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl AsRef<Path>,
+        source: impl Into<io::Error>,
+    ) -> Error {
+        Error::Io {
+            op,
+            path: path.as_ref().to_path_buf(),
+            source: source.into(),
+        }
     }
 
-    pub(crate) fn mount(op: &'static str, target: impl Into<String>, source: impl Into<io::Error>) -> Error {
-        Error::Mount { op, target: target.into(), source: source.into(), kernel_log: Vec::new() }
+    pub(crate) fn mount(
+        op: &'static str,
+        target: impl Into<String>,
+        source: impl Into<io::Error>,
+    ) -> Error {
+        Error::Mount {
+            op,
+            target: target.into(),
+            source: source.into(),
+            kernel_log: Vec::new(),
+        }
     }
 }
 

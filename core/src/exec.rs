@@ -30,18 +30,25 @@ impl FaultInjector {
     /// Read the target from the environment.
     pub fn from_env() -> FaultInjector {
         let target = if cfg!(any(debug_assertions, feature = "fault-injection")) {
-            std::env::var("SYSEXT_FAULT_INJECT").ok().and_then(|v| v.parse().ok())
+            std::env::var("SYSEXT_FAULT_INJECT")
+                .ok()
+                .and_then(|v| v.parse().ok())
         } else {
             None
         };
-        FaultInjector { target, count: Default::default() }
+        FaultInjector {
+            target,
+            count: Default::default(),
+        }
     }
 
     /// Count a step; fail it if it is the chosen one.
     pub fn step(&self, what: &str) -> io::Result<()> {
         let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         if self.target == Some(n) {
-            return Err(io::Error::other(format!("injected fault at step {n} ({what})")));
+            return Err(io::Error::other(format!(
+                "injected fault at step {n} ({what})"
+            )));
         }
         Ok(())
     }
@@ -91,13 +98,19 @@ impl Journal {
         while let Some(u) = self.undo.pop() {
             match u {
                 Undo::Mount(fd) => {
-                    let _ = rustix::mount::unmount(proc_fd_path(fd.as_fd()).as_str(), UnmountFlags::DETACH);
+                    let _ = rustix::mount::unmount(
+                        proc_fd_path(fd.as_fd()).as_str(),
+                        UnmountFlags::DETACH,
+                    );
                 }
                 Undo::Ephemeral(path) => {
                     let _ = remove_ephemeral(&path);
                 }
                 Undo::Beneath { new, backup, rel } => {
-                    let _ = rustix::mount::unmount(proc_fd_path(new.as_fd()).as_str(), UnmountFlags::DETACH);
+                    let _ = rustix::mount::unmount(
+                        proc_fd_path(new.as_fd()).as_str(),
+                        UnmountFlags::DETACH,
+                    );
                     if let Ok(t) = root.open_in(&rel, OFlags::PATH | OFlags::DIRECTORY) {
                         let _ = attach(&backup, &t);
                     }
@@ -137,43 +150,73 @@ fn drain_log(fs: BorrowedFd<'_>) -> Vec<String> {
 /// A detached tmpfs used as workspace (meta layers, ephemeral upper dirs).
 pub fn workspace(class: ImageClass, faults: &FaultInjector) -> Result<OwnedFd> {
     let what = "workspace tmpfs";
-    faults.step("fsopen tmpfs").map_err(|e| Error::mount("create", what, e))?;
-    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| Error::mount("create", what, e))?;
-    rustix::mount::fsconfig_set_string(&fs, "source", class.info().short).map_err(|e| Error::mount("configure", what, e))?;
-    rustix::mount::fsconfig_set_string(&fs, "mode", "0700").map_err(|e| Error::mount("configure", what, e))?;
+    faults
+        .step("fsopen tmpfs")
+        .map_err(|e| Error::mount("create", what, e))?;
+    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| Error::mount("create", what, e))?;
+    rustix::mount::fsconfig_set_string(&fs, "source", class.info().short)
+        .map_err(|e| Error::mount("configure", what, e))?;
+    rustix::mount::fsconfig_set_string(&fs, "mode", "0700")
+        .map_err(|e| Error::mount("configure", what, e))?;
     rustix::mount::fsconfig_create(&fs).map_err(|e| Error::mount("create", what, e))?;
-    rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID)
-        .map_err(|e| Error::mount("mount", what, e))
+    rustix::mount::fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
+    )
+    .map_err(|e| Error::mount("mount", what, e))
 }
 
 /// A private, read-only, non-recursive bind of a directory image.
 pub fn clone_tree(tree: &ImageTree, faults: &FaultInjector) -> Result<OwnedFd> {
-    faults.step("open_tree image").map_err(|e| Error::mount("bind", &tree.path, e))?;
+    faults
+        .step("open_tree image")
+        .map_err(|e| Error::mount("bind", &tree.path, e))?;
     let fd = rustix::mount::open_tree(
         &tree.fd,
         "",
-        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
     )
     .map_err(|e| Error::mount("bind", &tree.path, e))?;
-    mount_setattr(fd.as_fd(), true, mountattr::MOUNT_ATTR_RDONLY, 0).map_err(|e| Error::mount("make read-only", &tree.path, e))?;
+    mount_setattr(fd.as_fd(), true, mountattr::MOUNT_ATTR_RDONLY, 0)
+        .map_err(|e| Error::mount("make read-only", &tree.path, e))?;
     Ok(fd)
 }
 
 fn mkdirat_ws(ws: BorrowedFd<'_>, rel: &str, mode: u32) -> Result<()> {
     match rustix::fs::mkdirat(ws, rel, Mode::from_raw_mode(mode)) {
         Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
-        Err(e) => Err(Error::io("create directory", format!("<workspace>/{rel}"), e)),
+        Err(e) => Err(Error::io(
+            "create directory",
+            format!("<workspace>/{rel}"),
+            e,
+        )),
     }
 }
 
 fn write_file_at(dir: BorrowedFd<'_>, name: &str, content: &str, what: &str) -> Result<()> {
-    let fd = rustix::fs::openat(dir, name, OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC, Mode::from_raw_mode(0o644))
-        .map_err(io_at("create", what))?;
-    std::fs::File::from(fd).write_all(content.as_bytes()).map_err(|e| Error::io("write", what, e))
+    let fd = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(io_at("create", what))?;
+    std::fs::File::from(fd)
+        .write_all(content.as_bytes())
+        .map_err(|e| Error::io("write", what, e))
 }
 
 fn reopen_dir(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+    Ok(rustix::fs::openat(
+        fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// A built, still detached overlay.
@@ -219,19 +262,38 @@ fn layer_fd(
 ) -> Result<OwnedFd> {
     let hp = &inputs.probed.hierarchies[h.index];
     match layer {
-        Layer::Meta => rustix::fs::openat(ws, format!("meta/{comp}").as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(io_at("open", "meta layer")),
+        Layer::Meta => rustix::fs::openat(
+            ws,
+            format!("meta/{comp}").as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_at("open", "meta layer")),
         Layer::Import(p) => {
-            let fd = hp.routing.as_ref().ok_or_else(|| Error::io("open", p, io::Error::from_raw_os_error(libc::ENOENT)))?;
+            let fd = hp
+                .routing
+                .as_ref()
+                .ok_or_else(|| Error::io("open", p, io::Error::from_raw_os_error(libc::ENOENT)))?;
             rustix::io::dup(fd).map_err(io_at("dup", p))
         }
         Layer::Extension { name, path } => {
-            let r = layer_roots.get(name).ok_or_else(|| Error::io("open", path, io::Error::from_raw_os_error(libc::ENOENT)))?;
-            open_beneath(r.as_fd(), h.hierarchy.relative(), OFlags::PATH | OFlags::DIRECTORY).map_err(|e| Error::io("open", path, e))
+            let r = layer_roots.get(name).ok_or_else(|| {
+                Error::io("open", path, io::Error::from_raw_os_error(libc::ENOENT))
+            })?;
+            open_beneath(
+                r.as_fd(),
+                h.hierarchy.relative(),
+                OFlags::PATH | OFlags::DIRECTORY,
+            )
+            .map_err(|e| Error::io("open", path, e))
         }
         Layer::Host(p) => match &hp.host {
             Ok(Some(hh)) => rustix::io::dup(&hh.fd).map_err(io_at("dup", p)),
-            _ => Err(Error::io("open", p, io::Error::from_raw_os_error(libc::ENOENT))),
+            _ => Err(Error::io(
+                "open",
+                p,
+                io::Error::from_raw_os_error(libc::ENOENT),
+            )),
         },
     }
 }
@@ -260,8 +322,16 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
                 if layer_roots.contains_key(name) {
                     continue;
                 }
-                let tree = inputs.trees.iter().find(|t| &t.name == name).expect("planned extension has a tree");
-                let fd = if tree.is_mount { rustix::io::dup(&tree.fd).map_err(io_at("dup", &tree.path))? } else { clone_tree(tree, faults)? };
+                let tree = inputs
+                    .trees
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .expect("planned extension has a tree");
+                let fd = if tree.is_mount {
+                    rustix::io::dup(&tree.fd).map_err(io_at("dup", &tree.path))?
+                } else {
+                    clone_tree(tree, faults)?
+                };
                 layer_roots.insert(name.clone(), fd);
             }
         }
@@ -271,7 +341,9 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
     for h in &plan.hierarchies {
         let comp = h.hierarchy.as_component();
         let target = h.target.as_str();
-        faults.step("mkdir meta").map_err(|e| Error::io("create directory", "meta layer", e))?;
+        faults
+            .step("mkdir meta")
+            .map_err(|e| Error::io("create directory", "meta layer", e))?;
         mkdirat_ws(ws.as_fd(), &format!("meta/{comp}"), 0o700)?;
 
         // Upper and work dirs. Ephemeral ones go below /run/libsysext/ephemeral when possible.
@@ -286,26 +358,59 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
             None => {}
             Some(Upper::RoutingDir { path, rel, create }) => {
                 if *create {
-                    faults.step("mkdir routing dir").map_err(|e| Error::MutableDirCreate { dir: path.clone(), source: e })?;
-                    let created = root.mkdir_p(rel, 0o700).map_err(|e| Error::MutableDirCreate { dir: path.clone(), source: e })?;
+                    faults
+                        .step("mkdir routing dir")
+                        .map_err(|e| Error::MutableDirCreate {
+                            dir: path.clone(),
+                            source: e,
+                        })?;
+                    let created =
+                        root.mkdir_p(rel, 0o700)
+                            .map_err(|e| Error::MutableDirCreate {
+                                dir: path.clone(),
+                                source: e,
+                            })?;
                     journal.dirs(created, false);
-                    upper_fd = Some(root.open_in(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| Error::io("open", path, e))?);
+                    upper_fd = Some(
+                        root.open_in(rel, OFlags::PATH | OFlags::DIRECTORY)
+                            .map_err(|e| Error::io("open", path, e))?,
+                    );
                 } else {
-                    let fd = inputs.probed.hierarchies[h.index].routing.as_ref().expect("probed routing dir");
+                    let fd = inputs.probed.hierarchies[h.index]
+                        .routing
+                        .as_ref()
+                        .expect("probed routing dir");
                     upper_fd = Some(rustix::io::dup(fd).map_err(io_at("dup", path))?);
                 }
             }
             Some(Upper::Host { path, .. }) => match &inputs.probed.hierarchies[h.index].host {
-                Ok(Some(hh)) => upper_fd = Some(rustix::io::dup(&hh.fd).map_err(io_at("dup", path))?),
-                _ => return Err(Error::io("open", path, io::Error::from_raw_os_error(libc::ENOENT))),
+                Ok(Some(hh)) => {
+                    upper_fd = Some(rustix::io::dup(&hh.fd).map_err(io_at("dup", path))?)
+                }
+                _ => {
+                    return Err(Error::io(
+                        "open",
+                        path,
+                        io::Error::from_raw_os_error(libc::ENOENT),
+                    ))
+                }
             },
             Some(Upper::Ephemeral) if ephemeral.is_some() => {
                 let dir = ephemeral.clone().expect("checked");
-                let d = rustix::fs::open(dir.as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                    .map_err(io_at("open", &dir))?;
+                let d = rustix::fs::open(
+                    dir.as_str(),
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(io_at("open", &dir))?;
                 let open = |p: &str| {
-                    rustix::fs::openat(&d, p, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                        .map_err(io_at("open", "ephemeral upper dir"))
+                    rustix::fs::openat(
+                        &d,
+                        p,
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(io_at("open", "ephemeral upper dir"))
                 };
                 upper_fd = Some(open("upper")?);
                 work_fd = Some(open("work")?);
@@ -315,18 +420,31 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
                 let base = format!("mh_workspace/{comp}");
                 mkdirat_ws(ws.as_fd(), &base, 0o700)?;
                 mkdirat_ws(ws.as_fd(), &format!("{base}/{comp}"), 0o700)?;
-                mkdirat_ws(ws.as_fd(), &format!("{base}/.systemd-{comp}-workdir"), 0o700)?;
+                mkdirat_ws(
+                    ws.as_fd(),
+                    &format!("{base}/.systemd-{comp}-workdir"),
+                    0o700,
+                )?;
                 let open = |p: String| {
-                    rustix::fs::openat(&ws, p.as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                        .map_err(io_at("open", "ephemeral upper dir"))
+                    rustix::fs::openat(
+                        &ws,
+                        p.as_str(),
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(io_at("open", "ephemeral upper dir"))
                 };
                 upper_fd = Some(open(format!("{base}/{comp}"))?);
                 work_fd = Some(open(format!("{base}/.systemd-{comp}-workdir"))?);
             }
         }
         if let Some(WorkDir::Beside { path, rel }) = &h.work_dir {
-            faults.step("mkdir work dir").map_err(|e| Error::io("create directory", path, e))?;
-            let created = root.mkdir_p(rel, 0o700).map_err(|e| Error::io("create directory", path, e))?;
+            faults
+                .step("mkdir work dir")
+                .map_err(|e| Error::io("create directory", path, e))?;
+            let created = root
+                .mkdir_p(rel, 0o700)
+                .map_err(|e| Error::io("create directory", path, e))?;
             journal.dirs(created, true);
             // The kernel wants upper and work dir on the same mount. When the upper dir is the
             // host hierarchy reached through a private clone of its parent mount (a refresh of
@@ -338,22 +456,38 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
             work_fd = Some(match via_clone {
                 Some(clone) => {
                     let base = rel.rsplit('/').next().unwrap_or(rel);
-                    rustix::fs::openat(clone, base, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-                        .map_err(io_at("open", path))?
+                    rustix::fs::openat(
+                        clone,
+                        base,
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(io_at("open", path))?
                 }
-                None => root.open_in(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| Error::io("open", path, e))?,
+                None => root
+                    .open_in(rel, OFlags::PATH | OFlags::DIRECTORY)
+                    .map_err(|e| Error::io("open", path, e))?,
             });
         }
 
         // The top layer gives the merged root its mode.
         let top = match &upper_fd {
             Some(fd) => reopen_dir(fd.as_fd()).map_err(|e| Error::io("open", target, e))?,
-            None => rustix::fs::openat(&ws, format!("meta/{comp}").as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(io_at("open", "meta layer"))?,
+            None => rustix::fs::openat(
+                &ws,
+                format!("meta/{comp}").as_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io_at("open", "meta layer"))?,
         };
-        let cur = rustix::fs::fstat(&top).map_err(io_at("stat", target))?.st_mode & 0o7777;
+        let cur = rustix::fs::fstat(&top)
+            .map_err(io_at("stat", target))?
+            .st_mode
+            & 0o7777;
         if cur & 0o777 != h.top_mode {
-            rustix::fs::fchmod(&top, Mode::from_raw_mode(h.top_mode)).map_err(io_at("chmod", target))?;
+            rustix::fs::fchmod(&top, Mode::from_raw_mode(h.top_mode))
+                .map_err(io_at("chmod", target))?;
         }
 
         // The overlay.
@@ -361,8 +495,11 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         for l in &h.lower {
             fds.push(layer_fd(l, &comp, h, ws.as_fd(), inputs, &layer_roots)?);
         }
-        faults.step("fsopen overlay").map_err(|e| Error::mount("mount overlay on", target, e))?;
-        let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| Error::mount("mount overlay on", target, e))?;
+        faults
+            .step("fsopen overlay")
+            .map_err(|e| Error::mount("mount overlay on", target, e))?;
+        let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+            .map_err(|e| Error::mount("mount overlay on", target, e))?;
         let fail = |fs: &OwnedFd, e: rustix::io::Errno| Error::Mount {
             op: "mount overlay on",
             target: target.to_string(),
@@ -371,17 +508,28 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         };
         rustix::mount::fsconfig_set_string(&fs, "source", info.short).map_err(|e| fail(&fs, e))?;
         for fd in &fds {
-            faults.step("fsconfig lowerdir+").map_err(|e| Error::mount("mount overlay on", target, e))?;
-            rustix::mount::fsconfig_set_string(&fs, "lowerdir+", proc_fd_path(fd.as_fd()).as_str()).map_err(|e| fail(&fs, e))?;
+            faults
+                .step("fsconfig lowerdir+")
+                .map_err(|e| Error::mount("mount overlay on", target, e))?;
+            rustix::mount::fsconfig_set_string(&fs, "lowerdir+", proc_fd_path(fd.as_fd()).as_str())
+                .map_err(|e| fail(&fs, e))?;
         }
         if let (Some(u), Some(w)) = (&upper_fd, &work_fd) {
-            rustix::mount::fsconfig_set_string(&fs, "upperdir", proc_fd_path(u.as_fd()).as_str()).map_err(|e| fail(&fs, e))?;
-            rustix::mount::fsconfig_set_string(&fs, "workdir", proc_fd_path(w.as_fd()).as_str()).map_err(|e| fail(&fs, e))?;
-            for (k, v) in [("redirect_dir", "on"), ("metacopy", "off"), ("index", "off")] {
+            rustix::mount::fsconfig_set_string(&fs, "upperdir", proc_fd_path(u.as_fd()).as_str())
+                .map_err(|e| fail(&fs, e))?;
+            rustix::mount::fsconfig_set_string(&fs, "workdir", proc_fd_path(w.as_fd()).as_str())
+                .map_err(|e| fail(&fs, e))?;
+            for (k, v) in [
+                ("redirect_dir", "on"),
+                ("metacopy", "off"),
+                ("index", "off"),
+            ] {
                 rustix::mount::fsconfig_set_string(&fs, k, v).map_err(|e| fail(&fs, e))?;
             }
         }
-        faults.step("fsconfig create").map_err(|e| Error::mount("mount overlay on", target, e))?;
+        faults
+            .step("fsconfig create")
+            .map_err(|e| Error::mount("mount overlay on", target, e))?;
         rustix::mount::fsconfig_create(&fs).map_err(|e| fail(&fs, e))?;
         let mut attrs = MountAttrFlags::empty();
         if h.flags.read_only {
@@ -399,19 +547,34 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         if h.flags.noatime {
             attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
         }
-        faults.step("fsmount overlay").map_err(|e| Error::mount("mount overlay on", target, e))?;
-        let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(|e| fail(&fs, e))?;
+        faults
+            .step("fsmount overlay")
+            .map_err(|e| Error::mount("mount overlay on", target, e))?;
+        let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+            .map_err(|e| fail(&fs, e))?;
         drop(fds);
 
         // The meta dir, in the meta layer, naming the overlay's device.
         let st = rustix::fs::fstat(&mnt).map_err(io_at("stat", target))?;
         let metadir = format!("meta/{comp}/{}", info.dot_dir);
-        faults.step("write meta").map_err(|e| Error::io("write", "meta dir", e))?;
+        faults
+            .step("write meta")
+            .map_err(|e| Error::io("write", "meta dir", e))?;
         mkdirat_ws(ws.as_fd(), &metadir, 0o755)?;
-        let mfd = rustix::fs::openat(&ws, metadir.as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(io_at("open", "meta dir"))?;
+        let mfd = rustix::fs::openat(
+            &ws,
+            metadir.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_at("open", "meta dir"))?;
         rustix::fs::fchmod(&mfd, Mode::from_raw_mode(0o755)).map_err(io_at("chmod", "meta dir"))?;
-        write_file_at(mfd.as_fd(), info.list_file, &meta::encode_extensions(&h.meta.extensions), "meta extensions")?;
+        write_file_at(
+            mfd.as_fd(),
+            info.list_file,
+            &meta::encode_extensions(&h.meta.extensions),
+            "meta extensions",
+        )?;
         write_file_at(
             mfd.as_fd(),
             "dev",
@@ -419,20 +582,40 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
             "meta dev",
         )?;
         if let Some(w) = &h.meta.work_dir {
-            write_file_at(mfd.as_fd(), "work_dir", &meta::encode_work_dir(w), "meta work_dir")?;
+            write_file_at(
+                mfd.as_fd(),
+                "work_dir",
+                &meta::encode_work_dir(w),
+                "meta work_dir",
+            )?;
         }
         let note = state::Note {
             mutable: plan.mode.to_string(),
-            upper: h.upper.as_ref().map(Upper::describe).unwrap_or_else(|| "none".into()),
+            upper: h
+                .upper
+                .as_ref()
+                .map(Upper::describe)
+                .unwrap_or_else(|| "none".into()),
             fingerprint: inputs.fingerprint,
             ephemeral: ephemeral_used.clone(),
         };
         write_file_at(mfd.as_fd(), state::MODE_NOTE, &note.encode(), "meta note")?;
-        let mtop = rustix::fs::openat(&ws, format!("meta/{comp}").as_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(io_at("open", "meta layer"))?;
+        let mtop = rustix::fs::openat(
+            &ws,
+            format!("meta/{comp}").as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_at("open", "meta layer"))?;
         let now = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW },
-            last_modification: rustix::fs::Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW },
+            last_access: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 0,
+                tv_nsec: rustix::fs::UTIME_NOW,
+            },
         };
         let _ = rustix::fs::futimens(&mtop, &now);
 
@@ -440,8 +623,15 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         if h.writable() {
             meta_bind_pending = attach_meta_bind(mnt.as_fd(), info.dot_dir, faults).is_err();
         }
-        let hidden_submounts = carry_submounts(root, h, mnt.as_fd(), info.dot_dir, &mounts, faults)?;
-        built.push(Built { plan: h.clone(), mnt, meta_bind_pending, ephemeral: ephemeral_used, hidden_submounts });
+        let hidden_submounts =
+            carry_submounts(root, h, mnt.as_fd(), info.dot_dir, &mounts, faults)?;
+        built.push(Built {
+            plan: h.clone(),
+            mnt,
+            meta_bind_pending,
+            ephemeral: ephemeral_used,
+            hidden_submounts,
+        });
     }
     Ok(built)
 }
@@ -459,28 +649,49 @@ fn carry_submounts(
     faults: &FaultInjector,
 ) -> Result<Vec<OwnedFd>> {
     let mut originals = Vec::new();
-    let Ok(Some(target)) = root.resolve(h.hierarchy.relative(), OFlags::PATH | OFlags::DIRECTORY) else {
+    let Ok(Some(target)) = root.resolve(h.hierarchy.relative(), OFlags::PATH | OFlags::DIRECTORY)
+    else {
         return Ok(originals);
     };
-    let Some(kpath) = crate::root::fd_path(target.fd.as_fd()) else { return Ok(originals) };
+    let Some(kpath) = crate::root::fd_path(target.fd.as_fd()) else {
+        return Ok(originals);
+    };
     let kpath = kpath.to_string_lossy().into_owned();
-    let Some(top) = state::mount_id(target.fd.as_fd()) else { return Ok(originals) };
+    let Some(top) = state::mount_id(target.fd.as_fd()) else {
+        return Ok(originals);
+    };
     for (m, rel) in child_mounts(mounts, top, &kpath, dot) {
         let rel = rel.as_str();
-        faults.step("carry submount").map_err(|e| Error::mount("carry the submount", &m.mount_point, e))?;
+        faults
+            .step("carry submount")
+            .map_err(|e| Error::mount("carry the submount", &m.mount_point, e))?;
         let clone = match rustix::mount::open_tree(
             rustix::fs::CWD,
             m.mount_point.as_str(),
-            OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE,
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_RECURSIVE,
         ) {
             Ok(c) => c,
             Err(_) => continue,
         };
         // A mount point missing (or shadowed by a file) in the merged view cannot be kept.
-        if rustix::mount::move_mount(&clone, "", mnt, rel, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).is_ok() {
+        if rustix::mount::move_mount(
+            &clone,
+            "",
+            mnt,
+            rel,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .is_ok()
+        {
             // The original, soon hidden below the merge, is detached once the merge is in
             // place (so that each sub-mount shows up once, as with systemd).
-            if let Ok(fd) = rustix::fs::open(m.mount_point.as_str(), OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()) {
+            if let Ok(fd) = rustix::fs::open(
+                m.mount_point.as_str(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
                 if state::mount_id(fd.as_fd()) == Some(m.id) {
                     originals.push(fd);
                 }
@@ -492,11 +703,25 @@ fn carry_submounts(
 
 /// Bind the meta dir of a writable overlay onto itself, read-only.
 fn attach_meta_bind(mnt: BorrowedFd<'_>, dot: &str, faults: &FaultInjector) -> Result<()> {
-    faults.step("meta bind").map_err(|e| Error::mount("bind", dot, e))?;
-    let clone = rustix::mount::open_tree(mnt, dot, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
+    faults
+        .step("meta bind")
         .map_err(|e| Error::mount("bind", dot, e))?;
-    mount_setattr(clone.as_fd(), false, mountattr::MOUNT_ATTR_RDONLY, 0).map_err(|e| Error::mount("make read-only", dot, e))?;
-    rustix::mount::move_mount(&clone, "", mnt, dot, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).map_err(|e| Error::mount("attach", dot, e))
+    let clone = rustix::mount::open_tree(
+        mnt,
+        dot,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
+    )
+    .map_err(|e| Error::mount("bind", dot, e))?;
+    mount_setattr(clone.as_fd(), false, mountattr::MOUNT_ATTR_RDONLY, 0)
+        .map_err(|e| Error::mount("make read-only", dot, e))?;
+    rustix::mount::move_mount(
+        &clone,
+        "",
+        mnt,
+        dot,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| Error::mount("attach", dot, e))
 }
 
 /// Whether `MOVE_MOUNT_BENEATH` is refused by this kernel (before 6.5 the flag is
@@ -506,7 +731,8 @@ fn beneath_unsupported(e: rustix::io::Errno) -> bool {
 }
 
 fn beneath_disabled() -> bool {
-    cfg!(any(debug_assertions, feature = "fault-injection")) && std::env::var_os("SYSEXT_NO_MOVE_BENEATH").is_some()
+    cfg!(any(debug_assertions, feature = "fault-injection"))
+        && std::env::var_os("SYSEXT_NO_MOVE_BENEATH").is_some()
 }
 
 /// How one hierarchy's old merge is replaced.
@@ -542,14 +768,31 @@ pub fn publish(
         let h = &b.plan;
         let rel = h.hierarchy.relative();
         if h.create_target {
-            faults.step("mkdir hierarchy").map_err(|e| Error::HierarchyCreate { path: h.target.clone(), source: e })?;
-            let created = root.mkdir_p(rel, 0o755).map_err(|e| Error::HierarchyCreate { path: h.target.clone(), source: e })?;
+            faults
+                .step("mkdir hierarchy")
+                .map_err(|e| Error::HierarchyCreate {
+                    path: h.target.clone(),
+                    source: e,
+                })?;
+            let created = root
+                .mkdir_p(rel, 0o755)
+                .map_err(|e| Error::HierarchyCreate {
+                    path: h.target.clone(),
+                    source: e,
+                })?;
             // A hierarchy created for the merge stays, as with systemd (not journaled
             // as undo-on-success, but removed again if the merge fails).
             journal.dirs(created, false);
         }
-        let target_fd = root.open_in(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| Error::HierarchyCreate { path: h.target.clone(), source: e })?;
-        faults.step("move_mount").map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
+        let target_fd = root
+            .open_in(rel, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| Error::HierarchyCreate {
+                path: h.target.clone(),
+                source: e,
+            })?;
+        faults
+            .step("move_mount")
+            .map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
         let cur = old.remove(&h.index);
         let mut backup = None;
         match &cur {
@@ -576,7 +819,9 @@ pub fn publish(
                     "",
                     &target_fd,
                     "",
-                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_BENEATH,
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+                        | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH
+                        | MoveMountFlags::MOVE_MOUNT_BENEATH,
                 );
                 match r {
                     Ok(()) => {}
@@ -584,7 +829,13 @@ pub fn publish(
                         backup = None;
                         stack_on_top(&b, &target_fd, &h.target)?;
                     }
-                    Err(e) => return Err(Error::mount("attach overlay beneath the old one on", &h.target, e)),
+                    Err(e) => {
+                        return Err(Error::mount(
+                            "attach overlay beneath the old one on",
+                            &h.target,
+                            e,
+                        ))
+                    }
                 }
             }
             None => {
@@ -592,10 +843,19 @@ pub fn publish(
             }
         }
         let stacked = cur.is_some() && backup.is_none();
-        let root_fd = rustix::fs::openat(&b.mnt, ".", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(io_at("open", &h.target))?;
+        let root_fd = rustix::fs::openat(
+            &b.mnt,
+            ".",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_at("open", &h.target))?;
         match backup {
-            Some(backup) => journal.undo.push(Undo::Beneath { new: root_fd, backup, rel: rel.to_string() }),
+            Some(backup) => journal.undo.push(Undo::Beneath {
+                new: root_fd,
+                backup,
+                rel: rel.to_string(),
+            }),
             None => journal.undo.push(Undo::Mount(root_fd)),
         }
         if b.meta_bind_pending {
@@ -606,9 +866,17 @@ pub fn publish(
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
             let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
             replaced.push(Replaced {
-                old_ephemeral: if old_eph == b.ephemeral { None } else { old_eph },
+                old_ephemeral: if old_eph == b.ephemeral {
+                    None
+                } else {
+                    old_eph
+                },
                 old_top: c.fd,
-                old_work_dir: if reused { None } else { c.meta.work_dir.clone() },
+                old_work_dir: if reused {
+                    None
+                } else {
+                    c.meta.work_dir.clone()
+                },
                 path: h.target.clone(),
             });
         }
@@ -637,7 +905,12 @@ fn stack_on_top(b: &Built, target_fd: &OwnedFd, target: &str) -> Result<()> {
 
 /// The mounts sitting directly on the mount `top` below the hierarchy at `kpath` (its
 /// kernel path), other than our read-only bind of the meta dir `dot`, sorted by path.
-fn child_mounts<'a>(mounts: &'a [crate::mountinfo::MountInfo], top: u64, kpath: &str, dot: &str) -> Vec<(&'a crate::mountinfo::MountInfo, String)> {
+fn child_mounts<'a>(
+    mounts: &'a [crate::mountinfo::MountInfo],
+    top: u64,
+    kpath: &str,
+    dot: &str,
+) -> Vec<(&'a crate::mountinfo::MountInfo, String)> {
     let prefix = format!("{}/", kpath.trim_end_matches('/'));
     let mut v: Vec<_> = mounts
         .iter()
@@ -655,12 +928,20 @@ fn verify_layers(new: &[(Option<u64>, HierarchyPlan)]) -> Result<()> {
     if new.is_empty() {
         return Ok(());
     }
-    let Ok(mounts) = crate::mountinfo::read_self() else { return Ok(()) };
+    let Ok(mounts) = crate::mountinfo::read_self() else {
+        return Ok(());
+    };
     for (id, h) in new {
-        let Some(m) = id.and_then(|id| mounts.iter().find(|m| m.id == id)) else { continue };
+        let Some(m) = id.and_then(|id| mounts.iter().find(|m| m.id == id)) else {
+            continue;
+        };
         let found = m.overlay_lower_count();
         if found != 0 && found != h.lower.len() {
-            return Err(Error::LayerCountMismatch { hierarchy: h.hierarchy.to_string(), expected: h.lower.len(), found });
+            return Err(Error::LayerCountMismatch {
+                hierarchy: h.hierarchy.to_string(),
+                expected: h.lower.len(),
+                found,
+            });
         }
     }
     Ok(())
@@ -668,19 +949,30 @@ fn verify_layers(new: &[(Option<u64>, HierarchyPlan)]) -> Result<()> {
 
 /// Detach the originals of sub-mounts now shown on the new overlays, then the replaced old
 /// overlays, and remove their work dirs.
-pub fn finish_replace(root: &Root, replaced: Vec<Replaced>, hidden_submounts: Vec<OwnedFd>, sink: &dyn EventSink) {
+pub fn finish_replace(
+    root: &Root,
+    replaced: Vec<Replaced>,
+    hidden_submounts: Vec<OwnedFd>,
+    sink: &dyn EventSink,
+) {
     for fd in hidden_submounts {
         let _ = rustix::mount::unmount(proc_fd_path(fd.as_fd()).as_str(), UnmountFlags::DETACH);
     }
     for r in replaced {
-        let _ = rustix::mount::unmount(proc_fd_path(r.old_top.as_fd()).as_str(), UnmountFlags::DETACH);
+        let _ = rustix::mount::unmount(
+            proc_fd_path(r.old_top.as_fd()).as_str(),
+            UnmountFlags::DETACH,
+        );
         if let Some(w) = &r.old_work_dir {
             let _ = remove_tree(root, w);
         }
         if let Some(e) = &r.old_ephemeral {
             let _ = remove_ephemeral(e);
         }
-        sink.event(&Event::Message(crate::event::Level::Debug, format!("Replaced the previous merge on '{}'.", r.path)));
+        sink.event(&Event::Message(
+            crate::event::Level::Debug,
+            format!("Replaced the previous merge on '{}'.", r.path),
+        ));
     }
 }
 
@@ -713,7 +1005,10 @@ pub fn detach_hierarchy(
     out: &mut Vec<Detached>,
 ) -> Result<()> {
     loop {
-        let Some(r) = root.resolve(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| crate::root::resolve_err(root, rel, e))? else {
+        let Some(r) = root
+            .resolve(rel, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| crate::root::resolve_err(root, rel, e))?
+        else {
             return Ok(());
         };
         if !state::is_ours(r.fd.as_fd(), &r.path, class)? {
@@ -724,27 +1019,49 @@ pub fn detach_hierarchy(
         // Mounts on top of the merge (other than the meta bind) are put back on the host
         // hierarchy afterwards, as systemd does.
         let mut submounts = Vec::new();
-        if let (Some(kpath), Some(top)) = (crate::root::fd_path(r.fd.as_fd()), state::mount_id(r.fd.as_fd())) {
-            for (m, sub) in child_mounts(mounts, top, &kpath.to_string_lossy(), class.info().dot_dir) {
+        if let (Some(kpath), Some(top)) = (
+            crate::root::fd_path(r.fd.as_fd()),
+            state::mount_id(r.fd.as_fd()),
+        ) {
+            for (m, sub) in
+                child_mounts(mounts, top, &kpath.to_string_lossy(), class.info().dot_dir)
+            {
                 if let Ok(c) = rustix::mount::open_tree(
                     rustix::fs::CWD,
                     m.mount_point.as_str(),
-                    OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE,
+                    OpenTreeFlags::OPEN_TREE_CLONE
+                        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                        | OpenTreeFlags::AT_RECURSIVE,
                 ) {
                     submounts.push((sub, c));
                 }
             }
         }
-        faults.step("clone before umount").map_err(|e| Error::mount("unmount", &r.path, e))?;
+        faults
+            .step("clone before umount")
+            .map_err(|e| Error::mount("unmount", &r.path, e))?;
         let backup = rustix::mount::open_tree(
             &r.fd,
             "",
-            OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH | OpenTreeFlags::AT_RECURSIVE,
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_EMPTY_PATH
+                | OpenTreeFlags::AT_RECURSIVE,
         )
         .map_err(|e| Error::mount("unmount", &r.path, e))?;
-        faults.step("umount").map_err(|e| Error::mount("unmount", &r.path, e))?;
-        rustix::mount::unmount(proc_fd_path(r.fd.as_fd()).as_str(), UnmountFlags::DETACH).map_err(|e| Error::mount("unmount", &r.path, e))?;
-        out.push(Detached { rel: rel.to_string(), path: r.path.clone(), backup, work_dir: meta.work_dir, ephemeral, submounts });
+        faults
+            .step("umount")
+            .map_err(|e| Error::mount("unmount", &r.path, e))?;
+        rustix::mount::unmount(proc_fd_path(r.fd.as_fd()).as_str(), UnmountFlags::DETACH)
+            .map_err(|e| Error::mount("unmount", &r.path, e))?;
+        out.push(Detached {
+            rel: rel.to_string(),
+            path: r.path.clone(),
+            backup,
+            work_dir: meta.work_dir,
+            ephemeral,
+            submounts,
+        });
     }
 }
 
@@ -758,12 +1075,19 @@ pub fn restore(root: &Root, detached: Vec<Detached>) {
 }
 
 /// Complete an unmerge: remove the work dirs of the detached merges and report them.
-pub fn finish_unmerge(root: &Root, detached: Vec<Detached>, sink: &dyn EventSink) -> Result<Vec<String>> {
+pub fn finish_unmerge(
+    root: &Root,
+    detached: Vec<Detached>,
+    sink: &dyn EventSink,
+) -> Result<Vec<String>> {
     let mut paths = Vec::new();
     let mut first_err = None;
     for d in detached {
         for (sub, clone) in &d.submounts {
-            if let Ok(t) = root.open_in(&format!("{}/{sub}", d.rel), OFlags::PATH | OFlags::DIRECTORY) {
+            if let Ok(t) = root.open_in(
+                &format!("{}/{sub}", d.rel),
+                OFlags::PATH | OFlags::DIRECTORY,
+            ) {
                 let _ = attach(clone, &t);
             }
         }
@@ -787,7 +1111,13 @@ pub fn finish_unmerge(root: &Root, detached: Vec<Detached>, sink: &dyn EventSink
 }
 
 /// Unmerge one hierarchy completely. Returns how many merges were removed.
-pub fn unmerge_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &FaultInjector, sink: &dyn EventSink) -> Result<usize> {
+pub fn unmerge_hierarchy(
+    root: &Root,
+    class: ImageClass,
+    rel: &str,
+    faults: &FaultInjector,
+    sink: &dyn EventSink,
+) -> Result<usize> {
     let mut d = Vec::new();
     let mounts = crate::mountinfo::read_self().unwrap_or_default();
     if let Err(e) = detach_hierarchy(root, class, rel, &mounts, faults, &mut d) {
@@ -802,9 +1132,17 @@ pub fn unmerge_hierarchy(root: &Root, class: ImageClass, rel: &str, faults: &Fau
 /// The ephemeral dir for hierarchy `index`: the one to reuse, or a new one below
 /// [`state::EPHEMERAL_DIR`] (journaled). `None` when `/run` cannot hold it (then the
 /// detached workspace is used and the upper layer cannot outlive the overlay).
-fn ephemeral_dir(inputs: &BuildInputs<'_>, index: usize, comp: &str, class: ImageClass, journal: &mut Journal) -> Option<String> {
+fn ephemeral_dir(
+    inputs: &BuildInputs<'_>,
+    index: usize,
+    comp: &str,
+    class: ImageClass,
+    journal: &mut Journal,
+) -> Option<String> {
     if let Some(Some(p)) = inputs.ephemeral_reuse.get(index) {
-        if std::path::Path::new(p).join("upper").is_dir() && std::path::Path::new(p).join("work").is_dir() {
+        if std::path::Path::new(p).join("upper").is_dir()
+            && std::path::Path::new(p).join("work").is_dir()
+        {
             return Some(p.clone());
         }
     }
@@ -812,9 +1150,19 @@ fn ephemeral_dir(inputs: &BuildInputs<'_>, index: usize, comp: &str, class: Imag
     if std::fs::create_dir_all(base).is_err() {
         return None;
     }
-    let _ = std::fs::set_permissions("/run/libsysext", std::os::unix::fs::PermissionsExt::from_mode(0o700));
-    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let dir = base.join(format!("{}-{}-{nonce:x}-{index}-{comp}", class.info().short, std::process::id()));
+    let _ = std::fs::set_permissions(
+        "/run/libsysext",
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    );
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let dir = base.join(format!(
+        "{}-{}-{nonce:x}-{index}-{comp}",
+        class.info().short,
+        std::process::id()
+    ));
     let mk = |p: &std::path::Path| rustix::fs::mkdir(p, Mode::from_raw_mode(0o700));
     if mk(&dir).is_err() {
         return None;
@@ -829,14 +1177,26 @@ fn ephemeral_dir(inputs: &BuildInputs<'_>, index: usize, comp: &str, class: Imag
 
 /// Remove an ephemeral dir (only below [`state::EPHEMERAL_DIR`]).
 pub fn remove_ephemeral(path: &str) -> io::Result<()> {
-    let Some(name) = path.strip_prefix(state::EPHEMERAL_DIR).and_then(|n| n.strip_prefix('/')) else {
+    let Some(name) = path
+        .strip_prefix(state::EPHEMERAL_DIR)
+        .and_then(|n| n.strip_prefix('/'))
+    else {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     };
     if name.is_empty() || name.contains('/') || name == ".." {
         return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
-    let base = rustix::fs::open(state::EPHEMERAL_DIR, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
-    let dfd = match rustix::fs::openat(&base, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+    let base = rustix::fs::open(
+        state::EPHEMERAL_DIR,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let dfd = match rustix::fs::openat(
+        &base,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -858,7 +1218,12 @@ pub fn remove_tree(root: &Root, rel: &str) -> io::Result<()> {
         None => ("", rel),
     };
     let pfd = root.open_in(parent, OFlags::PATH | OFlags::DIRECTORY)?;
-    let dfd = match rustix::fs::openat(&pfd, base, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+    let dfd = match rustix::fs::openat(
+        &pfd,
+        base,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e.into()),
@@ -875,7 +1240,12 @@ fn clear_dir(dfd: BorrowedFd<'_>, dev: u64, depth: usize) -> io::Result<()> {
     }
     let mut names = Vec::new();
     {
-        let fd = rustix::fs::openat(dfd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+        let fd = rustix::fs::openat(
+            dfd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         let mut d = rustix::fs::Dir::read_from(&fd)?;
         while let Some(e) = d.next() {
             let e = e?;
@@ -891,7 +1261,12 @@ fn clear_dir(dfd: BorrowedFd<'_>, dev: u64, depth: usize) -> io::Result<()> {
             if st.st_dev != dev {
                 return Err(io::Error::from_raw_os_error(libc::EXDEV));
             }
-            let sub = rustix::fs::openat(dfd, n.as_c_str(), OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+            let sub = rustix::fs::openat(
+                dfd,
+                n.as_c_str(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
             clear_dir(sub.as_fd(), dev, depth + 1)?;
             rustix::fs::unlinkat(dfd, n.as_c_str(), AtFlags::REMOVEDIR)?;
         } else {

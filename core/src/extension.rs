@@ -46,7 +46,9 @@ fn read_limited(fd: OwnedFd, what: &str) -> Result<Vec<u8>, String> {
         .read_to_end(&mut buf)
         .map_err(|e| format!("cannot read {what}: {e}"))?;
     if buf.len() as u64 > MAX_RELEASE_FILE_SIZE {
-        return Err(format!("{what} is larger than {MAX_RELEASE_FILE_SIZE} bytes"));
+        return Err(format!(
+            "{what} is larger than {MAX_RELEASE_FILE_SIZE} bytes"
+        ));
     }
     Ok(buf)
 }
@@ -73,7 +75,11 @@ pub fn load_release(tree: BorrowedFd<'_>, class: ImageClass, name: &str) -> Rele
         Ok(fd) => return parse_release_fd(fd, exact),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
         Err(e) => {
-            return ReleaseInfo { problem: Some(format!("cannot open {exact}: {e}")), file: Some(exact), ..Default::default() }
+            return ReleaseInfo {
+                problem: Some(format!("cannot open {exact}: {e}")),
+                file: Some(exact),
+                ..Default::default()
+            }
         }
     }
     let dfd = match open_beneath(tree, dir, OFlags::RDONLY | OFlags::DIRECTORY) {
@@ -90,15 +96,24 @@ pub fn load_release(tree: BorrowedFd<'_>, class: ImageClass, name: &str) -> Rele
     let mut rejected: Vec<String> = Vec::new();
     if let Ok(mut d) = rustix::fs::Dir::read_from(&dfd) {
         while let Some(Ok(ent)) = d.next() {
-            let Ok(fname) = ent.file_name().to_str() else { continue };
-            let Some(x) = fname.strip_prefix("extension-release.") else { continue };
+            let Ok(fname) = ent.file_name().to_str() else {
+                continue;
+            };
+            let Some(x) = fname.strip_prefix("extension-release.") else {
+                continue;
+            };
             if !image_name_is_valid(x) {
                 continue;
             }
             if !matches!(ent.file_type(), FileType::RegularFile | FileType::Unknown) {
                 continue;
             }
-            let Ok(ffd) = rustix::fs::openat(&dfd, fname, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) else {
+            let Ok(ffd) = rustix::fs::openat(
+                &dfd,
+                fname,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) else {
                 continue;
             };
             match rustix::fs::fstat(&ffd) {
@@ -124,19 +139,34 @@ pub fn load_release(tree: BorrowedFd<'_>, class: ImageClass, name: &str) -> Rele
                     rejected[0]
                 )
             };
-            ReleaseInfo { problem: Some(problem), ..Default::default() }
+            ReleaseInfo {
+                problem: Some(problem),
+                ..Default::default()
+            }
         }
         1 => {
             let rel = format!("{dir}/{}", accepted[0]);
-            match rustix::fs::openat(&dfd, accepted[0].as_str(), OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+            match rustix::fs::openat(
+                &dfd,
+                accepted[0].as_str(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
                 Ok(fd) => parse_release_fd(fd, rel),
-                Err(e) => ReleaseInfo { problem: Some(format!("cannot open {rel}: {e}")), file: Some(rel), ..Default::default() },
+                Err(e) => ReleaseInfo {
+                    problem: Some(format!("cannot open {rel}: {e}")),
+                    file: Some(rel),
+                    ..Default::default()
+                },
             }
         }
         _ => {
             accepted.sort();
             ReleaseInfo {
-                problem: Some(format!("more than one candidate release file in {dir}: {}", accepted.join(", "))),
+                problem: Some(format!(
+                    "more than one candidate release file in {dir}: {}",
+                    accepted.join(", ")
+                )),
                 ..Default::default()
             }
         }
@@ -149,11 +179,24 @@ fn parse_release_fd(fd: OwnedFd, rel: String) -> ReleaseInfo {
         Ok(bytes) => match crate::release::parse(&bytes) {
             Ok(data) => {
                 let problem = data.is_empty().then(|| format!("{rel} is empty"));
-                ReleaseInfo { data, file: Some(rel), problem, os_tree: false }
+                ReleaseInfo {
+                    data,
+                    file: Some(rel),
+                    problem,
+                    os_tree: false,
+                }
             }
-            Err(e) => ReleaseInfo { problem: Some(format!("{rel}: {e}")), file: Some(rel), ..Default::default() },
+            Err(e) => ReleaseInfo {
+                problem: Some(format!("{rel}: {e}")),
+                file: Some(rel),
+                ..Default::default()
+            },
         },
-        Err(p) => ReleaseInfo { problem: Some(p), file: Some(rel), ..Default::default() },
+        Err(p) => ReleaseInfo {
+            problem: Some(p),
+            file: Some(rel),
+            ..Default::default()
+        },
     }
 }
 

@@ -56,12 +56,16 @@ impl Hierarchy {
     /// empty elements are errors, an empty list is refused.
     pub fn parse_list(list: &str) -> Result<Vec<Hierarchy>> {
         if list.is_empty() {
-            return Err(Error::InvalidArgument("Failed to parse environment variable: Invalid argument".into()));
+            return Err(Error::InvalidArgument(
+                "Failed to parse environment variable: Invalid argument".into(),
+            ));
         }
         list.split(':')
             .map(|p| {
                 Hierarchy::new(p).map_err(|_| {
-                    Error::InvalidArgument("Failed to parse environment variable: Invalid argument".into())
+                    Error::InvalidArgument(
+                        "Failed to parse environment variable: Invalid argument".into(),
+                    )
                 })
             })
             .collect()
@@ -69,7 +73,12 @@ impl Hierarchy {
 
     /// Default hierarchies of a class.
     pub fn defaults(class: ImageClass) -> Vec<Hierarchy> {
-        class.info().default_hierarchies.iter().map(|h| Hierarchy(h.to_string())).collect()
+        class
+            .info()
+            .default_hierarchies
+            .iter()
+            .map(|h| Hierarchy(h.to_string()))
+            .collect()
     }
 
     /// Hierarchies from the class's environment variable, or the defaults when unset.
@@ -77,9 +86,9 @@ impl Hierarchy {
         match std::env::var(class.info().hierarchies_env) {
             Ok(v) => Hierarchy::parse_list(&v),
             Err(std::env::VarError::NotPresent) => Ok(Hierarchy::defaults(class)),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                Err(Error::InvalidArgument("Failed to parse environment variable: Invalid argument".into()))
-            }
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidArgument(
+                "Failed to parse environment variable: Invalid argument".into(),
+            )),
         }
     }
 }
@@ -102,7 +111,17 @@ mod tests {
         for ok in ["/usr", "/opt", "/usr/local", "/usr/", "/a,b"] {
             assert!(Hierarchy::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["usr", "/", "", "//", "/usr//x", "/usr/./x", "/usr/../opt", "opt", "//usr"] {
+        for bad in [
+            "usr",
+            "/",
+            "",
+            "//",
+            "/usr//x",
+            "/usr/./x",
+            "/usr/../opt",
+            "opt",
+            "//usr",
+        ] {
             assert!(Hierarchy::new(bad).is_err(), "{bad}");
         }
     }

@@ -23,13 +23,25 @@ pub struct Lock {
 /// Take the lock of `root` and `class`. `timeout`: `None` waits forever, `Some(0)` does not wait.
 pub fn lock(root: &Root, class: ImageClass, timeout: Option<Duration>) -> Result<Lock> {
     let st = rustix::fs::fstat(root.fd()).map_err(|e| Error::io("stat", root.display_root(), e))?;
-    let path = PathBuf::from(format!("{LOCK_DIR}/{}-{}-{}.lock", class.info().short, st.st_dev, st.st_ino));
+    let path = PathBuf::from(format!(
+        "{LOCK_DIR}/{}-{}-{}.lock",
+        class.info().short,
+        st.st_dev,
+        st.st_ino
+    ));
     let fd = match std::fs::create_dir_all(LOCK_DIR).and_then(|_| {
-        rustix::fs::open(&path, OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC, Mode::from_raw_mode(0o600)).map_err(Into::into)
+        rustix::fs::open(
+            &path,
+            OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(Into::into)
     }) {
         Ok(fd) => fd,
         // /run not writable (read-only root without /run): lock the root directory itself.
-        Err(_) => rustix::io::dup(root.fd()).map_err(|e| Error::io("open", root.display_root(), e))?,
+        Err(_) => {
+            rustix::io::dup(root.fd()).map_err(|e| Error::io("open", root.display_root(), e))?
+        }
     };
     let start = Instant::now();
     loop {
@@ -37,7 +49,8 @@ pub fn lock(root: &Root, class: ImageClass, timeout: Option<Duration>) -> Result
             Ok(()) => return Ok(Lock { _fd: fd, path }),
             Err(rustix::io::Errno::WOULDBLOCK) => match timeout {
                 None => {
-                    rustix::fs::flock(&fd, FlockOperation::LockExclusive).map_err(|e| Error::io("lock", &path, e))?;
+                    rustix::fs::flock(&fd, FlockOperation::LockExclusive)
+                        .map_err(|e| Error::io("lock", &path, e))?;
                     return Ok(Lock { _fd: fd, path });
                 }
                 Some(t) if start.elapsed() >= t => return Err(Error::Busy { path }),

@@ -25,7 +25,10 @@ pub fn encode_extensions(names: &[String]) -> String {
 
 /// Decode the `extensions` file (one name per line, empty lines dropped).
 pub fn decode_extensions(text: &str) -> Vec<String> {
-    text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Encode the `dev` file.
@@ -146,11 +149,20 @@ mod tests {
 
     #[test]
     fn escaping() {
-        for s in ["var/lib/extensions.mutable/.systemd-usr-workdir", "a b", "tab\there", "q'\"\\", "ünï"] {
+        for s in [
+            "var/lib/extensions.mutable/.systemd-usr-workdir",
+            "a b",
+            "tab\there",
+            "q'\"\\",
+            "ünï",
+        ] {
             assert_eq!(cunescape(&cescape(s)).as_deref(), Some(s), "{s}");
         }
         assert_eq!(encode_work_dir("/var/x"), "var/x\n");
-        assert_eq!(decode_work_dir(".systemd-opt-workdir\n").as_deref(), Some(".systemd-opt-workdir"));
+        assert_eq!(
+            decode_work_dir(".systemd-opt-workdir\n").as_deref(),
+            Some(".systemd-opt-workdir")
+        );
         assert_eq!(cunescape("\\101"), Some("A".into()));
         assert_eq!(cunescape("bad\\"), None);
     }

@@ -73,8 +73,13 @@ pub fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') as u32 * 64 + (b[i + 2] - b'0') as u32 * 8 + (b[i + 3] - b'0') as u32;
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') as u32 * 64
+                + (b[i + 2] - b'0') as u32 * 8
+                + (b[i + 3] - b'0') as u32;
             if v <= 255 {
                 out.push(v as u8);
                 i += 4;
@@ -103,7 +108,18 @@ pub fn parse_line(line: &str) -> Option<MountInfo> {
     let fstype = unescape(post_it.next()?);
     let source = unescape(post_it.next()?);
     let super_options = post_it.next().unwrap_or("").to_string();
-    Some(MountInfo { id, parent, dev, root, mount_point, options, optional, fstype, source, super_options })
+    Some(MountInfo {
+        id,
+        parent,
+        dev,
+        root,
+        mount_point,
+        options,
+        optional,
+        fstype,
+        source,
+        super_options,
+    })
 }
 
 /// Parse a whole mountinfo text, skipping malformed lines.
@@ -118,10 +134,16 @@ pub fn read_self() -> std::io::Result<Vec<MountInfo>> {
 
 /// The stack of mounts at `mount_point`, top first.
 pub fn stack_at<'a>(mounts: &'a [MountInfo], mount_point: &str) -> Vec<&'a MountInfo> {
-    let at: Vec<&MountInfo> = mounts.iter().filter(|m| m.mount_point == mount_point).collect();
+    let at: Vec<&MountInfo> = mounts
+        .iter()
+        .filter(|m| m.mount_point == mount_point)
+        .collect();
     // The top is the one that is nobody's parent among those at this mount point.
     let mut out: Vec<&MountInfo> = Vec::new();
-    let mut cur = at.iter().copied().find(|m| !at.iter().any(|o| o.parent == m.id));
+    let mut cur = at
+        .iter()
+        .copied()
+        .find(|m| !at.iter().any(|o| o.parent == m.id));
     // Bounded: a (corrupt) table whose parent ids form a cycle must not loop forever.
     while let Some(m) = cur {
         if out.len() == at.len() || out.iter().any(|o| o.id == m.id) {

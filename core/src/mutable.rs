@@ -56,7 +56,11 @@ impl MutableMode {
     /// [`MutableMode::parse_extended`].
     pub fn parse_systemd(s: &str) -> Option<MutableMode> {
         if let Some(b) = crate::release::parse_bool(s) {
-            return Some(if b { MutableMode::Enabled } else { MutableMode::Disabled });
+            return Some(if b {
+                MutableMode::Enabled
+            } else {
+                MutableMode::Disabled
+            });
         }
         match s {
             "auto" => Some(MutableMode::Auto),
@@ -138,8 +142,14 @@ mod tests {
         for (s, want) in table {
             assert_eq!(MutableMode::parse_systemd(s), *want, "{s:?}");
         }
-        assert_eq!(MutableMode::parse_extended("enabled"), Some(MutableMode::Enabled));
-        assert_eq!(MutableMode::parse_extended("disabled"), Some(MutableMode::Disabled));
+        assert_eq!(
+            MutableMode::parse_extended("enabled"),
+            Some(MutableMode::Enabled)
+        );
+        assert_eq!(
+            MutableMode::parse_extended("disabled"),
+            Some(MutableMode::Disabled)
+        );
     }
 
     #[test]

@@ -249,7 +249,10 @@ fn dirname(rel: &str) -> &str {
 
 fn join_display(prefix_of: &str, rel_parent: &str, name: &str, rel: &str) -> String {
     // prefix_of is a display path whose root-relative part is `rel`; strip it to get the prefix.
-    let prefix = prefix_of.strip_suffix(rel).unwrap_or("").trim_end_matches('/');
+    let prefix = prefix_of
+        .strip_suffix(rel)
+        .unwrap_or("")
+        .trim_end_matches('/');
     if rel_parent.is_empty() {
         format!("{prefix}/{name}")
     } else {
@@ -278,7 +281,10 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
         let mut ext_layers = Vec::new();
         for e in &sorted {
             match e.layers.get(idx) {
-                Some(ExtLayer::Content(p)) => ext_layers.push(Layer::Extension { name: e.name.clone(), path: p.clone() }),
+                Some(ExtLayer::Content(p)) => ext_layers.push(Layer::Extension {
+                    name: e.name.clone(),
+                    path: p.clone(),
+                }),
                 Some(ExtLayer::NotDirectory) => {
                     return Err(Error::HierarchyNotDirectory {
                         hierarchy: format!("{}/{}", e.name, h.hierarchy.relative()),
@@ -304,7 +310,11 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
             };
             if let Some(m) = found {
                 if m != hier_mode {
-                    return Err(Error::MutableDirMode { dir: h.routing_path.clone(), mode: m, expected: hier_mode });
+                    return Err(Error::MutableDirMode {
+                        dir: h.routing_path.clone(),
+                        mode: m,
+                        expected: hier_mode,
+                    });
                 }
             }
         }
@@ -316,7 +326,9 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
         if mode.imports() {
             match &h.routing {
                 RoutingDir::Dir(d) if is_self(d) => {
-                    return Err(Error::MutableDirIsHierarchy { hierarchy: h.hierarchy.to_string() })
+                    return Err(Error::MutableDirIsHierarchy {
+                        hierarchy: h.hierarchy.to_string(),
+                    })
                 }
                 RoutingDir::Dir(d) => import = Some(d.clone()),
                 RoutingDir::NotDir { .. } => return Err(overlay_einval(h, "lower dir")),
@@ -332,11 +344,22 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
             MutableMode::Auto | MutableMode::Enabled => match &h.routing {
                 RoutingDir::Dir(d) if is_self(d) => {
                     upper_is_host = true;
-                    Some(Upper::Host { path: d.path.clone(), rel: d.rel.clone() })
+                    Some(Upper::Host {
+                        path: d.path.clone(),
+                        rel: d.rel.clone(),
+                    })
                 }
-                RoutingDir::Dir(d) => Some(Upper::RoutingDir { path: d.path.clone(), rel: d.rel.clone(), create: false }),
-                RoutingDir::NotDir { .. } if mode == MutableMode::Auto => return Err(overlay_einval(h, "upper dir")),
-                RoutingDir::NotDir { .. } | RoutingDir::Dangling if mode == MutableMode::Enabled => {
+                RoutingDir::Dir(d) => Some(Upper::RoutingDir {
+                    path: d.path.clone(),
+                    rel: d.rel.clone(),
+                    create: false,
+                }),
+                RoutingDir::NotDir { .. } if mode == MutableMode::Auto => {
+                    return Err(overlay_einval(h, "upper dir"))
+                }
+                RoutingDir::NotDir { .. } | RoutingDir::Dangling
+                    if mode == MutableMode::Enabled =>
+                {
                     return Err(Error::MutableDirCreate {
                         dir: h.routing_path.clone(),
                         source: io::Error::from_raw_os_error(libc::EEXIST),
@@ -362,25 +385,48 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                             return Err(Error::UpperDirReadOnly { dir: path.clone() });
                         }
                         if d.parent_dev != Some(d.dev) {
-                            return Err(Error::WorkDirCrossDevice { upper: path.clone(), hierarchy: h.hierarchy.to_string() });
+                            return Err(Error::WorkDirCrossDevice {
+                                upper: path.clone(),
+                                hierarchy: h.hierarchy.to_string(),
+                            });
                         }
                     }
                 }
                 let parent = dirname(rel);
-                let wrel = if parent.is_empty() { workdir_name.clone() } else { format!("{parent}/{workdir_name}") };
-                Some(WorkDir::Beside { path: join_display(path, parent, &workdir_name, rel), rel: wrel })
+                let wrel = if parent.is_empty() {
+                    workdir_name.clone()
+                } else {
+                    format!("{parent}/{workdir_name}")
+                };
+                Some(WorkDir::Beside {
+                    path: join_display(path, parent, &workdir_name, rel),
+                    rel: wrel,
+                })
             }
             Some(Upper::Host { path, rel }) => {
-                let host = h.host.as_ref().expect("host exists when it is the upper dir");
+                let host = h
+                    .host
+                    .as_ref()
+                    .expect("host exists when it is the upper dir");
                 if host.read_only {
                     return Err(Error::UpperDirReadOnly { dir: path.clone() });
                 }
                 if host.parent_dev != Some(host.dev) {
-                    return Err(Error::WorkDirCrossDevice { upper: path.clone(), hierarchy: h.hierarchy.to_string() });
+                    return Err(Error::WorkDirCrossDevice {
+                        upper: path.clone(),
+                        hierarchy: h.hierarchy.to_string(),
+                    });
                 }
                 let parent = dirname(rel);
-                let wrel = if parent.is_empty() { workdir_name.clone() } else { format!("{parent}/{workdir_name}") };
-                Some(WorkDir::Beside { path: join_display(path, parent, &workdir_name, rel), rel: wrel })
+                let wrel = if parent.is_empty() {
+                    workdir_name.clone()
+                } else {
+                    format!("{parent}/{workdir_name}")
+                };
+                Some(WorkDir::Beside {
+                    path: join_display(path, parent, &workdir_name, rel),
+                    rel: wrel,
+                })
             }
         };
 
@@ -396,7 +442,11 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
             }
         }
         if lower.len() > MAX_LOWER_LAYERS {
-            return Err(Error::TooManyLayers { hierarchy: h.hierarchy.to_string(), count: lower.len(), max: MAX_LOWER_LAYERS });
+            return Err(Error::TooManyLayers {
+                hierarchy: h.hierarchy.to_string(),
+                count: lower.len(),
+                max: MAX_LOWER_LAYERS,
+            });
         }
 
         let writable = upper.is_some();
@@ -420,10 +470,19 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                 noexec: inputs.noexec.unwrap_or(info.noexec),
                 noatime: writable,
             },
-            meta: MetaDir { extensions: names.clone(), dev: None, work_dir: meta_work_dir },
+            meta: MetaDir {
+                extensions: names.clone(),
+                dev: None,
+                work_dir: meta_work_dir,
+            },
         });
     }
-    Ok(Plan { class: inputs.class, mode, extensions: names, hierarchies: out })
+    Ok(Plan {
+        class: inputs.class,
+        mode,
+        extensions: names,
+        hierarchies: out,
+    })
 }
 
 #[cfg(test)]
@@ -431,7 +490,16 @@ mod tests {
     use super::*;
 
     fn dir(path: &str, rel: &str, mode: u32, dev: u64, ino: u64) -> DirInfo {
-        DirInfo { path: path.into(), rel: rel.into(), mode, dev, ino, empty: false, read_only: false, parent_dev: Some(dev) }
+        DirInfo {
+            path: path.into(),
+            rel: rel.into(),
+            mode,
+            dev,
+            ino,
+            empty: false,
+            read_only: false,
+            parent_dev: Some(dev),
+        }
     }
 
     fn inputs(mode: MutableMode, routing: RoutingDir) -> PlanInputs {
@@ -440,8 +508,14 @@ mod tests {
             mode,
             noexec: None,
             extensions: vec![
-                ExtensionInput { name: "foo".into(), layers: vec![ExtLayer::Content("E/foo/usr".into()), ExtLayer::Absent] },
-                ExtensionInput { name: "bar".into(), layers: vec![ExtLayer::Content("E/bar/usr".into()), ExtLayer::Empty] },
+                ExtensionInput {
+                    name: "foo".into(),
+                    layers: vec![ExtLayer::Content("E/foo/usr".into()), ExtLayer::Absent],
+                },
+                ExtensionInput {
+                    name: "bar".into(),
+                    layers: vec![ExtLayer::Content("E/bar/usr".into()), ExtLayer::Empty],
+                },
             ],
             hierarchies: vec![
                 HierarchyInput {
@@ -463,7 +537,13 @@ mod tests {
     }
 
     fn routing_dir() -> RoutingDir {
-        RoutingDir::Dir(dir("/R/var/lib/extensions.mutable/usr", "var/lib/extensions.mutable/usr", 0o755, 1, 20))
+        RoutingDir::Dir(dir(
+            "/R/var/lib/extensions.mutable/usr",
+            "var/lib/extensions.mutable/usr",
+            0o755,
+            1,
+            20,
+        ))
     }
 
     #[test]
@@ -476,8 +556,14 @@ mod tests {
             h.lower,
             vec![
                 Layer::Meta,
-                Layer::Extension { name: "foo".into(), path: "E/foo/usr".into() },
-                Layer::Extension { name: "bar".into(), path: "E/bar/usr".into() },
+                Layer::Extension {
+                    name: "foo".into(),
+                    path: "E/foo/usr".into()
+                },
+                Layer::Extension {
+                    name: "bar".into(),
+                    path: "E/bar/usr".into()
+                },
                 Layer::Host("/R/usr".into())
             ]
         );
@@ -490,7 +576,10 @@ mod tests {
     fn auto_uses_routing_dir() {
         let p = plan(&inputs(MutableMode::Auto, routing_dir())).unwrap();
         let h = &p.hierarchies[0];
-        assert!(matches!(&h.upper, Some(Upper::RoutingDir { create: false, .. })));
+        assert!(matches!(
+            &h.upper,
+            Some(Upper::RoutingDir { create: false, .. })
+        ));
         assert_eq!(
             h.work_dir,
             Some(WorkDir::Beside {
@@ -498,7 +587,10 @@ mod tests {
                 rel: "var/lib/extensions.mutable/.systemd-usr-workdir".into()
             })
         );
-        assert_eq!(h.meta.work_dir.as_deref(), Some("var/lib/extensions.mutable/.systemd-usr-workdir"));
+        assert_eq!(
+            h.meta.work_dir.as_deref(),
+            Some("var/lib/extensions.mutable/.systemd-usr-workdir")
+        );
         assert!(!h.flags.read_only && h.flags.noatime);
         let p = plan(&inputs(MutableMode::Auto, RoutingDir::Missing)).unwrap();
         assert!(p.hierarchies[0].upper.is_none());
@@ -507,20 +599,34 @@ mod tests {
     #[test]
     fn yes_creates() {
         let p = plan(&inputs(MutableMode::Enabled, RoutingDir::Missing)).unwrap();
-        assert!(matches!(&p.hierarchies[0].upper, Some(Upper::RoutingDir { create: true, .. })));
+        assert!(matches!(
+            &p.hierarchies[0].upper,
+            Some(Upper::RoutingDir { create: true, .. })
+        ));
         let e = plan(&inputs(MutableMode::Enabled, RoutingDir::Dangling)).unwrap_err();
         assert_eq!(e.errno(), libc::EEXIST);
     }
 
     #[test]
     fn mode_mismatch() {
-        let mut d = dir("/R/var/lib/extensions.mutable/usr", "var/lib/extensions.mutable/usr", 0o700, 1, 20);
+        let mut d = dir(
+            "/R/var/lib/extensions.mutable/usr",
+            "var/lib/extensions.mutable/usr",
+            0o700,
+            1,
+            20,
+        );
         d.mode = 0o700;
         for m in [MutableMode::Auto, MutableMode::Enabled] {
             let e = plan(&inputs(m, RoutingDir::Dir(d.clone()))).unwrap_err();
             assert_eq!(e.to_string(), "Mutable directory '/R/var/lib/extensions.mutable/usr' has mode 0700, ought to have mode 0755");
         }
-        for m in [MutableMode::Import, MutableMode::EphemeralImport, MutableMode::Ephemeral, MutableMode::Disabled] {
+        for m in [
+            MutableMode::Import,
+            MutableMode::EphemeralImport,
+            MutableMode::Ephemeral,
+            MutableMode::Disabled,
+        ] {
             assert!(plan(&inputs(m, RoutingDir::Dir(d.clone()))).is_ok(), "{m}");
         }
     }
@@ -536,10 +642,16 @@ mod tests {
             assert_eq!(h.meta.work_dir.as_deref(), Some(".systemd-usr-workdir"));
         }
         for m in [MutableMode::Import, MutableMode::EphemeralImport] {
-            assert_eq!(plan(&inputs(m, selfdir.clone())).unwrap_err().errno(), libc::ELOOP);
+            assert_eq!(
+                plan(&inputs(m, selfdir.clone())).unwrap_err().errno(),
+                libc::ELOOP
+            );
         }
         let p = plan(&inputs(MutableMode::Ephemeral, selfdir)).unwrap();
-        assert!(p.hierarchies[0].lower.iter().any(|l| matches!(l, Layer::Host(_))));
+        assert!(p.hierarchies[0]
+            .lower
+            .iter()
+            .any(|l| matches!(l, Layer::Host(_))));
     }
 
     #[test]
@@ -547,7 +659,10 @@ mod tests {
         for m in [MutableMode::Import, MutableMode::EphemeralImport] {
             let p = plan(&inputs(m, routing_dir())).unwrap();
             let h = &p.hierarchies[0];
-            assert_eq!(h.lower[1], Layer::Import("/R/var/lib/extensions.mutable/usr".into()));
+            assert_eq!(
+                h.lower[1],
+                Layer::Import("/R/var/lib/extensions.mutable/usr".into())
+            );
             assert_eq!(h.upper.is_some(), m == MutableMode::EphemeralImport);
             assert_eq!(h.meta.work_dir, None);
         }
@@ -555,12 +670,28 @@ mod tests {
 
     #[test]
     fn upper_checks() {
-        let mut d = dir("/R/var/lib/extensions.mutable/usr", "var/lib/extensions.mutable/usr", 0o755, 1, 20);
+        let mut d = dir(
+            "/R/var/lib/extensions.mutable/usr",
+            "var/lib/extensions.mutable/usr",
+            0o755,
+            1,
+            20,
+        );
         d.read_only = true;
-        assert_eq!(plan(&inputs(MutableMode::Auto, RoutingDir::Dir(d.clone()))).unwrap_err().errno(), libc::EROFS);
+        assert_eq!(
+            plan(&inputs(MutableMode::Auto, RoutingDir::Dir(d.clone())))
+                .unwrap_err()
+                .errno(),
+            libc::EROFS
+        );
         d.read_only = false;
         d.parent_dev = Some(2);
-        assert_eq!(plan(&inputs(MutableMode::Auto, RoutingDir::Dir(d))).unwrap_err().errno(), libc::EXDEV);
+        assert_eq!(
+            plan(&inputs(MutableMode::Auto, RoutingDir::Dir(d)))
+                .unwrap_err()
+                .errno(),
+            libc::EXDEV
+        );
     }
 
     #[test]
@@ -568,7 +699,10 @@ mod tests {
         let mut i = inputs(MutableMode::Disabled, RoutingDir::Missing);
         i.hierarchies[0].host.as_mut().unwrap().empty = true;
         let p = plan(&i).unwrap();
-        assert!(!p.hierarchies[0].lower.iter().any(|l| matches!(l, Layer::Host(_))));
+        assert!(!p.hierarchies[0]
+            .lower
+            .iter()
+            .any(|l| matches!(l, Layer::Host(_))));
         i.hierarchies[0].host = None;
         let p = plan(&i).unwrap();
         assert!(p.hierarchies[0].create_target);

@@ -70,7 +70,12 @@ pub struct Probed {
     pub hierarchies: Vec<HierarchyProbe>,
 }
 
-fn dir_info(fd: BorrowedFd<'_>, path: String, rel: String, parent: Option<BorrowedFd<'_>>) -> io::Result<DirInfo> {
+fn dir_info(
+    fd: BorrowedFd<'_>,
+    path: String,
+    rel: String,
+    parent: Option<BorrowedFd<'_>>,
+) -> io::Result<DirInfo> {
     let st = rustix::fs::fstat(fd)?;
     let empty = dir_is_empty(fd)?;
     let vfs = rustix::fs::fstatvfs(fd)?;
@@ -79,19 +84,34 @@ fn dir_info(fd: BorrowedFd<'_>, path: String, rel: String, parent: Option<Borrow
         Some(p) => Some(rustix::fs::fstat(p)?.st_dev),
         None => None,
     };
-    Ok(DirInfo { path, rel, mode: st.st_mode & 0o7777, dev: st.st_dev, ino: st.st_ino, empty, read_only, parent_dev })
+    Ok(DirInfo {
+        path,
+        rel,
+        mode: st.st_mode & 0o7777,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        empty,
+        read_only,
+        parent_dev,
+    })
 }
 
 fn parent_fd(root: &Root, rel: &str) -> io::Result<Option<OwnedFd>> {
     match rel.rfind('/') {
-        Some(i) => Ok(Some(root.open_in(&rel[..i], OFlags::PATH | OFlags::DIRECTORY)?)),
+        Some(i) => Ok(Some(
+            root.open_in(&rel[..i], OFlags::PATH | OFlags::DIRECTORY)?,
+        )),
         None if rel.is_empty() => Ok(None),
         None => Ok(Some(rustix::io::dup(root.fd())?)),
     }
 }
 
 /// Find the host directory underneath our merge on `top` (kernel path `kpath`).
-fn underlying(top: BorrowedFd<'_>, kpath: &str, class: ImageClass) -> std::result::Result<HostHandle, ()> {
+fn underlying(
+    top: BorrowedFd<'_>,
+    kpath: &str,
+    class: ImageClass,
+) -> std::result::Result<HostHandle, ()> {
     let mounts = mountinfo::read_self().map_err(|_| ())?;
     let stack = mountinfo::stack_at(&mounts, kpath);
     let top_id = state::mount_id(top).ok_or(())?;
@@ -111,39 +131,93 @@ fn underlying(top: BorrowedFd<'_>, kpath: &str, class: ImageClass) -> std::resul
     }
     let (dir, base) = kpath.rsplit_once('/').ok_or(())?;
     let dir = if dir.is_empty() { "/" } else { dir };
-    let dfd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|_| ())?;
+    let dfd = rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|_| ())?;
     if state::mount_id(dfd.as_fd()) != Some(lowest.parent) {
         return Err(());
     }
-    let clone = rustix::mount::open_tree(&dfd, "", OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_EMPTY_PATH)
-        .map_err(|_| ())?;
-    let fd = rustix::fs::openat(&clone, base, OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|_| ())?;
-    Ok(HostHandle { fd, keep: Some(clone) })
+    let clone = rustix::mount::open_tree(
+        &dfd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH,
+    )
+    .map_err(|_| ())?;
+    let fd = rustix::fs::openat(
+        &clone,
+        base,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|_| ())?;
+    Ok(HostHandle {
+        fd,
+        keep: Some(clone),
+    })
 }
 
 /// Look at one hierarchy: our merge on it, the host directory, the routing dir.
-pub fn probe_hierarchy(root: &Root, class: ImageClass, h: &Hierarchy) -> Result<(HierarchyInput, HierarchyProbe)> {
+pub fn probe_hierarchy(
+    root: &Root,
+    class: ImageClass,
+    h: &Hierarchy,
+) -> Result<(HierarchyInput, HierarchyProbe)> {
     let rel = h.relative();
-    let resolved = root.resolve(rel, OFlags::PATH | OFlags::DIRECTORY).map_err(|e| crate::root::resolve_err(root, rel, e))?;
+    let resolved = root
+        .resolve(rel, OFlags::PATH | OFlags::DIRECTORY)
+        .map_err(|e| crate::root::resolve_err(root, rel, e))?;
     let (path, host, current, host_rel) = match resolved {
         None => (root.display(rel), Ok(None), None, rel.to_string()),
         Some(r) => {
-            let kpath = fd_path(r.fd.as_fd()).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            let kpath = fd_path(r.fd.as_fd())
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
             if state::is_ours(r.fd.as_fd(), &r.path, class)? {
                 let meta = state::read_meta(r.fd.as_fd(), &r.path, class)?;
                 let host = underlying(r.fd.as_fd(), &kpath, class).map(Some);
                 let note = state::read_note(r.fd.as_fd(), class);
-                (r.path.clone(), host, Some(Current { fd: r.fd, kernel_path: kpath, meta, note }), r.rel)
+                (
+                    r.path.clone(),
+                    host,
+                    Some(Current {
+                        fd: r.fd,
+                        kernel_path: kpath,
+                        meta,
+                        note,
+                    }),
+                    r.rel,
+                )
             } else {
-                (r.path.clone(), Ok(Some(HostHandle { fd: r.fd, keep: None })), None, r.rel)
+                (
+                    r.path.clone(),
+                    Ok(Some(HostHandle {
+                        fd: r.fd,
+                        keep: None,
+                    })),
+                    None,
+                    r.rel,
+                )
             }
         }
     };
     let host_info = match &host {
         Ok(Some(hh)) => {
-            let pfd = parent_fd(root, &host_rel).map_err(|e| Error::io("open parent of", &path, e))?;
-            Some(dir_info(hh.fd.as_fd(), path.clone(), host_rel.clone(), pfd.as_ref().map(|f| f.as_fd())).map_err(|e| Error::io("inspect", &path, e))?)
+            let pfd =
+                parent_fd(root, &host_rel).map_err(|e| Error::io("open parent of", &path, e))?;
+            Some(
+                dir_info(
+                    hh.fd.as_fd(),
+                    path.clone(),
+                    host_rel.clone(),
+                    pfd.as_ref().map(|f| f.as_fd()),
+                )
+                .map_err(|e| Error::io("inspect", &path, e))?,
+            )
         }
         _ => None,
     };
@@ -155,21 +229,32 @@ pub fn probe_hierarchy(root: &Root, class: ImageClass, h: &Hierarchy) -> Result<
         Ok(Some(r)) => {
             let st = rustix::fs::fstat(&r.fd).map_err(|e| Error::io("stat", &r.path, e))?;
             if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                let pfd = parent_fd(root, &r.rel).map_err(|e| Error::io("open parent of", &r.path, e))?;
-                let info = dir_info(r.fd.as_fd(), r.path.clone(), r.rel.clone(), pfd.as_ref().map(|f| f.as_fd()))
-                    .map_err(|e| Error::io("inspect", &r.path, e))?;
+                let pfd =
+                    parent_fd(root, &r.rel).map_err(|e| Error::io("open parent of", &r.path, e))?;
+                let info = dir_info(
+                    r.fd.as_fd(),
+                    r.path.clone(),
+                    r.rel.clone(),
+                    pfd.as_ref().map(|f| f.as_fd()),
+                )
+                .map_err(|e| Error::io("inspect", &r.path, e))?;
                 (RoutingDir::Dir(info), Some(r.fd))
             } else {
-                (RoutingDir::NotDir { mode: st.st_mode & 0o7777 }, None)
+                (
+                    RoutingDir::NotDir {
+                        mode: st.st_mode & 0o7777,
+                    },
+                    None,
+                )
             }
         }
         Ok(None) => {
             // Distinguish "nothing there" from a dangling symlink (or a dangling parent).
             let exists = root.open_in(&drel, OFlags::PATH | OFlags::NOFOLLOW).is_ok();
-            let parent_dangles = drel
-                .rmatch_indices('/')
-                .map(|(i, _)| &drel[..i])
-                .any(|p| root.open_in(p, OFlags::PATH | OFlags::NOFOLLOW).is_ok() && root.open_in(p, OFlags::PATH).is_err());
+            let parent_dangles = drel.rmatch_indices('/').map(|(i, _)| &drel[..i]).any(|p| {
+                root.open_in(p, OFlags::PATH | OFlags::NOFOLLOW).is_ok()
+                    && root.open_in(p, OFlags::PATH).is_err()
+            });
             if exists || parent_dangles {
                 (RoutingDir::Dangling, None)
             } else {
@@ -180,8 +265,18 @@ pub fn probe_hierarchy(root: &Root, class: ImageClass, h: &Hierarchy) -> Result<
         Err(e) => return Err(Error::io("resolve", &routing_path, e)),
     };
     Ok((
-        HierarchyInput { hierarchy: h.clone(), path, host: host_info, routing_path, routing },
-        HierarchyProbe { host: host.map_err(|_| ()), routing: routing_fd, current },
+        HierarchyInput {
+            hierarchy: h.clone(),
+            path,
+            host: host_info,
+            routing_path,
+            routing,
+        },
+        HierarchyProbe {
+            host: host.map_err(|_| ()),
+            routing: routing_fd,
+            current,
+        },
     ))
 }
 
@@ -224,10 +319,22 @@ pub fn probe(
         .iter()
         .map(|t| ExtensionInput {
             name: t.name.clone(),
-            layers: hierarchies.iter().map(|h| ext_layer(t.fd.as_fd(), &t.path, h)).collect(),
+            layers: hierarchies
+                .iter()
+                .map(|h| ext_layer(t.fd.as_fd(), &t.path, h))
+                .collect(),
         })
         .collect();
-    Ok(Probed { inputs: PlanInputs { class, mode, noexec, extensions, hierarchies: his }, hierarchies: hps })
+    Ok(Probed {
+        inputs: PlanInputs {
+            class,
+            mode,
+            noexec,
+            extensions,
+            hierarchies: his,
+        },
+        hierarchies: hps,
+    })
 }
 
 /// Statx helper used by discovery and status.

@@ -65,11 +65,20 @@ impl Root {
             Some(g) => normalize_root(g)?,
             None => "/".to_string(),
         };
-        let fd = rustix::fs::open(norm.as_str(), OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-            .ctx("open root directory", &norm)?;
+        let fd = rustix::fs::open(
+            norm.as_str(),
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ctx("open root directory", &norm)?;
         let real = fd_path(fd.as_fd()).unwrap_or_else(|| PathBuf::from(&norm));
         let prefix = if norm == "/" { String::new() } else { norm };
-        Ok(Root { fd, prefix, explicit: given.is_some(), real })
+        Ok(Root {
+            fd,
+            prefix,
+            explicit: given.is_some(),
+            real,
+        })
     }
 
     /// The root's directory fd.
@@ -119,8 +128,14 @@ impl Root {
     pub fn resolve(&self, rel: &str, flags: OFlags) -> io::Result<Option<Resolved>> {
         match self.open_in(rel, flags) {
             Ok(fd) => {
-                let rel = self.rel_of(fd.as_fd()).unwrap_or_else(|| rel.trim_matches('/').to_string());
-                Ok(Some(Resolved { path: self.display(&rel), rel, fd }))
+                let rel = self
+                    .rel_of(fd.as_fd())
+                    .unwrap_or_else(|| rel.trim_matches('/').to_string());
+                Ok(Some(Resolved {
+                    path: self.display(&rel),
+                    rel,
+                    fd,
+                }))
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(e),
@@ -174,7 +189,13 @@ pub fn open_beneath(dirfd: BorrowedFd<'_>, rel: &str, flags: OFlags) -> io::Resu
     // under RESOLVE_IN_ROOT; the lookup is simply retried.
     let mut tries = 0;
     loop {
-        match rustix::fs::openat2(dirfd, rel, flags | OFlags::CLOEXEC, Mode::empty(), openat2_flags()) {
+        match rustix::fs::openat2(
+            dirfd,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            openat2_flags(),
+        ) {
             Err(Errno::AGAIN) if tries < 1000 => tries += 1,
             r => return r.map_err(Into::into),
         }
@@ -195,7 +216,12 @@ pub fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
 
 /// Whether a directory (given as an fd that may be `O_PATH`) has no entries besides `.` and `..`.
 pub fn dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let dfd = rustix::fs::openat(fd, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let dfd = rustix::fs::openat(
+        fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     owned_dir_is_empty(dfd)
 }
 
@@ -247,7 +273,10 @@ mod tests {
         let created = root.mkdir_p("var/lib/x", 0o700).unwrap();
         assert_eq!(created, vec!["var", "var/lib", "var/lib/x"]);
         assert!(root.mkdir_p("dangling/y", 0o700).is_err());
-        assert_eq!(root.mkdir_p("usr/lib", 0o755).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            root.mkdir_p("usr/lib", 0o755).unwrap(),
+            Vec::<String>::new()
+        );
         std::fs::remove_dir_all(&t).unwrap();
     }
 }

@@ -13,21 +13,33 @@ const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
 
 /// Whether `fd` (a directory) is the root of a mount.
 pub fn is_mount_point(fd: BorrowedFd<'_>) -> bool {
-    match rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS | StatxFlags::MNT_ID) {
-        Ok(st) => st.stx_attributes.bits() & STATX_ATTR_MOUNT_ROOT != 0 && st.stx_attributes_mask.bits() & STATX_ATTR_MOUNT_ROOT != 0,
+    match rustix::fs::statx(
+        fd,
+        "",
+        AtFlags::EMPTY_PATH,
+        StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
+    ) {
+        Ok(st) => {
+            st.stx_attributes.bits() & STATX_ATTR_MOUNT_ROOT != 0
+                && st.stx_attributes_mask.bits() & STATX_ATTR_MOUNT_ROOT != 0
+        }
         Err(_) => false,
     }
 }
 
 /// The mount ID of the mount `fd` is on.
 pub fn mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
-    rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID).ok().map(|st| st.stx_mnt_id)
+    rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID)
+        .ok()
+        .map(|st| st.stx_mnt_id)
 }
 
 fn read_small(dir: BorrowedFd<'_>, rel: &str) -> std::io::Result<String> {
     let fd = open_beneath(dir, rel, OFlags::RDONLY)?;
     let mut s = String::new();
-    std::fs::File::from(fd).take(1 << 20).read_to_string(&mut s)?;
+    std::fs::File::from(fd)
+        .take(1 << 20)
+        .read_to_string(&mut s)?;
     Ok(s)
 }
 
@@ -45,7 +57,10 @@ pub fn is_ours(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<bool
         Err(e) => return Err(Error::io("read", format!("{path}/{dot}/dev"), e)),
     };
     let Some((ma, mi)) = meta::decode_dev(&text) else {
-        return Err(Error::MetaDev { dot_dir: dot, path: path.to_string() });
+        return Err(Error::MetaDev {
+            dot_dir: dot,
+            path: path.to_string(),
+        });
     };
     let st = rustix::fs::fstat(fd).map_err(|e| Error::io("stat", path, e))?;
     Ok(rustix::fs::major(st.st_dev) == ma && rustix::fs::minor(st.st_dev) == mi)
@@ -54,11 +69,24 @@ pub fn is_ours(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<bool
 /// Read the meta dir of a merged hierarchy.
 pub fn read_meta(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<meta::MetaDir> {
     let info = class.info();
-    let ext = read_small(fd, &format!("{}/{}", info.dot_dir, info.list_file))
-        .map_err(|e| Error::io("read", format!("{path}/{}/{}", info.dot_dir, info.list_file), e))?;
-    let dev = read_small(fd, &format!("{}/dev", info.dot_dir)).ok().and_then(|t| meta::decode_dev(&t));
-    let work_dir = read_small(fd, &format!("{}/work_dir", info.dot_dir)).ok().and_then(|t| meta::decode_work_dir(&t));
-    let mut m = meta::MetaDir { extensions: meta::decode_extensions(&ext), dev, work_dir };
+    let ext = read_small(fd, &format!("{}/{}", info.dot_dir, info.list_file)).map_err(|e| {
+        Error::io(
+            "read",
+            format!("{path}/{}/{}", info.dot_dir, info.list_file),
+            e,
+        )
+    })?;
+    let dev = read_small(fd, &format!("{}/dev", info.dot_dir))
+        .ok()
+        .and_then(|t| meta::decode_dev(&t));
+    let work_dir = read_small(fd, &format!("{}/work_dir", info.dot_dir))
+        .ok()
+        .and_then(|t| meta::decode_work_dir(&t));
+    let mut m = meta::MetaDir {
+        extensions: meta::decode_extensions(&ext),
+        dev,
+        work_dir,
+    };
     if m.extensions.is_empty() {
         m.extensions = Vec::new();
     }
@@ -115,7 +143,13 @@ impl Note {
 
 /// Read libsysext's note of a merged hierarchy.
 pub fn read_note(fd: BorrowedFd<'_>, class: ImageClass) -> Option<Note> {
-    Note::decode(&read_small(fd.as_fd(), &format!("{}/{}", class.info().dot_dir, MODE_NOTE)).ok()?)
+    Note::decode(
+        &read_small(
+            fd.as_fd(),
+            &format!("{}/{}", class.info().dot_dir, MODE_NOTE),
+        )
+        .ok()?,
+    )
 }
 
 /// Where the upper and work dirs of ephemeral merges live (on `/run`, a tmpfs), so that a

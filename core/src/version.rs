@@ -144,13 +144,23 @@ mod sort_tests {
         // systemd's comparison itself: ^Z < ^0a < ^_1, yet ^Z > ^_1.
         assert_eq!(strverscmp_improved("^Z", "^0a"), std::cmp::Ordering::Less);
         assert_eq!(strverscmp_improved("^0a", "^_1"), std::cmp::Ordering::Less);
-        assert_eq!(strverscmp_improved("^Z", "^_1"), std::cmp::Ordering::Greater);
+        assert_eq!(
+            strverscmp_improved("^Z", "^_1"),
+            std::cmp::Ordering::Greater
+        );
         let mut v: Vec<String> = ["^0a", "^Z", "^_1"].iter().map(|s| s.to_string()).collect();
         sort_names(&mut v);
         for w in v.windows(2) {
-            assert_ne!(strverscmp_improved(&w[0], &w[1]), std::cmp::Ordering::Greater, "{v:?}");
+            assert_ne!(
+                strverscmp_improved(&w[0], &w[1]),
+                std::cmp::Ordering::Greater,
+                "{v:?}"
+            );
         }
-        let mut v: Vec<String> = ["b", "a", "foo-10", "foo-2", "Z"].iter().map(|s| s.to_string()).collect();
+        let mut v: Vec<String> = ["b", "a", "foo-10", "foo-2", "Z"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         sort_names(&mut v);
         assert_eq!(v, ["Z", "a", "b", "foo-2", "foo-10"]);
     }

@@ -5,7 +5,9 @@
 
 use sysext::compat::Match;
 use sysext::hierarchy::Hierarchy;
-use sysext::plan::{plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, RoutingDir, Upper};
+use sysext::plan::{
+    plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, RoutingDir, Upper,
+};
 use sysext::{ImageClass, MutableMode};
 
 use MutableMode::*;
@@ -30,7 +32,14 @@ fn mutants_mode_predicates() {
 
 #[test]
 fn mutants_mode_spellings() {
-    let names = ["no", "yes", "auto", "import", "ephemeral", "ephemeral-import"];
+    let names = [
+        "no",
+        "yes",
+        "auto",
+        "import",
+        "ephemeral",
+        "ephemeral-import",
+    ];
     for (m, n) in MutableMode::ALL.into_iter().zip(names) {
         assert_eq!(m.to_string(), n);
         assert_eq!(format!("{m}"), m.as_str());
@@ -41,7 +50,11 @@ fn mutants_mode_spellings() {
     assert_eq!("off".parse::<MutableMode>().unwrap(), Disabled);
     let e = "bogus".parse::<MutableMode>().unwrap_err();
     assert_eq!(e.errno(), libc::EINVAL);
-    assert!(e.to_string().contains("Failed to parse mutable mode: bogus"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("Failed to parse mutable mode: bogus"),
+        "{e}"
+    );
     assert!("".parse::<MutableMode>().is_err());
     assert!("Auto".parse::<MutableMode>().is_err());
     assert_eq!(MutableMode::default(), Disabled);
@@ -52,7 +65,10 @@ fn mutants_match_display() {
     assert_eq!(Match::AnyOs.to_string(), "matches any OS (ID=_any)");
     assert_eq!(Match::Version.to_string(), "version info matches the host");
     assert_eq!(Match::Level.to_string(), "level matches the host");
-    assert_eq!(Match::NoVersionInfo.to_string(), "ID matches and the host has no version info");
+    assert_eq!(
+        Match::NoVersionInfo.to_string(),
+        "ID matches and the host has no version info"
+    );
     assert_eq!(
         Match::NoVersionInfo.systemd_message("x"),
         "No version info on the host (rolling release?), but ID in x matched."
@@ -61,9 +77,20 @@ fn mutants_match_display() {
 
 #[test]
 fn mutants_upper_describe() {
-    let r = Upper::RoutingDir { path: "/R/var/lib/extensions.mutable/usr".into(), rel: "x".into(), create: false };
+    let r = Upper::RoutingDir {
+        path: "/R/var/lib/extensions.mutable/usr".into(),
+        rel: "x".into(),
+        create: false,
+    };
     assert_eq!(r.describe(), "/R/var/lib/extensions.mutable/usr");
-    assert_eq!(Upper::Host { path: "/R/usr".into(), rel: "usr".into() }.describe(), "base");
+    assert_eq!(
+        Upper::Host {
+            path: "/R/usr".into(),
+            rel: "usr".into()
+        }
+        .describe(),
+        "base"
+    );
     assert_eq!(Upper::Ephemeral.describe(), "ephemeral");
 }
 
@@ -78,12 +105,20 @@ fn inputs(mode: MutableMode) -> PlanInputs {
         read_only: false,
         parent_dev: Some(1),
     };
-    let routing = DirInfo { path: "/R/var/lib/extensions.mutable/usr".into(), rel: "var/lib/extensions.mutable/usr".into(), ino: 3, ..usr.clone() };
+    let routing = DirInfo {
+        path: "/R/var/lib/extensions.mutable/usr".into(),
+        rel: "var/lib/extensions.mutable/usr".into(),
+        ino: 3,
+        ..usr.clone()
+    };
     PlanInputs {
         class: ImageClass::Sysext,
         mode,
         noexec: None,
-        extensions: vec![ExtensionInput { name: "foo".into(), layers: vec![ExtLayer::Content("/E/foo/usr".into())] }],
+        extensions: vec![ExtensionInput {
+            name: "foo".into(),
+            layers: vec![ExtLayer::Content("/E/foo/usr".into())],
+        }],
         hierarchies: vec![HierarchyInput {
             hierarchy: Hierarchy::new("/usr").unwrap(),
             path: "/R/usr".into(),
@@ -108,16 +143,31 @@ fn mutants_plan_writable() {
 #[test]
 fn mutants_same_by_inode_and_by_path() {
     let mut i = inputs(Auto);
-    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else { unreachable!() };
+    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else {
+        unreachable!()
+    };
     d.ino = 2;
-    assert!(matches!(plan(&i).unwrap().hierarchies[0].upper, Some(Upper::Host { .. })));
+    assert!(matches!(
+        plan(&i).unwrap().hierarchies[0].upper,
+        Some(Upper::Host { .. })
+    ));
     // Same inode number on another device: not the hierarchy.
-    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else { unreachable!() };
+    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else {
+        unreachable!()
+    };
     d.dev = 7;
     d.parent_dev = Some(7);
-    assert!(matches!(plan(&i).unwrap().hierarchies[0].upper, Some(Upper::RoutingDir { .. })));
+    assert!(matches!(
+        plan(&i).unwrap().hierarchies[0].upper,
+        Some(Upper::RoutingDir { .. })
+    ));
     // Same path, other inode: the hierarchy.
-    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else { unreachable!() };
+    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else {
+        unreachable!()
+    };
     d.path = "/R/usr".into();
-    assert!(matches!(plan(&i).unwrap().hierarchies[0].upper, Some(Upper::Host { .. })));
+    assert!(matches!(
+        plan(&i).unwrap().hierarchies[0].upper,
+        Some(Upper::Host { .. })
+    ));
 }

@@ -10,8 +10,15 @@ use sysext::release::{parse, parse_str};
 use sysext::version::strverscmp_improved;
 
 fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(4096);
-    Config { cases, failure_persistence: None, ..Config::default() }
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4096);
+    Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    }
 }
 
 /// Text rich in the characters the env-file grammar cares about.
@@ -130,7 +137,9 @@ fn escape_text() -> impl Strategy<Value = String> {
 /// Whether no separator `~ - ^ .` is directly followed by a character systemd skips.
 fn transitive_domain(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.windows(2).any(|w| b"~-^.".contains(&w[0]) && !(w[1].is_ascii_alphanumeric() || b"~-^.".contains(&w[1])))
+    !b.windows(2).any(|w| {
+        b"~-^.".contains(&w[0]) && !(w[1].is_ascii_alphanumeric() || b"~-^.".contains(&w[1]))
+    })
 }
 
 /// Version strings inside [`transitive_domain`]: a skipped character right after a separator
@@ -150,8 +159,13 @@ fn transitive_version_string() -> impl Strategy<Value = String> {
 }
 
 fn version_string() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(vec!['a', 'b', 'Z', '0', '1', '9', '~', '-', '^', '.', '_', '+']), 0..8)
-        .prop_map(|v| v.into_iter().collect())
+    prop::collection::vec(
+        prop::sample::select(vec![
+            'a', 'b', 'Z', '0', '1', '9', '~', '-', '^', '.', '_', '+',
+        ]),
+        0..8,
+    )
+    .prop_map(|v| v.into_iter().collect())
 }
 
 proptest! {
@@ -333,6 +347,8 @@ fn stack_at_terminates_on_parent_cycles() {
         let n = sysext::mountinfo::stack_at(&mounts, "/a").len();
         let _ = tx.send(n);
     });
-    let n = rx.recv_timeout(std::time::Duration::from_millis(300)).expect("stack_at did not return within 300 ms");
+    let n = rx
+        .recv_timeout(std::time::Duration::from_millis(300))
+        .expect("stack_at did not return within 300 ms");
     assert!(n <= 3);
 }

@@ -8,7 +8,10 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use std::collections::BTreeSet;
 use sysext::hierarchy::Hierarchy;
-use sysext::plan::{plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, Layer, Plan, PlanInputs, RoutingDir, Upper, WorkDir};
+use sysext::plan::{
+    plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, Layer, Plan, PlanInputs, RoutingDir,
+    Upper, WorkDir,
+};
 use sysext::version::strverscmp_improved;
 use sysext::{ImageClass, MutableMode};
 
@@ -20,11 +23,18 @@ const NAMES: [&str; 8] = ["a", "b-2", "b-10", "foo_1", "foo1", "Z", "1.9", "1~rc
 const MODES: [u32; 4] = [0o755, 0o750, 0o700, 0o1777];
 
 fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2048)
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2048)
 }
 
 fn config() -> Config {
-    Config { cases: cases(), failure_persistence: None, ..Config::default() }
+    Config {
+        cases: cases(),
+        failure_persistence: None,
+        ..Config::default()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -35,11 +45,20 @@ enum RoutingGen {
     Missing,
     Dangling,
     /// The host hierarchy itself (by path, or by device and inode under another path).
-    SelfDir { by_path: bool },
+    SelfDir {
+        by_path: bool,
+    },
     /// A directory elsewhere; `mode: None` is the host hierarchy's mode (so that the mode
     /// check passes often enough for the later checks to be reached).
-    Other { mode: Option<u32>, read_only: bool, cross_dev: bool, under_root: bool },
-    NotDir { mode: Option<u32> },
+    Other {
+        mode: Option<u32>,
+        read_only: bool,
+        cross_dev: bool,
+        under_root: bool,
+    },
+    NotDir {
+        mode: Option<u32>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +87,12 @@ fn hier_gen() -> impl Strategy<Value = (Option<(u32, bool, bool, bool)>, Routing
     (
         prop::option::weighted(
             0.85,
-            (prop::sample::select(MODES.to_vec()), prop::bool::weighted(0.2), prop::bool::weighted(0.08), prop::bool::weighted(0.08)),
+            (
+                prop::sample::select(MODES.to_vec()),
+                prop::bool::weighted(0.2),
+                prop::bool::weighted(0.08),
+                prop::bool::weighted(0.08),
+            ),
         ),
         routing_gen(),
     )
@@ -113,7 +137,11 @@ fn gen() -> impl Strategy<Value = Gen> {
                 class,
                 mode,
                 noexec,
-                hiers: idxs.into_iter().zip(hs).map(|(idx, (host, routing))| HierGen { idx, host, routing }).collect(),
+                hiers: idxs
+                    .into_iter()
+                    .zip(hs)
+                    .map(|(idx, (host, routing))| HierGen { idx, host, routing })
+                    .collect(),
                 exts,
             }
         })
@@ -144,15 +172,27 @@ fn build(g: &Gen) -> PlanInputs {
             RoutingGen::SelfDir { by_path } => match &host {
                 Some(d) if *by_path => RoutingDir::Dir(d.clone()),
                 // Same device and inode, seen under another path (a bind mount).
-                Some(d) => RoutingDir::Dir(DirInfo { path: format!("{ROOT}/bind/{rel}"), rel: format!("bind/{rel}"), ..d.clone() }),
+                Some(d) => RoutingDir::Dir(DirInfo {
+                    path: format!("{ROOT}/bind/{rel}"),
+                    rel: format!("bind/{rel}"),
+                    ..d.clone()
+                }),
                 // Without a host the link dangles.
                 None => RoutingDir::Dangling,
             },
-            RoutingGen::Other { mode, read_only, cross_dev, under_root } => {
+            RoutingGen::Other {
+                mode,
+                read_only,
+                cross_dev,
+                under_root,
+            } => {
                 let (p, r) = if *under_root {
                     (routing_path.clone(), routing_rel.clone())
                 } else {
-                    (format!("{ROOT}/elsewhere/{}", h.as_component()), format!("elsewhere/{}", h.as_component()))
+                    (
+                        format!("{ROOT}/elsewhere/{}", h.as_component()),
+                        format!("elsewhere/{}", h.as_component()),
+                    )
                 };
                 RoutingDir::Dir(DirInfo {
                     path: p,
@@ -165,9 +205,17 @@ fn build(g: &Gen) -> PlanInputs {
                     parent_dev: Some(if *cross_dev { 3 } else { 1 }),
                 })
             }
-            RoutingGen::NotDir { mode } => RoutingDir::NotDir { mode: mode.unwrap_or(host_mode) },
+            RoutingGen::NotDir { mode } => RoutingDir::NotDir {
+                mode: mode.unwrap_or(host_mode),
+            },
         };
-        hierarchies.push(HierarchyInput { hierarchy: h, path, host, routing_path, routing });
+        hierarchies.push(HierarchyInput {
+            hierarchy: h,
+            path,
+            host,
+            routing_path,
+            routing,
+        });
     }
     let extensions = g
         .exts
@@ -186,7 +234,13 @@ fn build(g: &Gen) -> PlanInputs {
                 .collect(),
         })
         .collect();
-    PlanInputs { class: g.class, mode: g.mode, noexec: g.noexec, extensions, hierarchies }
+    PlanInputs {
+        class: g.class,
+        mode: g.mode,
+        noexec: g.noexec,
+        extensions,
+        hierarchies,
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -205,7 +259,10 @@ fn oracle_errno(i: &PlanInputs) -> Result<(), i32> {
         if layers.iter().any(|l| matches!(l, ExtLayer::NotDirectory)) {
             return Err(libc::ENOTDIR);
         }
-        let content = layers.iter().filter(|l| matches!(l, ExtLayer::Content(_))).count();
+        let content = layers
+            .iter()
+            .filter(|l| matches!(l, ExtLayer::Content(_)))
+            .count();
         if content == 0 {
             continue;
         }
@@ -230,9 +287,15 @@ fn oracle_errno(i: &PlanInputs) -> Result<(), i32> {
         }
         match (mode, &h.routing) {
             (Auto, RoutingDir::NotDir { .. }) => return Err(libc::EINVAL),
-            (Enabled, RoutingDir::NotDir { .. } | RoutingDir::Dangling) => return Err(libc::EEXIST),
+            (Enabled, RoutingDir::NotDir { .. } | RoutingDir::Dangling) => {
+                return Err(libc::EEXIST)
+            }
             (Auto | Enabled, RoutingDir::Dir(d)) => {
-                let upper = if is_self(d) { h.host.as_ref().unwrap() } else { d };
+                let upper = if is_self(d) {
+                    h.host.as_ref().unwrap()
+                } else {
+                    d
+                };
                 if upper.read_only {
                     return Err(libc::EROFS);
                 }
@@ -255,27 +318,47 @@ fn sorted_names(i: &PlanInputs) -> Vec<String> {
 fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
     use MutableMode::*;
     let names = sorted_names(i);
-    prop_assert_eq!(&p.extensions, &names, "extensions ascending in version order");
+    prop_assert_eq!(
+        &p.extensions,
+        &names,
+        "extensions ascending in version order"
+    );
     prop_assert_eq!(p.mode, i.mode);
     prop_assert_eq!(p.class, i.class);
     // Exactly the hierarchies with content, in configured order.
     let want: Vec<usize> = (0..i.hierarchies.len())
-        .filter(|&idx| i.extensions.iter().any(|e| matches!(e.layers[idx], ExtLayer::Content(_))))
+        .filter(|&idx| {
+            i.extensions
+                .iter()
+                .any(|e| matches!(e.layers[idx], ExtLayer::Content(_)))
+        })
         .collect();
     let got: Vec<usize> = p.hierarchies.iter().map(|h| h.index).collect();
-    prop_assert_eq!(got, want, "one overlay per hierarchy with content, none for the others");
+    prop_assert_eq!(
+        got,
+        want,
+        "one overlay per hierarchy with content, none for the others"
+    );
     for hp in &p.hierarchies {
         let h = &i.hierarchies[hp.index];
         prop_assert_eq!(&hp.hierarchy, &h.hierarchy);
         prop_assert_eq!(&hp.target, &h.path);
         prop_assert_eq!(hp.create_target, h.host.is_none());
-        prop_assert_eq!(hp.top_mode, h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755));
+        prop_assert_eq!(
+            hp.top_mode,
+            h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755)
+        );
         // Meta first, exactly once.
         prop_assert_eq!(hp.lower.first(), Some(&Layer::Meta));
         prop_assert_eq!(hp.lower.iter().filter(|l| **l == Layer::Meta).count(), 1);
         // No duplicate layer.
         let set: BTreeSet<String> = hp.lower.iter().map(|l| format!("{l:?}")).collect();
-        prop_assert_eq!(set.len(), hp.lower.len(), "duplicate layer in {:?}", hp.lower);
+        prop_assert_eq!(
+            set.len(),
+            hp.lower.len(),
+            "duplicate layer in {:?}",
+            hp.lower
+        );
         // Upper and work dir together, only in writable modes.
         prop_assert_eq!(hp.upper.is_some(), hp.work_dir.is_some());
         if hp.upper.is_some() {
@@ -291,7 +374,9 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
         prop_assert_eq!(ephemeral, matches!(hp.upper, Some(Upper::Ephemeral)));
         prop_assert_eq!(ephemeral, matches!(hp.work_dir, Some(WorkDir::Ephemeral)));
         match &hp.work_dir {
-            Some(WorkDir::Beside { rel, .. }) => prop_assert_eq!(hp.meta.work_dir.as_ref(), Some(rel)),
+            Some(WorkDir::Beside { rel, .. }) => {
+                prop_assert_eq!(hp.meta.work_dir.as_ref(), Some(rel))
+            }
             _ => prop_assert_eq!(&hp.meta.work_dir, &None),
         }
         prop_assert_eq!(&hp.meta.extensions, &names);
@@ -317,14 +402,22 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
         // Work dir beside the upper, named after the hierarchy.
         let wname = format!(".systemd-{}-workdir", h.hierarchy.as_component());
         match (&hp.upper, &hp.work_dir) {
-            (Some(Upper::RoutingDir { rel, path, .. } | Upper::Host { rel, path }), Some(WorkDir::Beside { rel: w, path: wp })) => {
+            (
+                Some(Upper::RoutingDir { rel, path, .. } | Upper::Host { rel, path }),
+                Some(WorkDir::Beside { rel: w, path: wp }),
+            ) => {
                 let parent = rel.rsplit_once('/').map(|(p, _)| p.to_string());
                 let want = match &parent {
                     Some(p) => format!("{p}/{wname}"),
                     None => wname.clone(),
                 };
                 prop_assert_eq!(w, &want);
-                prop_assert_eq!(wp, &format!("{ROOT}/{want}"), "display path of the work dir (upper {})", path);
+                prop_assert_eq!(
+                    wp,
+                    &format!("{ROOT}/{want}"),
+                    "display path of the work dir (upper {})",
+                    path
+                );
             }
             (Some(Upper::Ephemeral), Some(WorkDir::Ephemeral)) | (None, None) => {}
             (u, w) => prop_assert!(false, "upper {:?} with work dir {:?}", u, w),
@@ -333,21 +426,49 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
         // resolved path, as systemd does (`upper_dir = resolved_mutable_directory`; the same
         // path as the host's unless the routing dir reaches it otherwise, e.g. a bind mount).
         if let Some(Upper::Host { rel, path }) = &hp.upper {
-            let RoutingDir::Dir(d) = &h.routing else { unreachable!() };
+            let RoutingDir::Dir(d) = &h.routing else {
+                unreachable!()
+            };
             prop_assert_eq!((path, rel), (&d.path, &d.rel));
         }
-        if let Some(Upper::RoutingDir { create: true, rel, path }) = &hp.upper {
+        if let Some(Upper::RoutingDir {
+            create: true,
+            rel,
+            path,
+        }) = &hp.upper
+        {
             prop_assert_eq!(rel, &h.hierarchy.routing_dir());
             prop_assert_eq!(path, &h.routing_path);
         }
         // Import layer just below meta, exactly in the import modes with a routing dir.
-        let want_import = matches!(i.mode, Import | EphemeralImport) && matches!(h.routing, RoutingDir::Dir(_));
-        let imports: Vec<usize> = hp.lower.iter().enumerate().filter(|(_, l)| matches!(l, Layer::Import(_))).map(|(k, _)| k).collect();
+        let want_import =
+            matches!(i.mode, Import | EphemeralImport) && matches!(h.routing, RoutingDir::Dir(_));
+        let imports: Vec<usize> = hp
+            .lower
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l, Layer::Import(_)))
+            .map(|(k, _)| k)
+            .collect();
         prop_assert_eq!(imports, if want_import { vec![1] } else { vec![] });
         // Host hierarchy at the bottom unless it is the upper dir, empty or missing.
-        let want_host = h.host.as_ref().is_some_and(|d| !d.empty) && !matches!(hp.upper, Some(Upper::Host { .. }));
-        let hosts: Vec<usize> = hp.lower.iter().enumerate().filter(|(_, l)| matches!(l, Layer::Host(_))).map(|(k, _)| k).collect();
-        prop_assert_eq!(hosts, if want_host { vec![hp.lower.len() - 1] } else { vec![] });
+        let want_host = h.host.as_ref().is_some_and(|d| !d.empty)
+            && !matches!(hp.upper, Some(Upper::Host { .. }));
+        let hosts: Vec<usize> = hp
+            .lower
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l, Layer::Host(_)))
+            .map(|(k, _)| k)
+            .collect();
+        prop_assert_eq!(
+            hosts,
+            if want_host {
+                vec![hp.lower.len() - 1]
+            } else {
+                vec![]
+            }
+        );
         // Extension layers: those with content, highest version first.
         let mut want_ext: Vec<String> = i
             .extensions
@@ -458,7 +579,10 @@ fn too_many_layers() {
         mode: MutableMode::Disabled,
         noexec: None,
         extensions: (0..n)
-            .map(|k| ExtensionInput { name: format!("e{k}"), layers: vec![ExtLayer::Content(format!("/E/e{k}/usr"))] })
+            .map(|k| ExtensionInput {
+                name: format!("e{k}"),
+                layers: vec![ExtLayer::Content(format!("/E/e{k}/usr"))],
+            })
             .collect(),
         hierarchies: vec![HierarchyInput {
             hierarchy: Hierarchy::new("/usr").unwrap(),

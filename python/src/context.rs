@@ -58,7 +58,9 @@ pub(crate) struct PyContext {
 
 impl std::fmt::Debug for PyContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PyContext").field("options", self.inner.options()).finish()
+        f.debug_struct("PyContext")
+            .field("options", self.inner.options())
+            .finish()
     }
 }
 
@@ -77,9 +79,13 @@ fn image_tree_release(ctx: &Context, rel: &str, name: &str) -> Vec<(String, Stri
 /// `list` plus each image's release data and, from a dry-run plan, why it would be skipped.
 fn list_detailed(ctx: &Context) -> sysext::Result<Vec<PyExtension>> {
     let listed = ctx.list()?;
-    let initrd = ctx.options().initrd.unwrap_or_else(sysext::discover::in_initrd);
+    let initrd = ctx
+        .options()
+        .initrd
+        .unwrap_or_else(sysext::discover::in_initrd);
     let found = sysext::discover::discover(ctx.root(), ctx.options().class, initrd)?;
-    let rel_of: HashMap<&str, &sysext::discover::DiscoveredImage> = found.iter().map(|d| (d.name.as_str(), d)).collect();
+    let rel_of: HashMap<&str, &sysext::discover::DiscoveredImage> =
+        found.iter().map(|d| (d.name.as_str(), d)).collect();
     let skipped: HashMap<String, String> = match ctx.plan() {
         Ok(p) => p.skipped.into_iter().map(|s| (s.name, s.reason)).collect(),
         Err(e) => {
@@ -95,7 +101,9 @@ fn list_detailed(ctx: &Context) -> sysext::Result<Vec<PyExtension>> {
         .map(|img| {
             let release = match rel_of.get(img.name.as_str()) {
                 // Image files are not opened here: their release data is read when merging.
-                Some(d) if d.kind.is_tree() && d.path == img.path => image_tree_release(ctx, &d.rel, &img.name),
+                Some(d) if d.kind.is_tree() && d.path == img.path => {
+                    image_tree_release(ctx, &d.rel, &img.name)
+                }
                 _ => Vec::new(),
             };
             PyExtension {
@@ -173,14 +181,13 @@ impl PyContext {
             None => ImageClass::Sysext,
         };
         let mut opts = Options::new(class);
-        opts.root = match root {
-            Some(p) => Some(
-                p.into_os_string()
-                    .into_string()
-                    .map_err(|p| invalid_argument(format!("Root path is not valid UTF-8: {p:?}")))?,
-            ),
-            None => None,
-        };
+        opts.root =
+            match root {
+                Some(p) => Some(p.into_os_string().into_string().map_err(|p| {
+                    invalid_argument(format!("Root path is not valid UTF-8: {p:?}"))
+                })?),
+                None => None,
+            };
         opts.mutable = mutable.map(mutable_from_py).transpose()?;
         opts.force = force;
         opts.noexec = noexec;
@@ -190,14 +197,20 @@ impl PyContext {
             None => None,
             Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
             Some(t) if t == f64::INFINITY => None,
-            Some(t) => return Err(invalid_argument(format!("Invalid lock timeout {t}: must be >= 0 seconds or None"))),
+            Some(t) => {
+                return Err(invalid_argument(format!(
+                    "Invalid lock timeout {t}: must be >= 0 seconds or None"
+                )))
+            }
         };
         opts.initrd = initrd;
         opts.always_refresh = always_refresh;
         opts.no_reload = no_reload;
         opts.sink = Arc::new(LoggerSink::new(py, "sysext")?);
         let ctx = py.detach(move || Context::new(opts)).py()?;
-        Ok(PyContext { inner: Arc::new(ctx) })
+        Ok(PyContext {
+            inner: Arc::new(ctx),
+        })
     }
 
     /// The root as given (`None` for the host's `/`).
@@ -239,7 +252,11 @@ impl PyContext {
     /// The hierarchies in effect, in configured order.
     #[getter]
     fn hierarchies(&self) -> Vec<String> {
-        self.inner.hierarchies().iter().map(|h| h.to_string()).collect()
+        self.inner
+            .hierarchies()
+            .iter()
+            .map(|h| h.to_string())
+            .collect()
     }
 
     /// Whether `refresh` rebuilds even when nothing changed.
@@ -291,7 +308,12 @@ impl PyContext {
     ///     ReleaseFileError: The host's os-release or an image's metadata is unusable.
     ///     MutableDirError: The write-routing dir cannot be used in this mode.
     #[pyo3(signature = (*, force = None, mutable = None))]
-    fn plan(&self, py: Python<'_>, force: Option<bool>, mutable: Option<&Bound<'_, PyAny>>) -> PyResult<PyPlan> {
+    fn plan(
+        &self,
+        py: Python<'_>,
+        force: Option<bool>,
+        mutable: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyPlan> {
         let ctx = self.with_overrides(py, force, mutable)?;
         py.detach(move || ctx.plan()).py().map(PyPlan::from)
     }
@@ -340,7 +362,12 @@ impl PyContext {
     /// Returns:
     ///     Report: merged extensions, unmerged hierarchies, skipped images, needs_reload.
     #[pyo3(signature = (*, force = None, mutable = None))]
-    fn refresh(&self, py: Python<'_>, force: Option<bool>, mutable: Option<&Bound<'_, PyAny>>) -> PyResult<PyReport> {
+    fn refresh(
+        &self,
+        py: Python<'_>,
+        force: Option<bool>,
+        mutable: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyReport> {
         let ctx = self.with_overrides(py, force, mutable)?;
         py.detach(move || ctx.refresh()).py().map(PyReport::from)
     }
@@ -373,7 +400,9 @@ impl PyContext {
     ///     list[HierarchyStatus]: hierarchy, merged, extensions, mutable, upper, since.
     fn status(&self, py: Python<'_>) -> PyResult<Vec<PyHierarchyStatus>> {
         let ctx = self.inner.clone();
-        py.detach(move || ctx.status()).py().map(|v| v.into_iter().map(PyHierarchyStatus::from).collect())
+        py.detach(move || ctx.status())
+            .py()
+            .map(|v| v.into_iter().map(PyHierarchyStatus::from).collect())
     }
 
     /// A context manager that merges on enter and unmerges on exit, also when the
@@ -396,7 +425,11 @@ impl PyContext {
         mutable: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyMerged> {
         let ctx = self.with_overrides(py, force, mutable)?;
-        Ok(PyMerged { ctx, names, entered: Mutex::new(false) })
+        Ok(PyMerged {
+            ctx,
+            names,
+            entered: Mutex::new(false),
+        })
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
@@ -426,7 +459,9 @@ pub(crate) struct PyMerged {
 
 impl std::fmt::Debug for PyMerged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PyMerged").field("names", &self.names).finish_non_exhaustive()
+        f.debug_struct("PyMerged")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
     }
 }
 
@@ -436,7 +471,9 @@ impl PyMerged {
         {
             let mut entered = self.entered.lock().unwrap_or_else(|p| p.into_inner());
             if *entered {
-                return Err(pyo3::exceptions::PyRuntimeError::new_err("Context.merged() objects can be entered once"));
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "Context.merged() objects can be entered once",
+                ));
             }
             *entered = true;
         }

@@ -20,7 +20,10 @@ fn py_enum<'py>(py: Python<'py>, class: &str, value: &str) -> PyResult<Bound<'py
     enums_module(py)?.getattr(class)?.call1((value,))
 }
 
-pub(crate) fn image_class_to_py<'py>(py: Python<'py>, c: ImageClass) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn image_class_to_py<'py>(
+    py: Python<'py>,
+    c: ImageClass,
+) -> PyResult<Bound<'py, PyAny>> {
     py_enum(py, "ImageClass", c.info().short)
 }
 
@@ -39,21 +42,29 @@ pub(crate) fn image_class_from_py(obj: &Bound<'_, PyAny>) -> PyResult<ImageClass
         .map_err(|_| PyTypeError::new_err("image_class must be a sysext.ImageClass or a str"))?;
     let s = s.to_cow()?;
     let s: &str = &s;
-    s.parse::<ImageClass>()
-        .map_err(|()| invalid_argument(format!("Unknown image class '{s}' (expected 'sysext' or 'confext')")))
+    s.parse::<ImageClass>().map_err(|()| {
+        invalid_argument(format!(
+            "Unknown image class '{s}' (expected 'sysext' or 'confext')"
+        ))
+    })
 }
 
 /// `MutableMode` member, one of systemd's strings (`no`, `yes`, `auto`, `import`,
 /// `ephemeral`, `ephemeral-import`, any boolean string, `disabled`, `enabled`), or a bool.
 pub(crate) fn mutable_from_py(obj: &Bound<'_, PyAny>) -> PyResult<MutableMode> {
     if let Ok(b) = obj.cast::<PyBool>() {
-        return Ok(if b.is_true() { MutableMode::Enabled } else { MutableMode::Disabled });
+        return Ok(if b.is_true() {
+            MutableMode::Enabled
+        } else {
+            MutableMode::Disabled
+        });
     }
     // A `MutableMode` member is a `str` subclass whose value is systemd's spelling.
-    let s = obj
-        .cast::<PyString>()
-        .map_err(|_| PyTypeError::new_err("mutable must be a sysext.MutableMode, a str or a bool"))?;
+    let s = obj.cast::<PyString>().map_err(|_| {
+        PyTypeError::new_err("mutable must be a sysext.MutableMode, a str or a bool")
+    })?;
     let s = s.to_cow()?;
     let s: &str = &s;
-    MutableMode::parse_extended(s).ok_or_else(|| invalid_argument(format!("Failed to parse mutable mode: {s}")))
+    MutableMode::parse_extended(s)
+        .ok_or_else(|| invalid_argument(format!("Failed to parse mutable mode: {s}")))
 }

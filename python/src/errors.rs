@@ -50,8 +50,12 @@ fn hierarchy_of(e: &Error) -> Option<String> {
 /// The extension (image name) an error is about, where it names one.
 fn extension_of(e: &Error) -> Option<String> {
     match e {
-        Error::NotMerged { name } | Error::Incompatible { name, .. } | Error::NotFound { name } => Some(name.clone()),
-        Error::Metadata { image, .. } | Error::HierarchyNotDirectory { image, .. } => Some(image.clone()),
+        Error::NotMerged { name } | Error::Incompatible { name, .. } | Error::NotFound { name } => {
+            Some(name.clone())
+        }
+        Error::Metadata { image, .. } | Error::HierarchyNotDirectory { image, .. } => {
+            Some(image.clone())
+        }
         _ => None,
     }
 }
@@ -104,34 +108,67 @@ impl<T> IntoPyResult<T> for sysext::Result<T> {
 pub(crate) fn error_sample<'py>(py: Python<'py>, variant: &str) -> PyResult<Bound<'py, PyAny>> {
     let os = |errno: i32| io::Error::from_raw_os_error(errno);
     let e = match variant {
-        "Io" => Error::Io { op: "open", path: "/srv/root/usr".into(), source: os(libc::ENOENT) },
+        "Io" => Error::Io {
+            op: "open",
+            path: "/srv/root/usr".into(),
+            source: os(libc::ENOENT),
+        },
         "Mount" => Error::Mount {
             op: "mount overlay on",
             target: "/srv/root/usr".into(),
             source: os(libc::EINVAL),
             kernel_log: vec!["overlayfs: bad lowerdir".into()],
         },
-        "AlreadyMerged" => Error::AlreadyMerged { hierarchy: "/usr".into() },
+        "AlreadyMerged" => Error::AlreadyMerged {
+            hierarchy: "/usr".into(),
+        },
         "NotMerged" => Error::NotMerged { name: "foo".into() },
         "NotPrivileged" => Error::NotPrivileged,
-        "HostOsRelease" => Error::HostOsRelease { root: "/srv/root".into(), source: os(libc::ENOENT) },
-        "Metadata" => Error::Metadata { image: "foo".into(), reason: "No medium found".into(), errno: libc::ENOMEDIUM },
-        "Incompatible" => Error::Incompatible { name: "foo".into(), reason: "is for OS 'fedora'".into() },
+        "HostOsRelease" => Error::HostOsRelease {
+            root: "/srv/root".into(),
+            source: os(libc::ENOENT),
+        },
+        "Metadata" => Error::Metadata {
+            image: "foo".into(),
+            reason: "No medium found".into(),
+            errno: libc::ENOMEDIUM,
+        },
+        "Incompatible" => Error::Incompatible {
+            name: "foo".into(),
+            reason: "is for OS 'fedora'".into(),
+        },
         "NotFound" => Error::NotFound { name: "foo".into() },
-        "Image" => Error::Image { image: "/var/lib/extensions/foo.raw".into(), reason: "bad magic".into(), errno: libc::EBADMSG },
+        "Image" => Error::Image {
+            image: "/var/lib/extensions/foo.raw".into(),
+            reason: "bad magic".into(),
+            errno: libc::EBADMSG,
+        },
         "ImagePolicy" => Error::ImagePolicy {
             image: "/var/lib/extensions/foo.raw".into(),
             reason: "partition 'root' is unprotected, policy requires 'verity+signed'".into(),
         },
-        "MutableDirMode" => Error::MutableDirMode { dir: "/var/lib/extensions.mutable/usr".into(), mode: 0o700, expected: 0o755 },
-        "UpperDirReadOnly" => Error::UpperDirReadOnly { dir: "/var/lib/extensions.mutable/usr".into() },
-        "WorkDirCrossDevice" => {
-            Error::WorkDirCrossDevice { upper: "/var/lib/extensions.mutable/usr".into(), hierarchy: "/usr".into() }
-        }
+        "MutableDirMode" => Error::MutableDirMode {
+            dir: "/var/lib/extensions.mutable/usr".into(),
+            mode: 0o700,
+            expected: 0o755,
+        },
+        "UpperDirReadOnly" => Error::UpperDirReadOnly {
+            dir: "/var/lib/extensions.mutable/usr".into(),
+        },
+        "WorkDirCrossDevice" => Error::WorkDirCrossDevice {
+            upper: "/var/lib/extensions.mutable/usr".into(),
+            hierarchy: "/usr".into(),
+        },
         "InvalidArgument" => Error::InvalidArgument("Invalid hierarchy path 'usr'".into()),
-        "Busy" => Error::Busy { path: "/run/libsysext/sysext-1-2.lock".into() },
+        "Busy" => Error::Busy {
+            path: "/run/libsysext/sysext-1-2.lock".into(),
+        },
         "Unsupported" => Error::Unsupported("not on this kernel".into()),
-        other => return Err(PyValueError::new_err(format!("unknown error variant '{other}'"))),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unknown error variant '{other}'"
+            )))
+        }
     };
     exception(py, &e)
 }

@@ -53,7 +53,10 @@ mod tests {
     fn mutable_mode_strings() {
         assert_eq!(parse_mutable_mode("enabled"), Some("yes"));
         assert_eq!(parse_mutable_mode("OFF"), Some("no"));
-        assert_eq!(parse_mutable_mode("ephemeral-import"), Some("ephemeral-import"));
+        assert_eq!(
+            parse_mutable_mode("ephemeral-import"),
+            Some("ephemeral-import")
+        );
         assert_eq!(parse_mutable_mode("bogus"), None);
     }
 

@@ -30,7 +30,9 @@ impl LoggerSink {
     /// A sink for the logger named `name`.
     pub(crate) fn new(py: Python<'_>, name: &str) -> PyResult<LoggerSink> {
         let logger = py.import("logging")?.call_method1("getLogger", (name,))?;
-        Ok(LoggerSink { logger: logger.unbind() })
+        Ok(LoggerSink {
+            logger: logger.unbind(),
+        })
     }
 }
 
@@ -39,7 +41,10 @@ impl EventSink for LoggerSink {
         Python::attach(|py| {
             let logger = self.logger.bind(py);
             let level = py_level(event.level());
-            let enabled = logger.call_method1("isEnabledFor", (level,)).and_then(|v| v.is_truthy()).unwrap_or(true);
+            let enabled = logger
+                .call_method1("isEnabledFor", (level,))
+                .and_then(|v| v.is_truthy())
+                .unwrap_or(true);
             if !enabled {
                 return;
             }

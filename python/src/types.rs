@@ -33,7 +33,9 @@ fn py_repr_str(s: &str) -> String {
 }
 
 fn py_opt_str(s: &Option<String>) -> String {
-    s.as_deref().map(py_repr_str).unwrap_or_else(|| "None".into())
+    s.as_deref()
+        .map(py_repr_str)
+        .unwrap_or_else(|| "None".into())
 }
 
 /// An extension image found in the search directories (`Context.list()`).
@@ -114,7 +116,10 @@ pub(crate) struct PySkipped {
 
 impl From<Skipped> for PySkipped {
     fn from(s: Skipped) -> PySkipped {
-        PySkipped { name: s.name, reason: s.reason }
+        PySkipped {
+            name: s.name,
+            reason: s.reason,
+        }
     }
 }
 
@@ -125,7 +130,11 @@ impl PySkipped {
     }
 
     fn __repr__(&self) -> String {
-        format!("Skipped(name={}, reason={})", py_repr_str(&self.name), py_repr_str(&self.reason))
+        format!(
+            "Skipped(name={}, reason={})",
+            py_repr_str(&self.name),
+            py_repr_str(&self.reason)
+        )
     }
 }
 
@@ -197,12 +206,26 @@ pub(crate) struct PyLayer {
 impl From<&Layer> for PyLayer {
     fn from(l: &Layer) -> PyLayer {
         match l {
-            Layer::Meta => PyLayer { kind: "meta", path: None, name: None },
-            Layer::Import(p) => PyLayer { kind: "import", path: Some(p.clone()), name: None },
-            Layer::Extension { name, path } => {
-                PyLayer { kind: "extension", path: Some(path.clone()), name: Some(name.clone()) }
-            }
-            Layer::Host(p) => PyLayer { kind: "host", path: Some(p.clone()), name: None },
+            Layer::Meta => PyLayer {
+                kind: "meta",
+                path: None,
+                name: None,
+            },
+            Layer::Import(p) => PyLayer {
+                kind: "import",
+                path: Some(p.clone()),
+                name: None,
+            },
+            Layer::Extension { name, path } => PyLayer {
+                kind: "extension",
+                path: Some(path.clone()),
+                name: Some(name.clone()),
+            },
+            Layer::Host(p) => PyLayer {
+                kind: "host",
+                path: Some(p.clone()),
+                name: None,
+            },
         }
     }
 }
@@ -210,7 +233,12 @@ impl From<&Layer> for PyLayer {
 #[pymethods]
 impl PyLayer {
     fn __repr__(&self) -> String {
-        format!("Layer(kind={}, path={}, name={})", py_repr_str(self.kind), py_opt_str(&self.path), py_opt_str(&self.name))
+        format!(
+            "Layer(kind={}, path={}, name={})",
+            py_repr_str(self.kind),
+            py_opt_str(&self.path),
+            py_opt_str(&self.name)
+        )
     }
 }
 
@@ -258,7 +286,9 @@ impl From<&HierarchyPlan> for PyHierarchyPlan {
     fn from(h: &HierarchyPlan) -> PyHierarchyPlan {
         let (upper_kind, upper_dir, create_upper) = match &h.upper {
             None => (None, None, false),
-            Some(Upper::RoutingDir { path, create, .. }) => (Some("routing"), Some(path.clone()), *create),
+            Some(Upper::RoutingDir { path, create, .. }) => {
+                (Some("routing"), Some(path.clone()), *create)
+            }
             Some(Upper::Host { path, .. }) => (Some("base"), Some(path.clone()), false),
             Some(Upper::Ephemeral) => (Some("ephemeral"), None, false),
         };
@@ -301,7 +331,9 @@ impl PyHierarchyPlan {
             "HierarchyPlan(hierarchy={}, lower_dirs={}, upper_kind={}, upper_dir={}, work_dir={})",
             py_repr_str(&self.hierarchy),
             py_str_list(&self.lower_dirs()),
-            self.upper_kind.map(py_repr_str).unwrap_or_else(|| "None".into()),
+            self.upper_kind
+                .map(py_repr_str)
+                .unwrap_or_else(|| "None".into()),
             py_opt_str(&self.upper_dir),
             py_opt_str(&self.work_dir)
         )
@@ -334,7 +366,12 @@ impl From<PlanReport> for PyPlan {
             extensions: p.plan.extensions.clone(),
             using: p.using,
             skipped: p.skipped.into_iter().map(Into::into).collect(),
-            hierarchies: p.plan.hierarchies.iter().map(PyHierarchyPlan::from).collect(),
+            hierarchies: p
+                .plan
+                .hierarchies
+                .iter()
+                .map(PyHierarchyPlan::from)
+                .collect(),
         }
     }
 }
@@ -415,10 +452,14 @@ impl PyHierarchyStatus {
     /// When the hierarchy was merged, as an aware `datetime` in UTC; `None` when not merged.
     #[getter]
     fn since<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(usec) = self.since_usec else { return Ok(None) };
+        let Some(usec) = self.since_usec else {
+            return Ok(None);
+        };
         let dt = py.import("datetime")?;
         let utc = dt.getattr("timezone")?.getattr("utc")?;
-        let epoch = dt.getattr("datetime")?.call1((1970, 1, 1, 0, 0, 0, 0, utc))?;
+        let epoch = dt
+            .getattr("datetime")?
+            .call1((1970, 1, 1, 0, 0, 0, 0, utc))?;
         let delta = dt.getattr("timedelta")?.call1((0, 0, usec))?;
         Ok(Some(epoch.call_method1("__add__", (delta,))?))
     }

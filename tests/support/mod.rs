@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use sysext::{Context, ImageClass, MutableMode, Options};
 
-
 const IN_NS: &str = "SYSEXT_TEST_IN_NS";
 
 /// Whether we are root (tests that mount need it).
@@ -33,14 +32,26 @@ pub fn isolated(name: &str) -> bool {
     let out = Command::new("unshare")
         .args(["-m", "--propagation", "private"])
         .arg(exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1", "--include-ignored"])
+        .args([
+            "--exact",
+            name,
+            "--nocapture",
+            "--test-threads=1",
+            "--include-ignored",
+        ])
         .env(IN_NS, "1")
         .output()
         .expect("run unshare");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{name} failed in its namespace:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("1 passed"), "{name} did not run in its namespace:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "{name} failed in its namespace:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "{name} did not run in its namespace:\n{stdout}\n{stderr}"
+    );
     false
 }
 
@@ -103,7 +114,10 @@ impl TestRoot {
     /// Create a sysext directory image in `dir` with the given release text.
     pub fn sysext_in(&self, dir: &str, name: &str, release: &str, files: &[(&str, &str)]) {
         let base = format!("{dir}/{name}");
-        self.put(&format!("{base}/usr/lib/extension-release.d/extension-release.{name}"), release);
+        self.put(
+            &format!("{base}/usr/lib/extension-release.d/extension-release.{name}"),
+            release,
+        );
         for (f, c) in files {
             self.put(&format!("{base}/{f}"), c);
         }
@@ -112,7 +126,10 @@ impl TestRoot {
     /// Create a confext directory image in `var/lib/confexts`.
     pub fn confext(&self, name: &str, files: &[(&str, &str)]) {
         let base = format!("var/lib/confexts/{name}");
-        self.put(&format!("{base}/etc/extension-release.d/extension-release.{name}"), "ID=_any\n");
+        self.put(
+            &format!("{base}/etc/extension-release.d/extension-release.{name}"),
+            "ID=_any\n",
+        );
         for (f, c) in files {
             self.put(&format!("{base}/{f}"), c);
         }
@@ -123,7 +140,14 @@ impl TestRoot {
         let mut o = Options::new(class);
         o.root = Some(self.path.to_string_lossy().into_owned());
         o.mutable = Some(mode);
-        o.hierarchies = Some(class.info().default_hierarchies.iter().map(|s| s.to_string()).collect());
+        o.hierarchies = Some(
+            class
+                .info()
+                .default_hierarchies
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        );
         Context::new(o).expect("context")
     }
 
@@ -131,13 +155,21 @@ impl TestRoot {
     pub fn overlays_at(&self, rel: &str) -> usize {
         let target = self.p(rel);
         let t = target.to_string_lossy();
-        sysext::mountinfo::read_self().unwrap().iter().filter(|m| m.mount_point == t && m.fstype == "overlay").count()
+        sysext::mountinfo::read_self()
+            .unwrap()
+            .iter()
+            .filter(|m| m.mount_point == t && m.fstype == "overlay")
+            .count()
     }
 
     /// Mounts anywhere below the root.
     pub fn mounts_below(&self) -> usize {
         let t = self.path.to_string_lossy().into_owned();
-        sysext::mountinfo::read_self().unwrap().iter().filter(|m| m.mount_point.starts_with(&t)).count()
+        sysext::mountinfo::read_self()
+            .unwrap()
+            .iter()
+            .filter(|m| m.mount_point.starts_with(&t))
+            .count()
     }
 }
 
@@ -156,7 +188,10 @@ pub fn cli() -> PathBuf {
     let dir = exe.parent().unwrap().parent().unwrap();
     let p = dir.join("sysext");
     if !p.exists() {
-        let st = Command::new(env!("CARGO")).args(["build", "-p", "sysext-cli"]).status().unwrap();
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-p", "sysext-cli"])
+            .status()
+            .unwrap();
         assert!(st.success());
     }
     p
@@ -175,13 +210,20 @@ pub fn tree_snapshot(r: &TestRoot) -> Vec<String> {
         v.sort_by_key(|e| e.file_name());
         for e in v {
             let path = e.path();
-            let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let md = std::fs::symlink_metadata(&path).unwrap();
             if md.is_dir() {
                 out.push(format!("{rel}/"));
                 walk(base, &path, out);
             } else {
-                out.push(format!("{rel} {}", std::fs::read_to_string(&path).unwrap_or_default().trim()));
+                out.push(format!(
+                    "{rel} {}",
+                    std::fs::read_to_string(&path).unwrap_or_default().trim()
+                ));
             }
         }
     }
@@ -216,7 +258,12 @@ pub fn inject_everywhere(
 ) -> u64 {
     let mut n = 1;
     loop {
-        let (mounts, tree, loops, eph) = (mount_table(r), tree_snapshot(r), loops_of(r), ephemeral_dirs());
+        let (mounts, tree, loops, eph) = (
+            mount_table(r),
+            tree_snapshot(r),
+            loops_of(r),
+            ephemeral_dirs(),
+        );
         std::env::set_var("SYSEXT_FAULT_INJECT", n.to_string());
         let mut o = opts(mode);
         o.always_refresh = true;
@@ -225,14 +272,33 @@ pub fn inject_everywhere(
         std::env::remove_var("SYSEXT_FAULT_INJECT");
         match res {
             Err(e) => {
-                assert_eq!(mount_table(r), mounts, "{name}: fault at step {n} ({e}) changed the mounts");
-                assert_eq!(tree_snapshot(r), tree, "{name}: fault at step {n} ({e}) changed the tree");
-                assert_eq!(loops_of(r), loops, "{name}: fault at step {n} ({e}) left loop devices");
-                assert_eq!(ephemeral_dirs(), eph, "{name}: fault at step {n} ({e}) left ephemeral dirs");
+                assert_eq!(
+                    mount_table(r),
+                    mounts,
+                    "{name}: fault at step {n} ({e}) changed the mounts"
+                );
+                assert_eq!(
+                    tree_snapshot(r),
+                    tree,
+                    "{name}: fault at step {n} ({e}) changed the tree"
+                );
+                assert_eq!(
+                    loops_of(r),
+                    loops,
+                    "{name}: fault at step {n} ({e}) left loop devices"
+                );
+                assert_eq!(
+                    ephemeral_dirs(),
+                    eph,
+                    "{name}: fault at step {n} ({e}) left ephemeral dirs"
+                );
                 n += 1;
             }
             Ok(_) => {
-                println!("{name}: {} faults injected, each left the previous state intact", n - 1);
+                println!(
+                    "{name}: {} faults injected, each left the previous state intact",
+                    n - 1
+                );
                 assert!(n > 3, "{name}: the operation has mount steps");
                 return n - 1;
             }
@@ -240,11 +306,12 @@ pub fn inject_everywhere(
     }
 }
 
-
 /// Loop devices whose backing file lies below the root.
 pub fn loops_of(r: &TestRoot) -> Vec<String> {
     let mut v = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/sys/block") else { return v };
+    let Ok(rd) = std::fs::read_dir("/sys/block") else {
+        return v;
+    };
     let root = r.path.to_string_lossy().into_owned();
     for e in rd.flatten() {
         if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
@@ -261,7 +328,12 @@ pub fn loops_of(r: &TestRoot) -> Vec<String> {
 pub fn ephemeral_dirs() -> Vec<String> {
     let tag = format!("-{}-", std::process::id());
     let mut v: Vec<String> = std::fs::read_dir(sysext::state::EPHEMERAL_DIR)
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(&tag)).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(&tag))
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v

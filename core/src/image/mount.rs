@@ -31,13 +31,24 @@ pub struct ImageError {
 
 impl ImageError {
     fn new(errno: i32, reason: impl Into<String>) -> ImageError {
-        ImageError { reason: reason.into(), errno, policy: false }
+        ImageError {
+            reason: reason.into(),
+            errno,
+            policy: false,
+        }
     }
     fn policy(reason: impl Into<String>) -> ImageError {
-        ImageError { reason: reason.into(), errno: libc::ERFKILL, policy: true }
+        ImageError {
+            reason: reason.into(),
+            errno: libc::ERFKILL,
+            policy: true,
+        }
     }
     fn io(what: &str, e: io::Error) -> ImageError {
-        ImageError::new(e.raw_os_error().unwrap_or(libc::EIO), format!("{what}: {e}"))
+        ImageError::new(
+            e.raw_os_error().unwrap_or(libc::EIO),
+            format!("{what}: {e}"),
+        )
     }
 }
 
@@ -57,7 +68,12 @@ pub struct MountedImage {
 /// Called before each mount-related step (fault injection in tests).
 pub type StepHook<'a> = &'a dyn Fn(&str) -> io::Result<()>;
 
-fn mount_fs(fstype: FsType, source: &str, class: ImageClass, step: StepHook<'_>) -> io::Result<OwnedFd> {
+fn mount_fs(
+    fstype: FsType,
+    source: &str,
+    class: ImageClass,
+    step: StepHook<'_>,
+) -> io::Result<OwnedFd> {
     step("fsopen image")?;
     let fs = rustix::mount::fsopen(fstype.kernel_name(), FsOpenFlags::FSOPEN_CLOEXEC)?;
     rustix::mount::fsconfig_set_string(&fs, "source", source)?;
@@ -79,14 +95,21 @@ fn mount_fs(fstype: FsType, source: &str, class: ImageClass, step: StepHook<'_>)
         if msg.is_empty() {
             io::Error::from(e)
         } else {
-            io::Error::new(io::Error::from(e).kind(), format!("{} ({})", io::Error::from(e), msg.trim_end_matches("; ")))
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("{} ({})", io::Error::from(e), msg.trim_end_matches("; ")),
+            )
         }
     })?;
     let mut attrs = MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV;
     if class.info().nosuid {
         attrs |= MountAttrFlags::MOUNT_ATTR_NOSUID;
     }
-    Ok(rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?)
+    Ok(rustix::mount::fsmount(
+        &fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        attrs,
+    )?)
 }
 
 /// Refuse a squashfs whose superblock claims more bytes than the region holds (systemd
@@ -95,9 +118,17 @@ fn check_complete(file: &File, offset: u64, size: u64, fstype: FsType) -> Result
     use std::os::unix::fs::FileExt;
     if fstype == FsType::Squashfs {
         let mut b = [0u8; 8];
-        file.read_exact_at(&mut b, offset + 40).map_err(|e| ImageError::io("read", e))?;
+        file.read_exact_at(&mut b, offset + 40)
+            .map_err(|e| ImageError::io("read", e))?;
         let used = u64::from_le_bytes(b);
-        let avail = if size == 0 { file.metadata().map(|m| m.len()).unwrap_or(0).saturating_sub(offset) } else { size };
+        let avail = if size == 0 {
+            file.metadata()
+                .map(|m| m.len())
+                .unwrap_or(0)
+                .saturating_sub(offset)
+        } else {
+            size
+        };
         if used > avail {
             return Err(ImageError::new(
                 libc::EBADMSG,
@@ -122,16 +153,32 @@ fn mount_region(
     if fstype == FsType::Erofs && whole_regular {
         // File-backed erofs (Linux 6.12+): no loop device at all. The path is opened by the
         // kernel; use our fd's /proc link so the lookup cannot be redirected.
-        match mount_fs(fstype, &crate::root::proc_fd_path(file.as_fd()), class, step) {
+        match mount_fs(
+            fstype,
+            &crate::root::proc_fd_path(file.as_fd()),
+            class,
+            step,
+        ) {
             Ok(m) => return Ok(m),
             // Kernels without file-backed erofs refuse the file as source: use a loop device.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTBLK | libc::EINVAL | libc::EOPNOTSUPP | libc::ENODEV)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOTBLK | libc::EINVAL | libc::EOPNOTSUPP | libc::ENODEV)
+                ) => {}
             Err(e) => return Err(e),
         }
     }
-    let opts = LoopOptions { read_only: true, autoclear: true, direct_io: true, partscan: false, block_size: 0 };
+    let opts = LoopOptions {
+        read_only: true,
+        autoclear: true,
+        direct_io: true,
+        partscan: false,
+        block_size: 0,
+    };
     step("loop attach")?;
-    let dev = LoopDevice::attach(file, offset, size, &opts).map_err(|e| io::Error::new(e.kind(), format!("attach loop device for {path}: {e}")))?;
+    let dev = LoopDevice::attach(file, offset, size, &opts)
+        .map_err(|e| io::Error::new(e.kind(), format!("attach loop device for {path}: {e}")))?;
     let devpath = dev.path().to_string_lossy().into_owned();
     match mount_fs(fstype, &devpath, class, step) {
         // With autoclear, the device goes away when the file system is unmounted.
@@ -154,15 +201,25 @@ fn read_roothash_sidecar(root: BorrowedFd<'_>, image_rel: &str) -> Option<Vec<u8
 }
 
 /// Verify a verity-protected region in userspace (no device-mapper needed).
-fn verify_userspace(file: &File, data: (u64, u64), hash: (u64, u64), root_hash: &[u8]) -> Result<(), ImageError> {
-    let bad = |e: verity::VerityError| ImageError::new(libc::EBADMSG, format!("verity verification failed: {e}"));
+fn verify_userspace(
+    file: &File,
+    data: (u64, u64),
+    hash: (u64, u64),
+    root_hash: &[u8],
+) -> Result<(), ImageError> {
+    let bad = |e: verity::VerityError| {
+        ImageError::new(libc::EBADMSG, format!("verity verification failed: {e}"))
+    };
     // The superblock says how much of the (possibly larger, aligned) partition is data.
     let sb = verity::VeritySuperblock::read(file, hash.0).map_err(bad)?;
     let size = sb.data_blocks.saturating_mul(u64::from(sb.data_block_size));
     if size == 0 || size > data.1 {
         return Err(ImageError::new(
             libc::EBADMSG,
-            format!("verity superblock claims {size} bytes of data, the partition has {}", data.1),
+            format!(
+                "verity superblock claims {size} bytes of data, the partition has {}",
+                data.1
+            ),
         ));
     }
     verity::verify_with_superblock(&sb, file, data.0, size, file, hash.0, root_hash).map_err(bad)
@@ -198,25 +255,38 @@ fn decide_verity(
                 ),
             ));
         }
-        return Err(ImageError::new(libc::EOPNOTSUPP, "dm-verity set-up is not implemented; verify in userspace with --image-policy"));
+        return Err(ImageError::new(
+            libc::EOPNOTSUPP,
+            "dm-verity set-up is not implemented; verify in userspace with --image-policy",
+        ));
     }
     verify_userspace(file, data, hash, rh)?;
     // The hash tree matches the root hash. With a signature partition, the PKCS#7
     // signature of the root hash is checked against the trusted certificates
     // (/etc/verity.d, …); without one, or if it is not accepted but the policy allows plain
     // verity, the region counts as verity-protected.
-    let Some(sig) = sig else { return Ok(Protection::Verity) };
+    let Some(sig) = sig else {
+        return Ok(Protection::Verity);
+    };
     let trusted = crate::image::signature::load_default_trusted();
     let hex: String = rh.iter().map(|b| format!("{b:02x}")).collect();
     match crate::image::signature::verify_signature(sig, &hex, &trusted) {
         Ok(_) => Ok(Protection::Signed),
         Err(_) if policy.check(d, Protection::Verity).is_ok() => Ok(Protection::Verity),
-        Err(e) => Err(ImageError::policy(format!("partition '{d}': verity signature not accepted: {e}"))),
+        Err(e) => Err(ImageError::policy(format!(
+            "partition '{d}': verity signature not accepted: {e}"
+        ))),
     }
 }
 
-fn check_policy(policy: &ImagePolicy, d: PartitionDesignator, p: Protection) -> Result<(), ImageError> {
-    policy.check(d, p).map_err(|v| ImageError::policy(v.to_string()))
+fn check_policy(
+    policy: &ImagePolicy,
+    d: PartitionDesignator,
+    p: Protection,
+) -> Result<(), ImageError> {
+    policy
+        .check(d, p)
+        .map_err(|v| ImageError::policy(v.to_string()))
 }
 
 /// Open and mount one image file or block device. `policy` is the effective image policy,
@@ -230,26 +300,47 @@ pub fn open_image(
     explicit_policy: bool,
     step: StepHook<'_>,
 ) -> Result<MountedImage, ImageError> {
-    let fd = crate::root::open_beneath(root, image_rel, OFlags::RDONLY).map_err(|e| ImageError::io("open", e))?;
+    let fd = crate::root::open_beneath(root, image_rel, OFlags::RDONLY)
+        .map_err(|e| ImageError::io("open", e))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| ImageError::io("stat", e.into()))?;
-    let is_regular = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
-    let size = rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0)).map_err(|e| ImageError::io("size", e.into()))?;
+    let is_regular =
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+    let size = rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0))
+        .map_err(|e| ImageError::io("size", e.into()))?;
     let file = File::from(fd);
 
     // A naked file system?
-    if let Some(fstype) = superblock::detect(&file, 0, size).map_err(|e| ImageError::io("read", e))? {
+    if let Some(fstype) =
+        superblock::detect(&file, 0, size).map_err(|e| ImageError::io("read", e))?
+    {
         let root_hash = read_roothash_sidecar(root, image_rel);
         let protection = match &root_hash {
             Some(rh) => {
                 let stem = image_rel.strip_suffix(".raw").unwrap_or(image_rel);
-                let vfd = crate::root::open_beneath(root, &format!("{stem}.verity"), OFlags::RDONLY).ok().map(File::from);
+                let vfd =
+                    crate::root::open_beneath(root, &format!("{stem}.verity"), OFlags::RDONLY)
+                        .ok()
+                        .map(File::from);
                 match vfd {
                     Some(vf) => {
                         if !explicit_policy {
-                            decide_verity(&file, PartitionDesignator::Root, (0, size), Some((0, 0)), Some(rh), None, policy, false)?
+                            decide_verity(
+                                &file,
+                                PartitionDesignator::Root,
+                                (0, size),
+                                Some((0, 0)),
+                                Some(rh),
+                                None,
+                                policy,
+                                false,
+                            )?
                         } else {
-                            verity::verify(&file, 0, size, &vf, 0, rh)
-                                .map_err(|e| ImageError::new(libc::EBADMSG, format!("verity verification failed: {e}")))?;
+                            verity::verify(&file, 0, size, &vf, 0, rh).map_err(|e| {
+                                ImageError::new(
+                                    libc::EBADMSG,
+                                    format!("verity verification failed: {e}"),
+                                )
+                            })?;
                             Protection::Verity
                         }
                     }
@@ -262,14 +353,23 @@ pub fn open_image(
         check_complete(&file, 0, size, fstype)?;
         let tree = mount_region(&file, image_path, 0, 0, fstype, class, is_regular, step)
             .map_err(|e| ImageError::io(&format!("mount {fstype}"), e))?;
-        return Ok(MountedImage { tree, fstype, protection, disk_image: false });
+        return Ok(MountedImage {
+            tree,
+            fstype,
+            protection,
+            disk_image: false,
+        });
     }
 
     // A GPT disk image?
     if !gpt::is_gpt(&file, size).map_err(|e| ImageError::io("read", e))? {
-        return Err(ImageError::new(libc::ENOPKG, "Package not installed (no file system or partition table recognised)"));
+        return Err(ImageError::new(
+            libc::ENOPKG,
+            "Package not installed (no file system or partition table recognised)",
+        ));
     }
-    let table = gpt::read(&file, size).map_err(|e| ImageError::new(libc::EBADMSG, format!("bad GPT: {e}")))?;
+    let table = gpt::read(&file, size)
+        .map_err(|e| ImageError::new(libc::EBADMSG, format!("bad GPT: {e}")))?;
     let arch = crate::arch::native();
     let mut opts = SelectOptions::new(arch);
     opts.policy = Some(policy);
@@ -285,28 +385,80 @@ pub fn open_image(
 
     // The same table without a policy, to find a signature partition whose root hash can
     // still serve for userspace verification when the policy ignores the signature itself.
-    let unrestricted = gpt::select_with(&table, &SelectOptions { policy: None, ..opts }).ok();
-    let mount_part = |d: PartitionDesignator, part: &gpt::Part| -> Result<(OwnedFd, FsType, Protection), ImageError> {
-        let (vd, sd) = (d.verity().expect("data designator"), d.verity_sig().expect("data designator"));
+    let unrestricted = gpt::select_with(
+        &table,
+        &SelectOptions {
+            policy: None,
+            ..opts
+        },
+    )
+    .ok();
+    let mount_part = |d: PartitionDesignator,
+                      part: &gpt::Part|
+     -> Result<(OwnedFd, FsType, Protection), ImageError> {
+        let (vd, sd) = (
+            d.verity().expect("data designator"),
+            d.verity_sig().expect("data designator"),
+        );
         let hash = sel.get(vd).map(|p| (p.offset, p.size));
-        let sig_part = sel.get(sd).or_else(|| if hash.is_some() { unrestricted.as_ref().and_then(|u| u.get(sd)) } else { None });
+        let sig_part = sel.get(sd).or_else(|| {
+            if hash.is_some() {
+                unrestricted.as_ref().and_then(|u| u.get(sd))
+            } else {
+                None
+            }
+        });
         let sig = match sig_part {
-            Some(p) => Some(verity::read_signature(&file, p.offset, p.size).map_err(|e| ImageError::new(libc::EBADMSG, format!("{sd} partition: {e}")))?),
+            Some(p) => Some(
+                verity::read_signature(&file, p.offset, p.size)
+                    .map_err(|e| ImageError::new(libc::EBADMSG, format!("{sd} partition: {e}")))?,
+            ),
             None => None,
         };
         let sidecar = read_roothash_sidecar(root, image_rel);
         let root_hash = sig.as_ref().map(|s| s.root_hash.clone()).or(sidecar);
         // A signature partition the policy ignores may lend its root hash, but does not count.
-        let sig_for_check = if sel.get(sd).is_some() { sig.as_ref() } else { None };
-        let protection = decide_verity(&file, d, (part.offset, part.size), hash, root_hash.as_deref(), sig_for_check, policy, explicit_policy)?;
+        let sig_for_check = if sel.get(sd).is_some() {
+            sig.as_ref()
+        } else {
+            None
+        };
+        let protection = decide_verity(
+            &file,
+            d,
+            (part.offset, part.size),
+            hash,
+            root_hash.as_deref(),
+            sig_for_check,
+            policy,
+            explicit_policy,
+        )?;
         check_policy(policy, d, protection)?;
-        policy.check_gpt_flags(d, part.flags).map_err(|v| ImageError::policy(v.to_string()))?;
+        policy
+            .check_gpt_flags(d, part.flags)
+            .map_err(|v| ImageError::policy(v.to_string()))?;
         let fstype = superblock::detect(&file, part.offset, part.size)
             .map_err(|e| ImageError::io("read", e))?
-            .ok_or_else(|| ImageError::new(libc::ENOPKG, format!("partition {} ({d}) holds no known file system", part.number)))?;
+            .ok_or_else(|| {
+                ImageError::new(
+                    libc::ENOPKG,
+                    format!("partition {} ({d}) holds no known file system", part.number),
+                )
+            })?;
         check_complete(&file, part.offset, part.size, fstype)?;
-        let m = mount_region(&file, image_path, part.offset, part.size, fstype, class, false, step)
-            .map_err(|e| ImageError::io(&format!("mount {fstype} from partition {}", part.number), e))?;
+        let m = mount_region(
+            &file,
+            image_path,
+            part.offset,
+            part.size,
+            fstype,
+            class,
+            false,
+            step,
+        )
+        .map_err(|e| {
+            ImageError::io(&format!("mount {fstype} from partition {}", part.number), e)
+        })?;
         Ok((m, fstype, protection))
     };
 
@@ -321,26 +473,54 @@ pub fn open_image(
         None => None,
     };
     match (rootm, usrm) {
-        (Some((r, fstype, protection)), None) => Ok(MountedImage { tree: r, fstype, protection, disk_image: true }),
+        (Some((r, fstype, protection)), None) => Ok(MountedImage {
+            tree: r,
+            fstype,
+            protection,
+            disk_image: true,
+        }),
         (root_m, Some((u, fstype, protection))) => {
             // /usr comes from the usr partition, everything else from root (if any).
             let tree = match root_m {
                 Some((r, _, _)) => r,
                 None => {
-                    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| ImageError::io("tmpfs", e.into()))?;
-                    rustix::mount::fsconfig_set_string(&fs, "mode", "0755").map_err(|e| ImageError::io("tmpfs", e.into()))?;
-                    rustix::mount::fsconfig_create(&fs).map_err(|e| ImageError::io("tmpfs", e.into()))?;
-                    let t = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::MOUNT_ATTR_NODEV)
+                    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
                         .map_err(|e| ImageError::io("tmpfs", e.into()))?;
-                    rustix::fs::mkdirat(&t, "usr", Mode::from_raw_mode(0o755)).map_err(|e| ImageError::io("mkdir usr", e.into()))?;
+                    rustix::mount::fsconfig_set_string(&fs, "mode", "0755")
+                        .map_err(|e| ImageError::io("tmpfs", e.into()))?;
+                    rustix::mount::fsconfig_create(&fs)
+                        .map_err(|e| ImageError::io("tmpfs", e.into()))?;
+                    let t = rustix::mount::fsmount(
+                        &fs,
+                        FsMountFlags::FSMOUNT_CLOEXEC,
+                        MountAttrFlags::MOUNT_ATTR_NODEV,
+                    )
+                    .map_err(|e| ImageError::io("tmpfs", e.into()))?;
+                    rustix::fs::mkdirat(&t, "usr", Mode::from_raw_mode(0o755))
+                        .map_err(|e| ImageError::io("mkdir usr", e.into()))?;
                     t
                 }
             };
-            step("attach usr partition").map_err(|e| ImageError::io("attach the usr partition", e))?;
-            rustix::mount::move_mount(&u, "", &tree, "usr", MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-                .map_err(|e| ImageError::io("attach the usr partition", e.into()))?;
-            Ok(MountedImage { tree, fstype, protection, disk_image: true })
+            step("attach usr partition")
+                .map_err(|e| ImageError::io("attach the usr partition", e))?;
+            rustix::mount::move_mount(
+                &u,
+                "",
+                &tree,
+                "usr",
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .map_err(|e| ImageError::io("attach the usr partition", e.into()))?;
+            Ok(MountedImage {
+                tree,
+                fstype,
+                protection,
+                disk_image: true,
+            })
         }
-        (None, None) => Err(ImageError::new(libc::ENXIO, "no root or usr partition found")),
+        (None, None) => Err(ImageError::new(
+            libc::ENXIO,
+            "no root or usr partition found",
+        )),
     }
 }
