@@ -195,6 +195,20 @@ fn five_hundred_layers() {
         .find(|m| m.mount_point == t && m.fstype == "overlay")
         .unwrap();
     assert_eq!(m.overlay_lower_count(), 500, "all layers mounted");
+    // The merge verified the count through statmount(2) where the kernel has it: the same
+    // answer as mountinfo's, options of ~40 KiB included.
+    let top = std::fs::File::open(r.p("usr")).unwrap();
+    if let Some(id) = sysext::sys::statmount::unique_mount_id(std::os::fd::AsFd::as_fd(&top)) {
+        if let Some((fstype, opts)) = sysext::sys::statmount::fs_type_and_options(id).unwrap() {
+            assert_eq!(fstype, "overlay");
+            assert_eq!(
+                sysext::mountinfo::overlay_lower_count(&opts),
+                500,
+                "statmount sees every layer"
+            );
+        }
+    }
+    drop(top);
     ctx.unmerge().unwrap();
     // One more is a clear error, and nothing is mounted.
     r.sysext(&format!("ext498-{long}"), &[("usr/share/l/498", "l\n")]);

@@ -118,6 +118,50 @@ fn naked_images_in_every_mode() {
     );
 }
 
+/// A refresh with the same image files is a no-op (the fingerprint names the files, not
+/// the loop device or superblock they happen to be mounted from); a rewritten image is
+/// picked up.
+#[test]
+fn unchanged_image_files_refresh_as_a_no_op() {
+    if !isolated("unchanged_image_files_refresh_as_a_no_op") {
+        return;
+    }
+    let r = TestRoot::new("noop-images");
+    let stage = r.p("stage");
+    for fs in ["erofs", "squashfs"] {
+        let name = format!("n{fs}");
+        let t = tree(&stage, &name, Some(&format!("extension-release.{name}")));
+        pack(fs, &t, &r.p(&format!("var/lib/extensions/{name}.raw")));
+    }
+    let top = |r: &TestRoot| {
+        let t = r.p("usr").to_string_lossy().into_owned();
+        sysext::mountinfo::read_self()
+            .unwrap()
+            .iter()
+            .filter(|m| m.mount_point == t && m.fstype == "overlay")
+            .map(|m| m.id)
+            .max()
+    };
+    let c = ctx(&r, MutableMode::Disabled, None);
+    c.merge().unwrap();
+    let before = top(&r);
+    assert!(before.is_some());
+    c.refresh().unwrap();
+    assert_eq!(top(&r), before, "same image files: same overlay");
+    // Rewritten with new content: rebuilt.
+    let t = tree(&stage, "nerofs", Some("extension-release.nerofs"));
+    std::fs::write(t.join("usr/bin/nerofs"), "new\n").unwrap();
+    pack("erofs", &t, &r.p("var/lib/extensions/nerofs.raw"));
+    c.refresh().unwrap();
+    assert_ne!(top(&r), before);
+    assert_eq!(r.read("usr/bin/nerofs").as_deref(), Some("new\n"));
+    c.unmerge().unwrap();
+    assert_eq!(r.mounts_below(), 0);
+    for fs in ["erofs", "squashfs"] {
+        no_loop_devices_for(&r.p(&format!("var/lib/extensions/n{fs}.raw")));
+    }
+}
+
 /// A GPT disk image with an erofs root partition, optionally with verity and a signature
 /// partition. Returns the image bytes and the data partition's offset.
 fn ddi(erofs: &[u8], verity_parts: bool, sig: bool) -> (Vec<u8>, u64) {

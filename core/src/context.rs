@@ -38,7 +38,8 @@ pub struct Options {
     pub image_policy: Option<String>,
     /// Hierarchies; `None` reads `SYSTEMD_*_HIERARCHIES`, then the class defaults.
     pub hierarchies: Option<Vec<String>>,
-    /// Whether we are in the initrd; `None` detects it (`SYSTEMD_IN_INITRD`, `/etc/initrd-release`).
+    /// Whether we are in the initrd; `None` detects it (`SYSTEMD_IN_INITRD`, `/etc/initrd-release`)
+    /// once, when the [`Context`] is created.
     pub initrd: Option<bool>,
     /// How long to wait for the lock of the root: `None` forever, `Some(0)` not at all.
     pub lock_timeout: Option<Duration>,
@@ -191,6 +192,7 @@ pub struct Context {
     hierarchies: Vec<Hierarchy>,
     mode: MutableMode,
     faults: FaultInjector,
+    initrd: bool,
 }
 
 fn has_cap_sys_admin() -> bool {
@@ -235,6 +237,7 @@ impl Context {
             })?),
             None => None,
         };
+        let initrd = opts.initrd.unwrap_or_else(discover::in_initrd);
         Ok(Context {
             opts,
             policy,
@@ -242,6 +245,7 @@ impl Context {
             hierarchies,
             mode,
             faults: FaultInjector::from_env(),
+            initrd,
         })
     }
 
@@ -270,7 +274,7 @@ impl Context {
     }
 
     fn initrd(&self) -> bool {
-        self.opts.initrd.unwrap_or_else(discover::in_initrd)
+        self.initrd
     }
 
     fn require_privilege(&self) -> Result<()> {
@@ -526,6 +530,7 @@ impl Context {
                         path: img.path.clone(),
                         fd,
                         is_mount: false,
+                        identity: img.identity,
                     },
                     rel,
                 ))
@@ -575,6 +580,7 @@ impl Context {
                         path: img.path.clone(),
                         fd: tree,
                         is_mount: true,
+                        identity: img.identity,
                     },
                     rel,
                 ))
@@ -1012,52 +1018,55 @@ impl Context {
     }
 }
 
-/// FNV-1a, 64 bit: a stable hash for fingerprints.
-fn fnv(h: &mut u64, bytes: &[u8]) {
-    for b in bytes {
-        *h ^= u64::from(*b);
-        *h = h.wrapping_mul(0x100_0000_01b3);
+/// FNV-1a, 64 bit, as a [`std::hash::Hasher`]: a hash that is the same in every process
+/// and build, for fingerprints stored in the meta dir.
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
 /// A fingerprint of what a merge consists of: the plan (layers, upper, work dir, flags,
-/// mode) and the identity of every image (device, inode, mtime and ctime of its root).
+/// mode) and the identity of every image (device, inode, mtime and ctime of the image
+/// file or directory as discovered) and of every host hierarchy.
 fn fingerprint(plan: &Plan, trees: &[ImageTree], probed: &probe::Probed) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    // Whether a directory had to be created first does not change the result.
-    let mut norm = plan.clone();
-    for hp in &mut norm.hierarchies {
-        hp.create_target = false;
-        if let Some(plan::Upper::RoutingDir { create, .. }) = &mut hp.upper {
-            *create = false;
+    use std::hash::{Hash, Hasher};
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    plan.class.hash(&mut h);
+    plan.mode.hash(&mut h);
+    plan.extensions.hash(&mut h);
+    for hp in &plan.hierarchies {
+        // Whether a directory had to be created first does not change the result.
+        hp.hierarchy.hash(&mut h);
+        hp.index.hash(&mut h);
+        hp.target.hash(&mut h);
+        hp.lower.hash(&mut h);
+        match &hp.upper {
+            Some(plan::Upper::RoutingDir { path, rel, .. }) => (1u8, path, rel).hash(&mut h),
+            other => (0u8, other).hash(&mut h),
         }
+        hp.work_dir.hash(&mut h);
+        hp.top_mode.hash(&mut h);
+        hp.flags.hash(&mut h);
+        hp.meta.hash(&mut h);
     }
-    fnv(&mut h, format!("{:?}", norm).as_bytes());
     for t in trees {
-        if let Ok(st) = rustix::fs::fstat(&t.fd) {
-            fnv(
-                &mut h,
-                format!(
-                    "{}:{}:{}:{}:{}.{}:{}.{}",
-                    t.name,
-                    t.path,
-                    st.st_dev,
-                    st.st_ino,
-                    st.st_mtime,
-                    st.st_mtime_nsec,
-                    st.st_ctime,
-                    st.st_ctime_nsec
-                )
-                .as_bytes(),
-            );
-        }
+        (&t.name, &t.path, t.identity).hash(&mut h);
     }
     for hi in &probed.inputs.hierarchies {
         if let Some(d) = &hi.host {
-            fnv(&mut h, format!("{}:{}:{}", d.path, d.dev, d.ino).as_bytes());
+            (&d.path, d.dev, d.ino).hash(&mut h);
         }
     }
-    h
+    h.finish()
 }
 
 /// Whether the current merge already is what `plan` would build.

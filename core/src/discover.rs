@@ -58,6 +58,49 @@ pub struct DiscoveredImage {
     pub time_usec: u64,
     /// Lower-precedence images of the same name that this one shadows (paths).
     pub shadows: Vec<String>,
+    /// Identity of the image file or directory as found (for merge fingerprints).
+    pub identity: FileIdentity,
+}
+
+/// What tells one version of an image on disk from another: device and inode of the
+/// file or directory (the picked entry of a `.v` directory), and its modification and
+/// change times in nanoseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FileIdentity {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Modification time (ns).
+    pub mtime_ns: i128,
+    /// Change time (ns).
+    pub ctime_ns: i128,
+}
+
+impl FileIdentity {
+    fn from_statx(st: &rustix::fs::Statx) -> FileIdentity {
+        let ns = |t: &rustix::fs::StatxTimestamp| {
+            i128::from(t.tv_sec) * 1_000_000_000 + i128::from(t.tv_nsec)
+        };
+        FileIdentity {
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            mtime_ns: ns(&st.stx_mtime),
+            ctime_ns: ns(&st.stx_ctime),
+        }
+    }
+
+    /// The identity of an open file or directory.
+    pub fn of_stat(st: &rustix::fs::Stat) -> FileIdentity {
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        FileIdentity {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
+        }
+    }
 }
 
 impl DiscoveredImage {
@@ -128,14 +171,14 @@ fn pick_versioned(
     base: &str,
     raw: bool,
     follow: bool,
-) -> io::Result<Option<String>> {
+) -> io::Result<Option<(String, FileIdentity)>> {
     let fd = rustix::fs::openat(
         dirfd,
         ".",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         rustix::fs::Mode::empty(),
     )?;
-    let mut best: Option<(String, String)> = None; // (version, entry)
+    let mut best: Option<(String, String, FileIdentity)> = None; // (version, entry, identity)
     let native = crate::arch::native();
     let mut dir = rustix::fs::Dir::read_from(&fd)?;
     while let Some(ent) = dir.next() {
@@ -194,15 +237,19 @@ fn pick_versioned(
         }
         let newer = match &best {
             None => true,
-            Some((bv, _)) => {
+            Some((bv, _, _)) => {
                 crate::version::strverscmp_improved(version, bv) == std::cmp::Ordering::Greater
             }
         };
         if newer {
-            best = Some((version.to_string(), fname.to_string()));
+            best = Some((
+                version.to_string(),
+                fname.to_string(),
+                FileIdentity::of_stat(&st),
+            ));
         }
     }
-    Ok(best.map(|(_, e)| e))
+    Ok(best.map(|(_, e, id)| (e, id)))
 }
 
 /// Discover all images of a class below the root, in precedence order, first name wins.
@@ -259,6 +306,7 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
                 Err(e) => return Err(Error::io("stat", format!("{}/{}", res.path, fname), e)),
             };
             let ft = FileType::from_raw_mode(st.stx_mode.into());
+            let mut identity = FileIdentity::from_statx(&st);
             let (name, kind, entry_rel) = match ft {
                 FileType::RegularFile => {
                     let Some(stem) = fname.strip_suffix(".raw") else {
@@ -284,9 +332,12 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
                         ) else {
                             continue;
                         };
-                        let Ok(Some(picked)) = pick_versioned(&sub, base, raw, follow) else {
+                        let Ok(Some((picked, picked_identity))) =
+                            pick_versioned(&sub, base, raw, follow)
+                        else {
                             continue;
                         };
+                        identity = picked_identity;
                         let name = strip_suffix_once(base, info.name_suffix).to_string();
                         let kind = if raw {
                             ImageKind::Raw
@@ -345,6 +396,7 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
                 search_dir: sdir,
                 time_usec: time_usec(&st, kind.is_tree()),
                 shadows: Vec::new(),
+                identity,
             });
         }
     }

@@ -861,7 +861,11 @@ pub fn publish(
         if b.meta_bind_pending {
             attach_meta_bind(b.mnt.as_fd(), class.info().dot_dir, faults)?;
         }
-        verify.push((state::mount_id(b.mnt.as_fd()), h.clone()));
+        verify.push((
+            state::mount_id(b.mnt.as_fd()),
+            crate::sys::statmount::unique_mount_id(b.mnt.as_fd()),
+            h.clone(),
+        ));
         if let Some(c) = cur.filter(|_| !stacked) {
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
             let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
@@ -922,20 +926,14 @@ fn child_mounts<'a>(
     v
 }
 
-/// Check that the kernel mounted as many lower layers as planned (one mountinfo read for all
-/// new overlays).
-fn verify_layers(new: &[(Option<u64>, HierarchyPlan)]) -> Result<()> {
+/// Check that the kernel mounted as many lower layers as planned: from `statmount(2)` per
+/// new overlay where the kernel has it, else from one mountinfo read for all of them.
+/// Each entry: mount id, unique mount id, plan.
+fn verify_layers(new: &[(Option<u64>, Option<u64>, HierarchyPlan)]) -> Result<()> {
     if new.is_empty() {
         return Ok(());
     }
-    let Ok(mounts) = crate::mountinfo::read_self() else {
-        return Ok(());
-    };
-    for (id, h) in new {
-        let Some(m) = id.and_then(|id| mounts.iter().find(|m| m.id == id)) else {
-            continue;
-        };
-        let found = m.overlay_lower_count();
+    let check = |found: usize, h: &HierarchyPlan| {
         if found != 0 && found != h.lower.len() {
             return Err(Error::LayerCountMismatch {
                 hierarchy: h.hierarchy.to_string(),
@@ -943,6 +941,28 @@ fn verify_layers(new: &[(Option<u64>, HierarchyPlan)]) -> Result<()> {
                 found,
             });
         }
+        Ok(())
+    };
+    let mut rest = Vec::new();
+    for (id, unique, h) in new {
+        match unique.and_then(|u| crate::sys::statmount::fs_type_and_options(u).ok().flatten()) {
+            Some((fstype, opts)) if fstype == "overlay" => {
+                check(crate::mountinfo::overlay_lower_count(&opts), h)?
+            }
+            _ => rest.push((*id, h)),
+        }
+    }
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let Ok(mounts) = crate::mountinfo::read_self() else {
+        return Ok(());
+    };
+    for (id, h) in rest {
+        let Some(m) = id.and_then(|id| mounts.iter().find(|m| m.id == id)) else {
+            continue;
+        };
+        check(m.overlay_lower_count(), h)?;
     }
     Ok(())
 }

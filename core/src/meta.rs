@@ -3,7 +3,7 @@
 //! `work_dir` (root-relative, C-escaped). Pure encoders and decoders.
 
 /// Contents of a meta dir.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct MetaDir {
     /// Names of all merged extensions, ascending version order.
     pub extensions: Vec<String>,

@@ -34,8 +34,16 @@ impl MountInfo {
     /// Number of `lowerdir` layers in the super options of an overlay mount
     /// (`lowerdir=a:b:c` or repeated `lowerdir+`-style entries displayed by the kernel).
     pub fn overlay_lower_count(&self) -> usize {
+        overlay_lower_count(&self.super_options)
+    }
+}
+
+/// Number of `lowerdir` layers in overlay options (`lowerdir=a:b:c`, or one `lowerdir+=`
+/// entry per layer as newer kernels display them).
+pub fn overlay_lower_count(options: &str) -> usize {
+    {
         let mut n = 0;
-        for opt in split_unescaped(&self.super_options, ',') {
+        for opt in split_unescaped(options, ',') {
             if let Some(v) = opt.strip_prefix("lowerdir=") {
                 n += split_unescaped(v, ':').len();
             } else if opt.starts_with("lowerdir+=") {
@@ -129,7 +137,13 @@ pub fn parse(text: &str) -> Vec<MountInfo> {
 
 /// Read and parse `/proc/self/mountinfo`.
 pub fn read_self() -> std::io::Result<Vec<MountInfo>> {
-    Ok(parse(&std::fs::read_to_string("/proc/self/mountinfo")?))
+    use std::io::Read;
+    // procfs reports a size of 0: start with room for a typical table instead of growing
+    // from a few bytes (one read instead of a dozen).
+    let mut f = std::fs::File::open("/proc/self/mountinfo")?;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    f.read_to_end(&mut buf)?;
+    Ok(parse(&String::from_utf8_lossy(&buf)))
 }
 
 /// The stack of mounts at `mount_point`, top first.

@@ -91,6 +91,12 @@ impl MutableMode {
         matches!(self, MutableMode::Import | MutableMode::EphemeralImport)
     }
 
+    /// Whether the write-routing dir matters at all: as the upper dir (`auto`, `yes`) or as
+    /// an imported layer (`import`, `ephemeral-import`).
+    pub fn uses_routing_dir(self) -> bool {
+        !matches!(self, MutableMode::Disabled | MutableMode::Ephemeral)
+    }
+
     /// Whether the upper dir lives on the private tmpfs.
     pub fn is_ephemeral(self) -> bool {
         matches!(self, MutableMode::Ephemeral | MutableMode::EphemeralImport)

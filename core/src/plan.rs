@@ -102,7 +102,7 @@ pub struct PlanInputs {
 }
 
 /// A lower layer, top to bottom in [`HierarchyPlan::lower`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Layer {
     /// The synthetic meta layer carrying `.systemd-sysext`.
     Meta,
@@ -120,7 +120,7 @@ pub enum Layer {
 }
 
 /// The upper dir of a writable merge.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Upper {
     /// The routing dir (or its target); `create` when `--mutable=yes` must create it.
     RoutingDir {
@@ -154,7 +154,7 @@ impl Upper {
 }
 
 /// Where the overlay's work dir goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WorkDir {
     /// `.systemd-<h>-workdir` next to the upper dir, under the root.
     Beside {
@@ -168,7 +168,7 @@ pub enum WorkDir {
 }
 
 /// Mount flags of a merged hierarchy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct MountFlags {
     /// `ro`.
     pub read_only: bool,
@@ -183,7 +183,7 @@ pub struct MountFlags {
 }
 
 /// The overlay for one hierarchy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HierarchyPlan {
     /// The hierarchy.
     pub hierarchy: Hierarchy,
@@ -215,7 +215,7 @@ impl HierarchyPlan {
 }
 
 /// The result of planning.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Plan {
     /// Image class.
     pub class: ImageClass,

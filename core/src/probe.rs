@@ -7,7 +7,7 @@ use crate::hierarchy::Hierarchy;
 use crate::mountinfo;
 use crate::mutable::MutableMode;
 use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, RoutingDir};
-use crate::root::{dir_is_empty, fd_path, open_beneath, Root};
+use crate::root::{dir_is_empty, open_beneath, Root};
 use crate::state;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
@@ -25,6 +25,8 @@ pub struct ImageTree {
     pub fd: OwnedFd,
     /// Whether `fd` is already a private read-only mount (image files).
     pub is_mount: bool,
+    /// Identity of the image file or directory, as discovered.
+    pub identity: crate::discover::FileIdentity,
 }
 
 /// The host side of a hierarchy.
@@ -161,11 +163,13 @@ fn underlying(
     })
 }
 
-/// Look at one hierarchy: our merge on it, the host directory, the routing dir.
+/// Look at one hierarchy: our merge on it, the host directory, and the routing dir when
+/// `routing` (the mode uses it; otherwise it is reported as missing, unlooked at).
 pub fn probe_hierarchy(
     root: &Root,
     class: ImageClass,
     h: &Hierarchy,
+    routing: bool,
 ) -> Result<(HierarchyInput, HierarchyProbe)> {
     let rel = h.relative();
     let resolved = root
@@ -174,9 +178,9 @@ pub fn probe_hierarchy(
     let (path, host, current, host_rel) = match resolved {
         None => (root.display(rel), Ok(None), None, rel.to_string()),
         Some(r) => {
-            let kpath = fd_path(r.fd.as_fd())
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            // `resolve` found the path from /proc/self/fd already: the kernel path is the
+            // root's joined with it.
+            let kpath = root.host_path(&r.rel).to_string_lossy().into_owned();
             if state::is_ours(r.fd.as_fd(), &r.path, class)? {
                 let meta = state::read_meta(r.fd.as_fd(), &r.path, class)?;
                 let host = underlying(r.fd.as_fd(), &kpath, class).map(Some);
@@ -225,7 +229,12 @@ pub fn probe_hierarchy(
     // The routing dir.
     let drel = h.routing_dir();
     let routing_path = root.display(&drel);
-    let (routing, routing_fd) = match root.resolve(&drel, OFlags::PATH) {
+    let looked_up = if routing {
+        root.resolve(&drel, OFlags::PATH)
+    } else {
+        Ok(None)
+    };
+    let (routing, routing_fd) = match looked_up {
         Ok(Some(r)) => {
             let st = rustix::fs::fstat(&r.fd).map_err(|e| Error::io("stat", &r.path, e))?;
             if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
@@ -248,6 +257,7 @@ pub fn probe_hierarchy(
                 )
             }
         }
+        Ok(None) if !routing => (RoutingDir::Missing, None),
         Ok(None) => {
             // Distinguish "nothing there" from a dangling symlink (or a dangling parent).
             let exists = root.open_in(&drel, OFlags::PATH | OFlags::NOFOLLOW).is_ok();
@@ -311,7 +321,7 @@ pub fn probe(
     let mut his = Vec::new();
     let mut hps = Vec::new();
     for h in hierarchies {
-        let (hi, hp) = probe_hierarchy(root, class, h)?;
+        let (hi, hp) = probe_hierarchy(root, class, h, mode.uses_routing_dir())?;
         his.push(hi);
         hps.push(hp);
     }

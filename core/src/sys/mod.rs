@@ -2,5 +2,6 @@
 //! All `unsafe` code of the crate lives below this module.
 pub mod loopdev;
 pub mod mountattr;
+pub mod statmount;
 
 pub use loopdev::{LoopDevice, LoopOptions};
