@@ -3,7 +3,7 @@
 //! mount calls), and systemd-sysext 257 from the oracle chroot — all in one run, on the
 //! same tree, in a private mount namespace.
 //!
-//! `cargo run --release -p sysext-bench -- [--reps N] [--out DIR]` (as root).
+//! `cargo run --release -p sysext-bench -- [--reps N] [--out DIR] [--only 64|16e]` (as root).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -355,12 +355,16 @@ fn measure_all(tools: &mut [Box<dyn Tool>], reps: usize, usr: &Path) -> Vec<Row>
         .map(|_| [Vec::new(), Vec::new(), Vec::new()])
         .collect();
     let mut failed = vec![false; tools.len()];
-    for _ in 0..reps {
-        for (i, t) in tools.iter_mut().enumerate() {
+    let n = tools.len();
+    for rep in 0..reps {
+        // Each repetition starts with the next tool, so that every tool follows every other
+        // one equally often (what ran just before affects caches and pending RCU work).
+        for k in 0..n {
+            let i = (rep + k) % n;
             if failed[i] {
                 continue;
             }
-            let r = round(t.as_mut(), usr);
+            let r = round(tools[i].as_mut(), usr);
             if r[0].is_none() {
                 failed[i] = true;
             }
@@ -478,7 +482,18 @@ fn main() {
         (1, true),
         (16, true),
     ];
+    // `--only 64` or `--only 16e` (erofs) measures one workload.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     for (n, erofs) in workloads {
+        if let Some(o) = &only {
+            if *o != format!("{n}{}", if erofs { "e" } else { "" }) {
+                continue;
+            }
+        }
         build_root(&sb, n, erofs);
         let label = format!("{n} {}", if erofs { "erofs images" } else { "directories" });
         let mut o = Options::new(ImageClass::Sysext);

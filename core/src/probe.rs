@@ -165,12 +165,20 @@ fn underlying(
 
 /// Look at one hierarchy: our merge on it, the host directory, and the routing dir when
 /// `routing` (the mode uses it; otherwise it is reported as missing, unlooked at).
+///
+/// `inspect` is false for a hierarchy no extension has content for: then only our merge on
+/// it is looked for (to be taken down), not the host directory or the routing dir.
+/// `upper_checks`: the mode may put an upper dir under the root (`auto`, `yes`), so the
+/// devices of the parents of the host and routing dirs matter.
 pub fn probe_hierarchy(
     root: &Root,
     class: ImageClass,
     h: &Hierarchy,
     routing: bool,
+    inspect: bool,
+    upper_checks: bool,
 ) -> Result<(HierarchyInput, HierarchyProbe)> {
+    let routing = routing && inspect;
     let rel = h.relative();
     let resolved = root
         .resolve(rel, OFlags::PATH | OFlags::DIRECTORY)
@@ -210,9 +218,12 @@ pub fn probe_hierarchy(
         }
     };
     let host_info = match &host {
-        Ok(Some(hh)) => {
-            let pfd =
-                parent_fd(root, &host_rel).map_err(|e| Error::io("open parent of", &path, e))?;
+        Ok(Some(hh)) if inspect => {
+            let pfd = if upper_checks {
+                parent_fd(root, &host_rel).map_err(|e| Error::io("open parent of", &path, e))?
+            } else {
+                None
+            };
             Some(
                 dir_info(
                     hh.fd.as_fd(),
@@ -238,8 +249,11 @@ pub fn probe_hierarchy(
         Ok(Some(r)) => {
             let st = rustix::fs::fstat(&r.fd).map_err(|e| Error::io("stat", &r.path, e))?;
             if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                let pfd =
-                    parent_fd(root, &r.rel).map_err(|e| Error::io("open parent of", &r.path, e))?;
+                let pfd = if upper_checks {
+                    parent_fd(root, &r.rel).map_err(|e| Error::io("open parent of", &r.path, e))?
+                } else {
+                    None
+                };
                 let info = dir_info(
                     r.fd.as_fd(),
                     r.path.clone(),
@@ -318,14 +332,7 @@ pub fn probe(
     noexec: Option<bool>,
     trees: &[ImageTree],
 ) -> Result<Probed> {
-    let mut his = Vec::new();
-    let mut hps = Vec::new();
-    for h in hierarchies {
-        let (hi, hp) = probe_hierarchy(root, class, h, mode.uses_routing_dir())?;
-        his.push(hi);
-        hps.push(hp);
-    }
-    let extensions = trees
+    let extensions: Vec<ExtensionInput> = trees
         .iter()
         .map(|t| ExtensionInput {
             name: t.name.clone(),
@@ -335,6 +342,29 @@ pub fn probe(
                 .collect(),
         })
         .collect();
+    let upper_checks = matches!(mode, MutableMode::Auto | MutableMode::Enabled);
+    let mut his = Vec::new();
+    let mut hps = Vec::new();
+    for (i, h) in hierarchies.iter().enumerate() {
+        // Planning looks at a hierarchy only when some extension has (or claims to have)
+        // content for it.
+        let inspect = extensions.iter().any(|e| {
+            matches!(
+                e.layers.get(i),
+                Some(ExtLayer::Content(_) | ExtLayer::NotDirectory)
+            )
+        });
+        let (hi, hp) = probe_hierarchy(
+            root,
+            class,
+            h,
+            mode.uses_routing_dir(),
+            inspect,
+            upper_checks,
+        )?;
+        his.push(hi);
+        hps.push(hp);
+    }
     Ok(Probed {
         inputs: PlanInputs {
             class,
