@@ -11,18 +11,7 @@ use sysext_tests::{
 };
 
 fn opts(r: &TestRoot, class: ImageClass, mode: MutableMode) -> Options {
-    let mut o = Options::new(class);
-    o.root = Some(r.path.to_string_lossy().into_owned());
-    o.mutable = Some(mode);
-    o.hierarchies = Some(
-        class
-            .info()
-            .default_hierarchies
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    );
-    o
+    r.options(class, mode)
 }
 
 fn raw(r: &TestRoot, fs: &str, name: &str, files: &[(&str, &str)]) {

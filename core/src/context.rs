@@ -452,9 +452,21 @@ impl Context {
         let mut file_names = Vec::new();
         let mut needs_reload = false;
         for (img, tree, rel) in metas {
-            if rel.os_tree && !self.opts.force {
-                let text =
-                    "is an OS image (it carries an os-release file), not an extension".to_string();
+            let skip = if self.opts.force {
+                None
+            } else if rel.os_tree {
+                Some("is an OS image (it carries an os-release file), not an extension".to_string())
+            } else if let Compatibility::Incompatible(reason) =
+                compat::check(&img.name, &rel.data, &host, class)
+            {
+                Some(match (&reason, &rel.problem) {
+                    (compat::Reason::NoReleaseData, Some(p)) => format!("{reason} ({p})"),
+                    _ => reason.to_string(),
+                })
+            } else {
+                None
+            };
+            if let Some(text) = skip {
                 self.sink().event(&Event::Skipped {
                     name: img.name.clone(),
                     reason: text.clone(),
@@ -464,25 +476,6 @@ impl Context {
                     reason: text,
                 });
                 continue;
-            }
-            if !self.opts.force {
-                if let Compatibility::Incompatible(reason) =
-                    compat::check(&img.name, &rel.data, &host, class)
-                {
-                    let mut text = reason.to_string();
-                    if let (compat::Reason::NoReleaseData, Some(p)) = (&reason, &rel.problem) {
-                        text = format!("{text} ({p})");
-                    }
-                    self.sink().event(&Event::Skipped {
-                        name: img.name.clone(),
-                        reason: text.clone(),
-                    });
-                    skipped.push(Skipped {
-                        name: img.name,
-                        reason: text,
-                    });
-                    continue;
-                }
             }
             if rel
                 .data

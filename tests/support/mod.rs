@@ -135,8 +135,8 @@ impl TestRoot {
         }
     }
 
-    /// A context on this root.
-    pub fn ctx(&self, class: ImageClass, mode: MutableMode) -> Context {
+    /// Options for this root: the class's default hierarchies (not the environment's).
+    pub fn options(&self, class: ImageClass, mode: MutableMode) -> Options {
         let mut o = Options::new(class);
         o.root = Some(self.path.to_string_lossy().into_owned());
         o.mutable = Some(mode);
@@ -148,7 +148,12 @@ impl TestRoot {
                 .map(|s| s.to_string())
                 .collect(),
         );
-        Context::new(o).expect("context")
+        o
+    }
+
+    /// A context on this root.
+    pub fn ctx(&self, class: ImageClass, mode: MutableMode) -> Context {
+        Context::new(self.options(class, mode)).expect("context")
     }
 
     /// Overlay mounts at `rel` (from mountinfo).
