@@ -1211,20 +1211,7 @@ pub fn remove_ephemeral(path: &str) -> io::Result<()> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let dfd = match rustix::fs::openat(
-        &base,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    let dev = rustix::fs::fstat(&dfd)?.st_dev;
-    clear_dir(dfd.as_fd(), dev, 0)?;
-    rustix::fs::unlinkat(&base, name, AtFlags::REMOVEDIR)?;
-    Ok(())
+    remove_dir_tree_at(base.as_fd(), name)
 }
 
 /// Remove a directory tree below the root without following symlinks or crossing mounts.
@@ -1238,9 +1225,15 @@ pub fn remove_tree(root: &Root, rel: &str) -> io::Result<()> {
         None => ("", rel),
     };
     let pfd = root.open_in(parent, OFlags::PATH | OFlags::DIRECTORY)?;
+    remove_dir_tree_at(pfd.as_fd(), base)
+}
+
+/// Remove the directory `name` in `parent` with everything in it, without following
+/// symlinks or crossing mounts; a missing one is fine.
+fn remove_dir_tree_at(parent: BorrowedFd<'_>, name: &str) -> io::Result<()> {
     let dfd = match rustix::fs::openat(
-        &pfd,
-        base,
+        parent,
+        name,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
@@ -1250,7 +1243,7 @@ pub fn remove_tree(root: &Root, rel: &str) -> io::Result<()> {
     };
     let dev = rustix::fs::fstat(&dfd)?.st_dev;
     clear_dir(dfd.as_fd(), dev, 0)?;
-    rustix::fs::unlinkat(&pfd, base, AtFlags::REMOVEDIR)?;
+    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)?;
     Ok(())
 }
 

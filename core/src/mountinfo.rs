@@ -41,17 +41,15 @@ impl MountInfo {
 /// Number of `lowerdir` layers in overlay options (`lowerdir=a:b:c`, or one `lowerdir+=`
 /// entry per layer as newer kernels display them).
 pub fn overlay_lower_count(options: &str) -> usize {
-    {
-        let mut n = 0;
-        for opt in split_unescaped(options, ',') {
-            if let Some(v) = opt.strip_prefix("lowerdir=") {
-                n += split_unescaped(v, ':').len();
-            } else if opt.starts_with("lowerdir+=") {
-                n += 1;
-            }
+    let mut n = 0;
+    for opt in split_unescaped(options, ',') {
+        if let Some(v) = opt.strip_prefix("lowerdir=") {
+            n += split_unescaped(v, ':').len();
+        } else if opt.starts_with("lowerdir+=") {
+            n += 1;
         }
-        n
     }
+    n
 }
 
 fn split_unescaped(s: &str, sep: char) -> Vec<String> {

@@ -260,6 +260,37 @@ fn join_display(prefix_of: &str, rel_parent: &str, name: &str, rel: &str) -> Str
     }
 }
 
+/// An upper dir under the root must be writable and on the same mount as its parent (where
+/// the work dir goes).
+fn check_upper(d: &DirInfo, path: &str, h: &HierarchyInput) -> Result<()> {
+    if d.read_only {
+        return Err(Error::UpperDirReadOnly {
+            dir: path.to_string(),
+        });
+    }
+    if d.parent_dev != Some(d.dev) {
+        return Err(Error::WorkDirCrossDevice {
+            upper: path.to_string(),
+            hierarchy: h.hierarchy.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// `.systemd-<h>-workdir` next to the upper dir `rel` (display path `path`).
+fn work_dir_beside(path: &str, rel: &str, workdir_name: &str) -> WorkDir {
+    let parent = dirname(rel);
+    let wrel = if parent.is_empty() {
+        workdir_name.to_string()
+    } else {
+        format!("{parent}/{workdir_name}")
+    };
+    WorkDir::Beside {
+        path: join_display(path, parent, workdir_name, rel),
+        rel: wrel,
+    }
+}
+
 /// Plan the overlays.
 pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
     let mut names: Vec<String> = inputs.extensions.iter().map(|e| e.name.clone()).collect();
@@ -381,52 +412,18 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
             Some(Upper::RoutingDir { path, rel, create }) => {
                 if !create {
                     if let RoutingDir::Dir(d) = &h.routing {
-                        if d.read_only {
-                            return Err(Error::UpperDirReadOnly { dir: path.clone() });
-                        }
-                        if d.parent_dev != Some(d.dev) {
-                            return Err(Error::WorkDirCrossDevice {
-                                upper: path.clone(),
-                                hierarchy: h.hierarchy.to_string(),
-                            });
-                        }
+                        check_upper(d, path, h)?;
                     }
                 }
-                let parent = dirname(rel);
-                let wrel = if parent.is_empty() {
-                    workdir_name.clone()
-                } else {
-                    format!("{parent}/{workdir_name}")
-                };
-                Some(WorkDir::Beside {
-                    path: join_display(path, parent, &workdir_name, rel),
-                    rel: wrel,
-                })
+                Some(work_dir_beside(path, rel, &workdir_name))
             }
             Some(Upper::Host { path, rel }) => {
                 let host = h
                     .host
                     .as_ref()
                     .expect("host exists when it is the upper dir");
-                if host.read_only {
-                    return Err(Error::UpperDirReadOnly { dir: path.clone() });
-                }
-                if host.parent_dev != Some(host.dev) {
-                    return Err(Error::WorkDirCrossDevice {
-                        upper: path.clone(),
-                        hierarchy: h.hierarchy.to_string(),
-                    });
-                }
-                let parent = dirname(rel);
-                let wrel = if parent.is_empty() {
-                    workdir_name.clone()
-                } else {
-                    format!("{parent}/{workdir_name}")
-                };
-                Some(WorkDir::Beside {
-                    path: join_display(path, parent, &workdir_name, rel),
-                    rel: wrel,
-                })
+                check_upper(host, path, h)?;
+                Some(work_dir_beside(path, rel, &workdir_name))
             }
         };
 
