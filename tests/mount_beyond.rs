@@ -166,6 +166,16 @@ fn five_hundred_layers() {
     if !isolated("five_hundred_layers") {
         return;
     }
+    // With the soft limit on open files most processes get (1024), as for a service.
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(1024),
+            maximum: lim.maximum,
+        },
+    )
+    .unwrap();
     let r = TestRoot::new("layers");
     // 498 extensions + meta + host = 500 lower layers for /usr. Long names: systemd's
     // single option string would overflow its page after ~70 of these.

@@ -258,7 +258,7 @@ fn layer_fd(
     h: &HierarchyPlan,
     ws: BorrowedFd<'_>,
     inputs: &BuildInputs<'_>,
-    layer_roots: &HashMap<String, OwnedFd>,
+    layer_roots: &HashMap<&str, BorrowedFd<'_>>,
 ) -> Result<OwnedFd> {
     let hp = &inputs.probed.hierarchies[h.index];
     match layer {
@@ -277,7 +277,7 @@ fn layer_fd(
             rustix::io::dup(fd).map_err(io_at("dup", p))
         }
         Layer::Extension { name, path } => {
-            let r = layer_roots.get(name).ok_or_else(|| {
+            let r = layer_roots.get(name.as_str()).ok_or_else(|| {
                 Error::io("open", path, io::Error::from_raw_os_error(libc::ENOENT))
             })?;
             open_beneath(
@@ -314,28 +314,27 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
     mkdirat_ws(ws.as_fd(), "meta", 0o700)?;
     mkdirat_ws(ws.as_fd(), "mh_workspace", 0o700)?;
 
-    // Private read-only clones of the image trees that contribute a layer.
-    let mut layer_roots: HashMap<String, OwnedFd> = HashMap::new();
+    // Private read-only clones of the directory trees that contribute a layer; image files
+    // are already private read-only mounts and serve as they are.
+    let trees: HashMap<&str, &ImageTree> =
+        inputs.trees.iter().map(|t| (t.name.as_str(), t)).collect();
+    let mut clones: HashMap<&str, OwnedFd> = HashMap::new();
     for h in &plan.hierarchies {
         for l in &h.lower {
             if let Layer::Extension { name, .. } = l {
-                if layer_roots.contains_key(name) {
-                    continue;
-                }
-                let tree = inputs
-                    .trees
-                    .iter()
-                    .find(|t| &t.name == name)
+                let tree = trees
+                    .get(name.as_str())
                     .expect("planned extension has a tree");
-                let fd = if tree.is_mount {
-                    rustix::io::dup(&tree.fd).map_err(io_at("dup", &tree.path))?
-                } else {
-                    clone_tree(tree, faults)?
-                };
-                layer_roots.insert(name.clone(), fd);
+                if !tree.is_mount && !clones.contains_key(name.as_str()) {
+                    clones.insert(name.as_str(), clone_tree(tree, faults)?);
+                }
             }
         }
     }
+    let layer_roots: HashMap<&str, BorrowedFd<'_>> = trees
+        .iter()
+        .map(|(name, t)| (*name, clones.get(name).map_or(t.fd.as_fd(), |c| c.as_fd())))
+        .collect();
 
     let mut built = Vec::new();
     for h in &plan.hierarchies {
@@ -490,11 +489,9 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
                 .map_err(io_at("chmod", target))?;
         }
 
-        // The overlay.
-        let mut fds = Vec::new();
-        for l in &h.lower {
-            fds.push(layer_fd(l, &comp, h, ws.as_fd(), inputs, &layer_roots)?);
-        }
+        // The overlay. Each layer's fd is closed as soon as the overlay's context holds the
+        // path (a merge of 500 layers must fit in the usual limit of 1024 open files); the
+        // clones behind them stay open until the overlay is created.
         faults
             .step("fsopen overlay")
             .map_err(|e| Error::mount("mount overlay on", target, e))?;
@@ -507,7 +504,8 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
             kernel_log: drain_log(fs.as_fd()),
         };
         rustix::mount::fsconfig_set_string(&fs, "source", info.short).map_err(|e| fail(&fs, e))?;
-        for fd in &fds {
+        for l in &h.lower {
+            let fd = layer_fd(l, &comp, h, ws.as_fd(), inputs, &layer_roots)?;
             faults
                 .step("fsconfig lowerdir+")
                 .map_err(|e| Error::mount("mount overlay on", target, e))?;
@@ -552,7 +550,6 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
             .map_err(|e| Error::mount("mount overlay on", target, e))?;
         let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
             .map_err(|e| fail(&fs, e))?;
-        drop(fds);
 
         // The meta dir, in the meta layer, naming the overlay's device.
         let st = rustix::fs::fstat(&mnt).map_err(io_at("stat", target))?;
