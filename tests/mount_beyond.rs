@@ -192,6 +192,11 @@ fn five_hundred_layers() {
     let ctx = Context::new(opts(&r, MutableMode::Disabled)).unwrap();
     let rep = ctx.merge().unwrap();
     assert_eq!(rep.merged.len(), 498);
+    // A forced refresh builds the new 500-layer overlay while the old one is still there.
+    let mut forced = opts(&r, MutableMode::Disabled);
+    forced.always_refresh = true;
+    let rep = Context::new(forced).unwrap().refresh().unwrap();
+    assert_eq!(rep.merged.len(), 498);
     assert_eq!(std::fs::read_dir(r.p("usr/share/l")).unwrap().count(), 499);
     assert_eq!(
         r.read("usr/share/l/top").as_deref(),
