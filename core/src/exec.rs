@@ -252,50 +252,96 @@ pub struct BuildInputs<'a> {
     pub ephemeral_reuse: Vec<Option<String>>,
 }
 
-fn layer_fd(
-    layer: &Layer,
+/// A private read-only clone of the directory `rel` of a directory tree, which probing found
+/// to be a plain entry of the tree: a single component, opened without following anything
+/// (should it have become a symlink since, the clone is of the link and the overlay refuses
+/// it).
+fn clone_plain_dir(tree: &ImageTree, rel: &str, faults: &FaultInjector) -> Result<OwnedFd> {
+    faults
+        .step("open_tree image")
+        .map_err(|e| Error::mount("bind", &tree.path, e))?;
+    let fd = rustix::mount::open_tree(
+        &tree.fd,
+        rel,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| Error::mount("bind", &tree.path, e))?;
+    mount_setattr(fd.as_fd(), true, mountattr::MOUNT_ATTR_RDONLY, 0)
+        .map_err(|e| Error::mount("make read-only", &tree.path, e))?;
+    Ok(fd)
+}
+
+/// The image trees of a build by name (with their index in [`BuildInputs::trees`]), and the
+/// clones of whole directory trees made so far.
+struct LayerSources<'a> {
+    trees: HashMap<&'a str, (usize, &'a ImageTree)>,
+    clones: HashMap<&'a str, OwnedFd>,
+}
+
+/// An fd for one lower layer, and whether it must stay open until the overlay is created
+/// (a clone: closing it would dissolve the mount) or may be closed once passed.
+fn layer_fd<'a>(
+    layer: &'a Layer,
     comp: &str,
     h: &HierarchyPlan,
     ws: BorrowedFd<'_>,
     inputs: &BuildInputs<'_>,
-    layer_roots: &HashMap<&str, BorrowedFd<'_>>,
-) -> Result<OwnedFd> {
+    sources: &mut LayerSources<'a>,
+) -> Result<(OwnedFd, bool)> {
     let hp = &inputs.probed.hierarchies[h.index];
-    match layer {
+    let fd = match layer {
         Layer::Meta => rustix::fs::openat(
             ws,
             format!("meta/{comp}").as_str(),
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(io_at("open", "meta layer")),
+        .map_err(io_at("open", "meta layer"))?,
         Layer::Import(p) => {
             let fd = hp
                 .routing
                 .as_ref()
                 .ok_or_else(|| Error::io("open", p, io::Error::from_raw_os_error(libc::ENOENT)))?;
-            rustix::io::dup(fd).map_err(io_at("dup", p))
+            rustix::io::dup(fd).map_err(io_at("dup", p))?
         }
         Layer::Extension { name, path } => {
-            let r = layer_roots.get(name.as_str()).ok_or_else(|| {
+            let &(i, tree) = sources.trees.get(name.as_str()).ok_or_else(|| {
                 Error::io("open", path, io::Error::from_raw_os_error(libc::ENOENT))
             })?;
-            open_beneath(
-                r.as_fd(),
-                h.hierarchy.relative(),
-                OFlags::PATH | OFlags::DIRECTORY,
-            )
-            .map_err(|e| Error::io("open", path, e))
+            let rel = h.hierarchy.relative();
+            let plain = inputs.probed.plain.get(i).and_then(|p| p.get(h.index)) == Some(&true);
+            if !tree.is_mount && plain {
+                return Ok((clone_plain_dir(tree, rel, inputs.faults)?, true));
+            }
+            // Image files are private read-only mounts already; other directory trees are
+            // cloned whole (once) and the hierarchy is looked up inside the clone.
+            let root = if tree.is_mount {
+                tree.fd.as_fd()
+            } else {
+                if !sources.clones.contains_key(name.as_str()) {
+                    sources
+                        .clones
+                        .insert(name.as_str(), clone_tree(tree, inputs.faults)?);
+                }
+                sources.clones[name.as_str()].as_fd()
+            };
+            open_beneath(root, rel, OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(|e| Error::io("open", path, e))?
         }
         Layer::Host(p) => match &hp.host {
-            Ok(Some(hh)) => rustix::io::dup(&hh.fd).map_err(io_at("dup", p)),
-            _ => Err(Error::io(
-                "open",
-                p,
-                io::Error::from_raw_os_error(libc::ENOENT),
-            )),
+            Ok(Some(hh)) => rustix::io::dup(&hh.fd).map_err(io_at("dup", p))?,
+            _ => {
+                return Err(Error::io(
+                    "open",
+                    p,
+                    io::Error::from_raw_os_error(libc::ENOENT),
+                ))
+            }
         },
-    }
+    };
+    Ok((fd, false))
 }
 
 /// Build all overlays of a plan, detached. Directories created under the root go into
@@ -314,27 +360,15 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
     mkdirat_ws(ws.as_fd(), "meta", 0o700)?;
     mkdirat_ws(ws.as_fd(), "mh_workspace", 0o700)?;
 
-    // Private read-only clones of the directory trees that contribute a layer; image files
-    // are already private read-only mounts and serve as they are.
-    let trees: HashMap<&str, &ImageTree> =
-        inputs.trees.iter().map(|t| (t.name.as_str(), t)).collect();
-    let mut clones: HashMap<&str, OwnedFd> = HashMap::new();
-    for h in &plan.hierarchies {
-        for l in &h.lower {
-            if let Layer::Extension { name, .. } = l {
-                let tree = trees
-                    .get(name.as_str())
-                    .expect("planned extension has a tree");
-                if !tree.is_mount && !clones.contains_key(name.as_str()) {
-                    clones.insert(name.as_str(), clone_tree(tree, faults)?);
-                }
-            }
-        }
-    }
-    let layer_roots: HashMap<&str, BorrowedFd<'_>> = trees
-        .iter()
-        .map(|(name, t)| (*name, clones.get(name).map_or(t.fd.as_fd(), |c| c.as_fd())))
-        .collect();
+    let mut sources = LayerSources {
+        trees: inputs
+            .trees
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), (i, t)))
+            .collect(),
+        clones: HashMap::new(),
+    };
 
     let mut built = Vec::new();
     for h in &plan.hierarchies {
@@ -490,8 +524,9 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         }
 
         // The overlay. Each layer's fd is closed as soon as the overlay's context holds the
-        // path (a merge of 500 layers must fit in the usual limit of 1024 open files); the
-        // clones behind them stay open until the overlay is created.
+        // path (a merge of 500 layers must fit in the usual limit of 1024 open files); clones
+        // stay open until the overlay is created.
+        let mut keep = Vec::new();
         faults
             .step("fsopen overlay")
             .map_err(|e| Error::mount("mount overlay on", target, e))?;
@@ -505,12 +540,15 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         };
         rustix::mount::fsconfig_set_string(&fs, "source", info.short).map_err(|e| fail(&fs, e))?;
         for l in &h.lower {
-            let fd = layer_fd(l, &comp, h, ws.as_fd(), inputs, &layer_roots)?;
+            let (fd, must_keep) = layer_fd(l, &comp, h, ws.as_fd(), inputs, &mut sources)?;
             faults
                 .step("fsconfig lowerdir+")
                 .map_err(|e| Error::mount("mount overlay on", target, e))?;
             rustix::mount::fsconfig_set_string(&fs, "lowerdir+", proc_fd_path(fd.as_fd()).as_str())
                 .map_err(|e| fail(&fs, e))?;
+            if must_keep {
+                keep.push(fd);
+            }
         }
         if let (Some(u), Some(w)) = (&upper_fd, &work_fd) {
             rustix::mount::fsconfig_set_string(&fs, "upperdir", proc_fd_path(u.as_fd()).as_str())
@@ -550,6 +588,7 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
             .map_err(|e| Error::mount("mount overlay on", target, e))?;
         let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
             .map_err(|e| fail(&fs, e))?;
+        drop(keep);
 
         // The meta dir, in the meta layer, naming the overlay's device.
         let st = rustix::fs::fstat(&mnt).map_err(io_at("stat", target))?;

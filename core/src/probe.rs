@@ -7,10 +7,10 @@ use crate::hierarchy::Hierarchy;
 use crate::mountinfo;
 use crate::mutable::MutableMode;
 use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, RoutingDir};
-use crate::root::{dir_is_empty, open_beneath, Root};
+use crate::root::{dir_is_empty, open_beneath, open_beneath_with, Root};
 use crate::state;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
 use rustix::mount::OpenTreeFlags;
 use std::io;
 
@@ -70,6 +70,10 @@ pub struct Probed {
     pub inputs: PlanInputs,
     /// Per configured hierarchy.
     pub hierarchies: Vec<HierarchyProbe>,
+    /// Per image tree, per hierarchy: the hierarchy is a single path component naming a
+    /// directory of the tree itself, not reached through a symlink (such a layer can be
+    /// cloned straight from the tree).
+    pub plain: Vec<Vec<bool>>,
 }
 
 fn dir_info(
@@ -304,23 +308,39 @@ pub fn probe_hierarchy(
     ))
 }
 
-/// What an image tree holds for a hierarchy.
-pub fn ext_layer(tree: BorrowedFd<'_>, image_path: &str, h: &Hierarchy) -> ExtLayer {
+/// What an image tree holds for a hierarchy, and whether the hierarchy is a plain directory
+/// entry of the tree (see [`Probed::plain`]).
+pub fn ext_layer(tree: BorrowedFd<'_>, image_path: &str, h: &Hierarchy) -> (ExtLayer, bool) {
+    let rel = h.relative();
     // One open tells absent / not a directory / directory; the same fd is read for entries.
-    match open_beneath(tree, h.relative(), OFlags::RDONLY | OFlags::DIRECTORY) {
+    // For a one-component hierarchy, first without following symlinks: that answer is the
+    // same unless a symlink is met (ELOOP), which is then followed inside the tree.
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY;
+    let mut plain = !rel.contains('/');
+    let mut opened = if plain {
+        open_beneath_with(tree, rel, flags, ResolveFlags::NO_SYMLINKS)
+    } else {
+        open_beneath(tree, rel, flags)
+    };
+    if plain && opened.as_ref().err().and_then(|e| e.raw_os_error()) == Some(libc::ELOOP) {
+        plain = false;
+        opened = open_beneath(tree, rel, flags);
+    }
+    let layer = match opened {
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => ExtLayer::NotDirectory,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => ExtLayer::Absent,
-        Err(_) => match open_beneath(tree, h.relative(), OFlags::PATH) {
+        Err(_) => match open_beneath(tree, rel, OFlags::PATH) {
             // Exists but cannot be read as a directory.
             Ok(_) => ExtLayer::NotDirectory,
             Err(_) => ExtLayer::Absent,
         },
         Ok(fd) => match crate::root::owned_dir_is_empty(fd) {
             Ok(true) => ExtLayer::Empty,
-            Ok(false) => ExtLayer::Content(format!("{image_path}/{}", h.relative())),
+            Ok(false) => ExtLayer::Content(format!("{image_path}/{rel}")),
             Err(_) => ExtLayer::NotDirectory,
         },
-    }
+    };
+    (layer, plain)
 }
 
 /// Probe everything for a merge of `trees` in `mode`.
@@ -332,14 +352,19 @@ pub fn probe(
     noexec: Option<bool>,
     trees: &[ImageTree],
 ) -> Result<Probed> {
+    let mut plain = Vec::with_capacity(trees.len());
     let extensions: Vec<ExtensionInput> = trees
         .iter()
-        .map(|t| ExtensionInput {
-            name: t.name.clone(),
-            layers: hierarchies
+        .map(|t| {
+            let (layers, p): (Vec<ExtLayer>, Vec<bool>) = hierarchies
                 .iter()
                 .map(|h| ext_layer(t.fd.as_fd(), &t.path, h))
-                .collect(),
+                .unzip();
+            plain.push(p);
+            ExtensionInput {
+                name: t.name.clone(),
+                layers,
+            }
         })
         .collect();
     let upper_checks = matches!(mode, MutableMode::Auto | MutableMode::Enabled);
@@ -374,6 +399,7 @@ pub fn probe(
             hierarchies: his,
         },
         hierarchies: hps,
+        plain,
     })
 }
 

@@ -183,6 +183,16 @@ impl Root {
 
 /// Open `rel` beneath `dirfd` treating `dirfd` as the root.
 pub fn open_beneath(dirfd: BorrowedFd<'_>, rel: &str, flags: OFlags) -> io::Result<OwnedFd> {
+    open_beneath_with(dirfd, rel, flags, ResolveFlags::empty())
+}
+
+/// [`open_beneath`] with more resolve flags (`RESOLVE_NO_SYMLINKS`, …).
+pub fn open_beneath_with(
+    dirfd: BorrowedFd<'_>,
+    rel: &str,
+    flags: OFlags,
+    extra: ResolveFlags,
+) -> io::Result<OwnedFd> {
     let rel = rel.trim_start_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
     // openat2() returns EAGAIN when a mount or rename elsewhere raced with `..` resolution
@@ -194,7 +204,7 @@ pub fn open_beneath(dirfd: BorrowedFd<'_>, rel: &str, flags: OFlags) -> io::Resu
             rel,
             flags | OFlags::CLOEXEC,
             Mode::empty(),
-            openat2_flags(),
+            openat2_flags() | extra,
         ) {
             Err(Errno::AGAIN) if tries < 1000 => tries += 1,
             r => return r.map_err(Into::into),
