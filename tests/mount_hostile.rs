@@ -512,6 +512,15 @@ fn root_confinement() {
 
     let r = TestRoot::new("confine");
     r.sysext("ok", &[("usr/bin/ok", "ok\n")]);
+    // An image whose `usr` is an absolute symlink naming the decoy's path: followed inside
+    // the image, never out to the decoy.
+    let inner = format!("var/lib/extensions/linked{o}/usr");
+    r.put(
+        &format!("{inner}/lib/extension-release.d/extension-release.linked"),
+        "ID=_any\n",
+    );
+    r.put(&format!("{inner}/bin/linked"), "inside\n");
+    symlink(format!("{o}/usr"), r.p("var/lib/extensions/linked/usr")).unwrap();
     // Search dir symlinked out of the root (absolute): re-rooted, so it resolves inside.
     symlink(format!("{o}/extensions"), r.p("run/extensions")).unwrap_or_else(|_| {
         r.mkdir("run");
@@ -541,6 +550,12 @@ fn root_confinement() {
                     "{mode}: an image outside the root was merged"
                 );
                 assert_eq!(r.read("usr/bin/decoy"), None, "{mode}");
+                assert!(rep.merged.contains(&"linked".to_string()), "{mode}");
+                assert_eq!(
+                    r.read("usr/bin/linked").as_deref(),
+                    Some("inside\n"),
+                    "{mode}"
+                );
                 if mode.may_be_writable() {
                     let _ = r.try_write("usr/bin/written", "w\n");
                 }
