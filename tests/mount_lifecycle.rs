@@ -236,7 +236,22 @@ fn submounts_stay_visible() {
     if !isolated("submounts_stay_visible") {
         return;
     }
-    let r = TestRoot::new("submounts");
+    submounts_stay_visible_in("submounts");
+}
+
+/// The same on a kernel without `listmount(2)`: sub-mounts come from mountinfo.
+#[test]
+fn submounts_stay_visible_without_listmount() {
+    if !isolated("submounts_stay_visible_without_listmount") {
+        return;
+    }
+    // Single-threaded: this test runs alone in its own process (see `isolated`).
+    std::env::set_var("SYSEXT_NO_STATMOUNT", "1");
+    submounts_stay_visible_in("submounts-nolistmount");
+}
+
+fn submounts_stay_visible_in(name: &str) {
+    let r = TestRoot::new(name);
     r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);
     r.mkdir("usr/share/sub");
     let sub = r.p("usr/share/sub");

@@ -4,6 +4,7 @@
 //! same tree, in a private mount namespace.
 //!
 //! `cargo run --release -p sysext-bench -- [--reps N] [--out DIR] [--only 64|16e]` (as root).
+//! `--profile lib|floor` runs only that tool's merge and unmerge `--reps` times (for `perf`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -488,6 +489,11 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    let profile = args
+        .iter()
+        .position(|a| a == "--profile")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     for (n, erofs) in workloads {
         if let Some(o) = &only {
             if *o != format!("{n}{}", if erofs { "e" } else { "" }) {
@@ -501,6 +507,28 @@ fn main() {
         o.mutable = Some(MutableMode::Disabled);
         o.always_refresh = true;
         o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
+        if let Some(which) = &profile {
+            // `--profile lib|floor`: only that tool's merge and unmerge, `reps` times, for
+            // `perf record`; prints the median merge time.
+            let mut t: Box<dyn Tool> = if which == "floor" {
+                Box::new(Floor {
+                    root: sb.clone(),
+                    n,
+                    erofs,
+                })
+            } else {
+                Box::new(Lib {
+                    ctx: Context::new(o).unwrap(),
+                })
+            };
+            let mut m = Vec::new();
+            for _ in 0..reps {
+                m.extend(time(|| t.merge()));
+                assert!(t.unmerge(), "unmerge failed");
+            }
+            println!("{label}: {} merge {} ms", t.name(), ms(median(m)));
+            continue;
+        }
         let mut tools: Vec<Box<dyn Tool>> = vec![
             Box::new(Cli {
                 bin: cli.clone(),
@@ -555,6 +583,9 @@ fn main() {
             ));
         }
         eprintln!("done: {label}");
+    }
+    if profile.is_some() {
+        return;
     }
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("results.md"), &table).unwrap();

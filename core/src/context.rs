@@ -660,7 +660,7 @@ impl Context {
         };
         // All hierarchies come off, or none does.
         let mut detached = Vec::new();
-        let mounts = crate::mountinfo::read_self().unwrap_or_default();
+        let mounts = exec::MountTable::default();
         for h in &self.hierarchies {
             if let Err(e) = exec::detach_hierarchy(
                 &self.root,

@@ -355,8 +355,9 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         return Ok(Vec::new());
     }
     let ws = workspace(class, faults)?;
-    // One look at the mount table serves every hierarchy (sub-mounts to keep visible).
-    let mounts = crate::mountinfo::read_self().unwrap_or_default();
+    // Sub-mounts to keep visible come from listmount/statmount, or from one look at the
+    // mount table for every hierarchy where the kernel lacks those.
+    let mounts = MountTable::default();
     mkdirat_ws(ws.as_fd(), "meta", 0o700)?;
     mkdirat_ws(ws.as_fd(), "mh_workspace", 0o700)?;
 
@@ -681,7 +682,7 @@ fn carry_submounts(
     h: &HierarchyPlan,
     mnt: BorrowedFd<'_>,
     dot: &str,
-    mounts: &[crate::mountinfo::MountInfo],
+    mounts: &MountTable,
     faults: &FaultInjector,
 ) -> Result<Vec<OwnedFd>> {
     let mut originals = Vec::new();
@@ -693,10 +694,7 @@ fn carry_submounts(
         return Ok(originals);
     };
     let kpath = kpath.to_string_lossy().into_owned();
-    let Some(top) = state::mount_id(target.fd.as_fd()) else {
-        return Ok(originals);
-    };
-    for (m, rel) in child_mounts(mounts, top, &kpath, dot) {
+    for (m, rel) in child_mounts(target.fd.as_fd(), &kpath, dot, mounts) {
         let rel = rel.as_str();
         faults
             .step("carry submount")
@@ -943,19 +941,63 @@ fn stack_on_top(b: &Built, target_fd: &OwnedFd, target: &str) -> Result<()> {
     attach(&b.mnt, target_fd).map_err(|e| Error::mount("attach overlay on", target, e))
 }
 
-/// The mounts sitting directly on the mount `top` below the hierarchy at `kpath` (its
-/// kernel path), other than our read-only bind of the meta dir `dot`, sorted by path.
-fn child_mounts<'a>(
-    mounts: &'a [crate::mountinfo::MountInfo],
-    top: u64,
+/// A mount sitting on another one.
+#[derive(Debug)]
+struct ChildMount {
+    /// Mount id as mountinfo shows it.
+    id: u64,
+    /// Mount point relative to our root.
+    mount_point: String,
+}
+
+/// The mount table, read at most once and only where `listmount(2)` is missing.
+#[derive(Debug, Default)]
+pub struct MountTable(std::cell::OnceCell<Vec<crate::mountinfo::MountInfo>>);
+
+impl MountTable {
+    fn get(&self) -> &[crate::mountinfo::MountInfo] {
+        self.0
+            .get_or_init(|| crate::mountinfo::read_self().unwrap_or_default())
+    }
+}
+
+/// The mounts sitting directly on the mount of `dir` below that directory (kernel path
+/// `kpath`), other than our read-only bind of the meta dir `dot`, sorted by path, each with
+/// its path below `kpath`.
+fn child_mounts(
+    dir: BorrowedFd<'_>,
     kpath: &str,
     dot: &str,
-) -> Vec<(&'a crate::mountinfo::MountInfo, String)> {
+    table: &MountTable,
+) -> Vec<(ChildMount, String)> {
+    let children: Vec<ChildMount> = match crate::sys::statmount::child_mounts(dir) {
+        Some(v) => v
+            .into_iter()
+            .map(|(id, mount_point)| ChildMount { id, mount_point })
+            .collect(),
+        None => {
+            let Some(top) = state::mount_id(dir) else {
+                return Vec::new();
+            };
+            table
+                .get()
+                .iter()
+                .filter(|m| m.parent == top && m.id != top)
+                .map(|m| ChildMount {
+                    id: m.id,
+                    mount_point: m.mount_point.clone(),
+                })
+                .collect()
+        }
+    };
     let prefix = format!("{}/", kpath.trim_end_matches('/'));
-    let mut v: Vec<_> = mounts
-        .iter()
-        .filter(|m| m.parent == top && m.mount_point.starts_with(&prefix))
-        .map(|m| (m, m.mount_point[prefix.len()..].to_string()))
+    let mut v: Vec<_> = children
+        .into_iter()
+        .filter(|m| m.mount_point.starts_with(&prefix))
+        .map(|m| {
+            let rel = m.mount_point[prefix.len()..].to_string();
+            (m, rel)
+        })
         .filter(|(_, rel)| rel != dot)
         .collect();
     v.sort_by(|a, b| a.0.mount_point.cmp(&b.0.mount_point));
@@ -1056,7 +1098,7 @@ pub fn detach_hierarchy(
     root: &Root,
     class: ImageClass,
     rel: &str,
-    mounts: &[crate::mountinfo::MountInfo],
+    mounts: &MountTable,
     faults: &FaultInjector,
     out: &mut Vec<Detached>,
 ) -> Result<()> {
@@ -1075,13 +1117,13 @@ pub fn detach_hierarchy(
         // Mounts on top of the merge (other than the meta bind) are put back on the host
         // hierarchy afterwards, as systemd does.
         let mut submounts = Vec::new();
-        if let (Some(kpath), Some(top)) = (
-            crate::root::fd_path(r.fd.as_fd()),
-            state::mount_id(r.fd.as_fd()),
-        ) {
-            for (m, sub) in
-                child_mounts(mounts, top, &kpath.to_string_lossy(), class.info().dot_dir)
-            {
+        if let Some(kpath) = crate::root::fd_path(r.fd.as_fd()) {
+            for (m, sub) in child_mounts(
+                r.fd.as_fd(),
+                &kpath.to_string_lossy(),
+                class.info().dot_dir,
+                mounts,
+            ) {
                 if let Ok(c) = rustix::mount::open_tree(
                     rustix::fs::CWD,
                     m.mount_point.as_str(),
@@ -1175,7 +1217,7 @@ pub fn unmerge_hierarchy(
     sink: &dyn EventSink,
 ) -> Result<usize> {
     let mut d = Vec::new();
-    let mounts = crate::mountinfo::read_self().unwrap_or_default();
+    let mounts = MountTable::default();
     if let Err(e) = detach_hierarchy(root, class, rel, &mounts, faults, &mut d) {
         restore(root, d);
         return Err(e);

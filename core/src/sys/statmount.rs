@@ -1,5 +1,6 @@
-//! `statmount(2)` (Linux 6.8; mount options since 6.10): what one mount's options are,
-//! without reading and parsing the whole mount table.
+//! `statmount(2)` and `listmount(2)` (Linux 6.8; mount options since 6.10): what one mount's
+//! options are, and which mounts sit on a mount, without reading and parsing the whole mount
+//! table (which costs the kernel a formatted line per mount in the namespace).
 #![allow(unsafe_code)]
 
 use rustix::fd::BorrowedFd;
@@ -7,7 +8,10 @@ use rustix::fs::{AtFlags, StatxFlags};
 use std::io;
 
 const SYS_STATMOUNT: libc::c_long = 457;
+const SYS_LISTMOUNT: libc::c_long = 458;
 const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+const STATMOUNT_MNT_BASIC: u64 = 0x2;
+const STATMOUNT_MNT_POINT: u64 = 0x10;
 const STATMOUNT_FS_TYPE: u64 = 0x20;
 const STATMOUNT_MNT_OPTS: u64 = 0x80;
 /// `sizeof(struct statmount)`: the strings follow the fixed part.
@@ -16,6 +20,17 @@ const OFF_SIZE: usize = 0;
 const OFF_MNT_OPTS: usize = 4;
 const OFF_MASK: usize = 8;
 const OFF_FS_TYPE: usize = 36;
+const OFF_MNT_PARENT_ID: usize = 48;
+const OFF_MNT_ID_OLD: usize = 56;
+const OFF_MNT_POINT: usize = 108;
+
+/// Test hook: `SYSEXT_NO_STATMOUNT=1` makes callers take their mountinfo fallback, as on a
+/// kernel without `statmount`/`listmount`. Only honoured in debug builds and with the
+/// `fault-injection` feature.
+fn disabled() -> bool {
+    cfg!(any(debug_assertions, feature = "fault-injection"))
+        && std::env::var_os("SYSEXT_NO_STATMOUNT").is_some()
+}
 
 #[repr(C)]
 struct MntIdReq {
@@ -52,18 +67,19 @@ fn string_at(b: &[u8], size: usize, off: u32) -> Option<String> {
     Some(String::from_utf8_lossy(&tail[..end]).into_owned())
 }
 
-/// File system type and file-system-specific options (as `show_options` prints them,
-/// comma separated, escaped) of the mount with unique id `id`. `Ok(None)` when the kernel
-/// cannot tell (no `statmount`, or no options in its answer): read mountinfo instead.
-pub fn fs_type_and_options(id: u64) -> io::Result<Option<(String, String)>> {
-    let mut len = 16 * 1024;
+/// One `statmount` call for mount `id` asking for `mask`, into `buf` (grown when the answer
+/// does not fit). `Ok(None)` when the kernel lacks the call or does not answer all of `mask`;
+/// else the answer's size.
+fn statmount(id: u64, mask: u64, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    if disabled() {
+        return Ok(None);
+    }
     loop {
-        let mut buf = vec![0u8; len];
         let req = MntIdReq {
             size: std::mem::size_of::<MntIdReq>() as u32,
             spare: 0,
             mnt_id: id,
-            param: STATMOUNT_FS_TYPE | STATMOUNT_MNT_OPTS,
+            param: mask,
         };
         // SAFETY: `req` is a valid mnt_id_req of the size it declares; the kernel writes at
         // most `buf.len()` bytes into `buf`.
@@ -79,8 +95,8 @@ pub fn fs_type_and_options(id: u64) -> io::Result<Option<(String, String)>> {
         if r < 0 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
-                Some(libc::EOVERFLOW) if len < 16 * 1024 * 1024 => {
-                    len *= 4;
+                Some(libc::EOVERFLOW) if buf.len() < 16 * 1024 * 1024 => {
+                    buf.resize(buf.len() * 4, 0);
                     continue;
                 }
                 Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
@@ -89,22 +105,98 @@ pub fn fs_type_and_options(id: u64) -> io::Result<Option<(String, String)>> {
                 _ => return Err(e),
             }
         }
-        let size = (u32_at(&buf, OFF_SIZE) as usize).min(buf.len());
-        let mask = u64_at(&buf, OFF_MASK);
-        if size < HEADER
-            || mask & (STATMOUNT_FS_TYPE | STATMOUNT_MNT_OPTS)
-                != (STATMOUNT_FS_TYPE | STATMOUNT_MNT_OPTS)
-        {
+        let size = (u32_at(buf, OFF_SIZE) as usize).min(buf.len());
+        if size < HEADER || u64_at(buf, OFF_MASK) & mask != mask {
             return Ok(None);
         }
-        let (Some(fstype), Some(opts)) = (
+        return Ok(Some(size));
+    }
+}
+
+/// The mounts sitting directly on the mount `fd` is on: (mount id as mountinfo shows it,
+/// mount point relative to our root), from `listmount` (which lists the whole subtree) and
+/// one `statmount` per mount in it.
+/// `None` when the kernel cannot tell (before 6.8): read mountinfo instead. A child that
+/// goes away meanwhile is left out.
+pub fn child_mounts(fd: BorrowedFd<'_>) -> Option<Vec<(u64, String)>> {
+    if disabled() {
+        return None;
+    }
+    let parent = unique_mount_id(fd)?;
+    let mut ids: Vec<u64> = Vec::new();
+    let mut chunk = [0u64; 64];
+    let mut last = 0u64;
+    loop {
+        let req = MntIdReq {
+            size: std::mem::size_of::<MntIdReq>() as u32,
+            spare: 0,
+            mnt_id: parent,
+            param: last,
+        };
+        // SAFETY: `req` is a valid mnt_id_req of the size it declares; the kernel writes at
+        // most `chunk.len()` ids into `chunk`.
+        let r = unsafe {
+            libc::syscall(
+                SYS_LISTMOUNT,
+                &req as *const MntIdReq,
+                chunk.as_mut_ptr(),
+                chunk.len(),
+                0u32,
+            )
+        };
+        if r < 0 {
+            return None;
+        }
+        let n = r as usize;
+        ids.extend_from_slice(&chunk[..n]);
+        if n < chunk.len() {
+            break;
+        }
+        last = chunk[n - 1];
+    }
+    let mut buf = vec![0u8; HEADER + 4096];
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        // listmount lists the whole subtree: keep the direct children (asking for the
+        // mount point, which costs the kernel a path walk, only for them).
+        match statmount(id, STATMOUNT_MNT_BASIC, &mut buf) {
+            Ok(Some(_)) if u64_at(&buf, OFF_MNT_PARENT_ID) != parent => continue,
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
+            Err(_) => return None,
+        }
+        match statmount(id, STATMOUNT_MNT_BASIC | STATMOUNT_MNT_POINT, &mut buf) {
+            Ok(Some(size)) => {
+                let point = string_at(&buf, size, u32_at(&buf, OFF_MNT_POINT))?;
+                out.push((u32_at(&buf, OFF_MNT_ID_OLD) as u64, point));
+            }
+            Ok(None) => return None,
+            // Unmounted since listmount: not a child any more.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// File system type and file-system-specific options (as `show_options` prints them,
+/// comma separated, escaped) of the mount with unique id `id`. `Ok(None)` when the kernel
+/// cannot tell (no `statmount`, or no options in its answer): read mountinfo instead.
+pub fn fs_type_and_options(id: u64) -> io::Result<Option<(String, String)>> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let Some(size) = statmount(id, STATMOUNT_FS_TYPE | STATMOUNT_MNT_OPTS, &mut buf)? else {
+        return Ok(None);
+    };
+    Ok(
+        match (
             string_at(&buf, size, u32_at(&buf, OFF_FS_TYPE)),
             string_at(&buf, size, u32_at(&buf, OFF_MNT_OPTS)),
-        ) else {
-            return Ok(None);
-        };
-        return Ok(Some((fstype, opts)));
-    }
+        ) {
+            (Some(fstype), Some(opts)) => Some((fstype, opts)),
+            _ => None,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -123,5 +215,23 @@ mod tests {
             Some((fstype, _)) => assert_eq!(fstype, "proc"),
             None => {}
         }
+    }
+
+    #[test]
+    fn children_of_root_match_mountinfo() {
+        let f = std::fs::File::open("/").unwrap();
+        let Some(mut kids) = child_mounts(f.as_fd()) else {
+            return;
+        };
+        let me = crate::state::mount_id(f.as_fd()).unwrap();
+        let mut want: Vec<(u64, String)> = crate::mountinfo::read_self()
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.parent == me && m.id != me)
+            .map(|m| (m.id, m.mount_point))
+            .collect();
+        kids.sort();
+        want.sort();
+        assert_eq!(kids, want);
     }
 }
