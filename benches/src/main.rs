@@ -494,6 +494,8 @@ fn main() {
         .position(|a| a == "--profile")
         .and_then(|i| args.get(i + 1))
         .cloned();
+    let phases: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>> =
+        Default::default();
     for (n, erofs) in workloads {
         if let Some(o) = &only {
             if *o != format!("{n}{}", if erofs { "e" } else { "" }) {
@@ -517,6 +519,25 @@ fn main() {
                     erofs,
                 })
             } else {
+                // With SYSEXT_BENCH_PHASES=1, sum the library's phase timings (debug events).
+                let mut o = o;
+                if std::env::var_os("SYSEXT_BENCH_PHASES").is_some() {
+                    let sums = phases.clone();
+                    o.sink = std::sync::Arc::new(move |e: &sysext::Event| {
+                        if let sysext::Event::Message(_, m) = e {
+                            if let Some((what, rest)) = m.split_once(" took ") {
+                                if let Some(us) =
+                                    rest.strip_suffix(" µs").and_then(|v| v.parse::<u64>().ok())
+                                {
+                                    let mut s = sums.lock().unwrap();
+                                    let e = s.entry(what.to_string()).or_insert((0u64, 0u64));
+                                    e.0 += us;
+                                    e.1 += 1;
+                                }
+                            }
+                        }
+                    });
+                }
                 Box::new(Lib {
                     ctx: Context::new(o).unwrap(),
                 })
@@ -527,6 +548,9 @@ fn main() {
                 assert!(t.unmerge(), "unmerge failed");
             }
             println!("{label}: {} merge {} ms", t.name(), ms(median(m)));
+            for (what, (us, n)) in phases.lock().unwrap().drain() {
+                println!("  {what}: {:.0} µs on average", us as f64 / n as f64);
+            }
             continue;
         }
         let mut tools: Vec<Box<dyn Tool>> = vec![

@@ -252,6 +252,19 @@ fn pick_versioned(
     Ok(best.map(|(_, e, id)| (e, id)))
 }
 
+/// `dir/name` without a leading slash (`dir` may be empty or start with one).
+fn join_rel(dir: &str, name: &str) -> String {
+    let dir = dir.trim_start_matches('/');
+    if dir.is_empty() {
+        return name.trim_start_matches('/').to_string();
+    }
+    let mut out = String::with_capacity(dir.len() + 1 + name.len());
+    out.push_str(dir);
+    out.push('/');
+    out.push_str(name);
+    out
+}
+
 /// Discover all images of a class below the root, in precedence order, first name wins.
 ///
 /// With an explicit root, entries that are symlinks are skipped (as systemd 257 does);
@@ -259,6 +272,8 @@ fn pick_versioned(
 pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<DiscoveredImage>> {
     let info = class.info();
     let mut out: Vec<DiscoveredImage> = Vec::new();
+    // Index of each name in `out` (the first found wins, later ones are shadowed).
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let follow = !root.is_explicit();
     for &sdir in search_dirs(class, initrd) {
         let Some(res) = root
@@ -380,14 +395,14 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
             if !image_name_is_valid(&name) {
                 continue;
             }
-            let rel = format!("{}/{}", res.rel, entry_rel)
-                .trim_start_matches('/')
-                .to_string();
-            let path = root.display(&format!("{}/{}", sdir.trim_start_matches('/'), entry_rel));
-            if let Some(existing) = out.iter_mut().find(|e| e.name == name) {
+            let rel = join_rel(&res.rel, &entry_rel);
+            let path = root.display(&join_rel(sdir, &entry_rel));
+            if let Some(&i) = seen.get(name.as_str()) {
+                let existing: &mut DiscoveredImage = &mut out[i];
                 existing.shadows.push(path);
                 continue;
             }
+            seen.insert(name.clone(), out.len());
             out.push(DiscoveredImage {
                 name,
                 kind,

@@ -221,9 +221,9 @@ fn reopen_dir(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 
 /// A built, still detached overlay.
 #[derive(Debug)]
-pub struct Built {
+pub struct Built<'p> {
     /// The plan it was built from.
-    pub plan: HierarchyPlan,
+    pub plan: &'p HierarchyPlan,
     /// The detached overlay mount.
     pub mnt: OwnedFd,
     /// Whether the read-only bind of the meta dir still has to be attached.
@@ -346,7 +346,11 @@ fn layer_fd<'a>(
 
 /// Build all overlays of a plan, detached. Directories created under the root go into
 /// `journal`. Nothing is visible on the host until [`publish`].
-pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Result<Vec<Built>> {
+pub fn build<'p>(
+    plan: &'p Plan,
+    inputs: &BuildInputs<'_>,
+    journal: &mut Journal,
+) -> Result<Vec<Built<'p>>> {
     let root = inputs.root;
     let class = plan.class;
     let info = class.info();
@@ -663,7 +667,7 @@ pub fn build(plan: &Plan, inputs: &BuildInputs<'_>, journal: &mut Journal) -> Re
         let hidden_submounts =
             carry_submounts(root, h, mnt.as_fd(), info.dot_dir, &mounts, faults)?;
         built.push(Built {
-            plan: h.clone(),
+            plan: h,
             mnt,
             meta_bind_pending,
             ephemeral: ephemeral_used,
@@ -787,7 +791,7 @@ pub struct Replaced {
 /// between; the old overlays are detached by [`finish_replace`].
 pub fn publish(
     root: &Root,
-    built: Vec<Built>,
+    built: Vec<Built<'_>>,
     old: &mut HashMap<usize, crate::probe::Current>,
     journal: &mut Journal,
     faults: &FaultInjector,
@@ -799,7 +803,7 @@ pub fn publish(
     let mut verify = Vec::new();
     for mut b in built {
         hidden.append(&mut b.hidden_submounts);
-        let h = &b.plan;
+        let h = b.plan;
         let rel = h.hierarchy.relative();
         if h.create_target {
             faults
@@ -898,7 +902,7 @@ pub fn publish(
         verify.push((
             state::mount_id(b.mnt.as_fd()),
             crate::sys::statmount::unique_mount_id(b.mnt.as_fd()),
-            h.clone(),
+            h,
         ));
         if let Some(c) = cur.filter(|_| !stacked) {
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
@@ -937,7 +941,7 @@ fn attach(tree: &OwnedFd, target: &OwnedFd) -> rustix::io::Result<()> {
 
 /// Attach a new overlay at its hierarchy, on top of anything there (first merge, or the
 /// fallback without `MOVE_MOUNT_BENEATH`).
-fn stack_on_top(b: &Built, target_fd: &OwnedFd, target: &str) -> Result<()> {
+fn stack_on_top(b: &Built<'_>, target_fd: &OwnedFd, target: &str) -> Result<()> {
     attach(&b.mnt, target_fd).map_err(|e| Error::mount("attach overlay on", target, e))
 }
 
@@ -1007,7 +1011,7 @@ fn child_mounts(
 /// Check that the kernel mounted as many lower layers as planned: from `statmount(2)` per
 /// new overlay where the kernel has it, else from one mountinfo read for all of them.
 /// Each entry: mount id, unique mount id, plan.
-fn verify_layers(new: &[(Option<u64>, Option<u64>, HierarchyPlan)]) -> Result<()> {
+fn verify_layers(new: &[(Option<u64>, Option<u64>, &HierarchyPlan)]) -> Result<()> {
     if new.is_empty() {
         return Ok(());
     }

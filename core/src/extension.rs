@@ -40,7 +40,8 @@ pub fn release_base_name(name: &str) -> &str {
 
 fn read_limited(fd: OwnedFd, what: &str) -> Result<Vec<u8>, String> {
     let mut f = std::fs::File::from(fd);
-    let mut buf = Vec::new();
+    // Room for a typical release file: read straight into it, no probing reads.
+    let mut buf = Vec::with_capacity(1024);
     (&mut f)
         .take(MAX_RELEASE_FILE_SIZE + 1)
         .read_to_end(&mut buf)

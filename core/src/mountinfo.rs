@@ -42,9 +42,9 @@ impl MountInfo {
 /// entry per layer as newer kernels display them).
 pub fn overlay_lower_count(options: &str) -> usize {
     let mut n = 0;
-    for opt in split_unescaped(options, ',') {
+    for opt in split_unescaped(options, b',') {
         if let Some(v) = opt.strip_prefix("lowerdir=") {
-            n += split_unescaped(v, ':').len();
+            n += split_unescaped(v, b':').count();
         } else if opt.starts_with("lowerdir+=") {
             n += 1;
         }
@@ -52,25 +52,32 @@ pub fn overlay_lower_count(options: &str) -> usize {
     n
 }
 
-fn split_unescaped(s: &str, sep: char) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut esc = false;
-    for c in s.chars() {
-        if esc {
-            cur.push(c);
-            esc = false;
-        } else if c == '\\' {
-            esc = true;
-            cur.push(c);
-        } else if c == sep {
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(c);
+/// The pieces of `s` between unescaped `sep` bytes (a backslash escapes the next byte).
+fn split_unescaped(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
         }
-    }
-    out.push(cur);
-    out
+        while i < b.len() {
+            if b[i] == b'\\' {
+                i += 2;
+                continue;
+            }
+            if b[i] == sep {
+                let piece = &s[start..i];
+                i += 1;
+                start = i;
+                return Some(piece);
+            }
+            i += 1;
+        }
+        done = true;
+        Some(&s[start.min(s.len())..])
+    })
 }
 
 /// Undo the kernel's octal escapes (`\040` for space, `\011`, `\012`, `\134`).
@@ -170,6 +177,20 @@ pub fn stack_at<'a>(mounts: &'a [MountInfo], mount_point: &str) -> Vec<&'a Mount
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lower_count_respects_escapes() {
+        assert_eq!(overlay_lower_count("ro,lowerdir=/a\\:b:/c,upperdir=/u"), 2);
+        assert_eq!(
+            overlay_lower_count("lowerdir+=/a\\,x,lowerdir+=/b,lowerdir+=/c"),
+            3
+        );
+        assert_eq!(overlay_lower_count("lowerdir=/a"), 1);
+        assert_eq!(overlay_lower_count(""), 0);
+        assert_eq!(overlay_lower_count("lowerdir=/ä:/ö\\"), 2);
+        let pieces: Vec<&str> = split_unescaped("a,b\\,c,,", b',').collect();
+        assert_eq!(pieces, ["a", "b\\,c", "", ""]);
+    }
 
     const SAMPLE: &str = "\
 36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue

@@ -50,11 +50,24 @@ pub enum ParseError {
 /// Keys keep the order of their first appearance; assigning a key again replaces its
 /// value in place (the later assignment wins).  Keys are case-sensitive and values
 /// are stored exactly as parsed (an assignment with an empty value stores `""`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct ReleaseData {
     entries: Vec<(String, String)>,
+    /// Key positions, kept only once there are more than [`INDEX_FROM`] keys: a release file
+    /// has a handful, found faster by a look along `entries` than by hashing.
     index: HashMap<String, usize>,
 }
+
+/// From this many keys on, [`ReleaseData`] indexes them.
+const INDEX_FROM: usize = 24;
+
+impl PartialEq for ReleaseData {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for ReleaseData {}
 
 impl ReleaseData {
     /// An empty set of release data.
@@ -62,9 +75,17 @@ impl ReleaseData {
         ReleaseData::default()
     }
 
+    fn position(&self, key: &str) -> Option<usize> {
+        if self.index.is_empty() {
+            self.entries.iter().position(|(k, _)| k == key)
+        } else {
+            self.index.get(key).copied()
+        }
+    }
+
     /// The value of `key`, if the file assigned it (possibly the empty string).
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.index.get(key).map(|&i| self.entries[i].1.as_str())
+        self.position(key).map(|i| self.entries[i].1.as_str())
     }
 
     /// The value of `key` if it is assigned a non-empty value.
@@ -93,11 +114,22 @@ impl ReleaseData {
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
         let key = key.into();
         let value = value.into();
-        match self.index.get(&key) {
-            Some(&i) => self.entries[i].1 = value,
+        match self.position(&key) {
+            Some(i) => self.entries[i].1 = value,
             None => {
-                self.index.insert(key.clone(), self.entries.len());
+                let i = self.entries.len();
+                if !self.index.is_empty() {
+                    self.index.insert(key.clone(), i);
+                }
                 self.entries.push((key, value));
+                if self.index.is_empty() && self.entries.len() > INDEX_FROM {
+                    self.index = self
+                        .entries
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (k, _))| (k.clone(), i))
+                        .collect();
+                }
             }
         }
     }
@@ -372,6 +404,25 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn many_keys_are_indexed_and_reassigned_in_place() {
+        // Past INDEX_FROM keys lookups go through the index: the same answers.
+        let mut text: String = (0..100).map(|i| format!("K{i}=v{i}\n")).collect();
+        text.push_str("K5=again\nK90=late\n");
+        let d = parse_str(&text).unwrap();
+        assert_eq!(d.len(), 100);
+        assert_eq!(d.get("K5"), Some("again"));
+        assert_eq!(d.get("K90"), Some("late"));
+        assert_eq!(d.get("K99"), Some("v99"));
+        assert_eq!(d.get("K100"), None);
+        let keys: Vec<&str> = d.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys[5], "K5");
+        assert_eq!(keys[90], "K90");
+        let small = parse_str("A=1\nB=2\nA=3\n").unwrap();
+        assert_eq!(small.get("A"), Some("3"));
+        assert_eq!(small.iter().next(), Some(("A", "3")));
     }
 
     fn id_of(text: &str) -> Option<String> {

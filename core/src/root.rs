@@ -111,7 +111,11 @@ impl Root {
         if rel.is_empty() {
             return self.display_root().to_string();
         }
-        format!("{}/{}", self.prefix, rel)
+        let mut out = String::with_capacity(self.prefix.len() + 1 + rel.len());
+        out.push_str(&self.prefix);
+        out.push('/');
+        out.push_str(rel);
+        out
     }
 
     /// The absolute path of `rel` in the kernel's view (for `mount` targets and messages).
@@ -237,7 +241,10 @@ pub fn dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
 
 /// Like [`dir_is_empty`], for a directory already opened for reading (consumed).
 pub fn owned_dir_is_empty(dfd: OwnedFd) -> io::Result<bool> {
-    for ent in rustix::fs::Dir::new(dfd)? {
+    // One getdents64 into a buffer on the stack usually answers (no allocation).
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+    let mut dir = rustix::fs::RawDir::new(&dfd, &mut buf);
+    while let Some(ent) = dir.next() {
         let n = ent?;
         let n = n.file_name().to_bytes();
         if n != b"." && n != b".." {
