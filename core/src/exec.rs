@@ -694,10 +694,7 @@ fn carry_submounts(
     else {
         return Ok(originals);
     };
-    let Some(kpath) = crate::root::fd_path(target.fd.as_fd()) else {
-        return Ok(originals);
-    };
-    let kpath = kpath.to_string_lossy().into_owned();
+    let kpath = root.host_path(&target.rel).to_string_lossy().into_owned();
     for (m, rel) in child_mounts(target.fd.as_fd(), &kpath, dot, mounts) {
         let rel = rel.as_str();
         faults
@@ -1121,7 +1118,8 @@ pub fn detach_hierarchy(
         // Mounts on top of the merge (other than the meta bind) are put back on the host
         // hierarchy afterwards, as systemd does.
         let mut submounts = Vec::new();
-        if let Some(kpath) = crate::root::fd_path(r.fd.as_fd()) {
+        {
+            let kpath = root.host_path(&r.rel);
             for (m, sub) in child_mounts(
                 r.fd.as_fd(),
                 &kpath.to_string_lossy(),

@@ -130,6 +130,31 @@ impl Root {
 
     /// Resolve `rel`; `Ok(None)` when it (or a link target on the way) does not exist.
     pub fn resolve(&self, rel: &str, flags: OFlags) -> io::Result<Option<Resolved>> {
+        // Without `..` and without a symlink on the way, the resolved path is the given one:
+        // no need to ask /proc for it. A symlink met (ELOOP) or any other failure takes
+        // the general way below, so errors stay the same.
+        let plain = !rel.split('/').any(|c| c == "..");
+        if plain {
+            match open_beneath_with(self.fd.as_fd(), rel, flags, ResolveFlags::NO_SYMLINKS) {
+                Ok(fd) => {
+                    let mut norm = String::with_capacity(rel.len());
+                    for c in rel.split('/').filter(|c| !c.is_empty() && *c != ".") {
+                        if !norm.is_empty() {
+                            norm.push('/');
+                        }
+                        norm.push_str(c);
+                    }
+                    return Ok(Some(Resolved {
+                        path: self.display(&norm),
+                        rel: norm,
+                        fd,
+                    }));
+                }
+                // A missing component met before any symlink is missing either way.
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+                Err(_) => {}
+            }
+        }
         match self.open_in(rel, flags) {
             Ok(fd) => {
                 let rel = self
