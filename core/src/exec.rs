@@ -1380,7 +1380,11 @@ fn rmdir(root: &Root, rel: &str) -> io::Result<()> {
 
 /// Read a small file fully (helper for callers reading images' files).
 pub fn read_to_string(fd: OwnedFd) -> io::Result<String> {
-    let mut s = String::new();
-    std::fs::File::from(fd).read_to_string(&mut s)?;
+    // Straight into a buffer with room for a small file: `File::read_to_string` would first
+    // ask for the size (statx) and position (lseek).
+    let mut s = String::with_capacity(1024);
+    std::fs::File::from(fd)
+        .take(u64::MAX)
+        .read_to_string(&mut s)?;
     Ok(s)
 }

@@ -29,13 +29,20 @@ pub fn lock(root: &Root, class: ImageClass, timeout: Option<Duration>) -> Result
         st.st_dev,
         st.st_ino
     ));
-    let fd = match std::fs::create_dir_all(LOCK_DIR).and_then(|_| {
+    let open = || {
         rustix::fs::open(
             &path,
             OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
-        .map_err(Into::into)
+    };
+    // The lock dir usually exists: create it only when the open says it is missing.
+    let fd = match open().or_else(|e| {
+        if e != rustix::io::Errno::NOENT {
+            return Err(std::io::Error::from(e));
+        }
+        std::fs::create_dir_all(LOCK_DIR)?;
+        open().map_err(Into::into)
     }) {
         Ok(fd) => fd,
         // /run not writable (read-only root without /run): lock the root directory itself.
