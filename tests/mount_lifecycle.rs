@@ -312,3 +312,91 @@ fn submounts_stay_visible_in(name: &str) {
         .success());
     assert_eq!(r.mounts_below(), 0);
 }
+
+#[test]
+fn refresh_over_a_foreign_mount_below_the_merge() {
+    if !isolated("refresh_over_a_foreign_mount_below_the_merge") {
+        return;
+    }
+    refresh_over_a_foreign_mount_in("foreign-below");
+}
+
+/// The same where the kernel has no `statmount(2)`: the stack is read from mountinfo.
+#[test]
+fn refresh_over_a_foreign_mount_below_the_merge_without_statmount() {
+    if !isolated("refresh_over_a_foreign_mount_below_the_merge_without_statmount") {
+        return;
+    }
+    // Single-threaded: this test runs alone in its own process (see `isolated`).
+    std::env::set_var("SYSEXT_NO_STATMOUNT", "1");
+    refresh_over_a_foreign_mount_in("foreign-below-nostatmount");
+}
+
+/// A foreign file system slipped in below our merge on /usr: a refresh cannot put the new
+/// overlay beneath the old one over the same host directory, so it warns, unmerges and
+/// merges again over what is now on /usr.
+fn refresh_over_a_foreign_mount_in(name: &str) {
+    use rustix::mount::*;
+    use std::sync::{Arc, Mutex};
+    let r = TestRoot::new(name);
+    r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);
+    let mut o = r.options(ImageClass::Sysext, MutableMode::Disabled);
+    o.always_refresh = true;
+    let seen: Arc<Mutex<Vec<String>>> = Default::default();
+    let log = seen.clone();
+    o.sink = Arc::new(move |e: &sysext::Event| {
+        if let sysext::Event::Message(_, m) = e {
+            log.lock().unwrap().push(m.clone());
+        }
+    });
+    let ctx = sysext::Context::new(o).unwrap();
+    ctx.merge().unwrap();
+    assert_eq!(r.overlays_at("usr"), 1);
+
+    // A tmpfs with a marker file, moved beneath the merge.
+    let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).unwrap();
+    fsconfig_create(&fs).unwrap();
+    let m = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()).unwrap();
+    rustix::fs::mkdirat(&m, "share", rustix::fs::Mode::from_raw_mode(0o755)).unwrap();
+    let f = rustix::fs::openat(
+        &m,
+        "share/foreign",
+        rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY,
+        rustix::fs::Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    rustix::io::write(&f, b"foreign\n").unwrap();
+    drop(f);
+    move_mount(
+        &m,
+        "",
+        rustix::fs::CWD,
+        r.p("usr").to_str().unwrap(),
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_BENEATH,
+    )
+    .unwrap();
+    drop(m);
+    assert_eq!(r.read("usr/share/foreign"), None, "hidden by the merge");
+
+    ctx.refresh().unwrap();
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.contains("foreign mount lies below")),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert_eq!(r.overlays_at("usr"), 1, "one merge after the refresh");
+    assert_eq!(r.read("usr/share/foo/file").as_deref(), Some("foo\n"));
+    assert_eq!(
+        r.read("usr/share/foreign").as_deref(),
+        Some("foreign\n"),
+        "merged over what is on /usr now"
+    );
+    ctx.unmerge().unwrap();
+    assert_eq!(r.overlays_at("usr"), 0);
+    assert_eq!(r.read("usr/share/foreign").as_deref(), Some("foreign\n"));
+    rustix::mount::unmount(r.p("usr").to_str().unwrap(), UnmountFlags::empty()).unwrap();
+    assert_eq!(r.mounts_below(), 0);
+}

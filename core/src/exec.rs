@@ -363,7 +363,6 @@ pub fn build<'p>(
     // mount table for every hierarchy where the kernel lacks those.
     let mounts = MountTable::default();
     mkdirat_ws(ws.as_fd(), "meta", 0o700)?;
-    mkdirat_ws(ws.as_fd(), "mh_workspace", 0o700)?;
 
     let mut sources = LayerSources {
         trees: inputs
@@ -456,6 +455,7 @@ pub fn build<'p>(
             }
             Some(Upper::Ephemeral) => {
                 let base = format!("mh_workspace/{comp}");
+                mkdirat_ws(ws.as_fd(), "mh_workspace", 0o700)?;
                 mkdirat_ws(ws.as_fd(), &base, 0o700)?;
                 mkdirat_ws(ws.as_fd(), &format!("{base}/{comp}"), 0o700)?;
                 mkdirat_ws(

@@ -112,12 +112,40 @@ fn parent_fd(root: &Root, rel: &str) -> io::Result<Option<OwnedFd>> {
     }
 }
 
-/// Find the host directory underneath our merge on `top` (kernel path `kpath`).
-fn underlying(
+/// Walk down from the mount `top` (at kernel path `kpath`) over our overlays stacked there,
+/// one `statmount` each: the id (as mountinfo shows it) of the mount below them, or `Err`
+/// when a foreign mount sits at the same place. `None` when the kernel cannot tell.
+fn holder_by_statmount(
     top: BorrowedFd<'_>,
     kpath: &str,
     class: ImageClass,
-) -> std::result::Result<HostHandle, ()> {
+) -> Option<std::result::Result<u64, ()>> {
+    use crate::sys::statmount::brief;
+    let mut cur = brief(crate::sys::statmount::unique_mount_id(top)?).ok()??;
+    if cur.mount_point != kpath {
+        return Some(Err(()));
+    }
+    // Bounded: at most as many steps as there can be mounts stacked in one place.
+    for _ in 0..100_000 {
+        let parent = brief(cur.parent).ok()??;
+        if parent.id == cur.id || parent.mount_point != kpath {
+            return Some(Ok(cur.parent_old));
+        }
+        if parent.fstype != "overlay" || parent.source != class.info().short {
+            // A foreign mount sits at the same place below our merge.
+            return Some(Err(()));
+        }
+        cur = parent;
+    }
+    Some(Err(()))
+}
+
+/// The same from mountinfo.
+fn holder_by_mountinfo(
+    top: BorrowedFd<'_>,
+    kpath: &str,
+    class: ImageClass,
+) -> std::result::Result<u64, ()> {
     let mounts = mountinfo::read_self().map_err(|_| ())?;
     let stack = mountinfo::stack_at(&mounts, kpath);
     let top_id = state::mount_id(top).ok_or(())?;
@@ -135,6 +163,20 @@ fn underlying(
         // A foreign mount sits at the same place below our merge.
         return Err(());
     }
+    Ok(lowest.parent)
+}
+
+/// Find the host directory underneath our merge on `top` (kernel path `kpath`).
+fn underlying(
+    top: BorrowedFd<'_>,
+    kpath: &str,
+    class: ImageClass,
+) -> std::result::Result<HostHandle, ()> {
+    // The mount that holds the hierarchy's directory, below our overlays on it.
+    let holder = match holder_by_statmount(top, kpath, class) {
+        Some(r) => r?,
+        None => holder_by_mountinfo(top, kpath, class)?,
+    };
     let (dir, base) = kpath.rsplit_once('/').ok_or(())?;
     let dir = if dir.is_empty() { "/" } else { dir };
     let dfd = rustix::fs::open(
@@ -143,7 +185,7 @@ fn underlying(
         Mode::empty(),
     )
     .map_err(|_| ())?;
-    if state::mount_id(dfd.as_fd()) != Some(lowest.parent) {
+    if state::mount_id(dfd.as_fd()) != Some(holder) {
         return Err(());
     }
     let clone = rustix::mount::open_tree(

@@ -14,6 +14,7 @@ const STATMOUNT_MNT_BASIC: u64 = 0x2;
 const STATMOUNT_MNT_POINT: u64 = 0x10;
 const STATMOUNT_FS_TYPE: u64 = 0x20;
 const STATMOUNT_MNT_OPTS: u64 = 0x80;
+const STATMOUNT_SB_SOURCE: u64 = 0x200;
 /// `sizeof(struct statmount)`: the strings follow the fixed part.
 const HEADER: usize = 512;
 const OFF_SIZE: usize = 0;
@@ -22,7 +23,9 @@ const OFF_MASK: usize = 8;
 const OFF_FS_TYPE: usize = 36;
 const OFF_MNT_PARENT_ID: usize = 48;
 const OFF_MNT_ID_OLD: usize = 56;
+const OFF_MNT_PARENT_ID_OLD: usize = 60;
 const OFF_MNT_POINT: usize = 108;
+const OFF_SB_SOURCE: usize = 124;
 
 /// Test hook: `SYSEXT_NO_STATMOUNT=1` makes callers take their mountinfo fallback, as on a
 /// kernel without `statmount`/`listmount`. Only honoured in debug builds and with the
@@ -180,6 +183,47 @@ pub fn child_mounts(fd: BorrowedFd<'_>) -> Option<Vec<(u64, String)>> {
     Some(out)
 }
 
+/// What `statmount` tells of one mount: where it sits and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountBrief {
+    /// Unique id.
+    pub id: u64,
+    /// Unique id of the mount it sits on.
+    pub parent: u64,
+    /// Parent's id as mountinfo shows it.
+    pub parent_old: u64,
+    /// Mount point relative to our root.
+    pub mount_point: String,
+    /// File system type.
+    pub fstype: String,
+    /// Mount source.
+    pub source: String,
+}
+
+/// [`MountBrief`] of the mount with unique id `id`. `Ok(None)` when the kernel cannot tell
+/// (before 6.11, which added the source): read mountinfo instead.
+pub fn brief(id: u64) -> io::Result<Option<MountBrief>> {
+    let mut buf = vec![0u8; HEADER + 4096];
+    let mask = STATMOUNT_MNT_BASIC | STATMOUNT_MNT_POINT | STATMOUNT_FS_TYPE | STATMOUNT_SB_SOURCE;
+    let Some(size) = statmount(id, mask, &mut buf)? else {
+        return Ok(None);
+    };
+    let s = |off| string_at(&buf, size, u32_at(&buf, off));
+    let (Some(mount_point), Some(fstype), Some(source)) =
+        (s(OFF_MNT_POINT), s(OFF_FS_TYPE), s(OFF_SB_SOURCE))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(MountBrief {
+        id,
+        parent: u64_at(&buf, OFF_MNT_PARENT_ID),
+        parent_old: u32_at(&buf, OFF_MNT_PARENT_ID_OLD) as u64,
+        mount_point,
+        fstype,
+        source,
+    }))
+}
+
 /// File system type and file-system-specific options (as `show_options` prints them,
 /// comma separated, escaped) of the mount with unique id `id`. `Ok(None)` when the kernel
 /// cannot tell (no `statmount`, or no options in its answer): read mountinfo instead.
@@ -215,6 +259,34 @@ mod tests {
             Some((fstype, _)) => assert_eq!(fstype, "proc"),
             None => {}
         }
+    }
+
+    #[test]
+    fn brief_matches_mountinfo() {
+        let f = std::fs::File::open("/proc").unwrap();
+        let Some(id) = unique_mount_id(f.as_fd()) else {
+            return;
+        };
+        let Some(b) = brief(id).unwrap() else {
+            return;
+        };
+        let old = crate::state::mount_id(f.as_fd()).unwrap();
+        let mi = crate::mountinfo::read_self().unwrap();
+        let m = mi.iter().find(|m| m.id == old).unwrap();
+        assert_eq!(
+            (
+                b.mount_point.as_str(),
+                b.fstype.as_str(),
+                b.source.as_str(),
+                b.parent_old
+            ),
+            (
+                m.mount_point.as_str(),
+                m.fstype.as_str(),
+                m.source.as_str(),
+                m.parent
+            )
+        );
     }
 
     #[test]
