@@ -444,7 +444,8 @@ fn bad_images_are_rejected_clearly() {
 
     for (what, bytes, expect) in cases {
         std::fs::write(&img, &bytes).unwrap();
-        for c in [ctx(&r, MutableMode::Disabled, None)] {
+        {
+            let c = ctx(&r, MutableMode::Disabled, None);
             let err = c.refresh().expect_err(what);
             let msg = err.to_string();
             assert!(msg.contains(expect), "{what}: {msg}");

@@ -180,8 +180,7 @@ fn pick_versioned(
     )?;
     let mut best: Option<(String, String, FileIdentity)> = None; // (version, entry, identity)
     let native = crate::arch::native();
-    let mut dir = rustix::fs::Dir::read_from(&fd)?;
-    while let Some(ent) = dir.next() {
+    for ent in rustix::fs::Dir::read_from(&fd)? {
         let ent = ent?;
         let Ok(fname) = ent.file_name().to_str() else {
             continue;
@@ -285,9 +284,9 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
         let dirfd = res.fd;
         let mut entries: Vec<String> = Vec::new();
         {
-            let mut dir = rustix::fs::Dir::read_from(&dirfd)
+            let dir = rustix::fs::Dir::read_from(&dirfd)
                 .map_err(|e| Error::io("read directory", &res.path, e))?;
-            while let Some(ent) = dir.next() {
+            for ent in dir {
                 let ent = ent.map_err(|e| Error::io("read directory", &res.path, e))?;
                 let n = ent.file_name().to_bytes();
                 if n == b"." || n == b".." {

@@ -1339,8 +1339,7 @@ fn clear_dir(dfd: BorrowedFd<'_>, dev: u64, depth: usize) -> io::Result<()> {
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let mut d = rustix::fs::Dir::read_from(&fd)?;
-        while let Some(e) = d.next() {
+        for e in rustix::fs::Dir::read_from(&fd)? {
             let e = e?;
             let n = e.file_name().to_bytes();
             if n != b"." && n != b".." {
