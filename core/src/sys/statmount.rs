@@ -43,6 +43,33 @@ struct MntIdReq {
     param: u64,
 }
 
+/// Element types the kernel may fill with any bits.
+trait Plain: Copy {}
+impl Plain for u8 {}
+impl Plain for u64 {}
+
+/// `statmount(req, out, len, 0)` or `listmount(req, out, len, 0)`: both take a mnt_id_req
+/// and fill `out` (bytes for statmount, mount ids for listmount), `len` counting its elements.
+fn mnt_id_call<T: Plain>(nr: libc::c_long, mnt_id: u64, param: u64, out: &mut [T]) -> libc::c_long {
+    let req = MntIdReq {
+        size: std::mem::size_of::<MntIdReq>() as u32,
+        spare: 0,
+        mnt_id,
+        param,
+    };
+    // SAFETY: `req` is a valid mnt_id_req of the size it declares; the kernel writes at most
+    // `out.len()` elements of `T` (bytes for statmount, u64 ids for listmount) into `out`.
+    unsafe {
+        libc::syscall(
+            nr,
+            &req as *const MntIdReq,
+            out.as_mut_ptr(),
+            out.len(),
+            0u32,
+        )
+    }
+}
+
 /// The unique (never reused) 64-bit id of the mount `fd` is on (Linux 6.8+).
 pub fn unique_mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
     let st = rustix::fs::statx(
@@ -78,23 +105,7 @@ fn statmount(id: u64, mask: u64, buf: &mut Vec<u8>) -> io::Result<Option<usize>>
         return Ok(None);
     }
     loop {
-        let req = MntIdReq {
-            size: std::mem::size_of::<MntIdReq>() as u32,
-            spare: 0,
-            mnt_id: id,
-            param: mask,
-        };
-        // SAFETY: `req` is a valid mnt_id_req of the size it declares; the kernel writes at
-        // most `buf.len()` bytes into `buf`.
-        let r = unsafe {
-            libc::syscall(
-                SYS_STATMOUNT,
-                &req as *const MntIdReq,
-                buf.as_mut_ptr(),
-                buf.len(),
-                0u32,
-            )
-        };
+        let r = mnt_id_call(SYS_STATMOUNT, id, mask, buf);
         if r < 0 {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
@@ -130,23 +141,7 @@ pub fn child_mounts(fd: BorrowedFd<'_>) -> Option<Vec<(u64, String)>> {
     let mut chunk = [0u64; 64];
     let mut last = 0u64;
     loop {
-        let req = MntIdReq {
-            size: std::mem::size_of::<MntIdReq>() as u32,
-            spare: 0,
-            mnt_id: parent,
-            param: last,
-        };
-        // SAFETY: `req` is a valid mnt_id_req of the size it declares; the kernel writes at
-        // most `chunk.len()` ids into `chunk`.
-        let r = unsafe {
-            libc::syscall(
-                SYS_LISTMOUNT,
-                &req as *const MntIdReq,
-                chunk.as_mut_ptr(),
-                chunk.len(),
-                0u32,
-            )
-        };
+        let r = mnt_id_call(SYS_LISTMOUNT, parent, last, &mut chunk);
         if r < 0 {
             return None;
         }
