@@ -129,12 +129,16 @@ pub fn compiled() -> &'static str {
 /// The host architecture name: the kernel's machine name mapped with
 /// [`from_uname_machine`], or [`compiled`] if that name is unknown.
 pub fn native() -> &'static str {
-    let uts = rustix::system::uname();
-    uts.machine()
-        .to_str()
-        .ok()
-        .and_then(from_uname_machine)
-        .unwrap_or_else(compiled)
+    // The machine does not change while we run: ask the kernel once.
+    static NATIVE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    NATIVE.get_or_init(|| {
+        let uts = rustix::system::uname();
+        uts.machine()
+            .to_str()
+            .ok()
+            .and_then(from_uname_machine)
+            .unwrap_or_else(compiled)
+    })
 }
 
 #[cfg(test)]

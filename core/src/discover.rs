@@ -284,9 +284,11 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
         let dirfd = res.fd;
         let mut entries: Vec<String> = Vec::new();
         {
-            let dir = rustix::fs::Dir::read_from(&dirfd)
-                .map_err(|e| Error::io("read directory", &res.path, e))?;
-            for ent in dir {
+            // Read with the fd we have (no duplicate fd, as `Dir` would make), into a buffer
+            // on the stack.
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+            let mut dir = rustix::fs::RawDir::new(&dirfd, &mut buf);
+            while let Some(ent) = dir.next() {
                 let ent = ent.map_err(|e| Error::io("read directory", &res.path, e))?;
                 let n = ent.file_name().to_bytes();
                 if n == b"." || n == b".." {

@@ -280,31 +280,43 @@ struct LayerSources<'a> {
     clones: HashMap<&'a str, OwnedFd>,
 }
 
-/// An fd for one lower layer, and whether it must stay open until the overlay is created
-/// (a clone: closing it would dissolve the mount) or may be closed once passed.
-fn layer_fd<'a>(
+/// The fd of one lower layer.
+enum LayerFd<'x> {
+    /// Ours, closed once the overlay's context holds the path.
+    Passed(OwnedFd),
+    /// A clone: closing it would dissolve the mount, so it stays open until the overlay is
+    /// created.
+    Kept(OwnedFd),
+    /// Held elsewhere (the meta dir, the host or routing dir found by probing).
+    Borrowed(BorrowedFd<'x>),
+}
+
+impl LayerFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            LayerFd::Passed(fd) | LayerFd::Kept(fd) => fd.as_fd(),
+            LayerFd::Borrowed(fd) => *fd,
+        }
+    }
+}
+
+/// The fd of one lower layer; `meta` is the meta layer's directory.
+fn layer_fd<'a, 'x>(
     layer: &'a Layer,
-    comp: &str,
     h: &HierarchyPlan,
-    ws: BorrowedFd<'_>,
-    inputs: &BuildInputs<'_>,
+    meta: BorrowedFd<'x>,
+    inputs: &'x BuildInputs<'_>,
     sources: &mut LayerSources<'a>,
-) -> Result<(OwnedFd, bool)> {
+) -> Result<LayerFd<'x>> {
     let hp = &inputs.probed.hierarchies[h.index];
     let fd = match layer {
-        Layer::Meta => rustix::fs::openat(
-            ws,
-            format!("meta/{comp}").as_str(),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_at("open", "meta layer"))?,
+        Layer::Meta => return Ok(LayerFd::Borrowed(meta)),
         Layer::Import(p) => {
             let fd = hp
                 .routing
                 .as_ref()
                 .ok_or_else(|| Error::io("open", p, io::Error::from_raw_os_error(libc::ENOENT)))?;
-            rustix::io::dup(fd).map_err(io_at("dup", p))?
+            return Ok(LayerFd::Borrowed(fd.as_fd()));
         }
         Layer::Extension { name, path } => {
             let &(i, tree) = sources.trees.get(name.as_str()).ok_or_else(|| {
@@ -313,7 +325,7 @@ fn layer_fd<'a>(
             let rel = h.hierarchy.relative();
             let plain = inputs.probed.plain.get(i).and_then(|p| p.get(h.index)) == Some(&true);
             if !tree.is_mount && plain {
-                return Ok((clone_plain_dir(tree, rel, inputs.faults)?, true));
+                return Ok(LayerFd::Kept(clone_plain_dir(tree, rel, inputs.faults)?));
             }
             // Image files are private read-only mounts already; other directory trees are
             // cloned whole (once) and the hierarchy is looked up inside the clone.
@@ -331,7 +343,7 @@ fn layer_fd<'a>(
                 .map_err(|e| Error::io("open", path, e))?
         }
         Layer::Host(p) => match &hp.host {
-            Ok(Some(hh)) => rustix::io::dup(&hh.fd).map_err(io_at("dup", p))?,
+            Ok(Some(hh)) => return Ok(LayerFd::Borrowed(hh.fd.as_fd())),
             _ => {
                 return Err(Error::io(
                     "open",
@@ -341,7 +353,7 @@ fn layer_fd<'a>(
             }
         },
     };
-    Ok((fd, false))
+    Ok(LayerFd::Passed(fd))
 }
 
 /// Build all overlays of a plan, detached. Directories created under the root go into
@@ -381,7 +393,16 @@ pub fn build<'p>(
         faults
             .step("mkdir meta")
             .map_err(|e| Error::io("create directory", "meta layer", e))?;
-        mkdirat_ws(ws.as_fd(), &format!("meta/{comp}"), 0o700)?;
+        // Made with the mode the merged root gets when there is no upper layer (the umask
+        // may still take bits away: then it is changed below).
+        mkdirat_ws(ws.as_fd(), &format!("meta/{comp}"), h.top_mode & 0o777)?;
+        let meta_fd = rustix::fs::openat(
+            &ws,
+            format!("meta/{comp}").as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io_at("open", "meta layer"))?;
 
         // Upper and work dirs. Ephemeral ones go below /run/libsysext/ephemeral when possible.
         let ephemeral = match h.upper {
@@ -509,22 +530,17 @@ pub fn build<'p>(
         }
 
         // The top layer gives the merged root its mode.
-        let top = match &upper_fd {
-            Some(fd) => reopen_dir(fd.as_fd()).map_err(|e| Error::io("open", target, e))?,
-            None => rustix::fs::openat(
-                &ws,
-                format!("meta/{comp}").as_str(),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(io_at("open", "meta layer"))?,
+        let upper_top = match &upper_fd {
+            Some(fd) => Some(reopen_dir(fd.as_fd()).map_err(|e| Error::io("open", target, e))?),
+            None => None,
         };
-        let cur = rustix::fs::fstat(&top)
+        let top = upper_top.as_ref().unwrap_or(&meta_fd);
+        let cur = rustix::fs::fstat(top)
             .map_err(io_at("stat", target))?
             .st_mode
             & 0o7777;
         if cur & 0o777 != h.top_mode {
-            rustix::fs::fchmod(&top, Mode::from_raw_mode(h.top_mode))
+            rustix::fs::fchmod(top, Mode::from_raw_mode(h.top_mode))
                 .map_err(io_at("chmod", target))?;
         }
 
@@ -545,13 +561,13 @@ pub fn build<'p>(
         };
         rustix::mount::fsconfig_set_string(&fs, "source", info.short).map_err(|e| fail(&fs, e))?;
         for l in &h.lower {
-            let (fd, must_keep) = layer_fd(l, &comp, h, ws.as_fd(), inputs, &mut sources)?;
+            let fd = layer_fd(l, h, meta_fd.as_fd(), inputs, &mut sources)?;
             faults
                 .step("fsconfig lowerdir+")
                 .map_err(|e| Error::mount("mount overlay on", target, e))?;
             rustix::mount::fsconfig_set_string(&fs, "lowerdir+", proc_fd_path(fd.as_fd()).as_str())
                 .map_err(|e| fail(&fs, e))?;
-            if must_keep {
+            if let LayerFd::Kept(fd) = fd {
                 keep.push(fd);
             }
         }
@@ -641,13 +657,6 @@ pub fn build<'p>(
             ephemeral: ephemeral_used.clone(),
         };
         write_file_at(mfd.as_fd(), state::MODE_NOTE, &note.encode(), "meta note")?;
-        let mtop = rustix::fs::openat(
-            &ws,
-            format!("meta/{comp}").as_str(),
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_at("open", "meta layer"))?;
         let now = rustix::fs::Timestamps {
             last_access: rustix::fs::Timespec {
                 tv_sec: 0,
@@ -658,7 +667,7 @@ pub fn build<'p>(
                 tv_nsec: rustix::fs::UTIME_NOW,
             },
         };
-        let _ = rustix::fs::futimens(&mtop, &now);
+        let _ = rustix::fs::futimens(&meta_fd, &now);
 
         let mut meta_bind_pending = false;
         if h.writable() {
