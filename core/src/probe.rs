@@ -81,11 +81,15 @@ fn dir_info(
     path: String,
     rel: String,
     parent: Option<BorrowedFd<'_>>,
+    upper_checks: bool,
 ) -> io::Result<DirInfo> {
     let st = rustix::fs::fstat(fd)?;
     let empty = dir_is_empty(fd)?;
-    let vfs = rustix::fs::fstatvfs(fd)?;
-    let read_only = vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY);
+    // Whether the mount is read-only matters only where an upper dir may go under the root.
+    let read_only = upper_checks
+        && rustix::fs::fstatvfs(fd)?
+            .f_flag
+            .contains(rustix::fs::StatVfsMountFlags::RDONLY);
     let parent_dev = match parent {
         Some(p) => Some(rustix::fs::fstat(p)?.st_dev),
         None => None,
@@ -276,6 +280,7 @@ pub fn probe_hierarchy(
                     path.clone(),
                     host_rel.clone(),
                     pfd.as_ref().map(|f| f.as_fd()),
+                    upper_checks,
                 )
                 .map_err(|e| Error::io("inspect", &path, e))?,
             )
@@ -305,6 +310,7 @@ pub fn probe_hierarchy(
                     r.path.clone(),
                     r.rel.clone(),
                     pfd.as_ref().map(|f| f.as_fd()),
+                    upper_checks,
                 )
                 .map_err(|e| Error::io("inspect", &r.path, e))?;
                 (RoutingDir::Dir(info), Some(r.fd))
