@@ -293,15 +293,13 @@ fn work_dir_beside(path: &str, rel: &str, workdir_name: &str) -> WorkDir {
 
 /// Plan the overlays.
 pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
-    let mut names: Vec<String> = inputs.extensions.iter().map(|e| e.name.clone()).collect();
     // Version order, ties (`foo_1`, `foo1`) broken bytewise so the result does not depend on
     // discovery order.
-    names.sort();
-    crate::version::sort_names(&mut names);
-    // Highest-sorted first: the ascending order, reversed.
     let mut sorted: Vec<&ExtensionInput> = inputs.extensions.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
     crate::version::sort_by_version(&mut sorted, |e| e.name.as_str());
+    let names: Vec<String> = sorted.iter().map(|e| e.name.clone()).collect();
+    // Highest-sorted first: the ascending order, reversed.
     sorted.reverse();
 
     let info = inputs.class.info();
