@@ -905,11 +905,7 @@ pub fn publish(
         if b.meta_bind_pending {
             attach_meta_bind(b.mnt.as_fd(), class.info().dot_dir, faults)?;
         }
-        verify.push((
-            state::mount_id(b.mnt.as_fd()),
-            crate::sys::statmount::unique_mount_id(b.mnt.as_fd()),
-            h,
-        ));
+        verify.push((layer_count(b.mnt.as_fd()), h));
         if let Some(c) = cur.filter(|_| !stacked) {
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
             let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
@@ -1014,13 +1010,27 @@ fn child_mounts(
     v
 }
 
-/// Check that the kernel mounted as many lower layers as planned: from `statmount(2)` per
-/// new overlay where the kernel has it, else from one mountinfo read for all of them.
-/// Each entry: mount id, unique mount id, plan.
-fn verify_layers(new: &[(Option<u64>, Option<u64>, &HierarchyPlan)]) -> Result<()> {
-    if new.is_empty() {
-        return Ok(());
+/// How many lower layers a new overlay has: counted from `statmount(2)` where the kernel
+/// has it, else its mount id, to look it up in mountinfo.
+enum LayerCount {
+    Counted(usize),
+    MountId(Option<u64>),
+}
+
+fn layer_count(mnt: BorrowedFd<'_>) -> LayerCount {
+    match crate::sys::statmount::unique_mount_id(mnt)
+        .and_then(|u| crate::sys::statmount::fs_type_and_options(u).ok().flatten())
+    {
+        Some((fstype, opts)) if fstype == "overlay" => {
+            LayerCount::Counted(crate::mountinfo::overlay_lower_count(&opts))
+        }
+        _ => LayerCount::MountId(state::mount_id(mnt)),
     }
+}
+
+/// Check that the kernel mounted as many lower layers as planned (one mountinfo read for
+/// all overlays `statmount` could not count).
+fn verify_layers(new: &[(LayerCount, &HierarchyPlan)]) -> Result<()> {
     let check = |found: usize, h: &HierarchyPlan| {
         if found != 0 && found != h.lower.len() {
             return Err(Error::LayerCountMismatch {
@@ -1032,12 +1042,10 @@ fn verify_layers(new: &[(Option<u64>, Option<u64>, &HierarchyPlan)]) -> Result<(
         Ok(())
     };
     let mut rest = Vec::new();
-    for (id, unique, h) in new {
-        match unique.and_then(|u| crate::sys::statmount::fs_type_and_options(u).ok().flatten()) {
-            Some((fstype, opts)) if fstype == "overlay" => {
-                check(crate::mountinfo::overlay_lower_count(&opts), h)?
-            }
-            _ => rest.push((*id, h)),
+    for (count, h) in new {
+        match count {
+            LayerCount::Counted(n) => check(*n, h)?,
+            LayerCount::MountId(id) => rest.push((*id, *h)),
         }
     }
     if rest.is_empty() {
@@ -1395,4 +1403,60 @@ pub fn read_to_string(fd: OwnedFd) -> io::Result<String> {
         .take(u64::MAX)
         .read_to_string(&mut s)?;
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hierarchy::Hierarchy;
+    use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, RoutingDir};
+
+    fn one_hierarchy_plan() -> Plan {
+        let host = DirInfo {
+            path: "/R/usr".into(),
+            rel: "usr".into(),
+            mode: 0o755,
+            dev: 1,
+            ino: 10,
+            empty: false,
+            read_only: false,
+            parent_dev: Some(1),
+        };
+        crate::plan::plan(&PlanInputs {
+            class: ImageClass::Sysext,
+            mode: crate::mutable::MutableMode::Disabled,
+            noexec: None,
+            extensions: vec![ExtensionInput {
+                name: "foo".into(),
+                layers: vec![ExtLayer::Content("E/foo/usr".into())],
+            }],
+            hierarchies: vec![HierarchyInput {
+                hierarchy: Hierarchy::new("/usr").unwrap(),
+                path: "/R/usr".into(),
+                host: Some(host),
+                routing_path: "/R/var/lib/extensions.mutable/usr".into(),
+                routing: RoutingDir::Missing,
+            }],
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_short_layer_stack_is_an_error() {
+        let p = one_hierarchy_plan();
+        let h = &p.hierarchies[0];
+        let n = h.lower.len();
+        assert_eq!(n, 3, "meta, foo, host");
+        assert!(verify_layers(&[(LayerCount::Counted(n), h)]).is_ok());
+        // 0: the kernel did not say; nothing to compare.
+        assert!(verify_layers(&[(LayerCount::Counted(0), h)]).is_ok());
+        match verify_layers(&[(LayerCount::Counted(n - 1), h)]) {
+            Err(Error::LayerCountMismatch {
+                hierarchy,
+                expected,
+                found,
+            }) => assert_eq!((hierarchy.as_str(), expected, found), ("/usr", n, n - 1)),
+            other => panic!("{other:?}"),
+        }
+    }
 }
