@@ -176,6 +176,9 @@ pub struct PlanReport {
 
 /// Extensions accepted for a merge.
 struct Gathered {
+    /// Each configured hierarchy as resolved when checking that none is merged yet (empty
+    /// when not checked): probing starts from these instead of resolving again.
+    hierarchies: Vec<Option<crate::root::Resolved>>,
     trees: Vec<ImageTree>,
     skipped: Vec<Skipped>,
     file_names: Vec<String>,
@@ -416,19 +419,21 @@ impl Context {
             metas.push((img, tree, rel));
         }
 
+        let mut resolved = Vec::new();
         if check_merged {
             for h in &self.hierarchies {
-                if let Some(r) = self
+                let r = self
                     .root
                     .resolve(h.relative(), OFlags::PATH | OFlags::DIRECTORY)
-                    .map_err(|e| crate::root::resolve_err(&self.root, h.relative(), e))?
-                {
+                    .map_err(|e| crate::root::resolve_err(&self.root, h.relative(), e))?;
+                if let Some(r) = &r {
                     if state::is_ours(r.fd.as_fd(), &r.path, class)? {
                         return Err(Error::AlreadyMerged {
                             hierarchy: h.to_string(),
                         });
                     }
                 }
+                resolved.push(r);
             }
         }
 
@@ -491,6 +496,7 @@ impl Context {
         file_names.sort();
         crate::version::sort_names(&mut file_names);
         Ok(Gathered {
+            hierarchies: resolved,
             trees,
             skipped,
             file_names,
@@ -617,6 +623,7 @@ impl Context {
             self.mode,
             self.opts.noexec,
             &g.trees,
+            Vec::new(),
         )?;
         let plan = plan::plan(&probed.inputs)?;
         Ok(PlanReport {
@@ -727,7 +734,7 @@ impl Context {
                 format!("{what} took {} µs", t.elapsed().as_micros()),
             ));
         };
-        let g = self.gather(!refresh, filter)?;
+        let mut g = self.gather(!refresh, filter)?;
         phase("discovery and metadata", t0);
         let t1 = std::time::Instant::now();
         let mut report = Report {
@@ -757,6 +764,7 @@ impl Context {
             mode,
             self.opts.noexec,
             &g.trees,
+            std::mem::take(&mut g.hierarchies),
         )?;
         if probed
             .hierarchies
@@ -778,6 +786,7 @@ impl Context {
                 mode,
                 self.opts.noexec,
                 &g.trees,
+                Vec::new(),
             )?;
         }
         let plan = plan::plan(&probed.inputs)?;

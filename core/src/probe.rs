@@ -219,7 +219,8 @@ fn underlying(
 /// `inspect` is false for a hierarchy no extension has content for: then only our merge on
 /// it is looked for (to be taken down), not the host directory or the routing dir.
 /// `upper_checks`: the mode may put an upper dir under the root (`auto`, `yes`), so the
-/// devices of the parents of the host and routing dirs matter.
+/// devices of the parents of the host and routing dirs matter. `resolved`: the hierarchy as
+/// the caller resolved it already (`Some(None)`: it does not exist), else it is resolved here.
 pub fn probe_hierarchy(
     root: &Root,
     class: ImageClass,
@@ -227,12 +228,16 @@ pub fn probe_hierarchy(
     routing: bool,
     inspect: bool,
     upper_checks: bool,
+    resolved: Option<Option<crate::root::Resolved>>,
 ) -> Result<(HierarchyInput, HierarchyProbe)> {
     let routing = routing && inspect;
     let rel = h.relative();
-    let resolved = root
-        .resolve(rel, OFlags::PATH | OFlags::DIRECTORY)
-        .map_err(|e| crate::root::resolve_err(root, rel, e))?;
+    let resolved = match resolved {
+        Some(r) => r,
+        None => root
+            .resolve(rel, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| crate::root::resolve_err(root, rel, e))?,
+    };
     let (path, host, current, host_rel) = match resolved {
         None => (root.display(rel), Ok(None), None, rel.to_string()),
         Some(r) => {
@@ -399,7 +404,10 @@ pub fn probe(
     mode: MutableMode,
     noexec: Option<bool>,
     trees: &[ImageTree],
+    resolved: Vec<Option<crate::root::Resolved>>,
 ) -> Result<Probed> {
+    // Hierarchies resolved already (by the check that none is merged), else resolved here.
+    let mut resolved = resolved.into_iter();
     let mut plain = Vec::with_capacity(trees.len());
     let extensions: Vec<ExtensionInput> = trees
         .iter()
@@ -434,6 +442,7 @@ pub fn probe(
             mode.uses_routing_dir(),
             inspect,
             upper_checks,
+            resolved.next(),
         )?;
         his.push(hi);
         hps.push(hp);
