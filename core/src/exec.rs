@@ -674,7 +674,7 @@ pub fn build<'p>(
             meta_bind_pending = attach_meta_bind(mnt.as_fd(), info.dot_dir, faults).is_err();
         }
         let hidden_submounts =
-            carry_submounts(root, h, mnt.as_fd(), info.dot_dir, &mounts, faults)?;
+            carry_submounts(root, h, mnt.as_fd(), info.dot_dir, &mounts, inputs)?;
         built.push(Built {
             plan: h,
             mnt,
@@ -696,15 +696,28 @@ fn carry_submounts(
     mnt: BorrowedFd<'_>,
     dot: &str,
     mounts: &MountTable,
-    faults: &FaultInjector,
+    inputs: &BuildInputs<'_>,
 ) -> Result<Vec<OwnedFd>> {
+    let faults = inputs.faults;
     let mut originals = Vec::new();
-    let Ok(Some(target)) = root.resolve(h.hierarchy.relative(), OFlags::PATH | OFlags::DIRECTORY)
-    else {
-        return Ok(originals);
+    // Without a merge of ours on it, the hierarchy is the host directory probing opened.
+    let probed = &inputs.probed.hierarchies[h.index];
+    let host_info = inputs.probed.inputs.hierarchies[h.index].host.as_ref();
+    let resolved;
+    let (target, target_rel) = match (&probed.current, &probed.host, host_info) {
+        (None, Ok(Some(hh)), Some(info)) if hh.keep.is_none() => (hh.fd.as_fd(), info.rel.as_str()),
+        _ => {
+            let Ok(Some(r)) =
+                root.resolve(h.hierarchy.relative(), OFlags::PATH | OFlags::DIRECTORY)
+            else {
+                return Ok(originals);
+            };
+            resolved = r;
+            (resolved.fd.as_fd(), resolved.rel.as_str())
+        }
     };
-    let kpath = root.host_path(&target.rel).to_string_lossy().into_owned();
-    for (m, rel) in child_mounts(target.fd.as_fd(), &kpath, dot, mounts) {
+    let kpath = root.host_path(target_rel).to_string_lossy().into_owned();
+    for (m, rel) in child_mounts(target, &kpath, dot, mounts) {
         let rel = rel.as_str();
         faults
             .step("carry submount")
