@@ -87,6 +87,14 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// The overlay of the newest mount entry, if that is the newest entry.
+    fn newest_mount(&self) -> Option<BorrowedFd<'_>> {
+        match self.undo.last()? {
+            Undo::Mount(fd) | Undo::Beneath { new: fd, .. } => Some(fd.as_fd()),
+            _ => None,
+        }
+    }
+
     fn dirs(&mut self, rels: Vec<String>, recursive: bool) {
         for rel in rels {
             self.undo.push(Undo::Dir { rel, recursive });
@@ -900,25 +908,21 @@ pub fn publish(
             }
         }
         let stacked = cur.is_some() && backup.is_none();
-        let root_fd = rustix::fs::openat(
-            &b.mnt,
-            ".",
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_at("open", &h.target))?;
+        // The journal keeps the overlay's fd (attached now, so closing it is cheap) to take
+        // the overlay down again should a later step fail.
         match backup {
             Some(backup) => journal.undo.push(Undo::Beneath {
-                new: root_fd,
+                new: b.mnt,
                 backup,
                 rel: rel.to_string(),
             }),
-            None => journal.undo.push(Undo::Mount(root_fd)),
+            None => journal.undo.push(Undo::Mount(b.mnt)),
         }
+        let mnt = journal.newest_mount().expect("journaled just now");
         if b.meta_bind_pending {
-            attach_meta_bind(b.mnt.as_fd(), class.info().dot_dir, faults)?;
+            attach_meta_bind(mnt, class.info().dot_dir, faults)?;
         }
-        verify.push((layer_count(b.mnt.as_fd()), h));
+        verify.push((layer_count(mnt), h));
         if let Some(c) = cur.filter(|_| !stacked) {
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
             let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());

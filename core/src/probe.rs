@@ -220,7 +220,8 @@ fn underlying(
 /// it is looked for (to be taken down), not the host directory or the routing dir.
 /// `upper_checks`: the mode may put an upper dir under the root (`auto`, `yes`), so the
 /// devices of the parents of the host and routing dirs matter. `resolved`: the hierarchy as
-/// the caller resolved it already (`Some(None)`: it does not exist), else it is resolved here.
+/// the caller resolved it already (`Some(None)`: it does not exist), having found no merge of
+/// ours on it; else it is resolved and looked at here.
 pub fn probe_hierarchy(
     root: &Root,
     class: ImageClass,
@@ -232,6 +233,7 @@ pub fn probe_hierarchy(
 ) -> Result<(HierarchyInput, HierarchyProbe)> {
     let routing = routing && inspect;
     let rel = h.relative();
+    let checked = resolved.is_some();
     let resolved = match resolved {
         Some(r) => r,
         None => root
@@ -244,7 +246,7 @@ pub fn probe_hierarchy(
             // `resolve` found the path from /proc/self/fd already: the kernel path is the
             // root's joined with it.
             let kpath = root.host_path(&r.rel).to_string_lossy().into_owned();
-            if state::is_ours(r.fd.as_fd(), &r.path, class)? {
+            if !checked && state::is_ours(r.fd.as_fd(), &r.path, class)? {
                 let meta = state::read_meta(r.fd.as_fd(), &r.path, class)?;
                 let host = underlying(r.fd.as_fd(), &kpath, class).map(Some);
                 let note = state::read_note(r.fd.as_fd(), class);
