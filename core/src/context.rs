@@ -613,18 +613,29 @@ impl Context {
         (p, false)
     }
 
-    /// What `merge` would do, without mounting anything and without privileges.
-    pub fn plan(&self) -> Result<PlanReport> {
-        let g = self.gather(false, None)?;
-        let probed = probe::probe(
+    /// Probe the configured hierarchies and `trees` for a merge in `mode`; `resolved`: the
+    /// hierarchies as the already-merged check resolved them (or empty).
+    fn probe(
+        &self,
+        mode: MutableMode,
+        trees: &[ImageTree],
+        resolved: Vec<Option<crate::root::Resolved>>,
+    ) -> Result<probe::Probed> {
+        probe::probe(
             &self.root,
             self.opts.class,
             &self.hierarchies,
-            self.mode,
+            mode,
             self.opts.noexec,
-            &g.trees,
-            Vec::new(),
-        )?;
+            trees,
+            resolved,
+        )
+    }
+
+    /// What `merge` would do, without mounting anything and without privileges.
+    pub fn plan(&self) -> Result<PlanReport> {
+        let g = self.gather(false, None)?;
+        let probed = self.probe(self.mode, &g.trees, Vec::new())?;
         let plan = plan::plan(&probed.inputs)?;
         Ok(PlanReport {
             plan,
@@ -757,15 +768,7 @@ impl Context {
         }
         self.sink().event(&Event::Using(g.file_names.clone()));
 
-        let mut probed = probe::probe(
-            &self.root,
-            class,
-            &self.hierarchies,
-            mode,
-            self.opts.noexec,
-            &g.trees,
-            std::mem::take(&mut g.hierarchies),
-        )?;
+        let mut probed = self.probe(mode, &g.trees, std::mem::take(&mut g.hierarchies))?;
         if probed
             .hierarchies
             .iter()
@@ -779,15 +782,7 @@ impl Context {
             ));
             let u = self.unmerge_locked()?;
             report.unmerged = u.unmerged;
-            probed = probe::probe(
-                &self.root,
-                class,
-                &self.hierarchies,
-                mode,
-                self.opts.noexec,
-                &g.trees,
-                Vec::new(),
-            )?;
+            probed = self.probe(mode, &g.trees, Vec::new())?;
         }
         let plan = plan::plan(&probed.inputs)?;
         phase("probe and plan", t1);

@@ -218,15 +218,6 @@ fn write_file_at(dir: BorrowedFd<'_>, name: &str, content: &str, what: &str) -> 
         .map_err(|e| Error::io("write", what, e))
 }
 
-fn reopen_dir(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    Ok(rustix::fs::openat(
-        fd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?)
-}
-
 /// A built, still detached overlay.
 #[derive(Debug)]
 pub struct Built<'p> {
@@ -539,7 +530,9 @@ pub fn build<'p>(
 
         // The top layer gives the merged root its mode.
         let upper_top = match &upper_fd {
-            Some(fd) => Some(reopen_dir(fd.as_fd()).map_err(|e| Error::io("open", target, e))?),
+            Some(fd) => Some(
+                crate::root::reopen_dir(fd.as_fd()).map_err(|e| Error::io("open", target, e))?,
+            ),
             None => None,
         };
         let top = upper_top.as_ref().unwrap_or(&meta_fd);
@@ -1367,12 +1360,7 @@ fn clear_dir(dfd: BorrowedFd<'_>, dev: u64, depth: usize) -> io::Result<()> {
     }
     let mut names = Vec::new();
     {
-        let fd = rustix::fs::openat(
-            dfd,
-            ".",
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+        let fd = crate::root::reopen_dir(dfd)?;
         for e in rustix::fs::Dir::read_from(&fd)? {
             let e = e?;
             let n = e.file_name().to_bytes();

@@ -255,13 +255,17 @@ pub fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
 
 /// Whether a directory (given as an fd that may be `O_PATH`) has no entries besides `.` and `..`.
 pub fn dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
-    let dfd = rustix::fs::openat(
+    owned_dir_is_empty(reopen_dir(fd)?)
+}
+
+/// The directory `fd` (which may be `O_PATH`) opened again for reading its entries.
+pub fn reopen_dir(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
         fd,
         ".",
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
-    owned_dir_is_empty(dfd)
+    )?)
 }
 
 /// Like [`dir_is_empty`], for a directory already opened for reading (consumed).
