@@ -4,7 +4,8 @@
 //! same tree, in a private mount namespace.
 //!
 //! `cargo run --release -p sysext-bench -- [--reps N] [--out DIR] [--only 64|16e]` (as root).
-//! `--profile lib|floor` runs only that tool's merge and unmerge `--reps` times (for `perf`).
+//! `--profile lib|floor` runs only that tool's merge and unmerge `--reps` times (for `perf`);
+//! `--cold` adds a process run before each merge, as in the full run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -542,8 +543,14 @@ fn main() {
                     ctx: Context::new(o).unwrap(),
                 })
             };
+            // `--cold`: run a process before every merge, as the full run does between tools
+            // (caches and branch predictors lose what the merge needs).
+            let cold = args.iter().any(|a| a == "--cold");
             let mut m = Vec::new();
             for _ in 0..reps {
+                if cold {
+                    sh("true");
+                }
                 m.extend(time(|| t.merge()));
                 assert!(t.unmerge(), "unmerge failed");
             }

@@ -196,6 +196,7 @@ pub struct Context {
     mode: MutableMode,
     faults: FaultInjector,
     initrd: bool,
+    lock_path: std::sync::OnceLock<std::path::PathBuf>,
 }
 
 fn has_cap_sys_admin() -> bool {
@@ -249,6 +250,7 @@ impl Context {
             mode,
             faults: FaultInjector::from_env(),
             initrd,
+            lock_path: std::sync::OnceLock::new(),
         })
     }
 
@@ -426,8 +428,11 @@ impl Context {
                     .root
                     .resolve(h.relative(), OFlags::PATH | OFlags::DIRECTORY)
                     .map_err(|e| crate::root::resolve_err(&self.root, h.relative(), e))?;
-                if let Some(r) = &r {
-                    if state::is_ours(r.fd.as_fd(), &r.path, class)? {
+                let mut r = r;
+                if let Some(r) = &mut r {
+                    // Kept: probing and building need the same facts.
+                    r.stat = state::dir_stat(r.fd.as_fd());
+                    if state::is_ours_stat(r.fd.as_fd(), r.stat.as_ref(), &r.path, class)? {
                         return Err(Error::AlreadyMerged {
                             hierarchy: h.to_string(),
                         });
@@ -645,7 +650,15 @@ impl Context {
     }
 
     fn lock(&self) -> Result<crate::lock::Lock> {
-        crate::lock::lock(&self.root, self.opts.class, self.opts.lock_timeout)
+        // The root fd is the context's for its whole life: its lock file's name is found once.
+        let path = match self.lock_path.get() {
+            Some(p) => p.clone(),
+            None => {
+                let p = crate::lock::path_for(&self.root, self.opts.class)?;
+                self.lock_path.get_or_init(|| p).clone()
+            }
+        };
+        crate::lock::lock_at(path, &self.root, self.opts.lock_timeout)
     }
 
     /// Merge the extensions (`merge`). Fails if a hierarchy is already merged.
@@ -848,6 +861,7 @@ impl Context {
         let (replaced, hidden_submounts) = match exec::publish(
             &self.root,
             built,
+            &probed,
             &mut old,
             &mut journal,
             &self.faults,

@@ -12,7 +12,7 @@ use crate::root::{open_beneath, proc_fd_path, Root};
 use crate::state;
 use crate::sys::mountattr::{self, mount_setattr};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use rustix::mount::OpenTreeFlags;
 use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags};
 use std::collections::HashMap;
@@ -120,7 +120,7 @@ impl Journal {
                         UnmountFlags::DETACH,
                     );
                     if let Ok(t) = root.open_in(&rel, OFlags::PATH | OFlags::DIRECTORY) {
-                        let _ = attach(&backup, &t);
+                        let _ = attach(&backup, t.as_fd());
                     }
                 }
                 Undo::Dir { rel, recursive } => {
@@ -155,16 +155,16 @@ fn drain_log(fs: BorrowedFd<'_>) -> Vec<String> {
     out
 }
 
-/// A detached tmpfs used as workspace (meta layers, ephemeral upper dirs).
-pub fn workspace(class: ImageClass, faults: &FaultInjector) -> Result<OwnedFd> {
+/// A detached tmpfs used as workspace (meta layers, ephemeral upper dirs). It is never
+/// attached anywhere (the meta bind of writable merges is a bind of the overlay), so it
+/// needs no source name.
+pub fn workspace(faults: &FaultInjector) -> Result<OwnedFd> {
     let what = "workspace tmpfs";
     faults
         .step("fsopen tmpfs")
         .map_err(|e| Error::mount("create", what, e))?;
     let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
         .map_err(|e| Error::mount("create", what, e))?;
-    rustix::mount::fsconfig_set_string(&fs, "source", class.info().short)
-        .map_err(|e| Error::mount("configure", what, e))?;
     rustix::mount::fsconfig_set_string(&fs, "mode", "0700")
         .map_err(|e| Error::mount("configure", what, e))?;
     rustix::mount::fsconfig_create(&fs).map_err(|e| Error::mount("create", what, e))?;
@@ -225,6 +225,8 @@ pub struct Built<'p> {
     pub plan: &'p HierarchyPlan,
     /// The detached overlay mount.
     pub mnt: OwnedFd,
+    /// Its unique mount id, where the kernel tells (6.8+).
+    pub mnt_id: Option<u64>,
     /// Whether the read-only bind of the meta dir still has to be attached.
     pub meta_bind_pending: bool,
     /// The ephemeral dir used, if any.
@@ -369,11 +371,10 @@ pub fn build<'p>(
     if plan.hierarchies.is_empty() {
         return Ok(Vec::new());
     }
-    let ws = workspace(class, faults)?;
+    let ws = workspace(faults)?;
     // Sub-mounts to keep visible come from listmount/statmount, or from one look at the
     // mount table for every hierarchy where the kernel lacks those.
     let mounts = MountTable::default();
-    mkdirat_ws(ws.as_fd(), "meta", 0o700)?;
 
     let mut sources = LayerSources {
         trees: inputs
@@ -393,11 +394,13 @@ pub fn build<'p>(
             .step("mkdir meta")
             .map_err(|e| Error::io("create directory", "meta layer", e))?;
         // Made with the mode the merged root gets when there is no upper layer (the umask
-        // may still take bits away: then it is changed below).
-        mkdirat_ws(ws.as_fd(), &format!("meta/{comp}"), h.top_mode & 0o777)?;
+        // may still take bits away: then it is changed below). One directory per hierarchy
+        // right in the workspace: its name is seen nowhere (layers are passed as fds).
+        let meta_name = format!("meta.{comp}");
+        mkdirat_ws(ws.as_fd(), &meta_name, h.top_mode & 0o777)?;
         let meta_fd = rustix::fs::openat(
             &ws,
-            format!("meta/{comp}").as_str(),
+            meta_name.as_str(),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
@@ -544,6 +547,10 @@ pub fn build<'p>(
             rustix::fs::fchmod(top, Mode::from_raw_mode(h.top_mode))
                 .map_err(io_at("chmod", target))?;
         }
+        // The meta dir below is made with 0755. When the meta layer just made came out with
+        // every bit asked for, and those include 0755, the umask takes none of them away.
+        let umask_keeps_0755 =
+            upper_top.is_none() && cur & 0o777 == h.top_mode && h.top_mode & 0o755 == 0o755;
 
         // The overlay. Each layer's fd is closed as soon as the overlay's context holds the
         // path (a merge of 500 layers must fit in the usual limit of 1024 open files); clones
@@ -612,21 +619,36 @@ pub fn build<'p>(
             .map_err(|e| fail(&fs, e))?;
         drop(keep);
 
-        // The meta dir, in the meta layer, naming the overlay's device.
-        let st = rustix::fs::fstat(&mnt).map_err(io_at("stat", target))?;
-        let metadir = format!("meta/{comp}/{}", info.dot_dir);
+        // The meta dir, in the meta layer, naming the overlay's device. The same statx
+        // gives the overlay's unique mount id, to count its layers once it is attached.
+        let st = rustix::fs::statx(
+            &mnt,
+            "",
+            AtFlags::EMPTY_PATH,
+            StatxFlags::BASIC_STATS
+                | StatxFlags::from_bits_retain(crate::sys::statmount::STATX_MNT_ID_UNIQUE),
+        )
+        .map_err(io_at("stat", target))?;
+        let mnt_id = (st.stx_mask & crate::sys::statmount::STATX_MNT_ID_UNIQUE != 0)
+            .then_some(st.stx_mnt_id);
         faults
             .step("write meta")
             .map_err(|e| Error::io("write", "meta dir", e))?;
-        mkdirat_ws(ws.as_fd(), &metadir, 0o755)?;
+        match rustix::fs::mkdirat(&meta_fd, info.dot_dir, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(Error::io("create directory", "meta dir", e)),
+        }
         let mfd = rustix::fs::openat(
-            &ws,
-            metadir.as_str(),
+            &meta_fd,
+            info.dot_dir,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(io_at("open", "meta dir"))?;
-        rustix::fs::fchmod(&mfd, Mode::from_raw_mode(0o755)).map_err(io_at("chmod", "meta dir"))?;
+        if !umask_keeps_0755 {
+            rustix::fs::fchmod(&mfd, Mode::from_raw_mode(0o755))
+                .map_err(io_at("chmod", "meta dir"))?;
+        }
         write_file_at(
             mfd.as_fd(),
             info.list_file,
@@ -636,7 +658,7 @@ pub fn build<'p>(
         write_file_at(
             mfd.as_fd(),
             "dev",
-            &meta::encode_dev(rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)),
+            &meta::encode_dev(st.stx_dev_major, st.stx_dev_minor),
             "meta dev",
         )?;
         if let Some(w) = &h.meta.work_dir {
@@ -658,17 +680,8 @@ pub fn build<'p>(
             ephemeral: ephemeral_used.clone(),
         };
         write_file_at(mfd.as_fd(), state::MODE_NOTE, &note.encode(), "meta note")?;
-        let now = rustix::fs::Timestamps {
-            last_access: rustix::fs::Timespec {
-                tv_sec: 0,
-                tv_nsec: rustix::fs::UTIME_NOW,
-            },
-            last_modification: rustix::fs::Timespec {
-                tv_sec: 0,
-                tv_nsec: rustix::fs::UTIME_NOW,
-            },
-        };
-        let _ = rustix::fs::futimens(&meta_fd, &now);
+        // The merged root's mtime (what `status` reports as the merge's time) is the meta
+        // layer's: set by making the meta dir in it, its last change, just now.
 
         let mut meta_bind_pending = false;
         if h.writable() {
@@ -679,6 +692,7 @@ pub fn build<'p>(
         built.push(Built {
             plan: h,
             mnt,
+            mnt_id,
             meta_bind_pending,
             ephemeral: ephemeral_used,
             hidden_submounts,
@@ -705,8 +719,12 @@ fn carry_submounts(
     let probed = &inputs.probed.hierarchies[h.index];
     let host_info = inputs.probed.inputs.hierarchies[h.index].host.as_ref();
     let resolved;
-    let (target, target_rel) = match (&probed.current, &probed.host, host_info) {
-        (None, Ok(Some(hh)), Some(info)) if hh.keep.is_none() => (hh.fd.as_fd(), info.rel.as_str()),
+    let (target, target_id, target_rel) = match (&probed.current, &probed.host, host_info) {
+        (None, Ok(Some(hh)), Some(info)) if hh.keep.is_none() => (
+            hh.fd.as_fd(),
+            hh.stat.as_ref().and_then(state::unique_mount_id),
+            info.rel.as_str(),
+        ),
         _ => {
             let Ok(Some(r)) =
                 root.resolve(h.hierarchy.relative(), OFlags::PATH | OFlags::DIRECTORY)
@@ -714,11 +732,11 @@ fn carry_submounts(
                 return Ok(originals);
             };
             resolved = r;
-            (resolved.fd.as_fd(), resolved.rel.as_str())
+            (resolved.fd.as_fd(), None, resolved.rel.as_str())
         }
     };
     let kpath = root.host_path(target_rel).to_string_lossy().into_owned();
-    for (m, rel) in child_mounts(target, &kpath, dot, mounts) {
+    for (m, rel) in child_mounts(target, target_id, &kpath, dot, mounts) {
         let rel = rel.as_str();
         faults
             .step("carry submount")
@@ -812,6 +830,7 @@ pub struct Replaced {
 pub fn publish(
     root: &Root,
     built: Vec<Built<'_>>,
+    probed: &Probed,
     old: &mut HashMap<usize, crate::probe::Current>,
     journal: &mut Journal,
     faults: &FaultInjector,
@@ -842,23 +861,33 @@ pub fn publish(
             // as undo-on-success, but removed again if the merge fails).
             journal.dirs(created, false);
         }
-        let target_fd = root
-            .open_in(rel, OFlags::PATH | OFlags::DIRECTORY)
-            .map_err(|e| Error::HierarchyCreate {
-                path: h.target.clone(),
-                source: e,
-            })?;
+        let cur = old.remove(&h.index);
+        // The top of the hierarchy, as probed: our merge on it, or the directory itself
+        // (nothing was attached there since, under the lock). Opened only when just made.
+        let opened;
+        let target_fd = match (&cur, &probed.hierarchies[h.index].host) {
+            (Some(c), _) => c.fd.as_fd(),
+            (None, Ok(Some(hh))) if hh.keep.is_none() && !h.create_target => hh.fd.as_fd(),
+            _ => {
+                opened = root
+                    .open_in(rel, OFlags::PATH | OFlags::DIRECTORY)
+                    .map_err(|e| Error::HierarchyCreate {
+                        path: h.target.clone(),
+                        source: e,
+                    })?;
+                opened.as_fd()
+            }
+        };
         faults
             .step("move_mount")
             .map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
-        let cur = old.remove(&h.index);
         let mut backup = None;
         match &cur {
             Some(_) if beneath_disabled() => {
                 // Fallback for kernels without MOVE_MOUNT_BENEATH: stack the new overlay on
                 // top (no gap either); the old one stays hidden below until `unmerge`, which
                 // removes every merge of ours stacked on the hierarchy.
-                stack_on_top(&b, &target_fd, &h.target)?;
+                stack_on_top(&b, target_fd, &h.target)?;
             }
             Some(c) => {
                 backup = Some(
@@ -875,7 +904,7 @@ pub fn publish(
                 let r = rustix::mount::move_mount(
                     &b.mnt,
                     "",
-                    &target_fd,
+                    target_fd,
                     "",
                     MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
                         | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH
@@ -885,7 +914,7 @@ pub fn publish(
                     Ok(()) => {}
                     Err(e) if beneath_unsupported(e) => {
                         backup = None;
-                        stack_on_top(&b, &target_fd, &h.target)?;
+                        stack_on_top(&b, target_fd, &h.target)?;
                     }
                     Err(e) => {
                         return Err(Error::mount(
@@ -897,7 +926,7 @@ pub fn publish(
                 }
             }
             None => {
-                stack_on_top(&b, &target_fd, &h.target)?;
+                stack_on_top(&b, target_fd, &h.target)?;
             }
         }
         let stacked = cur.is_some() && backup.is_none();
@@ -915,7 +944,7 @@ pub fn publish(
         if b.meta_bind_pending {
             attach_meta_bind(mnt, class.info().dot_dir, faults)?;
         }
-        verify.push((layer_count(mnt), h));
+        verify.push((layer_count(mnt, b.mnt_id), h));
         if let Some(c) = cur.filter(|_| !stacked) {
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
             let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
@@ -941,7 +970,7 @@ pub fn publish(
 }
 
 /// Attach the detached tree `tree` on top of whatever is at the directory `target`.
-fn attach(tree: &OwnedFd, target: &OwnedFd) -> rustix::io::Result<()> {
+fn attach(tree: &OwnedFd, target: BorrowedFd<'_>) -> rustix::io::Result<()> {
     rustix::mount::move_mount(
         tree,
         "",
@@ -953,7 +982,7 @@ fn attach(tree: &OwnedFd, target: &OwnedFd) -> rustix::io::Result<()> {
 
 /// Attach a new overlay at its hierarchy, on top of anything there (first merge, or the
 /// fallback without `MOVE_MOUNT_BENEATH`).
-fn stack_on_top(b: &Built<'_>, target_fd: &OwnedFd, target: &str) -> Result<()> {
+fn stack_on_top(b: &Built<'_>, target_fd: BorrowedFd<'_>, target: &str) -> Result<()> {
     attach(&b.mnt, target_fd).map_err(|e| Error::mount("attach overlay on", target, e))
 }
 
@@ -982,11 +1011,12 @@ impl MountTable {
 /// its path below `kpath`.
 fn child_mounts(
     dir: BorrowedFd<'_>,
+    id: Option<u64>,
     kpath: &str,
     dot: &str,
     table: &MountTable,
 ) -> Vec<(ChildMount, String)> {
-    let children: Vec<ChildMount> = match crate::sys::statmount::child_mounts(dir) {
+    let children: Vec<ChildMount> = match crate::sys::statmount::child_mounts(dir, id) {
         Some(v) => v
             .into_iter()
             .map(|(id, mount_point)| ChildMount { id, mount_point })
@@ -1027,8 +1057,9 @@ enum LayerCount {
     MountId(Option<u64>),
 }
 
-fn layer_count(mnt: BorrowedFd<'_>) -> LayerCount {
-    match crate::sys::statmount::unique_mount_id(mnt)
+fn layer_count(mnt: BorrowedFd<'_>, id: Option<u64>) -> LayerCount {
+    match id
+        .or_else(|| crate::sys::statmount::unique_mount_id(mnt))
         .and_then(|u| crate::sys::statmount::fs_type_and_options(u).ok().flatten())
     {
         Some((fstype, opts)) if fstype == "overlay" => {
@@ -1149,6 +1180,7 @@ pub fn detach_hierarchy(
             let kpath = root.host_path(&r.rel);
             for (m, sub) in child_mounts(
                 r.fd.as_fd(),
+                None,
                 &kpath.to_string_lossy(),
                 class.info().dot_dir,
                 mounts,
@@ -1196,7 +1228,7 @@ pub fn detach_hierarchy(
 pub fn restore(root: &Root, detached: Vec<Detached>) {
     for d in detached.into_iter().rev() {
         if let Ok(t) = root.open_in(&d.rel, OFlags::PATH | OFlags::DIRECTORY) {
-            let _ = attach(&d.backup, &t);
+            let _ = attach(&d.backup, t.as_fd());
         }
     }
 }
@@ -1215,7 +1247,7 @@ pub fn finish_unmerge(
                 &format!("{}/{sub}", d.rel),
                 OFlags::PATH | OFlags::DIRECTORY,
             ) {
-                let _ = attach(clone, &t);
+                let _ = attach(clone, t.as_fd());
             }
         }
         if let Some(w) = &d.work_dir {

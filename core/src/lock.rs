@@ -22,13 +22,23 @@ pub struct Lock {
 
 /// Take the lock of `root` and `class`. `timeout`: `None` waits forever, `Some(0)` does not wait.
 pub fn lock(root: &Root, class: ImageClass, timeout: Option<Duration>) -> Result<Lock> {
+    lock_at(path_for(root, class)?, root, timeout)
+}
+
+/// The lock file of `root` and `class`: named after the root directory's device and inode,
+/// so that every path to the same root takes the same lock.
+pub fn path_for(root: &Root, class: ImageClass) -> Result<PathBuf> {
     let st = rustix::fs::fstat(root.fd()).map_err(|e| Error::io("stat", root.display_root(), e))?;
-    let path = PathBuf::from(format!(
+    Ok(PathBuf::from(format!(
         "{LOCK_DIR}/{}-{}-{}.lock",
         class.info().short,
         st.st_dev,
         st.st_ino
-    ));
+    )))
+}
+
+/// Take the lock at `path` (from [`path_for`]) of `root`, as [`lock`] does.
+pub fn lock_at(path: PathBuf, root: &Root, timeout: Option<Duration>) -> Result<Lock> {
     let open = || {
         rustix::fs::open(
             &path,

@@ -36,6 +36,8 @@ pub struct HostHandle {
     pub fd: OwnedFd,
     /// A private clone of the mount holding it, kept open while in use.
     pub keep: Option<OwnedFd>,
+    /// Its [`state::dir_stat`], when the caller looked already.
+    pub stat: Option<rustix::fs::Statx>,
 }
 
 /// A merge of ours currently on a hierarchy.
@@ -78,12 +80,23 @@ pub struct Probed {
 
 fn dir_info(
     fd: BorrowedFd<'_>,
+    stat: Option<&rustix::fs::Statx>,
     path: String,
     rel: String,
     parent: Option<BorrowedFd<'_>>,
     upper_checks: bool,
 ) -> io::Result<DirInfo> {
-    let st = rustix::fs::fstat(fd)?;
+    let (mode, dev, ino) = match stat {
+        Some(st) => (
+            st.stx_mode as u32,
+            rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            st.stx_ino,
+        ),
+        None => {
+            let st = rustix::fs::fstat(fd)?;
+            (st.st_mode, st.st_dev, st.st_ino)
+        }
+    };
     let empty = dir_is_empty(fd)?;
     // Whether the mount is read-only matters only where an upper dir may go under the root.
     let read_only = upper_checks
@@ -97,9 +110,9 @@ fn dir_info(
     Ok(DirInfo {
         path,
         rel,
-        mode: st.st_mode & 0o7777,
-        dev: st.st_dev,
-        ino: st.st_ino,
+        mode: mode & 0o7777,
+        dev,
+        ino,
         empty,
         read_only,
         parent_dev,
@@ -210,6 +223,7 @@ fn underlying(
     Ok(HostHandle {
         fd,
         keep: Some(clone),
+        stat: None,
     })
 }
 
@@ -267,6 +281,7 @@ pub fn probe_hierarchy(
                     Ok(Some(HostHandle {
                         fd: r.fd,
                         keep: None,
+                        stat: r.stat,
                     })),
                     None,
                     r.rel,
@@ -284,6 +299,7 @@ pub fn probe_hierarchy(
             Some(
                 dir_info(
                     hh.fd.as_fd(),
+                    hh.stat.as_ref(),
                     path.clone(),
                     host_rel.clone(),
                     pfd.as_ref().map(|f| f.as_fd()),
@@ -314,6 +330,7 @@ pub fn probe_hierarchy(
                 };
                 let info = dir_info(
                     r.fd.as_fd(),
+                    None,
                     r.path.clone(),
                     r.rel.clone(),
                     pfd.as_ref().map(|f| f.as_fd()),

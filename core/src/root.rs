@@ -32,6 +32,8 @@ pub struct Resolved {
     pub path: String,
     /// The resolved path relative to the root, without leading slash ("" for the root).
     pub rel: String,
+    /// Its `statx` ([`crate::state::dir_stat`]), where a caller looked already.
+    pub stat: Option<rustix::fs::Statx>,
 }
 
 fn openat2_flags() -> ResolveFlags {
@@ -148,6 +150,7 @@ impl Root {
                         path: self.display(&norm),
                         rel: norm,
                         fd,
+                        stat: None,
                     }));
                 }
                 // A missing component met before any symlink is missing either way.
@@ -164,6 +167,7 @@ impl Root {
                     path: self.display(&rel),
                     rel,
                     fd,
+                    stat: None,
                 }))
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),

@@ -5,26 +5,39 @@ use crate::error::{Error, Result};
 use crate::meta;
 use crate::root::open_beneath;
 use rustix::fd::{AsFd, BorrowedFd};
-use rustix::fs::{AtFlags, OFlags, StatxFlags};
+use rustix::fs::{AtFlags, OFlags, Statx, StatxFlags};
 use std::io::Read;
 
 /// `STATX_ATTR_MOUNT_ROOT`.
 const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
 
-/// Whether `fd` (a directory) is the root of a mount.
-pub fn is_mount_point(fd: BorrowedFd<'_>) -> bool {
-    match rustix::fs::statx(
+/// `statx` of a directory: its mode, device and inode, whether it is the root of a mount,
+/// and the id of its mount (the unique one where the kernel has it, see [`unique_mount_id`]).
+pub fn dir_stat(fd: BorrowedFd<'_>) -> Option<Statx> {
+    rustix::fs::statx(
         fd,
         "",
         AtFlags::EMPTY_PATH,
-        StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
-    ) {
-        Ok(st) => {
-            st.stx_attributes.bits() & STATX_ATTR_MOUNT_ROOT != 0
-                && st.stx_attributes_mask.bits() & STATX_ATTR_MOUNT_ROOT != 0
-        }
-        Err(_) => false,
-    }
+        StatxFlags::BASIC_STATS
+            | StatxFlags::MNT_ID
+            | StatxFlags::from_bits_retain(crate::sys::statmount::STATX_MNT_ID_UNIQUE),
+    )
+    .ok()
+}
+
+fn is_mount_root(st: &Statx) -> bool {
+    st.stx_attributes.bits() & STATX_ATTR_MOUNT_ROOT != 0
+        && st.stx_attributes_mask.bits() & STATX_ATTR_MOUNT_ROOT != 0
+}
+
+/// The unique mount id in a [`dir_stat`], where the kernel gave it (6.8+).
+pub fn unique_mount_id(st: &Statx) -> Option<u64> {
+    (st.stx_mask & crate::sys::statmount::STATX_MNT_ID_UNIQUE != 0).then_some(st.stx_mnt_id)
+}
+
+/// Whether `fd` (a directory) is the root of a mount.
+pub fn is_mount_point(fd: BorrowedFd<'_>) -> bool {
+    dir_stat(fd).is_some_and(|st| is_mount_root(&st))
 }
 
 /// The mount ID of the mount `fd` is on.
@@ -47,9 +60,19 @@ fn read_small(dir: BorrowedFd<'_>, rel: &str) -> std::io::Result<String> {
 /// or by systemd: a mount point whose `<dot_dir>/dev` names its own device.
 #[doc(alias = "is_our_mount_point")]
 pub fn is_ours(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<bool> {
-    if !is_mount_point(fd) {
+    is_ours_stat(fd, dir_stat(fd).as_ref(), path, class)
+}
+
+/// [`is_ours`] with the directory's [`dir_stat`] at hand.
+pub fn is_ours_stat(
+    fd: BorrowedFd<'_>,
+    st: Option<&Statx>,
+    path: &str,
+    class: ImageClass,
+) -> Result<bool> {
+    let Some(st) = st.filter(|st| is_mount_root(st)) else {
         return Ok(false);
-    }
+    };
     let dot = class.info().dot_dir;
     let text = match read_small(fd, &format!("{dot}/dev")) {
         Ok(t) => t,
@@ -62,8 +85,7 @@ pub fn is_ours(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<bool
             path: path.to_string(),
         });
     };
-    let st = rustix::fs::fstat(fd).map_err(|e| Error::io("stat", path, e))?;
-    Ok(rustix::fs::major(st.st_dev) == ma && rustix::fs::minor(st.st_dev) == mi)
+    Ok(st.stx_dev_major == ma && st.stx_dev_minor == mi)
 }
 
 /// Read the meta dir of a merged hierarchy.

@@ -9,7 +9,8 @@ use std::io;
 
 const SYS_STATMOUNT: libc::c_long = 457;
 const SYS_LISTMOUNT: libc::c_long = 458;
-const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+/// `STATX_MNT_ID_UNIQUE` (Linux 6.8).
+pub(crate) const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
 const STATMOUNT_MNT_BASIC: u64 = 0x2;
 const STATMOUNT_MNT_POINT: u64 = 0x10;
 const STATMOUNT_FS_TYPE: u64 = 0x20;
@@ -131,12 +132,12 @@ fn statmount(id: u64, mask: u64, buf: &mut Vec<u8>) -> io::Result<Option<usize>>
 /// mount point relative to our root), from `listmount` (which lists the whole subtree) and
 /// one `statmount` per mount in it.
 /// `None` when the kernel cannot tell (before 6.8): read mountinfo instead. A child that
-/// goes away meanwhile is left out.
-pub fn child_mounts(fd: BorrowedFd<'_>) -> Option<Vec<(u64, String)>> {
+/// goes away meanwhile is left out. `id`: the unique id of `fd`'s mount, when known.
+pub fn child_mounts(fd: BorrowedFd<'_>, id: Option<u64>) -> Option<Vec<(u64, String)>> {
     if disabled() {
         return None;
     }
-    let parent = unique_mount_id(fd)?;
+    let parent = id.or_else(|| unique_mount_id(fd))?;
     let mut ids: Vec<u64> = Vec::new();
     let mut chunk = [0u64; 64];
     let mut last = 0u64;
@@ -223,7 +224,8 @@ pub fn brief(id: u64) -> io::Result<Option<MountBrief>> {
 /// comma separated, escaped) of the mount with unique id `id`. `Ok(None)` when the kernel
 /// cannot tell (no `statmount`, or no options in its answer): read mountinfo instead.
 pub fn fs_type_and_options(id: u64) -> io::Result<Option<(String, String)>> {
-    let mut buf = vec![0u8; 16 * 1024];
+    // Room for the options of a few dozen layers; grown (EOVERFLOW) for more.
+    let mut buf = vec![0u8; HEADER + 4096];
     let Some(size) = statmount(id, STATMOUNT_FS_TYPE | STATMOUNT_MNT_OPTS, &mut buf)? else {
         return Ok(None);
     };
@@ -286,7 +288,7 @@ mod tests {
     #[test]
     fn children_of_root_match_mountinfo() {
         let f = std::fs::File::open("/").unwrap();
-        let Some(mut kids) = child_mounts(f.as_fd()) else {
+        let Some(mut kids) = child_mounts(f.as_fd(), None) else {
             return;
         };
         let me = crate::state::mount_id(f.as_fd()).unwrap();
