@@ -554,7 +554,11 @@ fn main() {
                 m.extend(time(|| t.merge()));
                 assert!(t.unmerge(), "unmerge failed");
             }
-            println!("{label}: {} merge {} ms", t.name(), ms(median(m)));
+            println!(
+                "{label}: {} merge {:.1} µs",
+                t.name(),
+                median(m).map(|d| d.as_secs_f64() * 1e6).unwrap_or(f64::NAN)
+            );
             for (what, (us, n)) in phases.lock().unwrap().drain() {
                 println!("  {what}: {:.0} µs on average", us as f64 / n as f64);
             }

@@ -424,9 +424,10 @@ impl Context {
         let mut resolved = Vec::new();
         if check_merged {
             for h in &self.hierarchies {
+                // Opened for reading: probing reads its entries through it.
                 let r = self
                     .root
-                    .resolve(h.relative(), OFlags::PATH | OFlags::DIRECTORY)
+                    .resolve(h.relative(), OFlags::RDONLY | OFlags::DIRECTORY)
                     .map_err(|e| crate::root::resolve_err(&self.root, h.relative(), e))?;
                 let mut r = r;
                 if let Some(r) = &mut r {
@@ -752,11 +753,14 @@ impl Context {
     ) -> Result<Report> {
         let class = self.opts.class;
         let t0 = std::time::Instant::now();
+        let timed = self.sink().enabled(Level::Debug);
         let phase = |what: &str, t: std::time::Instant| {
-            self.sink().event(&Event::Message(
-                Level::Debug,
-                format!("{what} took {} µs", t.elapsed().as_micros()),
-            ));
+            if timed {
+                self.sink().event(&Event::Message(
+                    Level::Debug,
+                    format!("{what} took {} µs", t.elapsed().as_micros()),
+                ));
+            }
         };
         let mut g = self.gather(!refresh, filter)?;
         phase("discovery and metadata", t0);

@@ -76,6 +76,13 @@ impl fmt::Display for Event {
 pub trait EventSink: Send + Sync {
     /// Called synchronously on the calling thread.
     fn event(&self, event: &Event);
+
+    /// Whether events of `level` are wanted at all: when not, the library may skip making
+    /// them (timing messages, for instance). Every level, unless a sink says otherwise.
+    fn enabled(&self, level: Level) -> bool {
+        let _ = level;
+        true
+    }
 }
 
 impl<F: Fn(&Event) + Send + Sync> EventSink for F {
@@ -90,4 +97,8 @@ pub struct NullSink;
 
 impl EventSink for NullSink {
     fn event(&self, _: &Event) {}
+
+    fn enabled(&self, _: Level) -> bool {
+        false
+    }
 }

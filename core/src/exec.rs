@@ -944,7 +944,7 @@ pub fn publish(
         if b.meta_bind_pending {
             attach_meta_bind(mnt, class.info().dot_dir, faults)?;
         }
-        verify.push((layer_count(mnt, b.mnt_id), h));
+        verify.push((layer_count(mnt, b.mnt_id, h.lower.len()), h));
         if let Some(c) = cur.filter(|_| !stacked) {
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
             let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
@@ -1057,11 +1057,16 @@ enum LayerCount {
     MountId(Option<u64>),
 }
 
-fn layer_count(mnt: BorrowedFd<'_>, id: Option<u64>) -> LayerCount {
+fn layer_count(mnt: BorrowedFd<'_>, id: Option<u64>, layers: usize) -> LayerCount {
+    // Each layer shows as `lowerdir+=/proc/self/fd/N`, plus the other options.
+    let expect = 32 * layers + 128;
     match id
         .or_else(|| crate::sys::statmount::unique_mount_id(mnt))
-        .and_then(|u| crate::sys::statmount::fs_type_and_options(u).ok().flatten())
-    {
+        .and_then(|u| {
+            crate::sys::statmount::fs_type_and_options(u, expect)
+                .ok()
+                .flatten()
+        }) {
         Some((fstype, opts)) if fstype == "overlay" => {
             LayerCount::Counted(crate::mountinfo::overlay_lower_count(&opts))
         }

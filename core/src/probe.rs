@@ -32,7 +32,8 @@ pub struct ImageTree {
 /// The host side of a hierarchy.
 #[derive(Debug)]
 pub struct HostHandle {
-    /// The host directory underneath any merge of ours (`O_PATH`).
+    /// The host directory underneath any merge of ours, opened for reading (its entries
+    /// are read once, when probing).
     pub fd: OwnedFd,
     /// A private clone of the mount holding it, kept open while in use.
     pub keep: Option<OwnedFd>,
@@ -80,6 +81,7 @@ pub struct Probed {
 
 fn dir_info(
     fd: BorrowedFd<'_>,
+    readable: bool,
     stat: Option<&rustix::fs::Statx>,
     path: String,
     rel: String,
@@ -97,7 +99,11 @@ fn dir_info(
             (st.st_mode, st.st_dev, st.st_ino)
         }
     };
-    let empty = dir_is_empty(fd)?;
+    let empty = if readable {
+        crate::root::readable_dir_is_empty(fd)?
+    } else {
+        dir_is_empty(fd)?
+    };
     // Whether the mount is read-only matters only where an upper dir may go under the root.
     let read_only = upper_checks
         && rustix::fs::fstatvfs(fd)?
@@ -216,7 +222,7 @@ fn underlying(
     let fd = rustix::fs::openat(
         &clone,
         base,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(|_| ())?;
@@ -251,7 +257,7 @@ pub fn probe_hierarchy(
     let resolved = match resolved {
         Some(r) => r,
         None => root
-            .resolve(rel, OFlags::PATH | OFlags::DIRECTORY)
+            .resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY)
             .map_err(|e| crate::root::resolve_err(root, rel, e))?,
     };
     let (path, host, current, host_rel) = match resolved {
@@ -299,6 +305,7 @@ pub fn probe_hierarchy(
             Some(
                 dir_info(
                     hh.fd.as_fd(),
+                    true,
                     hh.stat.as_ref(),
                     path.clone(),
                     host_rel.clone(),
@@ -330,6 +337,7 @@ pub fn probe_hierarchy(
                 };
                 let info = dir_info(
                     r.fd.as_fd(),
+                    false,
                     None,
                     r.path.clone(),
                     r.rel.clone(),

@@ -232,8 +232,46 @@ pub fn parse_str(text: &str) -> Result<ReleaseData, ParseError> {
     if let Some(offset) = text.find('\0') {
         return Err(ParseError::NulByte { offset });
     }
-
     let mut out = ReleaseData::new();
+    // Most lines are plain `KEY=value` (or empty, or comments): taken whole. From the first
+    // other line on, the state machine reads the rest; it starts at a line start, where
+    // every line taken whole leaves it.
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (line, next) = match rest.find('\n') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        match plain_line(line) {
+            Some(Some((key, value))) => out.insert(key.to_string(), value.to_string()),
+            Some(None) => {}
+            None => break,
+        }
+        rest = next;
+    }
+    machine(rest, out)
+}
+
+/// A line (without its LF) the state machine would read as exactly one assignment of its
+/// text before and after the first `=`: `Some(Some((key, value)))`; as nothing (empty, or a
+/// comment): `Some(None)`; `None` for any other line (blanks, quotes, backslashes, CRs).
+fn plain_line(line: &str) -> Option<Option<(&str, &str)>> {
+    let b = line.as_bytes();
+    match b.first() {
+        None => return Some(None),
+        Some(b'#') | Some(b';') if !b.contains(&b'\r') => return Some(None),
+        _ => {}
+    }
+    let eq = b.iter().position(|&c| c == b'=')?;
+    let special = |c: &u8| matches!(c, b' ' | b'\t' | b'\r' | b'\\' | b'\'' | b'"');
+    if eq == 0 || b[..eq].iter().any(special) || b[eq + 1..].iter().any(special) {
+        return None;
+    }
+    Some(Some((&line[..eq], &line[eq + 1..])))
+}
+
+/// The env-file state machine over `text`, which starts at a line start, adding to `out`.
+fn machine(text: &str, mut out: ReleaseData) -> Result<ReleaseData, ParseError> {
     let mut cur = Pending::default();
     let mut state = State::LineStart;
 
@@ -748,6 +786,21 @@ mod tests {
         #[test]
         fn never_panics_on_special_chars(s in "[a=#; \t\r\n'\"\\\\`$x\u{feff}\u{e9}]{0,60}") {
             let _ = parse_str(&s);
+        }
+
+        #[test]
+        fn whole_lines_read_as_the_state_machine_reads_them(
+            lines in proptest::collection::vec(
+                "[a=#; \t\r'\"\\\\`$x\u{e9}]{0,12}", 0..8),
+            end in "\n?",
+        ) {
+            let text = lines.join("\n") + &end;
+            let fast = parse_str(&text).unwrap();
+            let slow = machine(&text, ReleaseData::new()).unwrap();
+            prop_assert_eq!(
+                fast.iter().collect::<Vec<_>>(),
+                slow.iter().collect::<Vec<_>>()
+            );
         }
 
         #[test]

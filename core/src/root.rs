@@ -262,6 +262,21 @@ pub fn dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
     owned_dir_is_empty(reopen_dir(fd)?)
 }
 
+/// Like [`dir_is_empty`], reading `fd` itself, which was opened for reading (not `O_PATH`).
+/// Its position is used up: for an fd read once.
+pub fn readable_dir_is_empty(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+    let mut dir = rustix::fs::RawDir::new(fd, &mut buf);
+    while let Some(ent) = dir.next() {
+        let n = ent?;
+        let n = n.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// The directory `fd` (which may be `O_PATH`) opened again for reading its entries.
 pub fn reopen_dir(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(rustix::fs::openat(
@@ -275,16 +290,7 @@ pub fn reopen_dir(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 /// Like [`dir_is_empty`], for a directory already opened for reading (consumed).
 pub fn owned_dir_is_empty(dfd: OwnedFd) -> io::Result<bool> {
     // One getdents64 into a buffer on the stack usually answers (no allocation).
-    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
-    let mut dir = rustix::fs::RawDir::new(&dfd, &mut buf);
-    while let Some(ent) = dir.next() {
-        let n = ent?;
-        let n = n.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    readable_dir_is_empty(dfd.as_fd())
 }
 
 /// Make an [`Error`] for a failed resolution under the root.

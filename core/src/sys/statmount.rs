@@ -153,7 +153,11 @@ pub fn child_mounts(fd: BorrowedFd<'_>, id: Option<u64>) -> Option<Vec<(u64, Str
         }
         last = chunk[n - 1];
     }
-    let mut buf = vec![0u8; HEADER + 4096];
+    if ids.is_empty() {
+        return Some(Vec::new());
+    }
+    // Room for a mount point of a few hundred bytes; grown (EOVERFLOW) for longer ones.
+    let mut buf = vec![0u8; HEADER + 512];
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         // listmount lists the whole subtree: keep the direct children (asking for the
@@ -199,7 +203,7 @@ pub struct MountBrief {
 /// [`MountBrief`] of the mount with unique id `id`. `Ok(None)` when the kernel cannot tell
 /// (before 6.11, which added the source): read mountinfo instead.
 pub fn brief(id: u64) -> io::Result<Option<MountBrief>> {
-    let mut buf = vec![0u8; HEADER + 4096];
+    let mut buf = vec![0u8; HEADER + 1024];
     let mask = STATMOUNT_MNT_BASIC | STATMOUNT_MNT_POINT | STATMOUNT_FS_TYPE | STATMOUNT_SB_SOURCE;
     let Some(size) = statmount(id, mask, &mut buf)? else {
         return Ok(None);
@@ -223,9 +227,12 @@ pub fn brief(id: u64) -> io::Result<Option<MountBrief>> {
 /// File system type and file-system-specific options (as `show_options` prints them,
 /// comma separated, escaped) of the mount with unique id `id`. `Ok(None)` when the kernel
 /// cannot tell (no `statmount`, or no options in its answer): read mountinfo instead.
-pub fn fs_type_and_options(id: u64) -> io::Result<Option<(String, String)>> {
-    // Room for the options of a few dozen layers; grown (EOVERFLOW) for more.
-    let mut buf = vec![0u8; HEADER + 4096];
+/// `expect`: about how long the options are (the buffer grows when they do not fit).
+pub fn fs_type_and_options(id: u64, expect: usize) -> io::Result<Option<(String, String)>> {
+    fs_type_and_options_in(id, vec![0u8; HEADER + 64 + expect.min(1 << 20)])
+}
+
+fn fs_type_and_options_in(id: u64, mut buf: Vec<u8>) -> io::Result<Option<(String, String)>> {
     let Some(size) = statmount(id, STATMOUNT_FS_TYPE | STATMOUNT_MNT_OPTS, &mut buf)? else {
         return Ok(None);
     };
@@ -252,9 +259,29 @@ mod tests {
             return;
         };
         // /proc is procfs on every machine this runs on.
-        if let Some((fstype, _)) = fs_type_and_options(id).unwrap() {
+        if let Some((fstype, _)) = fs_type_and_options(id, 0).unwrap() {
             assert_eq!(fstype, "proc");
         }
+    }
+
+    #[test]
+    fn a_short_buffer_grows() {
+        let f = std::fs::File::open("/").unwrap();
+        let Some(id) = unique_mount_id(f.as_fd()) else {
+            return;
+        };
+        let Some(big) = fs_type_and_options_in(id, vec![0u8; HEADER + 4096]).unwrap() else {
+            return;
+        };
+        // Too short even for the file system type: EOVERFLOW, grown, asked again.
+        let small = fs_type_and_options_in(id, vec![0u8; HEADER + 2]).unwrap();
+        assert_eq!(small, Some(big.clone()));
+        // The options are those mountinfo shows after the superblock's own flags.
+        let old = crate::state::mount_id(f.as_fd()).unwrap();
+        let mi = crate::mountinfo::read_self().unwrap();
+        let m = mi.iter().find(|m| m.id == old).unwrap();
+        assert_eq!(big.0, m.fstype);
+        assert!(m.super_options.ends_with(&big.1), "{m:?} {big:?}");
     }
 
     #[test]
