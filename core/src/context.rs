@@ -723,10 +723,11 @@ impl Context {
             else {
                 continue;
             };
-            if !matches!(state::is_ours(r.fd.as_fd(), &r.path, class), Ok(true)) {
+            let st = state::dir_stat(r.fd.as_fd());
+            let Ok(Some(dev)) = state::merged_dev(r.fd.as_fd(), st.as_ref(), &r.path, class) else {
                 continue;
-            }
-            let Ok(m) = state::read_meta(r.fd.as_fd(), &r.path, class) else {
+            };
+            let Ok(m) = state::read_meta(r.fd.as_fd(), &r.path, class, dev) else {
                 continue;
             };
             for name in m.extensions {
@@ -1002,9 +1003,10 @@ impl Context {
                     continue;
                 }
             };
-            match state::is_ours(r.fd.as_fd(), &r.path, class) {
-                Ok(true) => {
-                    let m = state::read_meta(r.fd.as_fd(), &r.path, class)?;
+            let st = state::dir_stat(r.fd.as_fd());
+            match state::merged_dev(r.fd.as_fd(), st.as_ref(), &r.path, class) {
+                Ok(Some(dev)) => {
+                    let m = state::read_meta(r.fd.as_fd(), &r.path, class, dev)?;
                     let note = state::read_note(r.fd.as_fd(), class);
                     out.push(HierarchyStatus {
                         hierarchy: h.to_string(),
@@ -1014,7 +1016,7 @@ impl Context {
                         upper: note.map(|n| n.upper),
                     });
                 }
-                Ok(false) => out.push(HierarchyStatus {
+                Ok(None) => out.push(HierarchyStatus {
                     hierarchy: h.to_string(),
                     extensions: None,
                     since_usec: None,

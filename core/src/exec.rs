@@ -1173,10 +1173,11 @@ pub fn detach_hierarchy(
         else {
             return Ok(());
         };
-        if !state::is_ours(r.fd.as_fd(), &r.path, class)? {
+        let st = state::dir_stat(r.fd.as_fd());
+        let Some(dev) = state::merged_dev(r.fd.as_fd(), st.as_ref(), &r.path, class)? else {
             return Ok(());
-        }
-        let meta = state::read_meta(r.fd.as_fd(), &r.path, class).unwrap_or_default();
+        };
+        let meta = state::read_meta(r.fd.as_fd(), &r.path, class, dev).unwrap_or_default();
         let ephemeral = state::read_note(r.fd.as_fd(), class).and_then(|n| n.ephemeral);
         // Mounts on top of the merge (other than the meta bind) are put back on the host
         // hierarchy afterwards, as systemd does.
@@ -1185,7 +1186,7 @@ pub fn detach_hierarchy(
             let kpath = root.host_path(&r.rel);
             for (m, sub) in child_mounts(
                 r.fd.as_fd(),
-                None,
+                st.as_ref().and_then(state::unique_mount_id),
                 &kpath.to_string_lossy(),
                 class.info().dot_dir,
                 mounts,

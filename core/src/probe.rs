@@ -266,8 +266,14 @@ pub fn probe_hierarchy(
             // `resolve` found the path from /proc/self/fd already: the kernel path is the
             // root's joined with it.
             let kpath = root.host_path(&r.rel).to_string_lossy().into_owned();
-            if !checked && state::is_ours(r.fd.as_fd(), &r.path, class)? {
-                let meta = state::read_meta(r.fd.as_fd(), &r.path, class)?;
+            let dev = if checked {
+                None
+            } else {
+                let st = state::dir_stat(r.fd.as_fd());
+                state::merged_dev(r.fd.as_fd(), st.as_ref(), &r.path, class)?
+            };
+            if let Some(dev) = dev {
+                let meta = state::read_meta(r.fd.as_fd(), &r.path, class, dev)?;
                 let host = underlying(r.fd.as_fd(), &kpath, class).map(Some);
                 let note = state::read_note(r.fd.as_fd(), class);
                 (

@@ -70,13 +70,24 @@ pub fn is_ours_stat(
     path: &str,
     class: ImageClass,
 ) -> Result<bool> {
+    Ok(merged_dev(fd, st, path, class)?.is_some())
+}
+
+/// The device (major, minor) of the merge on the directory `fd` when [`is_ours`]: what its
+/// `dev` file names, and its own device. `None` when it is not such a merge.
+pub fn merged_dev(
+    fd: BorrowedFd<'_>,
+    st: Option<&Statx>,
+    path: &str,
+    class: ImageClass,
+) -> Result<Option<(u32, u32)>> {
     let Some(st) = st.filter(|st| is_mount_root(st)) else {
-        return Ok(false);
+        return Ok(None);
     };
     let dot = class.info().dot_dir;
     let text = match read_small(fd, &format!("{dot}/dev")) {
         Ok(t) => t,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(Error::io("read", format!("{path}/{dot}/dev"), e)),
     };
     let Some((ma, mi)) = meta::decode_dev(&text) else {
@@ -85,11 +96,16 @@ pub fn is_ours_stat(
             path: path.to_string(),
         });
     };
-    Ok(st.stx_dev_major == ma && st.stx_dev_minor == mi)
+    Ok((st.stx_dev_major == ma && st.stx_dev_minor == mi).then_some((ma, mi)))
 }
 
-/// Read the meta dir of a merged hierarchy.
-pub fn read_meta(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<meta::MetaDir> {
+/// Read the meta dir of a merged hierarchy, whose `dev` file [`merged_dev`] read already.
+pub fn read_meta(
+    fd: BorrowedFd<'_>,
+    path: &str,
+    class: ImageClass,
+    dev: (u32, u32),
+) -> Result<meta::MetaDir> {
     let info = class.info();
     let ext = read_small(fd, &format!("{}/{}", info.dot_dir, info.list_file)).map_err(|e| {
         Error::io(
@@ -98,9 +114,7 @@ pub fn read_meta(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<me
             e,
         )
     })?;
-    let dev = read_small(fd, &format!("{}/dev", info.dot_dir))
-        .ok()
-        .and_then(|t| meta::decode_dev(&t));
+    let dev = Some(dev);
     let work_dir = read_small(fd, &format!("{}/work_dir", info.dot_dir))
         .ok()
         .and_then(|t| meta::decode_work_dir(&t));
