@@ -415,3 +415,34 @@ fn incompatible_extension_is_skipped_with_reason() {
     );
     ctx.unmerge().unwrap();
 }
+
+#[test]
+fn merged_root_and_meta_dir_modes_do_not_depend_on_the_umask() {
+    if !isolated("merged_root_and_meta_dir_modes_do_not_depend_on_the_umask") {
+        return;
+    }
+    // The merged root takes the host hierarchy's mode, the meta dir 0755, whatever the
+    // umask of the merging process (the test runs alone in its own process).
+    for (umask, host_mode) in [
+        (0o022, 0o755),
+        (0o077, 0o755),
+        (0o022, 0o751),
+        (0o027, 0o775),
+    ] {
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask));
+        let r = std_root(&format!("umask{umask:o}-{host_mode:o}"));
+        std::fs::set_permissions(r.p("usr"), std::fs::Permissions::from_mode(host_mode)).unwrap();
+        let ctx = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
+        ctx.merge().unwrap();
+        let mode = |p: &str| std::fs::metadata(r.p(p)).unwrap().mode() & 0o7777;
+        assert_eq!(mode("usr"), host_mode, "umask {umask:o}");
+        assert_eq!(mode("usr/.systemd-sysext"), 0o755, "umask {umask:o}");
+        assert_eq!(
+            r.read("usr/.systemd-sysext/extensions").as_deref(),
+            Some("foo\n")
+        );
+        ctx.unmerge().unwrap();
+        assert_eq!(mode("usr"), host_mode);
+    }
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+}
