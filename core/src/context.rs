@@ -566,9 +566,14 @@ impl Context {
                 // It must be an extension (a matching release file of either class) or an
                 // OS tree; an OS tree is then skipped (unless forced).
                 let rel = extension::load_release(tree.as_fd(), class, &img.name);
-                let other = extension::load_release(tree.as_fd(), class.other(), &img.name);
                 let os_tree = extension::has_os_release(tree.as_fd());
-                if !os_tree && rel.file.is_none() && other.file.is_none() {
+                // The other class's release file is looked for only when it decides.
+                if !os_tree
+                    && rel.file.is_none()
+                    && extension::load_release(tree.as_fd(), class.other(), &img.name)
+                        .file
+                        .is_none()
+                {
                     let why = rel.problem.clone().unwrap_or_default();
                     return Err(meta_err(
                         format!("No medium found ({why})"),

@@ -305,8 +305,13 @@ pub fn open_image(
     let st = rustix::fs::fstat(&fd).map_err(|e| ImageError::io("stat", e.into()))?;
     let is_regular =
         rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
-    let size = rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0))
-        .map_err(|e| ImageError::io("size", e.into()))?;
+    // A block device's size is where its end is; a file's is in its stat.
+    let size = if is_regular {
+        st.st_size as u64
+    } else {
+        rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0))
+            .map_err(|e| ImageError::io("size", e.into()))?
+    };
     let file = File::from(fd);
 
     // A naked file system?
