@@ -658,3 +658,38 @@ fn private_dirs_read_only_meta_and_confext_flags() {
         c.unmerge().unwrap();
     }
 }
+
+#[test]
+fn an_unreadable_hierarchy_without_content_does_not_stop_a_merge() {
+    if !isolated("an_unreadable_hierarchy_without_content_does_not_stop_a_merge") {
+        return;
+    }
+    // Hierarchies are opened for reading (their entries are read through the same fd); one
+    // the caller may not read is opened O_PATH instead. Here /opt (no extension has content
+    // for it) belongs to someone else, mode 0311, and the process keeps CAP_SYS_ADMIN but
+    // drops the capabilities that bypass read permission (it runs alone in its own process).
+    let r = TestRoot::new("unreadable-opt");
+    r.sysext("foo", &[("usr/bin/foo", "from foo\n")]);
+    r.mkdir("opt/secret");
+    std::os::unix::fs::chown(r.p("opt"), Some(12345), Some(12345)).unwrap();
+    std::fs::set_permissions(r.p("opt"), std::fs::Permissions::from_mode(0o311)).unwrap();
+    use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
+    let mut caps = capabilities(None).unwrap();
+    caps.effective
+        .remove(CapabilitySet::DAC_OVERRIDE | CapabilitySet::DAC_READ_SEARCH);
+    set_capabilities(None, caps).unwrap();
+    assert!(
+        std::fs::read_dir(r.p("opt")).is_err(),
+        "/opt is unreadable now"
+    );
+    let ctx = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
+    let rep = ctx.merge().unwrap();
+    assert_eq!(rep.merged, vec!["foo"]);
+    assert_eq!(r.read("usr/bin/foo").as_deref(), Some("from foo\n"));
+    assert_eq!(ctx.status().unwrap().len(), 2);
+    ctx.unmerge().unwrap();
+    assert_eq!(r.read("usr/bin/foo"), None);
+    caps.effective
+        .insert(CapabilitySet::DAC_OVERRIDE | CapabilitySet::DAC_READ_SEARCH);
+    set_capabilities(None, caps).unwrap();
+}

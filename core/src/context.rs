@@ -427,7 +427,7 @@ impl Context {
                 // Opened for reading: probing reads its entries through it.
                 let r = self
                     .root
-                    .resolve(h.relative(), OFlags::RDONLY | OFlags::DIRECTORY)
+                    .resolve_dir(h.relative())
                     .map_err(|e| crate::root::resolve_err(&self.root, h.relative(), e))?;
                 let mut r = r;
                 if let Some(r) = &mut r {

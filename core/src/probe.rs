@@ -99,10 +99,11 @@ fn dir_info(
             (st.st_mode, st.st_dev, st.st_ino)
         }
     };
-    let empty = if readable {
-        crate::root::readable_dir_is_empty(fd)?
-    } else {
-        dir_is_empty(fd)?
+    // An fd opened `O_PATH` (no read permission) is opened again by `dir_is_empty`.
+    let empty = match readable.then(|| crate::root::readable_dir_is_empty(fd)) {
+        Some(Err(e)) if e.raw_os_error() == Some(libc::EBADF) => dir_is_empty(fd)?,
+        Some(r) => r?,
+        None => dir_is_empty(fd)?,
     };
     // Whether the mount is read-only matters only where an upper dir may go under the root.
     let read_only = upper_checks
@@ -219,12 +220,18 @@ fn underlying(
             | OpenTreeFlags::AT_EMPTY_PATH,
     )
     .map_err(|_| ())?;
-    let fd = rustix::fs::openat(
-        &clone,
-        base,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
+    let open = |how: OFlags| {
+        rustix::fs::openat(
+            &clone,
+            base,
+            how | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    let fd = match open(OFlags::RDONLY) {
+        Err(rustix::io::Errno::ACCESS) => open(OFlags::PATH),
+        r => r,
+    }
     .map_err(|_| ())?;
     Ok(HostHandle {
         fd,
@@ -257,7 +264,7 @@ pub fn probe_hierarchy(
     let resolved = match resolved {
         Some(r) => r,
         None => root
-            .resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY)
+            .resolve_dir(rel)
             .map_err(|e| crate::root::resolve_err(root, rel, e))?,
     };
     let (path, host, current, host_rel) = match resolved {

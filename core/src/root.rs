@@ -175,6 +175,17 @@ impl Root {
         }
     }
 
+    /// [`Root::resolve`] a directory, opened for reading its entries where the caller may
+    /// read it, else (`EACCES`) as `O_PATH`.
+    pub fn resolve_dir(&self, rel: &str) -> io::Result<Option<Resolved>> {
+        match self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                self.resolve(rel, OFlags::PATH | OFlags::DIRECTORY)
+            }
+            r => r,
+        }
+    }
+
     /// Root-relative path of an fd below the root, from `/proc/self/fd`.
     pub fn rel_of(&self, fd: BorrowedFd<'_>) -> Option<String> {
         let p = fd_path(fd)?;
