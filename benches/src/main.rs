@@ -4,7 +4,8 @@
 //! same tree, in a private mount namespace.
 //!
 //! `cargo run --release -p sysext-bench -- [--reps N] [--out DIR] [--only 64|16e]` (as root).
-//! `--profile lib|floor` runs only that tool's merge and unmerge `--reps` times (for `perf`);
+//! `--profile lib|floor|floor-meta` runs only that tool's merge and unmerge `--reps` times
+//! (for `perf`);
 //! `--cold` adds a process run before each merge, as in the full run.
 
 use std::path::{Path, PathBuf};
@@ -149,10 +150,17 @@ impl Tool for Lib {
 /// The same read-only overlay on /usr (same layers: a meta layer on a detached tmpfs, a
 /// private read-only bind of each image, the host /usr) from the fewest system calls, with
 /// no discovery, no release-file parsing and no checks. Unmerge is one umount2.
+///
+/// With `meta`, the meta layer also gets the two files of systemd's on-disk contract,
+/// `.systemd-sysext/extensions` and `.systemd-sysext/dev` (the overlay's device), as
+/// systemd-sysext 257 and the library write them: then the result is a merge that
+/// `systemd-sysext status` and `unmerge` recognize, the same overlay with the same content
+/// (the library adds one file of its own).
 struct Floor {
     root: PathBuf,
     n: usize,
     erofs: bool,
+    meta: bool,
 }
 
 impl Floor {
@@ -245,13 +253,36 @@ impl Floor {
             FsMountFlags::FSMOUNT_CLOEXEC,
             MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV,
         )?;
+        if self.meta {
+            let st = rustix::fs::fstat(&m)?;
+            rustix::fs::mkdirat(&meta, ".systemd-sysext", Mode::from_raw_mode(0o755))?;
+            let names: String = (0..self.n).map(|i| format!("e{i:03}\n")).collect();
+            let dev = format!(
+                "{}:{}\n",
+                rustix::fs::major(st.st_dev),
+                rustix::fs::minor(st.st_dev)
+            );
+            for (file, text) in [("extensions", names), ("dev", dev)] {
+                let f = rustix::fs::openat(
+                    &meta,
+                    format!(".systemd-sysext/{file}").as_str(),
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o644),
+                )?;
+                rustix::io::write(&f, text.as_bytes())?;
+            }
+        }
         Ok(m)
     }
 }
 
 impl Tool for Floor {
     fn name(&self) -> &'static str {
-        "syscall floor"
+        if self.meta {
+            "syscall floor + meta files"
+        } else {
+            "syscall floor"
+        }
     }
     fn merge(&mut self) -> bool {
         use rustix::mount::*;
@@ -513,11 +544,12 @@ fn main() {
         if let Some(which) = &profile {
             // `--profile lib|floor`: only that tool's merge and unmerge, `reps` times, for
             // `perf record`; prints the median merge time.
-            let mut t: Box<dyn Tool> = if which == "floor" {
+            let mut t: Box<dyn Tool> = if which == "floor" || which == "floor-meta" {
                 Box::new(Floor {
                     root: sb.clone(),
                     n,
                     erofs,
+                    meta: which == "floor-meta",
                 })
             } else {
                 // With SYSEXT_BENCH_PHASES=1, sum the library's phase timings (debug events).
@@ -576,6 +608,13 @@ fn main() {
                 root: sb.clone(),
                 n,
                 erofs,
+                meta: false,
+            }),
+            Box::new(Floor {
+                root: sb.clone(),
+                n,
+                erofs,
+                meta: true,
             }),
         ];
         if have_systemd {

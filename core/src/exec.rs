@@ -638,33 +638,40 @@ pub fn build<'p>(
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(Error::io("create directory", "meta dir", e)),
         }
-        let mfd = rustix::fs::openat(
-            &meta_fd,
-            info.dot_dir,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(io_at("open", "meta dir"))?;
         if !umask_keeps_0755 {
-            rustix::fs::fchmod(&mfd, Mode::from_raw_mode(0o755))
-                .map_err(io_at("chmod", "meta dir"))?;
+            // The meta dir was just made in our own tmpfs: no symlink to fear.
+            rustix::fs::chmodat(
+                &meta_fd,
+                info.dot_dir,
+                Mode::from_raw_mode(0o755),
+                AtFlags::empty(),
+            )
+            .map_err(io_at("chmod", "meta dir"))?;
         }
+        // The files are made by their paths below the meta layer (no fd for the meta dir).
+        let in_meta = |name: &str| {
+            let mut p = String::with_capacity(info.dot_dir.len() + 1 + name.len());
+            p.push_str(info.dot_dir);
+            p.push('/');
+            p.push_str(name);
+            p
+        };
         write_file_at(
-            mfd.as_fd(),
-            info.list_file,
+            meta_fd.as_fd(),
+            &in_meta(info.list_file),
             &meta::encode_extensions(&h.meta.extensions),
             "meta extensions",
         )?;
         write_file_at(
-            mfd.as_fd(),
-            "dev",
+            meta_fd.as_fd(),
+            &in_meta("dev"),
             &meta::encode_dev(st.stx_dev_major, st.stx_dev_minor),
             "meta dev",
         )?;
         if let Some(w) = &h.meta.work_dir {
             write_file_at(
-                mfd.as_fd(),
-                "work_dir",
+                meta_fd.as_fd(),
+                &in_meta("work_dir"),
                 &meta::encode_work_dir(w),
                 "meta work_dir",
             )?;
@@ -679,7 +686,12 @@ pub fn build<'p>(
             fingerprint: inputs.fingerprint,
             ephemeral: ephemeral_used.clone(),
         };
-        write_file_at(mfd.as_fd(), state::MODE_NOTE, &note.encode(), "meta note")?;
+        write_file_at(
+            meta_fd.as_fd(),
+            &in_meta(state::MODE_NOTE),
+            &note.encode(),
+            "meta note",
+        )?;
         // The merged root's mtime (what `status` reports as the merge's time) is the meta
         // layer's: set by making the meta dir in it, its last change, just now.
 
