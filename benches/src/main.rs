@@ -380,6 +380,34 @@ fn round(tool: &mut dyn Tool, usr: &Path) -> [Option<Duration>; 3] {
     [Some(dm), dr, du]
 }
 
+/// Orders of `n` tools (a Williams design: `n` rows for even `n`, `2n` for odd) in which,
+/// within rows, each tool immediately follows each other tool equally often.
+fn williams(n: usize) -> Vec<Vec<usize>> {
+    // First row 0, 1, n-1, 2, n-2, …; the others add 1, 2, … (mod n).
+    let mut first = Vec::with_capacity(n);
+    let (mut lo, mut hi) = (0usize, n);
+    for j in 0..n {
+        if j % 2 == 0 {
+            first.push(lo);
+            lo += 1;
+        } else {
+            hi -= 1;
+            first.push(hi);
+        }
+    }
+    let mut rows: Vec<Vec<usize>> = (0..n)
+        .map(|r| first.iter().map(|&t| (t + r) % n).collect())
+        .collect();
+    if n % 2 == 1 {
+        let mirrored: Vec<Vec<usize>> = rows
+            .iter()
+            .map(|r| r.iter().rev().copied().collect())
+            .collect();
+        rows.extend(mirrored);
+    }
+    rows
+}
+
 /// Measure all tools interleaved (one round of each tool per repetition), so that load
 /// changes on a noisy machine hit every tool alike.
 fn measure_all(tools: &mut [Box<dyn Tool>], reps: usize, usr: &Path) -> Vec<Row> {
@@ -389,11 +417,12 @@ fn measure_all(tools: &mut [Box<dyn Tool>], reps: usize, usr: &Path) -> Vec<Row>
         .collect();
     let mut failed = vec![false; tools.len()];
     let n = tools.len();
+    // What ran just before a tool (a process that was spawned, mounts taken down) affects
+    // its caches and the deferred work it meets: the orders come from a Williams design, in
+    // which every tool follows every other one equally often.
+    let orders = williams(n);
     for rep in 0..reps {
-        // Each repetition starts with the next tool, so that every tool follows every other
-        // one equally often (what ran just before affects caches and pending RCU work).
-        for k in 0..n {
-            let i = (rep + k) % n;
+        for &i in &orders[rep % orders.len()] {
             if failed[i] {
                 continue;
             }
@@ -665,4 +694,33 @@ fn main() {
     std::fs::write(out.join("results.md"), &table).unwrap();
     std::fs::write(out.join("results.csv"), &csv).unwrap();
     print!("{table}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::williams;
+
+    #[test]
+    fn every_tool_follows_every_other_one_equally_often() {
+        for n in 1..=7 {
+            let rows = williams(n);
+            let mut follows = vec![vec![0usize; n]; n];
+            for r in &rows {
+                let mut sorted = r.clone();
+                sorted.sort();
+                assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "a permutation");
+                for w in r.windows(2) {
+                    follows[w[1]][w[0]] += 1;
+                }
+            }
+            let counts: Vec<usize> = (0..n)
+                .flat_map(|a| (0..n).filter(move |&b| b != a).map(move |b| (a, b)))
+                .map(|(a, b)| follows[a][b])
+                .collect();
+            assert!(
+                counts.windows(2).all(|w| w[0] == w[1]),
+                "n = {n}: {follows:?}"
+            );
+        }
+    }
 }
