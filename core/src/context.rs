@@ -728,8 +728,7 @@ impl Context {
             else {
                 continue;
             };
-            let st = state::dir_stat(r.fd.as_fd());
-            let Ok(Some(dev)) = state::merged_dev(r.fd.as_fd(), st.as_ref(), &r.path, class) else {
+            let Ok(Some(dev)) = state::merged_dev_at(r.fd.as_fd(), &r.path, class) else {
                 continue;
             };
             let Ok(m) = state::read_meta(r.fd.as_fd(), &r.path, class, dev) else {
@@ -1008,8 +1007,7 @@ impl Context {
                     continue;
                 }
             };
-            let st = state::dir_stat(r.fd.as_fd());
-            match state::merged_dev(r.fd.as_fd(), st.as_ref(), &r.path, class) {
+            match state::merged_dev_at(r.fd.as_fd(), &r.path, class) {
                 Ok(Some(dev)) => {
                     let m = state::read_meta(r.fd.as_fd(), &r.path, class, dev)?;
                     let note = state::read_note(r.fd.as_fd(), class);

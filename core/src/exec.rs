@@ -629,15 +629,11 @@ pub fn build<'p>(
                 | StatxFlags::from_bits_retain(crate::sys::statmount::STATX_MNT_ID_UNIQUE),
         )
         .map_err(io_at("stat", target))?;
-        let mnt_id = (st.stx_mask & crate::sys::statmount::STATX_MNT_ID_UNIQUE != 0)
-            .then_some(st.stx_mnt_id);
+        let mnt_id = state::unique_mount_id(&st);
         faults
             .step("write meta")
             .map_err(|e| Error::io("write", "meta dir", e))?;
-        match rustix::fs::mkdirat(&meta_fd, info.dot_dir, Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
-            Err(e) => return Err(Error::io("create directory", "meta dir", e)),
-        }
+        mkdirat_ws(meta_fd.as_fd(), info.dot_dir, 0o755)?;
         if !umask_keeps_0755 {
             // The meta dir was just made in our own tmpfs: no symlink to fear.
             rustix::fs::chmodat(

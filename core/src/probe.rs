@@ -276,8 +276,7 @@ pub fn probe_hierarchy(
             let dev = if checked {
                 None
             } else {
-                let st = state::dir_stat(r.fd.as_fd());
-                state::merged_dev(r.fd.as_fd(), st.as_ref(), &r.path, class)?
+                state::merged_dev_at(r.fd.as_fd(), &r.path, class)?
             };
             if let Some(dev) = dev {
                 let meta = state::read_meta(r.fd.as_fd(), &r.path, class, dev)?;

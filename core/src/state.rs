@@ -60,7 +60,16 @@ fn read_small(dir: BorrowedFd<'_>, rel: &str) -> std::io::Result<String> {
 /// or by systemd: a mount point whose `<dot_dir>/dev` names its own device.
 #[doc(alias = "is_our_mount_point")]
 pub fn is_ours(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<bool> {
-    is_ours_stat(fd, dir_stat(fd).as_ref(), path, class)
+    Ok(merged_dev_at(fd, path, class)?.is_some())
+}
+
+/// [`merged_dev`] of the directory `fd`, looked at here.
+pub fn merged_dev_at(
+    fd: BorrowedFd<'_>,
+    path: &str,
+    class: ImageClass,
+) -> Result<Option<(u32, u32)>> {
+    merged_dev(fd, dir_stat(fd).as_ref(), path, class)
 }
 
 /// [`is_ours`] with the directory's [`dir_stat`] at hand.
