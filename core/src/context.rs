@@ -11,13 +11,12 @@ use crate::extension::{self, ReleaseInfo};
 use crate::hierarchy::Hierarchy;
 use crate::mutable::MutableMode;
 use crate::plan::{self, Plan};
-use crate::probe::{self, Current, ImageTree};
+use crate::probe::{self, ImageTree};
 use crate::release::{self, ReleaseData};
 use crate::root::Root;
 use crate::state::{self, HierarchyStatus};
 use rustix::fd::AsFd;
 use rustix::fs::OFlags;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -859,19 +858,12 @@ impl Context {
         };
         phase("building the overlays", t2);
         let t3 = std::time::Instant::now();
-        let mut old: HashMap<usize, Current> = HashMap::new();
         let mut probed = probed;
-        for (i, hp) in probed.hierarchies.iter_mut().enumerate() {
-            if let Some(c) = hp.current.take() {
-                old.insert(i, c);
-            }
-        }
         let targets: Vec<String> = built.iter().map(|b| b.plan.target.clone()).collect();
         let (replaced, hidden_submounts) = match exec::publish(
             &self.root,
             built,
-            &probed,
-            &mut old,
+            &mut probed,
             &mut journal,
             &self.faults,
             self.sink(),
@@ -887,8 +879,11 @@ impl Context {
         report.hierarchies = targets;
         phase("attaching", t3);
         exec::finish_replace(&self.root, replaced, hidden_submounts, self.sink());
-        // Old merges on hierarchies that get no new overlay.
-        for (i, c) in old {
+        // Old merges on hierarchies that get no new overlay (publish took the others).
+        for (i, hp) in probed.hierarchies.iter_mut().enumerate() {
+            let Some(c) = hp.current.take() else {
+                continue;
+            };
             let h = &self.hierarchies[i];
             drop(c);
             if exec::unmerge_hierarchy(&self.root, class, h.relative(), &self.faults, self.sink())?

@@ -832,14 +832,13 @@ pub struct Replaced {
     pub path: String,
 }
 
-/// Attach built overlays. Where `old` has a merge of ours on the same hierarchy, the new
-/// overlay is put beneath it (`MOVE_MOUNT_BENEATH`), so readers never see the host tree in
-/// between; the old overlays are detached by [`finish_replace`].
+/// Attach built overlays. Where `probed` found a merge of ours on the same hierarchy (taken
+/// out of it here), the new overlay is put beneath it (`MOVE_MOUNT_BENEATH`), so readers never
+/// see the host tree in between; the old overlays are detached by [`finish_replace`].
 pub fn publish(
     root: &Root,
     built: Vec<Built<'_>>,
-    probed: &Probed,
-    old: &mut HashMap<usize, crate::probe::Current>,
+    probed: &mut Probed,
     journal: &mut Journal,
     faults: &FaultInjector,
     sink: &dyn EventSink,
@@ -869,7 +868,8 @@ pub fn publish(
             // as undo-on-success, but removed again if the merge fails).
             journal.dirs(created, false);
         }
-        let cur = old.remove(&h.index);
+        // The merge this one replaces, taken out of the probe.
+        let cur = probed.hierarchies[h.index].current.take();
         // The top of the hierarchy, as probed: our merge on it, or the directory itself
         // (nothing was attached there since, under the lock). Opened only when just made.
         let opened;
