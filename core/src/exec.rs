@@ -1182,10 +1182,11 @@ pub fn detach_hierarchy(
             return Ok(());
         };
         let st = state::dir_stat(r.fd.as_fd());
-        let Some(dev) = state::merged_dev(r.fd.as_fd(), st.as_ref(), &r.path, class)? else {
+        if state::merged_dev(r.fd.as_fd(), st.as_ref(), &r.path, class)?.is_none() {
             return Ok(());
-        };
-        let meta = state::read_meta(r.fd.as_fd(), &r.path, class, dev).unwrap_or_default();
+        }
+        // Of the meta dir, only the work dir matters here (removed after the detach).
+        let work_dir = state::read_work_dir(r.fd.as_fd(), class);
         let ephemeral = state::read_note(r.fd.as_fd(), class).and_then(|n| n.ephemeral);
         // Mounts on top of the merge (other than the meta bind) are put back on the host
         // hierarchy afterwards, as systemd does.
@@ -1231,7 +1232,7 @@ pub fn detach_hierarchy(
             rel: rel.to_string(),
             path: r.path.clone(),
             backup,
-            work_dir: meta.work_dir,
+            work_dir,
             ephemeral,
             submounts,
         });

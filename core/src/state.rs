@@ -124,9 +124,7 @@ pub fn read_meta(
         )
     })?;
     let dev = Some(dev);
-    let work_dir = read_small(fd, &format!("{}/work_dir", info.dot_dir))
-        .ok()
-        .and_then(|t| meta::decode_work_dir(&t));
+    let work_dir = read_work_dir(fd, class);
     let mut m = meta::MetaDir {
         extensions: meta::decode_extensions(&ext),
         dev,
@@ -136,6 +134,13 @@ pub fn read_meta(
         m.extensions = Vec::new();
     }
     Ok(m)
+}
+
+/// The work dir a merged hierarchy's meta dir names (`work_dir`, writable merges only).
+pub fn read_work_dir(fd: BorrowedFd<'_>, class: ImageClass) -> Option<String> {
+    read_small(fd, &format!("{}/work_dir", class.info().dot_dir))
+        .ok()
+        .and_then(|t| meta::decode_work_dir(&t))
 }
 
 /// Extra facts libsysext records about its own merges (`<dot_dir>/libsysext`): the mode in
