@@ -178,15 +178,24 @@ pub fn workspace(faults: &FaultInjector) -> Result<OwnedFd> {
 
 /// A private, read-only, non-recursive bind of a directory image.
 pub fn clone_tree(tree: &ImageTree, faults: &FaultInjector) -> Result<OwnedFd> {
+    clone_read_only(tree, "", OpenTreeFlags::AT_EMPTY_PATH, faults)
+}
+
+/// A private, read-only, non-recursive bind of `rel` in a directory image (`how`: how `rel`
+/// is looked up).
+fn clone_read_only(
+    tree: &ImageTree,
+    rel: &str,
+    how: OpenTreeFlags,
+    faults: &FaultInjector,
+) -> Result<OwnedFd> {
     faults
         .step("open_tree image")
         .map_err(|e| Error::mount("bind", &tree.path, e))?;
     let fd = rustix::mount::open_tree(
         &tree.fd,
-        "",
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_EMPTY_PATH,
+        rel,
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | how,
     )
     .map_err(|e| Error::mount("bind", &tree.path, e))?;
     mount_setattr(fd.as_fd(), true, mountattr::MOUNT_ATTR_RDONLY, 0)
@@ -258,20 +267,7 @@ pub struct BuildInputs<'a> {
 /// (should it have become a symlink since, the clone is of the link and the overlay refuses
 /// it).
 fn clone_plain_dir(tree: &ImageTree, rel: &str, faults: &FaultInjector) -> Result<OwnedFd> {
-    faults
-        .step("open_tree image")
-        .map_err(|e| Error::mount("bind", &tree.path, e))?;
-    let fd = rustix::mount::open_tree(
-        &tree.fd,
-        rel,
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| Error::mount("bind", &tree.path, e))?;
-    mount_setattr(fd.as_fd(), true, mountattr::MOUNT_ATTR_RDONLY, 0)
-        .map_err(|e| Error::mount("make read-only", &tree.path, e))?;
-    Ok(fd)
+    clone_read_only(tree, rel, OpenTreeFlags::AT_SYMLINK_NOFOLLOW, faults)
 }
 
 /// The image trees of a build by name (with their index in [`BuildInputs::trees`]), and the
