@@ -460,6 +460,12 @@ fn ms(d: Option<Duration>) -> String {
         .unwrap_or_else(|| "fails".into())
 }
 
+/// Milliseconds with microsecond precision, for the CSV.
+fn us(d: Option<Duration>) -> String {
+    d.map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0))
+        .unwrap_or_else(|| "fails".into())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let reps = args
@@ -536,6 +542,10 @@ fn main() {
         date.trim()
     );
     let mut csv = String::from("workload,n,tool,merge_ms,refresh_ms,unmerge_ms\n");
+    // Library merge against each floor, from the unrounded medians.
+    let mut ratios = String::from(
+        "\nLibrary merge against the floors:\n\n| workload | against the syscall floor | against the floor + meta files |\n|---|---|---|\n",
+    );
     let workloads: Vec<(usize, bool)> = vec![
         (1, false),
         (16, false),
@@ -680,17 +690,32 @@ fn main() {
             csv.push_str(&format!(
                 "{},{n},{name},{},{},{}\n",
                 if erofs { "erofs" } else { "dir" },
-                ms(r.merge),
-                ms(r.refresh),
-                ms(r.unmerge)
+                us(r.merge),
+                us(r.refresh),
+                us(r.unmerge)
             ));
         }
+        let merge_of = |tool: &str| {
+            rows.iter()
+                .find(|(n, _)| n == tool)
+                .and_then(|(_, r)| r.merge)
+        };
+        let ratio = |floor: &str| match (merge_of("libsysext library"), merge_of(floor)) {
+            (Some(l), Some(f)) => format!("{:.2}×", l.as_secs_f64() / f.as_secs_f64()),
+            _ => "fails".into(),
+        };
+        ratios.push_str(&format!(
+            "| {label} | {} | {} |\n",
+            ratio("syscall floor"),
+            ratio("syscall floor + meta files")
+        ));
         eprintln!("done: {label}");
     }
     if profile.is_some() {
         return;
     }
     std::fs::create_dir_all(&out).unwrap();
+    table.push_str(&ratios);
     std::fs::write(out.join("results.md"), &table).unwrap();
     std::fs::write(out.join("results.csv"), &csv).unwrap();
     print!("{table}");
