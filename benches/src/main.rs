@@ -455,14 +455,9 @@ fn measure_all(tools: &mut [Box<dyn Tool>], reps: usize, usr: &Path) -> Vec<Row>
         .collect()
 }
 
-fn ms(d: Option<Duration>) -> String {
-    d.map(|d| format!("{:.2}", d.as_secs_f64() * 1000.0))
-        .unwrap_or_else(|| "fails".into())
-}
-
-/// Milliseconds with microsecond precision, for the CSV.
-fn us(d: Option<Duration>) -> String {
-    d.map(|d| format!("{:.3}", d.as_secs_f64() * 1000.0))
+/// Milliseconds with `decimals` places (2 in the table, 3 — microseconds — in the CSV).
+fn ms(d: Option<Duration>, decimals: usize) -> String {
+    d.map(|d| format!("{:.*}", decimals, d.as_secs_f64() * 1000.0))
         .unwrap_or_else(|| "fails".into())
 }
 
@@ -683,16 +678,16 @@ fn main() {
             };
             table.push_str(&format!(
                 "| {label} | {name} | {} | {} | {} | {ratio} |\n",
-                ms(r.merge),
-                ms(r.refresh),
-                ms(r.unmerge)
+                ms(r.merge, 2),
+                ms(r.refresh, 2),
+                ms(r.unmerge, 2)
             ));
             csv.push_str(&format!(
                 "{},{n},{name},{},{},{}\n",
                 if erofs { "erofs" } else { "dir" },
-                us(r.merge),
-                us(r.refresh),
-                us(r.unmerge)
+                ms(r.merge, 3),
+                ms(r.refresh, 3),
+                ms(r.unmerge, 3)
             ));
         }
         let merge_of = |tool: &str| {
