@@ -503,7 +503,7 @@ fn main() {
             sh(&format!("mount {args} {}", o.join(what).display()));
         }
     } else {
-        eprintln!("note: no oracle chroot at {ORACLE}; systemd-sysext column skipped (run ../shared/oracle/setup-oracle)");
+        eprintln!("note: no oracle chroot at {ORACLE}; systemd-sysext column skipped (run tests/conformance/oracle/setup-oracle)");
         std::fs::create_dir_all(&sb).unwrap();
         sh(&format!("mount -t tmpfs tmpfs {}", sb.display()));
     }
