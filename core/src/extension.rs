@@ -5,10 +5,12 @@ use crate::discover::image_name_is_valid;
 use crate::release::ReleaseData;
 use crate::root::open_beneath;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use crate::smallfile::{self, SmallFileError};
 use rustix::fs::{FileType, Mode, OFlags};
-use std::io::Read;
 
-/// Release files larger than this are refused (they would be read into memory).
+/// Release files (extension-release and os-release) larger than this are refused: they are
+/// read into memory, and reading stops one byte past this. systemd reads them with
+/// `read_full_file()`, capped at 64 MiB; real ones have a few hundred bytes.
 pub const MAX_RELEASE_FILE_SIZE: u64 = 4 * 1024 * 1024;
 
 /// The release data of one class found in an image, or why there is none.
@@ -39,24 +41,29 @@ pub fn release_base_name(name: &str) -> &str {
 }
 
 fn read_limited(fd: OwnedFd, what: &str) -> Result<Vec<u8>, String> {
-    let mut f = std::fs::File::from(fd);
-    // Room for a typical release file: read straight into it, no probing reads.
-    let mut buf = Vec::with_capacity(1024);
-    (&mut f)
-        .take(MAX_RELEASE_FILE_SIZE + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read {what}: {e}"))?;
-    if buf.len() as u64 > MAX_RELEASE_FILE_SIZE {
-        return Err(format!(
-            "{what} is larger than {MAX_RELEASE_FILE_SIZE} bytes"
-        ));
-    }
-    Ok(buf)
+    smallfile::read_capped(fd, MAX_RELEASE_FILE_SIZE).map_err(|e| match e {
+        SmallFileError::Io(e) => format!("cannot read {what}: {e}"),
+        e => format!("{what} {e}"),
+    })
 }
 
+/// Open a release file for reading: a regular file, or why not (see [`smallfile`]).
+fn open_release(
+    open: impl Fn(OFlags) -> std::io::Result<OwnedFd>,
+    what: &str,
+) -> Result<OwnedFd, (bool, String)> {
+    smallfile::open_checked(open).map_err(|e| match e {
+        e if e.is_not_found() => (true, format!("no release file {what}")),
+        SmallFileError::Io(e) => (false, format!("cannot open {what}: {e}")),
+        e => (false, format!("{what} {e}")),
+    })
+}
+
+/// `fd` may be an `O_PATH` fd (its xattrs are read through its `/proc/self/fd` link).
 fn strict_xattr_is_false(fd: BorrowedFd<'_>) -> bool {
     let mut buf = [0u8; 64];
-    match rustix::fs::fgetxattr(fd, "user.extension-release.strict", &mut buf[..]) {
+    let path = crate::root::proc_fd_path(fd);
+    match rustix::fs::getxattr(path.as_str(), "user.extension-release.strict", &mut buf[..]) {
         Ok(n) => std::str::from_utf8(&buf[..n])
             .ok()
             .and_then(crate::release::parse_bool)
@@ -72,12 +79,12 @@ fn strict_xattr_is_false(fd: BorrowedFd<'_>) -> bool {
 pub fn load_release(tree: BorrowedFd<'_>, class: ImageClass, name: &str) -> ReleaseInfo {
     let dir = class.info().release_dir;
     let exact = format!("{dir}/extension-release.{name}");
-    match open_beneath(tree, &exact, OFlags::RDONLY) {
+    match open_release(|flags| open_beneath(tree, &exact, flags), &exact) {
         Ok(fd) => return parse_release_fd(fd, exact),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => {
+        Err((true, _)) => {}
+        Err((false, problem)) => {
             return ReleaseInfo {
-                problem: Some(format!("cannot open {exact}: {e}")),
+                problem: Some(problem),
                 file: Some(exact),
                 ..Default::default()
             }
@@ -109,17 +116,17 @@ pub fn load_release(tree: BorrowedFd<'_>, class: ImageClass, name: &str) -> Rele
             if !matches!(ent.file_type(), FileType::RegularFile | FileType::Unknown) {
                 continue;
             }
+            // Only regular files count (looked at O_PATH: a FIFO is never opened).
             let Ok(ffd) = rustix::fs::openat(
                 &dfd,
                 fname,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             ) else {
                 continue;
             };
-            match rustix::fs::fstat(&ffd) {
-                Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile => {}
-                _ => continue,
+            if smallfile::check_regular(ffd.as_fd()).is_err() {
+                continue;
             }
             if x == base || strict_xattr_is_false(ffd.as_fd()) {
                 accepted.push(fname.to_string());
@@ -147,15 +154,14 @@ pub fn load_release(tree: BorrowedFd<'_>, class: ImageClass, name: &str) -> Rele
         }
         1 => {
             let rel = format!("{dir}/{}", accepted[0]);
-            match rustix::fs::openat(
-                &dfd,
-                accepted[0].as_str(),
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
+            let open = |flags| {
+                rustix::fs::openat(&dfd, accepted[0].as_str(), flags | OFlags::NOFOLLOW, Mode::empty())
+                    .map_err(Into::into)
+            };
+            match open_release(open, &rel) {
                 Ok(fd) => parse_release_fd(fd, rel),
-                Err(e) => ReleaseInfo {
-                    problem: Some(format!("cannot open {rel}: {e}")),
+                Err((_, problem)) => ReleaseInfo {
+                    problem: Some(problem),
                     file: Some(rel),
                     ..Default::default()
                 },

@@ -35,6 +35,7 @@ pub mod plan;
 pub mod probe;
 pub mod release;
 pub mod root;
+pub mod smallfile;
 pub mod state;
 pub mod sys;
 pub mod version;

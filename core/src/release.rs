@@ -43,7 +43,19 @@ pub enum ParseError {
         /// Byte offset of the first NUL byte.
         offset: usize,
     },
+    /// The file assigns more than [`MAX_KEYS`] distinct keys (a real release file has a few
+    /// dozen): refused, so that the memory of parsing stays small.
+    #[error("more than {max} distinct keys")]
+    TooManyKeys {
+        /// The limit, [`MAX_KEYS`].
+        max: usize,
+    },
 }
+
+/// The most distinct keys [`parse`] and [`parse_str`] accept in one file. Each key costs
+/// about 150 bytes of memory beyond its text, so this bounds parsing to about 0.6 MiB
+/// beside the file itself; release files in the wild have a few dozen keys.
+pub const MAX_KEYS: usize = 4096;
 
 /// The key/value pairs of a parsed release file.
 ///
@@ -150,9 +162,21 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for ReleaseData {
 /// Fails if the bytes are not valid UTF-8 or contain a NUL byte anywhere (the error
 /// reports whichever problem comes first); otherwise behaves like [`parse_str`].
 pub fn parse(bytes: &[u8]) -> Result<ReleaseData, ParseError> {
+    parse_keeping(bytes, None)
+}
+
+/// [`parse`], keeping only the assignments of `keys` (all others are read and dropped, so
+/// the result holds at most `keys.len()` entries whatever the file holds; no
+/// [`ParseError::TooManyKeys`]). For files of which a fixed set of keys matters, such as
+/// the host's os-release.
+pub fn parse_only(bytes: &[u8], keys: &[&str]) -> Result<ReleaseData, ParseError> {
+    parse_keeping(bytes, Some(keys))
+}
+
+fn parse_keeping(bytes: &[u8], keep: Option<&[&str]>) -> Result<ReleaseData, ParseError> {
     let nul = bytes.iter().position(|&b| b == 0);
     match std::str::from_utf8(bytes) {
-        Ok(text) => parse_str(text),
+        Ok(text) => parse_text(text, keep),
         Err(e) => {
             let bad = e.valid_up_to();
             match nul {
@@ -208,8 +232,30 @@ struct Pending {
     value_trim: Option<usize>,
 }
 
+/// Where parsed assignments go: all of them (up to [`MAX_KEYS`] distinct keys), or only
+/// those of a list of keys.
+struct Out<'k> {
+    data: ReleaseData,
+    keep: Option<&'k [&'k str]>,
+}
+
+impl Out<'_> {
+    fn put(&mut self, key: String, value: String) -> Result<(), ParseError> {
+        match self.keep {
+            Some(keys) if !keys.contains(&key.as_str()) => return Ok(()),
+            Some(_) => {}
+            None if self.data.len() >= MAX_KEYS && self.data.get(&key).is_none() => {
+                return Err(ParseError::TooManyKeys { max: MAX_KEYS })
+            }
+            None => {}
+        }
+        self.data.insert(key, value);
+        Ok(())
+    }
+}
+
 impl Pending {
-    fn commit(&mut self, out: &mut ReleaseData, chomp_value: bool) {
+    fn commit(&mut self, out: &mut Out<'_>, chomp_value: bool) -> Result<(), ParseError> {
         let mut key = std::mem::take(&mut self.key);
         let mut value = std::mem::take(&mut self.value);
         if let Some(n) = self.key_trim.take() {
@@ -220,19 +266,26 @@ impl Pending {
                 value.truncate(n);
             }
         }
-        out.insert(key, value);
+        out.put(key, value)
     }
 }
 
 /// Parses the text of a release file.
 ///
-/// Fails only if the text contains a NUL character.  Lines that are not assignments
-/// are ignored silently.
+/// Fails only if the text contains a NUL character or more than [`MAX_KEYS`] distinct
+/// keys.  Lines that are not assignments are ignored silently.
 pub fn parse_str(text: &str) -> Result<ReleaseData, ParseError> {
+    parse_text(text, None)
+}
+
+fn parse_text(text: &str, keep: Option<&[&str]>) -> Result<ReleaseData, ParseError> {
     if let Some(offset) = text.find('\0') {
         return Err(ParseError::NulByte { offset });
     }
-    let mut out = ReleaseData::new();
+    let mut out = Out {
+        data: ReleaseData::new(),
+        keep,
+    };
     // Most lines are plain `KEY=value` (or empty, or comments): taken whole. From the first
     // other line on, the state machine reads the rest; it starts at a line start, where
     // every line taken whole leaves it.
@@ -243,7 +296,7 @@ pub fn parse_str(text: &str) -> Result<ReleaseData, ParseError> {
             None => (rest, ""),
         };
         match plain_line(line) {
-            Some(Some((key, value))) => out.insert(key.to_string(), value.to_string()),
+            Some(Some((key, value))) => out.put(key.to_string(), value.to_string())?,
             Some(None) => {}
             None => break,
         }
@@ -271,7 +324,7 @@ fn plain_line(line: &str) -> Option<Option<(&str, &str)>> {
 }
 
 /// The env-file state machine over `text`, which starts at a line start, adding to `out`.
-fn machine(text: &str, mut out: ReleaseData) -> Result<ReleaseData, ParseError> {
+fn machine(text: &str, mut out: Out<'_>) -> Result<ReleaseData, ParseError> {
     let mut cur = Pending::default();
     let mut state = State::LineStart;
 
@@ -311,7 +364,7 @@ fn machine(text: &str, mut out: ReleaseData) -> Result<ReleaseData, ParseError> 
             }
             State::ValueStart => {
                 if is_newline(c) {
-                    cur.commit(&mut out, false);
+                    cur.commit(&mut out, false)?;
                     State::LineStart
                 } else if c == '\'' {
                     State::Single
@@ -328,7 +381,7 @@ fn machine(text: &str, mut out: ReleaseData) -> Result<ReleaseData, ParseError> 
             }
             State::Bare => {
                 if is_newline(c) {
-                    cur.commit(&mut out, true);
+                    cur.commit(&mut out, true)?;
                     State::LineStart
                 } else if c == '\\' {
                     cur.value_trim = None;
@@ -407,11 +460,11 @@ fn machine(text: &str, mut out: ReleaseData) -> Result<ReleaseData, ParseError> 
         | State::BareBackslash
         | State::Single
         | State::Double
-        | State::DoubleBackslash => cur.commit(&mut out, state == State::Bare),
+        | State::DoubleBackslash => cur.commit(&mut out, state == State::Bare)?,
         State::LineStart | State::Key | State::Comment | State::CommentBackslash => {}
     }
 
-    Ok(out)
+    Ok(out.data)
 }
 
 /// Parses a boolean the way systemd's `parse_boolean()` does.
@@ -461,6 +514,54 @@ mod tests {
         let small = parse_str("A=1\nB=2\nA=3\n").unwrap();
         assert_eq!(small.get("A"), Some("3"));
         assert_eq!(small.iter().next(), Some(("A", "3")));
+    }
+
+    #[test]
+    fn more_than_max_keys_is_refused_and_reassignments_do_not_count() {
+        let at_limit: String = (0..MAX_KEYS).map(|i| format!("K{i}=v\n")).collect();
+        let d = parse_str(&at_limit).unwrap();
+        assert_eq!(d.len(), MAX_KEYS);
+        // Assigning a known key again past the limit is fine; a new key is not.
+        let again = format!("{at_limit}K7=w\n");
+        assert_eq!(parse_str(&again).unwrap().get("K7"), Some("w"));
+        let over = format!("{at_limit}NEW=x\n");
+        assert_eq!(
+            parse(over.as_bytes()),
+            Err(ParseError::TooManyKeys { max: MAX_KEYS })
+        );
+        // Also through the state machine (quoted values).
+        let quoted: String = (0..=MAX_KEYS).map(|i| format!("K{i}='v'\n")).collect();
+        assert_eq!(
+            parse_str(&quoted),
+            Err(ParseError::TooManyKeys { max: MAX_KEYS })
+        );
+        assert!(ParseError::TooManyKeys { max: MAX_KEYS }
+            .to_string()
+            .contains("4096 distinct keys"));
+    }
+
+    #[test]
+    fn parse_only_keeps_the_listed_keys_whatever_the_file_holds() {
+        // 200,000 keys (far past MAX_KEYS), the wanted ones among them, one reassigned
+        // at the end through the state machine.
+        let mut text: String = (0..200_000).map(|i| format!("K{i}=v{i}\n")).collect();
+        text.insert_str(0, "ID=debian\nVERSION_ID=12\n");
+        text.push_str("VERSION_ID='13'\n");
+        let d = parse_only(text.as_bytes(), &["ID", "VERSION_ID", "ID_LIKE"]).unwrap();
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.get("ID"), Some("debian"));
+        assert_eq!(d.get("VERSION_ID"), Some("13"));
+        assert_eq!(d.get("K5"), None);
+        // The same file parsed whole is refused.
+        assert!(matches!(
+            parse(text.as_bytes()),
+            Err(ParseError::TooManyKeys { .. })
+        ));
+        // Invalid bytes still reject the file.
+        assert!(matches!(
+            parse_only(b"ID=a\nX=\xff\n", &["ID"]),
+            Err(ParseError::InvalidUtf8 { .. })
+        ));
     }
 
     fn id_of(text: &str) -> Option<String> {
@@ -796,7 +897,7 @@ mod tests {
         ) {
             let text = lines.join("\n") + &end;
             let fast = parse_str(&text).unwrap();
-            let slow = machine(&text, ReleaseData::new()).unwrap();
+            let slow = machine(&text, Out { data: ReleaseData::new(), keep: None }).unwrap();
             prop_assert_eq!(
                 fast.iter().collect::<Vec<_>>(),
                 slow.iter().collect::<Vec<_>>()

@@ -3,10 +3,8 @@
 use crate::class::ImageClass;
 use crate::error::{Error, Result};
 use crate::meta;
-use crate::root::open_beneath;
 use rustix::fd::{AsFd, BorrowedFd};
-use rustix::fs::{AtFlags, OFlags, Statx, StatxFlags};
-use std::io::Read;
+use rustix::fs::{AtFlags, Statx, StatxFlags};
 
 /// `STATX_ATTR_MOUNT_ROOT`.
 const STATX_ATTR_MOUNT_ROOT: u64 = 0x2000;
@@ -47,13 +45,10 @@ pub fn mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
         .map(|st| st.stx_mnt_id)
 }
 
+/// A meta file (at most 1 MiB; a FIFO or device node planted there is refused, not read).
 fn read_small(dir: BorrowedFd<'_>, rel: &str) -> std::io::Result<String> {
-    let fd = open_beneath(dir, rel, OFlags::RDONLY)?;
-    let mut s = String::new();
-    std::fs::File::from(fd)
-        .take(1 << 20)
-        .read_to_string(&mut s)?;
-    Ok(s)
+    let bytes = crate::smallfile::read_beneath(dir, rel, 1 << 20)?;
+    String::from_utf8(bytes).map_err(|_| std::io::Error::from_raw_os_error(libc::EILSEQ))
 }
 
 /// Whether the directory `fd` (path `path`, for messages) is a merge of `class` made by us
