@@ -122,7 +122,8 @@ typedef enum sysext_error_kind {
    */
   SYSEXT_ERROR_KIND_NOT_PRIVILEGED = 2,
   /**
-   * A release file (os-release or extension-release) is missing or unusable.
+   * A release file (os-release or extension-release) is missing or unusable (a FIFO,
+   * device node or file over 4 MiB is refused), or an image has none.
    */
   SYSEXT_ERROR_KIND_RELEASE_FILE = 3,
   /**
@@ -138,7 +139,14 @@ typedef enum sysext_error_kind {
    */
   SYSEXT_ERROR_KIND_IMAGE_POLICY = 6,
   /**
-   * An image is malformed or cannot be used.
+   * An image file is malformed or cannot be used; the message names its path, the
+   * part at fault (file system superblock, GPT partition table, partition N, verity
+   * tree, verity signature) and what is wrong. errno as systemd's where it fails such
+   * an image: `ENOPKG` (nothing recognised, broken partition table), `EAFNOSUPPORT`
+   * (a partition without a known file system), `ENXIO`/`ENOTUNIQ`/`EADDRNOTAVAIL` (no
+   * usable partition), `EOPNOTSUPP` (needs dm-verity); `EBADMSG` for a truncated file
+   * system or a verity mismatch, `EPERM` for a block device below an explicit root
+   * that is not allowed.
    */
   SYSEXT_ERROR_KIND_IMAGE = 7,
   /**
@@ -946,6 +954,24 @@ int sysext_options_set_force(struct sysext_options *options,
 int sysext_options_set_no_reload(struct sysext_options *options,
                                  bool no_reload,
                                  struct sysext_error **ret_error);
+
+/**
+ * Use block device nodes found in the search directories of an explicit root
+ * (`sysext_options_set_root()`; the CLI's `--allow-block-devices`). By default they
+ * are skipped there: a device node below a root can name any disk of the machine,
+ * so its content would come from outside the root. On the host's own root they are
+ * always used, as systemd does.
+ *
+ * Returns 0, or `-EINVAL` if `options` is NULL.
+ *
+ * # Safety
+ * `options` is NULL or live options; `ret_error` is NULL or valid for writing a pointer.
+ *
+ * Thread safety: needs exclusive access to `options`.
+ */
+int sysext_options_set_allow_block_devices(struct sysext_options *options,
+                                           bool allow_block_devices,
+                                           struct sysext_error **ret_error);
 
 /**
  * Make `sysext_context_refresh()` rebuild the merge even when nothing changed

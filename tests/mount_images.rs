@@ -385,17 +385,19 @@ fn bad_images_are_rejected_clearly() {
         (0..100_000u32)
             .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
             .collect(),
-        "Package not installed",
+        "neither a file system superblock",
     ));
     cases.push((
         "1 KiB stub",
         good_erofs[..1024].to_vec(),
-        "Package not installed",
+        "neither a file system superblock",
     ));
     let (d, _) = ddi(&good_erofs, false, false);
     let mut crc = d.clone();
     crc[512 + 90] ^= 1; // a byte inside the primary header
-    cases.push(("GPT header CRC", crc, "CRC"));
+    let n = crc.len();
+    crc[n - 512 + 90] ^= 1; // and inside the backup header (one of them would do)
+    cases.push(("GPT header CRC", crc, "GPT header: CRC32 mismatch"));
     let arch = sysext::arch::native();
     let root = dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap();
     let overlap = GptBuilder::new(512, 8 * 1024 * 1024)

@@ -17,7 +17,8 @@ pub enum sysext_error_kind {
     AlreadyMerged = 1,
     /// The operation needs `CAP_SYS_ADMIN`; errno `EPERM`.
     NotPrivileged = 2,
-    /// A release file (os-release or extension-release) is missing or unusable.
+    /// A release file (os-release or extension-release) is missing or unusable (a FIFO,
+    /// device node or file over 4 MiB is refused), or an image has none.
     ReleaseFile = 3,
     /// A named extension is not compatible with the host (`merge_names`); errno `ENOMEDIUM`.
     IncompatibleExtension = 4,
@@ -25,7 +26,14 @@ pub enum sysext_error_kind {
     MutableDir = 5,
     /// An image does not satisfy the image policy.
     ImagePolicy = 6,
-    /// An image is malformed or cannot be used.
+    /// An image file is malformed or cannot be used; the message names its path, the
+    /// part at fault (file system superblock, GPT partition table, partition N, verity
+    /// tree, verity signature) and what is wrong. errno as systemd's where it fails such
+    /// an image: `ENOPKG` (nothing recognised, broken partition table), `EAFNOSUPPORT`
+    /// (a partition without a known file system), `ENXIO`/`ENOTUNIQ`/`EADDRNOTAVAIL` (no
+    /// usable partition), `EOPNOTSUPP` (needs dm-verity); `EBADMSG` for a truncated file
+    /// system or a verity mismatch, `EPERM` for a block device below an explicit root
+    /// that is not allowed.
     Image = 7,
     /// An argument is invalid: a NULL pointer, a bad mode string, a bad hierarchy, an
     /// unknown extension name; errno `EINVAL` (`ENOENT` for an unknown name).

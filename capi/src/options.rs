@@ -280,6 +280,35 @@ impl sysext_options {
         })
     }
 
+    /// Use block device nodes found in the search directories of an explicit root
+    /// (`sysext_options_set_root()`; the CLI's `--allow-block-devices`). By default they
+    /// are skipped there: a device node below a root can name any disk of the machine,
+    /// so its content would come from outside the root. On the host's own root they are
+    /// always used, as systemd does.
+    ///
+    /// Returns 0, or `-EINVAL` if `options` is NULL.
+    ///
+    /// # Safety
+    /// `options` is NULL or live options; `ret_error` is NULL or valid for writing a pointer.
+    ///
+    /// Thread safety: needs exclusive access to `options`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_options_set_allow_block_devices(
+        options: *mut sysext_options,
+        allow_block_devices: bool,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        setter(
+            options,
+            "sysext_options_set_allow_block_devices",
+            ret_error,
+            |o| {
+                o.allow_block_devices = allow_block_devices;
+                Ok(())
+            },
+        )
+    }
+
     /// Make `sysext_context_refresh()` rebuild the merge even when nothing changed
     /// (systemd 260's `--always-refresh`); by default a refresh whose inputs equal those of
     /// the current merge does nothing.

@@ -27,6 +27,7 @@ struct Args {
     no_legend: bool,
     verbose: bool,
     always_refresh: bool,
+    allow_block_devices: bool,
     verb: String,
     names: Vec<String>,
 }
@@ -63,6 +64,8 @@ Options:
                           Specify disk image dissection policy
      --noexec=BOOL        Whether to mount extension overlay with noexec
      --always-refresh     Rebuild on refresh even if nothing changed
+     --allow-block-devices
+                          Use block devices in the search directories of --root
      --confext            Operate on confexts (same as invoking as 'confext')
      --sysext             Operate on sysexts
   -v --verbose            Also print why images were skipped
@@ -90,6 +93,7 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
         no_legend: false,
         verbose: false,
         always_refresh: false,
+        allow_block_devices: false,
         verb: String::new(),
         names: Vec::new(),
     };
@@ -144,6 +148,7 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
                 "sysext" => a.class = ImageClass::Sysext,
                 "verbose" => a.verbose = true,
                 "always-refresh" => a.always_refresh = true,
+                "allow-block-devices" => a.allow_block_devices = true,
                 "noexec" => {
                     let v = value.unwrap_or_default();
                     a.noexec = Some(
@@ -244,6 +249,7 @@ fn run(a: Args) -> Result<(), String> {
     opts.image_policy = a.image_policy.clone();
     opts.always_refresh = a.always_refresh;
     opts.no_reload = a.no_reload;
+    opts.allow_block_devices = a.allow_block_devices;
     opts.sink = Arc::new(move |e: &Event| {
         if e.level() >= Level::Info || verbose {
             eprintln!("{e}");
@@ -290,6 +296,7 @@ fn run(a: Args) -> Result<(), String> {
                 sysext::Error::AlreadyMerged { .. }
                 | sysext::Error::NotPrivileged
                 | sysext::Error::Metadata { .. } => e.to_string(),
+                sysext::Error::Image { .. } => image_message(&e, verbose),
                 e => format!(
                     "{e}\nFailed to {} hierarchies",
                     if a.verb == "unmerge" {
@@ -306,6 +313,26 @@ fn run(a: Args) -> Result<(), String> {
         _ => unreachable!(),
     }
     Ok(())
+}
+
+/// A broken image, in systemd's words where systemd fails such an image alike ("Failed to
+/// read metadata for image NAME: " and the errno's text), with our account of the part at
+/// fault after it when verbose; in ours where systemd would not fail.
+fn image_message(e: &sysext::Error, verbose: bool) -> String {
+    let sysext::Error::Image { name, source, .. } = e else {
+        return e.to_string();
+    };
+    if !source.systemd_fails_alike() {
+        return format!("Failed to read metadata for image {name}: {e}");
+    }
+    let text = std::io::Error::from_raw_os_error(source.errno()).to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    let systemd = format!("Failed to read metadata for image {name}: {text}");
+    if verbose {
+        format!("{e}\n{systemd}")
+    } else {
+        systemd
+    }
 }
 
 fn main() -> ExitCode {

@@ -20,6 +20,9 @@ use rustix::fs::OFlags;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The keys of the host's os-release that anything reads (see [`Host::from_os_release`]).
+const HOST_RELEASE_KEYS: [&str; 5] = ["ID", "ID_LIKE", "VERSION_ID", "SYSEXT_LEVEL", "CONFEXT_LEVEL"];
+
 /// Settings of a [`Context`].
 #[derive(Clone)]
 pub struct Options {
@@ -47,6 +50,11 @@ pub struct Options {
     /// Do not work out whether the service manager needs a reload (`--no-reload`; also
     /// implied by an explicit root, as in systemd). [`Report::needs_reload`] is then false.
     pub no_reload: bool,
+    /// Use block device nodes found in the search dirs of an explicit root (`--root`). They
+    /// are refused there by default: a device node below a root can name any disk of the
+    /// machine, so its content comes from outside the root. On the host's own root they
+    /// are always used, as systemd does. See SECURITY.md.
+    pub allow_block_devices: bool,
     /// Receives progress events.
     pub sink: Arc<dyn EventSink>,
 }
@@ -64,6 +72,8 @@ impl std::fmt::Debug for Options {
             .field("initrd", &self.initrd)
             .field("lock_timeout", &self.lock_timeout)
             .field("always_refresh", &self.always_refresh)
+            .field("no_reload", &self.no_reload)
+            .field("allow_block_devices", &self.allow_block_devices)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +93,7 @@ impl Options {
             lock_timeout: None,
             always_refresh: false,
             no_reload: false,
+            allow_block_devices: false,
             sink: Arc::new(NullSink),
         }
     }
@@ -324,7 +335,27 @@ impl Context {
         Ok(v)
     }
 
+    /// Why a block device image is not used: below an explicit root unless allowed.
+    fn refused_block_device(&self, img: &DiscoveredImage) -> Option<String> {
+        (img.kind == ImageKind::Block && !self.block_devices_allowed()).then(|| {
+            format!(
+                "is a block device below the root '{}': its data may lie outside the root, so block \
+                 devices there are used only when allowed (allow_block_devices, --allow-block-devices)",
+                self.root.display_root()
+            )
+        })
+    }
+
+    /// Whether block device nodes in the search dirs may be used as images.
+    fn block_devices_allowed(&self) -> bool {
+        // `--root=/` is the host's own root too.
+        self.root.prefix().is_empty() || self.opts.allow_block_devices
+    }
+
     fn judge(&self, d: &DiscoveredImage, host: Option<&Host>) -> (ImageState, Option<String>) {
+        if let Some(reason) = self.refused_block_device(d) {
+            return (ImageState::Incompatible, Some(reason));
+        }
         if !d.kind.is_tree() && !has_cap_sys_admin() {
             return (
                 ImageState::Unknown,
@@ -378,25 +409,35 @@ impl Context {
         };
         let root_s = self.root.display_root().to_string();
         for c in &candidates {
-            match self.root.open_in(c, OFlags::RDONLY) {
-                Ok(fd) => {
-                    let text = exec::read_to_string(fd).map_err(|e| Error::HostOsRelease {
-                        root: root_s.clone(),
-                        source: e,
-                    })?;
-                    return release::parse(text.as_bytes()).map_err(|e| Error::HostOsRelease {
-                        root: root_s.clone(),
-                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
-                    });
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
-                Err(e) => {
-                    return Err(Error::HostOsRelease {
-                        root: root_s,
-                        source: e,
-                    })
-                }
-            }
+            // A regular file, read up to the cap, and only the keys that matter are kept:
+            // a FIFO, a device node or a huge file below the root cannot stall or swell us.
+            let err = |source: std::io::Error| Error::HostOsRelease {
+                root: root_s.clone(),
+                source,
+            };
+            let named = |e: crate::smallfile::SmallFileError| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("'{}' {e}", self.root.display(c)),
+                )
+            };
+            let fd = match crate::smallfile::open_checked(|flags| self.root.open_in(c, flags)) {
+                Ok(fd) => fd,
+                Err(e) if e.is_not_found() => continue,
+                Err(crate::smallfile::SmallFileError::Io(e)) => return Err(err(e)),
+                Err(e) => return Err(err(named(e))),
+            };
+            let bytes = crate::smallfile::read_capped(fd, extension::MAX_RELEASE_FILE_SIZE)
+                .map_err(|e| match e {
+                    crate::smallfile::SmallFileError::Io(e) => err(e),
+                    e => err(named(e)),
+                })?;
+            return release::parse_only(&bytes, &HOST_RELEASE_KEYS).map_err(|e| {
+                err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("'{}': {e}", self.root.display(c)),
+                ))
+            });
         }
         Err(Error::HostOsRelease {
             root: root_s,
@@ -415,7 +456,15 @@ impl Context {
         // Metadata of every image, before anything is mounted; errors are fatal.
         let mut metas: Vec<(DiscoveredImage, ImageTree, ReleaseInfo)> =
             Vec::with_capacity(images.len());
+        let mut refused = Vec::new();
         for img in images {
+            if let Some(reason) = self.refused_block_device(&img) {
+                refused.push(Skipped {
+                    name: img.name,
+                    reason,
+                });
+                continue;
+            }
             let (tree, rel) = self.read_metadata(&img)?;
             metas.push((img, tree, rel));
         }
@@ -458,7 +507,13 @@ impl Context {
 
         let found = metas.len();
         let mut trees = Vec::new();
-        let mut skipped = Vec::new();
+        for s in &refused {
+            self.sink().event(&Event::Skipped {
+                name: s.name.clone(),
+                reason: s.reason.clone(),
+            });
+        }
+        let mut skipped = refused;
         let mut file_names = Vec::new();
         let mut needs_reload = false;
         for (img, tree, rel) in metas {
@@ -545,22 +600,27 @@ impl Context {
                 let m = crate::image::mount::open_image(
                     self.root.fd(),
                     &img.rel,
-                    &img.path,
                     class,
                     &policy,
                     explicit,
+                    self.block_devices_allowed(),
                     &step,
                 )
-                .map_err(|e| {
-                    if e.policy {
-                        Error::ImagePolicy {
-                            image: img.path.clone(),
-                            reason: e.reason,
-                        }
-                    } else {
-                        meta_err(e.reason, e.errno)
-                    }
+                .map_err(|e| match e {
+                    crate::image::ImageError::Policy(reason) => Error::ImagePolicy {
+                        image: img.path.clone(),
+                        reason,
+                    },
+                    source => Error::Image {
+                        image: img.path.clone(),
+                        name: img.name.clone(),
+                        source,
+                    },
                 })?;
+                for note in &m.notes {
+                    self.sink()
+                        .event(&Event::Message(Level::Debug, format!("{}: {note}", img.path)));
+                }
                 let tree = m.tree;
                 // It must be an extension (a matching release file of either class) or an
                 // OS tree; an OS tree is then skipped (unless forced).
@@ -964,6 +1024,12 @@ impl Context {
                 .iter()
                 .find(|i| &i.name == n)
                 .ok_or_else(|| Error::NotFound { name: n.clone() })?;
+            if let Some(reason) = self.refused_block_device(img) {
+                return Err(Error::Incompatible {
+                    name: n.clone(),
+                    reason,
+                });
+            }
             let (_tree, rel) = self.read_metadata(img)?;
             if !self.opts.force {
                 if let Compatibility::Incompatible(reason) =

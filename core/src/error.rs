@@ -18,7 +18,8 @@ pub enum ErrorKind {
     AlreadyMerged,
     /// The operation needs `CAP_SYS_ADMIN`.
     NotPrivileged,
-    /// A release file (os-release or extension-release) is missing or unusable.
+    /// A release file (os-release or extension-release) is missing or unusable, or an
+    /// image has none.
     ReleaseFile,
     /// An extension is not compatible with the host (only with `merge NAME`).
     IncompatibleExtension,
@@ -26,7 +27,8 @@ pub enum ErrorKind {
     MutableDir,
     /// The image does not satisfy the image policy.
     ImagePolicy,
-    /// An image file is malformed or cannot be used.
+    /// An image file is malformed or cannot be used (a broken superblock, partition
+    /// table or verity tree, no usable partition, a refused block device, …).
     Image,
     /// An argument (mode string, hierarchy list, name, …) is invalid.
     InvalidArgument,
@@ -120,15 +122,18 @@ pub enum Error {
         /// The name asked for.
         name: String,
     },
-    /// An image file is malformed or unusable.
-    #[error("Image '{image}': {reason}")]
+    /// An image file (or block device) is malformed or cannot be used: `source` says
+    /// which part of it (superblock, GPT header, partition N, verity tree, …) and what is
+    /// wrong.
+    #[error("Image '{image}': {source}")]
     Image {
-        /// Image path or name.
+        /// The image's path (root-prefixed, as printed).
         image: String,
+        /// The image's name (as systemd names it in "Failed to read metadata for image").
+        name: String,
         /// What is wrong.
-        reason: String,
-        /// errno equivalent.
-        errno: i32,
+        #[source]
+        source: crate::image::ImageError,
     },
     /// The image does not satisfy the policy.
     #[error("{image}: Image does not match image policy: {reason}")]
@@ -238,9 +243,6 @@ pub enum Error {
         /// Lock file.
         path: PathBuf,
     },
-    /// The merged view cannot be refreshed without a gap on this setup.
-    #[error("{0}")]
-    Unsupported(String),
 }
 
 fn kernel_log_suffix(log: &[String]) -> String {
@@ -267,7 +269,8 @@ impl Error {
             Error::NotMerged { .. } => ENOENT,
             Error::NotPrivileged => EPERM,
             Error::HostOsReleaseNoId { .. } => EINVAL,
-            Error::Metadata { errno, .. } | Error::Image { errno, .. } => *errno,
+            Error::Metadata { errno, .. } => *errno,
+            Error::Image { source, .. } => source.errno(),
             Error::Incompatible { .. } => ENOMEDIUM,
             Error::NotFound { .. } => ENOENT,
             Error::ImagePolicy { .. } => ERFKILL,
@@ -281,7 +284,6 @@ impl Error {
             Error::MetaDev { .. } => EINVAL,
             Error::InvalidArgument(_) => EINVAL,
             Error::Busy { .. } => EWOULDBLOCK,
-            Error::Unsupported(_) => EOPNOTSUPP,
         }
     }
 
@@ -310,8 +312,7 @@ impl Error {
             | Error::HierarchyCreate { .. }
             | Error::LayerCountMismatch { .. }
             | Error::MetaDev { .. }
-            | Error::Discovery { .. }
-            | Error::Unsupported(_) => ErrorKind::Os,
+            | Error::Discovery { .. } => ErrorKind::Os,
         }
     }
 

@@ -45,6 +45,10 @@ use sysext::{Context, ImageClass, Level, Options};
 ///     no_reload: Do not work out whether the service manager needs a reload
 ///         (`--no-reload`), so `Report.needs_reload` is always false. An explicit
 ///         `root` implies it, as in systemd.
+///     allow_block_devices: Use block device nodes found in the search directories of an
+///         explicit `root` (`--allow-block-devices`). They are skipped there by default:
+///         a device node below a root can name any disk of the machine, so its content
+///         would come from outside the root. On the host's own root they are always used.
 ///
 /// Raises:
 ///     SysextOSError: The root cannot be opened.
@@ -160,6 +164,7 @@ impl PyContext {
         initrd = None,
         always_refresh = false,
         no_reload = false,
+        allow_block_devices = false,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -175,6 +180,7 @@ impl PyContext {
         initrd: Option<bool>,
         always_refresh: bool,
         no_reload: bool,
+        allow_block_devices: bool,
     ) -> PyResult<PyContext> {
         let class = match image_class {
             Some(c) => image_class_from_py(c)?,
@@ -206,6 +212,7 @@ impl PyContext {
         opts.initrd = initrd;
         opts.always_refresh = always_refresh;
         opts.no_reload = no_reload;
+        opts.allow_block_devices = allow_block_devices;
         opts.sink = Arc::new(LoggerSink::new(py, "sysext")?);
         let ctx = py.detach(move || Context::new(opts)).py()?;
         Ok(PyContext {
@@ -269,6 +276,12 @@ impl PyContext {
     #[getter]
     fn no_reload(&self) -> bool {
         self.inner.options().no_reload
+    }
+
+    /// Whether block devices below an explicit root are used.
+    #[getter]
+    fn allow_block_devices(&self) -> bool {
+        self.inner.options().allow_block_devices
     }
 
     /// The lock timeout in seconds (`None`: wait forever).

@@ -56,6 +56,7 @@ fn extension_of(e: &Error) -> Option<String> {
         Error::Metadata { image, .. } | Error::HierarchyNotDirectory { image, .. } => {
             Some(image.clone())
         }
+        Error::Image { name, .. } => Some(name.clone()),
         _ => None,
     }
 }
@@ -140,8 +141,8 @@ pub(crate) fn error_sample<'py>(py: Python<'py>, variant: &str) -> PyResult<Boun
         "NotFound" => Error::NotFound { name: "foo".into() },
         "Image" => Error::Image {
             image: "/var/lib/extensions/foo.raw".into(),
-            reason: "bad magic".into(),
-            errno: libc::EBADMSG,
+            name: "foo".into(),
+            source: sysext::image::ImageError::Unrecognised,
         },
         "ImagePolicy" => Error::ImagePolicy {
             image: "/var/lib/extensions/foo.raw".into(),
@@ -163,7 +164,6 @@ pub(crate) fn error_sample<'py>(py: Python<'py>, variant: &str) -> PyResult<Boun
         "Busy" => Error::Busy {
             path: "/run/libsysext/sysext-1-2.lock".into(),
         },
-        "Unsupported" => Error::Unsupported("not on this kernel".into()),
         other => {
             return Err(PyValueError::new_err(format!(
                 "unknown error variant '{other}'"

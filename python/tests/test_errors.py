@@ -29,7 +29,6 @@ from sysext.errors import (
 MAPPING = [
     ("Io", SysextOSError, errno.ENOENT, "/srv/root/usr", None, None),
     ("Mount", SysextOSError, errno.EINVAL, "/srv/root/usr", None, None),
-    ("Unsupported", SysextOSError, errno.EOPNOTSUPP, None, None, None),
     ("AlreadyMerged", AlreadyMergedError, errno.EBUSY, None, "/usr", None),
     ("NotMerged", NotMergedError, errno.ENOENT, None, None, "foo"),
     ("NotPrivileged", SysextPermissionError, errno.EPERM, None, None, None),
@@ -37,7 +36,7 @@ MAPPING = [
     ("Metadata", ReleaseFileError, errno.ENOMEDIUM, None, None, "foo"),
     ("Incompatible", IncompatibleExtensionError, errno.ENOMEDIUM, None, None, "foo"),
     ("NotFound", SysextValueError, errno.ENOENT, None, None, "foo"),
-    ("Image", ImageError, errno.EBADMSG, "/var/lib/extensions/foo.raw", None, None),
+    ("Image", ImageError, errno.ENOPKG, "/var/lib/extensions/foo.raw", None, "foo"),
     ("ImagePolicy", ImagePolicyError, errno.ERFKILL, "/var/lib/extensions/foo.raw", None, None),
     ("MutableDirMode", MutableDirError, errno.EINVAL, "/var/lib/extensions.mutable/usr", None, None),
     ("UpperDirReadOnly", MutableDirError, errno.EROFS, "/var/lib/extensions.mutable/usr", None, None),

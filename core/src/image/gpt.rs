@@ -2,13 +2,13 @@
 //! Specification (DPS), as systemd 257 dissects extension images.
 //!
 //! [`read`] parses and validates the primary GPT (protective MBR, header and entry array
-//! CRC32s, bounds, overlaps); it never panics on malformed input. [`select`] /
+//! CRC32s, bounds, overlaps) and, when that is broken, the backup GPT at the end of the
+//! disk, as libblkid does; it never panics on malformed input. [`select`] /
 //! [`select_with`] then pick the root, usr, verity and signature partitions.
 //! [`GptBuilder`] writes small GPT images (used by the tests, handy for building DDIs).
 //!
-//! Deliberate differences to libblkid: only the primary header is read (no fall-back to
-//! the backup header), and a partition outside the usable area or overlapping another one
-//! makes the whole table invalid instead of being skipped.
+//! Deliberate difference to libblkid: a partition outside the usable area or overlapping
+//! another one makes the whole table invalid instead of being skipped.
 
 use std::cmp::Ordering;
 use std::io;
@@ -34,37 +34,84 @@ const MIN_HEADER_SIZE: u32 = 92;
 /// Upper bound for the partition entry array, far above anything real (128 × 128 bytes).
 const MAX_ENTRY_ARRAY: u64 = 16 << 20;
 
-/// Why a partition table was rejected.
+/// Why a partition table was rejected. Each message names the part: the GPT header, the
+/// partition entry array, or partition N.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GptError {
-    #[error("I/O error while reading the partition table: {0}")]
+    /// Reading the table failed.
+    #[error("cannot read the partition table: {0}")]
     Io(#[from] io::Error),
-    #[error("no GPT partition table found")]
+    /// No GPT header signature.
+    #[error("no GPT header found")]
     NotGpt,
-    #[error("GPT header found, but no protective MBR")]
+    /// A GPT header without a protective MBR in front of it.
+    #[error("GPT header found, but no protective MBR in the first sector")]
     NoProtectiveMbr,
-    #[error("image is truncated: the GPT {0} lies past the end of the image")]
+    /// The image ends before a part of the table.
+    #[error("the GPT {0} lies past the end of the image (truncated image)")]
     Truncated(&'static str),
-    #[error("invalid GPT header: {0}")]
+    /// A field of the header is out of range.
+    #[error("GPT header: {0}")]
     BadHeader(String),
-    #[error("GPT header CRC mismatch (stored {stored:#010x}, computed {computed:#010x})")]
-    HeaderCrc { stored: u32, computed: u32 },
+    /// The header's CRC32 does not match.
+    #[error("GPT header: CRC32 mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    HeaderCrc {
+        /// The CRC in the header.
+        stored: u32,
+        /// The CRC of the header's bytes.
+        computed: u32,
+    },
+    /// The entry array's CRC32 does not match.
     #[error(
-        "GPT partition entry array CRC mismatch (stored {stored:#010x}, computed {computed:#010x})"
+        "GPT partition entry array: CRC32 mismatch (stored {stored:#010x}, computed {computed:#010x})"
     )]
-    EntryArrayCrc { stored: u32, computed: u32 },
-    #[error("partition {number}: first LBA {first} is after last LBA {last}")]
-    InvalidRange { number: u32, first: u64, last: u64 },
-    #[error("partition {number} (LBA {first}..={last}) lies outside the usable area (LBA {first_usable}..={last_usable})")]
-    OutOfBounds {
+    EntryArrayCrc {
+        /// The CRC in the header.
+        stored: u32,
+        /// The CRC of the array's bytes.
+        computed: u32,
+    },
+    /// An entry ends before it starts.
+    #[error("GPT entry of partition {number}: first LBA {first} is after last LBA {last}")]
+    InvalidRange {
+        /// Partition number.
         number: u32,
+        /// First LBA.
         first: u64,
+        /// Last LBA.
         last: u64,
+    },
+    /// An entry lies outside the usable area.
+    #[error("GPT entry of partition {number}: LBA {first}..={last} lies outside the usable area (LBA {first_usable}..={last_usable})")]
+    OutOfBounds {
+        /// Partition number.
+        number: u32,
+        /// First LBA.
+        first: u64,
+        /// Last LBA.
+        last: u64,
+        /// First usable LBA of the header.
         first_usable: u64,
+        /// Last usable LBA of the header.
         last_usable: u64,
     },
-    #[error("partition {number} overlaps partition {other}")]
-    Overlap { number: u32, other: u32 },
+    /// Two entries overlap.
+    #[error("GPT entry of partition {number}: overlaps partition {other}")]
+    Overlap {
+        /// The later partition.
+        number: u32,
+        /// The one it overlaps.
+        other: u32,
+    },
+    /// Neither the primary nor the backup table is usable.
+    #[error("primary {primary}; backup: {backup}")]
+    BothBroken {
+        /// Why the primary table was rejected.
+        primary: Box<GptError>,
+        /// Why the backup table was rejected.
+        backup: Box<GptError>,
+    },
 }
 
 /// One used entry of the partition table.
@@ -97,6 +144,9 @@ pub struct GptTable {
     pub last_usable_lba: u64,
     /// The used entries, in entry-array order.
     pub partitions: Vec<GptPartition>,
+    /// Set when the primary table was broken and the backup one (at the end of the disk)
+    /// was used instead, as libblkid does: why the primary was rejected.
+    pub primary_broken: Option<String>,
 }
 
 fn le_u32(b: &[u8], at: usize) -> u32 {
@@ -149,10 +199,32 @@ pub fn probe_sector_size(reader: &impl FileExt, size: u64) -> io::Result<Option<
     Ok(None)
 }
 
-/// Whether the image carries a GPT header signature (for any probed sector size). This does
-/// not validate the table; use [`read`] for that.
+/// The sector size at which a backup GPT header signature sits in the last sector behind a
+/// protective MBR, if any (for a disk whose primary header is gone).
+fn probe_backup_sector_size(reader: &impl FileExt, size: u64) -> io::Result<Option<u32>> {
+    match read_region(reader, size, 0, 512)? {
+        Some(mbr) if has_protective_mbr(&mbr) => {}
+        _ => return Ok(None),
+    }
+    for ss in SECTOR_SIZES {
+        let ss64 = u64::from(ss);
+        let last = size / ss64;
+        if last < 3 {
+            continue;
+        }
+        if read_region(reader, size, (last - 1) * ss64, 8)?.as_deref() == Some(&SIGNATURE[..]) {
+            return Ok(Some(ss));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether the image carries a GPT header signature (at LBA 1 for any probed sector size,
+/// or a backup one in the last sector behind a protective MBR). This does not validate
+/// the table; use [`read`] for that.
 pub fn is_gpt(reader: &impl FileExt, size: u64) -> io::Result<bool> {
-    Ok(probe_sector_size(reader, size)?.is_some())
+    Ok(probe_sector_size(reader, size)?.is_some()
+        || probe_backup_sector_size(reader, size)?.is_some())
 }
 
 fn has_protective_mbr(mbr: &[u8]) -> bool {
@@ -162,17 +234,64 @@ fn has_protective_mbr(mbr: &[u8]) -> bool {
     (0..4).any(|i| mbr[446 + 16 * i + 4] == 0xEE)
 }
 
-/// Reads and validates the GPT of an image of `size` bytes, probing the sector size.
+/// Reads and validates the GPT of an image of `size` bytes, probing the sector size. A
+/// broken primary table is replaced by the backup one at the end of the disk when that is
+/// intact (see [`GptTable::primary_broken`]).
 pub fn read(reader: &impl FileExt, size: u64) -> Result<GptTable, GptError> {
-    let ss = probe_sector_size(reader, size)?.ok_or(GptError::NotGpt)?;
-    read_with_sector_size(reader, size, ss)
+    match probe_sector_size(reader, size)? {
+        Some(ss) => read_with_sector_size(reader, size, ss),
+        None => match probe_backup_sector_size(reader, size)? {
+            Some(ss) => match read_header_at(reader, size, ss, Which::Backup) {
+                Ok(mut t) => {
+                    t.primary_broken = Some(GptError::NotGpt.to_string());
+                    Ok(t)
+                }
+                Err(GptError::Io(e)) => Err(GptError::Io(e)),
+                Err(backup) => Err(GptError::BothBroken {
+                    primary: Box::new(GptError::NotGpt),
+                    backup: Box::new(backup),
+                }),
+            },
+            None => Err(GptError::NotGpt),
+        },
+    }
 }
 
-/// Reads and validates the GPT of an image of `size` bytes with a known sector size.
+/// Reads and validates the GPT of an image of `size` bytes with a known sector size, the
+/// primary table or, when that is broken, the backup one.
 pub fn read_with_sector_size(
     reader: &impl FileExt,
     size: u64,
     sector_size: u32,
+) -> Result<GptTable, GptError> {
+    match read_header_at(reader, size, sector_size, Which::Primary) {
+        Ok(t) => Ok(t),
+        Err(GptError::Io(e)) => Err(GptError::Io(e)),
+        Err(primary) => match read_header_at(reader, size, sector_size, Which::Backup) {
+            Ok(mut t) => {
+                t.primary_broken = Some(primary.to_string());
+                Ok(t)
+            }
+            Err(GptError::Io(e)) => Err(GptError::Io(e)),
+            Err(backup) => Err(GptError::BothBroken {
+                primary: Box::new(primary),
+                backup: Box::new(backup),
+            }),
+        },
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Primary,
+    Backup,
+}
+
+fn read_header_at(
+    reader: &impl FileExt,
+    size: u64,
+    sector_size: u32,
+    which: Which,
 ) -> Result<GptTable, GptError> {
     if !sector_size.is_power_of_two() || !(512..=65536).contains(&sector_size) {
         return Err(GptError::BadHeader(format!(
@@ -180,8 +299,14 @@ pub fn read_with_sector_size(
         )));
     }
     let ss = u64::from(sector_size);
+    let total_lbas = size / ss;
+    let at_lba = match which {
+        Which::Primary => 1,
+        Which::Backup if total_lbas >= 3 => total_lbas - 1,
+        Which::Backup => return Err(GptError::Truncated("backup header")),
+    };
     let mbr = read_region(reader, size, 0, 512)?.ok_or(GptError::NotGpt)?;
-    let hdr = read_region(reader, size, ss, ss)?.ok_or(GptError::Truncated("header"))?;
+    let hdr = read_region(reader, size, at_lba * ss, ss)?.ok_or(GptError::Truncated("header"))?;
     if &hdr[0..8] != SIGNATURE {
         return Err(GptError::NotGpt);
     }
@@ -204,12 +329,11 @@ pub fn read_with_sector_size(
     }
 
     let my_lba = le_u64(&hdr, 24);
-    if my_lba != 1 {
+    if my_lba != at_lba {
         return Err(GptError::BadHeader(format!(
-            "primary header claims to be at LBA {my_lba}"
+            "the header at LBA {at_lba} claims to be at LBA {my_lba}"
         )));
     }
-    let total_lbas = size / ss;
     let first_usable = le_u64(&hdr, 40);
     let last_usable = le_u64(&hdr, 48);
     if first_usable > last_usable {
@@ -330,6 +454,7 @@ pub fn read_with_sector_size(
         first_usable_lba: first_usable,
         last_usable_lba: last_usable,
         partitions,
+        primary_broken: None,
     })
 }
 
@@ -1006,9 +1131,66 @@ mod tests {
         type_guid(d, Some(arch)).unwrap()
     }
 
+    /// The primary table only (the checks of one header and its entries).
     fn parse(img: Vec<u8>) -> Result<GptTable, GptError> {
         let n = img.len() as u64;
+        let mem = Mem(img);
+        match probe_sector_size(&mem, n).unwrap() {
+            Some(ss) => read_header_at(&mem, n, ss, Which::Primary),
+            None => Err(GptError::NotGpt),
+        }
+    }
+
+    /// What [`read`] makes of an image: the primary table, else the backup one.
+    fn read_any(img: Vec<u8>) -> Result<GptTable, GptError> {
+        let n = img.len() as u64;
         read(&Mem(img), n)
+    }
+
+    #[test]
+    fn a_broken_primary_table_is_replaced_by_the_backup() {
+        let good = GptBuilder::new(512, 4 * MIB)
+            .append(t(D::Root, "x86-64"), 65536, "root", 0, vec![])
+            .append(t(D::Usr, "x86-64"), 65536, "usr", 0, vec![]);
+        let img = good.build();
+        let want = read_any(img.clone()).unwrap();
+        assert_eq!(want.primary_broken, None);
+        let n = img.len();
+        // Primary header CRC, primary entry array CRC, primary header zeroed (no signature
+        // at LBA 1 at all): the backup gives the same partitions, and says why.
+        let mut crc = img.clone();
+        crc[512 + 40] ^= 1;
+        let mut entries = img.clone();
+        entries[1024 + 60] ^= 1;
+        let mut zeroed = img.clone();
+        zeroed[512..1024].fill(0);
+        for (what, bad, why) in [
+            ("header CRC", crc, "GPT header: CRC32 mismatch"),
+            ("entry CRC", entries, "GPT partition entry array: CRC32 mismatch"),
+            ("zeroed header", zeroed, "no GPT header found"),
+        ] {
+            let t = read_any(bad.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(t.partitions, want.partitions, "{what}");
+            let p = t.primary_broken.unwrap_or_else(|| panic!("{what}: not noted"));
+            assert!(p.starts_with(why), "{what}: {p}");
+            // Broken at both ends: both reasons are given.
+            let mut both = bad;
+            both[n - 512 + 40] ^= 1;
+            let e = read_any(both).unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, GptError::BothBroken { .. }), "{what}: {msg}");
+            assert!(
+                msg.starts_with(&format!("primary {why}"))
+                    && msg.contains("; backup: GPT header: CRC32 mismatch"),
+                "{what}: {msg}"
+            );
+        }
+        // A backup header that claims another place is not taken.
+        let mut moved = img.clone();
+        moved[512 + 40] ^= 1;
+        moved[n - 512 + 24..n - 512 + 32].copy_from_slice(&5u64.to_le_bytes());
+        let e = read_any(moved).unwrap_err();
+        assert!(e.to_string().contains("backup: GPT header"), "{e}");
     }
 
     fn table(b: GptBuilder) -> GptTable {
@@ -1105,7 +1287,7 @@ mod tests {
         assert!(matches!(e, GptError::EntryArrayCrc { .. }), "{e}");
         assert!(e
             .to_string()
-            .starts_with("GPT partition entry array CRC mismatch"));
+            .starts_with("GPT partition entry array: CRC32 mismatch"));
         // No protective MBR.
         let mut bad = img.clone();
         bad[446 + 4] = 0x83;
@@ -1179,7 +1361,10 @@ mod tests {
             ),
             "{e}"
         );
-        assert_eq!(e.to_string(), "partition 2 overlaps partition 1");
+        assert_eq!(
+            e.to_string(),
+            "GPT entry of partition 2: overlaps partition 1"
+        );
         // Contained in another, not adjacent in start order.
         let e = parse(
             base()

@@ -3,6 +3,7 @@
 //! kernel side (loop devices) lives in [`crate::sys`].
 
 pub mod dps;
+pub mod error;
 pub mod gpt;
 pub mod mount;
 pub mod policy;
@@ -14,6 +15,7 @@ pub mod verity;
 pub(crate) mod testutil;
 
 pub use dps::{Guid, PartitionKind};
+pub use error::{ImageError, ImagePart};
 pub use gpt::{GptError, GptTable, Part, SelectError, SelectOptions, Selection};
 pub use policy::{ImagePolicy, PartitionDesignator, PolicyFlags, PolicyViolation, Protection};
 pub use superblock::FsType;

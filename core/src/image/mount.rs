@@ -18,39 +18,7 @@ use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
 use std::fs::File;
 use std::io;
 
-/// Why an image cannot be used. `errno` follows systemd where it has one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageError {
-    /// The reason, for humans.
-    pub reason: String,
-    /// errno equivalent.
-    pub errno: i32,
-    /// Whether this is an image policy violation.
-    pub policy: bool,
-}
-
-impl ImageError {
-    fn new(errno: i32, reason: impl Into<String>) -> ImageError {
-        ImageError {
-            reason: reason.into(),
-            errno,
-            policy: false,
-        }
-    }
-    fn policy(reason: impl Into<String>) -> ImageError {
-        ImageError {
-            reason: reason.into(),
-            errno: libc::ERFKILL,
-            policy: true,
-        }
-    }
-    fn io(what: &str, e: io::Error) -> ImageError {
-        ImageError::new(
-            e.raw_os_error().unwrap_or(libc::EIO),
-            format!("{what}: {e}"),
-        )
-    }
-}
+pub use crate::image::error::{ImageError, ImagePart};
 
 /// A mounted image.
 #[derive(Debug)]
@@ -63,6 +31,8 @@ pub struct MountedImage {
     pub protection: Protection,
     /// Whether it is a GPT disk image.
     pub disk_image: bool,
+    /// Things worth a debug message (a broken primary GPT replaced by the backup one).
+    pub notes: Vec<String>,
 }
 
 /// Called before each mount-related step (fault injection in tests).
@@ -73,53 +43,59 @@ fn mount_fs(
     source: &str,
     class: ImageClass,
     step: StepHook<'_>,
-) -> io::Result<OwnedFd> {
-    step("fsopen image")?;
-    let fs = rustix::mount::fsopen(fstype.kernel_name(), FsOpenFlags::FSOPEN_CLOEXEC)?;
-    rustix::mount::fsconfig_set_string(&fs, "source", source)?;
+    part: &ImagePart,
+) -> Result<OwnedFd, ImageError> {
+    let io = |op, e: rustix::io::Errno| ImageError::io(part.clone(), op, e);
+    step("fsopen image").map_err(|e| ImageError::io(part.clone(), "open a file system context", e))?;
+    let fs = rustix::mount::fsopen(fstype.kernel_name(), FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| io("open a file system context", e))?;
+    rustix::mount::fsconfig_set_string(&fs, "source", source)
+        .map_err(|e| io("set the source of the file system context", e))?;
     if fstype == FsType::Ext4 {
         // Never replay a journal on a read-only image.
         let _ = rustix::mount::fsconfig_set_flag(&fs, "norecovery");
     }
-    rustix::mount::fsconfig_set_flag(&fs, "ro")?;
+    rustix::mount::fsconfig_set_flag(&fs, "ro").map_err(|e| io("make the file system context read-only", e))?;
     rustix::mount::fsconfig_create(&fs).map_err(|e| {
-        let mut msg = String::new();
+        // The kernel's messages about the failure, drained from the context's log.
+        let mut raw = Vec::new();
         let mut buf = [0u8; 512];
         while let Ok(n) = rustix::io::read(&fs, &mut buf) {
             if n == 0 {
                 break;
             }
-            msg.push_str(String::from_utf8_lossy(&buf[..n]).trim_end());
-            msg.push_str("; ");
+            raw.extend_from_slice(&buf[..n]);
+            raw.push(b'\n');
         }
-        if msg.is_empty() {
-            io::Error::from(e)
-        } else {
-            io::Error::new(
-                io::Error::from(e).kind(),
-                format!("{} ({})", io::Error::from(e), msg.trim_end_matches("; ")),
-            )
+        ImageError::Mount {
+            part: part.clone(),
+            fstype,
+            source: e.into(),
+            kernel_log: crate::image::error::kernel_log_lines(&raw),
         }
     })?;
     let mut attrs = MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV;
     if class.info().nosuid {
         attrs |= MountAttrFlags::MOUNT_ATTR_NOSUID;
     }
-    Ok(rustix::mount::fsmount(
-        &fs,
-        FsMountFlags::FSMOUNT_CLOEXEC,
-        attrs,
-    )?)
+    rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+        .map_err(|e| io("mount the file system", e))
 }
 
 /// Refuse a squashfs whose superblock claims more bytes than the region holds (systemd
 /// fails such images as a whole; the kernel would mount them and fail reads later).
-fn check_complete(file: &File, offset: u64, size: u64, fstype: FsType) -> Result<(), ImageError> {
+fn check_complete(
+    file: &File,
+    offset: u64,
+    size: u64,
+    fstype: FsType,
+    part: &ImagePart,
+) -> Result<(), ImageError> {
     use std::os::unix::fs::FileExt;
     if fstype == FsType::Squashfs {
         let mut b = [0u8; 8];
         file.read_exact_at(&mut b, offset + 40)
-            .map_err(|e| ImageError::io("read", e))?;
+            .map_err(|e| ImageError::io(part.clone(), "read", e))?;
         let used = u64::from_le_bytes(b);
         let avail = if size == 0 {
             file.metadata()
@@ -130,10 +106,12 @@ fn check_complete(file: &File, offset: u64, size: u64, fstype: FsType) -> Result
             size
         };
         if used > avail {
-            return Err(ImageError::new(
-                libc::EBADMSG,
-                format!("truncated squashfs image: the superblock says {used} bytes, only {avail} are there"),
-            ));
+            return Err(ImageError::Truncated {
+                part: part.clone(),
+                fstype,
+                claimed: used,
+                available: avail,
+            });
         }
     }
     Ok(())
@@ -142,14 +120,14 @@ fn check_complete(file: &File, offset: u64, size: u64, fstype: FsType) -> Result
 /// Mount a file system that lies at `offset`/`size` of `file` (`path` names the file).
 fn mount_region(
     file: &File,
-    path: &str,
     offset: u64,
     size: u64,
     fstype: FsType,
     class: ImageClass,
     whole_regular: bool,
     step: StepHook<'_>,
-) -> io::Result<OwnedFd> {
+    part: &ImagePart,
+) -> Result<OwnedFd, ImageError> {
     if fstype == FsType::Erofs && whole_regular {
         // File-backed erofs (Linux 6.12+): no loop device at all. The path is opened by the
         // kernel; use our fd's /proc link so the lookup cannot be redirected.
@@ -158,12 +136,13 @@ fn mount_region(
             &crate::root::proc_fd_path(file.as_fd()),
             class,
             step,
+            part,
         ) {
             Ok(m) => return Ok(m),
             // Kernels without file-backed erofs refuse the file as source: use a loop device.
-            Err(e)
+            Err(ImageError::Mount { source, .. })
                 if matches!(
-                    e.raw_os_error(),
+                    source.raw_os_error(),
                     Some(libc::ENOTBLK | libc::EINVAL | libc::EOPNOTSUPP | libc::ENODEV)
                 ) => {}
             Err(e) => return Err(e),
@@ -176,11 +155,11 @@ fn mount_region(
         partscan: false,
         block_size: 0,
     };
-    step("loop attach")?;
+    step("loop attach").map_err(|e| ImageError::io(part.clone(), "attach a loop device for", e))?;
     let dev = LoopDevice::attach(file, offset, size, &opts)
-        .map_err(|e| io::Error::new(e.kind(), format!("attach loop device for {path}: {e}")))?;
+        .map_err(|e| ImageError::io(part.clone(), "attach a loop device for", e))?;
     let devpath = dev.path().to_string_lossy().into_owned();
-    match mount_fs(fstype, &devpath, class, step) {
+    match mount_fs(fstype, &devpath, class, step, part) {
         // With autoclear, the device goes away when the file system is unmounted.
         Ok(m) => {
             drop(dev.into_owned_fd());
@@ -195,9 +174,20 @@ fn mount_region(
 
 fn read_roothash_sidecar(root: BorrowedFd<'_>, image_rel: &str) -> Option<Vec<u8>> {
     let stem = image_rel.strip_suffix(".raw").unwrap_or(image_rel);
-    let fd = crate::root::open_beneath(root, &format!("{stem}.roothash"), OFlags::RDONLY).ok()?;
-    let text = crate::exec::read_to_string(fd).ok()?;
-    verity::decode_hex(text.trim())
+    // A regular file of at most 4 KiB (a root hash is 64 to 128 hex digits).
+    let bytes = crate::smallfile::read_beneath(root, &format!("{stem}.roothash"), 4096).ok()?;
+    verity::decode_hex(std::str::from_utf8(&bytes).ok()?.trim())
+}
+
+/// A verity failure, blamed on the data (a data block that does not match) or on the tree.
+fn verity_error(e: verity::VerityError, data: &ImagePart, tree: &ImagePart) -> ImageError {
+    let part = match e {
+        verity::VerityError::DataBlockMismatch { .. } | verity::VerityError::DataTooSmall { .. } => {
+            data.clone()
+        }
+        _ => tree.clone(),
+    };
+    ImageError::Verity { part, source: e }
 }
 
 /// Verify a verity-protected region in userspace (no device-mapper needed).
@@ -206,27 +196,33 @@ fn verify_userspace(
     data: (u64, u64),
     hash: (u64, u64),
     root_hash: &[u8],
+    parts: (&ImagePart, &ImagePart),
 ) -> Result<(), ImageError> {
-    let bad = |e: verity::VerityError| {
-        ImageError::new(libc::EBADMSG, format!("verity verification failed: {e}"))
-    };
+    let bad = |e| verity_error(e, parts.0, parts.1);
     // The superblock says how much of the (possibly larger, aligned) partition is data.
     let sb = verity::VeritySuperblock::read(file, hash.0).map_err(bad)?;
     let size = sb.data_blocks.saturating_mul(u64::from(sb.data_block_size));
     if size == 0 || size > data.1 {
-        return Err(ImageError::new(
-            libc::EBADMSG,
-            format!(
-                "verity superblock claims {size} bytes of data, the partition has {}",
-                data.1
-            ),
-        ));
+        return Err(ImageError::Verity {
+            part: parts.1.clone(),
+            source: verity::VerityError::DataTooSmall {
+                needed: size,
+                available: data.1,
+            },
+        });
     }
     verity::verify_with_superblock(&sb, file, data.0, size, file, hash.0, root_hash).map_err(bad)
 }
 
 fn device_mapper_available() -> bool {
     std::path::Path::new("/dev/mapper/control").exists()
+}
+
+/// The verity parts of one data region: the data, its hash tree, its signature.
+struct VerityParts {
+    data: ImagePart,
+    tree: ImagePart,
+    sig: Option<ImagePart>,
 }
 
 /// What protection a region gets, given a root hash and the policy.
@@ -239,6 +235,7 @@ fn decide_verity(
     sig: Option<&verity::VeritySignature>,
     policy: &ImagePolicy,
     explicit_policy: bool,
+    parts: &VerityParts,
 ) -> Result<Protection, ImageError> {
     let (Some(hash), Some(rh)) = (hash, root_hash) else {
         // No root hash: verity cannot be set up; the region is used unprotected.
@@ -246,21 +243,13 @@ fn decide_verity(
     };
     if !explicit_policy {
         // systemd-sysext 257 sets up dm-verity here and fails without device-mapper.
-        if !device_mapper_available() {
-            return Err(ImageError::new(
-                libc::EOPNOTSUPP,
-                format!(
-                    "partition '{d}' has verity data (root hash known), which needs dm-verity, but this kernel has no \
-                     device-mapper; pass --image-policy={d}=verity to verify it in userspace instead"
-                ),
-            ));
-        }
-        return Err(ImageError::new(
-            libc::EOPNOTSUPP,
-            "dm-verity set-up is not implemented; verify in userspace with --image-policy",
-        ));
+        return Err(ImageError::NeedsDeviceMapper {
+            part: parts.data.clone(),
+            designator: d,
+            device_mapper: device_mapper_available(),
+        });
     }
-    verify_userspace(file, data, hash, rh)?;
+    verify_userspace(file, data, hash, rh, (&parts.data, &parts.tree))?;
     // The hash tree matches the root hash. With a signature partition, the PKCS#7
     // signature of the root hash is checked against the trusted certificates
     // (/etc/verity.d, …); without one, or if it is not accepted but the policy allows plain
@@ -273,8 +262,13 @@ fn decide_verity(
     match crate::image::signature::verify_signature(sig, &hex, &trusted) {
         Ok(_) => Ok(Protection::Signed),
         Err(_) if policy.check(d, Protection::Verity).is_ok() => Ok(Protection::Verity),
-        Err(e) => Err(ImageError::policy(format!(
-            "partition '{d}': verity signature not accepted: {e}"
+        Err(e) => Err(ImageError::Policy(format!(
+            "partition '{d}': verity signature{} not accepted: {e}",
+            parts
+                .sig
+                .as_ref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default()
         ))),
     }
 }
@@ -286,46 +280,89 @@ fn check_policy(
 ) -> Result<(), ImageError> {
     policy
         .check(d, p)
-        .map_err(|v| ImageError::policy(v.to_string()))
+        .map_err(|v| ImageError::Policy(v.to_string()))
 }
 
-/// Open and mount one image file or block device. `policy` is the effective image policy,
-/// `explicit_policy` whether it was given by the caller.
-pub fn open_image(
+/// Open an image file (or block device) for reading: looked at `O_PATH` first, so that
+/// nothing but a regular file or (where allowed) a block device is ever opened.
+fn open_image_file(
     root: BorrowedFd<'_>,
     image_rel: &str,
-    image_path: &str,
-    class: ImageClass,
-    policy: &ImagePolicy,
-    explicit_policy: bool,
-    step: StepHook<'_>,
-) -> Result<MountedImage, ImageError> {
-    let fd = crate::root::open_beneath(root, image_rel, OFlags::RDONLY)
-        .map_err(|e| ImageError::io("open", e))?;
-    let st = rustix::fs::fstat(&fd).map_err(|e| ImageError::io("stat", e.into()))?;
-    let is_regular =
-        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile;
+    allow_block: bool,
+) -> Result<(File, bool, u64), ImageError> {
+    let part = ImagePart::File;
+    let p = crate::root::open_beneath(root, image_rel, OFlags::PATH)
+        .map_err(|e| ImageError::io(part.clone(), "open", e))?;
+    let st = rustix::fs::fstat(&p).map_err(|e| ImageError::io(part.clone(), "stat", e))?;
+    let ft = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    match ft {
+        rustix::fs::FileType::RegularFile => {}
+        rustix::fs::FileType::BlockDevice if allow_block => {}
+        rustix::fs::FileType::BlockDevice => return Err(ImageError::BlockDeviceRefused),
+        _ => {
+            return Err(ImageError::NotAnImage {
+                part,
+                what: match crate::smallfile::check_regular(p.as_fd()) {
+                    Err(crate::smallfile::SmallFileError::NotRegular { what }) => what,
+                    _ => "not a regular file",
+                },
+            })
+        }
+    }
+    let fd = rustix::fs::open(
+        crate::root::proc_fd_path(p.as_fd()),
+        OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ImageError::io(part.clone(), "open", e))?;
+    let is_regular = ft == rustix::fs::FileType::RegularFile;
     // A block device's size is where its end is; a file's is in its stat.
     let size = if is_regular {
         st.st_size as u64
     } else {
         rustix::fs::seek(&fd, rustix::fs::SeekFrom::End(0))
-            .map_err(|e| ImageError::io("size", e.into()))?
+            .map_err(|e| ImageError::io(part, "find the size of", e))?
     };
-    let file = File::from(fd);
+    Ok((File::from(fd), is_regular, size))
+}
+
+/// Open and mount one image file or block device. `policy` is the effective image policy,
+/// `explicit_policy` whether it was given by the caller; `allow_block` whether a block
+/// device may be used.
+pub fn open_image(
+    root: BorrowedFd<'_>,
+    image_rel: &str,
+    class: ImageClass,
+    policy: &ImagePolicy,
+    explicit_policy: bool,
+    allow_block: bool,
+    step: StepHook<'_>,
+) -> Result<MountedImage, ImageError> {
+    let (file, is_regular, size) = open_image_file(root, image_rel, allow_block)?;
 
     // A naked file system?
-    if let Some(fstype) =
-        superblock::detect(&file, 0, size).map_err(|e| ImageError::io("read", e))?
+    if let Some(fstype) = superblock::detect(&file, 0, size)
+        .map_err(|e| ImageError::io(ImagePart::Superblock, "read", e))?
     {
+        let sb = ImagePart::Superblock;
+        let vparts = VerityParts {
+            data: ImagePart::File,
+            tree: ImagePart::VerityTree {
+                number: None,
+                designator: PartitionDesignator::Root,
+            },
+            sig: None,
+        };
         let root_hash = read_roothash_sidecar(root, image_rel);
         let protection = match &root_hash {
             Some(rh) => {
                 let stem = image_rel.strip_suffix(".raw").unwrap_or(image_rel);
-                let vfd =
-                    crate::root::open_beneath(root, &format!("{stem}.verity"), OFlags::RDONLY)
-                        .ok()
-                        .map(File::from);
+                let vpath = format!("{stem}.verity");
+                let vfd = crate::smallfile::open_checked(|f| {
+                    crate::root::open_beneath(root, &vpath, f)
+                })
+                .ok()
+                .map(File::from);
                 match vfd {
                     Some(vf) => {
                         if !explicit_policy {
@@ -338,14 +375,11 @@ pub fn open_image(
                                 None,
                                 policy,
                                 false,
+                                &vparts,
                             )?
                         } else {
-                            verity::verify(&file, 0, size, &vf, 0, rh).map_err(|e| {
-                                ImageError::new(
-                                    libc::EBADMSG,
-                                    format!("verity verification failed: {e}"),
-                                )
-                            })?;
+                            verity::verify(&file, 0, size, &vf, 0, rh)
+                                .map_err(|e| verity_error(e, &vparts.data, &vparts.tree))?;
                             Protection::Verity
                         }
                     }
@@ -355,37 +389,39 @@ pub fn open_image(
             None => Protection::Unprotected,
         };
         check_policy(policy, PartitionDesignator::Root, protection)?;
-        check_complete(&file, 0, size, fstype)?;
-        let tree = mount_region(&file, image_path, 0, 0, fstype, class, is_regular, step)
-            .map_err(|e| ImageError::io(&format!("mount {fstype}"), e))?;
+        check_complete(&file, 0, size, fstype, &sb)?;
+        let tree = mount_region(&file, 0, 0, fstype, class, is_regular, step, &sb)?;
         return Ok(MountedImage {
             tree,
             fstype,
             protection,
             disk_image: false,
+            notes: Vec::new(),
         });
     }
 
     // A GPT disk image?
-    if !gpt::is_gpt(&file, size).map_err(|e| ImageError::io("read", e))? {
-        return Err(ImageError::new(
-            libc::ENOPKG,
-            "Package not installed (no file system or partition table recognised)",
+    let table_part = ImagePart::PartitionTable;
+    if !gpt::is_gpt(&file, size).map_err(|e| ImageError::io(table_part.clone(), "read", e))? {
+        return Err(ImageError::Unrecognised);
+    }
+    let table = gpt::read(&file, size).map_err(|e| match e {
+        gpt::GptError::Io(e) => ImageError::io(table_part.clone(), "read", e),
+        source => ImageError::PartitionTable { source },
+    })?;
+    let mut notes = Vec::new();
+    if let Some(why) = &table.primary_broken {
+        notes.push(format!(
+            "The primary GPT header is broken ({why}); using the backup GPT header at the end of the image."
         ));
     }
-    let table = gpt::read(&file, size)
-        .map_err(|e| ImageError::new(libc::EBADMSG, format!("bad GPT: {e}")))?;
     let arch = crate::arch::native();
     let mut opts = SelectOptions::new(arch);
     opts.policy = Some(policy);
     opts.label_cmp = crate::version::strverscmp_improved;
-    let sel = gpt::select_with(&table, &opts).map_err(|e| {
-        let errno = e.errno();
-        if errno == libc::ERFKILL {
-            ImageError::policy(e.to_string())
-        } else {
-            ImageError::new(errno, e.to_string())
-        }
+    let sel = gpt::select_with(&table, &opts).map_err(|e| match e {
+        gpt::SelectError::Policy(v) => ImageError::Policy(v.to_string()),
+        source => ImageError::PartitionSelection { source },
     })?;
 
     // The same table without a policy, to find a signature partition whose root hash can
@@ -405,7 +441,12 @@ pub fn open_image(
             d.verity().expect("data designator"),
             d.verity_sig().expect("data designator"),
         );
-        let hash = sel.get(vd).map(|p| (p.offset, p.size));
+        let data_part = ImagePart::Partition {
+            number: part.number,
+            designator: d,
+        };
+        let hash_p = sel.get(vd);
+        let hash = hash_p.map(|p| (p.offset, p.size));
         let sig_part = sel.get(sd).or_else(|| {
             if hash.is_some() {
                 unrestricted.as_ref().and_then(|u| u.get(sd))
@@ -413,11 +454,27 @@ pub fn open_image(
                 None
             }
         });
+        let vparts = VerityParts {
+            data: data_part.clone(),
+            tree: ImagePart::VerityTree {
+                number: hash_p.map(|p| p.number),
+                designator: d,
+            },
+            sig: sig_part.map(|p| ImagePart::VeritySignature {
+                number: p.number,
+                designator: d,
+            }),
+        };
         let sig = match sig_part {
-            Some(p) => Some(
-                verity::read_signature(&file, p.offset, p.size)
-                    .map_err(|e| ImageError::new(libc::EBADMSG, format!("{sd} partition: {e}")))?,
-            ),
+            Some(p) => Some(verity::read_signature(&file, p.offset, p.size).map_err(|e| {
+                ImageError::Signature {
+                    part: ImagePart::VeritySignature {
+                        number: p.number,
+                        designator: d,
+                    },
+                    reason: e.to_string(),
+                }
+            })?),
             None => None,
         };
         let sidecar = read_roothash_sidecar(root, image_rel);
@@ -437,33 +494,32 @@ pub fn open_image(
             sig_for_check,
             policy,
             explicit_policy,
+            &vparts,
         )?;
         check_policy(policy, d, protection)?;
         policy
             .check_gpt_flags(d, part.flags)
-            .map_err(|v| ImageError::policy(v.to_string()))?;
+            .map_err(|v| ImageError::Policy(v.to_string()))?;
+        let sb_part = ImagePart::PartitionSuperblock {
+            number: part.number,
+            designator: d,
+        };
         let fstype = superblock::detect(&file, part.offset, part.size)
-            .map_err(|e| ImageError::io("read", e))?
-            .ok_or_else(|| {
-                ImageError::new(
-                    libc::ENOPKG,
-                    format!("partition {} ({d}) holds no known file system", part.number),
-                )
+            .map_err(|e| ImageError::io(sb_part.clone(), "read", e))?
+            .ok_or_else(|| ImageError::NoFileSystem {
+                part: data_part.clone(),
             })?;
-        check_complete(&file, part.offset, part.size, fstype)?;
+        check_complete(&file, part.offset, part.size, fstype, &sb_part)?;
         let m = mount_region(
             &file,
-            image_path,
             part.offset,
             part.size,
             fstype,
             class,
             false,
             step,
-        )
-        .map_err(|e| {
-            ImageError::io(&format!("mount {fstype} from partition {}", part.number), e)
-        })?;
+            &sb_part,
+        )?;
         Ok((m, fstype, protection))
     };
 
@@ -483,31 +539,37 @@ pub fn open_image(
             fstype,
             protection,
             disk_image: true,
+            notes,
         }),
         (root_m, Some((u, fstype, protection))) => {
+            let usr = ImagePart::Partition {
+                number: usr_part.as_ref().map(|p| p.number).unwrap_or(0),
+                designator: PartitionDesignator::Usr,
+            };
+            let io = |op, e: rustix::io::Errno| ImageError::io(usr.clone(), op, e);
             // /usr comes from the usr partition, everything else from root (if any).
             let tree = match root_m {
                 Some((r, _, _)) => r,
                 None => {
+                    let op = "make the tmpfs root above";
                     let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
-                        .map_err(|e| ImageError::io("tmpfs", e.into()))?;
+                        .map_err(|e| io(op, e))?;
                     rustix::mount::fsconfig_set_string(&fs, "mode", "0755")
-                        .map_err(|e| ImageError::io("tmpfs", e.into()))?;
-                    rustix::mount::fsconfig_create(&fs)
-                        .map_err(|e| ImageError::io("tmpfs", e.into()))?;
+                        .map_err(|e| io(op, e))?;
+                    rustix::mount::fsconfig_create(&fs).map_err(|e| io(op, e))?;
                     let t = rustix::mount::fsmount(
                         &fs,
                         FsMountFlags::FSMOUNT_CLOEXEC,
                         MountAttrFlags::MOUNT_ATTR_NODEV,
                     )
-                    .map_err(|e| ImageError::io("tmpfs", e.into()))?;
+                    .map_err(|e| io(op, e))?;
                     rustix::fs::mkdirat(&t, "usr", Mode::from_raw_mode(0o755))
-                        .map_err(|e| ImageError::io("mkdir usr", e.into()))?;
+                        .map_err(|e| io(op, e))?;
                     t
                 }
             };
             step("attach usr partition")
-                .map_err(|e| ImageError::io("attach the usr partition", e))?;
+                .map_err(|e| ImageError::io(usr.clone(), "attach at usr/", e))?;
             rustix::mount::move_mount(
                 &u,
                 "",
@@ -515,17 +577,17 @@ pub fn open_image(
                 "usr",
                 MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
             )
-            .map_err(|e| ImageError::io("attach the usr partition", e.into()))?;
+            .map_err(|e| io("attach at usr/", e))?;
             Ok(MountedImage {
                 tree,
                 fstype,
                 protection,
                 disk_image: true,
+                notes,
             })
         }
-        (None, None) => Err(ImageError::new(
-            libc::ENXIO,
-            "no root or usr partition found",
-        )),
+        (None, None) => Err(ImageError::PartitionSelection {
+            source: gpt::SelectError::NoRootOrUsr,
+        }),
     }
 }

@@ -12,7 +12,7 @@ core ``ErrorKind``             exception
 ``ReleaseFile``                :class:`ReleaseFileError` (also a ``ValueError``)
 ``MutableDir``                 :class:`MutableDirError` (EINVAL, ELOOP, EROFS, EXDEV, ...)
 ``ImagePolicy``                :class:`ImagePolicyError` (ERFKILL)
-``Image``                      :class:`ImageError`
+``Image``                      :class:`ImageError` (ENOPKG, EAFNOSUPPORT, EBADMSG, ...)
 ``InvalidArgument``            :class:`SysextValueError` (also a ``ValueError``; EINVAL)
 ``Os``                         :class:`SysextOSError` (also an ``OSError``)
 ``NotPrivileged``              :class:`SysextPermissionError` (a ``SysextOSError`` and ``PermissionError``; EPERM)
@@ -116,7 +116,9 @@ class IncompatibleExtensionError(SysextError):
 
 class ReleaseFileError(SysextError, ValueError):
     """A release file is missing or unusable: the host's os-release (``errno`` from
-    reading it, e.g. ENOENT), or an image's metadata (``extension`` names the image)."""
+    reading it, e.g. ENOENT; a FIFO, device node or file over 4 MiB is refused), or an
+    image's release data (``extension`` names the image). A broken image file raises
+    :class:`ImageError` instead."""
 
 
 class MutableDirError(SysextError):
@@ -131,8 +133,15 @@ class ImagePolicyError(SysextError):
 
 
 class ImageError(SysextError):
-    """An image is malformed or cannot be used (e.g. its hierarchy entry is not a
-    directory)."""
+    """An image is malformed or cannot be used: ``path`` names the image file,
+    ``extension`` the image, and the message the part at fault (file system superblock,
+    GPT partition table, partition N, verity tree, verity signature) and what is wrong
+    with it. ``errno`` is systemd's where systemd fails such an image: ENOPKG (nothing
+    recognised, broken partition table), EAFNOSUPPORT (a partition without a known file
+    system), ENXIO/ENOTUNIQ/EADDRNOTAVAIL (no usable partition), EOPNOTSUPP (needs
+    dm-verity); EBADMSG for a truncated file system or a verity mismatch, EPERM for a
+    block device below an explicit root that is not allowed. Also raised when an
+    image's hierarchy entry is not a directory (ENOTDIR)."""
 
 
 class SysextValueError(SysextError, ValueError):
