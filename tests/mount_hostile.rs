@@ -693,3 +693,719 @@ fn an_unreadable_hierarchy_without_content_does_not_stop_a_merge() {
         .insert(CapabilitySet::DAC_OVERRIDE | CapabilitySet::DAC_READ_SEARCH);
     set_capabilities(None, caps).unwrap();
 }
+
+/// Runs `f` on another thread and waits at most `secs` for it: a call that blocks (on a
+/// FIFO, say) fails the test instead of hanging it.
+fn within<T: Send + 'static>(what: &str, secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what}: still blocked after {secs} s"))
+}
+
+fn mkfifo(p: &Path) {
+    let _ = std::fs::remove_file(p);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        p,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+}
+
+fn mknod_char(p: &Path, major: u32, minor: u32) {
+    let _ = std::fs::remove_file(p);
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        p,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        rustix::fs::makedev(major, minor),
+    )
+    .unwrap();
+}
+
+/// Peak RSS since the last [`reset_peak_rss`], in KiB.
+fn peak_rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn reset_peak_rss() {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+}
+
+#[test]
+fn fifos_sockets_and_device_nodes_as_release_files_never_block() {
+    if !isolated("fifos_sockets_and_device_nodes_as_release_files_never_block") {
+        return;
+    }
+    let r = TestRoot::new("fifo");
+    r.sysext("good", &[("usr/bin/good", "g\n")]);
+    let rel = |name: &str| {
+        r.sysext(name, &[("usr/bin/x", "x\n")]);
+        r.p(&format!(
+            "var/lib/extensions/{name}/usr/lib/extension-release.d/extension-release.{name}"
+        ))
+    };
+    mkfifo(&rel("fifo"));
+    let sock = rel("sock");
+    std::fs::remove_file(&sock).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    mknod_char(&rel("chr"), 1, 3);
+    // A FIFO that only matches by the relaxed rule (base name): never opened either.
+    let relaxed = rel("relax_1");
+    std::fs::remove_file(&relaxed).unwrap();
+    mkfifo(&relaxed.with_file_name("extension-release.relax"));
+    let opts = r.options(ImageClass::Sysext, MutableMode::Disabled);
+    let t = std::time::Instant::now();
+    let rep = within("merge with FIFO release files", 20, {
+        let o = opts.clone();
+        move || Context::new(o).unwrap().merge().map_err(|e| e.to_string())
+    })
+    .unwrap();
+    println!(
+        "merge with a FIFO, a socket, a device node as release files: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(rep.merged, vec!["good".to_string()], "{rep:?}");
+    for (name, what) in [
+        ("fifo", "is a FIFO, not a regular file"),
+        ("sock", "is a socket, not a regular file"),
+        ("chr", "is a character device, not a regular file"),
+        ("relax_1", "no release file"),
+    ] {
+        let s = rep
+            .skipped
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("{name} not skipped: {rep:?}"));
+        assert!(s.reason.contains(what), "{name}: {}", s.reason);
+        if name != "relax_1" {
+            assert!(
+                s.reason.contains(&format!("extension-release.{name}")),
+                "{name}: the reason names the file: {}",
+                s.reason
+            );
+        }
+    }
+    Context::new(opts.clone()).unwrap().unmerge().unwrap();
+
+    // The host's os-release a FIFO, then a character device: a clear error naming the
+    // file, and the lock is free again at once (a second caller that does not wait for
+    // it gets through).
+    for (kind, what) in [("fifo", "is a FIFO"), ("char", "is a character device")] {
+        let osrel = r.p("usr/lib/os-release");
+        if kind == "fifo" {
+            mkfifo(&osrel);
+        } else {
+            mknod_char(&osrel, 1, 5);
+        }
+        let t = std::time::Instant::now();
+        let err = within("merge with a FIFO os-release", 20, {
+            let o = opts.clone();
+            move || {
+                Context::new(o)
+                    .unwrap()
+                    .merge()
+                    .map_err(|e| (e.kind(), e.to_string()))
+            }
+        })
+        .unwrap_err();
+        println!(
+            "merge with a {kind} as os-release: {:?}: {}",
+            t.elapsed(),
+            err.1
+        );
+        assert_eq!(err.0, sysext::ErrorKind::ReleaseFile);
+        assert!(
+            err.1.contains(what) && err.1.contains(&osrel.to_string_lossy().into_owned()),
+            "{}",
+            err.1
+        );
+        // list works without the host's os-release, and says why.
+        let listed = within("list with a FIFO os-release", 20, {
+            let o = opts.clone();
+            move || Context::new(o).unwrap().list().unwrap()
+        });
+        assert!(listed.iter().any(|i| i.name == "good"));
+        let mut o = opts.clone();
+        o.lock_timeout = Some(std::time::Duration::ZERO);
+        let again = Context::new(o).unwrap().merge().unwrap_err();
+        assert_eq!(again.kind(), sysext::ErrorKind::ReleaseFile, "{again}");
+        assert_eq!(r.mounts_below(), 0);
+    }
+}
+
+#[test]
+fn huge_release_files_are_refused_with_memory_bounded() {
+    if !isolated("huge_release_files_are_refused_with_memory_bounded") {
+        return;
+    }
+    use std::io::Write;
+    let r = TestRoot::new("hugerel");
+    r.sysext("good", &[("usr/bin/good", "g\n")]);
+    // Written in pieces: the test itself must not need the memory it checks for.
+    let write_keys = |p: &Path, head: &str, keys: usize, width: usize| {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(p).unwrap());
+        f.write_all(head.as_bytes()).unwrap();
+        for i in 0..keys {
+            writeln!(f, "K{i:0width$}=v").unwrap();
+        }
+        f.flush().unwrap();
+        std::fs::metadata(p).unwrap().len()
+    };
+    let osrel = r.p("usr/lib/os-release");
+    let opts = r.options(ImageClass::Sysext, MutableMode::Disabled);
+    let measure = |what: &str| {
+        reset_peak_rss();
+        let before = peak_rss_kib();
+        let t = std::time::Instant::now();
+        let res = Context::new(opts.clone()).unwrap().merge();
+        let (el, grew) = (t.elapsed(), peak_rss_kib().saturating_sub(before));
+        println!(
+            "{what}: {el:?}, peak RSS +{grew} KiB: {:?}",
+            res.as_ref().map(|r| &r.merged)
+        );
+        if res.is_ok() {
+            Context::new(opts.clone()).unwrap().unmerge().unwrap();
+        }
+        // Bounded by the 4 MiB cap and what the parser keeps, not by the file.
+        assert!(grew < 24 * 1024, "{what}: peak RSS grew by {grew} KiB");
+        res
+    };
+
+    // 20 MB os-release with 2 M keys: reading stops at the cap.
+    let n = write_keys(&osrel, "ID=debian\n", 2_000_000, 7);
+    let e = measure(&format!("os-release of {n} bytes, 2M keys")).unwrap_err();
+    assert_eq!(e.kind(), sysext::ErrorKind::ReleaseFile);
+    assert!(
+        e.to_string().contains("is larger than 4194304 bytes"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains(&osrel.to_string_lossy().into_owned()),
+        "{e}"
+    );
+    // Just under the cap with 400 k keys: used, and only the keys we need are kept.
+    let n = write_keys(&osrel, "ID=debian\nVERSION_ID=12\n", 400_000, 6);
+    assert!(n < 4 << 20);
+    let rep = measure(&format!("os-release of {n} bytes, 400k keys")).unwrap();
+    assert_eq!(rep.merged, vec!["good".to_string()]);
+    r.put("usr/lib/os-release", "ID=debian\nVERSION_ID=12\n");
+
+    // An extension-release of 3.8 MB with 400 k keys: skipped, with the reason.
+    r.sysext("many", &[("usr/bin/many", "m\n")]);
+    let p = r.p("var/lib/extensions/many/usr/lib/extension-release.d/extension-release.many");
+    let n = write_keys(&p, "ID=_any\n", 400_000, 6);
+    let rep = measure(&format!("extension-release of {n} bytes, 400k keys")).unwrap();
+    let s = rep.skipped.iter().find(|s| s.name == "many").unwrap();
+    assert!(
+        s.reason.contains("more than 4096 distinct keys"),
+        "{}",
+        s.reason
+    );
+    // And one over the cap.
+    let n = write_keys(&p, "ID=_any\n", 1_000_000, 7);
+    let rep = measure(&format!("extension-release of {n} bytes")).unwrap();
+    let s = rep.skipped.iter().find(|s| s.name == "many").unwrap();
+    assert!(
+        s.reason.contains("is larger than 4194304 bytes"),
+        "{}",
+        s.reason
+    );
+}
+
+fn losetup(file: &Path) -> String {
+    let out = Command::new("losetup")
+        .args(["--show", "-f", "-r"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn block_devices_below_a_root_need_an_opt_in() {
+    if !isolated("block_devices_below_a_root_need_an_opt_in") {
+        return;
+    }
+    // An erofs image outside the root, on a loop device; its node inside the root.
+    let outside = std::env::temp_dir().join(format!("sysext-blk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&outside);
+    let src = outside.join("src");
+    std::fs::create_dir_all(src.join("usr/lib/extension-release.d")).unwrap();
+    std::fs::create_dir_all(src.join("usr/bin")).unwrap();
+    std::fs::write(
+        src.join("usr/lib/extension-release.d/extension-release.blk"),
+        "ID=_any\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("usr/bin/blk"), "from outside the root\n").unwrap();
+    let img = outside.join("img.erofs");
+    assert!(Command::new("mkfs.erofs")
+        .arg("--quiet")
+        .arg(&img)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
+    let dev = losetup(&img);
+    let st = std::fs::metadata(&dev).unwrap();
+    use std::os::unix::fs::FileTypeExt;
+    assert!(st.file_type().is_block_device());
+    let r = TestRoot::new("blk");
+    r.sysext("good", &[("usr/bin/good", "g\n")]);
+    let node = r.p("var/lib/extensions/blk");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &node,
+        rustix::fs::FileType::BlockDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        st.rdev(),
+    )
+    .unwrap();
+    let run = || -> Result<(), String> {
+        // Refused by default: skipped with the reason, listed so, and named merges fail.
+        let c = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
+        let rep = c.merge().map_err(|e| e.to_string())?;
+        assert_eq!(rep.merged, vec!["good".to_string()]);
+        let s = rep
+            .skipped
+            .iter()
+            .find(|s| s.name == "blk")
+            .expect("blk skipped");
+        assert!(
+            s.reason.contains("is a block device below the root"),
+            "{}",
+            s.reason
+        );
+        assert_eq!(r.read("usr/bin/blk"), None);
+        c.unmerge().unwrap();
+        let l = c.list().unwrap();
+        let b = l.iter().find(|i| i.name == "blk").unwrap();
+        assert_eq!(b.kind, sysext::ImageKind::Block);
+        assert_eq!(b.state, sysext::ImageState::Incompatible);
+        assert!(b
+            .reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("allow_block_devices"));
+        let e = c.merge_names(&["blk".to_string()]).unwrap_err();
+        assert_eq!(e.kind(), sysext::ErrorKind::IncompatibleExtension, "{e}");
+        // Below discovery too: the image opener refuses the device (a file swapped for a
+        // node after discovery).
+        let root_fd = std::fs::File::open(&r.path).unwrap();
+        let e = sysext::image::mount::open_image(
+            std::os::fd::AsFd::as_fd(&root_fd),
+            "var/lib/extensions/blk",
+            ImageClass::Sysext,
+            &sysext::image::ImagePolicy::sysext_default(),
+            false,
+            false,
+            &|_| Ok(()),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, sysext::image::ImageError::BlockDeviceRefused),
+            "{e}"
+        );
+        // Opted in: merged.
+        let mut o = r.options(ImageClass::Sysext, MutableMode::Disabled);
+        o.allow_block_devices = true;
+        let c = Context::new(o).unwrap();
+        let rep = c.merge().map_err(|e| e.to_string())?;
+        assert_eq!(rep.merged, vec!["blk".to_string(), "good".to_string()]);
+        assert_eq!(
+            r.read("usr/bin/blk").as_deref(),
+            Some("from outside the root\n")
+        );
+        c.unmerge().unwrap();
+        Ok(())
+    };
+    let res = run();
+    let _ = Command::new("losetup").args(["-d", &dev]).status();
+    let _ = std::fs::remove_dir_all(&outside);
+    res.unwrap();
+    assert_eq!(r.mounts_below(), 0);
+}
+
+/// A GPT disk image with one root partition holding `fs` (and, with `verity`, its verity
+/// hash partition); the data partition's byte offset.
+fn disk_image(fs: &[u8], verity: bool) -> (Vec<u8>, u64) {
+    use sysext::image::gpt::GptBuilder;
+    use sysext::image::{dps, verity as v, PartitionDesignator as D};
+    let arch = sysext::arch::native();
+    let mut data = fs.to_vec();
+    data.resize(data.len().div_ceil(4096) * 4096, 0);
+    let dsize = data.len() as u64;
+    let mut b = GptBuilder::new(512, dsize + 4 * 1024 * 1024);
+    // The first partition starts 4 KiB aligned after the table.
+    let off = b.first_usable_lba().next_multiple_of(8) * 512;
+    let hash = if verity {
+        let scratch = std::env::temp_dir().join(format!("sysext-corpus-v-{}", std::process::id()));
+        std::fs::write(&scratch, &data).unwrap();
+        let f = std::fs::File::open(&scratch).unwrap();
+        let (hash, root_hash) = v::format(&f, 0, dsize, &v::FormatParams::default()).unwrap();
+        std::fs::remove_file(&scratch).unwrap();
+        Some((hash, root_hash))
+    } else {
+        None
+    };
+    b = b.append(
+        dps::type_guid(D::Root, Some(arch)).unwrap(),
+        dsize,
+        "root",
+        0,
+        data,
+    );
+    let mut root_hash = Vec::new();
+    if let Some((h, rh)) = hash {
+        let hsize = (h.len() as u64).div_ceil(4096) * 4096;
+        b = b.append(
+            dps::type_guid(D::RootVerity, Some(arch)).unwrap(),
+            hsize,
+            "root-verity",
+            0,
+            h,
+        );
+        root_hash = rh;
+    }
+    let img = b.build();
+    if !root_hash.is_empty() {
+        // The root hash travels as the .roothash sidecar.
+        std::fs::write(
+            std::env::temp_dir().join(format!("sysext-corpus-rh-{}", std::process::id())),
+            root_hash
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<String>(),
+        )
+        .unwrap();
+    }
+    (img, off)
+}
+
+#[test]
+fn corrupt_image_corpus_names_the_path_and_the_part() {
+    if !isolated("corrupt_image_corpus_names_the_path_and_the_part") {
+        return;
+    }
+    let r = TestRoot::new("corpus-img");
+    r.sysext("good", &[("usr/bin/good", "g\n")]);
+    let stage = r.p("stage");
+    let src = stage.join("src");
+    std::fs::create_dir_all(src.join("usr/lib/extension-release.d")).unwrap();
+    std::fs::create_dir_all(src.join("usr/bin")).unwrap();
+    std::fs::write(
+        src.join("usr/lib/extension-release.d/extension-release.bad"),
+        "ID=_any\n",
+    )
+    .unwrap();
+    for i in 0..8 {
+        // Several blocks of data that does not compress away.
+        let data: Vec<u8> = (0..40_000u32)
+            .map(|k| (k.wrapping_mul(2654435761).wrapping_add(i) >> 11) as u8)
+            .collect();
+        std::fs::write(src.join(format!("usr/bin/f{i}")), data).unwrap();
+    }
+    let erofs_p = stage.join("good.erofs");
+    let sq_p = stage.join("good.sq");
+    assert!(Command::new("mkfs.erofs")
+        .arg("--quiet")
+        .arg(&erofs_p)
+        .arg(&src)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("mksquashfs")
+        .arg(&src)
+        .arg(&sq_p)
+        .args(["-quiet", "-noappend", "-all-root"])
+        .status()
+        .unwrap()
+        .success());
+    let erofs = std::fs::read(&erofs_p).unwrap();
+    let sq = std::fs::read(&sq_p).unwrap();
+    let (ddi, data_off) = disk_image(&erofs, false);
+    let (vddi, vdata_off) = disk_image(&erofs, true);
+    // The hash partition follows the data (whole 4 KiB blocks); its first block is the
+    // verity superblock, the tree follows.
+    let vhash_off = vdata_off as usize + erofs.len().div_ceil(4096) * 4096;
+    let rh_file = std::env::temp_dir().join(format!("sysext-corpus-rh-{}", std::process::id()));
+    let roothash = std::fs::read_to_string(&rh_file).unwrap();
+    let n = ddi.len();
+    let flip = |mut b: Vec<u8>, at: &[usize]| {
+        for &i in at {
+            b[i] ^= 0x5a;
+        }
+        b
+    };
+    let garbage: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2246822519) >> 17) as u8)
+        .collect();
+    let mut zero_sb = erofs.clone();
+    zero_sb[1024..2048].fill(0);
+    let mut sq_bad = sq.clone();
+    sq_bad[12..16].fill(0xff); // the block size
+    let mut entries_bad = ddi.clone();
+    {
+        // Partition 1's last LBA before its first, in both tables, CRCs kept right.
+        let fix = |img: &mut Vec<u8>, hdr: usize| {
+            let lba = |b: &[u8], at: usize| {
+                u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize
+            };
+            let arr = lba(img, hdr + 72) * 512;
+            img[arr + 40..arr + 48].copy_from_slice(&1u64.to_le_bytes());
+            let crc = crc32fast::hash(&img[arr..arr + 128 * 128]);
+            img[hdr + 88..hdr + 92].copy_from_slice(&crc.to_le_bytes());
+            img[hdr + 16..hdr + 20].fill(0);
+            let hcrc = crc32fast::hash(&img[hdr..hdr + 92]);
+            img[hdr + 16..hdr + 20].copy_from_slice(&hcrc.to_le_bytes());
+        };
+        fix(&mut entries_bad, 512);
+        fix(&mut entries_bad, n - 512);
+    }
+    let mut part_zeroed = ddi.clone();
+    part_zeroed[data_off as usize..data_off as usize + 8192].fill(0);
+    // (what, bytes, policy, texts the message must contain, errno)
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        Option<&'static str>,
+        Vec<&'static str>,
+        i32,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "random garbage",
+            garbage,
+            None,
+            vec![
+                "neither a file system superblock",
+                "nor a GPT partition table",
+            ],
+            libc::ENOPKG,
+        ),
+        (
+            "empty file",
+            Vec::new(),
+            None,
+            vec!["neither a file system superblock"],
+            libc::ENOPKG,
+        ),
+        (
+            "truncated erofs",
+            erofs[..1000].to_vec(),
+            None,
+            vec!["neither a file system superblock"],
+            libc::ENOPKG,
+        ),
+        (
+            "zeroed erofs superblock",
+            zero_sb,
+            None,
+            vec!["neither a file system superblock"],
+            libc::ENOPKG,
+        ),
+        (
+            "truncated squashfs",
+            sq[..sq.len() / 2].to_vec(),
+            None,
+            vec![
+                "file system superblock:",
+                "squashfs superblock says",
+                "truncated image",
+            ],
+            libc::EBADMSG,
+        ),
+        (
+            "squashfs superblock garbage",
+            sq_bad,
+            None,
+            vec![
+                "file system superblock:",
+                "the kernel refused to mount it as squashfs",
+            ],
+            0,
+        ),
+        (
+            "bad GPT header CRCs",
+            flip(ddi.clone(), &[512 + 90, n - 512 + 90]),
+            None,
+            vec![
+                "GPT partition table:",
+                "primary table: GPT header: CRC32 mismatch",
+                "backup table: GPT header: CRC32 mismatch",
+            ],
+            libc::ENOPKG,
+        ),
+        (
+            "bad GPT entry CRCs",
+            flip(ddi.clone(), &[1024 + 40, n - 512 - 128 * 128 + 40]),
+            None,
+            vec![
+                "GPT partition table:",
+                "GPT partition entry array: CRC32 mismatch",
+            ],
+            libc::ENOPKG,
+        ),
+        (
+            "bad partition entries",
+            entries_bad,
+            None,
+            vec![
+                "GPT partition table:",
+                "GPT entry of partition 1: first LBA",
+            ],
+            libc::ENOPKG,
+        ),
+        (
+            "truncated disk image",
+            ddi[..n / 2].to_vec(),
+            None,
+            vec!["GPT partition table:", "truncated image"],
+            libc::ENOPKG,
+        ),
+        (
+            "partition without a file system",
+            part_zeroed,
+            None,
+            vec!["partition 1 (root): no file system superblock"],
+            libc::EAFNOSUPPORT,
+        ),
+        (
+            "verity: a data block changed",
+            flip(vddi.clone(), &[vdata_off as usize + 5 * 4096 + 9]),
+            Some("root=verity"),
+            vec!["partition 1 (root): verity mismatch: data block 5"],
+            libc::EBADMSG,
+        ),
+        (
+            "verity: hash tree changed",
+            flip(vddi.clone(), &[vhash_off + 4096 + 3]),
+            Some("root=verity"),
+            vec!["verity tree (partition 2) of root"],
+            libc::EBADMSG,
+        ),
+    ];
+    let img = r.p("var/lib/extensions/bad.raw");
+    let img_s = img.to_string_lossy().into_owned();
+    let mut results = Vec::new();
+    for (what, bytes, policy, texts, errno) in cases {
+        std::fs::write(&img, &bytes).unwrap();
+        let rh = r.p("var/lib/extensions/bad.roothash");
+        if policy.is_some() {
+            std::fs::write(&rh, &roothash).unwrap();
+        } else {
+            let _ = std::fs::remove_file(&rh);
+        }
+        let mut o = r.options(ImageClass::Sysext, MutableMode::Disabled);
+        o.image_policy = policy.map(str::to_string);
+        let t = std::time::Instant::now();
+        let e = Context::new(o).unwrap().merge().expect_err(what);
+        let el = t.elapsed();
+        let msg = e.to_string();
+        results.push(format!("{what} ({el:?}): {msg}"));
+        assert_eq!(e.kind(), sysext::ErrorKind::Image, "{what}: {msg}");
+        assert_eq!(e.path().as_deref(), Some(img_s.as_str()), "{what}");
+        assert!(
+            msg.starts_with(&format!("Image '{img_s}': ")),
+            "{what}: names the path: {msg}"
+        );
+        for t in texts {
+            assert!(msg.contains(t), "{what}: {msg} lacks {t:?}");
+        }
+        if errno != 0 {
+            assert_eq!(e.errno(), errno, "{what}: {msg}");
+        }
+        assert!(
+            !msg.contains("(e ") && !msg.contains(": e "),
+            "{what}: kernel log prefix in {msg}"
+        );
+        let sysext::Error::Image { source, .. } = &e else {
+            panic!("{what}: {e:?}");
+        };
+        assert!(
+            source.part().is_some() || matches!(**source, sysext::image::ImageError::Unrecognised),
+            "{what}"
+        );
+        assert_eq!(r.mounts_below(), 0, "{what}");
+        assert!(loops_of(&r).is_empty(), "{what}");
+    }
+    for l in &results {
+        println!("{l}");
+    }
+
+    // A broken primary GPT with an intact backup is used, as blkid does, and said so in a
+    // debug event.
+    let _ = std::fs::remove_file(r.p("var/lib/extensions/bad.roothash"));
+    std::fs::write(&img, flip(ddi.clone(), &[512 + 90])).unwrap();
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut o = r.options(ImageClass::Sysext, MutableMode::Disabled);
+    o.sink = {
+        let ev = events.clone();
+        std::sync::Arc::new(move |e: &sysext::Event| ev.lock().unwrap().push(e.to_string()))
+    };
+    let c = Context::new(o).unwrap();
+    let rep = c.merge().unwrap();
+    assert_eq!(rep.merged, vec!["bad".to_string(), "good".to_string()]);
+    assert_eq!(std::fs::read(r.p("usr/bin/f3")).unwrap().len(), 40_000);
+    c.unmerge().unwrap();
+    let ev = events.lock().unwrap();
+    assert!(
+        ev.iter().any(|e| e.contains(&img_s)
+            && e.contains("primary GPT header is broken (GPT header: CRC32 mismatch")
+            && e.contains("backup GPT header")),
+        "{ev:?}"
+    );
+
+    // The CLI says what systemd says where systemd fails alike, and more with -v.
+    std::fs::write(
+        &img,
+        (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let cli = sysext_tests::cli();
+    let out = Command::new(&cli)
+        .arg(format!("--root={}", r.path.display()))
+        .arg("merge")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Failed to read metadata for image bad: Package not installed\n"
+    );
+    let out = Command::new(&cli)
+        .arg(format!("--root={}", r.path.display()))
+        .args(["-v", "merge"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "Image '{img_s}': neither a file system superblock"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("Failed to read metadata for image bad: Package not installed\n"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(&rh_file);
+}

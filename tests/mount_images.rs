@@ -438,11 +438,7 @@ fn bad_images_are_rejected_clearly() {
     let t4 = tree(&stage, "b4", Some("extension-release.b"));
     pack("squashfs", &t4, &stage.join("sq"));
     let sq = std::fs::read(stage.join("sq")).unwrap();
-    cases.push((
-        "truncated squashfs",
-        sq[..300].to_vec(),
-        "truncated squashfs",
-    ));
+    cases.push(("truncated squashfs", sq[..300].to_vec(), "truncated image"));
 
     for (what, bytes, expect) in cases {
         std::fs::write(&img, &bytes).unwrap();

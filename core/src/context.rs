@@ -21,7 +21,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The keys of the host's os-release that anything reads (see [`Host::from_os_release`]).
-const HOST_RELEASE_KEYS: [&str; 5] = ["ID", "ID_LIKE", "VERSION_ID", "SYSEXT_LEVEL", "CONFEXT_LEVEL"];
+const HOST_RELEASE_KEYS: [&str; 5] = [
+    "ID",
+    "ID_LIKE",
+    "VERSION_ID",
+    "SYSEXT_LEVEL",
+    "CONFEXT_LEVEL",
+];
 
 /// Settings of a [`Context`].
 #[derive(Clone)]
@@ -614,12 +620,14 @@ impl Context {
                     source => Error::Image {
                         image: img.path.clone(),
                         name: img.name.clone(),
-                        source,
+                        source: Box::new(source),
                     },
                 })?;
                 for note in &m.notes {
-                    self.sink()
-                        .event(&Event::Message(Level::Debug, format!("{}: {note}", img.path)));
+                    self.sink().event(&Event::Message(
+                        Level::Debug,
+                        format!("{}: {note}", img.path),
+                    ));
                 }
                 let tree = m.tree;
                 // It must be an extension (a matching release file of either class) or an

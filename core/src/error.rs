@@ -131,9 +131,9 @@ pub enum Error {
         image: String,
         /// The image's name (as systemd names it in "Failed to read metadata for image").
         name: String,
-        /// What is wrong.
+        /// What is wrong (boxed: it is large, and rare).
         #[source]
-        source: crate::image::ImageError,
+        source: Box<crate::image::ImageError>,
     },
     /// The image does not satisfy the policy.
     #[error("{image}: Image does not match image policy: {reason}")]

@@ -4,8 +4,8 @@ use crate::class::ImageClass;
 use crate::discover::image_name_is_valid;
 use crate::release::ReleaseData;
 use crate::root::open_beneath;
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::smallfile::{self, SmallFileError};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FileType, Mode, OFlags};
 
 /// Release files (extension-release and os-release) larger than this are refused: they are
@@ -155,8 +155,13 @@ pub fn load_release(tree: BorrowedFd<'_>, class: ImageClass, name: &str) -> Rele
         1 => {
             let rel = format!("{dir}/{}", accepted[0]);
             let open = |flags| {
-                rustix::fs::openat(&dfd, accepted[0].as_str(), flags | OFlags::NOFOLLOW, Mode::empty())
-                    .map_err(Into::into)
+                rustix::fs::openat(
+                    &dfd,
+                    accepted[0].as_str(),
+                    flags | OFlags::NOFOLLOW,
+                    Mode::empty(),
+                )
+                .map_err(Into::into)
             };
             match open_release(open, &rel) {
                 Ok(fd) => parse_release_fd(fd, rel),

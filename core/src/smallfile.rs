@@ -138,8 +138,12 @@ mod tests {
         ));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
-        let fd = rustix::fs::open(&d, OFlags::PATH | OFlags::DIRECTORY, rustix::fs::Mode::empty())
-            .unwrap();
+        let fd = rustix::fs::open(
+            &d,
+            OFlags::PATH | OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
         (d, fd)
     }
 
@@ -158,7 +162,11 @@ mod tests {
         std::fs::create_dir(d.join("dir")).unwrap();
         std::fs::write(d.join("file"), "ID=x\n").unwrap();
         std::fs::set_permissions(d.join("file"), std::fs::Permissions::from_mode(0o644)).unwrap();
-        for (name, what) in [("fifo", "a FIFO"), ("sock", "a socket"), ("dir", "a directory")] {
+        for (name, what) in [
+            ("fifo", "a FIFO"),
+            ("sock", "a socket"),
+            ("dir", "a directory"),
+        ] {
             let e = read_beneath(fd.as_fd(), name, 100).unwrap_err();
             assert!(
                 matches!(&e, SmallFileError::NotRegular { what: w } if *w == what),
@@ -187,7 +195,10 @@ mod tests {
         assert!(matches!(e, SmallFileError::TooLarge { max: 4096 }), "{e}");
         assert_eq!(e.to_string(), "is larger than 4096 bytes");
         assert_eq!(e.errno(), libc::E2BIG);
-        assert_eq!(read_beneath(fd.as_fd(), "big", 10_000).unwrap().len(), 10_000);
+        assert_eq!(
+            read_beneath(fd.as_fd(), "big", 10_000).unwrap().len(),
+            10_000
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

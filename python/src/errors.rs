@@ -142,7 +142,7 @@ pub(crate) fn error_sample<'py>(py: Python<'py>, variant: &str) -> PyResult<Boun
         "Image" => Error::Image {
             image: "/var/lib/extensions/foo.raw".into(),
             name: "foo".into(),
-            source: sysext::image::ImageError::Unrecognised,
+            source: Box::new(sysext::image::ImageError::Unrecognised),
         },
         "ImagePolicy" => Error::ImagePolicy {
             image: "/var/lib/extensions/foo.raw".into(),

@@ -27,6 +27,8 @@ def test_properties(root: Path) -> None:
     assert (ctx.always_refresh, ctx.no_reload) == (False, False)
     other = sysext.Context(root=root, always_refresh=True, no_reload=True, lock_timeout=None)
     assert (other.always_refresh, other.no_reload, other.lock_timeout) == (True, True, None)
+    assert ctx.allow_block_devices is False
+    assert sysext.Context(root=root, allow_block_devices=True).allow_block_devices is True
     assert ctx.hierarchies == ["/usr", "/opt"]
     assert repr(ctx).startswith(f"Context(root='{root}'")
     assert sysext.Context(root=root, image_class="confext").hierarchies == ["/etc"]

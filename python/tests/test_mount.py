@@ -271,6 +271,19 @@ def test_image_error(root: Path, make_extension: Callable[..., Path]) -> None:
     assert_unmerged(root)
 
 
+def test_broken_image_file_is_an_image_error(root: Path) -> None:
+    bad = root / "var/lib/extensions/junk.raw"
+    bad.write_bytes(bytes((i * 2654435761 >> 13) & 0xFF for i in range(100_000)))
+    with pytest.raises(sysext.ImageError) as info:
+        sysext.Context(root=root).merge()
+    assert info.value.errno == errno.ENOPKG
+    assert info.value.path == str(bad)
+    assert info.value.extension == "junk"
+    assert str(info.value).startswith(f"Image '{bad}': neither a file system superblock")
+    assert not isinstance(info.value, sysext.ReleaseFileError)
+    assert_unmerged(root)
+
+
 def test_os_error_bad_root(tmp_path: Path) -> None:
     with pytest.raises(sysext.SysextOSError) as info:
         sysext.Context(root=tmp_path / "missing")

@@ -125,6 +125,8 @@ static void test_options(void) {
     CHECK_RC(sysext_options_set_no_reload(o, false, &err), err, 0);
     CHECK_RC(sysext_options_set_always_refresh(o, true, &err), err, 0);
     CHECK_RC(sysext_options_set_always_refresh(o, false, &err), err, 0);
+    CHECK_RC(sysext_options_set_allow_block_devices(o, true, &err), err, 0);
+    CHECK_RC(sysext_options_set_allow_block_devices(o, false, &err), err, 0);
     CHECK_RC(sysext_options_set_lock_timeout_ms(o, -1, &err), err, 0);
     CHECK_RC(sysext_options_set_lock_timeout_ms(o, 0, &err), err, 0);
     CHECK_RC(sysext_options_set_lock_timeout_ms(o, 1500, &err), err, 0);
@@ -168,6 +170,7 @@ static void test_options(void) {
     CHECK_RC(sysext_options_set_image_policy(NULL, "x", NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_no_reload(NULL, true, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_always_refresh(NULL, true, NULL), NULL, -EINVAL);
+    CHECK_RC(sysext_options_set_allow_block_devices(NULL, true, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_hierarchies(NULL, good, 1, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_lock_timeout_ms(NULL, 0, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_log_callback(NULL, record_log, NULL, NULL), NULL, -EINVAL);

@@ -63,7 +63,10 @@ impl fmt::Display for ImagePart {
                 write!(f, "partition {number} ({designator})")
             }
             ImagePart::PartitionSuperblock { number, designator } => {
-                write!(f, "file system superblock of partition {number} ({designator})")
+                write!(
+                    f,
+                    "file system superblock of partition {number} ({designator})"
+                )
             }
             ImagePart::VerityTree {
                 number: Some(n),
@@ -164,7 +167,11 @@ pub enum ImageError {
     #[error("{0}")]
     Policy(String),
     /// The kernel refused to mount a file system.
-    #[error("{part}: the kernel refused to mount it as {fstype}: {}{}", errno_words(source), kernel_log_text(kernel_log))]
+    #[error(
+        "{part}: the kernel refused to mount it as {fstype}: {}{}",
+        errno_words(source),
+        kernel_log_text(kernel_log)
+    )]
     Mount {
         /// The superblock (of the file or of a partition).
         part: ImagePart,
@@ -329,7 +336,11 @@ mod tests {
              Input/output error; the kernel said: squashfs: Unable to read inode"
         );
         assert_eq!(e.errno(), libc::EIO);
-        let e = ImageError::io(ImagePart::File, "read", io::Error::from_raw_os_error(libc::EBADMSG));
+        let e = ImageError::io(
+            ImagePart::File,
+            "read",
+            io::Error::from_raw_os_error(libc::EBADMSG),
+        );
         assert_eq!(e.to_string(), "file: cannot read: Bad message");
         let e = ImageError::PartitionTable {
             source: GptError::HeaderCrc {
@@ -337,7 +348,11 @@ mod tests {
                 computed: 2,
             },
         };
-        assert!(e.to_string().starts_with("GPT partition table: GPT header: CRC32 mismatch"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("GPT partition table: GPT header: CRC32 mismatch"),
+            "{e}"
+        );
         assert_eq!(e.errno(), libc::ENOPKG);
         assert!(e.systemd_fails_alike());
         assert_eq!(e.part(), Some(&ImagePart::PartitionTable));
@@ -360,6 +375,10 @@ mod tests {
             designator: d,
             device_mapper: false,
         };
-        assert!(e.to_string().contains("no device-mapper; pass --image-policy=root=verity"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("no device-mapper; pass --image-policy=root=verity"),
+            "{e}"
+        );
     }
 }

@@ -105,7 +105,7 @@ pub enum GptError {
         other: u32,
     },
     /// Neither the primary nor the backup table is usable.
-    #[error("primary {primary}; backup: {backup}")]
+    #[error("primary table: {primary}; backup table: {backup}")]
     BothBroken {
         /// Why the primary table was rejected.
         primary: Box<GptError>,
@@ -1166,12 +1166,18 @@ mod tests {
         zeroed[512..1024].fill(0);
         for (what, bad, why) in [
             ("header CRC", crc, "GPT header: CRC32 mismatch"),
-            ("entry CRC", entries, "GPT partition entry array: CRC32 mismatch"),
+            (
+                "entry CRC",
+                entries,
+                "GPT partition entry array: CRC32 mismatch",
+            ),
             ("zeroed header", zeroed, "no GPT header found"),
         ] {
             let t = read_any(bad.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
             assert_eq!(t.partitions, want.partitions, "{what}");
-            let p = t.primary_broken.unwrap_or_else(|| panic!("{what}: not noted"));
+            let p = t
+                .primary_broken
+                .unwrap_or_else(|| panic!("{what}: not noted"));
             assert!(p.starts_with(why), "{what}: {p}");
             // Broken at both ends: both reasons are given.
             let mut both = bad;
@@ -1180,8 +1186,8 @@ mod tests {
             let msg = e.to_string();
             assert!(matches!(e, GptError::BothBroken { .. }), "{what}: {msg}");
             assert!(
-                msg.starts_with(&format!("primary {why}"))
-                    && msg.contains("; backup: GPT header: CRC32 mismatch"),
+                msg.starts_with(&format!("primary table: {why}"))
+                    && msg.contains("; backup table: GPT header: CRC32 mismatch"),
                 "{what}: {msg}"
             );
         }
@@ -1190,7 +1196,7 @@ mod tests {
         moved[512 + 40] ^= 1;
         moved[n - 512 + 24..n - 512 + 32].copy_from_slice(&5u64.to_le_bytes());
         let e = read_any(moved).unwrap_err();
-        assert!(e.to_string().contains("backup: GPT header"), "{e}");
+        assert!(e.to_string().contains("backup table: GPT header"), "{e}");
     }
 
     fn table(b: GptBuilder) -> GptTable {

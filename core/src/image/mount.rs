@@ -46,7 +46,8 @@ fn mount_fs(
     part: &ImagePart,
 ) -> Result<OwnedFd, ImageError> {
     let io = |op, e: rustix::io::Errno| ImageError::io(part.clone(), op, e);
-    step("fsopen image").map_err(|e| ImageError::io(part.clone(), "open a file system context", e))?;
+    step("fsopen image")
+        .map_err(|e| ImageError::io(part.clone(), "open a file system context", e))?;
     let fs = rustix::mount::fsopen(fstype.kernel_name(), FsOpenFlags::FSOPEN_CLOEXEC)
         .map_err(|e| io("open a file system context", e))?;
     rustix::mount::fsconfig_set_string(&fs, "source", source)
@@ -55,7 +56,8 @@ fn mount_fs(
         // Never replay a journal on a read-only image.
         let _ = rustix::mount::fsconfig_set_flag(&fs, "norecovery");
     }
-    rustix::mount::fsconfig_set_flag(&fs, "ro").map_err(|e| io("make the file system context read-only", e))?;
+    rustix::mount::fsconfig_set_flag(&fs, "ro")
+        .map_err(|e| io("make the file system context read-only", e))?;
     rustix::mount::fsconfig_create(&fs).map_err(|e| {
         // The kernel's messages about the failure, drained from the context's log.
         let mut raw = Vec::new();
@@ -118,6 +120,7 @@ fn check_complete(
 }
 
 /// Mount a file system that lies at `offset`/`size` of `file` (`path` names the file).
+#[allow(clippy::too_many_arguments)]
 fn mount_region(
     file: &File,
     offset: u64,
@@ -182,9 +185,8 @@ fn read_roothash_sidecar(root: BorrowedFd<'_>, image_rel: &str) -> Option<Vec<u8
 /// A verity failure, blamed on the data (a data block that does not match) or on the tree.
 fn verity_error(e: verity::VerityError, data: &ImagePart, tree: &ImagePart) -> ImageError {
     let part = match e {
-        verity::VerityError::DataBlockMismatch { .. } | verity::VerityError::DataTooSmall { .. } => {
-            data.clone()
-        }
+        verity::VerityError::DataBlockMismatch { .. }
+        | verity::VerityError::DataTooSmall { .. } => data.clone(),
         _ => tree.clone(),
     };
     ImageError::Verity { part, source: e }
@@ -226,6 +228,7 @@ struct VerityParts {
 }
 
 /// What protection a region gets, given a root hash and the policy.
+#[allow(clippy::too_many_arguments)]
 fn decide_verity(
     file: &File,
     d: PartitionDesignator,
@@ -263,12 +266,11 @@ fn decide_verity(
         Ok(_) => Ok(Protection::Signed),
         Err(_) if policy.check(d, Protection::Verity).is_ok() => Ok(Protection::Verity),
         Err(e) => Err(ImageError::Policy(format!(
-            "partition '{d}': verity signature{} not accepted: {e}",
-            parts
-                .sig
-                .as_ref()
-                .map(|p| format!(" ({p})"))
-                .unwrap_or_default()
+            "partition '{d}': verity signature not accepted{}: {e}",
+            match &parts.sig {
+                Some(ImagePart::VeritySignature { number, .. }) => format!(" (partition {number})"),
+                _ => String::new(),
+            }
         ))),
     }
 }
@@ -358,11 +360,10 @@ pub fn open_image(
             Some(rh) => {
                 let stem = image_rel.strip_suffix(".raw").unwrap_or(image_rel);
                 let vpath = format!("{stem}.verity");
-                let vfd = crate::smallfile::open_checked(|f| {
-                    crate::root::open_beneath(root, &vpath, f)
-                })
-                .ok()
-                .map(File::from);
+                let vfd =
+                    crate::smallfile::open_checked(|f| crate::root::open_beneath(root, &vpath, f))
+                        .ok()
+                        .map(File::from);
                 match vfd {
                     Some(vf) => {
                         if !explicit_policy {
@@ -466,15 +467,17 @@ pub fn open_image(
             }),
         };
         let sig = match sig_part {
-            Some(p) => Some(verity::read_signature(&file, p.offset, p.size).map_err(|e| {
-                ImageError::Signature {
-                    part: ImagePart::VeritySignature {
-                        number: p.number,
-                        designator: d,
-                    },
-                    reason: e.to_string(),
-                }
-            })?),
+            Some(p) => Some(
+                verity::read_signature(&file, p.offset, p.size).map_err(|e| {
+                    ImageError::Signature {
+                        part: ImagePart::VeritySignature {
+                            number: p.number,
+                            designator: d,
+                        },
+                        reason: e.to_string(),
+                    }
+                })?,
+            ),
             None => None,
         };
         let sidecar = read_roothash_sidecar(root, image_rel);
