@@ -19,6 +19,11 @@ fn refresh_has_no_gap_for_readers() {
     if !isolated("refresh_has_no_gap_for_readers") {
         return;
     }
+    let kernel = sysext::Kernel::new(Options::new(ImageClass::Sysext).kernel);
+    if !kernel.has(sysext::KernelFeatures::MOVE_BENEATH) {
+        eprintln!("skipping: no MOVE_MOUNT_BENEATH (Linux 6.5), refresh has a short window");
+        return;
+    }
     let r = TestRoot::new("nogap");
     for i in 0..8 {
         r.sysext(
@@ -301,12 +306,12 @@ fn concurrent_refreshes_serialize() {
 }
 
 #[test]
-fn refresh_without_move_beneath_stacks_and_unmerge_removes_all() {
-    if !isolated("refresh_without_move_beneath_stacks_and_unmerge_removes_all") {
+fn refresh_without_move_beneath_replaces_the_old_merge() {
+    if !isolated("refresh_without_move_beneath_replaces_the_old_merge") {
         return;
     }
     // The fallback for kernels before 6.5, forced through the test hook.
-    std::env::set_var("SYSEXT_NO_MOVE_BENEATH", "1");
+    std::env::set_var("LIBSYSEXT_KERNEL_DISABLE", "move-beneath");
     let r = TestRoot::new("stacked");
     r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);
     let mut o = opts(&r, MutableMode::Enabled);
@@ -331,18 +336,23 @@ fn refresh_without_move_beneath_stacks_and_unmerge_removes_all() {
     }
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
-    assert_eq!(misses.load(Ordering::Relaxed), 0);
+    // Between taking the old merge off and putting the new one on, a reader may miss the
+    // file: that window is measured (benchmarks and the VM tier report it), not asserted.
+    eprintln!(
+        "refresh without MOVE_MOUNT_BENEATH: {} misses in 5 refreshes",
+        misses.load(Ordering::Relaxed)
+    );
     assert_eq!(
         r.overlays_at("usr"),
-        6,
-        "each refresh stacked a new overlay on top"
+        1,
+        "each refresh replaced the old overlay, none is stacked"
     );
     assert_eq!(r.read("usr/share/w").as_deref(), Some("w\n"));
     let rep = ctx.unmerge().unwrap();
     assert!(!rep.unmerged.is_empty());
-    assert_eq!(r.mounts_below(), 0, "unmerge removed every stacked merge");
+    assert_eq!(r.mounts_below(), 0, "unmerge removed the merge");
     assert!(!exists(
         &r.p("var/lib/extensions.mutable/.systemd-usr-workdir")
     ));
-    std::env::remove_var("SYSEXT_NO_MOVE_BENEATH");
+    std::env::remove_var("LIBSYSEXT_KERNEL_DISABLE");
 }

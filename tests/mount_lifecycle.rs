@@ -246,7 +246,7 @@ fn submounts_stay_visible_without_listmount() {
         return;
     }
     // Single-threaded: this test runs alone in its own process (see `isolated`).
-    std::env::set_var("SYSEXT_NO_STATMOUNT", "1");
+    std::env::set_var("LIBSYSEXT_KERNEL_DISABLE", "statmount");
     submounts_stay_visible_in("submounts-nolistmount");
 }
 
@@ -328,7 +328,7 @@ fn refresh_over_a_foreign_mount_below_the_merge_without_statmount() {
         return;
     }
     // Single-threaded: this test runs alone in its own process (see `isolated`).
-    std::env::set_var("SYSEXT_NO_STATMOUNT", "1");
+    std::env::set_var("LIBSYSEXT_KERNEL_DISABLE", "statmount");
     refresh_over_a_foreign_mount_in("foreign-below-nostatmount");
 }
 

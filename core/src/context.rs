@@ -9,6 +9,7 @@ use crate::event::{Event, EventSink, Level, NullSink};
 use crate::exec::{self, BuildInputs, FaultInjector, Journal};
 use crate::extension::{self, ReleaseInfo};
 use crate::hierarchy::Hierarchy;
+use crate::kernel::{Kernel, KernelFeatures};
 use crate::mutable::MutableMode;
 use crate::plan::{self, Plan};
 use crate::probe::{self, ImageTree};
@@ -61,6 +62,11 @@ pub struct Options {
     /// machine, so its content comes from outside the root. On the host's own root they
     /// are always used, as systemd does. See SECURITY.md.
     pub allow_block_devices: bool,
+    /// The kernel features the library may use (default: all the running kernel has).
+    /// Taking one away forces its fallback, as on an older kernel (see [`crate::kernel`]).
+    /// [`Options::new`] takes away those named in `LIBSYSEXT_KERNEL_DISABLE`
+    /// (comma-separated, e.g. `detached-layers,lowerdir-append`), a testing aid.
+    pub kernel: KernelFeatures,
     /// Receives progress events.
     pub sink: Arc<dyn EventSink>,
 }
@@ -80,6 +86,7 @@ impl std::fmt::Debug for Options {
             .field("always_refresh", &self.always_refresh)
             .field("no_reload", &self.no_reload)
             .field("allow_block_devices", &self.allow_block_devices)
+            .field("kernel", &self.kernel)
             .finish_non_exhaustive()
     }
 }
@@ -100,9 +107,24 @@ impl Options {
             always_refresh: false,
             no_reload: false,
             allow_block_devices: false,
+            kernel: kernel_features_from_env(),
             sink: Arc::new(NullSink),
         }
     }
+}
+
+/// All kernel features less those named in `LIBSYSEXT_KERNEL_DISABLE` (unknown names are
+/// ignored).
+fn kernel_features_from_env() -> KernelFeatures {
+    let off = std::env::var("LIBSYSEXT_KERNEL_DISABLE")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|w| KernelFeatures::parse_list(w).ok())
+                .fold(KernelFeatures::empty(), |a, b| a | b)
+        })
+        .unwrap_or(KernelFeatures::empty());
+    KernelFeatures::all() - off
 }
 
 /// An image not used for a merge, and why.
@@ -213,6 +235,7 @@ pub struct Context {
     faults: FaultInjector,
     initrd: bool,
     lock_path: std::sync::OnceLock<std::path::PathBuf>,
+    kernel: std::sync::OnceLock<Kernel>,
 }
 
 fn has_cap_sys_admin() -> bool {
@@ -267,6 +290,7 @@ impl Context {
             faults: FaultInjector::from_env(),
             initrd,
             lock_path: std::sync::OnceLock::new(),
+            kernel: std::sync::OnceLock::new(),
         })
     }
 
@@ -707,7 +731,13 @@ impl Context {
             self.opts.noexec,
             trees,
             resolved,
+            self.kernel(),
         )
+    }
+
+    /// The kernel features in use (probed on first use).
+    pub fn kernel(&self) -> Kernel {
+        *self.kernel.get_or_init(|| Kernel::new(self.opts.kernel))
     }
 
     /// What `merge` would do, without mounting anything and without privileges.
@@ -772,6 +802,7 @@ impl Context {
                 h.relative(),
                 &mounts,
                 &self.faults,
+                self.kernel(),
                 &mut detached,
             ) {
                 exec::restore(&self.root, detached);
@@ -916,6 +947,7 @@ impl Context {
             faults: &self.faults,
             fingerprint: Some(fingerprint),
             ephemeral_reuse,
+            kernel: self.kernel(),
         };
         let built = match exec::build(&plan, &inputs, &mut journal) {
             Ok(b) => b,
@@ -936,6 +968,7 @@ impl Context {
             &self.faults,
             self.sink(),
             class,
+            self.kernel(),
         ) {
             Ok(r) => r,
             Err(e) => {
@@ -954,8 +987,14 @@ impl Context {
             };
             let h = &self.hierarchies[i];
             drop(c);
-            if exec::unmerge_hierarchy(&self.root, class, h.relative(), &self.faults, self.sink())?
-                > 0
+            if exec::unmerge_hierarchy(
+                &self.root,
+                class,
+                h.relative(),
+                &self.faults,
+                self.sink(),
+                self.kernel(),
+            )? > 0
             {
                 report.unmerged.push(self.root.display(h.relative()));
             }

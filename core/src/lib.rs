@@ -27,6 +27,7 @@ pub mod exec;
 pub mod extension;
 pub mod hierarchy;
 pub mod image;
+pub mod kernel;
 pub mod lock;
 pub mod meta;
 pub mod mountinfo;
@@ -46,6 +47,7 @@ pub use discover::ImageKind;
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventSink, Level};
 pub use hierarchy::Hierarchy;
+pub use kernel::{Kernel, KernelFeatures};
 pub use mutable::MutableMode;
 pub use state::HierarchyStatus;
 

@@ -4,6 +4,7 @@
 use crate::class::ImageClass;
 use crate::error::{Error, Result};
 use crate::hierarchy::Hierarchy;
+use crate::kernel::{Kernel, KernelFeatures};
 use crate::mountinfo;
 use crate::mutable::MutableMode;
 use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, RoutingDir};
@@ -143,8 +144,12 @@ fn holder_by_statmount(
     top: BorrowedFd<'_>,
     kpath: &str,
     class: ImageClass,
+    kernel: Kernel,
 ) -> Option<std::result::Result<u64, ()>> {
     use crate::sys::statmount::brief;
+    if !kernel.has(KernelFeatures::STATMOUNT) {
+        return None;
+    }
     let mut cur = brief(crate::sys::statmount::unique_mount_id(top)?).ok()??;
     if cur.mount_point != kpath {
         return Some(Err(()));
@@ -195,9 +200,10 @@ fn underlying(
     top: BorrowedFd<'_>,
     kpath: &str,
     class: ImageClass,
+    kernel: Kernel,
 ) -> std::result::Result<HostHandle, ()> {
     // The mount that holds the hierarchy's directory, below our overlays on it.
-    let holder = match holder_by_statmount(top, kpath, class) {
+    let holder = match holder_by_statmount(top, kpath, class, kernel) {
         Some(r) => r?,
         None => holder_by_mountinfo(top, kpath, class)?,
     };
@@ -257,6 +263,7 @@ pub fn probe_hierarchy(
     inspect: bool,
     upper_checks: bool,
     resolved: Option<Option<crate::root::Resolved>>,
+    kernel: Kernel,
 ) -> Result<(HierarchyInput, HierarchyProbe)> {
     let routing = routing && inspect;
     let rel = h.relative();
@@ -280,7 +287,7 @@ pub fn probe_hierarchy(
             };
             if let Some(dev) = dev {
                 let meta = state::read_meta(r.fd.as_fd(), &r.path, class, dev)?;
-                let host = underlying(r.fd.as_fd(), &kpath, class).map(Some);
+                let host = underlying(r.fd.as_fd(), &kpath, class, kernel).map(Some);
                 let note = state::read_note(r.fd.as_fd(), class);
                 (
                     r.path.clone(),
@@ -444,6 +451,7 @@ pub fn probe(
     noexec: Option<bool>,
     trees: &[ImageTree],
     resolved: Vec<Option<crate::root::Resolved>>,
+    kernel: Kernel,
 ) -> Result<Probed> {
     // Hierarchies resolved already (by the check that none is merged), else resolved here.
     let mut resolved = resolved.into_iter();
@@ -482,6 +490,7 @@ pub fn probe(
             inspect,
             upper_checks,
             resolved.next(),
+            kernel,
         )?;
         his.push(hi);
         hps.push(hp);

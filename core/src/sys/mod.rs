@@ -2,6 +2,7 @@
 //! All `unsafe` code of the crate lives below this module.
 pub mod loopdev;
 pub mod mountattr;
+pub mod ns;
 pub mod statmount;
 
 pub use loopdev::{LoopDevice, LoopOptions};

@@ -28,12 +28,21 @@ const OFF_MNT_PARENT_ID_OLD: usize = 60;
 const OFF_MNT_POINT: usize = 108;
 const OFF_SB_SOURCE: usize = 124;
 
-/// Test hook: `SYSEXT_NO_STATMOUNT=1` makes callers take their mountinfo fallback, as on a
-/// kernel without `statmount`/`listmount`. Only honoured in debug builds and with the
-/// `fault-injection` feature.
-fn disabled() -> bool {
-    cfg!(any(debug_assertions, feature = "fault-injection"))
-        && std::env::var_os("SYSEXT_NO_STATMOUNT").is_some()
+/// Whether the kernel answers `statmount(2)` (asked about the mount of `/`). Callers ask
+/// [`crate::kernel::Kernel`], which asks this once per process.
+pub fn available() -> bool {
+    let Ok(root) = rustix::fs::open(
+        "/",
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    ) else {
+        return false;
+    };
+    let Some(id) = unique_mount_id(std::os::fd::AsFd::as_fd(&root)) else {
+        return false;
+    };
+    let mut buf = vec![0u8; HEADER + 64];
+    matches!(statmount(id, STATMOUNT_MNT_BASIC, &mut buf), Ok(Some(_)))
 }
 
 #[repr(C)]
@@ -102,9 +111,6 @@ fn string_at(b: &[u8], size: usize, off: u32) -> Option<String> {
 /// does not fit). `Ok(None)` when the kernel lacks the call or does not answer all of `mask`;
 /// else the answer's size.
 fn statmount(id: u64, mask: u64, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
-    if disabled() {
-        return Ok(None);
-    }
     loop {
         let r = mnt_id_call(SYS_STATMOUNT, id, mask, buf);
         if r < 0 {
@@ -134,9 +140,6 @@ fn statmount(id: u64, mask: u64, buf: &mut Vec<u8>) -> io::Result<Option<usize>>
 /// `None` when the kernel cannot tell (before 6.8): read mountinfo instead. A child that
 /// goes away meanwhile is left out. `id`: the unique id of `fd`'s mount, when known.
 pub fn child_mounts(fd: BorrowedFd<'_>, id: Option<u64>) -> Option<Vec<(u64, String)>> {
-    if disabled() {
-        return None;
-    }
     let parent = id.or_else(|| unique_mount_id(fd))?;
     let mut ids: Vec<u64> = Vec::new();
     let mut chunk = [0u64; 64];

@@ -5,12 +5,16 @@
 use crate::class::ImageClass;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventSink};
+use crate::kernel::{Kernel, KernelFeatures};
 use crate::meta;
 use crate::plan::{HierarchyPlan, Layer, Plan, Upper, WorkDir};
 use crate::probe::{ImageTree, Probed};
 use crate::root::{open_beneath, proc_fd_path, Root};
 use crate::state;
 use crate::sys::mountattr::{self, mount_setattr};
+use staged::{Src, Stager};
+
+pub mod staged;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use rustix::mount::OpenTreeFlags;
@@ -77,6 +81,8 @@ enum Undo {
         backup: OwnedFd,
         /// The hierarchy, root-relative.
         rel: String,
+        /// Mount id of the old merge's top.
+        old_id: Option<u64>,
     },
 }
 
@@ -114,11 +120,32 @@ impl Journal {
                 Undo::Ephemeral(path) => {
                     let _ = remove_ephemeral(&path);
                 }
-                Undo::Beneath { new, backup, rel } => {
-                    let _ = rustix::mount::unmount(
-                        proc_fd_path(new.as_fd()).as_str(),
-                        UnmountFlags::DETACH,
-                    );
+                Undo::Beneath {
+                    new,
+                    backup,
+                    rel,
+                    old_id,
+                } => {
+                    // Take the old merge (on top) and the new overlay (just beneath it) off
+                    // from the top, each checked to be the one expected: a path to a mount
+                    // that has another on top may lead to the one on top.
+                    let new_id = state::mount_id(new.as_fd());
+                    for _ in 0..2 {
+                        let Ok(t) = root.open_in(&rel, OFlags::PATH | OFlags::DIRECTORY) else {
+                            break;
+                        };
+                        let top = state::mount_id(t.as_fd());
+                        if top.is_none() || (top != new_id && top != old_id) {
+                            break;
+                        }
+                        let _ = rustix::mount::unmount(
+                            proc_fd_path(t.as_fd()).as_str(),
+                            UnmountFlags::DETACH,
+                        );
+                        if top == new_id {
+                            break;
+                        }
+                    }
                     if let Ok(t) = root.open_in(&rel, OFlags::PATH | OFlags::DIRECTORY) {
                         let _ = attach(&backup, t.as_fd());
                     }
@@ -260,6 +287,8 @@ pub struct BuildInputs<'a> {
     pub fingerprint: Option<u64>,
     /// Per hierarchy: an existing ephemeral dir to reuse (selective merge/unmerge).
     pub ephemeral_reuse: Vec<Option<String>>,
+    /// The kernel features to use.
+    pub kernel: Kernel,
 }
 
 /// A private read-only clone of the directory `rel` of a directory tree, which probing found
@@ -354,23 +383,39 @@ fn layer_fd<'a, 'x>(
 }
 
 /// Build all overlays of a plan, detached. Directories created under the root go into
-/// `journal`. Nothing is visible on the host until [`publish`].
+/// `journal`. Nothing is visible on the host until [`publish`]. On kernels that take neither
+/// detached layers nor mounts inside a detached tree (before 6.15), the layers are staged in
+/// a private namespace first (see [`staged`]).
 pub fn build<'p>(
     plan: &'p Plan,
     inputs: &BuildInputs<'_>,
     journal: &mut Journal,
 ) -> Result<Vec<Built<'p>>> {
+    if plan.hierarchies.is_empty() {
+        return Ok(Vec::new());
+    }
+    if inputs.kernel.staged_layers() {
+        Stager::with(|stager| build_with(plan, inputs, journal, Some(stager)))
+    } else {
+        build_with(plan, inputs, journal, None)
+    }
+}
+
+fn build_with<'p>(
+    plan: &'p Plan,
+    inputs: &BuildInputs<'_>,
+    journal: &mut Journal,
+    stager: Option<&Stager>,
+) -> Result<Vec<Built<'p>>> {
     let root = inputs.root;
     let class = plan.class;
     let info = class.info();
     let faults = inputs.faults;
-    if plan.hierarchies.is_empty() {
-        return Ok(Vec::new());
-    }
     let ws = workspace(faults)?;
     // Sub-mounts to keep visible come from listmount/statmount, or from one look at the
     // mount table for every hierarchy where the kernel lacks those.
     let mounts = MountTable::default();
+    let passed = std::cell::RefCell::new(std::collections::HashSet::new());
 
     let mut sources = LayerSources {
         trees: inputs
@@ -548,50 +593,6 @@ pub fn build<'p>(
         let umask_keeps_0755 =
             upper_top.is_none() && cur & 0o777 == h.top_mode && h.top_mode & 0o755 == 0o755;
 
-        // The overlay. Each layer's fd is closed as soon as the overlay's context holds the
-        // path (a merge of 500 layers must fit in the usual limit of 1024 open files); clones
-        // stay open until the overlay is created.
-        let mut keep = Vec::new();
-        faults
-            .step("fsopen overlay")
-            .map_err(|e| Error::mount("mount overlay on", target, e))?;
-        let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
-            .map_err(|e| Error::mount("mount overlay on", target, e))?;
-        let fail = |fs: &OwnedFd, e: rustix::io::Errno| Error::Mount {
-            op: "mount overlay on",
-            target: target.to_string(),
-            source: e.into(),
-            kernel_log: drain_log(fs.as_fd()),
-        };
-        rustix::mount::fsconfig_set_string(&fs, "source", info.short).map_err(|e| fail(&fs, e))?;
-        for l in &h.lower {
-            let fd = layer_fd(l, h, meta_fd.as_fd(), inputs, &mut sources)?;
-            faults
-                .step("fsconfig lowerdir+")
-                .map_err(|e| Error::mount("mount overlay on", target, e))?;
-            rustix::mount::fsconfig_set_string(&fs, "lowerdir+", proc_fd_path(fd.as_fd()).as_str())
-                .map_err(|e| fail(&fs, e))?;
-            if let LayerFd::Kept(fd) = fd {
-                keep.push(fd);
-            }
-        }
-        if let (Some(u), Some(w)) = (&upper_fd, &work_fd) {
-            rustix::mount::fsconfig_set_string(&fs, "upperdir", proc_fd_path(u.as_fd()).as_str())
-                .map_err(|e| fail(&fs, e))?;
-            rustix::mount::fsconfig_set_string(&fs, "workdir", proc_fd_path(w.as_fd()).as_str())
-                .map_err(|e| fail(&fs, e))?;
-            for (k, v) in [
-                ("redirect_dir", "on"),
-                ("metacopy", "off"),
-                ("index", "off"),
-            ] {
-                rustix::mount::fsconfig_set_string(&fs, k, v).map_err(|e| fail(&fs, e))?;
-            }
-        }
-        faults
-            .step("fsconfig create")
-            .map_err(|e| Error::mount("mount overlay on", target, e))?;
-        rustix::mount::fsconfig_create(&fs).map_err(|e| fail(&fs, e))?;
         let mut attrs = MountAttrFlags::empty();
         if h.flags.read_only {
             attrs |= MountAttrFlags::MOUNT_ATTR_RDONLY;
@@ -608,91 +609,180 @@ pub fn build<'p>(
         if h.flags.noatime {
             attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
         }
-        faults
-            .step("fsmount overlay")
-            .map_err(|e| Error::mount("mount overlay on", target, e))?;
-        let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
-            .map_err(|e| fail(&fs, e))?;
-        drop(keep);
-
-        // The meta dir, in the meta layer, naming the overlay's device. The same statx
-        // gives the overlay's unique mount id, to count its layers once it is attached.
-        let st = rustix::fs::statx(
-            &mnt,
-            "",
-            AtFlags::EMPTY_PATH,
-            StatxFlags::BASIC_STATS
-                | StatxFlags::from_bits_retain(crate::sys::statmount::STATX_MNT_ID_UNIQUE),
-        )
-        .map_err(io_at("stat", target))?;
-        let mnt_id = state::unique_mount_id(&st);
-        faults
-            .step("write meta")
-            .map_err(|e| Error::io("write", "meta dir", e))?;
-        mkdirat_ws(meta_fd.as_fd(), info.dot_dir, 0o755)?;
-        if !umask_keeps_0755 {
-            // The meta dir was just made in our own tmpfs: no symlink to fear.
-            rustix::fs::chmodat(
-                &meta_fd,
-                info.dot_dir,
-                Mode::from_raw_mode(0o755),
-                AtFlags::empty(),
-            )
-            .map_err(io_at("chmod", "meta dir"))?;
-        }
-        // The files are made by their paths below the meta layer (no fd for the meta dir).
-        let in_meta = |name: &str| {
-            let mut p = String::with_capacity(info.dot_dir.len() + 1 + name.len());
-            p.push_str(info.dot_dir);
-            p.push('/');
-            p.push_str(name);
-            p
-        };
-        write_file_at(
-            meta_fd.as_fd(),
-            &in_meta(info.list_file),
-            &meta::encode_extensions(&h.meta.extensions),
-            "meta extensions",
-        )?;
-        write_file_at(
-            meta_fd.as_fd(),
-            &in_meta("dev"),
-            &meta::encode_dev(st.stx_dev_major, st.stx_dev_minor),
-            "meta dev",
-        )?;
-        if let Some(w) = &h.meta.work_dir {
+        // The meta dir, in the meta layer, naming the overlay's device (`st`).
+        let write_meta = |st: &rustix::fs::Statx| -> Result<()> {
+            faults
+                .step("write meta")
+                .map_err(|e| Error::io("write", "meta dir", e))?;
+            mkdirat_ws(meta_fd.as_fd(), info.dot_dir, 0o755)?;
+            if !umask_keeps_0755 {
+                // The meta dir was just made in our own tmpfs: no symlink to fear.
+                rustix::fs::chmodat(
+                    &meta_fd,
+                    info.dot_dir,
+                    Mode::from_raw_mode(0o755),
+                    AtFlags::empty(),
+                )
+                .map_err(io_at("chmod", "meta dir"))?;
+            }
+            // The files are made by their paths below the meta layer (no fd for the meta dir).
+            let in_meta = |name: &str| {
+                let mut p = String::with_capacity(info.dot_dir.len() + 1 + name.len());
+                p.push_str(info.dot_dir);
+                p.push('/');
+                p.push_str(name);
+                p
+            };
             write_file_at(
                 meta_fd.as_fd(),
-                &in_meta("work_dir"),
-                &meta::encode_work_dir(w),
-                "meta work_dir",
+                &in_meta(info.list_file),
+                &meta::encode_extensions(&h.meta.extensions),
+                "meta extensions",
             )?;
-        }
-        let note = state::Note {
-            mutable: plan.mode.to_string(),
-            upper: h
-                .upper
-                .as_ref()
-                .map(Upper::describe)
-                .unwrap_or_else(|| "none".into()),
-            fingerprint: inputs.fingerprint,
-            ephemeral: ephemeral_used.clone(),
-        };
-        write_file_at(
-            meta_fd.as_fd(),
-            &in_meta(state::MODE_NOTE),
-            &note.encode(),
-            "meta note",
-        )?;
-        // The merged root's mtime (what `status` reports as the merge's time) is the meta
-        // layer's: set by making the meta dir in it, its last change, just now.
+            write_file_at(
+                meta_fd.as_fd(),
+                &in_meta("dev"),
+                &meta::encode_dev(st.stx_dev_major, st.stx_dev_minor),
+                "meta dev",
+            )?;
+            if let Some(w) = &h.meta.work_dir {
+                write_file_at(
+                    meta_fd.as_fd(),
+                    &in_meta("work_dir"),
+                    &meta::encode_work_dir(w),
+                    "meta work_dir",
+                )?;
+            }
+            let note = state::Note {
+                mutable: plan.mode.to_string(),
+                upper: h
+                    .upper
+                    .as_ref()
+                    .map(Upper::describe)
+                    .unwrap_or_else(|| "none".into()),
+                fingerprint: inputs.fingerprint,
+                ephemeral: ephemeral_used.clone(),
+            };
+            write_file_at(
+                meta_fd.as_fd(),
+                &in_meta(state::MODE_NOTE),
+                &note.encode(),
+                "meta note",
+            )?;
+            // The merged root's mtime (what `status` reports as the merge's time) is the meta
+            // layer's: set by making the meta dir in it, its last change, just now.
 
-        let mut meta_bind_pending = false;
-        if h.writable() {
-            meta_bind_pending = attach_meta_bind(mnt.as_fd(), info.dot_dir, faults).is_err();
-        }
-        let hidden_submounts =
-            carry_submounts(root, h, mnt.as_fd(), info.dot_dir, &mounts, inputs)?;
+            Ok(())
+        };
+        let (mnt, mnt_id, meta_bind_pending, hidden_submounts) = match stager {
+            None => {
+                // The overlay. Each layer's fd is closed as soon as the overlay's context
+                // holds the path (a merge of 500 layers must fit in the usual limit of 1024
+                // open files); clones stay open until the overlay is created.
+                let mut keep = Vec::new();
+                faults
+                    .step("fsopen overlay")
+                    .map_err(|e| Error::mount("mount overlay on", target, e))?;
+                let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+                    .map_err(|e| Error::mount("mount overlay on", target, e))?;
+                let fail = |fs: &OwnedFd, e: rustix::io::Errno| Error::Mount {
+                    op: "mount overlay on",
+                    target: target.to_string(),
+                    source: e.into(),
+                    kernel_log: drain_log(fs.as_fd()),
+                };
+                rustix::mount::fsconfig_set_string(&fs, "source", info.short)
+                    .map_err(|e| fail(&fs, e))?;
+                for l in &h.lower {
+                    let fd = layer_fd(l, h, meta_fd.as_fd(), inputs, &mut sources)?;
+                    faults
+                        .step("fsconfig lowerdir+")
+                        .map_err(|e| Error::mount("mount overlay on", target, e))?;
+                    rustix::mount::fsconfig_set_string(
+                        &fs,
+                        "lowerdir+",
+                        proc_fd_path(fd.as_fd()).as_str(),
+                    )
+                    .map_err(|e| fail(&fs, e))?;
+                    if let LayerFd::Kept(fd) = fd {
+                        keep.push(fd);
+                    }
+                }
+                if let (Some(u), Some(w)) = (&upper_fd, &work_fd) {
+                    rustix::mount::fsconfig_set_string(
+                        &fs,
+                        "upperdir",
+                        proc_fd_path(u.as_fd()).as_str(),
+                    )
+                    .map_err(|e| fail(&fs, e))?;
+                    rustix::mount::fsconfig_set_string(
+                        &fs,
+                        "workdir",
+                        proc_fd_path(w.as_fd()).as_str(),
+                    )
+                    .map_err(|e| fail(&fs, e))?;
+                    for (k, v) in [
+                        ("redirect_dir", "on"),
+                        ("metacopy", "off"),
+                        ("index", "off"),
+                    ] {
+                        rustix::mount::fsconfig_set_string(&fs, k, v).map_err(|e| fail(&fs, e))?;
+                    }
+                }
+                faults
+                    .step("fsconfig create")
+                    .map_err(|e| Error::mount("mount overlay on", target, e))?;
+                rustix::mount::fsconfig_create(&fs).map_err(|e| fail(&fs, e))?;
+                faults
+                    .step("fsmount overlay")
+                    .map_err(|e| Error::mount("mount overlay on", target, e))?;
+                let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+                    .map_err(|e| fail(&fs, e))?;
+                drop(keep);
+                // The same statx
+                // gives the overlay's unique mount id, to count its layers once it is attached.
+                let st = rustix::fs::statx(
+                    &mnt,
+                    "",
+                    AtFlags::EMPTY_PATH,
+                    StatxFlags::BASIC_STATS
+                        | StatxFlags::from_bits_retain(crate::sys::statmount::STATX_MNT_ID_UNIQUE),
+                )
+                .map_err(io_at("stat", target))?;
+                let mnt_id = state::unique_mount_id(&st);
+                write_meta(&st)?;
+                let mut meta_bind_pending = false;
+                if h.writable() {
+                    meta_bind_pending =
+                        attach_meta_bind(mnt.as_fd(), info.dot_dir, faults).is_err();
+                }
+                let hidden = carry_submounts(root, h, info.dot_dir, &mounts, inputs, &mut |c| {
+                    Ok(attach_in_detached(mnt.as_fd(), c))
+                })?;
+                (mnt, mnt_id, meta_bind_pending, hidden)
+            }
+            Some(stager) => {
+                let (mnt, hidden) = build_staged(
+                    stager,
+                    h,
+                    StagedInputs {
+                        inputs,
+                        ws: ws.as_fd(),
+                        meta: meta_fd.as_fd(),
+                        upper: upper_fd.as_ref().zip(work_fd.as_ref()),
+                        attrs,
+                        short: info.short,
+                        dot: info.dot_dir,
+                        mounts: &mounts,
+                        passed: &passed,
+                    },
+                    &mut sources,
+                    &write_meta,
+                )?;
+                let mnt_id = crate::sys::statmount::unique_mount_id(mnt.as_fd());
+                (mnt, mnt_id, false, hidden)
+            }
+        };
         built.push(Built {
             plan: h,
             mnt,
@@ -705,6 +795,177 @@ pub fn build<'p>(
     Ok(built)
 }
 
+/// What a staged build of one overlay takes besides the plan.
+struct StagedInputs<'x> {
+    inputs: &'x BuildInputs<'x>,
+    /// The workspace tmpfs (meta layers, ephemeral upper dirs).
+    ws: BorrowedFd<'x>,
+    /// This hierarchy's meta layer.
+    meta: BorrowedFd<'x>,
+    /// Upper and work dir.
+    upper: Option<(&'x OwnedFd, &'x OwnedFd)>,
+    attrs: MountAttrFlags,
+    short: &'static str,
+    dot: &'static str,
+    mounts: &'x MountTable,
+    /// Detached mounts handed to the staging thread so far in this build.
+    passed: &'x std::cell::RefCell<std::collections::HashSet<u64>>,
+}
+
+/// Build one overlay through the staging thread (kernels before 6.15): returns the detached
+/// copy to attach, and the originals of the sub-mounts carried into it.
+fn build_staged<'a>(
+    stager: &Stager,
+    h: &'a HierarchyPlan,
+    s: StagedInputs<'_>,
+    sources: &mut LayerSources<'a>,
+    write_meta: &dyn Fn(&rustix::fs::Statx) -> Result<()>,
+) -> Result<(OwnedFd, Vec<OwnedFd>)> {
+    let inputs = s.inputs;
+    let faults = inputs.faults;
+    let target = h.target.as_str();
+    faults
+        .step("fsopen overlay")
+        .map_err(|e| Error::mount("mount overlay on", target, e))?;
+    let mut fds = Vec::with_capacity(h.lower.len());
+    for l in &h.lower {
+        fds.push(layer_fd(l, h, s.meta, inputs, sources)?);
+        faults
+            .step("fsconfig lowerdir+")
+            .map_err(|e| Error::mount("mount overlay on", target, e))?;
+    }
+    let roots = detached_roots(s.ws, inputs, sources, h);
+    let mut passed = s.passed.borrow_mut();
+    let lower = fds
+        .into_iter()
+        .map(|fd| to_src(fd, &roots, &mut passed))
+        .collect::<Result<Vec<_>>>()?;
+    let upper = match s.upper {
+        Some((u, w)) => Some((
+            to_src(LayerFd::Borrowed(u.as_fd()), &roots, &mut passed)?,
+            to_src(LayerFd::Borrowed(w.as_fd()), &roots, &mut passed)?,
+        )),
+        None => None,
+    };
+    drop(passed);
+    let options = if upper.is_some() {
+        vec![
+            ("redirect_dir", "on"),
+            ("metacopy", "off"),
+            ("index", "off"),
+        ]
+    } else {
+        Vec::new()
+    };
+    faults
+        .step("fsconfig create")
+        .map_err(|e| Error::mount("mount overlay on", target, e))?;
+    let st = stager.create(staged::Spec {
+        index: h.index,
+        source: s.short.to_string(),
+        lower,
+        upper,
+        options,
+        attrs: s.attrs,
+        append: inputs.kernel.has(KernelFeatures::LOWERDIR_APPEND),
+        target: target.to_string(),
+    })?;
+    write_meta(&st)?;
+    faults
+        .step("fsmount overlay")
+        .map_err(|e| Error::mount("mount overlay on", target, e))?;
+    let finish = |submounts| staged::Finish {
+        index: h.index,
+        meta_bind: h.writable().then(|| s.dot.to_string()),
+        submounts,
+        target: target.to_string(),
+    };
+    let mut copy = None;
+    let hidden = carry_submounts(inputs.root, h, s.dot, s.mounts, inputs, &mut |clones| {
+        let (mnt, carried) = stager.finish(finish(clones))?;
+        copy = Some(mnt);
+        Ok(carried)
+    })?;
+    let mnt = match copy {
+        Some(m) => m,
+        None => stager.finish(finish(Vec::new()))?.0,
+    };
+    Ok((mnt, hidden))
+}
+
+/// The detached mounts a layer of this build can lie on, by mount id: the workspace, image
+/// files, clones of directory trees, and the clone that reaches the host hierarchy below a
+/// merge of ours.
+fn detached_roots<'x>(
+    ws: BorrowedFd<'x>,
+    inputs: &'x BuildInputs<'_>,
+    sources: &'x LayerSources<'_>,
+    h: &HierarchyPlan,
+) -> Vec<(u64, BorrowedFd<'x>)> {
+    let mut v = vec![ws];
+    v.extend(
+        inputs
+            .trees
+            .iter()
+            .filter(|t| t.is_mount)
+            .map(|t| t.fd.as_fd()),
+    );
+    v.extend(sources.clones.values().map(|c| c.as_fd()));
+    if let Ok(Some(hh)) = &inputs.probed.hierarchies[h.index].host {
+        if let Some(k) = &hh.keep {
+            v.push(k.as_fd());
+        }
+    }
+    v.into_iter()
+        .filter_map(|fd| state::mount_id(fd).map(|id| (id, fd)))
+        .collect()
+}
+
+/// Where the staging thread finds a layer: on one of our detached mounts (`passed`: those
+/// handed to the staging thread already in this build), or on a mount attached in our
+/// namespace.
+fn to_src(
+    fd: LayerFd<'_>,
+    roots: &[(u64, BorrowedFd<'_>)],
+    passed: &mut std::collections::HashSet<u64>,
+) -> Result<Src> {
+    let no_id = || Error::io("stat", "a layer", io::Error::other("no mount id"));
+    // A clone is a detached mount of its own, whose root is the layer.
+    if let LayerFd::Kept(own) = fd {
+        let id = state::mount_id(own.as_fd()).ok_or_else(no_id)?;
+        passed.insert(id);
+        return Ok(Src::Below {
+            id,
+            mount: Some(own),
+            dir: None,
+        });
+    }
+    let id = state::mount_id(fd.as_fd());
+    let Some(&(id, root)) = roots.iter().find(|(r, _)| Some(*r) == id) else {
+        return staged::attached(fd.as_fd());
+    };
+    let dir = match fd {
+        LayerFd::Passed(own) => own,
+        other => other
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("dup", "a layer", e))?,
+    };
+    let mount = if passed.insert(id) {
+        Some(
+            root.try_clone_to_owned()
+                .map_err(|e| Error::io("dup", "a layer", e))?,
+        )
+    } else {
+        None
+    };
+    Ok(Src::Below {
+        id,
+        mount,
+        dir: Some(dir),
+    })
+}
+
 /// Keep mounts below the hierarchy visible: copy each top-level mount below it (with what
 /// is mounted below that) into the new, still detached overlay at the same place. The
 /// originals stay where they are, under the host hierarchy, and are visible again after
@@ -712,10 +973,10 @@ pub fn build<'p>(
 fn carry_submounts(
     root: &Root,
     h: &HierarchyPlan,
-    mnt: BorrowedFd<'_>,
     dot: &str,
     mounts: &MountTable,
     inputs: &BuildInputs<'_>,
+    attach: &mut dyn FnMut(Vec<(String, OwnedFd)>) -> Result<Vec<bool>>,
 ) -> Result<Vec<OwnedFd>> {
     let faults = inputs.faults;
     let mut originals = Vec::new();
@@ -740,45 +1001,63 @@ fn carry_submounts(
         }
     };
     let kpath = root.host_path(target_rel).to_string_lossy().into_owned();
-    for (m, rel) in child_mounts(target, target_id, &kpath, dot, mounts) {
-        let rel = rel.as_str();
+    let mut found = Vec::new();
+    let mut clones = Vec::new();
+    for (m, rel) in child_mounts(target, target_id, &kpath, dot, mounts, inputs.kernel) {
         faults
             .step("carry submount")
             .map_err(|e| Error::mount("carry the submount", &m.mount_point, e))?;
-        let clone = match rustix::mount::open_tree(
+        let Ok(clone) = rustix::mount::open_tree(
             rustix::fs::CWD,
             m.mount_point.as_str(),
             OpenTreeFlags::OPEN_TREE_CLONE
                 | OpenTreeFlags::OPEN_TREE_CLOEXEC
                 | OpenTreeFlags::AT_RECURSIVE,
-        ) {
-            Ok(c) => c,
-            Err(_) => continue,
+        ) else {
+            continue;
         };
-        // A mount point missing (or shadowed by a file) in the merged view cannot be kept.
-        if rustix::mount::move_mount(
-            &clone,
-            "",
-            mnt,
-            rel,
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-        .is_ok()
-        {
-            // The original, soon hidden below the merge, is detached once the merge is in
-            // place (so that each sub-mount shows up once, as with systemd).
-            if let Ok(fd) = rustix::fs::open(
-                m.mount_point.as_str(),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                if state::mount_id(fd.as_fd()) == Some(m.id) {
-                    originals.push(fd);
-                }
+        found.push(m);
+        clones.push((rel, clone));
+    }
+    if found.is_empty() {
+        return Ok(originals);
+    }
+    let carried = attach(clones)?;
+    for (m, ok) in found.iter().zip(carried) {
+        if !ok {
+            continue;
+        }
+        // The original, soon hidden below the merge, is detached once the merge is in
+        // place (so that each sub-mount shows up once, as with systemd).
+        if let Ok(fd) = rustix::fs::open(
+            m.mount_point.as_str(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            if state::mount_id(fd.as_fd()) == Some(m.id) {
+                originals.push(fd);
             }
         }
     }
     Ok(originals)
+}
+
+/// Attach sub-mount copies inside a detached overlay (6.15+); which ones could be attached.
+fn attach_in_detached(mnt: BorrowedFd<'_>, clones: Vec<(String, OwnedFd)>) -> Vec<bool> {
+    clones
+        .iter()
+        .map(|(rel, clone)| {
+            // A mount point missing (or shadowed by a file) in the merged view cannot be kept.
+            rustix::mount::move_mount(
+                clone,
+                "",
+                mnt,
+                rel.as_str(),
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .is_ok()
+        })
+        .collect()
 }
 
 /// Bind the meta dir of a writable overlay onto itself, read-only.
@@ -805,14 +1084,9 @@ fn attach_meta_bind(mnt: BorrowedFd<'_>, dot: &str, faults: &FaultInjector) -> R
 }
 
 /// Whether `MOVE_MOUNT_BENEATH` is refused by this kernel (before 6.5 the flag is
-/// unknown: EINVAL). Tests force the fallback with `SYSEXT_NO_MOVE_BENEATH=1` (debug builds).
+/// unknown: EINVAL), should the probe have missed it.
 fn beneath_unsupported(e: rustix::io::Errno) -> bool {
     e == rustix::io::Errno::INVAL
-}
-
-fn beneath_disabled() -> bool {
-    cfg!(any(debug_assertions, feature = "fault-injection"))
-        && std::env::var_os("SYSEXT_NO_MOVE_BENEATH").is_some()
 }
 
 /// How one hierarchy's old merge is replaced.
@@ -839,6 +1113,7 @@ pub fn publish(
     faults: &FaultInjector,
     sink: &dyn EventSink,
     class: ImageClass,
+    kernel: Kernel,
 ) -> Result<(Vec<Replaced>, Vec<OwnedFd>)> {
     let mut replaced = Vec::new();
     let mut hidden = Vec::new();
@@ -887,11 +1162,12 @@ pub fn publish(
             .map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
         let mut backup = None;
         match &cur {
-            Some(_) if beneath_disabled() => {
-                // Fallback for kernels without MOVE_MOUNT_BENEATH: stack the new overlay on
-                // top (no gap either); the old one stays hidden below until `unmerge`, which
-                // removes every merge of ours stacked on the hierarchy.
-                stack_on_top(&b, target_fd, &h.target)?;
+            Some(c) if !kernel.has(KernelFeatures::MOVE_BENEATH) => {
+                // Kernels without MOVE_MOUNT_BENEATH (before 6.5): replace the old merge with
+                // the smallest window we can make, one system call between taking it off
+                // and putting the new one on (stacking would keep every old overlay and its
+                // loop devices until unmerge).
+                backup = Some(replace_in_window(root, rel, c, &b, &h.target)?);
             }
             Some(c) => {
                 backup = Some(
@@ -917,8 +1193,7 @@ pub fn publish(
                 match r {
                     Ok(()) => {}
                     Err(e) if beneath_unsupported(e) => {
-                        backup = None;
-                        stack_on_top(&b, target_fd, &h.target)?;
+                        backup = Some(replace_in_window(root, rel, c, &b, &h.target)?);
                     }
                     Err(e) => {
                         return Err(Error::mount(
@@ -941,6 +1216,7 @@ pub fn publish(
                 new: b.mnt,
                 backup,
                 rel: rel.to_string(),
+                old_id: cur.as_ref().and_then(|c| state::mount_id(c.fd.as_fd())),
             }),
             None => journal.undo.push(Undo::Mount(b.mnt)),
         }
@@ -948,7 +1224,7 @@ pub fn publish(
         if b.meta_bind_pending {
             attach_meta_bind(mnt, class.info().dot_dir, faults)?;
         }
-        verify.push((layer_count(mnt, b.mnt_id, h.lower.len()), h));
+        verify.push((layer_count(mnt, b.mnt_id, h.lower.len(), kernel), h));
         if let Some(c) = cur.filter(|_| !stacked) {
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
             let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
@@ -971,6 +1247,60 @@ pub fn publish(
     }
     verify_layers(&verify)?;
     Ok((replaced, hidden))
+}
+
+/// Take the old merge `cur` off hierarchy `rel` and put the built overlay on it at once
+/// (kernels without `MOVE_MOUNT_BENEATH`); returns a copy of the old merge for rollback.
+/// Everything is looked up before: between the two system calls readers see what lies
+/// under the merge.
+fn replace_in_window(
+    root: &Root,
+    rel: &str,
+    cur: &crate::probe::Current,
+    b: &Built<'_>,
+    target: &str,
+) -> Result<OwnedFd> {
+    let backup = rustix::mount::open_tree(
+        &cur.fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH
+            | OpenTreeFlags::AT_RECURSIVE,
+    )
+    .map_err(|e| Error::mount("clone the old overlay on", target, e))?;
+    let (parent, base) = match rel.rsplit_once('/') {
+        Some((p, base)) => (
+            Some(
+                root.open_in(p, OFlags::PATH | OFlags::DIRECTORY)
+                    .map_err(|e| Error::io("open", root.display(p), e))?,
+            ),
+            base,
+        ),
+        None => (None, rel),
+    };
+    let pfd = parent.as_ref().map(|f| f.as_fd()).unwrap_or(root.fd());
+    let old = proc_fd_path(cur.fd.as_fd());
+    rustix::mount::unmount(old.as_str(), UnmountFlags::DETACH)
+        .map_err(|e| Error::mount("unmount", target, e))?;
+    // Symlinks are not followed (no MOVE_MOUNT_T_SYMLINKS).
+    if let Err(e) = rustix::mount::move_mount(
+        &b.mnt,
+        "",
+        pfd,
+        base,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    ) {
+        let _ = rustix::mount::move_mount(
+            &backup,
+            "",
+            pfd,
+            base,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        );
+        return Err(Error::mount("attach overlay on", target, e));
+    }
+    Ok(backup)
 }
 
 /// Attach the detached tree `tree` on top of whatever is at the directory `target`.
@@ -1019,8 +1349,14 @@ fn child_mounts(
     kpath: &str,
     dot: &str,
     table: &MountTable,
+    kernel: Kernel,
 ) -> Vec<(ChildMount, String)> {
-    let children: Vec<ChildMount> = match crate::sys::statmount::child_mounts(dir, id) {
+    let listed = if kernel.has(KernelFeatures::STATMOUNT) {
+        crate::sys::statmount::child_mounts(dir, id)
+    } else {
+        None
+    };
+    let children: Vec<ChildMount> = match listed {
         Some(v) => v
             .into_iter()
             .map(|(id, mount_point)| ChildMount { id, mount_point })
@@ -1061,7 +1397,10 @@ enum LayerCount {
     MountId(Option<u64>),
 }
 
-fn layer_count(mnt: BorrowedFd<'_>, id: Option<u64>, layers: usize) -> LayerCount {
+fn layer_count(mnt: BorrowedFd<'_>, id: Option<u64>, layers: usize, kernel: Kernel) -> LayerCount {
+    if !kernel.has(KernelFeatures::STATMOUNT) {
+        return LayerCount::MountId(state::mount_id(mnt));
+    }
     // Each layer shows as `lowerdir+=/proc/self/fd/N`, plus the other options.
     let expect = 32 * layers + 128;
     match id
@@ -1168,6 +1507,7 @@ pub fn detach_hierarchy(
     rel: &str,
     mounts: &MountTable,
     faults: &FaultInjector,
+    kernel: Kernel,
     out: &mut Vec<Detached>,
 ) -> Result<()> {
     loop {
@@ -1195,6 +1535,7 @@ pub fn detach_hierarchy(
                 &kpath.to_string_lossy(),
                 class.info().dot_dir,
                 mounts,
+                kernel,
             ) {
                 if let Ok(c) = rustix::mount::open_tree(
                     rustix::fs::CWD,
@@ -1287,10 +1628,11 @@ pub fn unmerge_hierarchy(
     rel: &str,
     faults: &FaultInjector,
     sink: &dyn EventSink,
+    kernel: Kernel,
 ) -> Result<usize> {
     let mut d = Vec::new();
     let mounts = MountTable::default();
-    if let Err(e) = detach_hierarchy(root, class, rel, &mounts, faults, &mut d) {
+    if let Err(e) = detach_hierarchy(root, class, rel, &mounts, faults, kernel, &mut d) {
         restore(root, d);
         return Err(e);
     }
