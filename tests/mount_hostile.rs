@@ -1016,6 +1016,7 @@ fn block_devices_below_a_root_need_an_opt_in() {
             &sysext::image::ImagePolicy::sysext_default(),
             false,
             false,
+            sysext::Kernel::new(sysext::KernelFeatures::all()),
             &|_| Ok(()),
         )
         .unwrap_err();

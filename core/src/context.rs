@@ -634,6 +634,7 @@ impl Context {
                     &policy,
                     explicit,
                     self.block_devices_allowed(),
+                    self.kernel(),
                     &step,
                 )
                 .map_err(|e| match e {

@@ -901,7 +901,7 @@ fn detached_roots<'x>(
     inputs: &'x BuildInputs<'_>,
     sources: &'x LayerSources<'_>,
     h: &HierarchyPlan,
-) -> Vec<(u64, BorrowedFd<'x>)> {
+) -> Vec<(u64, u64, BorrowedFd<'x>)> {
     let mut v = vec![ws];
     v.extend(
         inputs
@@ -916,9 +916,20 @@ fn detached_roots<'x>(
             v.push(k.as_fd());
         }
     }
-    v.into_iter()
-        .filter_map(|fd| state::mount_id(fd).map(|id| (id, fd)))
-        .collect()
+    let mut out = Vec::new();
+    for fd in v {
+        let Some(id) = state::mount_id(fd) else {
+            continue;
+        };
+        out.push((id, id, fd));
+        // An image tree composed of partitions has the usr partition mounted inside.
+        if let Ok(usr) = crate::root::open_beneath(fd, "usr", OFlags::PATH | OFlags::DIRECTORY) {
+            if let Some(inner) = state::mount_id(usr.as_fd()).filter(|&i| i != id) {
+                out.push((inner, id, fd));
+            }
+        }
+    }
+    out
 }
 
 /// Where the staging thread finds a layer: on one of our detached mounts (`passed`: those
@@ -926,7 +937,7 @@ fn detached_roots<'x>(
 /// namespace.
 fn to_src(
     fd: LayerFd<'_>,
-    roots: &[(u64, BorrowedFd<'_>)],
+    roots: &[(u64, u64, BorrowedFd<'_>)],
     passed: &mut std::collections::HashSet<u64>,
 ) -> Result<Src> {
     let no_id = || Error::io("stat", "a layer", io::Error::other("no mount id"));
@@ -941,7 +952,7 @@ fn to_src(
         });
     }
     let id = state::mount_id(fd.as_fd());
-    let Some(&(id, root)) = roots.iter().find(|(r, _)| Some(*r) == id) else {
+    let Some(&(_, id, root)) = roots.iter().find(|(m, _, _)| Some(*m) == id) else {
         return staged::attached(fd.as_fd());
     };
     let dir = match fd {

@@ -85,12 +85,14 @@ pub struct Finish {
 enum Job {
     Create(Spec),
     Finish(Finish),
+    Compose(OwnedFd, Vec<(String, OwnedFd)>),
 }
 
 enum Reply {
     Ready(Result<()>),
     Created(Result<rustix::fs::Statx>),
     Finished(Result<(OwnedFd, Vec<bool>)>),
+    Composed(Result<OwnedFd>),
 }
 
 /// The handle of a running staging thread.
@@ -105,6 +107,7 @@ impl std::fmt::Debug for Job {
         f.write_str(match self {
             Job::Create(_) => "Create",
             Job::Finish(_) => "Finish",
+            Job::Compose(..) => "Compose",
         })
     }
 }
@@ -154,6 +157,21 @@ impl Stager {
     }
 }
 
+/// A detached tree made of the detached mount `outer` with each of `inner` attached at its
+/// path below it (kernels before 6.15 cannot attach inside a detached tree directly).
+pub fn compose(outer: OwnedFd, inner: Vec<(String, OwnedFd)>) -> io::Result<OwnedFd> {
+    Stager::with(|st| {
+        st.jobs
+            .send(Job::Compose(outer, inner))
+            .map_err(|_| lost())?;
+        match st.replies.recv() {
+            Ok(Reply::Composed(r)) => r,
+            _ => Err(lost()),
+        }
+    })
+    .map_err(|e| io::Error::other(e.to_string()))
+}
+
 fn lost() -> Error {
     Error::io(
         "talk to",
@@ -192,6 +210,7 @@ fn worker(jobs: mpsc::Receiver<Job>, replies: mpsc::Sender<Reply>) {
         let reply = match job {
             Job::Create(spec) => Reply::Created(st.create(spec)),
             Job::Finish(f) => Reply::Finished(st.finish(f)),
+            Job::Compose(outer, inner) => Reply::Composed(st.compose(outer, inner)),
         };
         if replies.send(reply).is_err() {
             break;
@@ -384,6 +403,34 @@ impl State {
                 | StatxFlags::from_bits_retain(crate::sys::statmount::STATX_MNT_ID_UNIQUE),
         )
         .map_err(|e| Error::io("stat", target, e))
+    }
+
+    fn compose(&mut self, outer: OwnedFd, inner: Vec<(String, OwnedFd)>) -> Result<OwnedFd> {
+        mkdir(self.stage.as_fd(), "c")?;
+        let p = format!("c/{}", self.mounts.len() + inner.len());
+        mkdir(self.stage.as_fd(), &p)?;
+        let attach = |m: &OwnedFd, at: &str| {
+            rustix::mount::move_mount(
+                m,
+                "",
+                &self.stage,
+                at,
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .map_err(stage_err("an image"))
+        };
+        attach(&outer, &p)?;
+        for (rel, m) in &inner {
+            attach(m, &format!("{p}/{rel}"))?;
+        }
+        rustix::mount::open_tree(
+            &self.stage,
+            p.as_str(),
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_RECURSIVE,
+        )
+        .map_err(stage_err("an image"))
     }
 
     fn finish(&mut self, f: Finish) -> Result<(OwnedFd, Vec<bool>)> {

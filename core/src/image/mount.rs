@@ -338,9 +338,13 @@ pub fn open_image(
     policy: &ImagePolicy,
     explicit_policy: bool,
     allow_block: bool,
+    kernel: crate::kernel::Kernel,
     step: StepHook<'_>,
 ) -> Result<MountedImage, ImageError> {
     let (file, is_regular, size) = open_image_file(root, image_rel, allow_block)?;
+    // erofs straight from the file is tried only where the caller allows it (see
+    // [`crate::kernel::KernelFeatures::EROFS_FILE`]).
+    let from_file = is_regular && kernel.has(crate::kernel::KernelFeatures::EROFS_FILE);
 
     // A naked file system?
     if let Some(fstype) = superblock::detect(&file, 0, size)
@@ -391,7 +395,7 @@ pub fn open_image(
         };
         check_policy(policy, PartitionDesignator::Root, protection)?;
         check_complete(&file, 0, size, fstype, &sb)?;
-        let tree = mount_region(&file, 0, 0, fstype, class, is_regular, step, &sb)?;
+        let tree = mount_region(&file, 0, 0, fstype, class, from_file, step, &sb)?;
         return Ok(MountedImage {
             tree,
             fstype,
@@ -573,14 +577,22 @@ pub fn open_image(
             };
             step("attach usr partition")
                 .map_err(|e| ImageError::io(usr.clone(), "attach at usr/", e))?;
-            rustix::mount::move_mount(
-                &u,
-                "",
-                &tree,
-                "usr",
-                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-            )
-            .map_err(|e| io("attach at usr/", e))?;
+            let tree = if kernel.has(crate::kernel::KernelFeatures::MOUNT_ON_DETACHED) {
+                rustix::mount::move_mount(
+                    &u,
+                    "",
+                    &tree,
+                    "usr",
+                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+                )
+                .map_err(|e| io("attach at usr/", e))?;
+                tree
+            } else {
+                // Before 6.15 a mount cannot go inside a detached tree: compose it in a
+                // private staging namespace and take a detached copy of the result.
+                crate::exec::staged::compose(tree, vec![("usr".to_string(), u)])
+                    .map_err(|e| ImageError::io(usr.clone(), "attach at usr/", e))?
+            };
             Ok(MountedImage {
                 tree,
                 fstype,
