@@ -446,3 +446,31 @@ fn merged_root_and_meta_dir_modes_do_not_depend_on_the_umask() {
     }
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
 }
+
+#[test]
+fn unmerge_succeeds_with_a_warning_when_the_work_dir_is_stuck() {
+    if !isolated("unmerge_succeeds_with_a_warning_when_the_work_dir_is_stuck") {
+        return;
+    }
+    let r = TestRoot::new("stuckwork");
+    r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
+    let ctx = r.ctx(ImageClass::Sysext, MutableMode::Enabled);
+    ctx.merge().unwrap();
+    let work = r.p("var/lib/extensions.mutable/.systemd-usr-workdir");
+    assert!(exists(&work));
+    // A mount inside the work dir keeps it from being removed.
+    let stuck = work.join("stuck");
+    std::fs::create_dir(&stuck).unwrap();
+    rustix::mount::mount("none", &stuck, "tmpfs", rustix::mount::MountFlags::empty(), None)
+        .unwrap();
+    let rep = ctx.unmerge().expect("unmounted: the unmerge succeeded");
+    assert_eq!(rep.unmerged.len(), 1, "{rep:?}");
+    assert_eq!(r.overlays_at("usr"), 0);
+    assert!(exists(&work), "the stuck work dir is still there");
+    rustix::mount::unmount(&stuck, rustix::mount::UnmountFlags::empty()).unwrap();
+    // The next merge reuses it, the next unmerge removes it.
+    ctx.merge().unwrap();
+    assert_eq!(r.read("usr/bin/foo").as_deref(), Some("foo\n"));
+    ctx.unmerge().unwrap();
+    assert!(!exists(&work), "removed by the next unmerge");
+}

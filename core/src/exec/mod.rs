@@ -1603,7 +1603,6 @@ pub fn finish_unmerge(
     sink: &dyn EventSink,
 ) -> Result<Vec<String>> {
     let mut paths = Vec::new();
-    let mut first_err = None;
     for d in detached {
         for (sub, clone) in &d.submounts {
             if let Ok(t) = root.open_in(
@@ -1613,9 +1612,18 @@ pub fn finish_unmerge(
                 let _ = attach(clone, t.as_fd());
             }
         }
+        // The merge is gone whatever happens to its work dir: a work dir that cannot be
+        // removed now is a warning (the next merge in a writable mode reuses it, the next
+        // unmerge tries again), not a failed unmerge.
         if let Some(w) = &d.work_dir {
             if let Err(e) = remove_tree(root, w) {
-                first_err.get_or_insert(Error::io("remove", root.display(w), e));
+                sink.event(&Event::Message(
+                    crate::event::Level::Warning,
+                    format!(
+                        "Failed to remove work directory '{}', ignoring: {e}",
+                        root.display(w)
+                    ),
+                ));
             }
         }
         if let Some(e) = &d.ephemeral {
@@ -1626,10 +1634,7 @@ pub fn finish_unmerge(
             paths.push(d.path);
         }
     }
-    match first_err {
-        Some(e) => Err(e),
-        None => Ok(paths),
-    }
+    Ok(paths)
 }
 
 /// Unmerge one hierarchy completely. Returns how many merges were removed.
