@@ -356,3 +356,40 @@ fn refresh_without_move_beneath_replaces_the_old_merge() {
     ));
     std::env::remove_var("LIBSYSEXT_KERNEL_DISABLE");
 }
+
+#[test]
+fn refresh_collapses_stacked_merges() {
+    if !isolated("refresh_collapses_stacked_merges") {
+        return;
+    }
+    use rustix::mount::{MoveMountFlags, OpenTreeFlags};
+    let r = TestRoot::new("collapse");
+    r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);
+    let ctx = Context::new(opts(&r, MutableMode::Disabled)).unwrap();
+    ctx.merge().unwrap();
+    // What a refresh killed between putting its overlay beneath the old one and taking the
+    // old one off leaves: two merges of ours stacked (here: a copy of the merge on top).
+    for _ in 0..2 {
+        let copy = rustix::mount::open_tree(
+            rustix::fs::CWD,
+            r.p("usr").as_path(),
+            OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::AT_RECURSIVE,
+        )
+        .unwrap();
+        rustix::mount::move_mount(
+            &copy,
+            "",
+            rustix::fs::CWD,
+            r.p("usr").as_path(),
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .unwrap();
+    }
+    assert_eq!(r.overlays_at("usr"), 3);
+    // Nothing changed, but the stale merges are not kept.
+    ctx.refresh().unwrap();
+    assert_eq!(r.overlays_at("usr"), 1, "the stack was collapsed");
+    assert_eq!(r.read("usr/share/foo/file").as_deref(), Some("foo\n"));
+    ctx.unmerge().unwrap();
+    assert_eq!(r.mounts_below(), 0);
+}

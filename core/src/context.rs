@@ -1201,6 +1201,10 @@ fn fingerprint(plan: &Plan, trees: &[ImageTree], probed: &probe::Probed) -> u64 
 /// Whether the current merge already is what `plan` would build.
 fn unchanged(plan: &Plan, probed: &probe::Probed, class: ImageClass, fp: u64) -> bool {
     for (i, hp) in probed.hierarchies.iter().enumerate() {
+        // Stale merges hidden below the top are never kept.
+        if matches!(&hp.host, Ok(Some(hh)) if hh.stacked > 1) {
+            return false;
+        }
         let planned = plan.hierarchies.iter().any(|h| h.index == i);
         match (&hp.current, planned) {
             (None, false) => {}

@@ -40,6 +40,9 @@ pub struct HostHandle {
     pub keep: Option<OwnedFd>,
     /// Its [`state::dir_stat`], when the caller looked already.
     pub stat: Option<rustix::fs::Statx>,
+    /// How many overlays of ours sit on it (0 when none; more than 1 after an interrupted
+    /// refresh: stale ones are hidden below the top).
+    pub stacked: usize,
 }
 
 /// A merge of ours currently on a hierarchy.
@@ -145,7 +148,7 @@ fn holder_by_statmount(
     kpath: &str,
     class: ImageClass,
     kernel: Kernel,
-) -> Option<std::result::Result<u64, ()>> {
+) -> Option<std::result::Result<(u64, usize), ()>> {
     use crate::sys::statmount::brief;
     if !kernel.has(KernelFeatures::STATMOUNT) {
         return None;
@@ -155,10 +158,10 @@ fn holder_by_statmount(
         return Some(Err(()));
     }
     // Bounded: at most as many steps as there can be mounts stacked in one place.
-    for _ in 0..100_000 {
+    for depth in 1..100_000 {
         let parent = brief(cur.parent).ok()??;
         if parent.id == cur.id || parent.mount_point != kpath {
-            return Some(Ok(cur.parent_old));
+            return Some(Ok((cur.parent_old, depth)));
         }
         if parent.fstype != "overlay" || parent.source != class.info().short {
             // A foreign mount sits at the same place below our merge.
@@ -174,15 +177,17 @@ fn holder_by_mountinfo(
     top: BorrowedFd<'_>,
     kpath: &str,
     class: ImageClass,
-) -> std::result::Result<u64, ()> {
+) -> std::result::Result<(u64, usize), ()> {
     let mounts = mountinfo::read_self().map_err(|_| ())?;
     let stack = mountinfo::stack_at(&mounts, kpath);
     let top_id = state::mount_id(top).ok_or(())?;
     // Walk down over our overlays.
     let mut lowest = None;
+    let mut depth = 0;
     for m in &stack {
         if m.id == top_id || (m.fstype == "overlay" && m.source == class.info().short) {
             lowest = Some(*m);
+            depth += 1;
         } else {
             break;
         }
@@ -192,7 +197,7 @@ fn holder_by_mountinfo(
         // A foreign mount sits at the same place below our merge.
         return Err(());
     }
-    Ok(lowest.parent)
+    Ok((lowest.parent, depth))
 }
 
 /// Find the host directory underneath our merge on `top` (kernel path `kpath`).
@@ -203,7 +208,7 @@ fn underlying(
     kernel: Kernel,
 ) -> std::result::Result<HostHandle, ()> {
     // The mount that holds the hierarchy's directory, below our overlays on it.
-    let holder = match holder_by_statmount(top, kpath, class, kernel) {
+    let (holder, stacked) = match holder_by_statmount(top, kpath, class, kernel) {
         Some(r) => r?,
         None => holder_by_mountinfo(top, kpath, class)?,
     };
@@ -243,6 +248,7 @@ fn underlying(
         fd,
         keep: Some(clone),
         stat: None,
+        stacked,
     })
 }
 
@@ -307,6 +313,7 @@ pub fn probe_hierarchy(
                         fd: r.fd,
                         keep: None,
                         stat: r.stat,
+                        stacked: 0,
                     })),
                     None,
                     r.rel,

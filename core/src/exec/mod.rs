@@ -1172,13 +1172,24 @@ pub fn publish(
             .step("move_mount")
             .map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
         let mut backup = None;
+        // Overlays of ours stacked below the top (left by an interrupted refresh) can only
+        // go with everything above them: collapse the stack in the smallest window.
+        let stacked = match &probed.hierarchies[h.index].host {
+            Ok(Some(hh)) => hh.stacked,
+            _ => 0,
+        };
         match &cur {
+            Some(c) if stacked > 1 => {
+                backup = Some(replace_in_window(
+                    root, rel, c, &b, &h.target, stacked, class,
+                )?);
+            }
             Some(c) if !kernel.has(KernelFeatures::MOVE_BENEATH) => {
                 // Kernels without MOVE_MOUNT_BENEATH (before 6.5): replace the old merge with
                 // the smallest window we can make, one system call between taking it off
                 // and putting the new one on (stacking would keep every old overlay and its
                 // loop devices until unmerge).
-                backup = Some(replace_in_window(root, rel, c, &b, &h.target)?);
+                backup = Some(replace_in_window(root, rel, c, &b, &h.target, 1, class)?);
             }
             Some(c) => {
                 backup = Some(
@@ -1204,7 +1215,7 @@ pub fn publish(
                 match r {
                     Ok(()) => {}
                     Err(e) if beneath_unsupported(e) => {
-                        backup = Some(replace_in_window(root, rel, c, &b, &h.target)?);
+                        backup = Some(replace_in_window(root, rel, c, &b, &h.target, 1, class)?);
                     }
                     Err(e) => {
                         return Err(Error::mount(
@@ -1261,15 +1272,17 @@ pub fn publish(
 }
 
 /// Take the old merge `cur` off hierarchy `rel` and put the built overlay on it at once
-/// (kernels without `MOVE_MOUNT_BENEATH`); returns a copy of the old merge for rollback.
-/// Everything is looked up before: between the two system calls readers see what lies
-/// under the merge.
+/// (kernels without `MOVE_MOUNT_BENEATH`, or `stacked` merges of ours to collapse); returns
+/// a copy of the old merge for rollback. Everything is looked up before: between the two
+/// system calls readers see what lies under the merge.
 fn replace_in_window(
     root: &Root,
     rel: &str,
     cur: &crate::probe::Current,
     b: &Built<'_>,
     target: &str,
+    stacked: usize,
+    class: ImageClass,
 ) -> Result<OwnedFd> {
     let backup = rustix::mount::open_tree(
         &cur.fd,
@@ -1294,6 +1307,27 @@ fn replace_in_window(
     let old = proc_fd_path(cur.fd.as_fd());
     rustix::mount::unmount(old.as_str(), UnmountFlags::DETACH)
         .map_err(|e| Error::mount("unmount", target, e))?;
+    // Stale merges of ours below it (each checked to be one before it goes).
+    for _ in 1..stacked {
+        let Ok(t) = rustix::fs::openat(
+            pfd,
+            base,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            break;
+        };
+        let st = state::dir_stat(t.as_fd());
+        if !matches!(
+            state::merged_dev(t.as_fd(), st.as_ref(), target, class),
+            Ok(Some(_))
+        ) {
+            break;
+        }
+        if rustix::mount::unmount(proc_fd_path(t.as_fd()).as_str(), UnmountFlags::DETACH).is_err() {
+            break;
+        }
+    }
     // Symlinks are not followed (no MOVE_MOUNT_T_SYMLINKS).
     if let Err(e) = rustix::mount::move_mount(
         &b.mnt,
