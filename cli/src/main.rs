@@ -5,7 +5,7 @@ mod output;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use sysext::{Context, Event, ImageClass, Level, MutableMode, Options};
+use sysext::{Compat, Context, Event, ImageClass, Level, MutableMode, Options};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Json {
@@ -28,6 +28,7 @@ struct Args {
     verbose: bool,
     always_refresh: bool,
     allow_block_devices: bool,
+    compat: Compat,
     verb: String,
     names: Vec<String>,
 }
@@ -63,9 +64,12 @@ Options:
      --image-policy=POLICY
                           Specify disk image dissection policy
      --noexec=BOOL        Whether to mount extension overlay with noexec
-     --always-refresh     Rebuild on refresh even if nothing changed
+     --always-refresh[=BOOL]
+                          Rebuild on refresh even if nothing changed
      --allow-block-devices
                           Use block devices in the search directories of --root
+     --compat=257|262     Follow this systemd release where releases differ
+                          (default: $LIBSYSEXT_COMPAT, else 262)
      --confext            Operate on confexts (same as invoking as 'confext')
      --sysext             Operate on sysexts
   -v --verbose            Also print why images were skipped
@@ -94,6 +98,7 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
         verbose: false,
         always_refresh: false,
         allow_block_devices: false,
+        compat: Compat::NEWEST,
         verb: String::new(),
         names: Vec::new(),
     };
@@ -102,6 +107,8 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
     let mut help = false;
     let mut version = false;
     let mut mutable_raw: Option<String> = None;
+    let mut compat_raw: Option<String> = None;
+    let mut always_refresh_raw: Option<String> = None;
     while i < argv.len() {
         let arg = &argv[i];
         i += 1;
@@ -117,9 +124,13 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
             // Options with a required argument take the next word when not inline.
             let needs = matches!(
                 name,
-                "root" | "noexec" | "image-policy" | "mutable" | "json"
+                "root" | "noexec" | "image-policy" | "mutable" | "json" | "compat"
             );
-            let value = if needs {
+            // Options with an optional argument take it only inline.
+            let optional = name == "always-refresh";
+            let value = if optional {
+                inline
+            } else if needs {
                 match inline {
                     Some(v) => Some(v),
                     None if i < argv.len() => {
@@ -147,8 +158,11 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
                 "confext" => a.class = ImageClass::Confext,
                 "sysext" => a.class = ImageClass::Sysext,
                 "verbose" => a.verbose = true,
-                "always-refresh" => a.always_refresh = true,
+                "always-refresh" => {
+                    always_refresh_raw = Some(value.unwrap_or_else(|| "yes".into()))
+                }
                 "allow-block-devices" => a.allow_block_devices = true,
+                "compat" => compat_raw = value,
                 "noexec" => {
                     let v = value.unwrap_or_default();
                     a.noexec = Some(
@@ -195,7 +209,34 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
         );
         return Ok(None);
     }
+    // The level first: it decides how the other options read. The flag wins over the
+    // environment.
+    a.compat = match compat_raw {
+        Some(c) => Compat::parse(&c)
+            .ok_or_else(|| format!("Failed to parse argument to --compat=: {c} (known: 257, 262)"))?,
+        None => match Compat::from_env() {
+            Ok(c) => c.unwrap_or(Compat::NEWEST),
+            Err(v) => {
+                eprintln!(
+                    "Failed to parse {} environment variable value '{v}'. Ignoring.",
+                    sysext::level::ENV
+                );
+                Compat::NEWEST
+            }
+        },
+    };
+    if let Some(v) = always_refresh_raw {
+        a.always_refresh = sysext::release::parse_bool(&v)
+            .ok_or_else(|| format!("Failed to parse boolean argument to '--always-refresh': {v}"))?;
+    }
     if let Some(m) = mutable_raw {
+        if m == "help" && a.compat.has_mutable_help() {
+            println!("Known mutability modes:");
+            for mode in MutableMode::ALL {
+                println!("{mode}");
+            }
+            return Ok(None);
+        }
         a.mutable = Some(
             MutableMode::parse_systemd(&m)
                 .ok_or_else(|| format!("Failed to parse argument to --mutable=: {m}"))?,
@@ -250,6 +291,7 @@ fn run(a: Args) -> Result<(), String> {
     opts.always_refresh = a.always_refresh;
     opts.no_reload = a.no_reload;
     opts.allow_block_devices = a.allow_block_devices;
+    opts.compat = Some(a.compat);
     opts.sink = Arc::new(move |e: &Event| {
         if e.level() >= Level::Info || verbose {
             eprintln!("{e}");
@@ -264,6 +306,7 @@ fn run(a: Args) -> Result<(), String> {
             match st {
                 Ok(rows) => output::status(
                     &rows,
+                    a.compat.status_lists_unmerged_as_empty(),
                     a.json == Json::Pretty,
                     a.json != Json::Off,
                     a.no_legend,

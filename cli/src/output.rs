@@ -158,7 +158,16 @@ fn table(header: &[&str], rows: &[Vec<String>], legend: bool) {
 }
 
 /// `status`.
-pub fn status(rows: &[HierarchyStatus], pretty: bool, json: bool, no_legend: bool) {
+/// `empty_list`: an unmerged hierarchy shows an empty list (`[]`, `-`) instead of `none`
+/// ([`sysext::Compat::status_lists_unmerged_as_empty`]).
+pub fn status(
+    rows: &[HierarchyStatus],
+    empty_list: bool,
+    pretty: bool,
+    json: bool,
+    no_legend: bool,
+) {
+    let none = || if empty_list { J::Arr(Vec::new()) } else { J::Str("none".into()) };
     if json {
         let v = J::Arr(
             rows.iter()
@@ -170,7 +179,7 @@ pub fn status(rows: &[HierarchyStatus], pretty: bool, json: bool, no_legend: boo
                             r.extensions
                                 .as_ref()
                                 .map(|e| strs(e))
-                                .unwrap_or(J::Str("none".into())),
+                                .unwrap_or_else(none),
                         ),
                         ("since", r.since_usec.map(J::Num).unwrap_or(J::Null)),
                         ("merged", J::Bool(r.extensions.is_some())),
@@ -192,10 +201,12 @@ pub fn status(rows: &[HierarchyStatus], pretty: bool, json: bool, no_legend: boo
         .map(|r| {
             vec![
                 r.hierarchy.clone(),
-                r.extensions
-                    .as_ref()
-                    .map(|e| e.join("\n"))
-                    .unwrap_or_else(|| "none".into()),
+                match &r.extensions {
+                    Some(e) if e.is_empty() => "-".into(),
+                    Some(e) => e.join("\n"),
+                    None if empty_list => "-".into(),
+                    None => "none".into(),
+                },
                 r.since_usec
                     .map(format_timestamp)
                     .unwrap_or_else(|| "-".into()),

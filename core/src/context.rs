@@ -10,6 +10,7 @@ use crate::exec::{self, BuildInputs, FaultInjector, Journal};
 use crate::extension::{self, ReleaseInfo};
 use crate::hierarchy::Hierarchy;
 use crate::kernel::{Kernel, KernelFeatures};
+use crate::level::Compat;
 use crate::mutable::MutableMode;
 use crate::plan::{self, Plan};
 use crate::probe::{self, ImageTree};
@@ -67,6 +68,9 @@ pub struct Options {
     /// [`Options::new`] takes away those named in `LIBSYSEXT_KERNEL_DISABLE`
     /// (comma-separated, e.g. `detached-layers,lowerdir-append`), a testing aid.
     pub kernel: KernelFeatures,
+    /// The compatibility level (which systemd release to follow where they differ); `None`
+    /// reads `LIBSYSEXT_COMPAT` (`257`, `262`), then takes the newest ([`Compat::NEWEST`]).
+    pub compat: Option<Compat>,
     /// Receives progress events.
     pub sink: Arc<dyn EventSink>,
 }
@@ -87,6 +91,7 @@ impl std::fmt::Debug for Options {
             .field("no_reload", &self.no_reload)
             .field("allow_block_devices", &self.allow_block_devices)
             .field("kernel", &self.kernel)
+            .field("compat", &self.compat)
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +113,7 @@ impl Options {
             no_reload: false,
             allow_block_devices: false,
             kernel: kernel_features_from_env(),
+            compat: None,
             sink: Arc::new(NullSink),
         }
     }
@@ -232,6 +238,7 @@ pub struct Context {
     root: Root,
     hierarchies: Vec<Hierarchy>,
     mode: MutableMode,
+    compat: Compat,
     faults: FaultInjector,
     initrd: bool,
     lock_path: std::sync::OnceLock<std::path::PathBuf>,
@@ -281,12 +288,27 @@ impl Context {
             None => None,
         };
         let initrd = opts.initrd.unwrap_or_else(discover::in_initrd);
+        let compat = match opts.compat {
+            Some(c) => c,
+            None => Compat::from_env().unwrap_or_else(|v| {
+                opts.sink.event(&Event::Message(
+                    Level::Warning,
+                    format!(
+                        "Failed to parse {} environment variable value '{v}'. Ignoring.",
+                        crate::level::ENV
+                    ),
+                ));
+                None
+            })
+            .unwrap_or(Compat::NEWEST),
+        };
         Ok(Context {
             opts,
             policy,
             root,
             hierarchies,
             mode,
+            compat,
             faults: FaultInjector::from_env(),
             initrd,
             lock_path: std::sync::OnceLock::new(),
@@ -297,6 +319,11 @@ impl Context {
     /// The options.
     pub fn options(&self) -> &Options {
         &self.opts
+    }
+
+    /// The compatibility level in effect.
+    pub fn compat(&self) -> Compat {
+        self.compat
     }
 
     /// The mutable mode in effect for `merge`/`refresh`.
@@ -729,6 +756,7 @@ impl Context {
             self.opts.class,
             &self.hierarchies,
             mode,
+            self.compat,
             self.opts.noexec,
             trees,
             resolved,
@@ -874,7 +902,15 @@ impl Context {
             needs_reload: g.needs_reload && self.reload_wanted(),
             ..Default::default()
         };
-        if g.trees.is_empty() {
+        let proceed_empty = g.trees.is_empty()
+            && mode != MutableMode::Disabled
+            && self.compat.merges_every_hierarchy_when_mutable();
+        if proceed_empty {
+            self.sink().event(&Event::Message(
+                Level::Info,
+                "No extensions found, proceeding in mutable mode.".into(),
+            ));
+        } else if g.trees.is_empty() {
             if g.found == 0 {
                 self.sink().event(&Event::NoExtensions);
             } else {
@@ -887,7 +923,9 @@ impl Context {
             report.needs_reload = false;
             return Ok(report);
         }
-        self.sink().event(&Event::Using(g.file_names.clone()));
+        if !proceed_empty {
+            self.sink().event(&Event::Using(g.file_names.clone()));
+        }
 
         let mut probed = self.probe(mode, &g.trees, std::mem::take(&mut g.hierarchies))?;
         if probed
@@ -912,12 +950,12 @@ impl Context {
         let fingerprint = fingerprint(&plan, &g.trees, &probed);
         if refresh
             && !self.opts.always_refresh
-            && !mode.is_ephemeral()
+            && (!mode.is_ephemeral() || self.compat.skips_unchanged_ephemeral_refresh())
             && unchanged(&plan, &probed, class, fingerprint)
         {
             self.sink().event(&Event::Message(
                 Level::Info,
-                "Nothing changed since the last merge, not refreshing.".into(),
+                self.compat.refresh_skipped_message().into(),
             ));
             return Ok(report);
         }

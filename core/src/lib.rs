@@ -26,6 +26,7 @@ pub mod event;
 pub mod exec;
 pub mod extension;
 pub mod hierarchy;
+pub mod level;
 pub mod image;
 pub mod kernel;
 pub mod lock;
@@ -48,6 +49,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventSink, Level};
 pub use hierarchy::Hierarchy;
 pub use kernel::{Kernel, KernelFeatures};
+pub use level::Compat;
 pub use mutable::MutableMode;
 pub use state::HierarchyStatus;
 

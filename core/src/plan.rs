@@ -5,6 +5,7 @@
 use crate::class::ImageClass;
 use crate::error::{Error, Result};
 use crate::hierarchy::Hierarchy;
+use crate::level::Compat;
 use crate::meta::MetaDir;
 use crate::mutable::MutableMode;
 use std::io;
@@ -95,6 +96,8 @@ pub struct PlanInputs {
     pub mode: MutableMode,
     /// `--noexec=`: `None` keeps the class default.
     pub noexec: Option<bool>,
+    /// The compatibility level (its switches decide where systemd releases differ).
+    pub compat: Compat,
     /// Accepted extensions, in any order.
     pub extensions: Vec<ExtensionInput>,
     /// Hierarchies in configured order.
@@ -201,6 +204,9 @@ pub struct HierarchyPlan {
     pub work_dir: Option<WorkDir>,
     /// Mode the top layer is given (the hierarchy's permission bits).
     pub top_mode: u32,
+    /// Mode of the parent directories created above the upper and work dirs under the root
+    /// ([`Compat::created_parent_mode`]).
+    pub parent_mode: u32,
     /// Mount flags.
     pub flags: MountFlags,
     /// Contents of the meta dir (the `dev` is filled in after mounting).
@@ -223,7 +229,8 @@ pub struct Plan {
     pub mode: MutableMode,
     /// All accepted extension names, ascending (systemd's version order).
     pub extensions: Vec<String>,
-    /// Overlays to build, in configured order (hierarchies without content are absent).
+    /// Overlays to build, in configured order (hierarchies without extension content are
+    /// absent, unless the level merges every hierarchy in the mode).
     pub hierarchies: Vec<HierarchyPlan>,
 }
 
@@ -323,7 +330,12 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                 _ => {}
             }
         }
-        if ext_layers.is_empty() {
+        // Without extension content a hierarchy is merged only where the level merges every
+        // hierarchy in the mutable modes.
+        if ext_layers.is_empty()
+            && !(inputs.compat.merges_every_hierarchy_when_mutable()
+                && mode != MutableMode::Disabled)
+        {
             continue;
         }
         let hier_mode = h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755);
@@ -458,6 +470,7 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
             upper,
             work_dir,
             top_mode: hier_mode,
+            parent_mode: inputs.compat.created_parent_mode(),
             flags: MountFlags {
                 read_only: !writable,
                 nodev: true,
@@ -502,6 +515,7 @@ mod tests {
             class: ImageClass::Sysext,
             mode,
             noexec: None,
+            compat: Compat::V257,
             extensions: vec![
                 ExtensionInput {
                     name: "foo".into(),

@@ -449,12 +449,14 @@ pub fn ext_layer(tree: BorrowedFd<'_>, image_path: &str, h: &Hierarchy) -> (ExtL
     (layer, plain)
 }
 
-/// Probe everything for a merge of `trees` in `mode`.
+/// Probe everything for a merge of `trees` in `mode` at level `compat`.
+#[allow(clippy::too_many_arguments)]
 pub fn probe(
     root: &Root,
     class: ImageClass,
     hierarchies: &[Hierarchy],
     mode: MutableMode,
+    compat: crate::level::Compat,
     noexec: Option<bool>,
     trees: &[ImageTree],
     resolved: Vec<Option<crate::root::Resolved>>,
@@ -478,12 +480,15 @@ pub fn probe(
         })
         .collect();
     let upper_checks = matches!(mode, MutableMode::Auto | MutableMode::Enabled);
+    // Whether planning looks at every hierarchy, extension content or not.
+    let every = compat.merges_every_hierarchy_when_mutable() && mode != MutableMode::Disabled;
     let mut his = Vec::new();
     let mut hps = Vec::new();
     for (i, h) in hierarchies.iter().enumerate() {
         // Planning looks at a hierarchy only when some extension has (or claims to have)
         // content for it.
-        let inspect = extensions.iter().any(|e| {
+        let inspect = every
+            || extensions.iter().any(|e| {
             matches!(
                 e.layers.get(i),
                 Some(ExtLayer::Content(_) | ExtLayer::NotDirectory)
@@ -507,6 +512,7 @@ pub fn probe(
             class,
             mode,
             noexec,
+            compat,
             extensions,
             hierarchies: his,
         },

@@ -196,6 +196,12 @@ impl Root {
     /// `mkdir -p` inside the root. Returns the root-relative paths of the directories it
     /// created, outermost first (for undoing). Each directory is created with `mode`.
     pub fn mkdir_p(&self, rel: &str, mode: u32) -> io::Result<Vec<String>> {
+        self.mkdir_p_modes(rel, mode, mode)
+    }
+
+    /// [`Root::mkdir_p`] giving the parents it creates `parents` (exactly: chmod after the
+    /// umask) and the last component `last`.
+    pub fn mkdir_p_modes(&self, rel: &str, parents: u32, last: u32) -> io::Result<Vec<String>> {
         let mut created = Vec::new();
         let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
         for i in 0..comps.len() {
@@ -211,8 +217,17 @@ impl Root {
             } else {
                 self.open_in(&parent, OFlags::PATH | OFlags::DIRECTORY)?
             };
+            let is_last = i + 1 == comps.len();
+            let mode = if is_last { last } else { parents };
             match rustix::fs::mkdirat(&pfd, comps[i], Mode::from_raw_mode(mode)) {
-                Ok(()) => created.push(prefix),
+                Ok(()) => {
+                    if !is_last && parents != last {
+                        let fd = self.open_in(&prefix, OFlags::PATH | OFlags::DIRECTORY)?;
+                        let fd = reopen_dir(fd.as_fd())?;
+                        rustix::fs::fchmod(&fd, Mode::from_raw_mode(parents))?;
+                    }
+                    created.push(prefix)
+                }
                 Err(Errno::EXIST) => {
                     // Something is there but does not resolve to a directory (a dangling
                     // symlink or a file): mkdir -p fails like systemd's does.

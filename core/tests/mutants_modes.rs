@@ -115,6 +115,7 @@ fn inputs(mode: MutableMode) -> PlanInputs {
         class: ImageClass::Sysext,
         mode,
         noexec: None,
+        compat: sysext::Compat::V257,
         extensions: vec![ExtensionInput {
             name: "foo".into(),
             layers: vec![ExtLayer::Content("/E/foo/usr".into())],

@@ -13,7 +13,7 @@ use sysext::plan::{
     Upper, WorkDir,
 };
 use sysext::version::strverscmp_improved;
-use sysext::{ImageClass, MutableMode};
+use sysext::{Compat, ImageClass, MutableMode};
 
 const ROOT: &str = "/R";
 const HIERS: [&str; 4] = ["/usr", "/opt", "/usr/local", "/etc"];
@@ -105,6 +105,7 @@ fn ext_layer_gen() -> impl Strategy<Value = u8> {
 
 #[derive(Debug, Clone)]
 struct Gen {
+    compat: Compat,
     class: ImageClass,
     mode: MutableMode,
     noexec: Option<bool>,
@@ -118,11 +119,12 @@ fn gen() -> impl Strategy<Value = Gen> {
         prop::sample::select(MutableMode::ALL.to_vec()),
         prop::option::of(any::<bool>()),
         prop::sample::subsequence((0..HIERS.len()).collect::<Vec<_>>(), 1..=3).prop_shuffle(),
+        prop::sample::select(Compat::ALL.to_vec()),
     )
-        .prop_flat_map(|(class, mode, noexec, idxs)| {
+        .prop_flat_map(|(class, mode, noexec, idxs, compat)| {
             let n = idxs.len();
             (
-                Just((class, mode, noexec, idxs)),
+                Just((class, mode, noexec, idxs, compat)),
                 prop::collection::vec(hier_gen(), n),
                 prop::collection::vec(
                     (0..NAMES.len(), prop::collection::vec(ext_layer_gen(), n)),
@@ -130,10 +132,11 @@ fn gen() -> impl Strategy<Value = Gen> {
                 ),
             )
         })
-        .prop_map(|((class, mode, noexec, idxs), hs, exts)| {
+        .prop_map(|((class, mode, noexec, idxs, compat), hs, exts)| {
             let mut seen = BTreeSet::new();
             let exts = exts.into_iter().filter(|(n, _)| seen.insert(*n)).collect();
             Gen {
+                compat,
                 class,
                 mode,
                 noexec,
@@ -238,9 +241,16 @@ fn build(g: &Gen) -> PlanInputs {
         class: g.class,
         mode: g.mode,
         noexec: g.noexec,
+        compat: g.compat,
         extensions,
         hierarchies,
     }
+}
+
+/// Whether the level merges hierarchy `idx` although no extension has content for it: 262
+/// merges every hierarchy in every mutable mode but `no`; 257 never does.
+fn merged_without_content(i: &PlanInputs) -> bool {
+    i.compat == Compat::V262 && i.mode != MutableMode::Disabled
 }
 
 // ---------------------------------------------------------------------------------------
@@ -263,7 +273,7 @@ fn oracle_errno(i: &PlanInputs) -> Result<(), i32> {
             .iter()
             .filter(|l| matches!(l, ExtLayer::Content(_)))
             .count();
-        if content == 0 {
+        if content == 0 && !merged_without_content(i) {
             continue;
         }
         let hier_mode = h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755);
@@ -325,12 +335,14 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
     );
     prop_assert_eq!(p.mode, i.mode);
     prop_assert_eq!(p.class, i.class);
-    // Exactly the hierarchies with content, in configured order.
+    // Exactly the hierarchies with content (all of them where the level merges every
+    // hierarchy), in configured order.
     let want: Vec<usize> = (0..i.hierarchies.len())
         .filter(|&idx| {
-            i.extensions
-                .iter()
-                .any(|e| matches!(e.layers[idx], ExtLayer::Content(_)))
+            merged_without_content(i)
+                || i.extensions
+                    .iter()
+                    .any(|e| matches!(e.layers[idx], ExtLayer::Content(_)))
         })
         .collect();
     let got: Vec<usize> = p.hierarchies.iter().map(|h| h.index).collect();
@@ -348,6 +360,12 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
             hp.top_mode,
             h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755)
         );
+        // Parents of created upper/work dirs: 0700 at 257, 0755 at 262.
+        let want_parent = match i.compat {
+            Compat::V257 => 0o700,
+            Compat::V262 => 0o755,
+        };
+        prop_assert_eq!(hp.parent_mode, want_parent);
         // Meta first, exactly once.
         prop_assert_eq!(hp.lower.first(), Some(&Layer::Meta));
         prop_assert_eq!(hp.lower.iter().filter(|l| **l == Layer::Meta).count(), 1);
@@ -545,6 +563,48 @@ proptest! {
         }
     }
 
+    /// The levels differ only where a switch says so: for every hierarchy 257 merges, 262
+    /// plans the same overlay (bar the mode of created parents) or fails the same way; 262
+    /// adds overlays only for hierarchies without extension content in the mutable modes.
+    #[test]
+    fn levels_differ_only_by_their_switches(g in gen()) {
+        let mut old = build(&g);
+        old.compat = Compat::V257;
+        let mut new = old.clone();
+        new.compat = Compat::V262;
+        match (plan(&old), plan(&new)) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(&a.extensions, &b.extensions);
+                for ha in &a.hierarchies {
+                    let hb = b.hierarchies.iter().find(|h| h.index == ha.index);
+                    prop_assert!(hb.is_some(), "262 dropped {}", ha.hierarchy);
+                    let mut hb = hb.unwrap().clone();
+                    prop_assert_eq!((ha.parent_mode, hb.parent_mode), (0o700, 0o755));
+                    hb.parent_mode = ha.parent_mode;
+                    prop_assert_eq!(ha, &hb);
+                }
+                for hb in &b.hierarchies {
+                    if !a.hierarchies.iter().any(|h| h.index == hb.index) {
+                        prop_assert!(old.mode != MutableMode::Disabled);
+                        let has_ext = hb.lower.iter().any(|l| matches!(l, Layer::Extension { .. }));
+                        prop_assert!(!has_ext, "extension layer on a hierarchy without content");
+                    }
+                }
+                if old.mode == MutableMode::Disabled {
+                    prop_assert_eq!(a.hierarchies.len(), b.hierarchies.len());
+                }
+            }
+            (Err(a), Err(b)) => {
+                // 262 can fail earlier, on a hierarchy 257 does not look at.
+                if old.mode == MutableMode::Disabled {
+                    prop_assert_eq!(a.to_string(), b.to_string());
+                }
+            }
+            (Err(a), Ok(_)) => prop_assert!(false, "257 fails ({}) where 262 plans", a),
+            (Ok(_), Err(b)) => prop_assert!(old.mode != MutableMode::Disabled, "262 fails in mode no: {}", b),
+        }
+    }
+
     /// Only `auto` and `yes` look at the routing dir's mode: changing it never changes
     /// the outcome of the other modes.
     #[test]
@@ -578,6 +638,7 @@ fn too_many_layers() {
         class: ImageClass::Sysext,
         mode: MutableMode::Disabled,
         noexec: None,
+        compat: Compat::NEWEST,
         extensions: (0..n)
             .map(|k| ExtensionInput {
                 name: format!("e{k}"),

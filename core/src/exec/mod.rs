@@ -466,7 +466,7 @@ fn build_with<'p>(
                             source: e,
                         })?;
                     let created =
-                        root.mkdir_p(rel, 0o700)
+                        root.mkdir_p_modes(rel, h.parent_mode, 0o700)
                             .map_err(|e| Error::MutableDirCreate {
                                 dir: path.clone(),
                                 source: e,
@@ -545,7 +545,7 @@ fn build_with<'p>(
                 .step("mkdir work dir")
                 .map_err(|e| Error::io("create directory", path, e))?;
             let created = root
-                .mkdir_p(rel, 0o700)
+                .mkdir_p_modes(rel, h.parent_mode, 0o700)
                 .map_err(|e| Error::io("create directory", path, e))?;
             journal.dirs(created, true);
             // The kernel wants upper and work dir on the same mount. When the upper dir is the
@@ -1866,6 +1866,7 @@ mod tests {
             class: ImageClass::Sysext,
             mode: crate::mutable::MutableMode::Disabled,
             noexec: None,
+            compat: crate::level::Compat::V257,
             extensions: vec![ExtensionInput {
                 name: "foo".into(),
                 layers: vec![ExtLayer::Content("E/foo/usr".into())],

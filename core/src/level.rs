@@ -1,0 +1,177 @@
+//! Compatibility levels: which systemd release libsysext follows where releases differ.
+//!
+//! systemd-sysext changed behaviour between 257 (Debian 13) and 262 (Debian sid, Fedora,
+//! Arch). The default is the newest level, [`Compat::V262`]; [`Compat::V257`] reproduces 257.
+//! Every difference is one method of [`Compat`] below, and only those methods decide by the
+//! level: the planner, the probe, discovery, status and the front ends ask them.
+//!
+//! The level is chosen by [`crate::Options::compat`], else by `LIBSYSEXT_COMPAT=257|262` in
+//! the environment (the CLI's `--compat=` wins over both), else it is the newest.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Environment variable naming the level (`257` or `262`).
+pub const ENV: &str = "LIBSYSEXT_COMPAT";
+
+/// A compatibility level: the systemd release whose observable behaviour is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Compat {
+    /// systemd 257 (Debian 13 "trixie").
+    V257,
+    /// systemd 262 (the newest release; the default).
+    #[default]
+    V262,
+}
+
+impl Compat {
+    /// Every level, oldest first.
+    pub const ALL: [Compat; 2] = [Compat::V257, Compat::V262];
+    /// The newest level (the default).
+    pub const NEWEST: Compat = Compat::V262;
+
+    /// The systemd version number (`257`, `262`).
+    pub fn version(self) -> u32 {
+        match self {
+            Compat::V257 => 257,
+            Compat::V262 => 262,
+        }
+    }
+
+    /// Parse `257` or `262` (as `--compat=` and `LIBSYSEXT_COMPAT` take them).
+    pub fn parse(s: &str) -> Option<Compat> {
+        match s {
+            "257" => Some(Compat::V257),
+            "262" => Some(Compat::V262),
+            _ => None,
+        }
+    }
+
+    /// The level named by `LIBSYSEXT_COMPAT`: `Ok(None)` when unset, `Err(value)` when it
+    /// names no level.
+    pub fn from_env() -> Result<Option<Compat>, String> {
+        match std::env::var(ENV) {
+            Ok(v) => Compat::parse(&v).map(Some).ok_or(v),
+            Err(_) => Ok(None),
+        }
+    }
+
+    // ---- The switches. One per behavioural difference; each says which release changed it.
+
+    /// `status`: a hierarchy without a merge reports an empty list of extensions (`[]` in
+    /// JSON, `-` in the table) instead of the string `none` (262; 257 prints `none`).
+    pub fn status_lists_unmerged_as_empty(self) -> bool {
+        self >= Compat::V262
+    }
+
+    /// In every mutable mode but `no`, every configured hierarchy is merged, also one no
+    /// extension has content for, and a merge goes ahead with zero extensions ("No extensions
+    /// found, proceeding in mutable mode."). 257 merges only hierarchies with extension
+    /// content and does nothing without extensions. (262)
+    pub fn merges_every_hierarchy_when_mutable(self) -> bool {
+        self >= Compat::V262
+    }
+
+    /// Mode of the parents (`var/`, `var/lib/`, `var/lib/extensions.mutable/`) that
+    /// `--mutable=yes` creates for a routing dir: 0755 (262), 0700 (257). The routing dir itself
+    /// gets the hierarchy's mode and the work dir 0700 at every level.
+    pub fn created_parent_mode(self) -> u32 {
+        match self {
+            Compat::V257 => 0o700,
+            Compat::V262 => 0o755,
+        }
+    }
+
+    /// A routing dir that is a dangling symlink is created (its target, inside `--root`) by
+    /// `--mutable=yes` (262); 257 fails with "File exists".
+    pub fn creates_dangling_routing_target(self) -> bool {
+        self >= Compat::V262
+    }
+
+    /// With an explicit `--root`, symlinks in the search directories (to image directories
+    /// or files, and a `NAME.v` that is a symlink) and symlinks inside `NAME.v/` are followed,
+    /// resolved inside the root (262); 257 ignores symlinked entries under `--root`.
+    pub fn follows_search_symlinks_in_root(self) -> bool {
+        self >= Compat::V262
+    }
+
+    /// The release file of an image picked from `NAME.raw.v/` must be named after `NAME`
+    /// (`extension-release.NAME`); one named after the picked file (`NAME_3`) is refused (262).
+    /// 257 accepts either for images.
+    pub fn picked_image_release_named_after_base(self) -> bool {
+        self >= Compat::V262
+    }
+
+    /// A `refresh` whose inputs are unchanged is skipped also in the ephemeral modes, so that
+    /// ephemeral writes survive it (262, from 260); 257 always rebuilds, and libsysext at level
+    /// 257 skips only non-ephemeral merges (where a rebuild is not observable).
+    pub fn skips_unchanged_ephemeral_refresh(self) -> bool {
+        self >= Compat::V262
+    }
+
+    /// The message of a refresh that is skipped because nothing changed.
+    pub fn refresh_skipped_message(self) -> &'static str {
+        match self {
+            Compat::V257 => "Nothing changed since the last merge, not refreshing.",
+            Compat::V262 => "Skipping extension refresh because no change was found, use --always-refresh=yes to always do a refresh.",
+        }
+    }
+
+    /// `--mutable=help` lists the modes ("Known mutability modes:" and one per line) (262);
+    /// 257 fails to parse `help` like any unknown mode.
+    pub fn has_mutable_help(self) -> bool {
+        self >= Compat::V262
+    }
+}
+
+impl fmt::Display for Compat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.version())
+    }
+}
+
+impl FromStr for Compat {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Compat> {
+        Compat::parse(s).ok_or_else(|| {
+            crate::Error::InvalidArgument(format!(
+                "Unknown compatibility level '{s}' (known: 257, 262)"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_display() {
+        for c in Compat::ALL {
+            assert_eq!(Compat::parse(&c.to_string()), Some(c));
+            assert_eq!(c.to_string().parse::<Compat>().unwrap(), c);
+        }
+        for bad in ["", "258", "v262", "262 ", "newest"] {
+            assert_eq!(Compat::parse(bad), None, "{bad:?}");
+            assert!(bad.parse::<Compat>().is_err());
+        }
+        assert_eq!(Compat::default(), Compat::NEWEST);
+        assert_eq!(Compat::NEWEST, Compat::V262);
+    }
+
+    #[test]
+    fn switches_differ_exactly_between_levels() {
+        let a = Compat::V257;
+        let b = Compat::V262;
+        assert!(!a.status_lists_unmerged_as_empty() && b.status_lists_unmerged_as_empty());
+        assert!(!a.merges_every_hierarchy_when_mutable() && b.merges_every_hierarchy_when_mutable());
+        assert_eq!((a.created_parent_mode(), b.created_parent_mode()), (0o700, 0o755));
+        assert!(!a.creates_dangling_routing_target() && b.creates_dangling_routing_target());
+        assert!(!a.follows_search_symlinks_in_root() && b.follows_search_symlinks_in_root());
+        assert!(
+            !a.picked_image_release_named_after_base() && b.picked_image_release_named_after_base()
+        );
+        assert!(!a.skips_unchanged_ephemeral_refresh() && b.skips_unchanged_ephemeral_refresh());
+        assert!(!a.has_mutable_help() && b.has_mutable_help());
+    }
+}
