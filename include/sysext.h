@@ -466,6 +466,17 @@ enum sysext_image_class sysext_context_get_image_class(const struct sysext_conte
 enum sysext_mutable_mode sysext_context_get_mutable_mode(const struct sysext_context *context);
 
 /**
+ * The compatibility level in effect (`257` or `262`: from the options, else
+ * `LIBSYSEXT_COMPAT`, else the newest), or 0 if `context` is NULL.
+ *
+ * # Safety
+ * `context` is NULL or a live context.
+ *
+ * Thread safety: may be called from several threads at once on the same context.
+ */
+int sysext_context_get_compat(const struct sysext_context *context);
+
+/**
  * The root as the context prints it (`"/"` for the host), or NULL if `context` is NULL.
  * Valid until the context is freed.
  *
@@ -924,6 +935,23 @@ int sysext_options_set_mutable_mode(struct sysext_options *options,
 int sysext_options_set_mutable_mode_string(struct sysext_options *options,
                                            const char *mode,
                                            struct sysext_error **ret_error);
+
+/**
+ * Choose the compatibility level: the systemd release whose behaviour is followed where
+ * releases differ (`257` or `262`), or 0 for the default (`LIBSYSEXT_COMPAT`, else the
+ * newest level, 262).
+ *
+ * Returns 0, or `-EINVAL` if `options` is NULL or `level` is none of these; the options
+ * are unchanged then.
+ *
+ * # Safety
+ * `options` is NULL or live options; `ret_error` is NULL or valid for writing a pointer.
+ *
+ * Thread safety: needs exclusive access to `options`.
+ */
+int sysext_options_set_compat(struct sysext_options *options,
+                              int level,
+                              struct sysext_error **ret_error);
 
 /**
  * Skip the compatibility checks of extension-release files (systemd's `--force`).

@@ -162,6 +162,7 @@ fn cli_json(args: &[&str], root: &TestRoot, uid: Option<u32>) -> Value {
         .arg(format!("--root={}", root.path.display()))
         .args(args)
         .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
+        .env_remove("LIBSYSEXT_COMPAT")
         .output()
         .unwrap();
     assert!(
@@ -205,10 +206,19 @@ fn json_shapes_are_stable() {
                 "{e}"
             );
         }
+        for (level, unmerged) in [
+            ("--compat=262", serde_json::json!([])),
+            ("--compat=257", serde_json::json!("none")),
+        ] {
+            let s = cli_json(&[level, "status", pretty], &r, None);
+            for e in s.as_array().expect("status is an array") {
+                assert_eq!(e["extensions"], unmerged, "not merged at {level}: {e}");
+            }
+        }
         let s = cli_json(&["status", pretty], &r, None);
         for e in s.as_array().expect("status is an array") {
             assert!(e["hierarchy"].is_string(), "{e}");
-            assert_eq!(e["extensions"], "none", "not merged: systemd's string");
+            assert_eq!(e["extensions"], serde_json::json!([]), "not merged: 262's empty list");
             assert!(
                 e["since"].is_null()
                     && e["merged"] == false

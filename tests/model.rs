@@ -927,6 +927,9 @@ fn context(r: &TestRoot, c: Class, mode: Option<MutableMode>) -> Context {
     let mut o = Options::new(c.image_class());
     o.root = Some(r.path.to_string_lossy().into_owned());
     o.mutable = mode;
+    // The model is of systemd 257's behaviour (262 merges every hierarchy in the mutable
+    // modes, which the model does not predict).
+    o.compat = Some(sysext::Compat::V257);
     o.hierarchies = Some(
         c.image_class()
             .info()

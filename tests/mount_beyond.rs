@@ -117,12 +117,23 @@ fn unchanged_refresh_is_a_no_op_unless_forced() {
     ctx.refresh().unwrap();
     assert_ne!(id(&r), b2);
     assert_eq!(r.read("usr/bin/bar").as_deref(), Some("bar\n"));
-    // Ephemeral refreshes always rebuild (writes are dropped, as with systemd).
-    let e = Context::new(opts(&r, MutableMode::Ephemeral)).unwrap();
+    // Ephemeral refreshes: at level 257 always rebuilt (writes are dropped, as with systemd
+    // 257); at 262 an unchanged one is skipped, so the writes survive it.
+    let mut o = opts(&r, MutableMode::Ephemeral);
+    o.compat = Some(sysext::Compat::V257);
+    let e = Context::new(o).unwrap();
     e.refresh().unwrap();
     r.try_write("usr/bin/tmp", "t\n").unwrap();
     e.refresh().unwrap();
     assert_eq!(r.read("usr/bin/tmp"), None);
+    let mut o = opts(&r, MutableMode::Ephemeral);
+    o.compat = Some(sysext::Compat::V262);
+    let e = Context::new(o).unwrap();
+    // The first one rebuilds: 262 also merges /opt in this mode.
+    e.refresh().unwrap();
+    r.try_write("usr/bin/tmp", "t\n").unwrap();
+    e.refresh().unwrap();
+    assert_eq!(r.read("usr/bin/tmp").as_deref(), Some("t\n"), "262 skips it");
     e.unmerge().unwrap();
     assert_eq!(
         r.read("var/lib/extensions.mutable/usr/bin/w2").as_deref(),

@@ -191,6 +191,7 @@ fn cli_status_and_list_json() {
             .arg(&root)
             .args(args)
             .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
+            .env_remove("LIBSYSEXT_COMPAT")
             .output()
             .unwrap();
         (
@@ -200,6 +201,12 @@ fn cli_status_and_list_json() {
         )
     };
     let (rc, out, _) = run(&["status", "--json=short"]);
+    assert_eq!(rc, Some(0));
+    assert!(
+        out.starts_with(r#"[{"hierarchy":"/opt","extensions":[],"since":null"#),
+        "{out}"
+    );
+    let (rc, out, _) = run(&["--compat=257", "status", "--json=short"]);
     assert_eq!(rc, Some(0));
     assert!(
         out.starts_with(r#"[{"hierarchy":"/opt","extensions":"none","since":null"#),

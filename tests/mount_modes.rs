@@ -118,8 +118,20 @@ fn mode_yes_creates_routing_dirs() {
     if !isolated("mode_yes_creates_routing_dirs") {
         return;
     }
-    let r = std_root("yes");
+    // 262 makes the parents 0755 (under any umask); 257 makes them 0700.
+    let r = std_root("yes262");
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Enabled);
+    ctx.merge().unwrap();
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    let md = |p: &str| std::fs::metadata(r.p(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(md("var/lib/extensions.mutable"), 0o755);
+    assert_eq!(md("var/lib/extensions.mutable/.systemd-usr-workdir"), 0o700);
+    ctx.unmerge().unwrap();
+    let r = std_root("yes");
+    let mut o = r.options(ImageClass::Sysext, MutableMode::Enabled);
+    o.compat = Some(sysext::Compat::V257);
+    let ctx = sysext::Context::new(o).unwrap();
     ctx.merge().unwrap();
     let md = |p: &str| std::fs::metadata(r.p(p)).unwrap().permissions().mode() & 0o7777;
     assert_eq!(md("var/lib/extensions.mutable"), 0o700);

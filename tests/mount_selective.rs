@@ -12,6 +12,10 @@ fn ctx(r: &TestRoot, mode: Option<MutableMode>) -> Context {
     o.root = Some(r.path.to_string_lossy().into_owned());
     o.mutable = mode;
     o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
+    // At 257 /opt is merged only while an extension has content for it; 262 merges it in
+    // every mutable mode (and, like systemd 262, fails in `auto` on an empty /opt without a
+    // routing dir: a read-only overlay of the meta layer alone).
+    o.compat = Some(sysext::Compat::V257);
     Context::new(o).unwrap()
 }
 

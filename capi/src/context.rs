@@ -133,6 +133,20 @@ impl sysext_context {
         })
     }
 
+    /// The compatibility level in effect (`257` or `262`: from the options, else
+    /// `LIBSYSEXT_COMPAT`, else the newest), or 0 if `context` is NULL.
+    ///
+    /// # Safety
+    /// `context` is NULL or a live context.
+    ///
+    /// Thread safety: may be called from several threads at once on the same context.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_context_get_compat(context: *const sysext_context) -> c_int {
+        ffi_boundary!(default => 0, {
+            handle::try_ref(context).map_or(0, |c| c.ctx.compat().version() as c_int)
+        })
+    }
+
     /// The root as the context prints it (`"/"` for the host), or NULL if `context` is NULL.
     /// Valid until the context is freed.
     ///

@@ -7,7 +7,7 @@ use crate::log::{sysext_log_callback, CallbackSink};
 use std::os::raw::{c_char, c_int, c_void};
 use std::sync::Arc;
 use std::time::Duration;
-use sysext::{Hierarchy, ImageClass, MutableMode, Options};
+use sysext::{Compat, Hierarchy, ImageClass, MutableMode, Options};
 
 /// Which kind of extension images a context handles.
 #[repr(C)]
@@ -233,6 +233,36 @@ impl sysext_options {
             o.mutable = match opt_str_arg(mode, F, "mode")? {
                 None => None,
                 Some(s) => Some(s.parse::<MutableMode>()?),
+            };
+            Ok(())
+        })
+    }
+
+    /// Choose the compatibility level: the systemd release whose behaviour is followed where
+    /// releases differ (`257` or `262`), or 0 for the default (`LIBSYSEXT_COMPAT`, else the
+    /// newest level, 262).
+    ///
+    /// Returns 0, or `-EINVAL` if `options` is NULL or `level` is none of these; the options
+    /// are unchanged then.
+    ///
+    /// # Safety
+    /// `options` is NULL or live options; `ret_error` is NULL or valid for writing a pointer.
+    ///
+    /// Thread safety: needs exclusive access to `options`.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_options_set_compat(
+        options: *mut sysext_options,
+        level: c_int,
+        ret_error: *mut *mut sysext_error,
+    ) -> c_int {
+        setter(options, "sysext_options_set_compat", ret_error, |o| {
+            o.compat = match level {
+                0 => None,
+                l => Some(Compat::parse(&l.to_string()).ok_or_else(|| {
+                    ErrorData::invalid(format!(
+                        "Invalid compatibility level {l} (known: 257, 262)"
+                    ))
+                })?),
             };
             Ok(())
         })

@@ -338,6 +338,7 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
         {
             continue;
         }
+        let ext_layers_empty = ext_layers.is_empty();
         let hier_mode = h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755);
         let comp = h.hierarchy.as_component();
         let workdir_name = format!(".systemd-{comp}-workdir");
@@ -447,6 +448,13 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
             if !host.empty && !upper_is_host {
                 lower.push(Layer::Host(host.path.clone()));
             }
+        }
+        // A hierarchy merged only because the level merges every hierarchy, whose overlay would
+        // be the meta layer alone, read-only: systemd 262 tries to mount that and fails the
+        // whole merge (overlayfs needs two lower layers without an upper one). It would show
+        // nothing, so it is left unmerged instead (a deliberate difference).
+        if ext_layers_empty && upper.is_none() && lower.len() == 1 {
+            continue;
         }
         if lower.len() > MAX_LOWER_LAYERS {
             return Err(Error::TooManyLayers {

@@ -247,10 +247,31 @@ fn build(g: &Gen) -> PlanInputs {
     }
 }
 
-/// Whether the level merges hierarchy `idx` although no extension has content for it: 262
+/// Whether the level looks at a hierarchy although no extension has content for it: 262
 /// merges every hierarchy in every mutable mode but `no`; 257 never does.
 fn merged_without_content(i: &PlanInputs) -> bool {
     i.compat == Compat::V262 && i.mode != MutableMode::Disabled
+}
+
+/// Whether hierarchy `idx` without extension content gets an overlay: where the level looks
+/// at it, unless the overlay would be the meta layer alone, read-only (no upper dir, no
+/// import layer, no host content), which systemd 262 fails to mount and libsysext skips.
+fn overlay_without_content(i: &PlanInputs, idx: usize) -> bool {
+    use MutableMode::*;
+    if !merged_without_content(i) {
+        return false;
+    }
+    let h = &i.hierarchies[idx];
+    let dir = matches!(h.routing, RoutingDir::Dir(_));
+    let upper = match i.mode {
+        Ephemeral | EphemeralImport => true,
+        Disabled | Import => false,
+        Auto => dir,
+        Enabled => dir || matches!(h.routing, RoutingDir::Missing),
+    };
+    let import = matches!(i.mode, Import | EphemeralImport) && dir;
+    let host = h.host.as_ref().is_some_and(|d| !d.empty);
+    upper || import || host
 }
 
 // ---------------------------------------------------------------------------------------
@@ -339,7 +360,7 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
     // hierarchy), in configured order.
     let want: Vec<usize> = (0..i.hierarchies.len())
         .filter(|&idx| {
-            merged_without_content(i)
+            overlay_without_content(i, idx)
                 || i.extensions
                     .iter()
                     .any(|e| matches!(e.layers[idx], ExtLayer::Content(_)))

@@ -42,6 +42,9 @@ use sysext::{Context, ImageClass, Level, Options};
 ///     initrd: Whether to behave as in the initrd; `None` detects it.
 ///     always_refresh: Make `refresh` rebuild the overlays even when nothing changed
 ///         (`--always-refresh`); by default an unchanged merge is left alone.
+///     compat: The compatibility level, `257` or `262` (an int or a string): the systemd
+///         release whose behaviour is followed where releases differ; `None` reads
+///         `LIBSYSEXT_COMPAT`, then uses the newest level (262).
 ///     no_reload: Do not work out whether the service manager needs a reload
 ///         (`--no-reload`), so `Report.needs_reload` is always false. An explicit
 ///         `root` implies it, as in systemd.
@@ -165,6 +168,7 @@ impl PyContext {
         always_refresh = false,
         no_reload = false,
         allow_block_devices = false,
+        compat = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -181,6 +185,7 @@ impl PyContext {
         always_refresh: bool,
         no_reload: bool,
         allow_block_devices: bool,
+        compat: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyContext> {
         let class = match image_class {
             Some(c) => image_class_from_py(c)?,
@@ -213,6 +218,22 @@ impl PyContext {
         opts.always_refresh = always_refresh;
         opts.no_reload = no_reload;
         opts.allow_block_devices = allow_block_devices;
+        opts.compat = match compat {
+            None => None,
+            Some(c) => {
+                let text = match c.extract::<i64>() {
+                    Ok(n) => n.to_string(),
+                    Err(_) => c.extract::<String>().map_err(|_| {
+                        invalid_argument("compat must be 257, 262 or None".to_string())
+                    })?,
+                };
+                Some(sysext::Compat::parse(&text).ok_or_else(|| {
+                    invalid_argument(format!(
+                        "Invalid compatibility level {text} (known: 257, 262)"
+                    ))
+                })?)
+            }
+        };
         opts.sink = Arc::new(LoggerSink::new(py, "sysext")?);
         let ctx = py.detach(move || Context::new(opts)).py()?;
         Ok(PyContext {
@@ -270,6 +291,12 @@ impl PyContext {
     #[getter]
     fn always_refresh(&self) -> bool {
         self.inner.options().always_refresh
+    }
+
+    /// The compatibility level in effect: `257` or `262`.
+    #[getter]
+    fn compat(&self) -> u32 {
+        self.inner.compat().version()
     }
 
     /// Whether the reload check is skipped (`Report.needs_reload` always false).

@@ -172,3 +172,16 @@ def test_confext_list(root: Path) -> None:
     assert [(e.name, e.release) for e in ctx.list()] == [("cfg", {"ID": "_any"})]
     [etc] = ctx.plan().hierarchies
     assert etc.hierarchy == "/etc" and etc.noexec and etc.nosuid
+
+
+def test_compat_level(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIBSYSEXT_COMPAT", raising=False)
+    assert sysext.Context(root=root).compat == 262
+    assert sysext.Context(root=root, compat=257).compat == 257
+    assert sysext.Context(root=root, compat="262").compat == 262
+    monkeypatch.setenv("LIBSYSEXT_COMPAT", "257")
+    assert sysext.Context(root=root).compat == 257
+    assert sysext.Context(root=root, compat=262).compat == 262
+    for bad in (258, "v262", ""):
+        with pytest.raises(sysext.SysextValueError):
+            sysext.Context(root=root, compat=bad)

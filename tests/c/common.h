@@ -187,12 +187,15 @@ static inline const char *make_root(const char *name) {
     return root;
 }
 
-/* Options for a root with one mutable mode and no callback. */
+/* Options for a root with one mutable mode and no callback, at level 257 (the tests count
+ * overlays as 257 makes them; 262 also merges hierarchies without extension content in the
+ * mutable modes). */
 static inline sysext_options *options_for(int image_class, const char *root, int mode) {
     sysext_options *o = sysext_options_new(image_class);
     REQUIRE(o);
     sysext_error *err = NULL;
     OK(sysext_options_set_root(o, root, &err), err);
+    OK(sysext_options_set_compat(o, 257, &err), err);
     if (mode >= 0)
         OK(sysext_options_set_mutable_mode(o, mode, &err), err);
     return o;

@@ -240,6 +240,28 @@ static void test_context_new(void) {
     CHECK(sysext_context_hierarchies_count(c) == 1);
     sysext_context_free(c);
 
+    /* The compatibility level: 257 from options_for(); 0 restores the default (the
+     * environment, else the newest); other values are refused. */
+    OK(sysext_context_new(o, &c, &err), err);
+    CHECK(sysext_context_get_compat(c) == 257);
+    sysext_context_free(c);
+    OK(sysext_options_set_compat(o, 0, &err), err);
+    unsetenv("LIBSYSEXT_COMPAT");
+    OK(sysext_context_new(o, &c, &err), err);
+    CHECK(sysext_context_get_compat(c) == 262);
+    sysext_context_free(c);
+    setenv("LIBSYSEXT_COMPAT", "257", 1);
+    OK(sysext_context_new(o, &c, &err), err);
+    CHECK(sysext_context_get_compat(c) == 257);
+    sysext_context_free(c);
+    unsetenv("LIBSYSEXT_COMPAT");
+    CHECK_RC(sysext_options_set_compat(o, 258, &err), err, -EINVAL);
+    CHECK(sysext_error_get_kind(err) == SYSEXT_ERROR_KIND_INVALID_ARGUMENT);
+    sysext_error_free(err);
+    err = NULL;
+    CHECK(sysext_context_get_compat(NULL) == 0);
+    OK(sysext_options_set_compat(o, 257, &err), err);
+
     /* Without a mode in the options, the environment decides (as in systemd); a bad value
      * is ignored with a warning. */
     OK(sysext_options_set_mutable_mode_string(o, NULL, &err), err);
