@@ -91,13 +91,14 @@ impl Compat {
     /// With an explicit `--root`, symlinks in the search directories (to image directories
     /// or files, and a `NAME.v` that is a symlink) and symlinks inside `NAME.v/` are followed,
     /// resolved inside the root (262); 257 ignores symlinked entries under `--root`.
+    /// (Defined for discovery; discovery does not ask it yet, so both levels behave as 257.)
     pub fn follows_search_symlinks_in_root(self) -> bool {
         self >= Compat::V262
     }
 
     /// The release file of an image picked from `NAME.raw.v/` must be named after `NAME`
     /// (`extension-release.NAME`); one named after the picked file (`NAME_3`) is refused (262).
-    /// 257 accepts either for images.
+    /// 257 accepts either for images. (Defined for the release-file check; not asked yet.)
     pub fn picked_image_release_named_after_base(self) -> bool {
         self >= Compat::V262
     }

@@ -85,6 +85,10 @@ pub struct HierarchyInput {
     pub routing_path: String,
     /// What the routing dir resolves to.
     pub routing: RoutingDir,
+    /// For a routing dir that is a dangling symlink: the root-relative path it points at
+    /// (resolved inside the root), which `--mutable=yes` creates where the level does so
+    /// ([`Compat::creates_dangling_routing_target`]).
+    pub routing_target: Option<String>,
 }
 
 /// Everything planning needs.
@@ -399,6 +403,19 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                 RoutingDir::NotDir { .. } if mode == MutableMode::Auto => {
                     return Err(overlay_einval(h, "upper dir"))
                 }
+                RoutingDir::Dangling
+                    if mode == MutableMode::Enabled
+                        && inputs.compat.creates_dangling_routing_target()
+                        && h.routing_target.is_some() =>
+                {
+                    let rel = h.routing_target.clone().expect("checked");
+                    let routing_rel = h.hierarchy.routing_dir();
+                    Some(Upper::RoutingDir {
+                        path: join_display(&h.routing_path, "", &rel, &routing_rel),
+                        rel,
+                        create: true,
+                    })
+                }
                 RoutingDir::NotDir { .. } | RoutingDir::Dangling
                     if mode == MutableMode::Enabled =>
                 {
@@ -541,6 +558,7 @@ mod tests {
                     host: Some(dir("/R/usr", "usr", 0o755, 1, 10)),
                     routing_path: "/R/var/lib/extensions.mutable/usr".into(),
                     routing,
+                    routing_target: None,
                 },
                 HierarchyInput {
                     hierarchy: Hierarchy::new("/opt").unwrap(),
@@ -548,6 +566,7 @@ mod tests {
                     host: Some(dir("/R/opt", "opt", 0o755, 1, 11)),
                     routing_path: "/R/var/lib/extensions.mutable/opt".into(),
                     routing: RoutingDir::Missing,
+                    routing_target: None,
                 },
             ],
         }

@@ -352,6 +352,7 @@ pub fn probe_hierarchy(
     } else {
         Ok(None)
     };
+    let mut routing_target = None;
     let (routing, routing_fd) = match looked_up {
         Ok(Some(r)) => {
             let st = rustix::fs::fstat(&r.fd).map_err(|e| Error::io("stat", &r.path, e))?;
@@ -390,6 +391,9 @@ pub fn probe_hierarchy(
                     && root.open_in(p, OFlags::PATH).is_err()
             });
             if exists || parent_dangles {
+                if exists && !parent_dangles {
+                    routing_target = dangling_target(root, &drel);
+                }
                 (RoutingDir::Dangling, None)
             } else {
                 (RoutingDir::Missing, None)
@@ -405,6 +409,7 @@ pub fn probe_hierarchy(
             host: host_info,
             routing_path,
             routing,
+            routing_target,
         },
         HierarchyProbe {
             host: host.map_err(|_| ()),
@@ -412,6 +417,41 @@ pub fn probe_hierarchy(
             current,
         },
     ))
+}
+
+/// The root-relative path a dangling symlink `rel` points at, resolved inside the root: an
+/// absolute target is taken below the root, a relative one from the link's directory, `..`
+/// stops at the root. `None` if `rel` is no symlink or its target is no plain path.
+fn dangling_target(root: &Root, rel: &str) -> Option<String> {
+    let (dir, name) = match rel.rsplit_once('/') {
+        Some((d, n)) => (d, n),
+        None => ("", rel),
+    };
+    let dfd = if dir.is_empty() {
+        rustix::io::dup(root.fd()).ok()?
+    } else {
+        root.open_in(dir, OFlags::PATH | OFlags::DIRECTORY).ok()?
+    };
+    let target = rustix::fs::readlinkat(&dfd, name, Vec::new()).ok()?;
+    let target = target.to_str().ok()?.to_string();
+    let mut comps: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        dir.split('/').filter(|c| !c.is_empty()).collect()
+    };
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                comps.pop();
+            }
+            c => comps.push(c),
+        }
+    }
+    if comps.is_empty() {
+        return None;
+    }
+    Some(comps.join("/"))
 }
 
 /// What an image tree holds for a hierarchy, and whether the hierarchy is a plain directory

@@ -126,6 +126,7 @@ fn inputs(mode: MutableMode) -> PlanInputs {
             host: Some(usr),
             routing_path: "/R/var/lib/extensions.mutable/usr".into(),
             routing: RoutingDir::Dir(routing),
+            routing_target: None,
         }],
     }
 }

@@ -212,12 +212,18 @@ fn build(g: &Gen) -> PlanInputs {
                 mode: mode.unwrap_or(host_mode),
             },
         };
+        // A dangling link mostly names a target inside the root (which 262's `yes` creates).
+        let routing_target = match (&routing, hg.idx % 2) {
+            (RoutingDir::Dangling, 0) => Some(format!("nonexistent/{}", h.as_component())),
+            _ => None,
+        };
         hierarchies.push(HierarchyInput {
             hierarchy: h,
             path,
             host,
             routing_path,
             routing,
+            routing_target,
         });
     }
     let extensions = g
@@ -267,7 +273,10 @@ fn overlay_without_content(i: &PlanInputs, idx: usize) -> bool {
         Ephemeral | EphemeralImport => true,
         Disabled | Import => false,
         Auto => dir,
-        Enabled => dir || matches!(h.routing, RoutingDir::Missing),
+        Enabled => {
+            dir || matches!(h.routing, RoutingDir::Missing)
+                || (matches!(h.routing, RoutingDir::Dangling) && h.routing_target.is_some())
+        }
     };
     let import = matches!(i.mode, Import | EphemeralImport) && dir;
     let host = h.host.as_ref().is_some_and(|d| !d.empty);
@@ -316,8 +325,10 @@ fn oracle_errno(i: &PlanInputs) -> Result<(), i32> {
                 _ => {}
             }
         }
+        let creates_target = i.compat == Compat::V262 && h.routing_target.is_some();
         match (mode, &h.routing) {
             (Auto, RoutingDir::NotDir { .. }) => return Err(libc::EINVAL),
+            (Enabled, RoutingDir::Dangling) if creates_target => {}
             (Enabled, RoutingDir::NotDir { .. } | RoutingDir::Dangling) => {
                 return Err(libc::EEXIST)
             }
@@ -427,6 +438,7 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
             (Auto | Enabled, RoutingDir::Dir(_)) if is_self => "host",
             (Auto | Enabled, RoutingDir::Dir(_)) => "routing",
             (Enabled, RoutingDir::Missing) => "create",
+            (Enabled, RoutingDir::Dangling) if i.compat == Compat::V262 && h.routing_target.is_some() => "create",
             (Auto, _) => "none",
             (Enabled, _) => unreachable!("yes with a dangling or non-dir routing dir fails"),
         };
@@ -476,8 +488,10 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
             path,
         }) = &hp.upper
         {
-            prop_assert_eq!(rel, &h.hierarchy.routing_dir());
-            prop_assert_eq!(path, &h.routing_path);
+            // The routing dir, or (262) the target of its dangling link.
+            let want = h.routing_target.clone().unwrap_or_else(|| h.hierarchy.routing_dir());
+            prop_assert_eq!(rel, &want);
+            prop_assert_eq!(path, &format!("{ROOT}/{want}"));
         }
         // Import layer just below meta, exactly in the import modes with a routing dir.
         let want_import =
@@ -597,6 +611,7 @@ proptest! {
             (Ok(a), Ok(b)) => {
                 prop_assert_eq!(&a.extensions, &b.extensions);
                 for ha in &a.hierarchies {
+                    // (257 plans no hierarchy with a dangling routing link in `yes`: it fails.)
                     let hb = b.hierarchies.iter().find(|h| h.index == ha.index);
                     prop_assert!(hb.is_some(), "262 dropped {}", ha.hierarchy);
                     let mut hb = hb.unwrap().clone();
@@ -621,7 +636,12 @@ proptest! {
                     prop_assert_eq!(a.to_string(), b.to_string());
                 }
             }
-            (Err(a), Ok(_)) => prop_assert!(false, "257 fails ({}) where 262 plans", a),
+            (Err(a), Ok(_)) => {
+                // Only a dangling routing link that 262's `yes` follows and creates.
+                let creates = old.mode == MutableMode::Enabled
+                    && old.hierarchies.iter().any(|h| matches!(h.routing, RoutingDir::Dangling) && h.routing_target.is_some());
+                prop_assert!(creates, "257 fails ({}) where 262 plans", a)
+            }
             (Ok(_), Err(b)) => prop_assert!(old.mode != MutableMode::Disabled, "262 fails in mode no: {}", b),
         }
     }
@@ -672,6 +692,7 @@ fn too_many_layers() {
             host: None,
             routing_path: "/R/var/lib/extensions.mutable/usr".into(),
             routing: RoutingDir::Missing,
+            routing_target: None,
         }],
     };
     let p = plan(&mk(499)).unwrap();

@@ -23,6 +23,11 @@ from support import HOST_NS_ENV, _mnt_ns, add_extension, build_root, in_private_
 IN_NS_ENV = "SYSEXT_IN_NS"
 SKIP_ROOT_ENV = "SYSEXT_SKIP_ROOT_TESTS"
 
+# The suite's expectations (overlay counts, status strings, ephemeral refreshes) are those of
+# systemd 257: the library and the CLI follow it at level 257. The default level (262) is
+# checked by test_compat_level here and against systemd 262 by tests/conformance/run.
+os.environ["LIBSYSEXT_COMPAT"] = "257"
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Re-execute the session in a private mount namespace when running as root."""

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Interop with systemd-sysext 257 (from the oracle chroot), both ways:
+# Interop with systemd-sysext (257 or 262, from the oracle chroot at $ORACLE_ROOT), both ways:
 #   ours merges  -> systemd's status sees it, systemd's unmerge removes it (and the workdir);
 #   systemd merges -> our status sees it, our unmerge removes it (and the workdir).
 # Runs in a private mount namespace; needs root and the oracle chroot.

@@ -1877,6 +1877,7 @@ mod tests {
                 host: Some(host),
                 routing_path: "/R/var/lib/extensions.mutable/usr".into(),
                 routing: RoutingDir::Missing,
+                routing_target: None,
             }],
         })
         .unwrap()
