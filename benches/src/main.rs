@@ -3,7 +3,8 @@
 //! mount calls), and systemd-sysext 257 from the oracle chroot — all in one run, on the
 //! same tree, in a private mount namespace.
 //!
-//! `cargo run --release -p sysext-bench -- [--reps N] [--out DIR] [--only 64|16e]` (as root).
+//! `cargo run --release -p sysext-bench -- [--reps N] [--out DIR] [--only 64,16e,16s]` (as
+//! root; `--only` takes workloads: a count, `e` for erofs images, `s` for squashfs images).
 //! `--profile lib|floor|floor-meta` runs only that tool's merge and unmerge `--reps` times
 //! (for `perf`);
 //! `--cold` adds a process run before each merge, as in the full run.
@@ -25,8 +26,53 @@ fn put(p: &Path, content: &str) {
     std::fs::write(p, content).unwrap();
 }
 
-/// Build the sandbox root with `n` directory extensions or `n` erofs images.
-fn build_root(sb: &Path, n: usize, erofs: bool) {
+/// What the extensions of a workload are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    Erofs,
+    Squashfs,
+}
+
+impl Kind {
+    /// The filesystem of an image kind.
+    fn fstype(self) -> Option<&'static str> {
+        match self {
+            Kind::Dir => None,
+            Kind::Erofs => Some("erofs"),
+            Kind::Squashfs => Some("squashfs"),
+        }
+    }
+
+    /// The suffix of the workload's name for `--only` (`64`, `16e`, `16s`).
+    fn suffix(self) -> &'static str {
+        match self {
+            Kind::Dir => "",
+            Kind::Erofs => "e",
+            Kind::Squashfs => "s",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Dir => "directories",
+            Kind::Erofs => "erofs images",
+            Kind::Squashfs => "squashfs images",
+        }
+    }
+
+    fn csv(self) -> &'static str {
+        match self {
+            Kind::Dir => "dir",
+            Kind::Erofs => "erofs",
+            Kind::Squashfs => "squashfs",
+        }
+    }
+}
+
+/// Build the sandbox root with `n` directory extensions or `n` images of `kind`.
+fn build_root(sb: &Path, n: usize, kind: Kind) {
+    let image = kind.fstype().is_some();
     sh(&format!(
         "rm -rf {0}/* {0}/.[!.]* 2>/dev/null; true",
         sb.display()
@@ -37,7 +83,7 @@ fn build_root(sb: &Path, n: usize, erofs: bool) {
     let stage = sb.join("stage");
     for i in 0..n {
         let name = format!("e{i:03}");
-        let dir = if erofs {
+        let dir = if image {
             stage.join(&name)
         } else {
             sb.join("var/lib/extensions").join(&name)
@@ -50,16 +96,25 @@ fn build_root(sb: &Path, n: usize, erofs: bool) {
         );
         put(&dir.join(format!("usr/share/{name}/file")), "x\n");
         put(&dir.join(format!("usr/bin/{name}")), "#!/bin/sh\n");
-        if erofs {
+        if image {
             std::fs::create_dir_all(sb.join("var/lib/extensions")).unwrap();
-            sh(&format!(
-                "mkfs.erofs --quiet {} {} >/dev/null",
-                sb.join(format!("var/lib/extensions/{name}.raw")).display(),
-                dir.display()
-            ));
+            let img = sb.join(format!("var/lib/extensions/{name}.raw"));
+            sh(&if kind == Kind::Erofs {
+                format!(
+                    "mkfs.erofs --quiet {} {} >/dev/null",
+                    img.display(),
+                    dir.display()
+                )
+            } else {
+                format!(
+                    "mksquashfs {} {} -quiet -noappend -all-root >/dev/null",
+                    dir.display(),
+                    img.display()
+                )
+            });
         }
     }
-    if erofs {
+    if image {
         sh(&format!("rm -rf {}", stage.display()));
     }
 }
@@ -159,7 +214,7 @@ impl Tool for Lib {
 struct Floor {
     root: PathBuf,
     n: usize,
-    erofs: bool,
+    kind: Kind,
     meta: bool,
 }
 
@@ -189,13 +244,14 @@ impl Floor {
         let mut keep = Vec::new();
         for i in (0..self.n).rev() {
             let name = format!("e{i:03}");
-            let m = if self.erofs {
-                // Straight from the file where the kernel can (not for files on tmpfs, as
-                // here: ENOTBLK), else through a loop device — what the library does too.
+            let m = if let Some(fstype) = self.kind.fstype() {
+                // Straight from the file where the kernel can (erofs on 6.12 and newer, not for
+                // files on tmpfs, as here: ENOTBLK), else through a loop device — what the
+                // library does too.
                 let img = self.root.join(format!("var/lib/extensions/{name}.raw"));
                 let f = rustix::fs::open(&img, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-                let erofs = |source: &str| -> rustix::io::Result<rustix::fd::OwnedFd> {
-                    let efs = fsopen("erofs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+                let mount_fs = |source: &str| -> rustix::io::Result<rustix::fd::OwnedFd> {
+                    let efs = fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)?;
                     fsconfig_set_string(&efs, "source", source)?;
                     fsconfig_set_flag(&efs, "ro")?;
                     fsconfig_create(&efs)?;
@@ -205,9 +261,14 @@ impl Floor {
                         MountAttrFlags::MOUNT_ATTR_RDONLY,
                     )
                 };
-                match erofs(&format!("/proc/self/fd/{}", f.as_raw_fd())) {
-                    Ok(m) => m,
-                    Err(_) => {
+                let direct = if self.kind == Kind::Erofs {
+                    mount_fs(&format!("/proc/self/fd/{}", f.as_raw_fd())).ok()
+                } else {
+                    None
+                };
+                match direct {
+                    Some(m) => m,
+                    None => {
                         let opts = sysext::sys::loopdev::LoopOptions {
                             direct_io: true,
                             ..Default::default()
@@ -216,7 +277,7 @@ impl Floor {
                             .map_err(|e| {
                                 rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(5))
                             })?;
-                        let m = erofs(&dev.path().to_string_lossy())?;
+                        let m = mount_fs(&dev.path().to_string_lossy())?;
                         drop(dev.into_owned_fd());
                         m
                     }
@@ -541,20 +602,21 @@ fn main() {
     let mut ratios = String::from(
         "\nLibrary merge against the floors:\n\n| workload | against the syscall floor | against the floor + meta files |\n|---|---|---|\n",
     );
-    let workloads: Vec<(usize, bool)> = vec![
-        (1, false),
-        (16, false),
-        (64, false),
-        (256, false),
-        (1, true),
-        (16, true),
+    let workloads: Vec<(usize, Kind)> = vec![
+        (1, Kind::Dir),
+        (16, Kind::Dir),
+        (64, Kind::Dir),
+        (256, Kind::Dir),
+        (1, Kind::Erofs),
+        (16, Kind::Erofs),
+        (16, Kind::Squashfs),
     ];
-    // `--only 64` or `--only 16e` (erofs) measures one workload.
-    let only = args
+    // `--only 64,16e,16s` measures those workloads (erofs: `e`, squashfs: `s`).
+    let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1))
-        .cloned();
+        .map(|v| v.split(',').map(str::to_string).collect());
     let profile = args
         .iter()
         .position(|a| a == "--profile")
@@ -562,14 +624,14 @@ fn main() {
         .cloned();
     let phases: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>> =
         Default::default();
-    for (n, erofs) in workloads {
+    for (n, kind) in workloads {
         if let Some(o) = &only {
-            if *o != format!("{n}{}", if erofs { "e" } else { "" }) {
+            if !o.contains(&format!("{n}{}", kind.suffix())) {
                 continue;
             }
         }
-        build_root(&sb, n, erofs);
-        let label = format!("{n} {}", if erofs { "erofs images" } else { "directories" });
+        build_root(&sb, n, kind);
+        let label = format!("{n} {}", kind.label());
         let mut o = Options::new(ImageClass::Sysext);
         o.root = Some(sb.to_string_lossy().into_owned());
         o.mutable = Some(MutableMode::Disabled);
@@ -582,7 +644,7 @@ fn main() {
                 Box::new(Floor {
                     root: sb.clone(),
                     n,
-                    erofs,
+                    kind,
                     meta: which == "floor-meta",
                 })
             } else {
@@ -641,13 +703,13 @@ fn main() {
             Box::new(Floor {
                 root: sb.clone(),
                 n,
-                erofs,
+                kind,
                 meta: false,
             }),
             Box::new(Floor {
                 root: sb.clone(),
                 n,
-                erofs,
+                kind,
                 meta: true,
             }),
         ];
@@ -684,7 +746,7 @@ fn main() {
             ));
             csv.push_str(&format!(
                 "{},{n},{name},{},{},{}\n",
-                if erofs { "erofs" } else { "dir" },
+                kind.csv(),
                 ms(r.merge, 3),
                 ms(r.refresh, 3),
                 ms(r.unmerge, 3)

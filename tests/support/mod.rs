@@ -52,6 +52,8 @@ pub fn isolated(name: &str) -> bool {
         stdout.contains("1 passed"),
         "{name} did not run in its namespace:\n{stdout}\n{stderr}"
     );
+    // What the test printed (measurements) shows with `--show-output`; tests/vm reads it.
+    print!("{stdout}");
     false
 }
 

@@ -1,0 +1,61 @@
+#!/bin/bash
+# Runs inside the guest as PID 1 (root), after tests/vm/init; /etc/vm.env says what to run.
+# Writes every log into /vm/out (a writable 9p share: tests/vm/run reads it on the host) and
+# prints "@vm ..." progress lines on the console. Powers the guest off at the end.
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root LC_ALL=C.UTF-8 TMPDIR=/tmp
+set -u
+. /etc/vm.env
+O=/vm/out
+mkdir -p /dev/pts /dev/shm
+mount -t devpts devpts /dev/pts
+mount -t tmpfs -o mode=1777 shm /dev/shm
+mount -t tmpfs -o mode=0755 run /run
+ulimit -n 65536
+now() { date +%s%N; }
+echo "@vm kernel $(uname -r)"
+uname -r > $O/kernel
+phase() { echo "$1 $(( ($(now) - $2) / 1000000 ))" >> $O/phases; }   # NAME START: milliseconds
+echo "boot $(awk '{printf "%d", $1 * 1000}' /proc/uptime)" >> $O/phases
+
+for g in $VM_GROUPS; do
+  s=$(now)
+  echo "@vm start $g"
+  case $g in
+    tests)
+      mkdir -p $O/tests
+      for b in $VM_TESTS; do
+        n=$(basename $b); n=${n%-*}
+        # As cargo runs them: cwd is the package's directory.
+        (cd $VM_REPO/tests && timeout $VM_TEST_TIMEOUT $b --test-threads=$VM_TEST_THREADS --show-output) > $O/tests/$n.log 2>&1
+        echo $? > $O/tests/$n.rc
+        echo "@vm done tests/$n rc=$(cat $O/tests/$n.rc)"
+      done ;;
+    oracle)
+      excl=()
+      while read -r pat _; do
+        case "$pat" in ''|'#'*) continue ;; esac
+        excl+=(-x "$pat")
+      done < $VM_REPO/tests/conformance/excluded
+      (cd /tmp && TUT=$VM_TARGET/release/sysext CONFORMANCE_OUT=$O/oracle \
+        timeout $VM_ORACLE_TIMEOUT $VM_HARNESS/compare -j $VM_SMP "${excl[@]}") > $O/oracle.log 2>&1
+      echo $? > $O/oracle.rc
+      echo "@vm done oracle rc=$(cat $O/oracle.rc)" ;;
+    script)
+      # SYSEXT_VM_SCRIPT: a script of the caller's (tests/vm/run copied it here).
+      (cd /tmp && timeout $VM_TEST_TIMEOUT bash $O/script.sh) > $O/script.log 2>&1
+      echo $? > $O/script.rc
+      echo "@vm done script rc=$(cat $O/script.rc)" ;;
+    bench)
+      (cd /tmp && timeout $VM_BENCH_TIMEOUT $VM_TARGET/release/sysext-bench --reps $VM_BENCH_REPS \
+        --only $VM_BENCH_ONLY --out $O/bench) > $O/bench.log 2>&1
+      echo $? > $O/bench.rc
+      echo "@vm done bench rc=$(cat $O/bench.rc)" ;;
+  esac
+  phase $g $s
+done
+dmesg > $O/dmesg.log 2>&1
+echo "@vm end"
+sync
+echo o > /proc/sysrq-trigger
+sleep 10

@@ -1,0 +1,163 @@
+# Sourced by tests/vm/run: boots Debian's own kernel packages under QEMU (TCG) with a busybox
+# initramfs, the host's /usr shared read-only over virtio-9p, and runs one script as root inside.
+# See README.md beside this file for the facts this rests on.
+
+VM_CACHE=${VM_CACHE:-/var/cache/libsysext-vm}
+VM_MEM=${VM_MEM:-3072}
+VM_SMP=${VM_SMP:-2}
+VM_TIMEOUT=${VM_TIMEOUT:-1500}
+
+# vm_tools: the host packages the tier needs.
+vm_tools() {
+  local p=()
+  command -v qemu-system-x86_64 >/dev/null || p+=(qemu-system-x86)
+  [ -x /bin/busybox ] && file_is_static /bin/busybox || p+=(busybox-static)
+  command -v cpio >/dev/null || p+=(cpio)
+  command -v depmod >/dev/null || [ -x /usr/sbin/depmod ] || p+=(kmod)
+  command -v xz >/dev/null || p+=(xz-utils)
+  command -v zstd >/dev/null || p+=(zstd)
+  command -v dpkg-deb >/dev/null || p+=(dpkg)
+  command -v python3 >/dev/null || p+=(python3)
+  if [ ${#p[@]} -gt 0 ]; then
+    echo "vm: installing ${p[*]}" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${p[@]}" >/dev/null
+  fi
+  export PATH=$PATH:/usr/sbin:/sbin
+}
+
+# Whether a binary is statically linked (busybox must be: it runs before the 9p /usr is there).
+file_is_static() { ! ldd "$1" >/dev/null 2>&1; }
+
+# vm_suite_sources SUITE: the apt sources of a Debian suite (with its updates and security).
+vm_suite_sources() {
+  local s=$1 k=/usr/share/keyrings/debian-archive-keyring.gpg
+  case $s in
+    sid) echo "deb [signed-by=$k] http://deb.debian.org/debian sid main" ;;
+    *) echo "deb [signed-by=$k] http://deb.debian.org/debian $s $s-updates main"
+       echo "deb [signed-by=$k] http://deb.debian.org/debian-security $s-security main" ;;
+  esac
+}
+
+# vm_kernel SUITE: Debian's current kernel of SUITE (bookworm, trixie, sid), the package
+# linux-image-amd64 depends on, downloaded by apt with a private state dir and unpacked into
+# $VM_CACHE/kernels/SUITE/VERSION, depmod'ed. Prints that dir. A download failure falls back
+# to the newest kernel already unpacked for SUITE (offline runs).
+vm_kernel() {
+  local s=$1 a=$VM_CACHE/apt/$1 pkg deb d ver
+  mkdir -p $a/lists/partial $a/cache/archives/partial $VM_CACHE/kernels/$s
+  vm_suite_sources $s > $a/sources.list
+  local apt=(-o Dir::Etc::SourceList=$a/sources.list -o Dir::Etc::SourceParts=/dev/null
+             -o Dir::State::Lists=$a/lists -o Dir::Cache=$a/cache -o Dir::State::status=/dev/null
+             -o APT::Architecture=amd64 -o Acquire::Check-Valid-Until=false -o Acquire::Languages=none)
+  pkg=
+  if apt-get "${apt[@]}" -qq update >$a/update.log 2>&1; then
+    pkg=$(apt-cache "${apt[@]}" depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -1)
+  fi
+  if [ -z "$pkg" ]; then
+    d=$(ls -d $VM_CACHE/kernels/$s/*/ready 2>/dev/null | sort -V | tail -1)
+    [ -n "$d" ] || { echo "vm: no kernel for $s (apt: $(tail -2 $a/update.log))" >&2; return 1; }
+    echo "vm: apt failed for $s, using the cached $(dirname $d)" >&2
+    dirname $d; return 0
+  fi
+  d=$VM_CACHE/kernels/$s/${pkg#linux-image-}
+  if [ ! -f $d/ready ]; then
+    rm -rf $d; mkdir -p $d/x
+    # Newer kernels split the package: linux-image-V depends on linux-binary-V (vmlinuz, in
+    # usr/lib/modules/V), linux-base-V (modules.builtin, ...) and linux-modules-V.
+    local pkgs=("$pkg" $(apt-cache "${apt[@]}" depends "$pkg" 2>/dev/null | sed -n "s/^ *Depends: \(linux-\(binary\|modules\|base\)-${pkg#linux-image-}\)\$/\1/p"))
+    (cd $d && chown _apt: . 2>/dev/null; apt-get "${apt[@]}" -qq download "${pkgs[@]}" >$d/download.log 2>&1) || { echo "vm: apt-get download ${pkgs[*]} failed: $(tail -2 $d/download.log)" >&2; return 1; }
+    for deb in $d/*.deb; do dpkg-deb -x $deb $d/x && rm -f $deb; done
+    [ -d $d/x/lib/modules ] || ln -sfn usr/lib $d/x/lib   # trixie and newer: modules in usr/lib
+    ver=$(ls $d/x/lib/modules | head -1)
+    depmod -b $d/x $ver && touch $d/ready
+  fi
+  echo $d
+}
+
+# Modules the guest loads, with their dependencies from modules.dep. Softdeps come by name, first:
+# libcrc32c (erofs, ext4 on 6.1) needs the crc32c algorithm when it loads.
+VM_MODULES="crc32c-generic crc32c-intel crc32c-cryptoapi virtio-pci 9pnet-virtio 9p overlay loop erofs squashfs ext4 dm-mod dm-verity"
+
+# Host /etc entries the guest gets a copy of (no secrets: no shadow, ssh, ssl/private).
+VM_ETC="passwd group nsswitch.conf ld.so.cache ld.so.conf ld.so.conf.d alternatives mke2fs.conf
+        os-release debian_version localtime python3 python3.11 ssl/openssl.cnf ssl/certs
+        host.conf hosts protocols services login.defs"
+
+# vm_kernel_image KDIR: the vmlinuz of an unpacked kernel package.
+vm_kernel_image() {
+  ls $1/x/boot/vmlinuz-* $1/x/usr/lib/modules/*/vmlinuz 2>/dev/null | head -1
+}
+
+# vm_kernel_version KDIR
+vm_kernel_version() { ls $1/x/lib/modules | head -1; }
+
+# vm_initramfs KDIR OUT INIT [FILE...]: a gzip'ed cpio with busybox, the modules (uncompressed:
+# busybox insmod reads no .xz/.zst), a copy of the host's $VM_ETC, INIT (a busybox sh script) as
+# /init and the FILEs in /.
+vm_initramfs() {
+  local K=$1 out=$2 init=$3 W md m n e
+  shift 3
+  W=$(mktemp -d /tmp/libsysext-vm-initrd.XXXXXX)
+  mkdir -p $W/bin $W/proc $W/sys $W/dev $W/mods $W/newroot $W/etc-guest
+  cp /bin/busybox $W/bin/
+  md=$K/x/lib/modules/$(vm_kernel_version $K)
+  python3 - "$md" $VM_MODULES > $W/mods/order <<'PY'
+import os, sys
+md = sys.argv[1]
+deps = {}
+for line in open(os.path.join(md, 'modules.dep')):
+    k, v = line.split(':', 1)
+    deps[k] = v.split()
+byname = {os.path.basename(k).split('.')[0].replace('_', '-'): k for k in deps}
+out = []
+def add(k):
+    for d in deps.get(k, []):
+        add(d)
+    if k not in out:
+        out.append(k)
+for w in sys.argv[2:]:
+    if w in byname:
+        add(byname[w])
+print('\n'.join(out))
+PY
+  : > $W/mods/list
+  while read -r m; do
+    [ -n "$m" ] || continue
+    n=$(basename $m)
+    case $n in
+      *.xz) xz -dc $md/$m > $W/mods/${n%.xz}; n=${n%.xz} ;;
+      *.zst) zstd -dcq $md/$m > $W/mods/${n%.zst}; n=${n%.zst} ;;
+      *) cp $md/$m $W/mods/ ;;
+    esac
+    echo $n >> $W/mods/list
+  done < $W/mods/order
+  for e in $VM_ETC; do
+    [ -e /etc/$e ] || continue
+    mkdir -p $W/etc-guest/$(dirname $e)
+    cp -a /etc/$e $W/etc-guest/$e
+  done
+  echo vm > $W/etc-guest/hostname
+  ln -s ../proc/self/mounts $W/etc-guest/mtab
+  : > $W/etc-guest/fstab
+  cp $init $W/init; chmod +x $W/init
+  [ $# = 0 ] || cp "$@" $W/
+  (cd $W && find . | cpio -o -H newc 2>/dev/null | gzip -1 > $out)
+  rm -rf $W
+}
+
+# vm_boot KDIR INITRAMFS LOG SHARE...: boots the kernel under TCG with the 9p shares
+# (TAG=HOSTPATH[:rw]), console to LOG; returns qemu's status (124: timeout).
+vm_boot() {
+  local K=$1 initrd=$2 log=$3; shift 3
+  local args=() s tag path ro
+  for s in "$@"; do
+    tag=${s%%=*}; path=${s#*=}; ro=on
+    case $path in *:rw) path=${path%:rw}; ro=off ;; esac
+    args+=(-virtfs "local,path=$path,mount_tag=$tag,security_model=none,readonly=$ro,multidevs=remap")
+  done
+  timeout $VM_TIMEOUT qemu-system-x86_64 -accel tcg,thread=multi -cpu max -m $VM_MEM -smp $VM_SMP \
+    -nographic -nodefaults -serial stdio -no-reboot \
+    -kernel "$(vm_kernel_image $K)" -initrd $initrd -append "console=ttyS0 quiet panic=-1" \
+    "${args[@]}" </dev/null 2>&1 | tr -d '\r' > $log
+  return ${PIPESTATUS[0]}
+}
