@@ -28,10 +28,11 @@ def short(s, n=240):
 def reason_of(section):
     """The innermost panic of a failed test's output: the child's, not the parent's."""
     lines = section.splitlines()
-    idx = [i for i, l in enumerate(lines) if re.search(r"thread '.*' panicked at", l)]
+    idx = [i for i, l in enumerate(lines) if re.search(r"^thread '.*panicked at ", l)]
     if not idx:
         return short(' '.join(lines[-3:])) or 'no output'
-    i = idx[-1]
+    inner = [i for i in idx if 'tests/support/mod.rs' not in lines[i]]
+    i = (inner or idx)[-1]
     where = re.sub(r".*panicked at ", '', lines[i]).rstrip(':')
     msg = []
     for l in lines[i + 1:]:
@@ -42,7 +43,7 @@ def reason_of(section):
 
 
 results = []   # (group, name, 'pass'|'fail'|'skip', reason)
-console = read(out, 'console.log') or ''
+console = (read(out, 'console.log') or '').replace('\r', '')
 finished = '@vm end' in console
 kernel = (read(g, 'kernel') or '?').strip()
 
@@ -57,7 +58,8 @@ for lst in sorted(f for f in os.listdir(out) if f.endswith('.list')):
     if log:
         for m in re.finditer(r'^test (\S+) \.\.\. (ok|FAILED|ignored)', log, re.M):
             status[m.group(1)] = m.group(2)
-        for m in re.finditer(r'^---- (\S+) stdout ----\n(.*?)(?=^---- |^failures:|^successes:|\Z)', log,
+        # A section runs to the next one: the child's output inside has its own "failures:".
+        for m in re.finditer(r'^---- (\S+) stdout ----\n(.*?)(?=^---- \S+ stdout ----$|\Z)', log,
                              re.M | re.S):
             sections[m.group(1)] = m.group(2)
     for n in names:
@@ -93,8 +95,14 @@ if olog is not None:
             cur[1].append(line.strip())
             i = results.index(cur[0])
             results[i] = cur[0] = ('oracle', cur[0][1], 'fail', short(' | '.join(cur[1]), 300))
-    if not any(r[0] == 'oracle' for r in results):
-        results.append(('oracle', 'compare', 'fail', 'no scenario result: ' + short(olog[-400:])))
+seen = set(r[1] for r in results if r[0] == 'oracle')
+orc = (read(g, 'oracle.rc') or '').strip()
+for n in (read(out, 'oracle.list') or '').split():
+    if n not in seen:
+        results.append(('oracle', n, 'fail', 'not run (compare rc=%s%s)' % (
+            orc or 'none', ': timeout' if orc == '124' else ', guest stopped' if not orc else '')))
+if olog is not None and not any(r[0] == 'oracle' for r in results):
+    results.append(('oracle', 'compare', 'fail', 'no scenario result: ' + short(olog[-400:])))
 
 # Benchmark.
 bench = []
