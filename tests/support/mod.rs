@@ -52,8 +52,10 @@ pub fn isolated(name: &str) -> bool {
         stdout.contains("1 passed"),
         "{name} did not run in its namespace:\n{stdout}\n{stderr}"
     );
-    // What the test printed (measurements) shows with `--show-output`; tests/vm reads it.
+    // What the test printed (measurements, notes on skipped parts) shows with `--show-output`;
+    // tests/vm reads it.
     print!("{stdout}");
+    eprint!("{stderr}");
     false
 }
 
