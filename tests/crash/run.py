@@ -22,7 +22,8 @@ on /run and a tmpfs holding the root, so the host is never touched; loop devices
 kill leaks are detached at the end of the point.
 
 Usage: tests/crash/run.py [--full] [--bin PATH] [-j JOBS] [--verbs V,..] [--modes M,..]
-                          [--syscalls S,..] [--disable FEATURES] [--list-failures N]
+                          [--syscalls S,..] [--n N] [--disable FEATURES] [--progress]
+A single point, printed in full: --verbs unmerge --modes yes --syscalls move_mount --n 3
 Exit status: 0 if every point passed, 1 otherwise.
 """
 
@@ -354,6 +355,7 @@ def main():
     ap.add_argument("--max-points", type=int, default=5,
                     help="without --full: N sampled this many times per syscall where a "
                          "verb makes more calls (mount calls), 2 for openat/write/unlinkat/flock")
+    ap.add_argument("--n", type=int, help="only this N (a reproduction; prints each point in full)")
     ap.add_argument("--progress", action="store_true", help="a line on stderr every 100 points")
     ap.add_argument("--list-failures", type=int, default=1000, help="failures printed in full")
     a = ap.parse_args()
@@ -407,6 +409,8 @@ def main():
                 (or the sample of N taken from the clean run's count)."""
                 count = refs[(v, m)]["counts"].get(s, 0)
                 out = []
+                if a.n:
+                    return [point(v, m, s, a.n)]
                 if a.full or (s in MOUNT_CALLS and count <= a.max_points):
                     n = 1
                     while True:
@@ -436,14 +440,18 @@ def main():
                 continue
             failures.append((pt, probs))
             for c, d in probs:
-                classes[c] += 1
                 examples.setdefault(c, (pt, d))
+            for c in {c for c, _ in probs}:
+                classes[c] += 1
         kills = sum(1 for r in results if r.get("killed"))
+        if a.n:
+            for r in results:
+                print(json.dumps(r, indent=1))
         for pt, probs in failures[: a.list_failures]:
             what = "; ".join(f"{c}: {d}" for c, d in probs)
             print(f"FAIL {pt['verb']} --mutable={pt['mode']} {pt['syscall']} N={pt['n']}: {what}")
         if classes:
-            print("\ndefect classes (points):")
+            print("\ndefect classes (failed points with each; a point may have several):")
             for c, k in classes.most_common():
                 pt, d = examples[c]
                 print(f"  {k:5d} {c}  e.g. {pt['verb']} --mutable={pt['mode']} "
