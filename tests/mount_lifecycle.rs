@@ -407,3 +407,51 @@ fn refresh_over_a_foreign_mount_in(name: &str) {
     rustix::mount::unmount(r.p("usr").to_str().unwrap(), UnmountFlags::empty()).unwrap();
     assert_eq!(r.mounts_below(), 0);
 }
+
+#[test]
+fn a_killed_unmerge_never_loses_a_submount() {
+    if !isolated("a_killed_unmerge_never_loses_a_submount") {
+        return;
+    }
+    let r = TestRoot::new("killunmerge");
+    r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);
+    r.mkdir("usr/share/sub");
+    let sub = r.p("usr/share/sub");
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&sub)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::write(sub.join("inside"), "sub\n").unwrap();
+    let cli = sysext_tests::cli();
+    let mut kills = 0;
+    for n in 1.. {
+        let ctx = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
+        ctx.merge().unwrap();
+        let st = std::process::Command::new(&cli)
+            .arg(format!("--root={}", r.path.display()))
+            .arg("unmerge")
+            .env("SYSEXT_FAULT_KILL", n.to_string())
+            .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        if st.success() {
+            break;
+        }
+        kills += 1;
+        // The next call repairs: the merge goes, the sub-mount stays with its data.
+        ctx.unmerge().unwrap();
+        assert_eq!(r.overlays_at("usr"), 0, "kill at step {n}");
+        assert_eq!(
+            r.read("usr/share/sub/inside").as_deref(),
+            Some("sub\n"),
+            "kill at step {n}: the sub-mount survived"
+        );
+        let again = std::fs::read_to_string(sub.join("inside"));
+        assert_eq!(again.ok().as_deref(), Some("sub\n"));
+    }
+    assert!(kills >= 3, "killed at {kills} steps");
+    assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"));
+}

@@ -473,8 +473,14 @@ fn unmerge_succeeds_with_a_warning_when_the_work_dir_is_stuck() {
     // A mount inside the work dir keeps it from being removed.
     let stuck = work.join("stuck");
     std::fs::create_dir(&stuck).unwrap();
-    rustix::mount::mount("none", &stuck, "tmpfs", rustix::mount::MountFlags::empty(), None)
-        .unwrap();
+    rustix::mount::mount(
+        "none",
+        &stuck,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .unwrap();
     let rep = ctx.unmerge().expect("unmounted: the unmerge succeeded");
     // /usr and /opt: at the default level (262) `yes` merges every hierarchy.
     assert_eq!(rep.unmerged.len(), 2, "{rep:?}");

@@ -815,7 +815,19 @@ impl Context {
         self.unmerge_locked()
     }
 
+    /// Repair what an interrupted call left, before doing anything else (under the lock).
+    fn recover(&self) {
+        let n = exec::rescue::recover(&self.root, self.opts.class);
+        if n > 0 {
+            self.sink().event(&Event::Message(
+                Level::Info,
+                format!("Put back {n} mount(s) an interrupted unmerge had moved aside."),
+            ));
+        }
+    }
+
     fn unmerge_locked(&self) -> Result<Report> {
+        self.recover();
         // Reload decision before unmerging: read the merged release files.
         let mut report = Report {
             needs_reload: self.reload_wanted() && self.merged_needs_reload(),
@@ -883,6 +895,7 @@ impl Context {
         filter: Option<&[String]>,
         mode: MutableMode,
     ) -> Result<Report> {
+        self.recover();
         let class = self.opts.class;
         let t0 = std::time::Instant::now();
         let timed = self.sink().enabled(Level::Debug);

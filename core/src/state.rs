@@ -23,7 +23,7 @@ pub fn dir_stat(fd: BorrowedFd<'_>) -> Option<Statx> {
     .ok()
 }
 
-fn is_mount_root(st: &Statx) -> bool {
+pub(crate) fn is_mount_root(st: &Statx) -> bool {
     st.stx_attributes.bits() & STATX_ATTR_MOUNT_ROOT != 0
         && st.stx_attributes_mask.bits() & STATX_ATTR_MOUNT_ROOT != 0
 }

@@ -14,6 +14,7 @@ use crate::state;
 use crate::sys::mountattr::{self, mount_setattr};
 use staged::{Src, Stager};
 
+pub mod rescue;
 pub mod staged;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
@@ -22,26 +23,29 @@ use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, U
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
-/// Test hook: make the N-th mount-related step fail (`SYSEXT_FAULT_INJECT=N`, counting from 1).
+/// Test hook: make the N-th mount-related step fail (`SYSEXT_FAULT_INJECT=N`, counting from 1),
+/// or kill the process there (`SYSEXT_FAULT_KILL=N`: `abort()`, as a crash would).
 /// Only honoured in debug builds and with the `fault-injection` feature.
 #[derive(Debug, Default)]
 pub struct FaultInjector {
     target: Option<u64>,
+    kill: Option<u64>,
     count: std::sync::atomic::AtomicU64,
 }
 
 impl FaultInjector {
     /// Read the target from the environment.
     pub fn from_env() -> FaultInjector {
-        let target = if cfg!(any(debug_assertions, feature = "fault-injection")) {
-            std::env::var("SYSEXT_FAULT_INJECT")
-                .ok()
-                .and_then(|v| v.parse().ok())
-        } else {
-            None
+        let var = |name: &str| {
+            if cfg!(any(debug_assertions, feature = "fault-injection")) {
+                std::env::var(name).ok().and_then(|v| v.parse().ok())
+            } else {
+                None
+            }
         };
         FaultInjector {
-            target,
+            target: var("SYSEXT_FAULT_INJECT"),
+            kill: var("SYSEXT_FAULT_KILL"),
             count: Default::default(),
         }
     }
@@ -49,6 +53,9 @@ impl FaultInjector {
     /// Count a step; fail it if it is the chosen one.
     pub fn step(&self, what: &str) -> io::Result<()> {
         let n = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if self.kill == Some(n) {
+            std::process::abort();
+        }
         if self.target == Some(n) {
             return Err(io::Error::other(format!(
                 "injected fault at step {n} ({what})"
@@ -1539,9 +1546,11 @@ pub struct Detached {
     work_dir: Option<String>,
     /// Its ephemeral dir, removed by [`finish_unmerge`].
     ephemeral: Option<String>,
-    /// Copies of the mounts that sat on the merge (not its meta bind), to be put back on the
-    /// host hierarchy by [`finish_unmerge`]: (path below the hierarchy, copy).
-    submounts: Vec<(String, OwnedFd)>,
+    /// Its class.
+    class: ImageClass,
+    /// Copies of the mounts that sat on the merge (not its meta bind), kept in the rescue
+    /// directory until [`finish_unmerge`] puts them on the host hierarchy.
+    submounts: Vec<rescue::Stashed>,
 }
 
 /// Take every merge of ours off one hierarchy (stacked ones too), keeping copies so that
@@ -1605,19 +1614,33 @@ pub fn detach_hierarchy(
                 | OpenTreeFlags::AT_RECURSIVE,
         )
         .map_err(|e| Error::mount("unmount", &r.path, e))?;
-        faults
+        // The mounts on the merge go to the rescue directory before the merge goes.
+        let submounts = rescue::stash(root, class, rel, submounts)
+            .map_err(|e| Error::io("keep the mounts below", &r.path, e))?;
+        let gone = faults
             .step("umount")
-            .map_err(|e| Error::mount("unmount", &r.path, e))?;
-        rustix::mount::unmount(proc_fd_path(r.fd.as_fd()).as_str(), UnmountFlags::DETACH)
-            .map_err(|e| Error::mount("unmount", &r.path, e))?;
+            .map_err(|e| Error::mount("unmount", &r.path, e))
+            .and_then(|()| {
+                rustix::mount::unmount(proc_fd_path(r.fd.as_fd()).as_str(), UnmountFlags::DETACH)
+                    .map_err(|e| Error::mount("unmount", &r.path, e))
+            });
+        if let Err(e) = gone {
+            rescue::discard(root, class, submounts);
+            return Err(e);
+        }
         out.push(Detached {
             rel: rel.to_string(),
             path: r.path.clone(),
+            class,
             backup,
             work_dir,
             ephemeral,
             submounts,
         });
+        // (A failure from here on puts the merge back: the caller restores `out`.)
+        faults
+            .step("unmounted")
+            .map_err(|e| Error::mount("unmount", &r.path, e))?;
     }
 }
 
@@ -1627,6 +1650,8 @@ pub fn restore(root: &Root, detached: Vec<Detached>) {
         if let Ok(t) = root.open_in(&d.rel, OFlags::PATH | OFlags::DIRECTORY) {
             let _ = attach(&d.backup, t.as_fd());
         }
+        // The merge carries its mounts again.
+        rescue::discard(root, d.class, d.submounts);
     }
 }
 
@@ -1638,14 +1663,7 @@ pub fn finish_unmerge(
 ) -> Result<Vec<String>> {
     let mut paths = Vec::new();
     for d in detached {
-        for (sub, clone) in &d.submounts {
-            if let Ok(t) = root.open_in(
-                &format!("{}/{sub}", d.rel),
-                OFlags::PATH | OFlags::DIRECTORY,
-            ) {
-                let _ = attach(clone, t.as_fd());
-            }
-        }
+        rescue::put_back(root, d.class, d.submounts);
         // The merge is gone whatever happens to its work dir: a work dir that cannot be
         // removed now is a warning (the next merge in a writable mode reuses it, the next
         // unmerge tries again), not a failed unmerge.
