@@ -290,17 +290,18 @@ impl Context {
         let initrd = opts.initrd.unwrap_or_else(discover::in_initrd);
         let compat = match opts.compat {
             Some(c) => c,
-            None => Compat::from_env().unwrap_or_else(|v| {
-                opts.sink.event(&Event::Message(
-                    Level::Warning,
-                    format!(
-                        "Failed to parse {} environment variable value '{v}'. Ignoring.",
-                        crate::level::ENV
-                    ),
-                ));
-                None
-            })
-            .unwrap_or(Compat::NEWEST),
+            None => Compat::from_env()
+                .unwrap_or_else(|v| {
+                    opts.sink.event(&Event::Message(
+                        Level::Warning,
+                        format!(
+                            "Failed to parse {} environment variable value '{v}'. Ignoring.",
+                            crate::level::ENV
+                        ),
+                    ));
+                    None
+                })
+                .unwrap_or(Compat::NEWEST),
         };
         Ok(Context {
             opts,

@@ -165,8 +165,13 @@ mod tests {
         let a = Compat::V257;
         let b = Compat::V262;
         assert!(!a.status_lists_unmerged_as_empty() && b.status_lists_unmerged_as_empty());
-        assert!(!a.merges_every_hierarchy_when_mutable() && b.merges_every_hierarchy_when_mutable());
-        assert_eq!((a.created_parent_mode(), b.created_parent_mode()), (0o700, 0o755));
+        assert!(
+            !a.merges_every_hierarchy_when_mutable() && b.merges_every_hierarchy_when_mutable()
+        );
+        assert_eq!(
+            (a.created_parent_mode(), b.created_parent_mode()),
+            (0o700, 0o755)
+        );
         assert!(!a.creates_dangling_routing_target() && b.creates_dangling_routing_target());
         assert!(!a.follows_search_symlinks_in_root() && b.follows_search_symlinks_in_root());
         assert!(

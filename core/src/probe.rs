@@ -529,11 +529,11 @@ pub fn probe(
         // content for it.
         let inspect = every
             || extensions.iter().any(|e| {
-            matches!(
-                e.layers.get(i),
-                Some(ExtLayer::Content(_) | ExtLayer::NotDirectory)
-            )
-        });
+                matches!(
+                    e.layers.get(i),
+                    Some(ExtLayer::Content(_) | ExtLayer::NotDirectory)
+                )
+            });
         let (hi, hp) = probe_hierarchy(
             root,
             class,

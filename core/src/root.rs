@@ -199,6 +199,57 @@ impl Root {
         self.mkdir_p_modes(rel, mode, mode)
     }
 
+    /// [`Root::mkdir_p_modes`], except that the last component, when created, appears
+    /// with exactly mode `last` or not at all: it is made under a temporary name, given its
+    /// mode and renamed into place (a process killed in between leaves no directory with
+    /// the wrong mode where the next call looks; the temporary one is removed by that call).
+    pub fn mkdir_p_exact(&self, rel: &str, parents: u32, last: u32) -> io::Result<Vec<String>> {
+        let (parent, name) = match rel.rsplit_once('/') {
+            Some((p, n)) => (p, n),
+            None => ("", rel),
+        };
+        match self.open_in(rel, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(_) => return Ok(Vec::new()),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        let mut created = if parent.is_empty() {
+            Vec::new()
+        } else {
+            self.mkdir_p_modes(parent, parents, parents)?
+        };
+        // Parents get exactly their mode, whatever the umask.
+        for p in &created {
+            let fd = reopen_dir(self.open_in(p, OFlags::PATH | OFlags::DIRECTORY)?.as_fd())?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(parents))?;
+        }
+        let pfd = if parent.is_empty() {
+            rustix::io::dup(self.fd.as_fd())?
+        } else {
+            self.open_in(parent, OFlags::PATH | OFlags::DIRECTORY)?
+        };
+        let tmp = format!(".#{name}.libsysext");
+        let _ = rustix::fs::unlinkat(&pfd, tmp.as_str(), rustix::fs::AtFlags::REMOVEDIR);
+        rustix::fs::mkdirat(&pfd, tmp.as_str(), Mode::from_raw_mode(0o700))?;
+        let made = rustix::fs::openat(
+            &pfd,
+            tmp.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .and_then(|fd| rustix::fs::fchmod(&fd, Mode::from_raw_mode(last)))
+        .and_then(|()| rustix::fs::renameat(&pfd, tmp.as_str(), &pfd, name));
+        if let Err(e) = made {
+            let _ = rustix::fs::unlinkat(&pfd, tmp.as_str(), rustix::fs::AtFlags::REMOVEDIR);
+            return Err(match e {
+                Errno::NOTEMPTY => io::Error::from_raw_os_error(libc::EEXIST),
+                e => e.into(),
+            });
+        }
+        created.push(rel.to_string());
+        Ok(created)
+    }
+
     /// [`Root::mkdir_p`] giving the parents it creates `parents` (exactly: chmod after the
     /// umask) and the last component `last`.
     pub fn mkdir_p_modes(&self, rel: &str, parents: u32, last: u32) -> io::Result<Vec<String>> {
@@ -335,6 +386,32 @@ mod tests {
         assert_eq!(normalize_root("/").unwrap(), "/");
         assert_eq!(normalize_root("/a/../b").unwrap(), "/a/../b");
         assert_eq!(normalize_root("/a/./b").unwrap(), "/a/b");
+    }
+
+    #[test]
+    fn exact_mkdir_appears_with_its_mode_and_clears_a_leftover() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = std::env::temp_dir().join(format!("sysext-exact-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        std::fs::create_dir_all(t.join("var/lib/m")).unwrap();
+        // What a process killed between mkdir and chmod would have left under the old scheme
+        // goes under a temporary name now; a leftover one is cleared.
+        std::fs::create_dir(t.join("var/lib/m/.#usr.libsysext")).unwrap();
+        let root = Root::open(Some(t.to_str().unwrap())).unwrap();
+        let created = root.mkdir_p_exact("var/lib/m/usr", 0o755, 0o751).unwrap();
+        assert_eq!(created, vec!["var/lib/m/usr".to_string()]);
+        let mode = std::fs::metadata(t.join("var/lib/m/usr"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o751);
+        assert!(!t.join("var/lib/m/.#usr.libsysext").exists());
+        // Existing: nothing made.
+        assert!(root
+            .mkdir_p_exact("var/lib/m/usr", 0o755, 0o700)
+            .unwrap()
+            .is_empty());
+        let _ = std::fs::remove_dir_all(&t);
     }
 
     #[test]

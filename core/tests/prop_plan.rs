@@ -438,7 +438,11 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
             (Auto | Enabled, RoutingDir::Dir(_)) if is_self => "host",
             (Auto | Enabled, RoutingDir::Dir(_)) => "routing",
             (Enabled, RoutingDir::Missing) => "create",
-            (Enabled, RoutingDir::Dangling) if i.compat == Compat::V262 && h.routing_target.is_some() => "create",
+            (Enabled, RoutingDir::Dangling)
+                if i.compat == Compat::V262 && h.routing_target.is_some() =>
+            {
+                "create"
+            }
             (Auto, _) => "none",
             (Enabled, _) => unreachable!("yes with a dangling or non-dir routing dir fails"),
         };
@@ -489,7 +493,10 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
         }) = &hp.upper
         {
             // The routing dir, or (262) the target of its dangling link.
-            let want = h.routing_target.clone().unwrap_or_else(|| h.hierarchy.routing_dir());
+            let want = h
+                .routing_target
+                .clone()
+                .unwrap_or_else(|| h.hierarchy.routing_dir());
             prop_assert_eq!(rel, &want);
             prop_assert_eq!(path, &format!("{ROOT}/{want}"));
         }

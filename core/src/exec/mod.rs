@@ -472,8 +472,9 @@ fn build_with<'p>(
                             dir: path.clone(),
                             source: e,
                         })?;
+                    // Made with the hierarchy's mode at once: a kill cannot leave it 0700.
                     let created =
-                        root.mkdir_p_modes(rel, h.parent_mode, 0o700)
+                        root.mkdir_p_exact(rel, h.parent_mode, h.top_mode)
                             .map_err(|e| Error::MutableDirCreate {
                                 dir: path.clone(),
                                 source: e,

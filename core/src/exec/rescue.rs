@@ -13,7 +13,7 @@ use crate::class::ImageClass;
 use crate::root::{proc_fd_path, Root};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
-use rustix::mount::{MoveMountFlags, UnmountFlags};
+use rustix::mount::{MoveMountFlags, OpenTreeFlags, UnmountFlags};
 use std::io::{self, Write};
 use std::path::PathBuf;
 
@@ -83,19 +83,49 @@ fn next_free(dir: &std::path::Path) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Move a stashed mount to its place (root-relative `target`); `false` if that failed.
+/// Put a stashed mount in its place (root-relative `target`); `false` if that failed. It is
+/// copied there rather than moved (the kernel refuses to move a mount whose parent is
+/// shared, as `/run` is on most hosts), then the stashed one goes.
 fn put(root: &Root, path: &std::path::Path, target: &str) -> bool {
+    if !stashed_at(path) {
+        // Nothing (any more) at that place: nothing to put back.
+        return true;
+    }
     let Ok(t) = root.open_in(target, OFlags::PATH | OFlags::DIRECTORY) else {
         return false;
     };
-    rustix::mount::move_mount(
+    let Ok(copy) = rustix::mount::open_tree(
         rustix::fs::CWD,
         path,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE,
+    ) else {
+        return false;
+    };
+    if rustix::mount::move_mount(
+        &copy,
+        "",
         &t,
         "",
-        MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
     )
-    .is_ok()
+    .is_err()
+    {
+        return false;
+    }
+    drop_mount(path);
+    true
+}
+
+/// Whether a stashed mount sits at `path`.
+fn stashed_at(path: &std::path::Path) -> bool {
+    rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .is_ok_and(|fd| is_mount_root(fd.as_fd()))
 }
 
 fn drop_mount(path: &std::path::Path) {
@@ -116,15 +146,14 @@ fn is_mount_root(fd: rustix::fd::BorrowedFd<'_>) -> bool {
         .unwrap_or(false)
 }
 
-/// Put stashed mounts back on the host hierarchy (after the merge went).
+/// Put stashed mounts back on the host hierarchy (after the merge went). One that cannot be
+/// put back stays stashed, with its intent line, for the next call to try again.
 pub fn put_back(root: &Root, class: ImageClass, stashed: Vec<Stashed>) {
+    let mut all = true;
     for s in &stashed {
-        if !put(root, &s.path, &s.target) {
-            // Its mount point is gone: nothing can show it; let it go.
-            drop_mount(&s.path);
-        }
+        all &= put(root, &s.path, &s.target);
     }
-    if !stashed.is_empty() {
+    if !stashed.is_empty() && all {
         clean(root, class);
     }
 }
@@ -183,12 +212,20 @@ pub fn recover(root: &Root, class: ImageClass) -> usize {
                     Ok(Some(_))
                 )
             });
+        let target = format!("{hier}/{sub}");
         if merged {
             drop_mount(&path);
-        } else if put(root, &path, &format!("{hier}/{sub}")) {
+        } else if put(root, &path, &target) {
             n += 1;
-        } else {
+        } else if root
+            .open_in(&target, OFlags::PATH | OFlags::DIRECTORY)
+            .is_err()
+        {
+            // Its mount point is gone: nothing can show it.
             drop_mount(&path);
+        } else {
+            // Kept for the next call.
+            return n;
         }
     }
     clean(root, class);
