@@ -218,7 +218,11 @@ fn json_shapes_are_stable() {
         let s = cli_json(&["status", pretty], &r, None);
         for e in s.as_array().expect("status is an array") {
             assert!(e["hierarchy"].is_string(), "{e}");
-            assert_eq!(e["extensions"], serde_json::json!([]), "not merged: 262's empty list");
+            assert_eq!(
+                e["extensions"],
+                serde_json::json!([]),
+                "not merged: 262's empty list"
+            );
             assert!(
                 e["since"].is_null()
                     && e["merged"] == false

@@ -133,7 +133,11 @@ fn unchanged_refresh_is_a_no_op_unless_forced() {
     e.refresh().unwrap();
     r.try_write("usr/bin/tmp", "t\n").unwrap();
     e.refresh().unwrap();
-    assert_eq!(r.read("usr/bin/tmp").as_deref(), Some("t\n"), "262 skips it");
+    assert_eq!(
+        r.read("usr/bin/tmp").as_deref(),
+        Some("t\n"),
+        "262 skips it"
+    );
     e.unmerge().unwrap();
     assert_eq!(
         r.read("var/lib/extensions.mutable/usr/bin/w2").as_deref(),

@@ -257,8 +257,9 @@ fn submounts_stay_visible_without_listmount() {
     submounts_stay_visible_in("submounts-nolistmount");
 }
 
-fn submounts_stay_visible_in(name: &str) {
-    let r = TestRoot::new(name);
+/// Extension `foo` with `usr/share/foo/file`, and a tmpfs on `usr/share/sub` holding
+/// `inside`; returns the sub-mount's path.
+fn extension_and_submount(r: &TestRoot) -> std::path::PathBuf {
     r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);
     r.mkdir("usr/share/sub");
     let sub = r.p("usr/share/sub");
@@ -269,6 +270,12 @@ fn submounts_stay_visible_in(name: &str) {
         .unwrap()
         .success());
     std::fs::write(sub.join("inside"), "sub\n").unwrap();
+    sub
+}
+
+fn submounts_stay_visible_in(name: &str) {
+    let r = TestRoot::new(name);
+    let sub = extension_and_submount(&r);
     for mode in [
         MutableMode::Disabled,
         MutableMode::Enabled,
@@ -414,16 +421,7 @@ fn a_killed_unmerge_never_loses_a_submount() {
         return;
     }
     let r = TestRoot::new("killunmerge");
-    r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);
-    r.mkdir("usr/share/sub");
-    let sub = r.p("usr/share/sub");
-    assert!(std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "tmpfs"])
-        .arg(&sub)
-        .status()
-        .unwrap()
-        .success());
-    std::fs::write(sub.join("inside"), "sub\n").unwrap();
+    let sub = extension_and_submount(&r);
     let cli = sysext_tests::cli();
     let mut kills = 0;
     for n in 1.. {

@@ -259,9 +259,7 @@ impl sysext_options {
             o.compat = match level {
                 0 => None,
                 l => Some(Compat::parse(&l.to_string()).ok_or_else(|| {
-                    ErrorData::invalid(format!(
-                        "Invalid compatibility level {l} (known: 257, 262)"
-                    ))
+                    ErrorData::invalid(format!("Invalid compatibility level {l} (known: 257, 262)"))
                 })?),
             };
             Ok(())

@@ -212,8 +212,9 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
     // The level first: it decides how the other options read. The flag wins over the
     // environment.
     a.compat = match compat_raw {
-        Some(c) => Compat::parse(&c)
-            .ok_or_else(|| format!("Failed to parse argument to --compat=: {c} (known: 257, 262)"))?,
+        Some(c) => Compat::parse(&c).ok_or_else(|| {
+            format!("Failed to parse argument to --compat=: {c} (known: 257, 262)")
+        })?,
         None => match Compat::from_env() {
             Ok(c) => c.unwrap_or(Compat::NEWEST),
             Err(v) => {
@@ -226,8 +227,9 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
         },
     };
     if let Some(v) = always_refresh_raw {
-        a.always_refresh = sysext::release::parse_bool(&v)
-            .ok_or_else(|| format!("Failed to parse boolean argument to '--always-refresh': {v}"))?;
+        a.always_refresh = sysext::release::parse_bool(&v).ok_or_else(|| {
+            format!("Failed to parse boolean argument to '--always-refresh': {v}")
+        })?;
     }
     if let Some(m) = mutable_raw {
         if m == "help" && a.compat.has_mutable_help() {

@@ -167,7 +167,13 @@ pub fn status(
     json: bool,
     no_legend: bool,
 ) {
-    let none = || if empty_list { J::Arr(Vec::new()) } else { J::Str("none".into()) };
+    let none = || {
+        if empty_list {
+            J::Arr(Vec::new())
+        } else {
+            J::Str("none".into())
+        }
+    };
     if json {
         let v = J::Arr(
             rows.iter()
@@ -176,10 +182,7 @@ pub fn status(
                         ("hierarchy", J::Str(r.hierarchy.clone())),
                         (
                             "extensions",
-                            r.extensions
-                                .as_ref()
-                                .map(|e| strs(e))
-                                .unwrap_or_else(none),
+                            r.extensions.as_ref().map(|e| strs(e)).unwrap_or_else(none),
                         ),
                         ("since", r.since_usec.map(J::Num).unwrap_or(J::Null)),
                         ("merged", J::Bool(r.extensions.is_some())),
