@@ -762,7 +762,12 @@ fn fifos_sockets_and_device_nodes_as_release_files_never_block() {
     mkfifo(&rel("fifo"));
     let sock = rel("sock");
     std::fs::remove_file(&sock).unwrap();
-    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    // Bound by a relative name: the full path can be longer than a socket address takes
+    // (this test runs alone in its process, see `isolated`).
+    let cwd = std::env::current_dir().unwrap();
+    std::env::set_current_dir(sock.parent().unwrap()).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(sock.file_name().unwrap()).unwrap();
+    std::env::set_current_dir(cwd).unwrap();
     mknod_char(&rel("chr"), 1, 3);
     // A FIFO that only matches by the relaxed rule (base name): never opened either.
     let relaxed = rel("relax_1");
