@@ -818,7 +818,11 @@ impl Context {
 
     /// Repair what an interrupted call left, before doing anything else (under the lock).
     fn recover(&self) {
-        let n = exec::rescue::recover(&self.root, self.opts.class);
+        // The lock's name (found once per context) gives the rescue directory's.
+        let Some(lock) = self.lock_path.get() else {
+            return;
+        };
+        let n = exec::rescue::recover(&self.root, self.opts.class, lock);
         if n > 0 {
             self.sink().event(&Event::Message(
                 Level::Info,

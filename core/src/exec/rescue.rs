@@ -184,14 +184,10 @@ fn clean(root: &Root, class: ImageClass) {
 /// Repair what an interrupted unmerge left (run under the lock, before any verb): each
 /// stashed mount goes to its place, unless a merge of ours is still on its hierarchy (then
 /// the mount is still on it and the copy is dropped). Returns how many were put back.
-pub fn recover(root: &Root, class: ImageClass) -> usize {
-    let Ok(dir) = rescue_dir(root, class) else {
-        return 0;
-    };
+/// `lock`: the lock file of `root` and `class` (its name gives the rescue directory's).
+pub fn recover(root: &Root, class: ImageClass, lock: &std::path::Path) -> usize {
+    let dir = lock.with_extension("rescue");
     let Ok(text) = std::fs::read_to_string(dir.join("intent")) else {
-        if dir.exists() {
-            clean(root, class);
-        }
         return 0;
     };
     let mut n = 0;
