@@ -367,7 +367,7 @@ fn refresh_over_a_foreign_mount_in(name: &str) {
     ctx.merge().unwrap();
     assert_eq!(r.overlays_at("usr"), 1);
 
-    // A tmpfs with a marker file, moved beneath the merge.
+    // A tmpfs with a marker file, slipped in between the host's /usr and the merge.
     let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC).unwrap();
     fsconfig_create(&fs).unwrap();
     let m = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty()).unwrap();
@@ -381,14 +381,29 @@ fn refresh_over_a_foreign_mount_in(name: &str) {
     .unwrap();
     rustix::io::write(&f, b"foreign\n").unwrap();
     drop(f);
-    move_mount(
+    let usr = r.p("usr");
+    match move_mount(
         &m,
         "",
         rustix::fs::CWD,
-        r.p("usr").to_str().unwrap(),
+        &usr,
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_BENEATH,
-    )
-    .unwrap();
+    ) {
+        Ok(()) => {}
+        // Before 6.5 there is no MOVE_MOUNT_BENEATH (an unknown flag: EINVAL). The same stack
+        // (host /usr, the tmpfs, the merge on top) is built by moving the merge aside, putting
+        // the tmpfs on /usr and moving the merge back on top of it.
+        Err(rustix::io::Errno::INVAL) => {
+            let aside = r.p("aside");
+            std::fs::create_dir(&aside).unwrap();
+            let here = rustix::fs::CWD;
+            move_mount(here, &usr, here, &aside, MoveMountFlags::empty()).unwrap();
+            move_mount(&m, "", here, &usr, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH).unwrap();
+            move_mount(here, &aside, here, &usr, MoveMountFlags::empty()).unwrap();
+            std::fs::remove_dir(&aside).unwrap();
+        }
+        Err(e) => panic!("move the tmpfs beneath the merge: {e}"),
+    }
     drop(m);
     assert_eq!(r.read("usr/share/foreign"), None, "hidden by the merge");
 
