@@ -36,17 +36,19 @@ vm_suite_sources() {
   local s=$1 k=/usr/share/keyrings/debian-archive-keyring.gpg
   case $s in
     sid) echo "deb [signed-by=$k] http://deb.debian.org/debian sid main" ;;
+    *-backports) echo "deb [signed-by=$k] http://deb.debian.org/debian $s main" ;;
     *) echo "deb [signed-by=$k] http://deb.debian.org/debian $s $s-updates main"
        echo "deb [signed-by=$k] http://deb.debian.org/debian-security $s-security main" ;;
   esac
 }
 
-# vm_kernel SUITE: Debian's current kernel of SUITE (bookworm, trixie, sid), the package
-# linux-image-amd64 depends on, downloaded by apt with a private state dir and unpacked into
-# $VM_CACHE/kernels/SUITE/VERSION, depmod'ed. Prints that dir. A download failure falls back
-# to the newest kernel already unpacked for SUITE (offline runs).
+# vm_kernel SUITE [SERIES]: Debian's current kernel of SUITE (bookworm, trixie, sid,
+# trixie-backports), the package linux-image-amd64 depends on, or with SERIES (e.g. 6.18) the
+# newest linux-image-SERIES.*-amd64 of SUITE; downloaded by apt with a private state dir and
+# unpacked into $VM_CACHE/kernels/SUITE/VERSION, depmod'ed. Prints that dir. A download
+# failure falls back to the newest kernel already unpacked for SUITE (and SERIES; offline runs).
 vm_kernel() {
-  local s=$1 a=$VM_CACHE/apt/$1 pkg deb d ver
+  local s=$1 series=${2:-} a=$VM_CACHE/apt/$1 pkg deb d ver
   mkdir -p $a/lists/partial $a/cache/archives/partial $VM_CACHE/kernels/$s
   vm_suite_sources $s > $a/sources.list
   local apt=(-o Dir::Etc::SourceList=$a/sources.list -o Dir::Etc::SourceParts=/dev/null
@@ -54,10 +56,14 @@ vm_kernel() {
              -o APT::Architecture=amd64 -o Acquire::Check-Valid-Until=false -o Acquire::Languages=none)
   pkg=
   if apt-get "${apt[@]}" -qq update >$a/update.log 2>&1; then
-    pkg=$(apt-cache "${apt[@]}" depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -1)
+    if [ -n "$series" ]; then
+      pkg=$(apt-cache "${apt[@]}" pkgnames "linux-image-$series." 2>/dev/null | grep -E "^linux-image-${series//./\\.}\.[0-9]+\+[^-]*-amd64\$" | sort -V | tail -1)
+    else
+      pkg=$(apt-cache "${apt[@]}" depends linux-image-amd64 2>/dev/null | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -1)
+    fi
   fi
   if [ -z "$pkg" ]; then
-    d=$(ls -d $VM_CACHE/kernels/$s/*/ready 2>/dev/null | sort -V | tail -1)
+    d=$(ls -d $VM_CACHE/kernels/$s/${series:+$series.}*/ready 2>/dev/null | sort -V | tail -1)
     [ -n "$d" ] || { echo "vm: no kernel for $s (apt: $(tail -2 $a/update.log))" >&2; return 1; }
     echo "vm: apt failed for $s, using the cached $(dirname $d)" >&2
     dirname $d; return 0
