@@ -339,10 +339,25 @@ fn installed_library_exports_only_sysext_symbols() {
         .args(["-D", "--defined-only"])
         .arg(lib.join(format!("libsysext.so.{major}"))));
     let nm = String::from_utf8_lossy(&out.stdout);
-    let symbols: Vec<&str> = nm
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(2))
-        .collect();
+    // Each symbol carries the version node of capi/libsysext.map (`name@@LIBSYSEXT_0`); the
+    // node itself shows as an absolute symbol.
+    let mut symbols: Vec<&str> = Vec::new();
+    for l in nm.lines() {
+        let mut w = l.split_whitespace();
+        let (Some(_addr), Some(kind), Some(sym)) = (w.next(), w.next(), w.next()) else {
+            continue;
+        };
+        if kind == "A" && sym.trim_end_matches('@') == format!("LIBSYSEXT_{major}") {
+            continue;
+        }
+        let (name, node) = sym.split_once("@@").unwrap_or((sym, ""));
+        assert_eq!(
+            node,
+            format!("LIBSYSEXT_{major}"),
+            "{sym} has no symbol version or another one"
+        );
+        symbols.push(name);
+    }
     let foreign: Vec<&&str> = symbols
         .iter()
         .filter(|s| !s.starts_with("sysext_"))
