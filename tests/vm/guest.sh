@@ -37,22 +37,7 @@ if [ -n "${VM_BIN_DEV:-}" ]; then
   fi
 fi
 
-# The systemd 257 chroot (an overlay of the host's copy over 9p, see init) copied into a tmpfs
-# once, for the oracle scenarios and the benchmark: every systemd-sysext run loads its
-# libraries, and each lookup through 9p is a round trip to the host.
-oracle_in_ram() {
-  [ -n "$VM_ORACLE" ] && [ ! -e /run/vm-oracle-in-ram ] || return 0
-  local s=$(now)
-  mkdir -p /vm/oracle-ram
-  mount -t tmpfs -o mode=0755 oracle-ram /vm/oracle-ram &&
-    cp -a $VM_ORACLE/. /vm/oracle-ram/ &&
-    mount --move /vm/oracle-ram $VM_ORACLE &&
-    touch /run/vm-oracle-in-ram || echo "@vm cannot copy the oracle chroot into RAM"
-  phase oracle-copy $s
-}
-
 for g in $VM_GROUPS; do
-  case $g in oracle|bench) oracle_in_ram ;; esac
   s=$(now)
   echo "@vm start $g"
   case $g in

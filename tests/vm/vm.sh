@@ -186,8 +186,9 @@ PY
 vm_boot() {
   local K=$1 initrd=$2 log=$3; shift 3
   local args=() s tag path ro
-  # Disks in this order: /dev/vda the /usr image, then the binaries' image (tests/vm/run).
-  for s in ${VM_USR_IMG:-} ${VM_BIN_IMG:-}; do
+  # Disks in this order: /dev/vda the /usr image, then the binaries' image, then the systemd
+  # chroot's (tests/vm/run).
+  for s in ${VM_USR_IMG:-} ${VM_BIN_IMG:-} ${VM_ORACLE_IMG:-}; do
     args+=(-drive "file=$s,format=raw,if=virtio,readonly=on,cache=unsafe")
   done
   for s in "$@"; do
