@@ -2,6 +2,7 @@
 //! policies and dm-verity verification. Pure userspace code that reads image files; the
 //! kernel side (loop devices) lives in [`crate::sys`].
 
+pub mod dmverity;
 pub mod dps;
 pub mod error;
 pub mod gpt;

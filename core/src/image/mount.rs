@@ -195,6 +195,7 @@ fn verity_error(e: verity::VerityError, data: &ImagePart, tree: &ImagePart) -> I
 /// Verify a verity-protected region in userspace (no device-mapper needed).
 fn verify_userspace(
     file: &File,
+    hash_file: &File,
     data: (u64, u64),
     hash: (u64, u64),
     root_hash: &[u8],
@@ -202,7 +203,7 @@ fn verify_userspace(
 ) -> Result<(), ImageError> {
     let bad = |e| verity_error(e, parts.0, parts.1);
     // The superblock says how much of the (possibly larger, aligned) partition is data.
-    let sb = verity::VeritySuperblock::read(file, hash.0).map_err(bad)?;
+    let sb = verity::VeritySuperblock::read(hash_file, hash.0).map_err(bad)?;
     let size = sb.data_blocks.saturating_mul(u64::from(sb.data_block_size));
     if size == 0 || size > data.1 {
         return Err(ImageError::Verity {
@@ -213,11 +214,12 @@ fn verify_userspace(
             },
         });
     }
-    verity::verify_with_superblock(&sb, file, data.0, size, file, hash.0, root_hash).map_err(bad)
+    verity::verify_with_superblock(&sb, file, data.0, size, hash_file, hash.0, root_hash)
+        .map_err(bad)
 }
 
 fn device_mapper_available() -> bool {
-    std::path::Path::new("/dev/mapper/control").exists()
+    crate::image::dmverity::available()
 }
 
 /// The verity parts of one data region: the data, its hash tree, its signature.
@@ -227,10 +229,25 @@ struct VerityParts {
     sig: Option<ImagePart>,
 }
 
-/// What protection a region gets, given a root hash and the policy.
+/// A region to be mounted through dm-verity: the kernel checks every block on every read.
+struct DmPlan<'a> {
+    /// The file holding the hash tree (the image, or the `.verity` sidecar) and the tree's
+    /// region in it.
+    hash_file: &'a File,
+    hash: (u64, u64),
+    root_hash: Vec<u8>,
+    /// The PKCS#7 signature for the kernel, and whether the kernel must accept it (it was
+    /// not verified in userspace).
+    signature: Option<(Vec<u8>, bool)>,
+}
+
+/// What protection a region gets, given a root hash and the policy, and (with
+/// device-mapper) how to set up dm-verity for it. Without device-mapper the region is
+/// verified once in userspace, where the caller's policy asks for verity explicitly.
 #[allow(clippy::too_many_arguments)]
-fn decide_verity(
+fn decide_verity<'a>(
     file: &File,
+    hash_file: &'a File,
     d: PartitionDesignator,
     data: (u64, u64),
     hash: Option<(u64, u64)>,
@@ -239,32 +256,52 @@ fn decide_verity(
     policy: &ImagePolicy,
     explicit_policy: bool,
     parts: &VerityParts,
-) -> Result<Protection, ImageError> {
+) -> Result<(Protection, Option<DmPlan<'a>>), ImageError> {
     let (Some(hash), Some(rh)) = (hash, root_hash) else {
         // No root hash: verity cannot be set up; the region is used unprotected.
-        return Ok(Protection::Unprotected);
+        return Ok((Protection::Unprotected, None));
     };
-    if !explicit_policy {
-        // systemd-sysext 257 sets up dm-verity here and fails without device-mapper.
+    let dm = device_mapper_available();
+    if !dm && !explicit_policy {
+        // systemd-sysext sets up dm-verity here and fails without device-mapper.
         return Err(ImageError::NeedsDeviceMapper {
             part: parts.data.clone(),
             designator: d,
-            device_mapper: device_mapper_available(),
+            device_mapper: false,
         });
     }
-    verify_userspace(file, data, hash, rh, (&parts.data, &parts.tree))?;
-    // The hash tree matches the root hash. With a signature partition, the PKCS#7
-    // signature of the root hash is checked against the trusted certificates
-    // (/etc/verity.d, …); without one, or if it is not accepted but the policy allows plain
-    // verity, the region counts as verity-protected.
+    if !dm {
+        verify_userspace(file, hash_file, data, hash, rh, (&parts.data, &parts.tree))?;
+    }
+    let plan = |signature| DmPlan {
+        hash_file,
+        hash,
+        root_hash: rh.to_vec(),
+        signature,
+    };
+    // With a signature partition, the PKCS#7 signature of the root hash is checked against
+    // the trusted certificates (/etc/verity.d, …); without one the region counts as
+    // verity-protected.
     let Some(sig) = sig else {
-        return Ok(Protection::Verity);
+        return Ok((Protection::Verity, dm.then(|| plan(None))));
     };
     let trusted = crate::image::signature::load_default_trusted();
     let hex: String = rh.iter().map(|b| format!("{b:02x}")).collect();
     match crate::image::signature::verify_signature(sig, &hex, &trusted) {
-        Ok(_) => Ok(Protection::Signed),
-        Err(_) if policy.check(d, Protection::Verity).is_ok() => Ok(Protection::Verity),
+        // Accepted: the kernel gets the signature too, where it can check it.
+        Ok(_) => Ok((
+            Protection::Signed,
+            dm.then(|| plan(Some((sig.signature.clone(), false)))),
+        )),
+        Err(_) if policy.check(d, Protection::Verity).is_ok() => {
+            Ok((Protection::Verity, dm.then(|| plan(None))))
+        }
+        // Not trusted here: the kernel's keyring may still vouch for the signer, as
+        // systemd lets it.
+        Err(_) if dm && sig.root_hash == rh => Ok((
+            Protection::Signed,
+            Some(plan(Some((sig.signature.clone(), true)))),
+        )),
         Err(e) => Err(ImageError::Policy(format!(
             "partition '{d}': verity signature not accepted{}: {e}",
             match &parts.sig {
@@ -273,6 +310,91 @@ fn decide_verity(
             }
         ))),
     }
+}
+
+/// Mount the region `data` of `file` through a dm-verity device (set up, or shared with
+/// another merge of the same image).
+#[allow(clippy::too_many_arguments)]
+fn mount_dm_verity(
+    file: &File,
+    data: (u64, u64),
+    plan: &DmPlan<'_>,
+    fstype: FsType,
+    class: ImageClass,
+    step: StepHook<'_>,
+    parts: (&ImagePart, &ImagePart),
+) -> Result<OwnedFd, ImageError> {
+    let bad = |e| verity_error(e, parts.0, parts.1);
+    let sb = verity::VeritySuperblock::read(plan.hash_file, plan.hash.0).map_err(bad)?;
+    let size = sb.data_blocks.saturating_mul(u64::from(sb.data_block_size));
+    let avail = if data.1 == 0 {
+        file.metadata()
+            .map(|m| m.len())
+            .unwrap_or(0)
+            .saturating_sub(data.0)
+    } else {
+        data.1
+    };
+    if size == 0 || size > avail {
+        return Err(ImageError::Verity {
+            part: parts.1.clone(),
+            source: verity::VerityError::DataTooSmall {
+                needed: size,
+                available: avail,
+            },
+        });
+    }
+    if verity::HashAlgorithm::from_name(&sb.algorithm).is_none() {
+        return Err(bad(verity::VerityError::UnsupportedAlgorithm(
+            sb.algorithm.clone(),
+        )));
+    }
+    if plan.root_hash.len()
+        != verity::HashAlgorithm::from_name(&sb.algorithm).map_or(0, |a| a.digest_size())
+    {
+        return Err(bad(verity::VerityError::RootHashLength {
+            algorithm: sb.algorithm.clone(),
+            expected: verity::HashAlgorithm::from_name(&sb.algorithm)
+                .map_or(0, |a| a.digest_size()),
+            got: plan.root_hash.len(),
+        }));
+    }
+    step("verity device")
+        .map_err(|e| ImageError::io(parts.0.clone(), "set up dm-verity for", e))?;
+    let dmv = crate::image::dmverity::activate(
+        crate::image::dmverity::Region {
+            file,
+            offset: data.0,
+            size: data.1,
+        },
+        crate::image::dmverity::Region {
+            file: plan.hash_file,
+            offset: plan.hash.0,
+            size: plan.hash.1,
+        },
+        &sb,
+        &plan.root_hash,
+        plan.signature.as_ref().map(
+            |(pkcs7, required)| crate::image::dmverity::KernelSignature {
+                pkcs7,
+                required: *required,
+            },
+        ),
+    )
+    .map_err(|e| ImageError::Io {
+        part: parts.0.clone(),
+        op: e.op,
+        source: e.source,
+    })?;
+    // The file system holds the device from here; our descriptor goes, and with it (once
+    // unmounted) the device, by its deferred removal.
+    mount_fs(
+        fstype,
+        &crate::root::proc_fd_path(dmv.node.as_fd()),
+        class,
+        step,
+        parts.0,
+    )
 }
 
 fn check_policy(
@@ -360,42 +482,53 @@ pub fn open_image(
             sig: None,
         };
         let root_hash = read_roothash_sidecar(root, image_rel);
-        let protection = match &root_hash {
-            Some(rh) => {
-                let stem = image_rel.strip_suffix(".raw").unwrap_or(image_rel);
-                let vpath = format!("{stem}.verity");
-                let vfd =
-                    crate::smallfile::open_checked(|f| crate::root::open_beneath(root, &vpath, f))
+        let stem = image_rel.strip_suffix(".raw").unwrap_or(image_rel);
+        let vf = root_hash.as_ref().and_then(|_| {
+            let vpath = format!("{stem}.verity");
+            crate::smallfile::open_checked(|f| crate::root::open_beneath(root, &vpath, f))
+                .ok()
+                .map(File::from)
+        });
+        let (protection, plan) = match (&root_hash, &vf) {
+            (Some(rh), Some(vf)) => {
+                // A detached signature of the root hash (`NAME.roothash.p7s`, DER PKCS#7).
+                let sig =
+                    crate::smallfile::read_beneath(root, &format!("{stem}.roothash.p7s"), 1 << 20)
                         .ok()
-                        .map(File::from);
-                match vfd {
-                    Some(vf) => {
-                        if !explicit_policy {
-                            decide_verity(
-                                &file,
-                                PartitionDesignator::Root,
-                                (0, size),
-                                Some((0, 0)),
-                                Some(rh),
-                                None,
-                                policy,
-                                false,
-                                &vparts,
-                            )?
-                        } else {
-                            verity::verify(&file, 0, size, &vf, 0, rh)
-                                .map_err(|e| verity_error(e, &vparts.data, &vparts.tree))?;
-                            Protection::Verity
-                        }
-                    }
-                    None => Protection::Unprotected,
-                }
+                        .map(|der| verity::VeritySignature {
+                            root_hash: rh.clone(),
+                            signature: der,
+                            certificate_fingerprint: None,
+                        });
+                decide_verity(
+                    &file,
+                    vf,
+                    PartitionDesignator::Root,
+                    (0, size),
+                    Some((0, 0)),
+                    Some(rh),
+                    sig.as_ref(),
+                    policy,
+                    explicit_policy,
+                    &vparts,
+                )?
             }
-            None => Protection::Unprotected,
+            _ => (Protection::Unprotected, None),
         };
         check_policy(policy, PartitionDesignator::Root, protection)?;
         check_complete(&file, 0, size, fstype, &sb)?;
-        let tree = mount_region(&file, 0, 0, fstype, class, from_file, step, &sb)?;
+        let tree = match &plan {
+            Some(plan) => mount_dm_verity(
+                &file,
+                (0, size),
+                plan,
+                fstype,
+                class,
+                step,
+                (&vparts.data, &vparts.tree),
+            )?,
+            None => mount_region(&file, 0, 0, fstype, class, from_file, step, &sb)?,
+        };
         return Ok(MountedImage {
             tree,
             fstype,
@@ -492,7 +625,8 @@ pub fn open_image(
         } else {
             None
         };
-        let protection = decide_verity(
+        let (protection, plan) = decide_verity(
+            &file,
             &file,
             d,
             (part.offset, part.size),
@@ -517,16 +651,27 @@ pub fn open_image(
                 part: data_part.clone(),
             })?;
         check_complete(&file, part.offset, part.size, fstype, &sb_part)?;
-        let m = mount_region(
-            &file,
-            part.offset,
-            part.size,
-            fstype,
-            class,
-            false,
-            step,
-            &sb_part,
-        )?;
+        let m = match &plan {
+            Some(plan) => mount_dm_verity(
+                &file,
+                (part.offset, part.size),
+                plan,
+                fstype,
+                class,
+                step,
+                (&vparts.data, &vparts.tree),
+            )?,
+            None => mount_region(
+                &file,
+                part.offset,
+                part.size,
+                fstype,
+                class,
+                false,
+                step,
+                &sb_part,
+            )?,
+        };
         Ok((m, fstype, protection))
     };
 
