@@ -655,7 +655,7 @@ impl Context {
             ImageKind::Raw | ImageKind::Block => {
                 let (policy, explicit) = self.policy_for(img);
                 let step = |what: &str| self.faults.step(what);
-                let m = crate::image::mount::open_image(
+                let m = crate::image::mount::open_image_with(
                     self.root.fd(),
                     &img.rel,
                     class,
@@ -664,6 +664,7 @@ impl Context {
                     self.block_devices_allowed(),
                     self.kernel(),
                     &step,
+                    self.compat().discovers_verity_root_hash_in_image(),
                 )
                 .map_err(|e| match e {
                     crate::image::ImageError::Policy(reason) => Error::ImagePolicy {

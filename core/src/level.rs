@@ -118,6 +118,15 @@ impl Compat {
         }
     }
 
+    /// A DDI with a data and a verity partition but no root hash (no signature partition, no
+    /// `.roothash` sidecar) gets one from the image itself: the data partition's UUID followed
+    /// by the verity partition's (as systemd-repart makes them), so dm-verity is set up (258,
+    /// `dissected_image_guess_verity_roothash()`; `SYSTEMD_DISSECT_VERITY_GUESS=0` turns it
+    /// off). 257 uses such a partition unprotected.
+    pub fn discovers_verity_root_hash_in_image(self) -> bool {
+        self >= Compat::V262
+    }
+
     /// `--mutable=help` lists the modes ("Known mutability modes:" and one per line) (262);
     /// 257 fails to parse `help` like any unknown mode.
     pub fn has_mutable_help(self) -> bool {

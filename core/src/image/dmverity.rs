@@ -73,10 +73,16 @@ pub struct DmError {
     pub op: &'static str,
     #[source]
     pub source: io::Error,
+    /// The kernel refused a root hash signature it had to accept.
+    pub signature_rejected: bool,
 }
 
 fn err(op: &'static str) -> impl FnOnce(io::Error) -> DmError {
-    move |source| DmError { op, source }
+    move |source| DmError {
+        op,
+        source,
+        signature_rejected: false,
+    }
 }
 
 fn errno(e: &io::Error) -> i32 {
@@ -321,7 +327,11 @@ fn create(
         .map_err(err("create a verity device"))?;
     let fail = |op: &'static str, e: io::Error| {
         let _ = ctl.remove(&name, false);
-        DmError { op, source: e }
+        DmError {
+            op,
+            source: e,
+            signature_rejected: false,
+        }
     };
     let params = table_params(sb, data_dev, hash_dev, root_hash);
     let target = |params: String| Target {
@@ -350,7 +360,10 @@ fn create(
                 loaded = true;
             }
             Err(e) if sig.required => {
-                return Err(fail("have the kernel check the root hash signature of", e))
+                return Err(DmError {
+                    signature_rejected: true,
+                    ..fail("have the kernel check the root hash signature of", e)
+                })
             }
             // Checked in userspace already: go on without the kernel's check.
             Err(_) => {}

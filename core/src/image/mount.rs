@@ -293,11 +293,14 @@ fn decide_verity<'a>(
             Protection::Signed,
             dm.then(|| plan(Some((sig.signature.clone(), false)))),
         )),
-        Err(_) if policy.check(d, Protection::Verity).is_ok() => {
-            Ok((Protection::Verity, dm.then(|| plan(None))))
+        // Without device-mapper (userspace check), a policy that takes plain verity takes
+        // the image as verity-protected.
+        Err(_) if !dm && policy.check(d, Protection::Verity).is_ok() => {
+            Ok((Protection::Verity, None))
         }
         // Not trusted here: the kernel's keyring may still vouch for the signer, as
-        // systemd lets it.
+        // systemd lets it; if it does not, the image fails (as systemd's activation does,
+        // whatever the policy).
         Err(_) if dm && sig.root_hash == rh => Ok((
             Protection::Signed,
             Some(plan(Some((sig.signature.clone(), true)))),
@@ -309,6 +312,20 @@ fn decide_verity<'a>(
                 _ => String::new(),
             }
         ))),
+    }
+}
+
+/// Where verity is checked, for the debug log: by the kernel on every read (dm-verity), or
+/// once, before mounting, in userspace (no device-mapper).
+fn protection_note(p: Protection, plan: Option<&DmPlan<'_>>) -> Option<String> {
+    match (p, plan) {
+        (Protection::Verity | Protection::Signed, Some(_)) => Some(format!(
+            "{p}: dm-verity, every block checked by the kernel on every read."
+        )),
+        (Protection::Verity | Protection::Signed, None) => Some(format!(
+            "{p}: no device-mapper here, verified once in userspace before mounting (not dm-verity: later changes to the file are not caught)."
+        )),
+        _ => None,
     }
 }
 
@@ -381,10 +398,20 @@ fn mount_dm_verity(
             },
         ),
     )
-    .map_err(|e| ImageError::Io {
-        part: parts.0.clone(),
-        op: e.op,
-        source: e.source,
+    .map_err(|e| {
+        if e.signature_rejected {
+            ImageError::Policy(format!(
+                "{}: verity signature not accepted: no trusted certificate in verity.d matches, and the kernel's keyring does not vouch for the signer either ({})",
+                parts.0,
+                e.source
+            ))
+        } else {
+            ImageError::Io {
+                part: parts.0.clone(),
+                op: e.op,
+                source: e.source,
+            }
+        }
     })?;
     // The file system holds the device from here; our descriptor goes, and with it (once
     // unmounted) the device, by its deferred removal.
@@ -395,6 +422,18 @@ fn mount_dm_verity(
         step,
         parts.0,
     )
+}
+
+/// `SYSTEMD_DISSECT_VERITY_GUESS=0` (or another false value) turns the root hash discovery
+/// from partition UUIDs off, as in systemd.
+fn guess_enabled() -> bool {
+    match std::env::var("SYSTEMD_DISSECT_VERITY_GUESS") {
+        Ok(v) => !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "0" | "no" | "n" | "false" | "f" | "off"
+        ),
+        Err(_) => true,
+    }
 }
 
 fn check_policy(
@@ -463,6 +502,34 @@ pub fn open_image(
     kernel: crate::kernel::Kernel,
     step: StepHook<'_>,
 ) -> Result<MountedImage, ImageError> {
+    open_image_with(
+        root,
+        image_rel,
+        class,
+        policy,
+        explicit_policy,
+        allow_block,
+        kernel,
+        step,
+        false,
+    )
+}
+
+/// [`open_image`], and with `guess_root_hash` a DDI whose data and verity partitions come
+/// without a root hash takes the two partition UUIDs as root hash (systemd 258 and newer, see
+/// [`crate::level::Compat::discovers_verity_root_hash_in_image`]).
+#[allow(clippy::too_many_arguments)]
+pub fn open_image_with(
+    root: BorrowedFd<'_>,
+    image_rel: &str,
+    class: ImageClass,
+    policy: &ImagePolicy,
+    explicit_policy: bool,
+    allow_block: bool,
+    kernel: crate::kernel::Kernel,
+    step: StepHook<'_>,
+    guess_root_hash: bool,
+) -> Result<MountedImage, ImageError> {
     let (file, is_regular, size) = open_image_file(root, image_rel, allow_block)?;
     // erofs straight from the file is tried only where the caller allows it (see
     // [`crate::kernel::KernelFeatures::EROFS_FILE`]).
@@ -529,12 +596,16 @@ pub fn open_image(
             )?,
             None => mount_region(&file, 0, 0, fstype, class, from_file, step, &sb)?,
         };
+        let mut notes = Vec::new();
+        if let Some(n) = protection_note(protection, plan.as_ref()) {
+            notes.push(n);
+        }
         return Ok(MountedImage {
             tree,
             fstype,
             protection,
             disk_image: false,
-            notes: Vec::new(),
+            notes,
         });
     }
 
@@ -574,7 +645,7 @@ pub fn open_image(
     .ok();
     let mount_part = |d: PartitionDesignator,
                       part: &gpt::Part|
-     -> Result<(OwnedFd, FsType, Protection), ImageError> {
+     -> Result<(OwnedFd, FsType, Protection, Option<String>), ImageError> {
         let (vd, sd) = (
             d.verity().expect("data designator"),
             d.verity_sig().expect("data designator"),
@@ -618,7 +689,15 @@ pub fn open_image(
             None => None,
         };
         let sidecar = read_roothash_sidecar(root, image_rel);
-        let root_hash = sig.as_ref().map(|s| s.root_hash.clone()).or(sidecar);
+        let guessed = match hash_p {
+            Some(h) if guess_root_hash && guess_enabled() => Some([part.uuid.0, h.uuid.0].concat()),
+            _ => None,
+        };
+        let root_hash = sig
+            .as_ref()
+            .map(|s| s.root_hash.clone())
+            .or(sidecar)
+            .or(guessed);
         // A signature partition the policy ignores may lend its root hash, but does not count.
         let sig_for_check = if sel.get(sd).is_some() {
             sig.as_ref()
@@ -672,17 +751,28 @@ pub fn open_image(
                 &sb_part,
             )?,
         };
-        Ok((m, fstype, protection))
+        Ok((
+            m,
+            fstype,
+            protection,
+            protection_note(protection, plan.as_ref()),
+        ))
     };
 
     let root_part = sel.root.clone();
     let usr_part = sel.usr.clone();
+    let mut take_note = |x: (OwnedFd, FsType, Protection, Option<String>)| {
+        if let Some(n) = x.3 {
+            notes.push(n);
+        }
+        (x.0, x.1, x.2)
+    };
     let rootm = match &root_part {
-        Some(p) => Some(mount_part(PartitionDesignator::Root, p)?),
+        Some(p) => Some(take_note(mount_part(PartitionDesignator::Root, p)?)),
         None => None,
     };
     let usrm = match &usr_part {
-        Some(p) => Some(mount_part(PartitionDesignator::Usr, p)?),
+        Some(p) => Some(take_note(mount_part(PartitionDesignator::Usr, p)?)),
         None => None,
     };
     match (rootm, usrm) {
