@@ -15,6 +15,9 @@ pass() { echo "PASS $*"; }
 fail() { echo "FAIL $*"; fails=$((fails + 1)); }
 info() { echo "INFO $*"; }
 
+# As on a systemd host, mounts propagate (systemd-sysext 257 merges in a child namespace whose
+# mounts must reach ours; the guest's init leaves everything private).
+mount --make-rshared /
 # libcryptsetup (and veritysetup, dmsetup for inspection) into the chroot: the guest's overlay.
 cp -a $VM_TARGET/vm-verity-deps/. $C/
 mount -t proc proc $C/proc
