@@ -65,6 +65,12 @@ for g in $VM_GROUPS; do
         timeout $VM_ORACLE_TIMEOUT $VM_HARNESS/compare -j $VM_SMP "${excl[@]}") > $O/oracle.log 2>&1
       echo $? > $O/oracle.rc
       echo "@vm done oracle rc=$(cat $O/oracle.rc)" ;;
+    verity)
+      # Verity and signed images against systemd-sysext 257 with real dm-verity (tests/vm/verity.sh;
+      # opt-in: SYSEXT_VM_GROUPS=verity, about 10-15 min per guest under TCG).
+      (cd /tmp && timeout ${VM_VERITY_TIMEOUT:-1800} bash $VM_REPO/tests/vm/verity.sh) > $O/verity.log 2>&1
+      echo $? > $O/verity.rc
+      echo "@vm done verity rc=$(cat $O/verity.rc)" ;;
     script)
       # SYSEXT_VM_SCRIPT: a script of the caller's (tests/vm/run copied it here).
       (cd /tmp && timeout $VM_TEST_TIMEOUT bash $O/script.sh) > $O/script.log 2>&1

@@ -105,6 +105,18 @@ for n in (read(out, 'oracle.scenarios') or read(out, 'oracle.list') or '').split
 if olog is not None and not any(r[0] == 'oracle' for r in results):
     results.append(('oracle', 'compare', 'fail', 'no scenario result: ' + short(olog[-400:])))
 
+# The verity group (tests/vm/verity.sh): "PASS name ..." / "FAIL name: why" lines.
+vlog = read(g, 'verity.log')
+if vlog is not None:
+    for line in vlog.splitlines():
+        m = re.match(r'^(PASS|FAIL) (\S+?):? ?(.*)$', line)
+        if m:
+            results.append(('verity', m.group(2),
+                            'pass' if m.group(1) == 'PASS' else 'fail', short(m.group(3), 300)))
+    vrc = (read(g, 'verity.rc') or '').strip()
+    if vrc not in ('0', '1'):
+        results.append(('verity', 'verity.sh', 'fail', 'exit %s%s' % (vrc or 'none', ': timeout' if vrc == '124' else '')))
+
 # Benchmark.
 bench = []
 brc = (read(g, 'bench.rc') or '').strip()
@@ -174,6 +186,7 @@ print(f'== {suite}: Linux {kernel}: {npass} passed, {nfail} failed, {nknown} kno
       f'({secs} s under TCG{": " + ph if ph else ""})')
 for grp, title in (('tests', 'root integration tests'),
                    ('oracle', 'oracle scenarios against systemd-sysext 257 in the guest'),
+                   ('verity', 'verity and signed images against systemd-sysext 257, real dm-verity'),
                    ('bench', 'benchmark'), ('script', 'SYSEXT_VM_SCRIPT'), ('guest', 'guest')):
     rs = [r for r in results if r[0] == grp]
     if not rs:
