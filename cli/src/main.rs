@@ -2,6 +2,7 @@
 //! Invoked as `confext` or `systemd-confext` (or with `--confext`) it handles confexts.
 
 mod output;
+mod varlink;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -48,6 +49,7 @@ Commands:
   refresh                 Unmerge/merge extensions again
   list                    List installed extensions
   plan                    Show what a merge would do, mounting nothing
+  serve [ADDRESS]         Answer io.systemd.sysext Varlink calls on a socket
   -h --help               Show this help
      --version            Show package version
 
@@ -254,6 +256,11 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
             }
         }
         "merge" | "unmerge" => {}
+        "serve" => {
+            if a.names.len() > 1 {
+                return Err("Too many arguments.".into());
+            }
+        }
         v => return Err(format!("Unknown command verb '{v}'.")),
     }
     if a.verb == "help" {
@@ -299,6 +306,10 @@ fn run(a: Args) -> Result<(), String> {
             eprintln!("{e}");
         }
     });
+    if a.verb == "serve" {
+        // The options are the defaults of every call (see varlink.rs).
+        return varlink::serve(opts, a.names.first().map(String::as_str));
+    }
     let ctx = Context::new(opts).map_err(|e| e.to_string())?;
     let reload_allowed = !a.no_reload && a.root.is_none();
     match a.verb.as_str() {
