@@ -315,6 +315,17 @@ fn run(a: Args) -> Result<(), String> {
     match a.verb.as_str() {
         "status" => {
             let st = ctx.status();
+            // An interrupted operation is reported on stderr (stdout stays systemd's).
+            if let Some(v) = st
+                .as_ref()
+                .ok()
+                .and_then(|rows| rows.iter().find_map(|r| r.interrupted.clone()))
+            {
+                eprintln!(
+                    "Warning: an interrupted {v} left this root half-done; the next merge, \
+                     refresh or unmerge repairs it first."
+                );
+            }
             // Print what we have even when one hierarchy failed, as systemd does.
             match st {
                 Ok(rows) => output::status(

@@ -178,7 +178,7 @@ pub fn status(
         let v = J::Arr(
             rows.iter()
                 .map(|r| {
-                    J::Obj(vec![
+                    let mut fields = vec![
                         ("hierarchy", J::Str(r.hierarchy.clone())),
                         (
                             "extensions",
@@ -192,7 +192,12 @@ pub fn status(
                         ),
                         ("mutable", r.mutable.clone().map(J::Str).unwrap_or(J::Null)),
                         ("upper", r.upper.clone().map(J::Str).unwrap_or(J::Null)),
-                    ])
+                    ];
+                    // Only while an interrupted operation waits to be repaired.
+                    if let Some(v) = &r.interrupted {
+                        fields.push(("interrupted", J::Str(v.clone())));
+                    }
+                    J::Obj(fields)
                 })
                 .collect(),
         );

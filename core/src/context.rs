@@ -799,6 +799,7 @@ impl Context {
     pub fn merge(&self) -> Result<Report> {
         self.require_privilege()?;
         let _lock = self.lock()?;
+        self.recover();
         self.merge_locked(false, None, self.mode)
     }
 
@@ -807,6 +808,7 @@ impl Context {
     pub fn refresh(&self) -> Result<Report> {
         self.require_privilege()?;
         let _lock = self.lock()?;
+        self.recover();
         self.merge_locked(true, None, self.mode)
     }
 
@@ -814,6 +816,7 @@ impl Context {
     pub fn unmerge(&self) -> Result<Report> {
         self.require_privilege()?;
         let _lock = self.lock()?;
+        self.recover();
         self.unmerge_locked()
     }
 
@@ -830,16 +833,93 @@ impl Context {
                 format!("Put back {n} mount(s) an interrupted unmerge had moved aside."),
             ));
         }
+        let class = self.opts.class;
+        let r = exec::intent::recover(&self.root, class, lock, self.kernel(), &mut |rel| {
+            let _ = exec::unmerge_hierarchy(
+                &self.root,
+                class,
+                rel,
+                &self.faults,
+                self.sink(),
+                self.kernel(),
+            );
+        });
+        if let Some(r) = r {
+            self.sink().event(&Event::Message(
+                Level::Warning,
+                format!(
+                    "An interrupted {} was found and {}.",
+                    r.verb,
+                    if r.completed { "completed" } else { "undone" }
+                ),
+            ));
+        }
+    }
+
+    /// The verb of an operation that was interrupted (the process was killed) and not yet
+    /// repaired: `merge`, `refresh` or `unmerge`. The next merge, refresh or unmerge
+    /// completes or undoes it first. `None` also while one is running.
+    pub fn interrupted(&self) -> Option<String> {
+        let path = match self.lock_path.get() {
+            Some(p) => p.clone(),
+            None => crate::lock::path_for(&self.root, self.opts.class).ok()?,
+        };
+        let r = exec::intent::read(&path)?;
+        // Running now (the lock is held) is not interrupted.
+        let _held = crate::lock::lock_at(path, &self.root, Some(Duration::ZERO)).ok()?;
+        Some(r.verb)
+    }
+
+    /// The intent record of a merge or refresh about to replace what `probed` found with
+    /// `plan`: the old merges, and what of theirs goes once the new ones are in place.
+    fn begin_intent(
+        &self,
+        verb: &str,
+        plan: &Plan,
+        probed: &probe::Probed,
+        ephemeral_reuse: &[Option<String>],
+    ) -> exec::intent::Intent {
+        let mut lines = String::new();
+        for (i, hp) in probed.hierarchies.iter().enumerate() {
+            let Some(c) = &hp.current else {
+                continue;
+            };
+            let rel = self.hierarchies[i].relative();
+            if let Some(d) = c.meta.dev {
+                lines.push_str(&format!("old\t{rel}\t{}\n", exec::intent::dev(d)));
+            }
+            let planned = plan.hierarchies.iter().find(|h| h.index == i);
+            if let Some(w) = &c.meta.work_dir {
+                if planned.and_then(|h| h.meta.work_dir.as_ref()) != Some(w) {
+                    lines.push_str(&format!("rmwork\t{w}\n"));
+                }
+            }
+            if let Some(e) = c.note.as_ref().and_then(|n| n.ephemeral.as_ref()) {
+                if ephemeral_reuse.get(i).and_then(|r| r.as_ref()) != Some(e) {
+                    lines.push_str(&format!("rmeph\t{e}\n"));
+                }
+            }
+        }
+        exec::intent::Intent::begin(self.lock_path.get().map(|p| p.as_path()), verb, &lines)
     }
 
     fn unmerge_locked(&self) -> Result<Report> {
-        self.recover();
         // Reload decision before unmerging: read the merged release files.
         let mut report = Report {
             needs_reload: self.reload_wanted() && self.merged_needs_reload(),
             ..Default::default()
         };
-        // All hierarchies come off, or none does.
+        // All hierarchies come off, or none does; a kill half-way is completed by the next
+        // call (the intent record names every hierarchy).
+        let mut lines = String::new();
+        for h in &self.hierarchies {
+            lines.push_str(&format!("old\t{}\t0:0\n", h.relative()));
+        }
+        let intent = exec::intent::Intent::begin(
+            self.lock_path.get().map(|p| p.as_path()),
+            "unmerge",
+            &lines,
+        );
         let mut detached = Vec::new();
         let mounts = exec::MountTable::default();
         for h in &self.hierarchies {
@@ -850,13 +930,17 @@ impl Context {
                 &mounts,
                 &self.faults,
                 self.kernel(),
+                &intent,
                 &mut detached,
             ) {
                 exec::restore(&self.root, detached);
+                intent.finish();
                 return Err(e);
             }
         }
-        report.unmerged = exec::finish_unmerge(&self.root, detached, self.sink())?;
+        let r = exec::finish_unmerge(&self.root, detached, self.sink());
+        intent.finish();
+        report.unmerged = r?;
         Ok(report)
     }
 
@@ -901,7 +985,6 @@ impl Context {
         filter: Option<&[String]>,
         mode: MutableMode,
     ) -> Result<Report> {
-        self.recover();
         let class = self.opts.class;
         let t0 = std::time::Instant::now();
         let timed = self.sink().enabled(Level::Debug);
@@ -979,7 +1062,6 @@ impl Context {
             return Ok(report);
         }
 
-        let mut journal = Journal::default();
         // A selective merge/unmerge keeps the ephemeral upper layers; a plain refresh (as
         // with systemd) starts from an empty one.
         let ephemeral_reuse: Vec<Option<String>> = probed
@@ -998,6 +1080,13 @@ impl Context {
                 }
             })
             .collect();
+        // The intent record, before the first effect.
+        let mut journal = Journal::with_intent(self.begin_intent(
+            if refresh { "refresh" } else { "merge" },
+            &plan,
+            &probed,
+            &ephemeral_reuse,
+        ));
         let inputs = BuildInputs {
             root: &self.root,
             probed: &probed,
@@ -1034,7 +1123,9 @@ impl Context {
                 return Err(e);
             }
         };
-        journal.commit();
+        // Every new overlay is in place: from here on, a kill is completed, not undone.
+        journal.intent.note("commit\n");
+        let intent = journal.commit();
         report.hierarchies = targets;
         phase("attaching", t3);
         exec::finish_replace(&self.root, replaced, hidden_submounts, self.sink());
@@ -1057,6 +1148,7 @@ impl Context {
                 report.unmerged.push(self.root.display(h.relative()));
             }
         }
+        intent.finish();
         Ok(report)
     }
 
@@ -1085,6 +1177,7 @@ impl Context {
     pub fn merge_names(&self, names: &[String]) -> Result<Report> {
         self.require_privilege()?;
         let _lock = self.lock()?;
+        self.recover();
         let (mut set, cur_mode) = self.current_merge()?;
         self.check_names_mergeable(names)?;
         for n in names {
@@ -1101,6 +1194,7 @@ impl Context {
     pub fn unmerge_names(&self, names: &[String]) -> Result<Report> {
         self.require_privilege()?;
         let _lock = self.lock()?;
+        self.recover();
         let (set, cur_mode) = self.current_merge()?;
         for n in names {
             if !set.contains(n) {
@@ -1161,6 +1255,7 @@ impl Context {
         hs.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         let mut out = Vec::new();
         let mut first_err = None;
+        let interrupted = self.interrupted();
         for h in hs {
             let r = match self
                 .root
@@ -1183,6 +1278,7 @@ impl Context {
                         since_usec: probe::mtime_usec(r.fd.as_fd()),
                         mutable: note.as_ref().map(|n| n.mutable.clone()),
                         upper: note.map(|n| n.upper),
+                        interrupted: interrupted.clone(),
                     });
                 }
                 Ok(None) => out.push(HierarchyStatus {
@@ -1191,6 +1287,7 @@ impl Context {
                     since_usec: None,
                     mutable: None,
                     upper: None,
+                    interrupted: interrupted.clone(),
                 }),
                 Err(e) => {
                     first_err.get_or_insert(e);

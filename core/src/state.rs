@@ -217,4 +217,8 @@ pub struct HierarchyStatus {
     pub mutable: Option<String>,
     /// Where writes go: a directory, `ephemeral`, `base`, or `none` (read-only).
     pub upper: Option<String>,
+    /// The verb (`merge`, `refresh`, `unmerge`) of an operation on this root that was
+    /// interrupted (its process killed) and is not repaired yet; the next merge, refresh
+    /// or unmerge completes or undoes it first. The same on every hierarchy.
+    pub interrupted: Option<String>,
 }

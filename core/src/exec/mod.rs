@@ -14,6 +14,7 @@ use crate::state;
 use crate::sys::mountattr::{self, mount_setattr};
 use staged::{Src, Stager};
 
+pub mod intent;
 pub mod rescue;
 pub mod staged;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -79,6 +80,8 @@ enum Undo {
     Mount(OwnedFd),
     /// An ephemeral dir we created below [`state::EPHEMERAL_DIR`].
     Ephemeral(String),
+    /// A copy of an old merge kept in the lock dir while it is replaced in a window.
+    Saved(String),
     /// A mount we put beneath an old merge: undone by detaching both and attaching a clone
     /// of the old merge (taken before the swap) at the hierarchy again.
     Beneath {
@@ -97,6 +100,8 @@ enum Undo {
 #[derive(Debug, Default)]
 pub struct Journal {
     undo: Vec<Undo>,
+    /// The intent record, written before each effect (see [`intent`]).
+    pub intent: intent::Intent,
 }
 
 impl Journal {
@@ -114,7 +119,37 @@ impl Journal {
         }
     }
 
+    /// A journal writing to `intent`.
+    pub fn with_intent(intent: intent::Intent) -> Journal {
+        Journal {
+            undo: Vec::new(),
+            intent,
+        }
+    }
+
+    /// Note in the intent record the directories of `rel` that do not exist yet, before
+    /// they are made (the last one with its content if `recursive`).
+    fn note_missing(&self, root: &Root, rel: &str, recursive: bool) {
+        if !self.intent.is_on() {
+            return;
+        }
+        let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+        let mut lines = String::new();
+        for i in 0..comps.len() {
+            let sub = comps[..=i].join("/");
+            if root.open_in(&sub, OFlags::PATH).is_ok() {
+                continue;
+            }
+            let last = i + 1 == comps.len() && recursive;
+            lines.push_str(&format!("dir\t{sub}\t{}\n", u8::from(last)));
+        }
+        if !lines.is_empty() {
+            self.intent.note(&lines);
+        }
+    }
+
     /// Undo everything, newest first. Errors are ignored: this runs on a failure path.
+    /// The intent record goes once all is undone.
     pub fn rollback(mut self, root: &Root) {
         while let Some(u) = self.undo.pop() {
             match u {
@@ -127,6 +162,7 @@ impl Journal {
                 Undo::Ephemeral(path) => {
                     let _ = remove_ephemeral(&path);
                 }
+                Undo::Saved(path) => intent::drop_saved(&path),
                 Undo::Beneath {
                     new,
                     backup,
@@ -166,10 +202,14 @@ impl Journal {
                 }
             }
         }
+        std::mem::take(&mut self.intent).finish();
     }
 
-    /// Forget the journal: the effects stay.
-    pub fn commit(self) {}
+    /// Forget the journal: the effects stay. Returns the intent record (to be finished
+    /// once the caller's last step is done).
+    pub fn commit(self) -> intent::Intent {
+        self.intent
+    }
 }
 
 fn io_at<'a>(op: &'static str, what: &'a str) -> impl Fn(rustix::io::Errno) -> Error + 'a {
@@ -277,6 +317,8 @@ pub struct Built<'p> {
     /// Sub-mounts of the host hierarchy now copied into the overlay; the originals are
     /// detached after a successful publish.
     pub hidden_submounts: Vec<OwnedFd>,
+    /// The overlay's device (what its meta dir's `dev` names).
+    pub dev: Option<(u32, u32)>,
 }
 
 /// Everything a build needs besides the plan.
@@ -473,6 +515,7 @@ fn build_with<'p>(
                             source: e,
                         })?;
                     // Made with the hierarchy's mode at once: a kill cannot leave it 0700.
+                    journal.note_missing(root, rel, false);
                     let created =
                         root.mkdir_p_exact(rel, h.parent_mode, h.top_mode)
                             .map_err(|e| Error::MutableDirCreate {
@@ -552,6 +595,7 @@ fn build_with<'p>(
             faults
                 .step("mkdir work dir")
                 .map_err(|e| Error::io("create directory", path, e))?;
+            journal.note_missing(root, rel, true);
             let created = root
                 .mkdir_p_modes(rel, h.parent_mode, 0o700)
                 .map_err(|e| Error::io("create directory", path, e))?;
@@ -618,7 +662,9 @@ fn build_with<'p>(
             attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
         }
         // The meta dir, in the meta layer, naming the overlay's device (`st`).
+        let built_dev = std::cell::Cell::new(None);
         let write_meta = |st: &rustix::fs::Statx| -> Result<()> {
+            built_dev.set(Some((st.stx_dev_major, st.stx_dev_minor)));
             faults
                 .step("write meta")
                 .map_err(|e| Error::io("write", "meta dir", e))?;
@@ -798,6 +844,7 @@ fn build_with<'p>(
             meta_bind_pending,
             ephemeral: ephemeral_used,
             hidden_submounts,
+            dev: built_dev.get(),
         });
     }
     Ok(built)
@@ -1119,6 +1166,42 @@ pub struct Replaced {
     pub old_ephemeral: Option<String>,
     /// Display path.
     pub path: String,
+    /// Where a copy of the old merge was kept while it was replaced in a window.
+    pub saved: Option<String>,
+}
+
+/// Keep a copy of the old merge `cur` of hierarchy `rel` (number `index`) attached in the
+/// lock dir, noted in the intent record, before it is replaced in a window: should the
+/// process die before the new merge is complete, the next call puts it back from there.
+fn save_old(
+    cur: &crate::probe::Current,
+    rel: &str,
+    index: usize,
+    journal: &mut Journal,
+) -> Option<String> {
+    let path = journal.intent.saved_path(index)?;
+    let _ = std::fs::remove_dir(&path);
+    std::fs::create_dir(&path).ok()?;
+    let p = path.to_string_lossy().into_owned();
+    journal.intent.note(&format!("saved\t{rel}\t{p}\n"));
+    journal.undo.push(Undo::Saved(p.clone()));
+    let copy = rustix::mount::open_tree(
+        &cur.fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH
+            | OpenTreeFlags::AT_RECURSIVE,
+    )
+    .ok()?;
+    let dir = rustix::fs::open(
+        &path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    attach(&copy, dir.as_fd()).ok()?;
+    Some(p)
 }
 
 /// Attach built overlays. Where `probed` found a merge of ours on the same hierarchy (taken
@@ -1137,6 +1220,21 @@ pub fn publish(
     let mut replaced = Vec::new();
     let mut hidden = Vec::new();
     let mut verify = Vec::new();
+    if journal.intent.is_on() {
+        let mut lines = String::new();
+        for b in &built {
+            let rel = b.plan.hierarchy.relative();
+            if let Some(d) = b.dev {
+                lines.push_str(&format!("new\t{rel}\t{}\n", intent::dev(d)));
+            }
+            for fd in &b.hidden_submounts {
+                if let Some(id) = state::mount_id(fd.as_fd()) {
+                    lines.push_str(&format!("sub\t{rel}\t{id}\n"));
+                }
+            }
+        }
+        journal.intent.note(&lines);
+    }
     for mut b in built {
         hidden.append(&mut b.hidden_submounts);
         let h = b.plan;
@@ -1148,6 +1246,7 @@ pub fn publish(
                     path: h.target.clone(),
                     source: e,
                 })?;
+            journal.note_missing(root, rel, false);
             let created = root
                 .mkdir_p(rel, 0o755)
                 .map_err(|e| Error::HierarchyCreate {
@@ -1180,6 +1279,7 @@ pub fn publish(
             .step("move_mount")
             .map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
         let mut backup = None;
+        let mut saved = None;
         // Overlays of ours stacked below the top (left by an interrupted refresh) can only
         // go with everything above them: collapse the stack in the smallest window.
         let stacked = match &probed.hierarchies[h.index].host {
@@ -1188,6 +1288,7 @@ pub fn publish(
         };
         match &cur {
             Some(c) if stacked > 1 => {
+                saved = save_old(c, rel, h.index, journal);
                 backup = Some(replace_in_window(
                     root, rel, c, &b, &h.target, stacked, class,
                 )?);
@@ -1197,6 +1298,7 @@ pub fn publish(
                 // the smallest window we can make, one system call between taking it off
                 // and putting the new one on (stacking would keep every old overlay and its
                 // loop devices until unmerge).
+                saved = save_old(c, rel, h.index, journal);
                 backup = Some(replace_in_window(root, rel, c, &b, &h.target, 1, class)?);
             }
             Some(c) => {
@@ -1223,6 +1325,7 @@ pub fn publish(
                 match r {
                     Ok(()) => {}
                     Err(e) if beneath_unsupported(e) => {
+                        saved = save_old(c, rel, h.index, journal);
                         backup = Some(replace_in_window(root, rel, c, &b, &h.target, 1, class)?);
                     }
                     Err(e) => {
@@ -1259,6 +1362,7 @@ pub fn publish(
             let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
             let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
             replaced.push(Replaced {
+                saved: saved.take(),
                 old_ephemeral: if old_eph == b.ephemeral {
                     None
                 } else {
@@ -1513,14 +1617,25 @@ pub fn finish_replace(
     hidden_submounts: Vec<OwnedFd>,
     sink: &dyn EventSink,
 ) {
-    for fd in hidden_submounts {
-        let _ = rustix::mount::unmount(proc_fd_path(fd.as_fd()).as_str(), UnmountFlags::DETACH);
-    }
+    // The old overlays first: the sub-mounts on them go with them, and the new overlays
+    // (beneath them) carry copies, so a sub-mount's files are visible throughout. Then the
+    // originals the new overlays hide (a first merge: they sat on the host hierarchy).
+    let mut rest = Vec::new();
     for r in replaced {
         let _ = rustix::mount::unmount(
             proc_fd_path(r.old_top.as_fd()).as_str(),
             UnmountFlags::DETACH,
         );
+        rest.push(r);
+    }
+    for fd in hidden_submounts {
+        // (Those that were on an old overlay are gone with it: this fails harmlessly.)
+        let _ = rustix::mount::unmount(proc_fd_path(fd.as_fd()).as_str(), UnmountFlags::DETACH);
+    }
+    for r in rest {
+        if let Some(p) = &r.saved {
+            intent::drop_saved(p);
+        }
         if let Some(w) = &r.old_work_dir {
             let _ = remove_tree(root, w);
         }
@@ -1563,6 +1678,7 @@ pub fn detach_hierarchy(
     mounts: &MountTable,
     faults: &FaultInjector,
     kernel: Kernel,
+    intent: &intent::Intent,
     out: &mut Vec<Detached>,
 ) -> Result<()> {
     loop {
@@ -1615,6 +1731,18 @@ pub fn detach_hierarchy(
                 | OpenTreeFlags::AT_RECURSIVE,
         )
         .map_err(|e| Error::mount("unmount", &r.path, e))?;
+        // What is left to remove once the merge is gone, should this process not live
+        // to do it.
+        if intent.is_on() && (work_dir.is_some() || ephemeral.is_some()) {
+            let mut lines = String::new();
+            if let Some(w) = &work_dir {
+                lines.push_str(&format!("rmwork\t{w}\n"));
+            }
+            if let Some(e) = &ephemeral {
+                lines.push_str(&format!("rmeph\t{e}\n"));
+            }
+            intent.note(&lines);
+        }
         // The mounts on the merge go to the rescue directory before the merge goes.
         let submounts = rescue::stash(root, class, rel, submounts)
             .map_err(|e| Error::io("keep the mounts below", &r.path, e))?;
@@ -1701,7 +1829,8 @@ pub fn unmerge_hierarchy(
 ) -> Result<usize> {
     let mut d = Vec::new();
     let mounts = MountTable::default();
-    if let Err(e) = detach_hierarchy(root, class, rel, &mounts, faults, kernel, &mut d) {
+    let off = intent::Intent::off();
+    if let Err(e) = detach_hierarchy(root, class, rel, &mounts, faults, kernel, &off, &mut d) {
         restore(root, d);
         return Err(e);
     }
@@ -1745,15 +1874,36 @@ fn ephemeral_dir(
         std::process::id()
     ));
     let mk = |p: &std::path::Path| rustix::fs::mkdir(p, Mode::from_raw_mode(0o700));
+    let path = dir.to_string_lossy().into_owned();
+    // Noted (and journaled) before it exists.
+    journal.intent.note(&format!("eph\t{path}\n"));
+    journal.undo.push(Undo::Ephemeral(path.clone()));
     if mk(&dir).is_err() {
         return None;
     }
-    let path = dir.to_string_lossy().into_owned();
-    journal.undo.push(Undo::Ephemeral(path.clone()));
-    if mk(&dir.join("upper")).is_err() || mk(&dir.join("work")).is_err() {
-        return None;
-    }
-    Some(path)
+    // The upper layer lives on a tmpfs of its own, mounted on that directory: writes into
+    // the merged hierarchy fill it, not `/run`. It is made detached, with the upper and
+    // work dirs in it, and attached whole.
+    let tmpfs = (|| -> rustix::io::Result<OwnedFd> {
+        let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+        rustix::mount::fsconfig_set_string(&fs, "mode", "0700")?;
+        rustix::mount::fsconfig_create(&fs)?;
+        let m = rustix::mount::fsmount(
+            &fs,
+            FsMountFlags::FSMOUNT_CLOEXEC,
+            MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
+        )?;
+        rustix::fs::mkdirat(&m, "upper", Mode::from_raw_mode(0o700))?;
+        rustix::fs::mkdirat(&m, "work", Mode::from_raw_mode(0o700))?;
+        let d = rustix::fs::open(
+            &dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        attach(&m, d.as_fd())?;
+        Ok(m)
+    })();
+    tmpfs.ok().map(|_| path)
 }
 
 /// Remove an ephemeral dir (only below [`state::EPHEMERAL_DIR`]).
@@ -1772,6 +1922,17 @@ pub fn remove_ephemeral(path: &str) -> io::Result<()> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
+    // Its tmpfs first (the overlay using it holds its own reference).
+    if let Ok(d) = rustix::fs::openat(
+        &base,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        if state::is_mount_point(d.as_fd()) {
+            let _ = rustix::mount::unmount(proc_fd_path(d.as_fd()).as_str(), UnmountFlags::DETACH);
+        }
+    }
     remove_dir_tree_at(base.as_fd(), name)
 }
 

@@ -94,6 +94,12 @@ fn put(root: &Root, path: &std::path::Path, target: &str) -> bool {
     let Ok(t) = root.open_in(target, OFlags::PATH | OFlags::DIRECTORY) else {
         return false;
     };
+    // Put back already (a kill came after the copy was attached there and before the
+    // stashed one went): the same file system's root is mounted at the target.
+    if same_mount_root(t.as_fd(), path) {
+        drop_mount(path);
+        return true;
+    }
     let Ok(copy) = rustix::mount::open_tree(
         rustix::fs::CWD,
         path,
@@ -116,6 +122,25 @@ fn put(root: &Root, path: &std::path::Path, target: &str) -> bool {
     }
     drop_mount(path);
     true
+}
+
+/// Whether `t` is the root of a mount of the same file system and directory as the
+/// stashed mount at `path`.
+fn same_mount_root(t: rustix::fd::BorrowedFd<'_>, path: &std::path::Path) -> bool {
+    let Some(ts) = crate::state::dir_stat(t).filter(crate::state::is_mount_root) else {
+        return false;
+    };
+    let Ok(p) = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    crate::state::dir_stat(p.as_fd()).is_some_and(|ps| {
+        (ps.stx_dev_major, ps.stx_dev_minor, ps.stx_ino)
+            == (ts.stx_dev_major, ts.stx_dev_minor, ts.stx_ino)
+    })
 }
 
 /// Whether a stashed mount sits at `path`.
