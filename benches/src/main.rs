@@ -8,6 +8,8 @@
 //! `--profile lib|floor|floor-meta` runs only that tool's merge and unmerge `--reps` times
 //! (for `perf`);
 //! `--cold` adds a process run before each merge, as in the full run.
+//! `--intent-cost` measures the library with and without its intent record, side by side
+//! (ABBA order), and prints the ratio of the medians.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -637,6 +639,45 @@ fn main() {
         o.mutable = Some(MutableMode::Disabled);
         o.always_refresh = true;
         o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
+        if args.iter().any(|a| a == "--intent-cost") {
+            // The library with and without its intent record, side by side: ABBA order
+            // per repetition, merge and unmerge timed; medians and their ratio.
+            let mut with = o.clone();
+            with.intent_record = true;
+            let mut without = o;
+            without.intent_record = false;
+            let mut tools = [
+                Lib {
+                    ctx: Context::new(with).unwrap(),
+                },
+                Lib {
+                    ctx: Context::new(without).unwrap(),
+                },
+            ];
+            let mut merge: [Vec<Duration>; 2] = Default::default();
+            let mut both: [Vec<Duration>; 2] = Default::default();
+            for r in 0..reps {
+                let order = if r % 2 == 0 { [0, 1, 1, 0] } else { [1, 0, 0, 1] };
+                for &i in &order {
+                    let t0 = std::time::Instant::now();
+                    assert!(tools[i].merge(), "merge failed");
+                    let m = t0.elapsed();
+                    assert!(tools[i].unmerge(), "unmerge failed");
+                    merge[i].push(m);
+                    both[i].push(t0.elapsed());
+                }
+            }
+            let [mw, mo] = merge.map(|v| median(v).unwrap().as_secs_f64() * 1e6);
+            let [bw, bo] = both.map(|v| median(v).unwrap().as_secs_f64() * 1e6);
+            println!(
+                "{label}: merge {mw:.1} µs with the intent record, {mo:.1} µs without: {:.3}x; \
+                 merge+unmerge {bw:.1} / {bo:.1} µs: {:.3}x ({} runs each)",
+                mw / mo,
+                bw / bo,
+                2 * reps
+            );
+            continue;
+        }
         if let Some(which) = &profile {
             // `--profile lib|floor`: only that tool's merge and unmerge, `reps` times, for
             // `perf record`; prints the median merge time.

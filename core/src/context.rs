@@ -63,6 +63,11 @@ pub struct Options {
     /// machine, so its content comes from outside the root. On the host's own root they
     /// are always used, as systemd does. See SECURITY.md.
     pub allow_block_devices: bool,
+    /// Write the intent record that lets the next call repair a killed merge, refresh or
+    /// unmerge (default `true`). Only for measuring what it costs (`sysext-bench
+    /// --intent-cost`): without it, a killed call is not repaired.
+    #[doc(hidden)]
+    pub intent_record: bool,
     /// The kernel features the library may use (default: all the running kernel has).
     /// Taking one away forces its fallback, as on an older kernel (see [`crate::kernel`]).
     /// [`Options::new`] takes away those named in `LIBSYSEXT_KERNEL_DISABLE`
@@ -112,6 +117,7 @@ impl Options {
             always_refresh: false,
             no_reload: false,
             allow_block_devices: false,
+            intent_record: true,
             kernel: kernel_features_from_env(),
             compat: None,
             sink: Arc::new(NullSink),
@@ -870,6 +876,14 @@ impl Context {
         Some(r.verb)
     }
 
+    /// The lock file the intent record goes next to (`None`: no record).
+    fn intent_lock(&self) -> Option<&std::path::Path> {
+        self.lock_path
+            .get()
+            .filter(|_| self.opts.intent_record)
+            .map(|p| p.as_path())
+    }
+
     /// The intent record of a merge or refresh about to replace what `probed` found with
     /// `plan`: the old merges, and what of theirs goes once the new ones are in place.
     fn begin_intent(
@@ -900,7 +914,7 @@ impl Context {
                 }
             }
         }
-        exec::intent::Intent::begin(self.lock_path.get().map(|p| p.as_path()), verb, &lines)
+        exec::intent::Intent::begin(self.intent_lock(), verb, &lines)
     }
 
     fn unmerge_locked(&self) -> Result<Report> {
@@ -915,11 +929,7 @@ impl Context {
         for h in &self.hierarchies {
             lines.push_str(&format!("old\t{}\t0:0\n", h.relative()));
         }
-        let intent = exec::intent::Intent::begin(
-            self.lock_path.get().map(|p| p.as_path()),
-            "unmerge",
-            &lines,
-        );
+        let intent = exec::intent::Intent::begin(self.intent_lock(), "unmerge", &lines);
         let mut detached = Vec::new();
         let mounts = exec::MountTable::default();
         for h in &self.hierarchies {

@@ -21,14 +21,18 @@ Every kill point runs in its own `unshare -m --propagation private` namespace wi
 on /run and a tmpfs holding the root, so the host is never touched; loop devices that a
 kill leaks are detached at the end of the point.
 
-Usage: tests/crash/run.py [--full] [--bin PATH] [-j JOBS] [--verbs V,..] [--modes M,..]
-                          [--syscalls S,..] [--n N] [--disable FEATURES] [--progress]
+Usage: tests/crash/run.py [--full] [--sample D] [--bin PATH] [-j JOBS] [--verbs V,..]
+                          [--modes M,..] [--syscalls S,..] [--n N] [--disable FEATURES]
+                          [--progress]
+`--sample D` keeps a deterministic 1/D of the default points (by a hash of verb, mode,
+syscall and N; the test command runs `--sample 6`, about 150 points).
 A single point, printed in full: --verbs unmerge --modes yes --syscalls move_mount --n 3
 Exit status: 0 if every point passed, 1 otherwise.
 """
 
 import argparse
 import collections
+import zlib
 import json
 import os
 import re
@@ -356,6 +360,9 @@ def main():
                     help="without --full: N sampled this many times per syscall where a "
                          "verb makes more calls (mount calls), 2 for openat/write/unlinkat/flock")
     ap.add_argument("--n", type=int, help="only this N (a reproduction; prints each point in full)")
+    ap.add_argument("--sample", type=int, default=0,
+                    help="keep 1 in D of the points (deterministic), the clean runs' counts "
+                         "giving the points of each syscall")
     ap.add_argument("--progress", action="store_true", help="a line on stderr every 100 points")
     ap.add_argument("--list-failures", type=int, default=1000, help="failures printed in full")
     a = ap.parse_args()
@@ -411,6 +418,14 @@ def main():
                 out = []
                 if a.n:
                     return [point(v, m, s, a.n)]
+                if a.sample:
+                    if a.full or (s in MOUNT_CALLS and count <= a.max_points):
+                        ns = list(range(1, count + 1))
+                    else:
+                        ns = sample(count, a.max_points if s in MOUNT_CALLS else 2)
+                    keep = [n for n in ns
+                            if zlib.crc32(f"{v}/{m}/{s}/{n}".encode()) % a.sample == 0]
+                    return [point(v, m, s, n) for n in keep]
                 if a.full or (s in MOUNT_CALLS and count <= a.max_points):
                     n = 1
                     while True:

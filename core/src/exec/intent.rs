@@ -314,8 +314,15 @@ fn detach_hidden(root: &Root, rel: &str, dev: (u32, u32), subs: &[u64]) {
     let Ok(mounts) = crate::mountinfo::read_self() else {
         return;
     };
-    let alive: Vec<&crate::mountinfo::MountInfo> =
-        mounts.iter().filter(|m| subs.contains(&m.id)).collect();
+    // Mount ids can be reused once freed: only a mount below the hierarchy counts.
+    let Ok(Some(resolved)) = root.resolve(rel, OFlags::PATH | OFlags::DIRECTORY) else {
+        return;
+    };
+    let prefix = format!("{}/", root.host_path(&resolved.rel).to_string_lossy());
+    let alive: Vec<&crate::mountinfo::MountInfo> = mounts
+        .iter()
+        .filter(|m| subs.contains(&m.id) && m.mount_point.starts_with(&prefix))
+        .collect();
     if alive.is_empty() {
         return;
     }

@@ -1,0 +1,249 @@
+//! Root tests: interrupted operations (the CLI killed by `SYSEXT_FAULT_KILL` at every step)
+//! are reported by `status` and completed or undone by the next call; ephemeral upper
+//! layers live on a tmpfs of their own, not on `/run`.
+
+use sysext::{ImageClass, MutableMode};
+use sysext_tests::{isolated, TestRoot};
+
+/// Mounts at `rel` below the root (a hidden one counts too).
+fn mounts_at(r: &TestRoot, rel: &str) -> usize {
+    let p = r.p(rel);
+    let t = p.to_string_lossy();
+    sysext::mountinfo::read_self()
+        .unwrap()
+        .iter()
+        .filter(|m| m.mount_point == t)
+        .count()
+}
+
+fn submount(r: &TestRoot) {
+    r.mkdir("usr/share/sub");
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(r.p("usr/share/sub"))
+        .status()
+        .unwrap()
+        .success());
+    r.put("usr/share/sub/inside", "sub\n");
+}
+
+fn intent_files() -> usize {
+    std::fs::read_dir("/run/libsysext")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".intent"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Kill `verb` (CLI arguments) at every step; after each kill `status` reports the
+/// interrupted operation, the next call of `repair` repairs it, and `check` holds.
+fn kill_everywhere(
+    r: &TestRoot,
+    mode: MutableMode,
+    prepare: &dyn Fn(&sysext::Context),
+    verb: &[&str],
+    repair: &dyn Fn(&sysext::Context),
+    check: &dyn Fn(u64),
+) -> u64 {
+    let cli = sysext_tests::cli();
+    let mut kills = 0;
+    for n in 1.. {
+        let ctx = r.ctx(ImageClass::Sysext, mode);
+        prepare(&ctx);
+        let st = std::process::Command::new(&cli)
+            .arg(format!("--root={}", r.path.display()))
+            .arg(format!("--mutable={mode}"))
+            .args(["--no-reload"])
+            .args(verb)
+            .env("SYSEXT_FAULT_KILL", n.to_string())
+            .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        if st.success() {
+            repair(&ctx);
+            check(n);
+            break;
+        }
+        kills += 1;
+        // Every step is after the record was written: status reports it until repaired.
+        let rows = ctx.status().unwrap();
+        assert!(
+            rows.iter().all(|s| s.interrupted.as_deref() == Some(verb[0])),
+            "kill at step {n}: {rows:?}"
+        );
+        assert_eq!(ctx.interrupted().as_deref(), Some(verb[0]));
+        repair(&ctx);
+        assert_eq!(ctx.interrupted(), None, "kill at step {n}: repaired");
+        assert!(ctx.status().unwrap().iter().all(|s| s.interrupted.is_none()));
+        check(n);
+    }
+    assert_eq!(intent_files(), 0);
+    kills
+}
+
+fn one_merge_everywhere(r: &TestRoot, n: u64, names: &str) {
+    assert_eq!(r.overlays_at("usr"), 1, "kill at step {n}");
+    assert_eq!(r.overlays_at("opt"), 1, "kill at step {n}");
+    assert_eq!(mounts_at(r, "usr/share/sub"), 1, "kill at step {n}: sub-mount once");
+    assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"));
+    for h in ["usr", "opt"] {
+        assert_eq!(
+            r.read(&format!("{h}/.systemd-sysext/extensions")).as_deref(),
+            Some(names),
+            "kill at step {n}: /{h} has the same extensions as the other hierarchy"
+        );
+    }
+}
+
+#[test]
+fn a_killed_merge_is_undone_and_reported() {
+    if !isolated("a_killed_merge_is_undone_and_reported") {
+        return;
+    }
+    let r = TestRoot::new("killmerge");
+    r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
+    submount(&r);
+    for mode in [MutableMode::Disabled, MutableMode::Enabled, MutableMode::Ephemeral] {
+        let kills = kill_everywhere(
+            &r,
+            mode,
+            &|ctx| {
+                ctx.unmerge().unwrap();
+            },
+            &["merge"],
+            &|ctx| {
+                // The next merge undoes the half-made one first, then merges (or completes
+                // it, when the kill came after every overlay was in place).
+                match ctx.merge() {
+                    Ok(_) | Err(sysext::Error::AlreadyMerged { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            },
+            &|n| {
+                one_merge_everywhere(&r, n, "a\n");
+                assert_eq!(r.read("opt/a/f").as_deref(), Some("a\n"));
+            },
+        );
+        assert!(kills >= 5, "{mode}: killed at {kills} steps");
+        r.ctx(ImageClass::Sysext, mode).unmerge().unwrap();
+        assert_eq!(mounts_at(&r, "usr/share/sub"), 1);
+        let eph = std::fs::read_dir("/run/libsysext/ephemeral").map(|d| d.count());
+        assert!(matches!(eph, Ok(0) | Err(_)), "{mode}: no ephemeral dir left");
+        let mutable = std::fs::read_dir(r.p("var/lib/extensions.mutable"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with("-workdir"))
+                    .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(mutable, 0, "{mode}: no work dir left");
+    }
+}
+
+#[test]
+fn a_killed_refresh_leaves_every_hierarchy_consistent() {
+    if !isolated("a_killed_refresh_leaves_every_hierarchy_consistent") {
+        return;
+    }
+    let r = TestRoot::new("killrefresh");
+    r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
+    submount(&r);
+    let add = || r.sysext("c", &[("usr/bin/c", "c\n"), ("opt/c/f", "c\n")]);
+    let remove = || {
+        let _ = std::fs::remove_dir_all(r.p("var/lib/extensions/c"));
+    };
+    for mode in [MutableMode::Disabled, MutableMode::Ephemeral] {
+        kill_everywhere(
+            &r,
+            mode,
+            &|ctx| {
+                remove();
+                ctx.unmerge().unwrap();
+                ctx.merge().unwrap();
+                add();
+            },
+            &["refresh"],
+            &|ctx| {
+                // A call of another verb repairs too: status before, then a refresh.
+                ctx.refresh().unwrap();
+            },
+            &|n| one_merge_everywhere(&r, n, "a\nc\n"),
+        );
+        r.ctx(ImageClass::Sysext, mode).unmerge().unwrap();
+    }
+}
+
+#[test]
+fn a_killed_unmerge_is_completed_by_a_merge() {
+    if !isolated("a_killed_unmerge_is_completed_by_a_merge") {
+        return;
+    }
+    let r = TestRoot::new("killunmerge2");
+    r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
+    submount(&r);
+    kill_everywhere(
+        &r,
+        MutableMode::Enabled,
+        &|ctx| {
+            ctx.unmerge().unwrap();
+            ctx.merge().unwrap();
+        },
+        &["unmerge"],
+        &|ctx| {
+            // The merge first completes the unmerge (the hierarchies end unmerged), then
+            // merges anew.
+            ctx.merge().unwrap();
+        },
+        &|n| one_merge_everywhere(&r, n, "a\n"),
+    );
+    r.ctx(ImageClass::Sysext, MutableMode::Enabled).unmerge().unwrap();
+    let left: Vec<String> = std::fs::read_dir(r.p("var/lib/extensions.mutable"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.iter().all(|n| !n.ends_with("-workdir")), "{left:?}");
+}
+
+#[test]
+fn ephemeral_writes_fill_their_own_tmpfs_not_run() {
+    if !isolated("ephemeral_writes_fill_their_own_tmpfs_not_run") {
+        return;
+    }
+    // A small /run of our own (this namespace only).
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0755", "small-run", "/run"])
+        .status()
+        .unwrap()
+        .success());
+    let r = TestRoot::new("ephfill");
+    r.sysext("a", &[("usr/bin/a", "a\n")]);
+    let ctx = r.ctx(ImageClass::Sysext, MutableMode::Ephemeral);
+    ctx.merge().unwrap();
+    // 4 MiB into the merged /usr: four times what /run holds.
+    let chunk = vec![b'x'; 1 << 20];
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(r.p("usr/big")).unwrap();
+        for _ in 0..4 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    assert_eq!(std::fs::metadata(r.p("usr/big")).unwrap().len(), 4 << 20);
+    std::fs::write("/run/other.pid", "1\n").expect("/run stays writable");
+    // A selective merge keeps the upper layer (its tmpfs), with what was written.
+    r.sysext("b", &[("usr/bin/b", "b\n")]);
+    ctx.merge_names(&["b".to_string()]).unwrap();
+    assert_eq!(r.read("usr/bin/b").as_deref(), Some("b\n"));
+    assert_eq!(std::fs::metadata(r.p("usr/big")).unwrap().len(), 4 << 20);
+    std::fs::write("/run/other2.pid", "1\n").expect("/run stays writable");
+    ctx.unmerge().unwrap();
+    assert!(!r.p("usr/big").exists());
+    let left = std::fs::read_dir("/run/libsysext/ephemeral").unwrap().count();
+    assert_eq!(left, 0, "the ephemeral tmpfs and its dir are gone");
+}
