@@ -27,6 +27,16 @@ fn submount(r: &TestRoot) {
     r.put("usr/share/sub/inside", "sub\n");
 }
 
+/// A /run of this namespace's own (the lock dir, intent records and ephemeral dirs of
+/// other tests and users stay out of the counts).
+fn private_run(size: &str) {
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "test-run", "/run"])
+        .status()
+        .unwrap()
+        .success());
+}
+
 fn intent_files() -> usize {
     std::fs::read_dir("/run/libsysext")
         .map(|d| {
@@ -103,6 +113,7 @@ fn a_killed_merge_is_undone_and_reported() {
     if !isolated("a_killed_merge_is_undone_and_reported") {
         return;
     }
+    private_run("16m");
     let r = TestRoot::new("killmerge");
     r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
     submount(&r);
@@ -149,6 +160,7 @@ fn a_killed_refresh_leaves_every_hierarchy_consistent() {
     if !isolated("a_killed_refresh_leaves_every_hierarchy_consistent") {
         return;
     }
+    private_run("16m");
     let r = TestRoot::new("killrefresh");
     r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
     submount(&r);
@@ -182,6 +194,7 @@ fn a_killed_unmerge_is_completed_by_a_merge() {
     if !isolated("a_killed_unmerge_is_completed_by_a_merge") {
         return;
     }
+    private_run("16m");
     let r = TestRoot::new("killunmerge2");
     r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
     submount(&r);
@@ -215,11 +228,7 @@ fn ephemeral_writes_fill_their_own_tmpfs_not_run() {
         return;
     }
     // A small /run of our own (this namespace only).
-    assert!(std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m,mode=0755", "small-run", "/run"])
-        .status()
-        .unwrap()
-        .success());
+    private_run("1m");
     let r = TestRoot::new("ephfill");
     r.sysext("a", &[("usr/bin/a", "a\n")]);
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Ephemeral);
