@@ -504,6 +504,7 @@ fn build_with<'p>(
         let mut ephemeral_used: Option<String> = None;
         let mut upper_fd: Option<OwnedFd> = None;
         let mut work_fd: Option<OwnedFd> = None;
+        let mut eph_mount: Option<OwnedFd> = None;
         match &h.upper {
             None => {}
             Some(Upper::RoutingDir { path, rel, create }) => {
@@ -555,9 +556,20 @@ fn build_with<'p>(
                     Mode::empty(),
                 )
                 .map_err(io_at("open", &dir))?;
+                // Through a private clone of its tmpfs: a detached mount the staging
+                // thread of older kernels can take into its namespace (which was made
+                // before the tmpfs was attached, so it would not see it there).
+                let clone = rustix::mount::open_tree(
+                    &d,
+                    "",
+                    OpenTreeFlags::OPEN_TREE_CLONE
+                        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                        | OpenTreeFlags::AT_EMPTY_PATH,
+                )
+                .map_err(io_at("open", &dir))?;
                 let open = |p: &str| {
                     rustix::fs::openat(
-                        &d,
+                        &clone,
                         p,
                         OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                         Mode::empty(),
@@ -567,6 +579,7 @@ fn build_with<'p>(
                 upper_fd = Some(open("upper")?);
                 work_fd = Some(open("work")?);
                 ephemeral_used = Some(dir);
+                eph_mount = Some(clone);
             }
             Some(Upper::Ephemeral) => {
                 let base = format!("mh_workspace/{comp}");
@@ -829,6 +842,7 @@ fn build_with<'p>(
                         dot: info.dot_dir,
                         mounts: &mounts,
                         passed: &passed,
+                        eph: eph_mount.as_ref().map(|m| m.as_fd()),
                     },
                     &mut sources,
                     &write_meta,
@@ -865,6 +879,8 @@ struct StagedInputs<'x> {
     mounts: &'x MountTable,
     /// Detached mounts handed to the staging thread so far in this build.
     passed: &'x std::cell::RefCell<std::collections::HashSet<u64>>,
+    /// The private clone of the ephemeral tmpfs holding the upper and work dirs.
+    eph: Option<BorrowedFd<'x>>,
 }
 
 /// Build one overlay through the staging thread (kernels before 6.15): returns the detached
@@ -889,7 +905,12 @@ fn build_staged<'a>(
             .step("fsconfig lowerdir+")
             .map_err(|e| Error::mount("mount overlay on", target, e))?;
     }
-    let roots = detached_roots(s.ws, inputs, sources, h);
+    let mut roots = detached_roots(s.ws, inputs, sources, h);
+    if let Some(e) = s.eph {
+        if let Some(id) = state::mount_id(e) {
+            roots.push((id, id, e));
+        }
+    }
     let mut passed = s.passed.borrow_mut();
     let lower = fds
         .into_iter()
