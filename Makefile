@@ -98,7 +98,9 @@ install-init:
 	$(SUBST) init/libsysext-boot.in > $(DESTDIR)$(LIBEXECDIR)/libsysext/boot
 	chmod 0755 $(DESTDIR)$(LIBEXECDIR)/libsysext/boot
 	$(SUBST) init/systemd/libsysext.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/libsysext.service
-	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/libsysext.service
+	$(SUBST) init/systemd/libsysext-varlink@.service.in > $(DESTDIR)$(SYSTEMDUNITDIR)/libsysext-varlink@.service
+	$(INSTALL) -m 0644 init/systemd/libsysext-varlink.socket $(DESTDIR)$(SYSTEMDUNITDIR)/libsysext-varlink.socket
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/libsysext.service $(DESTDIR)$(SYSTEMDUNITDIR)/libsysext-varlink@.service
 	$(SUBST) init/openrc/libsysext.in > $(DESTDIR)$(OPENRCDIR)/libsysext
 	chmod 0755 $(DESTDIR)$(OPENRCDIR)/libsysext
 	$(INSTALL) -m 0644 init/openrc/libsysext.confd $(DESTDIR)$(OPENRCCONFDIR)/libsysext
@@ -122,6 +124,7 @@ uninstall:
 	    $(DESTDIR)$(ZSHCOMPLETIONDIR)/_sysext \
 	    $(DESTDIR)$(FISHCOMPLETIONDIR)/sysext.fish $(DESTDIR)$(FISHCOMPLETIONDIR)/confext.fish
 	rm -f $(DESTDIR)$(LIBEXECDIR)/libsysext/boot $(DESTDIR)$(SYSTEMDUNITDIR)/libsysext.service \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/libsysext-varlink.socket $(DESTDIR)$(SYSTEMDUNITDIR)/libsysext-varlink@.service \
 	    $(DESTDIR)$(OPENRCDIR)/libsysext $(DESTDIR)$(OPENRCCONFDIR)/libsysext
 	rm -rf $(DESTDIR)$(DOCDIR)
 	-rmdir $(DESTDIR)$(LIBEXECDIR)/libsysext
