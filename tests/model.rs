@@ -805,7 +805,7 @@ impl Model {
                 .map(|&h| StatusSnap {
                     hierarchy: format!("/{}", HIERS[h]),
                     extensions: self.merged[h].as_ref().map(|m| m.names.clone()),
-                    mutable: self.merged[h].as_ref().map(|m| m.mode.as_str().to_string()),
+                    mutable: self.merged[h].as_ref().map(|m| m.mode),
                 })
                 .collect();
             s.status.insert(format!("{c:?}"), st);
@@ -862,7 +862,7 @@ enum RoutingSnap {
 struct StatusSnap {
     hierarchy: String,
     extensions: Option<Vec<String>>,
-    mutable: Option<String>,
+    mutable: Option<MutableMode>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

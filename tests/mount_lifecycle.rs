@@ -127,7 +127,7 @@ fn selective_merge_and_unmerge_keep_the_others() {
         usr.extensions.as_deref(),
         Some(&["a".to_string(), "b".to_string()][..])
     );
-    assert_eq!(usr.mutable.as_deref(), Some("yes"));
+    assert_eq!(usr.mutable, Some(sysext::MutableMode::Enabled));
     let e = plain.merge_names(&["c".to_string()]).unwrap_err();
     assert!(e.to_string().contains("ID=fedora"), "{e}");
     let e = plain.merge_names(&["nope".to_string()]).unwrap_err();

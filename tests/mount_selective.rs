@@ -93,7 +93,7 @@ fn add_and_remove_single_extensions_in_every_mode() {
         }
         let st = plain.status().unwrap();
         let usr = st.iter().find(|s| s.hierarchy == "/usr").unwrap();
-        assert_eq!(usr.mutable.as_deref(), Some(mode.as_str()), "mode kept");
+        assert_eq!(usr.mutable, Some(mode), "mode kept");
         assert_eq!(
             usr.extensions.as_deref(),
             Some(&["a".to_string(), "b".to_string()][..])

@@ -107,8 +107,8 @@ impl Castable for sysext_image {
     type RustType = ImageData;
 }
 
-impl From<Vec<sysext::ListedImage>> for ImageListData {
-    fn from(images: Vec<sysext::ListedImage>) -> Self {
+impl From<Vec<sysext::Extension>> for ImageListData {
+    fn from(images: Vec<sysext::Extension>) -> Self {
         let items = images
             .into_iter()
             .map(|i| ImageData {

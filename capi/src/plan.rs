@@ -29,7 +29,7 @@ pub enum sysext_upper_kind {
     /// Nowhere: the overlay is read-only.
     None = 0,
     /// The write-routing directory (or the directory its symlink points to).
-    RoutingDir = 1,
+    MutableDir = 1,
     /// The write-routing directory, which the merge creates first (mode `yes`).
     RoutingDirCreated = 2,
     /// The hierarchy itself: the routing directory is a symlink to it, so writes land in the
@@ -135,12 +135,12 @@ impl From<&HierarchyPlan> for HierarchyPlanData {
     fn from(h: &HierarchyPlan) -> Self {
         let (upper_kind, upper_path) = match &h.upper {
             None => (sysext_upper_kind::None, None),
-            Some(Upper::RoutingDir {
+            Some(Upper::MutableDir {
                 path,
                 create: false,
                 ..
-            }) => (sysext_upper_kind::RoutingDir, Some(path)),
-            Some(Upper::RoutingDir {
+            }) => (sysext_upper_kind::MutableDir, Some(path)),
+            Some(Upper::MutableDir {
                 path, create: true, ..
             }) => (sysext_upper_kind::RoutingDirCreated, Some(path)),
             Some(Upper::Host { path, .. }) => (sysext_upper_kind::Base, Some(path)),

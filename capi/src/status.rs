@@ -60,7 +60,7 @@ impl From<Vec<sysext::HierarchyStatus>> for StatusData {
                     .map(cstring)
                     .collect(),
                 since_usec: s.since_usec.unwrap_or(0),
-                mutable: s.mutable.map(cstring),
+                mutable: s.mutable.map(|m| cstring(m.as_str())),
                 upper: s.upper.map(cstring),
             })
             .collect();

@@ -1,6 +1,6 @@
 //! Tables and JSON in systemd-sysext's formats.
 
-use sysext::{HierarchyStatus, ListedImage, PlanReport};
+use sysext::{HierarchyStatus, Extension, PlanReport};
 
 /// A tiny JSON value, enough for our output.
 #[derive(Debug, Clone)]
@@ -190,7 +190,7 @@ pub fn status(
                             "extensionList",
                             strs(r.extensions.as_deref().unwrap_or(&[])),
                         ),
-                        ("mutable", r.mutable.clone().map(J::Str).unwrap_or(J::Null)),
+                        ("mutable", r.mutable.map(|m| J::Str(m.to_string())).unwrap_or(J::Null)),
                         ("upper", r.upper.clone().map(J::Str).unwrap_or(J::Null)),
                     ];
                     // Only while an interrupted operation waits to be repaired.
@@ -220,7 +220,7 @@ pub fn status(
                     .unwrap_or_else(|| "-".into()),
                 match (&r.mutable, &r.upper) {
                     (Some(m), Some(u)) if u != "none" && u != "ephemeral" => format!("{m} ({u})"),
-                    (Some(m), _) => m.clone(),
+                    (Some(m), _) => m.to_string(),
                     _ => "-".into(),
                 },
             ]
@@ -234,7 +234,7 @@ pub fn status(
 }
 
 /// `list`.
-pub fn list(imgs: &[ListedImage], pretty: bool, json: bool, no_legend: bool) {
+pub fn list(imgs: &[Extension], pretty: bool, json: bool, no_legend: bool) {
     if json {
         let v = J::Arr(
             imgs.iter()
@@ -296,11 +296,11 @@ pub fn plan(p: &PlanReport, pretty: bool, json: bool) {
     let upper = |u: &Option<Upper>| match u {
         None => "none (read-only)".to_string(),
         Some(Upper::Ephemeral) => "ephemeral (tmpfs)".into(),
-        Some(Upper::Host { path, .. }) => format!("{path} (base)"),
-        Some(Upper::RoutingDir {
+        Some(Upper::Host { path, .. }) => format!("{path} (host)"),
+        Some(Upper::MutableDir {
             path, create: true, ..
         }) => format!("{path} (created)"),
-        Some(Upper::RoutingDir { path, .. }) => path.clone(),
+        Some(Upper::MutableDir { path, .. }) => path.clone(),
     };
     let work = |w: &Option<WorkDir>| match w {
         None => "-".to_string(),

@@ -196,7 +196,7 @@ impl ImageState {
 
 /// An image as listed by `list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ListedImage {
+pub struct Extension {
     /// Image name.
     pub name: String,
     /// Kind.
@@ -366,7 +366,7 @@ impl Context {
 
     /// Discover images (`list`), with what a merge would do to each. Needs no privilege
     /// for directory images.
-    pub fn list(&self) -> Result<Vec<ListedImage>> {
+    pub fn list(&self) -> Result<Vec<Extension>> {
         let class = self.opts.class;
         let found = discover::discover(&self.root, class, self.initrd())?;
         let merged: Vec<String> = self.current_merge().map(|(n, _)| n).unwrap_or_default();
@@ -385,7 +385,7 @@ impl Context {
             } else {
                 self.judge(&d, host.as_ref())
             };
-            v.push(ListedImage {
+            v.push(Extension {
                 name: d.name,
                 kind: d.kind,
                 path: d.path,
@@ -548,6 +548,7 @@ impl Context {
                     if state::is_ours_stat(r.fd.as_fd(), r.stat.as_ref(), &r.path, class)? {
                         return Err(Error::AlreadyMerged {
                             hierarchy: h.to_string(),
+                            path: r.path.clone(),
                         });
                     }
                 }
@@ -1083,7 +1084,7 @@ impl Context {
                 }
                 let c = hp.current.as_ref()?;
                 let n = c.note.as_ref()?;
-                if MutableMode::parse_systemd(&n.mutable).is_some_and(|m| m.is_ephemeral()) {
+                if n.mutable.is_ephemeral() {
                     n.ephemeral.clone()
                 } else {
                     None
@@ -1174,7 +1175,7 @@ impl Context {
                     }
                 }
                 if mode.is_none() {
-                    mode = st.mutable.as_deref().and_then(MutableMode::parse_systemd);
+                    mode = st.mutable;
                 }
             }
         }
@@ -1286,7 +1287,7 @@ impl Context {
                         hierarchy: h.to_string(),
                         extensions: Some(m.extensions),
                         since_usec: probe::mtime_usec(r.fd.as_fd()),
-                        mutable: note.as_ref().map(|n| n.mutable.clone()),
+                        mutable: note.as_ref().map(|n| n.mutable),
                         upper: note.map(|n| n.upper),
                         interrupted: interrupted.clone(),
                     });
@@ -1343,7 +1344,7 @@ fn fingerprint(plan: &Plan, trees: &[ImageTree], probed: &probe::Probed) -> u64 
         hp.target.hash(&mut h);
         hp.lower.hash(&mut h);
         match &hp.upper {
-            Some(plan::Upper::RoutingDir { path, rel, .. }) => (1u8, path, rel).hash(&mut h),
+            Some(plan::Upper::MutableDir { path, rel, .. }) => (1u8, path, rel).hash(&mut h),
             other => (0u8, other).hash(&mut h),
         }
         hp.work_dir.hash(&mut h);

@@ -73,6 +73,8 @@ pub enum Error {
     AlreadyMerged {
         /// The configured hierarchy (without the root prefix).
         hierarchy: String,
+        /// The merged hierarchy's path, root prefix included.
+        path: String,
     },
     /// The named extension is not part of the current merge.
     #[error("Extension '{name}' is not merged.")]
@@ -328,6 +330,34 @@ impl Error {
             Error::HierarchyCreate { path, .. } | Error::MetaDev { path, .. } => Some(path.clone()),
             Error::Image { image, .. } | Error::ImagePolicy { image, .. } => Some(image.clone()),
             Error::Busy { path } => Some(path.display().to_string()),
+            Error::AlreadyMerged { path, .. } => Some(path.clone()),
+            _ => None,
+        }
+    }
+
+    /// The hierarchy (as configured, `/usr`, without the root prefix) this error is
+    /// about, where it names one.
+    pub fn hierarchy(&self) -> Option<&str> {
+        match self {
+            Error::AlreadyMerged { hierarchy, .. }
+            | Error::MutableDirIsHierarchy { hierarchy }
+            | Error::WorkDirCrossDevice { hierarchy, .. }
+            | Error::TooManyLayers { hierarchy, .. }
+            | Error::LayerCountMismatch { hierarchy, .. } => Some(hierarchy),
+            _ => None,
+        }
+    }
+
+    /// The extension (image name) this error is about, where it names one.
+    pub fn extension(&self) -> Option<&str> {
+        match self {
+            Error::NotMerged { name }
+            | Error::Incompatible { name, .. }
+            | Error::NotFound { name }
+            | Error::Image { name, .. } => Some(name),
+            Error::Metadata { image, .. } | Error::HierarchyNotDirectory { image, .. } => {
+                Some(image)
+            }
             _ => None,
         }
     }

@@ -43,7 +43,7 @@ pub mod sys;
 pub mod version;
 
 pub use class::{ClassInfo, ImageClass};
-pub use context::{Context, ImageState, ListedImage, Options, PlanReport, Report, Skipped};
+pub use context::{Context, ImageState, Extension, Options, PlanReport, Report, Skipped};
 pub use discover::ImageKind;
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventSink, Level};

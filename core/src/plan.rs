@@ -36,7 +36,7 @@ pub struct DirInfo {
 
 /// What the write-routing dir `var/lib/extensions.mutable/<h>` resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RoutingDir {
+pub enum MutableDir {
     /// Nothing there.
     Missing,
     /// A symlink whose target does not exist under the root.
@@ -84,7 +84,7 @@ pub struct HierarchyInput {
     /// The routing dir as printed (`/sbv/var/lib/extensions.mutable/usr`).
     pub routing_path: String,
     /// What the routing dir resolves to.
-    pub routing: RoutingDir,
+    pub routing: MutableDir,
     /// For a routing dir that is a dangling symlink: the root-relative path it points at
     /// (resolved inside the root), which `--mutable=yes` creates where the level does so
     /// ([`Compat::creates_dangling_routing_target`]).
@@ -130,7 +130,7 @@ pub enum Layer {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Upper {
     /// The routing dir (or its target); `create` when `--mutable=yes` must create it.
-    RoutingDir {
+    MutableDir {
         /// Display path.
         path: String,
         /// Root-relative path.
@@ -150,11 +150,11 @@ pub enum Upper {
 }
 
 impl Upper {
-    /// Short description for status: the dir, `ephemeral` or `base`.
+    /// Short description for status: the dir, `ephemeral` or `host`.
     pub fn describe(&self) -> String {
         match self {
-            Upper::RoutingDir { path, .. } => path.clone(),
-            Upper::Host { .. } => "base".into(),
+            Upper::MutableDir { path, .. } => path.clone(),
+            Upper::Host { .. } => "host".into(),
             Upper::Ephemeral => "ephemeral".into(),
         }
     }
@@ -350,8 +350,8 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
         // 2. Mode check on the routing dir (auto, yes).
         if matches!(mode, MutableMode::Auto | MutableMode::Enabled) {
             let found = match &h.routing {
-                RoutingDir::Dir(d) => Some(d.mode & 0o777),
-                RoutingDir::NotDir { mode } => Some(mode & 0o777),
+                MutableDir::Dir(d) => Some(d.mode & 0o777),
+                MutableDir::NotDir { mode } => Some(mode & 0o777),
                 _ => None,
             };
             if let Some(m) = found {
@@ -371,13 +371,13 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
         let mut import = None;
         if mode.imports() {
             match &h.routing {
-                RoutingDir::Dir(d) if is_self(d) => {
+                MutableDir::Dir(d) if is_self(d) => {
                     return Err(Error::MutableDirIsHierarchy {
                         hierarchy: h.hierarchy.to_string(),
                     })
                 }
-                RoutingDir::Dir(d) => import = Some(d.clone()),
-                RoutingDir::NotDir { .. } => return Err(overlay_einval(h, "lower dir")),
+                MutableDir::Dir(d) => import = Some(d.clone()),
+                MutableDir::NotDir { .. } => return Err(overlay_einval(h, "lower dir")),
                 _ => {}
             }
         }
@@ -388,35 +388,35 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
             MutableMode::Disabled | MutableMode::Import => None,
             MutableMode::Ephemeral | MutableMode::EphemeralImport => Some(Upper::Ephemeral),
             MutableMode::Auto | MutableMode::Enabled => match &h.routing {
-                RoutingDir::Dir(d) if is_self(d) => {
+                MutableDir::Dir(d) if is_self(d) => {
                     upper_is_host = true;
                     Some(Upper::Host {
                         path: d.path.clone(),
                         rel: d.rel.clone(),
                     })
                 }
-                RoutingDir::Dir(d) => Some(Upper::RoutingDir {
+                MutableDir::Dir(d) => Some(Upper::MutableDir {
                     path: d.path.clone(),
                     rel: d.rel.clone(),
                     create: false,
                 }),
-                RoutingDir::NotDir { .. } if mode == MutableMode::Auto => {
+                MutableDir::NotDir { .. } if mode == MutableMode::Auto => {
                     return Err(overlay_einval(h, "upper dir"))
                 }
-                RoutingDir::Dangling
+                MutableDir::Dangling
                     if mode == MutableMode::Enabled
                         && inputs.compat.creates_dangling_routing_target()
                         && h.routing_target.is_some() =>
                 {
                     let rel = h.routing_target.clone().expect("checked");
                     let routing_rel = h.hierarchy.routing_dir();
-                    Some(Upper::RoutingDir {
+                    Some(Upper::MutableDir {
                         path: join_display(&h.routing_path, "", &rel, &routing_rel),
                         rel,
                         create: true,
                     })
                 }
-                RoutingDir::NotDir { .. } | RoutingDir::Dangling
+                MutableDir::NotDir { .. } | MutableDir::Dangling
                     if mode == MutableMode::Enabled =>
                 {
                     return Err(Error::MutableDirCreate {
@@ -424,7 +424,7 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                         source: io::Error::from_raw_os_error(libc::EEXIST),
                     })
                 }
-                RoutingDir::Missing if mode == MutableMode::Enabled => Some(Upper::RoutingDir {
+                MutableDir::Missing if mode == MutableMode::Enabled => Some(Upper::MutableDir {
                     path: h.routing_path.clone(),
                     rel: h.hierarchy.routing_dir(),
                     create: true,
@@ -437,9 +437,9 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
         let work_dir = match &upper {
             None => None,
             Some(Upper::Ephemeral) => Some(WorkDir::Ephemeral),
-            Some(Upper::RoutingDir { path, rel, create }) => {
+            Some(Upper::MutableDir { path, rel, create }) => {
                 if !create {
-                    if let RoutingDir::Dir(d) = &h.routing {
+                    if let MutableDir::Dir(d) = &h.routing {
                         check_upper(d, path, h)?;
                     }
                 }
@@ -535,7 +535,7 @@ mod tests {
         }
     }
 
-    fn inputs(mode: MutableMode, routing: RoutingDir) -> PlanInputs {
+    fn inputs(mode: MutableMode, routing: MutableDir) -> PlanInputs {
         PlanInputs {
             class: ImageClass::Sysext,
             mode,
@@ -565,15 +565,15 @@ mod tests {
                     path: "/R/opt".into(),
                     host: Some(dir("/R/opt", "opt", 0o755, 1, 11)),
                     routing_path: "/R/var/lib/extensions.mutable/opt".into(),
-                    routing: RoutingDir::Missing,
+                    routing: MutableDir::Missing,
                     routing_target: None,
                 },
             ],
         }
     }
 
-    fn routing_dir() -> RoutingDir {
-        RoutingDir::Dir(dir(
+    fn routing_dir() -> MutableDir {
+        MutableDir::Dir(dir(
             "/R/var/lib/extensions.mutable/usr",
             "var/lib/extensions.mutable/usr",
             0o755,
@@ -614,7 +614,7 @@ mod tests {
         let h = &p.hierarchies[0];
         assert!(matches!(
             &h.upper,
-            Some(Upper::RoutingDir { create: false, .. })
+            Some(Upper::MutableDir { create: false, .. })
         ));
         assert_eq!(
             h.work_dir,
@@ -628,18 +628,18 @@ mod tests {
             Some("var/lib/extensions.mutable/.systemd-usr-workdir")
         );
         assert!(!h.flags.read_only && h.flags.noatime);
-        let p = plan(&inputs(MutableMode::Auto, RoutingDir::Missing)).unwrap();
+        let p = plan(&inputs(MutableMode::Auto, MutableDir::Missing)).unwrap();
         assert!(p.hierarchies[0].upper.is_none());
     }
 
     #[test]
     fn yes_creates() {
-        let p = plan(&inputs(MutableMode::Enabled, RoutingDir::Missing)).unwrap();
+        let p = plan(&inputs(MutableMode::Enabled, MutableDir::Missing)).unwrap();
         assert!(matches!(
             &p.hierarchies[0].upper,
-            Some(Upper::RoutingDir { create: true, .. })
+            Some(Upper::MutableDir { create: true, .. })
         ));
-        let e = plan(&inputs(MutableMode::Enabled, RoutingDir::Dangling)).unwrap_err();
+        let e = plan(&inputs(MutableMode::Enabled, MutableDir::Dangling)).unwrap_err();
         assert_eq!(e.errno(), libc::EEXIST);
     }
 
@@ -654,7 +654,7 @@ mod tests {
         );
         d.mode = 0o700;
         for m in [MutableMode::Auto, MutableMode::Enabled] {
-            let e = plan(&inputs(m, RoutingDir::Dir(d.clone()))).unwrap_err();
+            let e = plan(&inputs(m, MutableDir::Dir(d.clone()))).unwrap_err();
             assert_eq!(e.to_string(), "Mutable directory '/R/var/lib/extensions.mutable/usr' has mode 0700, ought to have mode 0755");
         }
         for m in [
@@ -663,13 +663,13 @@ mod tests {
             MutableMode::Ephemeral,
             MutableMode::Disabled,
         ] {
-            assert!(plan(&inputs(m, RoutingDir::Dir(d.clone()))).is_ok(), "{m}");
+            assert!(plan(&inputs(m, MutableDir::Dir(d.clone()))).is_ok(), "{m}");
         }
     }
 
     #[test]
     fn symlink_trick() {
-        let selfdir = RoutingDir::Dir(dir("/R/usr", "usr", 0o755, 1, 10));
+        let selfdir = MutableDir::Dir(dir("/R/usr", "usr", 0o755, 1, 10));
         for m in [MutableMode::Auto, MutableMode::Enabled] {
             let p = plan(&inputs(m, selfdir.clone())).unwrap();
             let h = &p.hierarchies[0];
@@ -715,7 +715,7 @@ mod tests {
         );
         d.read_only = true;
         assert_eq!(
-            plan(&inputs(MutableMode::Auto, RoutingDir::Dir(d.clone())))
+            plan(&inputs(MutableMode::Auto, MutableDir::Dir(d.clone())))
                 .unwrap_err()
                 .errno(),
             libc::EROFS
@@ -723,7 +723,7 @@ mod tests {
         d.read_only = false;
         d.parent_dev = Some(2);
         assert_eq!(
-            plan(&inputs(MutableMode::Auto, RoutingDir::Dir(d)))
+            plan(&inputs(MutableMode::Auto, MutableDir::Dir(d)))
                 .unwrap_err()
                 .errno(),
             libc::EXDEV
@@ -732,7 +732,7 @@ mod tests {
 
     #[test]
     fn empty_host_is_not_a_layer() {
-        let mut i = inputs(MutableMode::Disabled, RoutingDir::Missing);
+        let mut i = inputs(MutableMode::Disabled, MutableDir::Missing);
         i.hierarchies[0].host.as_mut().unwrap().empty = true;
         let p = plan(&i).unwrap();
         assert!(!p.hierarchies[0]
@@ -747,7 +747,7 @@ mod tests {
 
     #[test]
     fn confext_flags() {
-        let mut i = inputs(MutableMode::Disabled, RoutingDir::Missing);
+        let mut i = inputs(MutableMode::Disabled, MutableDir::Missing);
         i.class = ImageClass::Confext;
         let p = plan(&i).unwrap();
         let f = p.hierarchies[0].flags;
@@ -758,7 +758,7 @@ mod tests {
 
     #[test]
     fn not_a_directory_is_fatal() {
-        let mut i = inputs(MutableMode::Disabled, RoutingDir::Missing);
+        let mut i = inputs(MutableMode::Disabled, MutableDir::Missing);
         i.extensions[0].layers[1] = ExtLayer::NotDirectory;
         assert_eq!(plan(&i).unwrap_err().errno(), libc::ENOTDIR);
     }

@@ -7,7 +7,7 @@ use crate::hierarchy::Hierarchy;
 use crate::kernel::{Kernel, KernelFeatures};
 use crate::mountinfo;
 use crate::mutable::MutableMode;
-use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, RoutingDir};
+use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, MutableDir};
 use crate::root::{dir_is_empty, open_beneath, open_beneath_with, Root};
 use crate::state;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -372,17 +372,17 @@ pub fn probe_hierarchy(
                     upper_checks,
                 )
                 .map_err(|e| Error::io("inspect", &r.path, e))?;
-                (RoutingDir::Dir(info), Some(r.fd))
+                (MutableDir::Dir(info), Some(r.fd))
             } else {
                 (
-                    RoutingDir::NotDir {
+                    MutableDir::NotDir {
                         mode: st.st_mode & 0o7777,
                     },
                     None,
                 )
             }
         }
-        Ok(None) if !routing => (RoutingDir::Missing, None),
+        Ok(None) if !routing => (MutableDir::Missing, None),
         Ok(None) => {
             // Distinguish "nothing there" from a dangling symlink (or a dangling parent).
             let exists = root.open_in(&drel, OFlags::PATH | OFlags::NOFOLLOW).is_ok();
@@ -394,12 +394,12 @@ pub fn probe_hierarchy(
                 if exists && !parent_dangles {
                     routing_target = dangling_target(root, &drel);
                 }
-                (RoutingDir::Dangling, None)
+                (MutableDir::Dangling, None)
             } else {
-                (RoutingDir::Missing, None)
+                (MutableDir::Missing, None)
             }
         }
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => (RoutingDir::Dangling, None),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => (MutableDir::Dangling, None),
         Err(e) => return Err(Error::io("resolve", &routing_path, e)),
     };
     Ok((

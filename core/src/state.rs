@@ -3,6 +3,7 @@
 use crate::class::ImageClass;
 use crate::error::{Error, Result};
 use crate::meta;
+use crate::mutable::MutableMode;
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{AtFlags, Statx, StatxFlags};
 
@@ -143,9 +144,9 @@ pub fn read_work_dir(fd: BorrowedFd<'_>, class: ImageClass) -> Option<String> {
 /// Merges made by systemd lack the file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Note {
-    /// `no`, `yes`, `auto`, …
-    pub mutable: String,
-    /// A directory, `ephemeral`, `base` or `none`.
+    /// The mutable mode of the merge.
+    pub mutable: MutableMode,
+    /// A directory, `ephemeral`, `host` (the hierarchy itself) or `none`.
     pub upper: String,
     /// Fingerprint of the merge inputs.
     pub fingerprint: Option<u64>,
@@ -172,10 +173,12 @@ impl Note {
         let mut have_mode = false;
         for line in text.lines() {
             if let Some(v) = line.strip_prefix("mutable=") {
-                n.mutable = v.to_string();
+                // A mode this version does not know makes the note unusable.
+                n.mutable = MutableMode::parse_systemd(v)?;
                 have_mode = true;
             } else if let Some(v) = line.strip_prefix("upper=") {
-                n.upper = v.to_string();
+                // Notes written before 0.2 call the hierarchy itself `base`.
+                n.upper = if v == "base" { "host".into() } else { v.to_string() };
             } else if let Some(v) = line.strip_prefix("fingerprint=") {
                 n.fingerprint = u64::from_str_radix(v, 16).ok();
             } else if let Some(v) = line.strip_prefix("ephemeral=") {
@@ -213,9 +216,10 @@ pub struct HierarchyStatus {
     pub extensions: Option<Vec<String>>,
     /// Modification time of the merged hierarchy, µs since the epoch.
     pub since_usec: Option<u64>,
-    /// Mutable mode in effect (`no`, `yes`, …), when known.
-    pub mutable: Option<String>,
-    /// Where writes go: a directory, `ephemeral`, `base`, or `none` (read-only).
+    /// Mutable mode in effect, when known (merges made by systemd do not record it).
+    pub mutable: Option<MutableMode>,
+    /// Where writes go: a directory, `ephemeral`, `host` (the hierarchy itself), or `none`
+    /// (read-only).
     pub upper: Option<String>,
     /// The verb (`merge`, `refresh`, `unmerge`) of an operation on this root that was
     /// interrupted (its process killed) and is not repaired yet; the next merge, refresh

@@ -6,7 +6,7 @@
 use sysext::compat::Match;
 use sysext::hierarchy::Hierarchy;
 use sysext::plan::{
-    plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, RoutingDir, Upper,
+    plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, MutableDir, Upper,
 };
 use sysext::{ImageClass, MutableMode};
 
@@ -77,7 +77,7 @@ fn mutants_match_display() {
 
 #[test]
 fn mutants_upper_describe() {
-    let r = Upper::RoutingDir {
+    let r = Upper::MutableDir {
         path: "/R/var/lib/extensions.mutable/usr".into(),
         rel: "x".into(),
         create: false,
@@ -89,7 +89,7 @@ fn mutants_upper_describe() {
             rel: "usr".into()
         }
         .describe(),
-        "base"
+        "host"
     );
     assert_eq!(Upper::Ephemeral.describe(), "ephemeral");
 }
@@ -125,7 +125,7 @@ fn inputs(mode: MutableMode) -> PlanInputs {
             path: "/R/usr".into(),
             host: Some(usr),
             routing_path: "/R/var/lib/extensions.mutable/usr".into(),
-            routing: RoutingDir::Dir(routing),
+            routing: MutableDir::Dir(routing),
             routing_target: None,
         }],
     }
@@ -145,7 +145,7 @@ fn mutants_plan_writable() {
 #[test]
 fn mutants_same_by_inode_and_by_path() {
     let mut i = inputs(Auto);
-    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else {
+    let MutableDir::Dir(d) = &mut i.hierarchies[0].routing else {
         unreachable!()
     };
     d.ino = 2;
@@ -154,17 +154,17 @@ fn mutants_same_by_inode_and_by_path() {
         Some(Upper::Host { .. })
     ));
     // Same inode number on another device: not the hierarchy.
-    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else {
+    let MutableDir::Dir(d) = &mut i.hierarchies[0].routing else {
         unreachable!()
     };
     d.dev = 7;
     d.parent_dev = Some(7);
     assert!(matches!(
         plan(&i).unwrap().hierarchies[0].upper,
-        Some(Upper::RoutingDir { .. })
+        Some(Upper::MutableDir { .. })
     ));
     // Same path, other inode: the hierarchy.
-    let RoutingDir::Dir(d) = &mut i.hierarchies[0].routing else {
+    let MutableDir::Dir(d) = &mut i.hierarchies[0].routing else {
         unreachable!()
     };
     d.path = "/R/usr".into();

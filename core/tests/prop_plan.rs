@@ -9,7 +9,7 @@ use proptest::test_runner::Config;
 use std::collections::BTreeSet;
 use sysext::hierarchy::Hierarchy;
 use sysext::plan::{
-    plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, Layer, Plan, PlanInputs, RoutingDir,
+    plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, Layer, Plan, PlanInputs, MutableDir,
     Upper, WorkDir,
 };
 use sysext::version::strverscmp_improved;
@@ -170,18 +170,18 @@ fn build(g: &Gen) -> PlanInputs {
         let routing_rel = h.routing_dir();
         let routing_path = format!("{ROOT}/{routing_rel}");
         let routing = match &hg.routing {
-            RoutingGen::Missing => RoutingDir::Missing,
-            RoutingGen::Dangling => RoutingDir::Dangling,
+            RoutingGen::Missing => MutableDir::Missing,
+            RoutingGen::Dangling => MutableDir::Dangling,
             RoutingGen::SelfDir { by_path } => match &host {
-                Some(d) if *by_path => RoutingDir::Dir(d.clone()),
+                Some(d) if *by_path => MutableDir::Dir(d.clone()),
                 // Same device and inode, seen under another path (a bind mount).
-                Some(d) => RoutingDir::Dir(DirInfo {
+                Some(d) => MutableDir::Dir(DirInfo {
                     path: format!("{ROOT}/bind/{rel}"),
                     rel: format!("bind/{rel}"),
                     ..d.clone()
                 }),
                 // Without a host the link dangles.
-                None => RoutingDir::Dangling,
+                None => MutableDir::Dangling,
             },
             RoutingGen::Other {
                 mode,
@@ -197,7 +197,7 @@ fn build(g: &Gen) -> PlanInputs {
                         format!("elsewhere/{}", h.as_component()),
                     )
                 };
-                RoutingDir::Dir(DirInfo {
+                MutableDir::Dir(DirInfo {
                     path: p,
                     rel: r,
                     mode: mode.unwrap_or(host_mode),
@@ -208,13 +208,13 @@ fn build(g: &Gen) -> PlanInputs {
                     parent_dev: Some(if *cross_dev { 3 } else { 1 }),
                 })
             }
-            RoutingGen::NotDir { mode } => RoutingDir::NotDir {
+            RoutingGen::NotDir { mode } => MutableDir::NotDir {
                 mode: mode.unwrap_or(host_mode),
             },
         };
         // A dangling link mostly names a target inside the root (which 262's `yes` creates).
         let routing_target = match (&routing, hg.idx % 2) {
-            (RoutingDir::Dangling, 0) => Some(format!("nonexistent/{}", h.as_component())),
+            (MutableDir::Dangling, 0) => Some(format!("nonexistent/{}", h.as_component())),
             _ => None,
         };
         hierarchies.push(HierarchyInput {
@@ -268,14 +268,14 @@ fn overlay_without_content(i: &PlanInputs, idx: usize) -> bool {
         return false;
     }
     let h = &i.hierarchies[idx];
-    let dir = matches!(h.routing, RoutingDir::Dir(_));
+    let dir = matches!(h.routing, MutableDir::Dir(_));
     let upper = match i.mode {
         Ephemeral | EphemeralImport => true,
         Disabled | Import => false,
         Auto => dir,
         Enabled => {
-            dir || matches!(h.routing, RoutingDir::Missing)
-                || (matches!(h.routing, RoutingDir::Dangling) && h.routing_target.is_some())
+            dir || matches!(h.routing, MutableDir::Missing)
+                || (matches!(h.routing, MutableDir::Dangling) && h.routing_target.is_some())
         }
     };
     let import = matches!(i.mode, Import | EphemeralImport) && dir;
@@ -310,8 +310,8 @@ fn oracle_errno(i: &PlanInputs) -> Result<(), i32> {
         let is_self = |d: &DirInfo| h.host.as_ref().is_some_and(|host| same(host, d));
         if matches!(mode, Auto | Enabled) {
             let m = match &h.routing {
-                RoutingDir::Dir(d) => Some(d.mode & 0o777),
-                RoutingDir::NotDir { mode } => Some(mode & 0o777),
+                MutableDir::Dir(d) => Some(d.mode & 0o777),
+                MutableDir::NotDir { mode } => Some(mode & 0o777),
                 _ => None,
             };
             if m.is_some_and(|m| m != hier_mode) {
@@ -320,19 +320,19 @@ fn oracle_errno(i: &PlanInputs) -> Result<(), i32> {
         }
         if matches!(mode, Import | EphemeralImport) {
             match &h.routing {
-                RoutingDir::Dir(d) if is_self(d) => return Err(libc::ELOOP),
-                RoutingDir::NotDir { .. } => return Err(libc::EINVAL),
+                MutableDir::Dir(d) if is_self(d) => return Err(libc::ELOOP),
+                MutableDir::NotDir { .. } => return Err(libc::EINVAL),
                 _ => {}
             }
         }
         let creates_target = i.compat == Compat::V262 && h.routing_target.is_some();
         match (mode, &h.routing) {
-            (Auto, RoutingDir::NotDir { .. }) => return Err(libc::EINVAL),
-            (Enabled, RoutingDir::Dangling) if creates_target => {}
-            (Enabled, RoutingDir::NotDir { .. } | RoutingDir::Dangling) => {
+            (Auto, MutableDir::NotDir { .. }) => return Err(libc::EINVAL),
+            (Enabled, MutableDir::Dangling) if creates_target => {}
+            (Enabled, MutableDir::NotDir { .. } | MutableDir::Dangling) => {
                 return Err(libc::EEXIST)
             }
-            (Auto | Enabled, RoutingDir::Dir(d)) => {
+            (Auto | Enabled, MutableDir::Dir(d)) => {
                 let upper = if is_self(d) {
                     h.host.as_ref().unwrap()
                 } else {
@@ -431,14 +431,14 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
         }
         prop_assert_eq!(&hp.meta.extensions, &names);
         // Which upper: the table.
-        let is_self = matches!(&h.routing, RoutingDir::Dir(d) if h.host.as_ref().is_some_and(|host| same(host, d)));
+        let is_self = matches!(&h.routing, MutableDir::Dir(d) if h.host.as_ref().is_some_and(|host| same(host, d)));
         let want_upper = match (i.mode, &h.routing) {
             (Disabled | Import, _) => "none",
             (Ephemeral | EphemeralImport, _) => "ephemeral",
-            (Auto | Enabled, RoutingDir::Dir(_)) if is_self => "host",
-            (Auto | Enabled, RoutingDir::Dir(_)) => "routing",
-            (Enabled, RoutingDir::Missing) => "create",
-            (Enabled, RoutingDir::Dangling)
+            (Auto | Enabled, MutableDir::Dir(_)) if is_self => "host",
+            (Auto | Enabled, MutableDir::Dir(_)) => "routing",
+            (Enabled, MutableDir::Missing) => "create",
+            (Enabled, MutableDir::Dangling)
                 if i.compat == Compat::V262 && h.routing_target.is_some() =>
             {
                 "create"
@@ -450,15 +450,15 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
             None => "none",
             Some(Upper::Ephemeral) => "ephemeral",
             Some(Upper::Host { .. }) => "host",
-            Some(Upper::RoutingDir { create: true, .. }) => "create",
-            Some(Upper::RoutingDir { create: false, .. }) => "routing",
+            Some(Upper::MutableDir { create: true, .. }) => "create",
+            Some(Upper::MutableDir { create: false, .. }) => "routing",
         };
         prop_assert_eq!(got_upper, want_upper);
         // Work dir beside the upper, named after the hierarchy.
         let wname = format!(".systemd-{}-workdir", h.hierarchy.as_component());
         match (&hp.upper, &hp.work_dir) {
             (
-                Some(Upper::RoutingDir { rel, path, .. } | Upper::Host { rel, path }),
+                Some(Upper::MutableDir { rel, path, .. } | Upper::Host { rel, path }),
                 Some(WorkDir::Beside { rel: w, path: wp }),
             ) => {
                 let parent = rel.rsplit_once('/').map(|(p, _)| p.to_string());
@@ -481,12 +481,12 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
         // resolved path, as systemd does (`upper_dir = resolved_mutable_directory`; the same
         // path as the host's unless the routing dir reaches it otherwise, e.g. a bind mount).
         if let Some(Upper::Host { rel, path }) = &hp.upper {
-            let RoutingDir::Dir(d) = &h.routing else {
+            let MutableDir::Dir(d) = &h.routing else {
                 unreachable!()
             };
             prop_assert_eq!((path, rel), (&d.path, &d.rel));
         }
-        if let Some(Upper::RoutingDir {
+        if let Some(Upper::MutableDir {
             create: true,
             rel,
             path,
@@ -502,7 +502,7 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
         }
         // Import layer just below meta, exactly in the import modes with a routing dir.
         let want_import =
-            matches!(i.mode, Import | EphemeralImport) && matches!(h.routing, RoutingDir::Dir(_));
+            matches!(i.mode, Import | EphemeralImport) && matches!(h.routing, MutableDir::Dir(_));
         let imports: Vec<usize> = hp
             .lower
             .iter()
@@ -646,7 +646,7 @@ proptest! {
             (Err(a), Ok(_)) => {
                 // Only a dangling routing link that 262's `yes` follows and creates.
                 let creates = old.mode == MutableMode::Enabled
-                    && old.hierarchies.iter().any(|h| matches!(h.routing, RoutingDir::Dangling) && h.routing_target.is_some());
+                    && old.hierarchies.iter().any(|h| matches!(h.routing, MutableDir::Dangling) && h.routing_target.is_some());
                 prop_assert!(creates, "257 fails ({}) where 262 plans", a)
             }
             (Ok(_), Err(b)) => prop_assert!(old.mode != MutableMode::Disabled, "262 fails in mode no: {}", b),
@@ -666,8 +666,8 @@ proptest! {
         let mut j = i.clone();
         for h in &mut j.hierarchies {
             match &mut h.routing {
-                RoutingDir::Dir(d) if h.host.as_ref().is_none_or(|host| !same(host, d)) => d.mode = m,
-                RoutingDir::NotDir { mode } => *mode = m,
+                MutableDir::Dir(d) if h.host.as_ref().is_none_or(|host| !same(host, d)) => d.mode = m,
+                MutableDir::NotDir { mode } => *mode = m,
                 _ => {}
             }
         }
@@ -698,7 +698,7 @@ fn too_many_layers() {
             path: "/R/usr".into(),
             host: None,
             routing_path: "/R/var/lib/extensions.mutable/usr".into(),
-            routing: RoutingDir::Missing,
+            routing: MutableDir::Missing,
             routing_target: None,
         }],
     };

@@ -35,40 +35,14 @@ fn errors_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
         .map(|m| m.bind(py))
 }
 
-/// The hierarchy an error is about, where it names one.
-fn hierarchy_of(e: &Error) -> Option<String> {
-    match e {
-        Error::AlreadyMerged { hierarchy }
-        | Error::MutableDirIsHierarchy { hierarchy }
-        | Error::WorkDirCrossDevice { hierarchy, .. }
-        | Error::TooManyLayers { hierarchy, .. }
-        | Error::LayerCountMismatch { hierarchy, .. } => Some(hierarchy.clone()),
-        _ => None,
-    }
-}
-
-/// The extension (image name) an error is about, where it names one.
-fn extension_of(e: &Error) -> Option<String> {
-    match e {
-        Error::NotMerged { name } | Error::Incompatible { name, .. } | Error::NotFound { name } => {
-            Some(name.clone())
-        }
-        Error::Metadata { image, .. } | Error::HierarchyNotDirectory { image, .. } => {
-            Some(image.clone())
-        }
-        Error::Image { name, .. } => Some(name.clone()),
-        _ => None,
-    }
-}
-
 /// Build the exception instance for a core error.
 fn exception<'py>(py: Python<'py>, e: &Error) -> PyResult<Bound<'py, PyAny>> {
     let cls = errors_module(py)?.getattr(class_name(e.kind()))?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("errno", e.errno())?;
     kwargs.set_item("path", e.path())?;
-    kwargs.set_item("hierarchy", hierarchy_of(e))?;
-    kwargs.set_item("extension", extension_of(e))?;
+    kwargs.set_item("hierarchy", e.hierarchy())?;
+    kwargs.set_item("extension", e.extension())?;
     cls.call((e.to_string(),), Some(&kwargs))
 }
 
@@ -122,6 +96,7 @@ pub(crate) fn error_sample<'py>(py: Python<'py>, variant: &str) -> PyResult<Boun
         },
         "AlreadyMerged" => Error::AlreadyMerged {
             hierarchy: "/usr".into(),
+            path: "/srv/root/usr".into(),
         },
         "NotMerged" => Error::NotMerged { name: "foo".into() },
         "NotPrivileged" => Error::NotPrivileged,

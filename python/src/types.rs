@@ -286,7 +286,7 @@ impl From<&HierarchyPlan> for PyHierarchyPlan {
     fn from(h: &HierarchyPlan) -> PyHierarchyPlan {
         let (upper_kind, upper_dir, create_upper) = match &h.upper {
             None => (None, None, false),
-            Some(Upper::RoutingDir { path, create, .. }) => {
+            Some(Upper::MutableDir { path, create, .. }) => {
                 (Some("routing"), Some(path.clone()), *create)
             }
             Some(Upper::Host { path, .. }) => (Some("base"), Some(path.clone()), false),
@@ -419,7 +419,7 @@ impl From<HierarchyStatus> for PyHierarchyStatus {
             hierarchy: s.hierarchy,
             extensions: s.extensions,
             since_usec: s.since_usec,
-            mutable: s.mutable,
+            mutable: s.mutable.map(|m| m.as_str().to_string()),
             upper: s.upper,
         }
     }

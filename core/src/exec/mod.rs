@@ -507,7 +507,7 @@ fn build_with<'p>(
         let mut eph_mount: Option<OwnedFd> = None;
         match &h.upper {
             None => {}
-            Some(Upper::RoutingDir { path, rel, create }) => {
+            Some(Upper::MutableDir { path, rel, create }) => {
                 if *create {
                     faults
                         .step("mkdir routing dir")
@@ -721,7 +721,7 @@ fn build_with<'p>(
                 )?;
             }
             let note = state::Note {
-                mutable: plan.mode.to_string(),
+                mutable: plan.mode,
                 upper: h
                     .upper
                     .as_ref()
@@ -2050,7 +2050,7 @@ pub fn read_to_string(fd: OwnedFd) -> io::Result<String> {
 mod tests {
     use super::*;
     use crate::hierarchy::Hierarchy;
-    use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, RoutingDir};
+    use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, MutableDir};
 
     fn one_hierarchy_plan() -> Plan {
         let host = DirInfo {
@@ -2077,7 +2077,7 @@ mod tests {
                 path: "/R/usr".into(),
                 host: Some(host),
                 routing_path: "/R/var/lib/extensions.mutable/usr".into(),
-                routing: RoutingDir::Missing,
+                routing: MutableDir::Missing,
                 routing_target: None,
             }],
         })
