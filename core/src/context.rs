@@ -153,9 +153,12 @@ pub struct Skipped {
 pub struct Report {
     /// Names of the merged extensions, ascending.
     pub merged: Vec<String>,
-    /// Hierarchies that got an overlay (paths as printed).
+    /// Hierarchies that got an overlay, as configured (`/usr`, without the root prefix).
     pub hierarchies: Vec<String>,
-    /// Hierarchies whose old merge was removed.
+    /// Where those overlays were mounted (root prefix included), in the same order as
+    /// [`Report::hierarchies`].
+    pub targets: Vec<String>,
+    /// Hierarchies whose old merge was removed, as configured (`/usr`).
     pub unmerged: Vec<String>,
     /// Images not used.
     pub skipped: Vec<Skipped>,
@@ -366,6 +369,28 @@ impl Context {
 
     /// Discover images (`list`), with what a merge would do to each. Needs no privilege
     /// for directory images.
+    ///
+    /// ```
+    /// # let root = std::env::temp_dir().join(format!("sysext-doc-{}-{}", std::process::id(), line!()));
+    /// # let _ = std::fs::remove_dir_all(&root);
+    /// # for (f, text) in [("usr/lib/os-release", "ID=debian\nVERSION_ID=12\n"),
+    /// #     ("var/lib/extensions/foo/usr/lib/extension-release.d/extension-release.foo", "ID=_any\n"),
+    /// #     ("var/lib/extensions/foo/usr/bin/foo", "foo\n")] {
+    /// #     let p = root.join(f);
+    /// #     std::fs::create_dir_all(p.parent().unwrap())?;
+    /// #     std::fs::write(p, text)?;
+    /// # }
+    /// # std::fs::create_dir_all(root.join("opt"))?;
+    /// use sysext::{Context, ImageClass, Options};
+    /// let mut opts = Options::new(ImageClass::Sysext);
+    /// opts.root = Some(root.display().to_string()); // a root holding the extension "foo"
+    /// let ctx = Context::new(opts)?;
+    /// let found = ctx.list()?;
+    /// assert_eq!(found.len(), 1);
+    /// assert_eq!((found[0].name.as_str(), found[0].state), ("foo", sysext::ImageState::WouldMerge));
+    /// # std::fs::remove_dir_all(&root)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn list(&self) -> Result<Vec<Extension>> {
         let class = self.opts.class;
         let found = discover::discover(&self.root, class, self.initrd())?;
@@ -779,6 +804,32 @@ impl Context {
     }
 
     /// What `merge` would do, without mounting anything and without privileges.
+    ///
+    /// ```
+    /// # let root = std::env::temp_dir().join(format!("sysext-doc-{}-{}", std::process::id(), line!()));
+    /// # let _ = std::fs::remove_dir_all(&root);
+    /// # for (f, text) in [("usr/lib/os-release", "ID=debian\nVERSION_ID=12\n"),
+    /// #     ("var/lib/extensions/foo/usr/lib/extension-release.d/extension-release.foo", "ID=_any\n"),
+    /// #     ("var/lib/extensions/foo/usr/bin/foo", "foo\n")] {
+    /// #     let p = root.join(f);
+    /// #     std::fs::create_dir_all(p.parent().unwrap())?;
+    /// #     std::fs::write(p, text)?;
+    /// # }
+    /// # std::fs::create_dir_all(root.join("opt"))?;
+    /// use sysext::{Context, ImageClass, Options};
+    /// let mut opts = Options::new(ImageClass::Sysext);
+    /// opts.root = Some(root.display().to_string()); // a root holding the extension "foo"
+    /// let ctx = Context::new(opts)?;
+    /// let report = ctx.plan()?;
+    /// assert_eq!(report.plan.extensions, ["foo"]);
+    /// let usr = &report.plan.hierarchies[0];
+    /// assert_eq!(usr.hierarchy.to_string(), "/usr");
+    /// use sysext::plan::Layer;
+    /// assert!(matches!(usr.lower[..], [Layer::Meta, Layer::Extension { .. }, Layer::Host(_)]));
+    /// assert!(usr.upper.is_none()); // read-only: the default mutable mode is "no"
+    /// # std::fs::remove_dir_all(&root)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn plan(&self) -> Result<PlanReport> {
         let g = self.gather(false, None)?;
         let probed = self.probe(self.mode, &g.trees, Vec::new())?;
@@ -803,6 +854,18 @@ impl Context {
     }
 
     /// Merge the extensions (`merge`). Fails if a hierarchy is already merged.
+    ///
+    /// ```no_run
+    /// use sysext::{Context, ImageClass, MutableMode, Options};
+    /// let mut opts = Options::new(ImageClass::Sysext);
+    /// opts.mutable = Some(MutableMode::Ephemeral);
+    /// let ctx = Context::new(opts)?; // the host's /usr and /opt; needs CAP_SYS_ADMIN
+    /// match ctx.merge() {
+    ///     Ok(report) => println!("merged {:?} onto {:?}", report.merged, report.hierarchies),
+    ///     Err(e) => eprintln!("{e} (hierarchy {:?}, extension {:?})", e.hierarchy(), e.extension()),
+    /// }
+    /// # Ok::<(), sysext::Error>(())
+    /// ```
     pub fn merge(&self) -> Result<Report> {
         self.require_privilege()?;
         let _lock = self.lock()?;
@@ -812,6 +875,16 @@ impl Context {
 
     /// Rebuild the merge from the current set of images (`refresh`), replacing the old
     /// overlays without a moment in which the hierarchy shows neither.
+    ///
+    /// ```no_run
+    /// use sysext::{Context, ImageClass, MutableMode, Options};
+    /// let mut opts = Options::new(ImageClass::Sysext);
+    /// opts.mutable = Some(MutableMode::Ephemeral);
+    /// let ctx = Context::new(opts)?; // the host's /usr and /opt; needs CAP_SYS_ADMIN
+    /// let report = ctx.refresh()?; // merges if nothing is merged; a no-op if nothing changed
+    /// println!("{:?} merged, {:?} unmerged", report.merged, report.unmerged);
+    /// # Ok::<(), sysext::Error>(())
+    /// ```
     pub fn refresh(&self) -> Result<Report> {
         self.require_privilege()?;
         let _lock = self.lock()?;
@@ -820,6 +893,18 @@ impl Context {
     }
 
     /// Remove the merge (`unmerge`).
+    ///
+    /// ```no_run
+    /// use sysext::{Context, ImageClass, MutableMode, Options};
+    /// let mut opts = Options::new(ImageClass::Sysext);
+    /// opts.mutable = Some(MutableMode::Ephemeral);
+    /// let ctx = Context::new(opts)?; // the host's /usr and /opt; needs CAP_SYS_ADMIN
+    /// let report = ctx.unmerge()?;
+    /// for h in &report.unmerged {
+    ///     println!("unmerged {h}"); // "/usr", as configured
+    /// }
+    /// # Ok::<(), sysext::Error>(())
+    /// ```
     pub fn unmerge(&self) -> Result<Report> {
         self.require_privilege()?;
         let _lock = self.lock()?;
@@ -951,8 +1036,21 @@ impl Context {
         }
         let r = exec::finish_unmerge(&self.root, detached, self.sink());
         intent.finish();
-        report.unmerged = r?;
+        report.unmerged = self.hierarchy_names(r?);
         Ok(report)
+    }
+
+    /// The configured hierarchies (`/usr`) of root-prefixed hierarchy paths.
+    fn hierarchy_names(&self, paths: Vec<String>) -> Vec<String> {
+        paths
+            .into_iter()
+            .map(|p| {
+                self.hierarchies
+                    .iter()
+                    .find(|h| self.root.display(h.relative()) == p)
+                    .map_or(p, |h| h.to_string())
+            })
+            .collect()
     }
 
     fn reload_wanted(&self) -> bool {
@@ -1118,6 +1216,8 @@ impl Context {
         let t3 = std::time::Instant::now();
         let mut probed = probed;
         let targets: Vec<String> = built.iter().map(|b| b.plan.target.clone()).collect();
+        let merged_hierarchies: Vec<String> =
+            built.iter().map(|b| b.plan.hierarchy.to_string()).collect();
         let (replaced, hidden_submounts) = match exec::publish(
             &self.root,
             built,
@@ -1137,7 +1237,8 @@ impl Context {
         // Every new overlay is in place: from here on, a kill is completed, not undone.
         journal.intent.note("commit\n");
         let intent = journal.commit();
-        report.hierarchies = targets;
+        report.hierarchies = merged_hierarchies;
+        report.targets = targets;
         phase("attaching", t3);
         exec::finish_replace(&self.root, replaced, hidden_submounts, self.sink());
         // Old merges on hierarchies that get no new overlay (publish took the others).
@@ -1156,7 +1257,7 @@ impl Context {
                 self.kernel(),
             )? > 0
             {
-                report.unmerged.push(self.root.display(h.relative()));
+                report.unmerged.push(h.to_string());
             }
         }
         intent.finish();
@@ -1260,6 +1361,30 @@ impl Context {
     }
 
     /// State of each configured hierarchy that exists (`status`), sorted by path.
+    ///
+    /// ```
+    /// # let root = std::env::temp_dir().join(format!("sysext-doc-{}-{}", std::process::id(), line!()));
+    /// # let _ = std::fs::remove_dir_all(&root);
+    /// # for (f, text) in [("usr/lib/os-release", "ID=debian\nVERSION_ID=12\n"),
+    /// #     ("var/lib/extensions/foo/usr/lib/extension-release.d/extension-release.foo", "ID=_any\n"),
+    /// #     ("var/lib/extensions/foo/usr/bin/foo", "foo\n")] {
+    /// #     let p = root.join(f);
+    /// #     std::fs::create_dir_all(p.parent().unwrap())?;
+    /// #     std::fs::write(p, text)?;
+    /// # }
+    /// # std::fs::create_dir_all(root.join("opt"))?;
+    /// use sysext::{Context, ImageClass, Options};
+    /// let mut opts = Options::new(ImageClass::Sysext);
+    /// opts.root = Some(root.display().to_string()); // a root holding the extension "foo"
+    /// let ctx = Context::new(opts)?;
+    /// for h in ctx.status()? {
+    ///     // Nothing is merged in this fresh root: /opt and /usr, both unmerged.
+    ///     assert!(h.extensions.is_none() && h.mutable.is_none());
+    /// }
+    /// assert_eq!(ctx.status()?.len(), 2);
+    /// # std::fs::remove_dir_all(&root)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn status(&self) -> Result<Vec<HierarchyStatus>> {
         let class = self.opts.class;
         let mut hs: Vec<&Hierarchy> = self.hierarchies.iter().collect();

@@ -16,6 +16,8 @@
 //! # Ok::<(), sysext::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod arch;
 pub mod class;
 pub mod compat;

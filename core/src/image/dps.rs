@@ -109,7 +109,10 @@ pub enum PartitionKind {
     /// A DPS type with a designator; `arch` is set for the architecture-specific ones
     /// (root, usr and their verity partitions).
     Dps {
+        /// What the partition is for.
         designator: PartitionDesignator,
+        /// The CPU architecture (systemd's name, `x86-64`, `arm64`, ...) of the
+        /// architecture-specific types; `None` for the others.
         arch: Option<&'static str>,
     },
     /// The generic "Linux filesystem data" type.

@@ -119,9 +119,11 @@ pub enum GptError {
 pub struct GptPartition {
     /// 1-based index in the entry array (the kernel's partition number).
     pub number: u32,
+    /// The partition type GUID (what the partition is for).
     pub type_guid: Guid,
     /// The unique partition GUID.
     pub uuid: Guid,
+    /// First sector (LBA) of the partition.
     pub first_lba: u64,
     /// Inclusive.
     pub last_lba: u64,
@@ -138,9 +140,13 @@ pub struct GptPartition {
 /// A validated GPT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GptTable {
+    /// Sector size in bytes (512 or 4096), as detected from the header's position.
     pub sector_size: u32,
+    /// The disk GUID.
     pub disk_guid: Guid,
+    /// First sector partitions may use.
     pub first_usable_lba: u64,
+    /// Last sector partitions may use (inclusive).
     pub last_usable_lba: u64,
     /// The used entries, in entry-array order.
     pub partitions: Vec<GptPartition>,
@@ -467,10 +473,13 @@ fn read_header_at(
 pub struct Part {
     /// Partition number (1-based).
     pub number: u32,
+    /// What its type GUID stands for.
     pub kind: PartitionKind,
     /// The architecture of an architecture-specific DPS type.
     pub arch: Option<&'static str>,
+    /// The unique partition GUID.
     pub uuid: Guid,
+    /// The partition name (label).
     pub label: String,
     /// Byte offset in the image.
     pub offset: u64,
@@ -520,10 +529,15 @@ pub struct Selection {
     /// The root partition. A lone generic Linux partition is used as root when no DPS root
     /// or usr partition exists (then `root == generic`).
     pub root: Option<Part>,
+    /// The usr partition.
     pub usr: Option<Part>,
+    /// The verity hash tree of the root partition.
     pub root_verity: Option<Part>,
+    /// The root hash signature of the root partition.
     pub root_verity_sig: Option<Part>,
+    /// The verity hash tree of the usr partition.
     pub usr_verity: Option<Part>,
+    /// The root hash signature of the usr partition.
     pub usr_verity_sig: Option<Part>,
     /// The generic Linux partition adopted as root, if that happened.
     pub generic: Option<Part>,
@@ -588,30 +602,46 @@ impl Selection {
 /// Why no usable set of partitions could be selected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectError {
+    /// A verity partition without the data partition it protects.
     #[error("a {designator} partition exists, but no matching {data} partition")]
     VerityWithoutData {
+        /// The verity partition found.
         designator: PartitionDesignator,
+        /// The data partition missing.
         data: PartitionDesignator,
     },
+    /// A signature partition without the verity partition it signs.
     #[error("a {designator} partition exists, but no matching verity partition")]
-    SignatureWithoutVerity { designator: PartitionDesignator },
+    SignatureWithoutVerity {
+        /// The signature partition found.
+        designator: PartitionDesignator,
+    },
+    /// The root and usr partitions are for different CPU architectures.
     #[error(
         "the root partition ({root}) and the usr partition ({usr}) are for different architectures"
     )]
     ArchitectureMismatch {
+        /// The root partition's architecture.
         root: &'static str,
+        /// The usr partition's architecture.
         usr: &'static str,
     },
+    /// Several generic Linux partitions, none of them designated.
     #[error("more than one generic Linux partition and no root or usr partition")]
     MultipleGeneric,
+    /// Neither a root nor a usr partition.
     #[error("no root or usr partition found")]
     NoRootOrUsr,
+    /// Verity partitions for both root and usr.
     #[error("verity partitions for both root and usr found")]
     MultipleVerity,
+    /// A verity-protected root next to a usr partition.
     #[error("a verity-protected root partition cannot be combined with a usr partition")]
     VerityRootWithUsr,
+    /// No partition that can be used at all.
     #[error("no usable partition found")]
     NoPartitions,
+    /// The partitions do not satisfy the image policy.
     #[error(transparent)]
     Policy(#[from] PolicyViolation),
 }
@@ -927,11 +957,17 @@ pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selecti
 /// A partition for [`GptBuilder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuilderPartition {
+    /// The partition type GUID.
     pub type_guid: Guid,
+    /// The unique partition GUID.
     pub uuid: Guid,
+    /// First sector.
     pub first_lba: u64,
+    /// Last sector (inclusive).
     pub last_lba: u64,
+    /// Attribute bits.
     pub flags: u64,
+    /// The partition name (label).
     pub name: String,
     /// Written at the partition's start (truncated to the partition size).
     pub contents: Vec<u8>,
@@ -942,9 +978,13 @@ pub struct BuilderPartition {
 /// tables (overlaps, out-of-range entries) can be written on purpose.
 #[derive(Debug, Clone)]
 pub struct GptBuilder {
+    /// Sector size in bytes.
     pub sector_size: u32,
+    /// Size of the disk image in bytes.
     pub disk_size: u64,
+    /// The disk GUID.
     pub disk_guid: Guid,
+    /// The partitions, in entry-array order.
     pub partitions: Vec<BuilderPartition>,
     /// Where [`GptBuilder::append`] places the next partition.
     next_lba: u64,

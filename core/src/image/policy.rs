@@ -27,18 +27,31 @@ use bitflags::bitflags;
 /// independent of the CPU architecture. The order is the one used when printing policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PartitionDesignator {
+    /// The root file system partition.
     Root,
+    /// The `/usr` partition.
     Usr,
+    /// The `/home` partition.
     Home,
+    /// The `/srv` partition.
     Srv,
+    /// The EFI system partition.
     Esp,
+    /// The extended boot loader partition.
     Xbootldr,
+    /// A swap partition.
     Swap,
+    /// The verity hash tree of the root partition.
     RootVerity,
+    /// The verity hash tree of the usr partition.
     UsrVerity,
+    /// The signature of the root partition's verity root hash.
     RootVeritySig,
+    /// The signature of the usr partition's verity root hash.
     UsrVeritySig,
+    /// The `/var/tmp` partition.
     Tmp,
+    /// The `/var` partition.
     Var,
 }
 
@@ -344,11 +357,13 @@ pub enum PolicyViolation {
     /// The partition's protection level is not among the allowed ones.
     #[error("partition '{designator}' was found {found}, but image policy '{policy}' allows only {allowed}")]
     Protection {
+        /// The partition.
         designator: PartitionDesignator,
         /// What was found, as policy flag words (e.g. `unprotected`, `encrypted+unprotected`).
         found: String,
         /// What the policy allows for this partition, as policy flag words.
         allowed: String,
+        /// The policy, as given.
         policy: String,
     },
     /// The partition exists, but the policy says it must be absent.
@@ -356,16 +371,22 @@ pub enum PolicyViolation {
         "partition '{designator}' exists, but image policy '{policy}' requires it to be absent"
     )]
     MustBeAbsent {
+        /// The partition.
         designator: PartitionDesignator,
+        /// The policy, as given.
         policy: String,
     },
     /// A GPT partition flag (`read-only` or `growfs`) has the wrong state.
     #[error("partition '{designator}' has the GPT '{flag}' flag {}, but image policy '{policy}' requires it {}",
             on_off(*is_set), on_off(!*is_set))]
     PartitionFlag {
+        /// The partition.
         designator: PartitionDesignator,
+        /// The flag: `read-only` or `growfs`.
         flag: &'static str,
+        /// Whether the partition has the flag set.
         is_set: bool,
+        /// The policy, as given.
         policy: String,
     },
 }
@@ -408,7 +429,9 @@ pub enum PolicyParseErrorKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid image policy '{policy}': {}", describe(kind))]
 pub struct PolicyParseError {
+    /// The policy string, as given.
     pub policy: String,
+    /// What is wrong with it.
     pub kind: PolicyParseErrorKind,
 }
 

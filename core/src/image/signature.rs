@@ -68,8 +68,10 @@ mod oid {
 /// Why a verity signature is not accepted (or a certificate not loaded).
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
+    /// The PKCS#7 (CMS) signature does not parse (the reason).
     #[error("malformed PKCS#7 signature: {0}")]
     MalformedCms(String),
+    /// The signature uses an algorithm that is not supported.
     #[error("unsupported {kind} algorithm {oid} in verity signature")]
     UnsupportedAlgorithm {
         /// `digest`, `signature`, `public key` or `elliptic curve`.
@@ -77,27 +79,57 @@ pub enum SignatureError {
         /// The dotted OID.
         oid: String,
     },
+    /// No trusted certificate is installed.
     #[error("no trusted verity certificates are installed (looked for *.crt in {})", TRUST_DIRS.join(", "))]
     NoTrustedCertificates,
+    /// No trusted certificate is the signer's.
     #[error(
         "no trusted certificate matches the signer ({signer}); {trusted} trusted certificate(s) checked"
     )]
-    NoMatchingCertificate { signer: String, trusted: usize },
+    NoMatchingCertificate {
+        /// The signer (issuer and serial number).
+        signer: String,
+        /// How many trusted certificates were checked.
+        trusted: usize,
+    },
+    /// The signature's `certificateFingerprint` names no trusted certificate.
     #[error("certificateFingerprint {0} names no trusted certificate")]
     FingerprintNotTrusted(String),
+    /// The signer is not the certificate the fingerprint names.
     #[error("the signer ({signer}) is not the certificate named by certificateFingerprint {fingerprint}")]
-    FingerprintMismatch { signer: String, fingerprint: String },
+    FingerprintMismatch {
+        /// The signer (issuer and serial number).
+        signer: String,
+        /// The fingerprint given.
+        fingerprint: String,
+    },
+    /// The signed root hash is not the image's.
     #[error(
         "root hash mismatch: the signature partition names {signed}, the image uses {expected}"
     )]
-    RootHashMismatch { signed: String, expected: String },
+    RootHashMismatch {
+        /// The root hash in the signature partition (hex).
+        signed: String,
+        /// The root hash the image uses (hex).
+        expected: String,
+    },
+    /// The signature does not verify (the reason).
     #[error("bad signature: {0}")]
     BadSignature(String),
+    /// A trusted certificate file cannot be used.
     #[error("certificate {path}: {reason}")]
-    BadCertificate { path: PathBuf, reason: String },
+    BadCertificate {
+        /// The certificate file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file could not be read.
     #[error("reading {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: io::Error,
     },

@@ -12,9 +12,13 @@ use std::os::unix::fs::FileExt;
 /// The file system types an extension image may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FsType {
+    /// EROFS.
     Erofs,
+    /// SquashFS.
     Squashfs,
+    /// ext4 (also ext2 and ext3 superblocks).
     Ext4,
+    /// Btrfs.
     Btrfs,
 }
 

@@ -28,30 +28,59 @@ const MAX_SALT: usize = 256;
 /// Verification failures.
 #[derive(Debug, thiserror::Error)]
 pub enum VerityError {
+    /// Reading the data or hash area failed.
     #[error("I/O error during verity verification: {0}")]
     Io(#[from] io::Error),
+    /// The verity superblock is malformed (the reason).
     #[error("invalid verity superblock: {0}")]
     BadSuperblock(String),
+    /// The hash algorithm named by the superblock is not supported.
     #[error("unsupported verity hash algorithm '{0}'")]
     UnsupportedAlgorithm(String),
+    /// The data area is smaller than the hash tree covers.
     #[error(
         "data area too small: the hash tree covers {needed} bytes, only {available} available"
     )]
-    DataTooSmall { needed: u64, available: u64 },
+    DataTooSmall {
+        /// Bytes the hash tree covers.
+        needed: u64,
+        /// Bytes there are.
+        available: u64,
+    },
+    /// The hash area ends before the hash tree does.
     #[error("hash area is truncated: block {block} of the hash tree is missing")]
-    HashAreaTruncated { block: u64 },
+    HashAreaTruncated {
+        /// The first missing hash block.
+        block: u64,
+    },
+    /// The root hash has the wrong length for the algorithm.
     #[error("root hash has {got} bytes, the {algorithm} digest has {expected}")]
     RootHashLength {
+        /// The hash algorithm.
         algorithm: String,
+        /// Its digest length in bytes.
         expected: usize,
+        /// The root hash's length in bytes.
         got: usize,
     },
+    /// The top of the hash tree does not match the root hash.
     #[error("root hash mismatch: the top of the hash tree does not match the root hash")]
     RootHashMismatch,
+    /// A data block does not match its hash.
     #[error("verity mismatch: data block {block} does not match its hash")]
-    DataBlockMismatch { block: u64 },
+    DataBlockMismatch {
+        /// The data block's index.
+        block: u64,
+    },
+    /// A hash block does not match its hash one level up.
     #[error("verity mismatch: hash block {block} of tree level {level} does not match its hash")]
-    HashBlockMismatch { level: usize, block: u64 },
+    HashBlockMismatch {
+        /// The tree level (0: the hashes of the data blocks).
+        level: usize,
+        /// The block's index within its level.
+        block: u64,
+    },
+    /// The signature data (JSON, base64, hex) is malformed.
     #[error("invalid verity signature data: {0}")]
     BadSignature(String),
 }
@@ -59,9 +88,13 @@ pub enum VerityError {
 /// A supported hash algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HashAlgorithm {
+    /// SHA-224.
     Sha224,
+    /// SHA-256 (veritysetup's default).
     Sha256,
+    /// SHA-384.
     Sha384,
+    /// SHA-512.
     Sha512,
 }
 
@@ -77,6 +110,7 @@ impl HashAlgorithm {
         })
     }
 
+    /// The name used in the superblock (`sha256`, …).
     pub fn name(self) -> &'static str {
         match self {
             HashAlgorithm::Sha224 => "sha224",
@@ -120,13 +154,17 @@ pub struct VeritySuperblock {
     pub version: u32,
     /// Hash format: 1 normal, 0 Chrome OS.
     pub hash_type: u32,
+    /// The UUID of the hash device.
     pub uuid: Guid,
     /// Hash algorithm name, e.g. `sha256`.
     pub algorithm: String,
+    /// Size of a data block in bytes.
     pub data_block_size: u32,
+    /// Size of a hash block in bytes.
     pub hash_block_size: u32,
     /// Number of data blocks the tree covers.
     pub data_blocks: u64,
+    /// The salt hashed before each block.
     pub salt: Vec<u8>,
 }
 
@@ -483,10 +521,15 @@ pub fn verify_with_superblock(
 /// Parameters for [`format`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatParams {
+    /// The hash algorithm.
     pub algorithm: HashAlgorithm,
+    /// Size of a data block in bytes.
     pub data_block_size: u32,
+    /// Size of a hash block in bytes.
     pub hash_block_size: u32,
+    /// The salt.
     pub salt: Vec<u8>,
+    /// The UUID written to the superblock.
     pub uuid: Guid,
     /// 1 (normal) or 0 (Chrome OS).
     pub hash_type: u32,

@@ -136,7 +136,9 @@ impl LoopOptions {
 /// The kernel's view of a bound loop device (`LOOP_GET_STATUS64`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoopStatus {
+    /// The loop device's number (`/dev/loopN`).
     pub number: u32,
+    /// Byte offset into the backing file.
     pub offset: u64,
     /// 0: up to the end of the backing file.
     pub size_limit: u64,
@@ -144,6 +146,7 @@ pub struct LoopStatus {
     pub flags: u32,
     /// Device and inode number of the backing file.
     pub backing_device: u64,
+    /// Inode number of the backing file.
     pub backing_inode: u64,
     /// The name given at setup (at most 63 bytes, informational only).
     pub file_name: String,
