@@ -7,10 +7,15 @@
  *  - Fallible functions return 0 on success (never positive) or a negative errno
  *    (-EBUSY, -ENOENT, ...), like libmount and sd-*. Their last parameter,
  *    `sysext_error **ret_error`, may be NULL; otherwise it receives a detailed error
- *    (message, errno, kind, path) on failure only, to be freed with sysext_error_free().
+ *    (message, errno, kind, path, hierarchy, extension) on failure only, to be freed
+ *    with sysext_error_free().
+ *  - As with GLib's GError, `*ret_error` must be NULL on entry. A call given a
+ *    `*ret_error` that still holds an error does nothing and returns -EINVAL, leaving
+ *    that error untouched (it is never overwritten, so it cannot leak): free it and
+ *    reset the variable to NULL before reusing it.
  *  - Other out-parameters are written only on success.
  *  - Handles are opaque. Each has exactly one _free() function, which accepts NULL.
- *    Items obtained from a list (sysext_image, sysext_hierarchy_plan,
+ *    Items obtained from a list (sysext_extension, sysext_hierarchy_plan,
  *    sysext_hierarchy_status) belong to the list and are never freed alone.
  *  - A returned `const char *` stays valid until the handle it came from is freed; never
  *    free() it. Strings passed in are copied before the call returns.
@@ -21,13 +26,18 @@
  *    log callback of sysext_options_set_log_callback().
  *  - Thread safety: functions taking a const handle may be called from several threads at
  *    once on the same handle; functions taking a non-const handle (setters, _free) need
- *    exclusive access to it.
+ *    exclusive access to it. The verbs (merge, refresh, unmerge, ...) take a
+ *    `const sysext_context *` on purpose: they change the mount table and files below the
+ *    root, never the context object, which holds only the options and the open root; and
+ *    they may be called from several threads at once (a lock file serializes them).
+ *  - Cleanup: every handle type has a static inline sysext_TYPE_freep(sysext_TYPE **)
+ *    for GCC's and Clang's __attribute__((cleanup)), in the style of sd-bus's _unrefp():
+ *        __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
  *  - Merging, unmerging and refreshing need CAP_SYS_ADMIN; listing, planning and status
  *    do not.
  *  - There is no ABI promise before 1.0: an incompatible change bumps the SONAME
  *    (libsysext.so.0).
  */
-
 #ifndef SYSEXT_H
 #define SYSEXT_H
 
@@ -71,7 +81,7 @@ typedef enum sysext_image_class {
 /**
  * Whether and how merged hierarchies are writable (systemd's `--mutable=`).
  *
- * The write-routing directory of a hierarchy is `/var/lib/extensions.mutable/<hierarchy>`
+ * The mutable directory of a hierarchy is `/var/lib/extensions.mutable/<hierarchy>`
  * below the root (`usr`, `opt`, `etc`, `usr.local`, ...). If it is a symlink to the
  * hierarchy itself (`var/lib/extensions.mutable/usr -> /usr`), writes in modes `ENABLED`
  * and `AUTO` land in the base hierarchy.
@@ -82,15 +92,15 @@ typedef enum sysext_mutable_mode {
    */
   SYSEXT_MUTABLE_MODE_DISABLED = 0,
   /**
-   * `yes`: the write-routing directory is created if missing and used as the upper dir.
+   * `yes`: the mutable directory is created if missing and used as the upper dir.
    */
   SYSEXT_MUTABLE_MODE_ENABLED = 1,
   /**
-   * `auto`: the write-routing directory is the upper dir if it exists; read-only otherwise.
+   * `auto`: the mutable directory is the upper dir if it exists; read-only otherwise.
    */
   SYSEXT_MUTABLE_MODE_AUTO = 2,
   /**
-   * `import`: the write-routing directory is a read-only layer above the extensions.
+   * `import`: the mutable directory is a read-only layer above the extensions.
    */
   SYSEXT_MUTABLE_MODE_IMPORT = 3,
   /**
@@ -98,7 +108,7 @@ typedef enum sysext_mutable_mode {
    */
   SYSEXT_MUTABLE_MODE_EPHEMERAL = 4,
   /**
-   * `ephemeral-import`: `ephemeral` plus the write-routing directory as a read-only layer.
+   * `ephemeral-import`: `ephemeral` plus the mutable directory as a read-only layer.
    */
   SYSEXT_MUTABLE_MODE_EPHEMERAL_IMPORT = 5,
 } sysext_mutable_mode;
@@ -131,7 +141,7 @@ typedef enum sysext_error_kind {
    */
   SYSEXT_ERROR_KIND_INCOMPATIBLE_EXTENSION = 4,
   /**
-   * The write-routing directory (`/var/lib/extensions.mutable/...`) cannot be used as requested.
+   * The mutable directory (`/var/lib/extensions.mutable/...`) cannot be used as requested.
    */
   SYSEXT_ERROR_KIND_MUTABLE_DIR = 5,
   /**
@@ -196,7 +206,7 @@ typedef enum sysext_image_kind {
 } sysext_image_kind;
 
 /**
- * What a merge would do with an image (`sysext_image_get_state()`).
+ * What a merge would do with an image (`sysext_extension_get_state()`).
  *
  * Values are never reused; new states may be added, so handle unknown values.
  */
@@ -237,7 +247,7 @@ typedef enum sysext_layer_kind {
    */
   SYSEXT_LAYER_KIND_META = 0,
   /**
-   * The write-routing directory, imported read-only (modes `import`, `ephemeral-import`).
+   * The mutable directory, imported read-only (modes `import`, `ephemeral-import`).
    */
   SYSEXT_LAYER_KIND_IMPORT = 1,
   /**
@@ -259,18 +269,19 @@ typedef enum sysext_upper_kind {
    */
   SYSEXT_UPPER_KIND_NONE = 0,
   /**
-   * The write-routing directory (or the directory its symlink points to).
+   * The hierarchy's mutable directory, `/var/lib/extensions.mutable/<hierarchy>` (or
+   * the directory its symlink points to).
    */
-  SYSEXT_UPPER_KIND_ROUTING_DIR = 1,
+  SYSEXT_UPPER_KIND_MUTABLE_DIR = 1,
   /**
-   * The write-routing directory, which the merge creates first (mode `yes`).
+   * The mutable directory, which the merge creates first (mode `yes`).
    */
-  SYSEXT_UPPER_KIND_ROUTING_DIR_CREATED = 2,
+  SYSEXT_UPPER_KIND_MUTABLE_DIR_CREATED = 2,
   /**
-   * The hierarchy itself: the routing directory is a symlink to it, so writes land in the
-   * base (e.g. `var/lib/extensions.mutable/usr -> /usr`).
+   * The host hierarchy itself: the mutable directory is a symlink to it, so writes land
+   * in the host's files (e.g. `var/lib/extensions.mutable/usr -> /usr`).
    */
-  SYSEXT_UPPER_KIND_BASE = 3,
+  SYSEXT_UPPER_KIND_HOST = 3,
   /**
    * A private tmpfs whose contents vanish on unmerge.
    */
@@ -312,12 +323,33 @@ typedef enum sysext_log_level {
 typedef struct sysext_context sysext_context;
 
 /**
- * A detailed error: message, errno, kind and the path it is about.
+ * A detailed error: message, errno, kind, and the path, hierarchy and extension it is
+ * about.
  *
  * Returned through the optional last parameter `sysext_error **ret_error` of fallible
- * functions, only when they fail; free it with `sysext_error_free()`.
+ * functions, only when they fail; free it with `sysext_error_free()` (or declare the
+ * variable with `__attribute__((cleanup(sysext_error_freep)))`).
+ *
+ * As with GLib's `GError **`, `*ret_error` must be NULL on entry: a call given a
+ * `*ret_error` that still holds an error does nothing and returns `-EINVAL`, leaving that
+ * error in place (never overwritten, never leaked). Free an error and reset the
+ * variable to NULL before passing it again.
  */
 typedef struct sysext_error sysext_error;
+
+/**
+ * One extension image of a `sysext_extension_list`; it belongs to the list (never freed alone).
+ */
+typedef struct sysext_extension sysext_extension;
+
+/**
+ * The extension images found by `sysext_context_list()`, sorted by name.
+ *
+ * Freed by `sysext_extension_list_free()`, which also invalidates its items.
+ *
+ * Thread safety: a list is immutable; its getters may be called from several threads at once.
+ */
+typedef struct sysext_extension_list sysext_extension_list;
 
 /**
  * The overlay planned for one hierarchy; it belongs to its `sysext_plan`.
@@ -328,20 +360,6 @@ typedef struct sysext_hierarchy_plan sysext_hierarchy_plan;
  * The state of one hierarchy; it belongs to its `sysext_status` (never freed alone).
  */
 typedef struct sysext_hierarchy_status sysext_hierarchy_status;
-
-/**
- * One extension image of a `sysext_image_list`; it belongs to the list (never freed alone).
- */
-typedef struct sysext_image sysext_image;
-
-/**
- * The extension images found by `sysext_context_list()`, sorted by name.
- *
- * Freed by `sysext_image_list_free()`, which also invalidates its items.
- *
- * Thread safety: a list is immutable; its getters may be called from several threads at once.
- */
-typedef struct sysext_image_list sysext_image_list;
 
 /**
  * Settings for `sysext_context_new()`: image class, root, mutable mode, log callback, ...
@@ -515,7 +533,7 @@ const char *sysext_context_get_hierarchy(const struct sysext_context *context, s
  * state `SYSEXT_IMAGE_STATE_UNKNOWN`).
  *
  * On success stores the list in `*ret_list` and returns 0; free it with
- * `sysext_image_list_free()`. Fails with a negative errno if the search directories
+ * `sysext_extension_list_free()`. Fails with a negative errno if the search directories
  * cannot be read.
  *
  * # Safety
@@ -525,7 +543,7 @@ const char *sysext_context_get_hierarchy(const struct sysext_context *context, s
  * Thread safety: may be called from several threads at once on the same context.
  */
 int sysext_context_list(const struct sysext_context *context,
-                        struct sysext_image_list **ret_list,
+                        struct sysext_extension_list **ret_list,
                         struct sysext_error **ret_error);
 
 /**
@@ -535,7 +553,7 @@ int sysext_context_list(const struct sysext_context *context,
  *
  * On success stores the plan in `*ret_plan` and returns 0; free it with
  * `sysext_plan_free()`. Fails with the error the merge would fail with (e.g. `-EINVAL`
- * for a write-routing directory whose mode differs from the hierarchy's).
+ * for a mutable directory whose mode differs from the hierarchy's).
  *
  * # Safety
  * `context` is NULL or a live context; `ret_plan` is NULL or valid for writing a
@@ -709,6 +727,34 @@ enum sysext_error_kind sysext_error_get_kind(const struct sysext_error *error);
 const char *sysext_error_get_path(const struct sysext_error *error);
 
 /**
+ * The hierarchy the error is about, as configured (`"/usr"`, without the root prefix;
+ * the root-prefixed path is `sysext_error_get_path()` where it names the hierarchy),
+ * or NULL when it names none: set for `SYSEXT_ERROR_KIND_ALREADY_MERGED` and the
+ * mutable directory, work dir and layer-count errors of one hierarchy. Valid until the
+ * error is freed.
+ *
+ * # Safety
+ * `error` is NULL or a live `sysext_error`.
+ *
+ * Thread safety: may be called from any thread, concurrently with other getters.
+ */
+const char *sysext_error_get_hierarchy(const struct sysext_error *error);
+
+/**
+ * The extension (image name, `"foo"` for `foo.raw`) the error is about, or NULL when
+ * it names none: set for `SYSEXT_ERROR_KIND_NOT_MERGED`,
+ * `SYSEXT_ERROR_KIND_INCOMPATIBLE_EXTENSION`, an unknown name given to
+ * `sysext_context_merge_names()`, `SYSEXT_ERROR_KIND_IMAGE` and a bad release file of
+ * an image. Valid until the error is freed.
+ *
+ * # Safety
+ * `error` is NULL or a live `sysext_error`.
+ *
+ * Thread safety: may be called from any thread, concurrently with other getters.
+ */
+const char *sysext_error_get_extension(const struct sysext_error *error);
+
+/**
  * Free an error. NULL is allowed and does nothing.
  *
  * # Safety
@@ -722,23 +768,23 @@ void sysext_error_free(struct sysext_error *error);
  * The number of images in the list; 0 if `list` is NULL.
  *
  * # Safety
- * `list` is NULL or a live `sysext_image_list`.
+ * `list` is NULL or a live `sysext_extension_list`.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-size_t sysext_image_list_count(const struct sysext_image_list *list);
+size_t sysext_extension_list_count(const struct sysext_extension_list *list);
 
 /**
  * The `index`-th image, or NULL if `list` is NULL or `index` is out of range.
  * The image is valid until the list is freed.
  *
  * # Safety
- * `list` is NULL or a live `sysext_image_list`.
+ * `list` is NULL or a live `sysext_extension_list`.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-const struct sysext_image *sysext_image_list_get(const struct sysext_image_list *list,
-                                                 size_t index);
+const struct sysext_extension *sysext_extension_list_get(const struct sysext_extension_list *list,
+                                                         size_t index);
 
 /**
  * Free a list and its images. NULL is allowed and does nothing.
@@ -749,60 +795,60 @@ const struct sysext_image *sysext_image_list_get(const struct sysext_image_list 
  *
  * Thread safety: needs exclusive access to `list`.
  */
-void sysext_image_list_free(struct sysext_image_list *list);
+void sysext_extension_list_free(struct sysext_extension_list *list);
 
 /**
  * The image's name (file name without `.raw`/`.sysext`/`.confext` suffixes), or NULL if
  * `image` is NULL. Valid until the list is freed.
  *
  * # Safety
- * `image` is NULL or an image of a live `sysext_image_list`.
+ * `image` is NULL or an image of a live `sysext_extension_list`.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-const char *sysext_image_get_name(const struct sysext_image *image);
+const char *sysext_extension_get_name(const struct sysext_extension *image);
 
 /**
  * What the image is on disk; `SYSEXT_IMAGE_KIND_DIRECTORY` if `image` is NULL.
  *
  * # Safety
- * `image` is NULL or an image of a live `sysext_image_list`.
+ * `image` is NULL or an image of a live `sysext_extension_list`.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-enum sysext_image_kind sysext_image_get_kind(const struct sysext_image *image);
+enum sysext_image_kind sysext_extension_get_kind(const struct sysext_extension *image);
 
 /**
  * The image's path (root prefix included), or NULL if `image` is NULL. Valid until the
  * list is freed.
  *
  * # Safety
- * `image` is NULL or an image of a live `sysext_image_list`.
+ * `image` is NULL or an image of a live `sysext_extension_list`.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-const char *sysext_image_get_path(const struct sysext_image *image);
+const char *sysext_extension_get_path(const struct sysext_extension *image);
 
 /**
  * The image's time in microseconds since the epoch: the modification time of a file, the birth
  * time of a directory (0 if unknown, or if `image` is NULL).
  *
  * # Safety
- * `image` is NULL or an image of a live `sysext_image_list`.
+ * `image` is NULL or an image of a live `sysext_extension_list`.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-uint64_t sysext_image_get_time_usec(const struct sysext_image *image);
+uint64_t sysext_extension_get_time_usec(const struct sysext_extension *image);
 
 /**
  * What a merge would do with the image; `SYSEXT_IMAGE_STATE_UNKNOWN` if `image` is NULL.
  *
  * # Safety
- * `image` is NULL or an image of a live `sysext_image_list`.
+ * `image` is NULL or an image of a live `sysext_extension_list`.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-enum sysext_image_state sysext_image_get_state(const struct sysext_image *image);
+enum sysext_image_state sysext_extension_get_state(const struct sysext_extension *image);
 
 /**
  * Why a merge would not use this image, naming the field and values involved (e.g.
@@ -811,32 +857,32 @@ enum sysext_image_state sysext_image_get_state(const struct sysext_image *image)
  * Valid until the list is freed.
  *
  * # Safety
- * `image` is NULL or an image of a live `sysext_image_list`.
+ * `image` is NULL or an image of a live `sysext_extension_list`.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-const char *sysext_image_get_skipped_reason(const struct sysext_image *image);
+const char *sysext_extension_get_reason(const struct sysext_extension *image);
 
 /**
  * The number of lower-precedence images of the same name that this one shadows.
  *
  * # Safety
- * `image` is NULL or an image of a live `sysext_image_list`.
+ * `image` is NULL or an image of a live `sysext_extension_list`.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-size_t sysext_image_shadows_count(const struct sysext_image *image);
+size_t sysext_extension_shadows_count(const struct sysext_extension *image);
 
 /**
  * The path of the `index`-th shadowed image, or NULL if `image` is NULL or `index` is
  * out of range. Valid until the list is freed.
  *
  * # Safety
- * `image` is NULL or an image of a live `sysext_image_list`.
+ * `image` is NULL or an image of a live `sysext_extension_list`.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-const char *sysext_image_get_shadow(const struct sysext_image *image, size_t index);
+const char *sysext_extension_get_shadow(const struct sysext_extension *image, size_t index);
 
 /**
  * The name of an image kind (`"directory"`, `"subvolume"`, `"raw"`, `"block"`, as in
@@ -1300,7 +1346,7 @@ const char *sysext_hierarchy_plan_get_target(const struct sysext_hierarchy_plan 
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-bool sysext_hierarchy_plan_creates_target(const struct sysext_hierarchy_plan *hierarchy);
+bool sysext_hierarchy_plan_get_create_target(const struct sysext_hierarchy_plan *hierarchy);
 
 /**
  * The number of lower layers.
@@ -1372,7 +1418,7 @@ enum sysext_upper_kind sysext_hierarchy_plan_get_upper_kind(const struct sysext_
 
 /**
  * The upper layer, described as `sysext_hierarchy_status_get_upper()` will show it after
- * the merge: its directory, `"base"` or `"ephemeral"`; NULL for a read-only overlay.
+ * the merge: its directory, `"host"` or `"ephemeral"`; NULL for a read-only overlay.
  *
  * # Safety
  * `hierarchy` is NULL or an item of a live `sysext_plan`.
@@ -1382,8 +1428,8 @@ enum sysext_upper_kind sysext_hierarchy_plan_get_upper_kind(const struct sysext_
 const char *sysext_hierarchy_plan_get_upper(const struct sysext_hierarchy_plan *hierarchy);
 
 /**
- * The upper directory (root prefix included) for `SYSEXT_UPPER_KIND_ROUTING_DIR`,
- * `_ROUTING_DIR_CREATED` and `_BASE`; NULL otherwise.
+ * The upper directory (root prefix included) for `SYSEXT_UPPER_KIND_MUTABLE_DIR`,
+ * `_MUTABLE_DIR_CREATED` and `_HOST`; NULL otherwise.
  *
  * # Safety
  * `hierarchy` is NULL or an item of a live `sysext_plan`.
@@ -1401,7 +1447,7 @@ const char *sysext_hierarchy_plan_get_upper_path(const struct sysext_hierarchy_p
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-const char *sysext_hierarchy_plan_get_workdir(const struct sysext_hierarchy_plan *hierarchy);
+const char *sysext_hierarchy_plan_get_work_dir(const struct sysext_hierarchy_plan *hierarchy);
 
 /**
  * Whether the overlay would be mounted read-only (no upper layer).
@@ -1469,8 +1515,9 @@ const char *sysext_report_get_merged(const struct sysext_report *report, size_t 
 size_t sysext_report_hierarchies_count(const struct sysext_report *report);
 
 /**
- * The path (root prefix included) of the `index`-th hierarchy that got an overlay, or
- * NULL if `report` is NULL or `index` is out of range. Valid until the report is freed.
+ * The `index`-th hierarchy that got an overlay, as configured (`"/usr"`, without the
+ * root prefix; `sysext_report_get_target()` gives the mount point), or NULL if `report`
+ * is NULL or `index` is out of range. Valid until the report is freed.
  *
  * # Safety
  * `report` is NULL or a live `sysext_report`.
@@ -1478,6 +1525,19 @@ size_t sysext_report_hierarchies_count(const struct sysext_report *report);
  * Thread safety: may be called from several threads at once on the same handle.
  */
 const char *sysext_report_get_hierarchy(const struct sysext_report *report, size_t index);
+
+/**
+ * Where the `index`-th overlay of `sysext_report_get_hierarchy()` was mounted (the
+ * hierarchy with the root prefix, `"/srv/root/usr"`), or NULL if `report` is NULL or
+ * `index` is out of range (there are `sysext_report_hierarchies_count()` of them).
+ * Valid until the report is freed.
+ *
+ * # Safety
+ * `report` is NULL or a live `sysext_report`.
+ *
+ * Thread safety: may be called from several threads at once on the same handle.
+ */
+const char *sysext_report_get_target(const struct sysext_report *report, size_t index);
 
 /**
  * The number of hierarchies whose previous merge was removed.
@@ -1492,7 +1552,7 @@ const char *sysext_report_get_hierarchy(const struct sysext_report *report, size
 size_t sysext_report_unmerged_count(const struct sysext_report *report);
 
 /**
- * The path of the `index`-th hierarchy whose previous merge was removed, or NULL if
+ * The `index`-th hierarchy whose previous merge was removed, as configured (`"/usr"`), or NULL if
  * `report` is NULL or `index` is out of range. Valid until the report is freed.
  *
  * # Safety
@@ -1659,7 +1719,7 @@ uint64_t sysext_hierarchy_status_get_since_usec(const struct sysext_hierarchy_st
 const char *sysext_hierarchy_status_get_mutable_mode(const struct sysext_hierarchy_status *status);
 
 /**
- * Where writes to the merged hierarchy go: a directory, `"base"` (the hierarchy itself,
+ * Where writes to the merged hierarchy go: a directory, `"host"` (the hierarchy itself,
  * through the symlink trick), `"ephemeral"` (a tmpfs) or `"none"` (read-only); NULL
  * when not merged or unknown.
  *
@@ -1673,5 +1733,31 @@ const char *sysext_hierarchy_status_get_upper(const struct sysext_hierarchy_stat
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
+
+/*
+ * Cleanup helpers for __attribute__((cleanup(...))) (GCC, Clang), in the style of sd-bus's
+ * _unrefp()/_freep(): each frees *p (NULL allowed) when the variable goes out of scope.
+ *
+ *     __attribute__((cleanup(sysext_context_freep))) sysext_context *ctx = NULL;
+ *     __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
+ *     if (sysext_context_new(options, &ctx, &err) < 0)
+ *             return fprintf(stderr, "%s\n", sysext_error_get_message(err)), 1;
+ *
+ * Thread safety: as the _free() function they call.
+ */
+/** Free `*p` with `sysext_options_free()`; for `__attribute__((cleanup(sysext_options_freep)))`. */
+static inline void sysext_options_freep(sysext_options **p) { if (p) sysext_options_free(*p); }
+/** Free `*p` with `sysext_context_free()`; for `__attribute__((cleanup(sysext_context_freep)))`. */
+static inline void sysext_context_freep(sysext_context **p) { if (p) sysext_context_free(*p); }
+/** Free `*p` with `sysext_error_free()`; for `__attribute__((cleanup(sysext_error_freep)))`. */
+static inline void sysext_error_freep(sysext_error **p) { if (p) sysext_error_free(*p); }
+/** Free `*p` with `sysext_extension_list_free()`; for `__attribute__((cleanup(sysext_extension_list_freep)))`. */
+static inline void sysext_extension_list_freep(sysext_extension_list **p) { if (p) sysext_extension_list_free(*p); }
+/** Free `*p` with `sysext_plan_free()`; for `__attribute__((cleanup(sysext_plan_freep)))`. */
+static inline void sysext_plan_freep(sysext_plan **p) { if (p) sysext_plan_free(*p); }
+/** Free `*p` with `sysext_report_free()`; for `__attribute__((cleanup(sysext_report_freep)))`. */
+static inline void sysext_report_freep(sysext_report **p) { if (p) sysext_report_free(*p); }
+/** Free `*p` with `sysext_status_free()`; for `__attribute__((cleanup(sysext_status_freep)))`. */
+static inline void sysext_status_freep(sysext_status **p) { if (p) sysext_status_free(*p); }
 
 #endif  /* SYSEXT_H */

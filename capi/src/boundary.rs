@@ -18,6 +18,8 @@ pub(crate) type CResult<T> = Result<T, ErrorData>;
 ///
 /// - `ffi_boundary!(ret_error => { body })`: `body` evaluates to `CResult<()>`; the export
 ///   returns 0, or the negated errno and stores the error in `*ret_error` (if not NULL).
+///   A `*ret_error` that is not NULL on entry is refused with `-EINVAL` before `body`
+///   runs (see [`run_fallible`]).
 /// - `ffi_boundary!(default => value, { body })`: `body` evaluates to the return value;
 ///   a panic returns `value` instead.
 macro_rules! ffi_boundary {
@@ -52,12 +54,20 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// The fallible half of [`ffi_boundary!`].
 ///
+/// The contract is GLib's for `GError **`: `*ret_error` must be NULL on entry. An error
+/// left there from an earlier call would otherwise be overwritten and leak, so such a call
+/// does nothing at all and returns `-EINVAL`, leaving `*ret_error` (still the caller's to
+/// free) untouched, as sd-bus refuses a `sd_bus_error` that is already set.
+///
 /// # Safety
-/// `ret_error` is NULL or valid for a write of a pointer.
+/// `ret_error` is NULL or valid for a read and a write of a pointer.
 pub(crate) unsafe fn run_fallible(
     ret_error: *mut *mut sysext_error,
     f: impl FnOnce() -> CResult<()>,
 ) -> c_int {
+    if !ret_error.is_null() && !(*ret_error).is_null() {
+        return -libc::EINVAL;
+    }
     let result = match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {
@@ -217,12 +227,30 @@ mod tests {
 
     #[test]
     fn success_leaves_ret_error_alone() {
-        let sentinel = 0x10 as *mut sysext_error;
-        let mut err = sentinel;
+        let mut err: *mut sysext_error = std::ptr::null_mut();
         // SAFETY: `err` is a valid out-param.
         let rc = unsafe { ffi_boundary!(&mut err => { Ok(()) }) };
         assert_eq!(rc, 0);
-        assert_eq!(err, sentinel);
+        assert!(err.is_null());
+    }
+
+    #[test]
+    fn an_error_already_set_is_refused_before_the_body_runs() {
+        let first = handle::to_boxed_mut_ptr::<sysext_error>(ErrorData::invalid("first"));
+        let mut err = first;
+        let mut ran = false;
+        // SAFETY: `err` is a valid out-param holding a live error.
+        let rc = unsafe {
+            ffi_boundary!(&mut err => {
+                ran = true;
+                Err(ErrorData::invalid("second"))
+            })
+        };
+        assert_eq!(rc, -libc::EINVAL);
+        assert!(!ran, "the call must not run");
+        assert_eq!(err, first, "the caller's error is left as it was");
+        // SAFETY: still owned by us, freed once.
+        unsafe { handle::free_box(err) };
     }
 
     #[test]

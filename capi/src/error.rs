@@ -22,7 +22,7 @@ pub enum sysext_error_kind {
     ReleaseFile = 3,
     /// A named extension is not compatible with the host (`merge_names`); errno `ENOMEDIUM`.
     IncompatibleExtension = 4,
-    /// The write-routing directory (`/var/lib/extensions.mutable/...`) cannot be used as requested.
+    /// The mutable directory (`/var/lib/extensions.mutable/...`) cannot be used as requested.
     MutableDir = 5,
     /// An image does not satisfy the image policy.
     ImagePolicy = 6,
@@ -69,10 +69,17 @@ impl From<sysext::ErrorKind> for sysext_error_kind {
     }
 }
 
-/// A detailed error: message, errno, kind and the path it is about.
+/// A detailed error: message, errno, kind, and the path, hierarchy and extension it is
+/// about.
 ///
 /// Returned through the optional last parameter `sysext_error **ret_error` of fallible
-/// functions, only when they fail; free it with `sysext_error_free()`.
+/// functions, only when they fail; free it with `sysext_error_free()` (or declare the
+/// variable with `__attribute__((cleanup(sysext_error_freep)))`).
+///
+/// As with GLib's `GError **`, `*ret_error` must be NULL on entry: a call given a
+/// `*ret_error` that still holds an error does nothing and returns `-EINVAL`, leaving that
+/// error in place (never overwritten, never leaked). Free an error and reset the
+/// variable to NULL before passing it again.
 #[derive(Debug)]
 pub struct sysext_error {
     _private: [u8; 0],
@@ -89,6 +96,10 @@ pub(crate) struct ErrorData {
     pub kind: sysext_error_kind,
     /// The object, where there is one.
     pub path: Option<CString>,
+    /// The hierarchy (`/usr`), where the error names one.
+    pub hierarchy: Option<CString>,
+    /// The extension (image name), where the error names one.
+    pub extension: Option<CString>,
 }
 
 impl Castable for sysext_error {
@@ -109,6 +120,8 @@ impl ErrorData {
             errno,
             kind,
             path: path.map(cstring),
+            hierarchy: None,
+            extension: None,
         }
     }
 
@@ -140,7 +153,10 @@ impl ErrorData {
 
 impl From<sysext::Error> for ErrorData {
     fn from(e: sysext::Error) -> ErrorData {
-        ErrorData::new(e.kind().into(), e.errno(), e.to_string(), e.path())
+        let mut d = ErrorData::new(e.kind().into(), e.errno(), e.to_string(), e.path());
+        d.hierarchy = e.hierarchy().map(cstring);
+        d.extension = e.extension().map(cstring);
+        d
     }
 }
 
@@ -201,6 +217,44 @@ impl sysext_error {
     pub unsafe extern "C" fn sysext_error_get_path(error: *const sysext_error) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(error).map_or(std::ptr::null(), |e| crate::boundary::opt_ptr(&e.path))
+        })
+    }
+
+    /// The hierarchy the error is about, as configured (`"/usr"`, without the root prefix;
+    /// the root-prefixed path is `sysext_error_get_path()` where it names the hierarchy),
+    /// or NULL when it names none: set for `SYSEXT_ERROR_KIND_ALREADY_MERGED` and the
+    /// mutable directory, work dir and layer-count errors of one hierarchy. Valid until the
+    /// error is freed.
+    ///
+    /// # Safety
+    /// `error` is NULL or a live `sysext_error`.
+    ///
+    /// Thread safety: may be called from any thread, concurrently with other getters.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_error_get_hierarchy(
+        error: *const sysext_error,
+    ) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(error).map_or(std::ptr::null(), |e| crate::boundary::opt_ptr(&e.hierarchy))
+        })
+    }
+
+    /// The extension (image name, `"foo"` for `foo.raw`) the error is about, or NULL when
+    /// it names none: set for `SYSEXT_ERROR_KIND_NOT_MERGED`,
+    /// `SYSEXT_ERROR_KIND_INCOMPATIBLE_EXTENSION`, an unknown name given to
+    /// `sysext_context_merge_names()`, `SYSEXT_ERROR_KIND_IMAGE` and a bad release file of
+    /// an image. Valid until the error is freed.
+    ///
+    /// # Safety
+    /// `error` is NULL or a live `sysext_error`.
+    ///
+    /// Thread safety: may be called from any thread, concurrently with other getters.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_error_get_extension(
+        error: *const sysext_error,
+    ) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(error).map_or(std::ptr::null(), |e| crate::boundary::opt_ptr(&e.extension))
         })
     }
 

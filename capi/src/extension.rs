@@ -1,4 +1,4 @@
-//! `sysext_image_list` and `sysext_image`: the extension images found (`list`).
+//! `sysext_extension_list` and `sysext_extension`: the extension images found (`list`).
 
 use crate::boundary::{cstring, nth_ptr, opt_ptr};
 use crate::handle::{self, Castable, OwnershipBox, OwnershipRef};
@@ -31,7 +31,7 @@ impl From<ImageKind> for sysext_image_kind {
     }
 }
 
-/// What a merge would do with an image (`sysext_image_get_state()`).
+/// What a merge would do with an image (`sysext_extension_get_state()`).
 ///
 /// Values are never reused; new states may be added, so handle unknown values.
 #[repr(C)]
@@ -67,17 +67,17 @@ impl From<ImageState> for sysext_image_state {
 
 /// The extension images found by `sysext_context_list()`, sorted by name.
 ///
-/// Freed by `sysext_image_list_free()`, which also invalidates its items.
+/// Freed by `sysext_extension_list_free()`, which also invalidates its items.
 ///
 /// Thread safety: a list is immutable; its getters may be called from several threads at once.
 #[derive(Debug)]
-pub struct sysext_image_list {
+pub struct sysext_extension_list {
     _private: [u8; 0],
 }
 
-/// One extension image of a `sysext_image_list`; it belongs to the list (never freed alone).
+/// One extension image of a `sysext_extension_list`; it belongs to the list (never freed alone).
 #[derive(Debug)]
-pub struct sysext_image {
+pub struct sysext_extension {
     _private: [u8; 0],
 }
 
@@ -97,12 +97,12 @@ pub(crate) struct ImageData {
     shadows: Vec<CString>,
 }
 
-impl Castable for sysext_image_list {
+impl Castable for sysext_extension_list {
     type Ownership = OwnershipBox;
     type RustType = ImageListData;
 }
 
-impl Castable for sysext_image {
+impl Castable for sysext_extension {
     type Ownership = OwnershipRef;
     type RustType = ImageData;
 }
@@ -125,15 +125,15 @@ impl From<Vec<sysext::Extension>> for ImageListData {
     }
 }
 
-impl sysext_image_list {
+impl sysext_extension_list {
     /// The number of images in the list; 0 if `list` is NULL.
     ///
     /// # Safety
-    /// `list` is NULL or a live `sysext_image_list`.
+    /// `list` is NULL or a live `sysext_extension_list`.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_list_count(list: *const sysext_image_list) -> usize {
+    pub unsafe extern "C" fn sysext_extension_list_count(list: *const sysext_extension_list) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(list).map_or(0, |l| l.items.len()) })
     }
 
@@ -141,16 +141,16 @@ impl sysext_image_list {
     /// The image is valid until the list is freed.
     ///
     /// # Safety
-    /// `list` is NULL or a live `sysext_image_list`.
+    /// `list` is NULL or a live `sysext_extension_list`.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_list_get(
-        list: *const sysext_image_list,
+    pub unsafe extern "C" fn sysext_extension_list_get(
+        list: *const sysext_extension_list,
         index: usize,
-    ) -> *const sysext_image {
+    ) -> *const sysext_extension {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(list).map_or(std::ptr::null(), |l| handle::nth_item::<sysext_image>(&l.items, index))
+            handle::try_ref(list).map_or(std::ptr::null(), |l| handle::nth_item::<sysext_extension>(&l.items, index))
         })
     }
 
@@ -162,21 +162,21 @@ impl sysext_image_list {
     ///
     /// Thread safety: needs exclusive access to `list`.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_list_free(list: *mut sysext_image_list) {
+    pub unsafe extern "C" fn sysext_extension_list_free(list: *mut sysext_extension_list) {
         ffi_boundary!(default => (), { handle::free_box(list) })
     }
 }
 
-impl sysext_image {
+impl sysext_extension {
     /// The image's name (file name without `.raw`/`.sysext`/`.confext` suffixes), or NULL if
     /// `image` is NULL. Valid until the list is freed.
     ///
     /// # Safety
-    /// `image` is NULL or an image of a live `sysext_image_list`.
+    /// `image` is NULL or an image of a live `sysext_extension_list`.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_get_name(image: *const sysext_image) -> *const c_char {
+    pub unsafe extern "C" fn sysext_extension_get_name(image: *const sysext_extension) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(image).map_or(std::ptr::null(), |i| i.name.as_ptr())
         })
@@ -185,12 +185,12 @@ impl sysext_image {
     /// What the image is on disk; `SYSEXT_IMAGE_KIND_DIRECTORY` if `image` is NULL.
     ///
     /// # Safety
-    /// `image` is NULL or an image of a live `sysext_image_list`.
+    /// `image` is NULL or an image of a live `sysext_extension_list`.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_get_kind(
-        image: *const sysext_image,
+    pub unsafe extern "C" fn sysext_extension_get_kind(
+        image: *const sysext_extension,
     ) -> sysext_image_kind {
         ffi_boundary!(default => sysext_image_kind::Directory, {
             handle::try_ref(image).map_or(sysext_image_kind::Directory, |i| i.kind)
@@ -201,11 +201,11 @@ impl sysext_image {
     /// list is freed.
     ///
     /// # Safety
-    /// `image` is NULL or an image of a live `sysext_image_list`.
+    /// `image` is NULL or an image of a live `sysext_extension_list`.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_get_path(image: *const sysext_image) -> *const c_char {
+    pub unsafe extern "C" fn sysext_extension_get_path(image: *const sysext_extension) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(image).map_or(std::ptr::null(), |i| i.path.as_ptr())
         })
@@ -215,23 +215,23 @@ impl sysext_image {
     /// time of a directory (0 if unknown, or if `image` is NULL).
     ///
     /// # Safety
-    /// `image` is NULL or an image of a live `sysext_image_list`.
+    /// `image` is NULL or an image of a live `sysext_extension_list`.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_get_time_usec(image: *const sysext_image) -> u64 {
+    pub unsafe extern "C" fn sysext_extension_get_time_usec(image: *const sysext_extension) -> u64 {
         ffi_boundary!(default => 0, { handle::try_ref(image).map_or(0, |i| i.time_usec) })
     }
 
     /// What a merge would do with the image; `SYSEXT_IMAGE_STATE_UNKNOWN` if `image` is NULL.
     ///
     /// # Safety
-    /// `image` is NULL or an image of a live `sysext_image_list`.
+    /// `image` is NULL or an image of a live `sysext_extension_list`.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_get_state(
-        image: *const sysext_image,
+    pub unsafe extern "C" fn sysext_extension_get_state(
+        image: *const sysext_extension,
     ) -> sysext_image_state {
         ffi_boundary!(default => sysext_image_state::Unknown, {
             handle::try_ref(image).map_or(sysext_image_state::Unknown, |i| i.state)
@@ -244,12 +244,12 @@ impl sysext_image {
     /// Valid until the list is freed.
     ///
     /// # Safety
-    /// `image` is NULL or an image of a live `sysext_image_list`.
+    /// `image` is NULL or an image of a live `sysext_extension_list`.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_get_skipped_reason(
-        image: *const sysext_image,
+    pub unsafe extern "C" fn sysext_extension_get_reason(
+        image: *const sysext_extension,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(image).map_or(std::ptr::null(), |i| opt_ptr(&i.skipped_reason))
@@ -259,11 +259,11 @@ impl sysext_image {
     /// The number of lower-precedence images of the same name that this one shadows.
     ///
     /// # Safety
-    /// `image` is NULL or an image of a live `sysext_image_list`.
+    /// `image` is NULL or an image of a live `sysext_extension_list`.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_shadows_count(image: *const sysext_image) -> usize {
+    pub unsafe extern "C" fn sysext_extension_shadows_count(image: *const sysext_extension) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(image).map_or(0, |i| i.shadows.len()) })
     }
 
@@ -271,12 +271,12 @@ impl sysext_image {
     /// out of range. Valid until the list is freed.
     ///
     /// # Safety
-    /// `image` is NULL or an image of a live `sysext_image_list`.
+    /// `image` is NULL or an image of a live `sysext_extension_list`.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_image_get_shadow(
-        image: *const sysext_image,
+    pub unsafe extern "C" fn sysext_extension_get_shadow(
+        image: *const sysext_extension,
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {

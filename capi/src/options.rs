@@ -40,7 +40,7 @@ impl sysext_image_class {
 
 /// Whether and how merged hierarchies are writable (systemd's `--mutable=`).
 ///
-/// The write-routing directory of a hierarchy is `/var/lib/extensions.mutable/<hierarchy>`
+/// The mutable directory of a hierarchy is `/var/lib/extensions.mutable/<hierarchy>`
 /// below the root (`usr`, `opt`, `etc`, `usr.local`, ...). If it is a symlink to the
 /// hierarchy itself (`var/lib/extensions.mutable/usr -> /usr`), writes in modes `ENABLED`
 /// and `AUTO` land in the base hierarchy.
@@ -49,15 +49,15 @@ impl sysext_image_class {
 pub enum sysext_mutable_mode {
     /// `no`: read-only merge (the default).
     Disabled = 0,
-    /// `yes`: the write-routing directory is created if missing and used as the upper dir.
+    /// `yes`: the mutable directory is created if missing and used as the upper dir.
     Enabled = 1,
-    /// `auto`: the write-routing directory is the upper dir if it exists; read-only otherwise.
+    /// `auto`: the mutable directory is the upper dir if it exists; read-only otherwise.
     Auto = 2,
-    /// `import`: the write-routing directory is a read-only layer above the extensions.
+    /// `import`: the mutable directory is a read-only layer above the extensions.
     Import = 3,
     /// `ephemeral`: writes go to a private tmpfs and vanish on unmerge.
     Ephemeral = 4,
-    /// `ephemeral-import`: `ephemeral` plus the write-routing directory as a read-only layer.
+    /// `ephemeral-import`: `ephemeral` plus the mutable directory as a read-only layer.
     EphemeralImport = 5,
 }
 

@@ -14,7 +14,7 @@ use sysext::plan::{HierarchyPlan, Layer, Upper, WorkDir};
 pub enum sysext_layer_kind {
     /// The synthetic top layer carrying the `.systemd-sysext`/`.systemd-confext` meta directory.
     Meta = 0,
-    /// The write-routing directory, imported read-only (modes `import`, `ephemeral-import`).
+    /// The mutable directory, imported read-only (modes `import`, `ephemeral-import`).
     Import = 1,
     /// An extension's copy of the hierarchy.
     Extension = 2,
@@ -28,13 +28,14 @@ pub enum sysext_layer_kind {
 pub enum sysext_upper_kind {
     /// Nowhere: the overlay is read-only.
     None = 0,
-    /// The write-routing directory (or the directory its symlink points to).
+    /// The hierarchy's mutable directory, `/var/lib/extensions.mutable/<hierarchy>` (or
+    /// the directory its symlink points to).
     MutableDir = 1,
-    /// The write-routing directory, which the merge creates first (mode `yes`).
-    RoutingDirCreated = 2,
-    /// The hierarchy itself: the routing directory is a symlink to it, so writes land in the
-    /// base (e.g. `var/lib/extensions.mutable/usr -> /usr`).
-    Base = 3,
+    /// The mutable directory, which the merge creates first (mode `yes`).
+    MutableDirCreated = 2,
+    /// The host hierarchy itself: the mutable directory is a symlink to it, so writes land
+    /// in the host's files (e.g. `var/lib/extensions.mutable/usr -> /usr`).
+    Host = 3,
     /// A private tmpfs whose contents vanish on unmerge.
     Ephemeral = 4,
 }
@@ -83,7 +84,7 @@ pub(crate) struct HierarchyPlanData {
     upper_kind: sysext_upper_kind,
     upper: Option<CString>,
     upper_path: Option<CString>,
-    workdir: Option<CString>,
+    work_dir: Option<CString>,
     read_only: bool,
     noexec: bool,
     nosuid: bool,
@@ -142,8 +143,8 @@ impl From<&HierarchyPlan> for HierarchyPlanData {
             }) => (sysext_upper_kind::MutableDir, Some(path)),
             Some(Upper::MutableDir {
                 path, create: true, ..
-            }) => (sysext_upper_kind::RoutingDirCreated, Some(path)),
-            Some(Upper::Host { path, .. }) => (sysext_upper_kind::Base, Some(path)),
+            }) => (sysext_upper_kind::MutableDirCreated, Some(path)),
+            Some(Upper::Host { path, .. }) => (sysext_upper_kind::Host, Some(path)),
             Some(Upper::Ephemeral) => (sysext_upper_kind::Ephemeral, None),
         };
         HierarchyPlanData {
@@ -154,7 +155,7 @@ impl From<&HierarchyPlan> for HierarchyPlanData {
             upper_kind,
             upper: h.upper.as_ref().map(|u| cstring(u.describe())),
             upper_path: upper_path.map(|p| cstring(p.as_str())),
-            workdir: h.work_dir.as_ref().map(|w| match w {
+            work_dir: h.work_dir.as_ref().map(|w| match w {
                 WorkDir::Beside { path, .. } => cstring(path.as_str()),
                 WorkDir::Ephemeral => cstring("ephemeral"),
             }),
@@ -377,7 +378,7 @@ impl sysext_hierarchy_plan {
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_hierarchy_plan_creates_target(
+    pub unsafe extern "C" fn sysext_hierarchy_plan_get_create_target(
         hierarchy: *const sysext_hierarchy_plan,
     ) -> bool {
         ffi_boundary!(default => false, { handle::try_ref(hierarchy).is_some_and(|h| h.create_target) })
@@ -480,7 +481,7 @@ impl sysext_hierarchy_plan {
     }
 
     /// The upper layer, described as `sysext_hierarchy_status_get_upper()` will show it after
-    /// the merge: its directory, `"base"` or `"ephemeral"`; NULL for a read-only overlay.
+    /// the merge: its directory, `"host"` or `"ephemeral"`; NULL for a read-only overlay.
     ///
     /// # Safety
     /// `hierarchy` is NULL or an item of a live `sysext_plan`.
@@ -495,8 +496,8 @@ impl sysext_hierarchy_plan {
         })
     }
 
-    /// The upper directory (root prefix included) for `SYSEXT_UPPER_KIND_ROUTING_DIR`,
-    /// `_ROUTING_DIR_CREATED` and `_BASE`; NULL otherwise.
+    /// The upper directory (root prefix included) for `SYSEXT_UPPER_KIND_MUTABLE_DIR`,
+    /// `_MUTABLE_DIR_CREATED` and `_HOST`; NULL otherwise.
     ///
     /// # Safety
     /// `hierarchy` is NULL or an item of a live `sysext_plan`.
@@ -519,11 +520,11 @@ impl sysext_hierarchy_plan {
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_hierarchy_plan_get_workdir(
+    pub unsafe extern "C" fn sysext_hierarchy_plan_get_work_dir(
         hierarchy: *const sysext_hierarchy_plan,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(hierarchy).map_or(std::ptr::null(), |h| opt_ptr(&h.workdir))
+            handle::try_ref(hierarchy).map_or(std::ptr::null(), |h| opt_ptr(&h.work_dir))
         })
     }
 

@@ -38,6 +38,7 @@ pub struct sysext_report {
 pub(crate) struct ReportData {
     merged: Vec<CString>,
     hierarchies: Vec<CString>,
+    targets: Vec<CString>,
     unmerged: Vec<CString>,
     skipped: Vec<SkippedData>,
     needs_reload: bool,
@@ -53,6 +54,7 @@ impl From<sysext::Report> for ReportData {
         ReportData {
             merged: r.merged.into_iter().map(cstring).collect(),
             hierarchies: r.hierarchies.into_iter().map(cstring).collect(),
+            targets: r.targets.into_iter().map(cstring).collect(),
             unmerged: r.unmerged.into_iter().map(cstring).collect(),
             skipped: r.skipped.into_iter().map(SkippedData::from).collect(),
             needs_reload: r.needs_reload,
@@ -106,8 +108,9 @@ impl sysext_report {
         ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.hierarchies.len()) })
     }
 
-    /// The path (root prefix included) of the `index`-th hierarchy that got an overlay, or
-    /// NULL if `report` is NULL or `index` is out of range. Valid until the report is freed.
+    /// The `index`-th hierarchy that got an overlay, as configured (`"/usr"`, without the
+    /// root prefix; `sysext_report_get_target()` gives the mount point), or NULL if `report`
+    /// is NULL or `index` is out of range. Valid until the report is freed.
     ///
     /// # Safety
     /// `report` is NULL or a live `sysext_report`.
@@ -120,6 +123,25 @@ impl sysext_report {
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.hierarchies, index))
+        })
+    }
+
+    /// Where the `index`-th overlay of `sysext_report_get_hierarchy()` was mounted (the
+    /// hierarchy with the root prefix, `"/srv/root/usr"`), or NULL if `report` is NULL or
+    /// `index` is out of range (there are `sysext_report_hierarchies_count()` of them).
+    /// Valid until the report is freed.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_get_target(
+        report: *const sysext_report,
+        index: usize,
+    ) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.targets, index))
         })
     }
 
@@ -136,7 +158,7 @@ impl sysext_report {
         ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.unmerged.len()) })
     }
 
-    /// The path of the `index`-th hierarchy whose previous merge was removed, or NULL if
+    /// The `index`-th hierarchy whose previous merge was removed, as configured (`"/usr"`), or NULL if
     /// `report` is NULL or `index` is out of range. Valid until the report is freed.
     ///
     /// # Safety

@@ -199,7 +199,7 @@ impl sysext_hierarchy_status {
         })
     }
 
-    /// Where writes to the merged hierarchy go: a directory, `"base"` (the hierarchy itself,
+    /// Where writes to the merged hierarchy go: a directory, `"host"` (the hierarchy itself,
     /// through the symlink trick), `"ephemeral"` (a tmpfs) or `"none"` (read-only); NULL
     /// when not merged or unknown.
     ///

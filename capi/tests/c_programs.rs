@@ -370,8 +370,11 @@ fn installed_library_exports_only_sysext_symbols() {
     let declared: Vec<&str> = header
         .lines()
         .filter(|l| {
+            // Not comments, nor the static inline _freep() helpers (not exported).
             !l.starts_with(' ')
                 && !l.starts_with('#')
+                && !l.starts_with('/')
+                && !l.starts_with("static inline")
                 && !l.starts_with("typedef")
                 && l.contains("sysext_")
                 && l.contains('(')
@@ -638,4 +641,94 @@ SYSEXT_MUTABLE=import "$@" --root="$ROOT"
         "{}",
         show(&out)
     );
+}
+
+/// The ```` ```c ```` examples of the header's comments (one per verb), in header order.
+fn header_examples() -> Vec<(String, String)> {
+    let header = fs::read_to_string(workspace().join("include/sysext.h")).expect("read the header");
+    let mut out = Vec::new();
+    let mut current: Option<String> = None;
+    let mut pending: Vec<String> = Vec::new();
+    for line in header.lines() {
+        let text = line.trim_start().strip_prefix('*').map(|t| t.strip_prefix(' ').unwrap_or(t));
+        match (&mut current, text) {
+            (None, Some(t)) if t.trim() == "```c" => current = Some(String::new()),
+            (Some(code), Some(t)) if t.trim() == "```" => {
+                pending.push(std::mem::take(code));
+                current = None;
+            }
+            (Some(code), Some(t)) => {
+                code.push_str(t);
+                code.push('\n');
+            }
+            _ => {}
+        }
+        // The function the comment documents follows it.
+        if !pending.is_empty() && !line.starts_with(' ') && line.contains("sysext_") && line.contains('(') {
+            let name = line.split('(').next().unwrap().rsplit([' ', '*']).next().unwrap().to_string();
+            for code in pending.drain(..) {
+                out.push((name.clone(), code));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn header_examples_compile_and_run() {
+    if !root_or_skip("header_examples_compile_and_run") {
+        return;
+    }
+    let examples = header_examples();
+    let verbs: Vec<&str> = examples.iter().map(|(f, _)| f.as_str()).collect();
+    for verb in ["list", "plan", "merge", "refresh", "unmerge", "status"] {
+        assert!(
+            verbs.contains(&format!("sysext_context_{verb}").as_str()),
+            "no example for sysext_context_{verb} in the header: {verbs:?}"
+        );
+    }
+    // Each example is the body of a function of `ctx`; main runs them in header order
+    // (list, plan, merge, refresh, unmerge, status) on a test root holding "foo".
+    let mut src = format!(
+        "#include \"{}\"\n\n",
+        workspace().join("tests/c/common.h").display()
+    );
+    for (i, (f, code)) in examples.iter().enumerate() {
+        src.push_str(&format!(
+            "/* from the comment of {f}() */\nstatic int example_{i}(const sysext_context *ctx) {{\n{code}}}\n\n"
+        ));
+    }
+    src.push_str(
+        "int main(int argc, char **argv) {\n    test_init(argc, argv);\n    \
+         const char *root = make_root(\"examples\");\n    \
+         sysext_context *ctx = context_for(SYSEXT_IMAGE_CLASS_SYSEXT, root, -1);\n",
+    );
+    for (i, (f, _)) in examples.iter().enumerate() {
+        src.push_str(&format!(
+            "    printf(\"== {f}\\n\");\n    CHECK(example_{i}(ctx) == 0);\n"
+        ));
+        if f == "sysext_context_merge" {
+            src.push_str("    CHECK_STR(read_file(pathf(\"%s/usr/bin/foo\", root)), \"foo\");\n");
+        }
+        if f == "sysext_context_unmerge" {
+            src.push_str("    CHECK(!exists(pathf(\"%s/usr/bin/foo\", root)));\n");
+        }
+    }
+    src.push_str("    sysext_context_free(ctx);\n    return test_finish(\"header examples\");\n}\n");
+    let inst = installed();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("header_examples.c");
+    fs::write(&file, &src).expect("write the examples");
+    let bin = compile(inst, &file, "header_examples");
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let out = run_c(inst, &bin, true, &[scratch.path().as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "header examples failed\n{}\n{src}", show(&out));
+    assert!(stdout.contains("all checks passed"), "{}", show(&out));
+    // What the examples print is what happened.
+    assert!(stdout.contains("foo would-merge"), "{stdout}");
+    assert!(stdout.contains("/var/lib/extensions/foo/usr (foo)"), "{stdout}");
+    assert!(stdout.contains("merged /usr at "), "{stdout}");
+    assert!(stdout.contains("unmerged /usr"), "{stdout}");
+    check_valgrind_summary("header_examples", &String::from_utf8_lossy(&out.stderr));
 }

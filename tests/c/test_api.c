@@ -302,46 +302,46 @@ static void test_list(void) {
     write_file(pathf("%s/etc/extensions/foo/usr/bin/foo", root), "foo from etc");
 
     sysext_context *c = context_for(SYSEXT_IMAGE_CLASS_SYSEXT, root, -1);
-    sysext_image_list *list = NULL;
+    sysext_extension_list *list = NULL;
     sysext_error *err = NULL;
     OK(sysext_context_list(c, &list, &err), err);
-    REQUIRE(sysext_image_list_count(list) == 4);
+    REQUIRE(sysext_extension_list_count(list) == 4);
 
-    const sysext_image *bar = sysext_image_list_get(list, 0);
-    const sysext_image *foo = sysext_image_list_get(list, 1);
-    const sysext_image *m = sysext_image_list_get(list, 2);
-    const sysext_image *qux = sysext_image_list_get(list, 3);
-    CHECK(sysext_image_list_get(list, 4) == NULL);
-    CHECK_STR(sysext_image_get_name(bar), "bar");
-    CHECK_STR(sysext_image_get_name(foo), "foo");
-    CHECK_STR(sysext_image_get_name(m), "m");
-    CHECK_STR(sysext_image_get_name(qux), "qux");
-    CHECK(sysext_image_get_kind(foo) == SYSEXT_IMAGE_KIND_DIRECTORY);
-    CHECK_STR(sysext_image_get_path(foo), pathf("%s/etc/extensions/foo", root));
-    CHECK_STR(sysext_image_get_path(bar), pathf("%s/var/lib/extensions/bar", root));
-    CHECK(sysext_image_shadows_count(foo) == 1);
-    CHECK_STR(sysext_image_get_shadow(foo, 0), pathf("%s/var/lib/extensions/foo", root));
-    CHECK(sysext_image_get_shadow(foo, 1) == NULL);
-    CHECK(sysext_image_shadows_count(bar) == 0);
+    const sysext_extension *bar = sysext_extension_list_get(list, 0);
+    const sysext_extension *foo = sysext_extension_list_get(list, 1);
+    const sysext_extension *m = sysext_extension_list_get(list, 2);
+    const sysext_extension *qux = sysext_extension_list_get(list, 3);
+    CHECK(sysext_extension_list_get(list, 4) == NULL);
+    CHECK_STR(sysext_extension_get_name(bar), "bar");
+    CHECK_STR(sysext_extension_get_name(foo), "foo");
+    CHECK_STR(sysext_extension_get_name(m), "m");
+    CHECK_STR(sysext_extension_get_name(qux), "qux");
+    CHECK(sysext_extension_get_kind(foo) == SYSEXT_IMAGE_KIND_DIRECTORY);
+    CHECK_STR(sysext_extension_get_path(foo), pathf("%s/etc/extensions/foo", root));
+    CHECK_STR(sysext_extension_get_path(bar), pathf("%s/var/lib/extensions/bar", root));
+    CHECK(sysext_extension_shadows_count(foo) == 1);
+    CHECK_STR(sysext_extension_get_shadow(foo, 0), pathf("%s/var/lib/extensions/foo", root));
+    CHECK(sysext_extension_get_shadow(foo, 1) == NULL);
+    CHECK(sysext_extension_shadows_count(bar) == 0);
 
     /* Times are microseconds since the epoch (birth time of a directory, if the fs has one). */
     uint64_t now = (uint64_t) time(NULL) * 1000000u;
-    uint64_t t = sysext_image_get_time_usec(foo);
+    uint64_t t = sysext_extension_get_time_usec(foo);
     CHECK(t == 0 || (t > now - 3600u * 1000000u && t < now + 3600u * 1000000u));
 
     /* What a merge would do, and why it would skip an image. */
-    CHECK(sysext_image_get_state(foo) == SYSEXT_IMAGE_STATE_WOULD_MERGE);
-    CHECK(sysext_image_get_skipped_reason(foo) == NULL);
-    CHECK(sysext_image_get_state(bar) == SYSEXT_IMAGE_STATE_INCOMPATIBLE);
-    const char *why = sysext_image_get_skipped_reason(bar);
+    CHECK(sysext_extension_get_state(foo) == SYSEXT_IMAGE_STATE_WOULD_MERGE);
+    CHECK(sysext_extension_get_reason(foo) == NULL);
+    CHECK(sysext_extension_get_state(bar) == SYSEXT_IMAGE_STATE_INCOMPATIBLE);
+    const char *why = sysext_extension_get_reason(bar);
     CHECK(why && strstr(why, "fedora") && strstr(why, "debian"));
-    CHECK(sysext_image_get_state(qux) == SYSEXT_IMAGE_STATE_INCOMPATIBLE);
-    why = sysext_image_get_skipped_reason(qux);
+    CHECK(sysext_extension_get_state(qux) == SYSEXT_IMAGE_STATE_INCOMPATIBLE);
+    why = sysext_extension_get_reason(qux);
     CHECK(why && strstr(why, "11") && strstr(why, "12"));
-    CHECK(sysext_image_get_state(m) == SYSEXT_IMAGE_STATE_MASKED);
-    why = sysext_image_get_skipped_reason(m);
+    CHECK(sysext_extension_get_state(m) == SYSEXT_IMAGE_STATE_MASKED);
+    why = sysext_extension_get_reason(m);
     CHECK(why && strstr(why, "mask"));
-    CHECK_STR(sysext_image_state_to_string(sysext_image_get_state(m)), "masked");
+    CHECK_STR(sysext_image_state_to_string(sysext_extension_get_state(m)), "masked");
     CHECK_STR(sysext_image_state_to_string(SYSEXT_IMAGE_STATE_MERGED), "merged");
     CHECK_STR(sysext_image_state_to_string(SYSEXT_IMAGE_STATE_WOULD_MERGE), "would-merge");
     CHECK_STR(sysext_image_state_to_string(SYSEXT_IMAGE_STATE_INCOMPATIBLE), "incompatible");
@@ -359,28 +359,28 @@ static void test_list(void) {
     int seen = 0;
     for (size_t i = 0; i < sysext_plan_skipped_count(plan); i++) {
         const char *name = sysext_plan_get_skipped_name(plan, i);
-        const sysext_image *img = strcmp(name, "bar") == 0 ? bar : strcmp(name, "qux") == 0 ? qux : NULL;
+        const sysext_extension *img = strcmp(name, "bar") == 0 ? bar : strcmp(name, "qux") == 0 ? qux : NULL;
         if (!img)
             continue;
         seen++;
-        CHECK_STR(sysext_plan_get_skipped_reason(plan, i), sysext_image_get_skipped_reason(img));
+        CHECK_STR(sysext_plan_get_skipped_reason(plan, i), sysext_extension_get_reason(img));
     }
     CHECK(seen == 2);
     sysext_plan_free(plan);
 
     /* Getters on NULL. */
-    CHECK(sysext_image_get_name(NULL) == NULL);
-    CHECK(sysext_image_get_path(NULL) == NULL);
-    CHECK(sysext_image_get_skipped_reason(NULL) == NULL);
-    CHECK(sysext_image_get_state(NULL) == SYSEXT_IMAGE_STATE_UNKNOWN);
-    CHECK(sysext_image_get_time_usec(NULL) == 0);
-    CHECK(sysext_image_shadows_count(NULL) == 0);
-    CHECK(sysext_image_get_shadow(NULL, 0) == NULL);
-    CHECK(sysext_image_get_kind(NULL) == SYSEXT_IMAGE_KIND_DIRECTORY);
-    CHECK(sysext_image_list_count(NULL) == 0);
-    CHECK(sysext_image_list_get(NULL, 0) == NULL);
-    sysext_image_list_free(list);
-    sysext_image_list_free(NULL);
+    CHECK(sysext_extension_get_name(NULL) == NULL);
+    CHECK(sysext_extension_get_path(NULL) == NULL);
+    CHECK(sysext_extension_get_reason(NULL) == NULL);
+    CHECK(sysext_extension_get_state(NULL) == SYSEXT_IMAGE_STATE_UNKNOWN);
+    CHECK(sysext_extension_get_time_usec(NULL) == 0);
+    CHECK(sysext_extension_shadows_count(NULL) == 0);
+    CHECK(sysext_extension_get_shadow(NULL, 0) == NULL);
+    CHECK(sysext_extension_get_kind(NULL) == SYSEXT_IMAGE_KIND_DIRECTORY);
+    CHECK(sysext_extension_list_count(NULL) == 0);
+    CHECK(sysext_extension_list_get(NULL, 0) == NULL);
+    sysext_extension_list_free(list);
+    sysext_extension_list_free(NULL);
 
     /* NULL out-param. */
     CHECK_RC(sysext_context_list(c, NULL, &err), err, -EINVAL);
@@ -393,9 +393,9 @@ static void test_list(void) {
     add_confext(root, "cfg", "ID=_any\n");
     c = context_for(SYSEXT_IMAGE_CLASS_CONFEXT, root, -1);
     OK(sysext_context_list(c, &list, &err), err);
-    REQUIRE(sysext_image_list_count(list) == 1);
-    CHECK_STR(sysext_image_get_name(sysext_image_list_get(list, 0)), "cfg");
-    sysext_image_list_free(list);
+    REQUIRE(sysext_extension_list_count(list) == 1);
+    CHECK_STR(sysext_extension_get_name(sysext_extension_list_get(list, 0)), "cfg");
+    sysext_extension_list_free(list);
     sysext_context_free(c);
 
     /* Without a host os-release the list still works; a merge would fail, and says why. */
@@ -403,11 +403,11 @@ static void test_list(void) {
     CHECK(unlink(pathf("%s/usr/lib/os-release", bare)) == 0);
     c = context_for(SYSEXT_IMAGE_CLASS_SYSEXT, bare, -1);
     OK(sysext_context_list(c, &list, &err), err);
-    REQUIRE(sysext_image_list_count(list) == 1);
-    CHECK(sysext_image_get_state(sysext_image_list_get(list, 0)) == SYSEXT_IMAGE_STATE_INVALID);
-    why = sysext_image_get_skipped_reason(sysext_image_list_get(list, 0));
+    REQUIRE(sysext_extension_list_count(list) == 1);
+    CHECK(sysext_extension_get_state(sysext_extension_list_get(list, 0)) == SYSEXT_IMAGE_STATE_INVALID);
+    why = sysext_extension_get_reason(sysext_extension_list_get(list, 0));
     CHECK(why && strstr(why, "os-release"));
-    sysext_image_list_free(list);
+    sysext_extension_list_free(list);
     CHECK_RC(sysext_context_plan(c, &plan, &err), err, -ENOENT);
     CHECK(sysext_error_get_kind(err) == SYSEXT_ERROR_KIND_RELEASE_FILE);
     sysext_error_free(err);
@@ -450,7 +450,7 @@ static void check_plan_case(const struct mode_case *k) {
     CHECK(sysext_plan_get_hierarchy(plan, 1) == NULL);
     CHECK_STR(sysext_hierarchy_plan_get_hierarchy(h), "/usr");
     CHECK_STR(sysext_hierarchy_plan_get_target(h), pathf("%s/usr", root));
-    CHECK(!sysext_hierarchy_plan_creates_target(h));
+    CHECK(!sysext_hierarchy_plan_get_create_target(h));
 
     size_t i = 0, n = sysext_hierarchy_plan_layers_count(h);
     CHECK(sysext_hierarchy_plan_get_layer_kind(h, i) == SYSEXT_LAYER_KIND_META);
@@ -468,7 +468,7 @@ static void check_plan_case(const struct mode_case *k) {
     CHECK_STR(sysext_hierarchy_plan_get_layer_path(h, i), pathf("%s/var/lib/extensions/foo/usr", root));
     CHECK_STR(sysext_hierarchy_plan_get_layer(h, i), pathf("%s/var/lib/extensions/foo/usr (foo)", root));
     i++;
-    if (k->upper_kind != SYSEXT_UPPER_KIND_BASE) {
+    if (k->upper_kind != SYSEXT_UPPER_KIND_HOST) {
         CHECK(sysext_hierarchy_plan_get_layer_kind(h, i) == SYSEXT_LAYER_KIND_HOST);
         CHECK_STR(sysext_hierarchy_plan_get_layer(h, i), pathf("%s/usr (host)", root));
         CHECK(sysext_hierarchy_plan_get_layer_extension(h, i) == NULL);
@@ -478,7 +478,7 @@ static void check_plan_case(const struct mode_case *k) {
     CHECK(sysext_hierarchy_plan_get_layer(h, n) == NULL);
 
     CHECK((int) sysext_hierarchy_plan_get_upper_kind(h) == k->upper_kind);
-    const char *workdir = sysext_hierarchy_plan_get_workdir(h);
+    const char *workdir = sysext_hierarchy_plan_get_work_dir(h);
     switch (k->upper_kind) {
     case SYSEXT_UPPER_KIND_NONE:
         CHECK(sysext_hierarchy_plan_is_read_only(h));
@@ -486,16 +486,16 @@ static void check_plan_case(const struct mode_case *k) {
         CHECK(sysext_hierarchy_plan_get_upper_path(h) == NULL);
         CHECK(workdir == NULL);
         break;
-    case SYSEXT_UPPER_KIND_ROUTING_DIR:
-    case SYSEXT_UPPER_KIND_ROUTING_DIR_CREATED:
+    case SYSEXT_UPPER_KIND_MUTABLE_DIR:
+    case SYSEXT_UPPER_KIND_MUTABLE_DIR_CREATED:
         CHECK(!sysext_hierarchy_plan_is_read_only(h));
         CHECK_STR(sysext_hierarchy_plan_get_upper(h), routing);
         CHECK_STR(sysext_hierarchy_plan_get_upper_path(h), routing);
         CHECK_STR(workdir, pathf("%s/var/lib/extensions.mutable/.systemd-usr-workdir", root));
         break;
-    case SYSEXT_UPPER_KIND_BASE:
+    case SYSEXT_UPPER_KIND_HOST:
         CHECK(!sysext_hierarchy_plan_is_read_only(h));
-        CHECK_STR(sysext_hierarchy_plan_get_upper(h), "base");
+        CHECK_STR(sysext_hierarchy_plan_get_upper(h), "host");
         CHECK_STR(sysext_hierarchy_plan_get_upper_path(h), pathf("%s/usr", root));
         CHECK_STR(workdir, pathf("%s/.systemd-usr-workdir", root));
         break;
@@ -519,12 +519,12 @@ static void check_plan_case(const struct mode_case *k) {
 static void test_plan_modes(void) {
     static const struct mode_case cases[] = {
         {SYSEXT_MUTABLE_MODE_DISABLED, "no", 1, SYSEXT_UPPER_KIND_NONE, 0},
-        {SYSEXT_MUTABLE_MODE_ENABLED, "yes", 0, SYSEXT_UPPER_KIND_ROUTING_DIR_CREATED, 0},
-        {SYSEXT_MUTABLE_MODE_ENABLED, "yes", 1, SYSEXT_UPPER_KIND_ROUTING_DIR, 0},
-        {SYSEXT_MUTABLE_MODE_ENABLED, "yes", 2, SYSEXT_UPPER_KIND_BASE, 0},
+        {SYSEXT_MUTABLE_MODE_ENABLED, "yes", 0, SYSEXT_UPPER_KIND_MUTABLE_DIR_CREATED, 0},
+        {SYSEXT_MUTABLE_MODE_ENABLED, "yes", 1, SYSEXT_UPPER_KIND_MUTABLE_DIR, 0},
+        {SYSEXT_MUTABLE_MODE_ENABLED, "yes", 2, SYSEXT_UPPER_KIND_HOST, 0},
         {SYSEXT_MUTABLE_MODE_AUTO, "auto", 0, SYSEXT_UPPER_KIND_NONE, 0},
-        {SYSEXT_MUTABLE_MODE_AUTO, "auto", 1, SYSEXT_UPPER_KIND_ROUTING_DIR, 0},
-        {SYSEXT_MUTABLE_MODE_AUTO, "auto", 2, SYSEXT_UPPER_KIND_BASE, 0},
+        {SYSEXT_MUTABLE_MODE_AUTO, "auto", 1, SYSEXT_UPPER_KIND_MUTABLE_DIR, 0},
+        {SYSEXT_MUTABLE_MODE_AUTO, "auto", 2, SYSEXT_UPPER_KIND_HOST, 0},
         {SYSEXT_MUTABLE_MODE_IMPORT, "import", 0, SYSEXT_UPPER_KIND_NONE, 0},
         {SYSEXT_MUTABLE_MODE_IMPORT, "import", 1, SYSEXT_UPPER_KIND_NONE, 1},
         {SYSEXT_MUTABLE_MODE_EPHEMERAL, "ephemeral", 1, SYSEXT_UPPER_KIND_EPHEMERAL, 0},
@@ -561,7 +561,7 @@ static void test_plan_details(void) {
     const sysext_hierarchy_plan *srv = sysext_plan_get_hierarchy(plan, 1);
     CHECK(sysext_hierarchy_plan_is_noexec(usr));
     CHECK_STR(sysext_hierarchy_plan_get_hierarchy(srv), "/srv");
-    CHECK(sysext_hierarchy_plan_creates_target(srv));
+    CHECK(sysext_hierarchy_plan_get_create_target(srv));
     /* No host layer for a hierarchy that does not exist. */
     CHECK(sysext_hierarchy_plan_layers_count(srv) == 2);
     sysext_plan_free(plan);
@@ -609,14 +609,14 @@ static void test_plan_details(void) {
     CHECK(sysext_plan_get_skipped_reason(NULL, 0) == NULL);
     CHECK(sysext_plan_hierarchies_count(NULL) == 0 && sysext_plan_get_hierarchy(NULL, 0) == NULL);
     CHECK(sysext_hierarchy_plan_get_hierarchy(NULL) == NULL && sysext_hierarchy_plan_get_target(NULL) == NULL);
-    CHECK(!sysext_hierarchy_plan_creates_target(NULL) && sysext_hierarchy_plan_layers_count(NULL) == 0);
+    CHECK(!sysext_hierarchy_plan_get_create_target(NULL) && sysext_hierarchy_plan_layers_count(NULL) == 0);
     CHECK(sysext_hierarchy_plan_get_layer(NULL, 0) == NULL);
     CHECK(sysext_hierarchy_plan_get_layer_kind(NULL, 0) == SYSEXT_LAYER_KIND_META);
     CHECK(sysext_hierarchy_plan_get_layer_path(NULL, 0) == NULL);
     CHECK(sysext_hierarchy_plan_get_layer_extension(NULL, 0) == NULL);
     CHECK(sysext_hierarchy_plan_get_upper_kind(NULL) == SYSEXT_UPPER_KIND_NONE);
     CHECK(sysext_hierarchy_plan_get_upper(NULL) == NULL && sysext_hierarchy_plan_get_upper_path(NULL) == NULL);
-    CHECK(sysext_hierarchy_plan_get_workdir(NULL) == NULL);
+    CHECK(sysext_hierarchy_plan_get_work_dir(NULL) == NULL);
     CHECK(!sysext_hierarchy_plan_is_read_only(NULL) && !sysext_hierarchy_plan_is_noexec(NULL));
     CHECK(!sysext_hierarchy_plan_is_nosuid(NULL));
     sysext_plan_free(NULL);
@@ -687,11 +687,82 @@ static void test_verbs_reject_bad_arguments(void) {
     sysext_report_free(NULL);
     CHECK(sysext_error_get_message(NULL) == NULL && sysext_error_get_errno(NULL) == 0);
     CHECK(sysext_error_get_kind(NULL) == SYSEXT_ERROR_KIND_UNKNOWN && sysext_error_get_path(NULL) == NULL);
+    CHECK(sysext_error_get_hierarchy(NULL) == NULL && sysext_error_get_extension(NULL) == NULL);
+    CHECK(sysext_report_get_target(NULL, 0) == NULL);
     sysext_error_free(NULL);
     CHECK(sysext_context_get_root(NULL) == NULL && sysext_context_hierarchies_count(NULL) == 0);
     CHECK(sysext_context_get_hierarchy(NULL, 0) == NULL);
     CHECK(sysext_context_get_image_class(NULL) == SYSEXT_IMAGE_CLASS_SYSEXT);
     CHECK(sysext_context_get_mutable_mode(NULL) == SYSEXT_MUTABLE_MODE_DISABLED);
+}
+
+/* `*ret_error` must be NULL on entry (as GLib's GError): a call given an error that is
+ * still set does nothing and returns -EINVAL, and the error is neither overwritten nor
+ * freed (valgrind would report the leak or a double free). */
+static void test_error_must_be_null_on_entry(void) {
+    const char *root = make_root("error-contract");
+    sysext_error *err = NULL;
+    sysext_options *o = sysext_options_new(SYSEXT_IMAGE_CLASS_SYSEXT);
+    REQUIRE(o);
+    CHECK_RC(sysext_options_set_mutable_mode_string(o, "bogus", &err), err, -EINVAL);
+    REQUIRE(err);
+    sysext_error *first = err;
+
+    /* A call that would succeed is refused, and has no effect. */
+    OK(sysext_options_set_root(o, root, NULL), NULL);
+    sysext_context *sentinel = (sysext_context *) 0x1, *c = sentinel;
+    CHECK(sysext_context_new(o, &c, &err) == -EINVAL);
+    CHECK(c == sentinel);
+    CHECK(err == first);
+    CHECK(sysext_options_set_root(o, "/", &err) == -EINVAL);
+    CHECK(sysext_options_set_mutable_mode_string(o, "yes", &err) == -EINVAL);
+    /* A call that would fail too: the first error stays, unchanged. */
+    CHECK(sysext_options_set_mutable_mode_string(o, "also-bogus", &err) == -EINVAL);
+    CHECK(err == first);
+    CHECK(strstr(sysext_error_get_message(err), "bogus") != NULL);
+    CHECK(strstr(sysext_error_get_message(err), "also-bogus") == NULL);
+    CHECK(sysext_error_get_kind(err) == SYSEXT_ERROR_KIND_INVALID_ARGUMENT);
+    sysext_error_free(err);
+    err = NULL;
+
+    /* The refused calls changed nothing: root and mode are as before them. */
+    OK(sysext_context_new(o, &c, &err), err);
+    CHECK_STR(sysext_context_get_root(c), root);
+    CHECK(sysext_context_get_mutable_mode(c) == SYSEXT_MUTABLE_MODE_DISABLED);
+    sysext_context_free(c);
+    sysext_options_free(o);
+}
+
+/* The _freep() helpers of the header with __attribute__((cleanup)): every handle below is
+ * freed only by them when its scope ends (valgrind's leak check fails the run otherwise). */
+static int cleanup_scope(const char *root) {
+    __attribute__((cleanup(sysext_options_freep))) sysext_options *o = NULL;
+    __attribute__((cleanup(sysext_context_freep))) sysext_context *c = NULL;
+    __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
+    __attribute__((cleanup(sysext_extension_list_freep))) sysext_extension_list *list = NULL;
+    __attribute__((cleanup(sysext_plan_freep))) sysext_plan *plan = NULL;
+    __attribute__((cleanup(sysext_status_freep))) sysext_status *status = NULL;
+    __attribute__((cleanup(sysext_report_freep))) sysext_report *report = NULL; /* stays NULL */
+
+    o = sysext_options_new(SYSEXT_IMAGE_CLASS_SYSEXT);
+    if (!o || sysext_options_set_root(o, root, &err) < 0 || sysext_context_new(o, &c, &err) < 0 ||
+        sysext_context_list(c, &list, &err) < 0 || sysext_context_plan(c, &plan, &err) < 0 ||
+        sysext_context_status(c, &status, &err) < 0)
+        return -1;
+    /* An error, to be freed by its helper too. */
+    if (sysext_options_set_mutable_mode_string(o, "bogus", &err) != -EINVAL || !err)
+        return -1;
+    return (int) sysext_extension_list_count(list) + (report ? 100 : 0);
+}
+
+static void test_cleanup_helpers(void) {
+    const char *root = make_root("cleanup");
+    CHECK(cleanup_scope(root) == 1); /* foo */
+    /* The helpers accept NULL and a pointer to NULL. */
+    sysext_context *none = NULL;
+    sysext_context_freep(&none);
+    sysext_context_freep(NULL);
+    sysext_error_freep(NULL);
 }
 
 /* Without CAP_SYS_ADMIN, the mounting verbs fail with -EPERM (checked in a child that drops
@@ -745,16 +816,16 @@ static void *hammer(void *p) {
     struct thread_arg *a = p;
     for (int i = 0; i < 10; i++) {
         sysext_plan *plan = NULL;
-        sysext_image_list *list = NULL;
+        sysext_extension_list *list = NULL;
         sysext_status *st = NULL;
         if (sysext_context_plan(a->ctx, &plan, NULL) != 0 || sysext_plan_extensions_count(plan) != 1)
             a->failures++;
-        if (sysext_context_list(a->ctx, &list, NULL) != 0 || sysext_image_list_count(list) != 1)
+        if (sysext_context_list(a->ctx, &list, NULL) != 0 || sysext_extension_list_count(list) != 1)
             a->failures++;
         if (sysext_context_status(a->ctx, &st, NULL) != 0 || sysext_status_count(st) != 2)
             a->failures++;
         sysext_plan_free(plan);
-        sysext_image_list_free(list);
+        sysext_extension_list_free(list);
         sysext_status_free(st);
     }
     return NULL;
@@ -788,6 +859,8 @@ int main(int argc, char **argv) {
     test_plan_details();
     test_status_unmerged();
     test_verbs_reject_bad_arguments();
+    test_error_must_be_null_on_entry();
+    test_cleanup_helpers();
     test_unprivileged();
     test_threads();
     return test_finish("test_api");

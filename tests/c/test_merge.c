@@ -91,8 +91,11 @@ static void test_merge_cycle(void) {
     OK(sysext_context_merge(c, &r, &err), err);
     CHECK(merged_names_are(r, "foo", NULL));
     CHECK(sysext_report_hierarchies_count(r) == 1);
-    CHECK_STR(sysext_report_get_hierarchy(r, 0), pathf("%s/usr", root));
+    /* Hierarchies by their configured name; where they were mounted beside them. */
+    CHECK_STR(sysext_report_get_hierarchy(r, 0), "/usr");
     CHECK(sysext_report_get_hierarchy(r, 1) == NULL);
+    CHECK_STR(sysext_report_get_target(r, 0), pathf("%s/usr", root));
+    CHECK(sysext_report_get_target(r, 1) == NULL);
     CHECK(sysext_report_unmerged_count(r) == 0);
     CHECK(sysext_report_skipped_count(r) == 1);
     CHECK_STR(sysext_report_get_skipped_name(r, 0), "bar");
@@ -114,13 +117,13 @@ static void test_merge_cycle(void) {
         log_dump(&rec);
 
     /* list knows what is merged. */
-    sysext_image_list *list = NULL;
+    sysext_extension_list *list = NULL;
     OK(sysext_context_list(c, &list, &err), err);
-    REQUIRE(sysext_image_list_count(list) == 2);
-    CHECK_STR(sysext_image_get_name(sysext_image_list_get(list, 1)), "foo");
-    CHECK(sysext_image_get_state(sysext_image_list_get(list, 1)) == SYSEXT_IMAGE_STATE_MERGED);
-    CHECK(sysext_image_get_state(sysext_image_list_get(list, 0)) == SYSEXT_IMAGE_STATE_INCOMPATIBLE);
-    sysext_image_list_free(list);
+    REQUIRE(sysext_extension_list_count(list) == 2);
+    CHECK_STR(sysext_extension_get_name(sysext_extension_list_get(list, 1)), "foo");
+    CHECK(sysext_extension_get_state(sysext_extension_list_get(list, 1)) == SYSEXT_IMAGE_STATE_MERGED);
+    CHECK(sysext_extension_get_state(sysext_extension_list_get(list, 0)) == SYSEXT_IMAGE_STATE_INCOMPATIBLE);
+    sysext_extension_list_free(list);
 
     const char *mode = NULL, *upper = NULL;
     CHECK_STR(usr_status(c, &mode, &upper), "foo");
@@ -133,6 +136,16 @@ static void test_merge_cycle(void) {
     CHECK(sysext_error_get_kind(err) == SYSEXT_ERROR_KIND_ALREADY_MERGED);
     CHECK(sysext_error_get_errno(err) == EBUSY);
     CHECK(strstr(sysext_error_get_message(err), "already merged") != NULL);
+    CHECK_STR(sysext_error_get_hierarchy(err), "/usr");
+    CHECK_STR(sysext_error_get_path(err), pathf("%s/usr", root));
+    CHECK(sysext_error_get_extension(err) == NULL);
+    /* The error is still set: the next call refuses to overwrite (and leak) it, and does
+     * nothing (the hierarchy stays merged, the error is the same object). */
+    sysext_error *first = err;
+    CHECK_RC(sysext_context_unmerge(c, NULL, &err), NULL, -EINVAL);
+    CHECK(err == first);
+    CHECK(sysext_error_get_kind(err) == SYSEXT_ERROR_KIND_ALREADY_MERGED);
+    CHECK(overlay_mounts() == 1);
     sysext_error_free(err);
     err = NULL;
     CHECK_RC(sysext_context_merge(c, NULL, NULL), NULL, -EBUSY);
@@ -143,17 +156,21 @@ static void test_merge_cycle(void) {
     REQUIRE(err);
     CHECK(sysext_error_get_kind(err) == SYSEXT_ERROR_KIND_NOT_MERGED);
     CHECK(strstr(sysext_error_get_message(err), "nope") != NULL);
+    CHECK_STR(sysext_error_get_extension(err), "nope");
+    CHECK(sysext_error_get_hierarchy(err) == NULL);
     sysext_error_free(err);
     err = NULL;
 
     /* merge_names of an unknown name and of an incompatible one. */
     CHECK_RC(sysext_context_merge_names(c, nope, 1, NULL, &err), err, -ENOENT);
     CHECK(sysext_error_get_kind(err) == SYSEXT_ERROR_KIND_INVALID_ARGUMENT);
+    CHECK_STR(sysext_error_get_extension(err), "nope");
     sysext_error_free(err);
     err = NULL;
     const char *bar[] = {"bar"};
     CHECK_RC(sysext_context_merge_names(c, bar, 1, NULL, &err), err, -ENOMEDIUM);
     CHECK(sysext_error_get_kind(err) == SYSEXT_ERROR_KIND_INCOMPATIBLE_EXTENSION);
+    CHECK_STR(sysext_error_get_extension(err), "bar");
     sysext_error_free(err);
     err = NULL;
     CHECK_STR(usr_status(c, NULL, NULL), "foo");
@@ -186,7 +203,7 @@ static void test_merge_cycle(void) {
     OK(sysext_context_unmerge(c, &r, &err), err);
     CHECK(sysext_report_merged_count(r) == 0);
     CHECK(sysext_report_unmerged_count(r) == 1);
-    CHECK_STR(sysext_report_get_unmerged(r, 0), pathf("%s/usr", root));
+    CHECK_STR(sysext_report_get_unmerged(r, 0), "/usr");
     CHECK(sysext_report_get_unmerged(r, 1) == NULL);
     sysext_report_free(r);
     CHECK(!exists(pathf("%s/usr/bin/foo", root)));
@@ -304,7 +321,8 @@ static void test_confext(void) {
     sysext_context *c = context_for(SYSEXT_IMAGE_CLASS_CONFEXT, root, SYSEXT_MUTABLE_MODE_DISABLED);
     OK(sysext_context_merge(c, &r, &err), err);
     CHECK(merged_names_are(r, "cfg", NULL));
-    CHECK_STR(sysext_report_get_hierarchy(r, 0), pathf("%s/etc", root));
+    CHECK_STR(sysext_report_get_hierarchy(r, 0), "/etc");
+    CHECK_STR(sysext_report_get_target(r, 0), pathf("%s/etc", root));
     sysext_report_free(r);
     CHECK_STR(read_file(pathf("%s/etc/cfg.conf", root)), "cfg");
     CHECK(exists(pathf("%s/etc/.systemd-confext/confexts", root)));

@@ -176,8 +176,8 @@ static void test_symlink_trick(void) {
         merge_in(&m, pathf("symlink-%s", names[i]), modes[i], 2);
         sysext_plan *plan = NULL;
         sysext_error *err = NULL;
-        /* status reports "base"; the file is written through the overlay into /usr. */
-        check_status(&m, names[i], "base");
+        /* status reports "host"; the file is written through the overlay into /usr. */
+        check_status(&m, names[i], "host");
         CHECK(try_write(pathf("%s/usr/bin/new", m.root), "new") == 0);
         CHECK_STR(read_file(pathf("%s/usr/bin/foo", m.root)), "foo");
         unmerge(&m);
