@@ -49,13 +49,13 @@ def show_plan(plan: sysext.Plan) -> None:
     for h in plan.hierarchies:
         writes = {
             None: "read-only",
-            "ephemeral": "writes go to a tmpfs",
-            "base": f"writes go to the base directory {h.upper_dir}",
-            "routing": f"writes go to {h.upper_dir}",
+            sysext.UpperKind.EPHEMERAL: "writes go to a tmpfs",
+            sysext.UpperKind.HOST: f"writes go to the host's own directory {h.upper_dir}",
+            sysext.UpperKind.MUTABLE_DIR: f"writes go to {h.upper_dir}",
         }[h.upper_kind]
         print(f"  {h.hierarchy} -> {h.target} ({writes})")
         for layer in h.layers:
-            print(f"      {layer.kind:9} {layer.path or ''}")
+            print(f"      {layer.kind.value:9} {layer.path or ''}")
 
 
 def merge_persistently(ctx: sysext.Context, names: Optional[Sequence[str]]) -> sysext.Report:

@@ -1,6 +1,8 @@
 //! `sysext.Context` (a core [`Context`] behind an `Arc`) and the `merged()` context manager.
 
-use crate::convert::{image_class_from_py, image_class_to_py, mutable_from_py, mutable_to_py};
+use crate::convert::{
+    image_class_from_py, image_class_to_py, mutable_from_py, mutable_to_py, names_from_py,
+};
 use crate::errors::{invalid_argument, IntoPyResult};
 use crate::log::LoggerSink;
 use crate::types::{PyExtension, PyHierarchyStatus, PyPlan, PyReport};
@@ -115,7 +117,7 @@ fn list_detailed(ctx: &Context) -> sysext::Result<Vec<PyExtension>> {
             };
             PyExtension {
                 skipped_reason: skipped.get(&img.name).cloned(),
-                state: img.state.as_str(),
+                state: img.state,
                 reason: img.reason,
                 name: img.name,
                 kind: img.kind,
@@ -330,6 +332,12 @@ impl PyContext {
     ///
     /// Raises:
     ///     SysextOSError: A search directory cannot be read.
+    ///
+    /// Example (`root` holds the extension `foo`; run by the test suite):
+    ///
+    ///     >>> ctx = sysext.Context(root=root)
+    ///     >>> [(e.name, e.kind, e.state) for e in ctx.list()]
+    ///     [('foo', <ImageKind.DIRECTORY: 'directory'>, <ImageState.WOULD_MERGE: 'would-merge'>)]
     fn list(&self, py: Python<'_>) -> PyResult<Vec<PyExtension>> {
         let ctx = self.inner.clone();
         py.detach(move || list_detailed(&ctx)).py()
@@ -346,7 +354,16 @@ impl PyContext {
     ///
     /// Raises:
     ///     ReleaseFileError: The host's os-release or an image's metadata is unusable.
-    ///     MutableDirError: The write-routing dir cannot be used in this mode.
+    ///     MutableDirError: The mutable directory cannot be used in this mode.
+    ///
+    /// Example:
+    ///
+    ///     >>> plan = sysext.Context(root=root).plan(mutable="ephemeral")
+    ///     >>> plan.extensions
+    ///     ['foo']
+    ///     >>> usr = next(h for h in plan.hierarchies if h.hierarchy == "/usr")
+    ///     >>> [str(layer.kind) for layer in usr.layers], usr.upper_kind
+    ///     (['meta', 'extension', 'host'], <UpperKind.EPHEMERAL: 'ephemeral'>)
     #[pyo3(signature = (*, force = None, mutable = None))]
     fn plan(
         &self,
@@ -362,7 +379,8 @@ impl PyContext {
     /// those to the current merge (keeping the others, its mutable mode and upper dirs).
     ///
     /// Args:
-    ///     names: Extension names to add; `None` merges all compatible extensions.
+    ///     names: Extension names to add (a sequence of str, or one str naming a single
+    ///         extension); `None` merges all compatible extensions.
     ///     force: Override the context's `force` for this call.
     ///     mutable: Override the context's mutable mode for this call.
     ///
@@ -375,14 +393,27 @@ impl PyContext {
     ///     SysextValueError: A named extension does not exist.
     ///     SysextPermissionError: The caller lacks `CAP_SYS_ADMIN`.
     ///     SysextBusyError: Another operation holds the lock past `lock_timeout`.
+    ///     TypeError: `names` is neither a str nor a sequence of str.
+    ///
+    /// Example (needs `CAP_SYS_ADMIN`):
+    ///
+    ///     >>> ctx = sysext.Context(root=root)
+    ///     >>> report = ctx.merge()
+    ///     >>> report.merged, report.hierarchies, report.targets == [f"{root}/usr"]
+    ///     (['foo'], ['/usr'], True)
+    ///     >>> _ = ctx.unmerge()
+    ///     >>> ctx.merge("foo").merged    # just this one (a str is one name)
+    ///     ['foo']
+    ///     >>> _ = ctx.unmerge()
     #[pyo3(signature = (names = None, *, force = None, mutable = None))]
     fn merge(
         &self,
         py: Python<'_>,
-        names: Option<Vec<String>>,
+        names: Option<&Bound<'_, PyAny>>,
         force: Option<bool>,
         mutable: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyReport> {
+        let names = names_from_py(names)?;
         let ctx = self.with_overrides(py, force, mutable)?;
         py.detach(move || match names {
             Some(n) => ctx.merge_names(&n),
@@ -401,6 +432,16 @@ impl PyContext {
     ///
     /// Returns:
     ///     Report: merged extensions, unmerged hierarchies, skipped images, needs_reload.
+    ///
+    /// Example (needs `CAP_SYS_ADMIN`):
+    ///
+    ///     >>> ctx = sysext.Context(root=root)
+    ///     >>> ctx.refresh().merged           # nothing merged yet: merges
+    ///     ['foo']
+    ///     >>> ctx.refresh().merged           # unchanged: left as it is
+    ///     ['foo']
+    ///     >>> ctx.unmerge().unmerged
+    ///     ['/usr']
     #[pyo3(signature = (*, force = None, mutable = None))]
     fn refresh(
         &self,
@@ -416,15 +457,26 @@ impl PyContext {
     /// it (removing the last one unmerges).
     ///
     /// Args:
-    ///     names: Extension names to remove; `None` removes the whole merge.
+    ///     names: Extension names to remove (a sequence of str, or one str); `None`
+    ///         removes the whole merge.
     ///
     /// Returns:
     ///     Report: `unmerged` lists the hierarchies whose merge was removed.
     ///
     /// Raises:
     ///     NotMergedError: A named extension is not part of the current merge.
+    ///     TypeError: `names` is neither a str nor a sequence of str.
+    ///
+    /// Example (needs `CAP_SYS_ADMIN`):
+    ///
+    ///     >>> ctx = sysext.Context(root=root)
+    ///     >>> _ = ctx.merge()
+    ///     >>> report = ctx.unmerge()
+    ///     >>> report.unmerged, report.merged
+    ///     (['/usr'], [])
     #[pyo3(signature = (names = None))]
-    fn unmerge(&self, py: Python<'_>, names: Option<Vec<String>>) -> PyResult<PyReport> {
+    fn unmerge(&self, py: Python<'_>, names: Option<&Bound<'_, PyAny>>) -> PyResult<PyReport> {
+        let names = names_from_py(names)?;
         let ctx = self.inner.clone();
         py.detach(move || match names {
             Some(n) => ctx.unmerge_names(&n),
@@ -438,6 +490,13 @@ impl PyContext {
     ///
     /// Returns:
     ///     list[HierarchyStatus]: hierarchy, merged, extensions, mutable, upper, since.
+    ///
+    /// Example (the merge needs `CAP_SYS_ADMIN`, status does not):
+    ///
+    ///     >>> ctx = sysext.Context(root=root, mutable="ephemeral")
+    ///     >>> with ctx.merged():
+    ///     ...     [(s.hierarchy, s.extensions, s.mutable) for s in ctx.status() if s.merged]
+    ///     [('/usr', ['foo'], <MutableMode.EPHEMERAL: 'ephemeral'>)]
     fn status(&self, py: Python<'_>) -> PyResult<Vec<PyHierarchyStatus>> {
         let ctx = self.inner.clone();
         py.detach(move || ctx.status())
@@ -460,10 +519,11 @@ impl PyContext {
     fn merged(
         &self,
         py: Python<'_>,
-        names: Option<Vec<String>>,
+        names: Option<&Bound<'_, PyAny>>,
         force: Option<bool>,
         mutable: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyMerged> {
+        let names = names_from_py(names)?;
         let ctx = self.with_overrides(py, force, mutable)?;
         Ok(PyMerged {
             ctx,

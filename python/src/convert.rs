@@ -6,7 +6,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyModule, PyString};
-use sysext::{ImageClass, ImageKind, MutableMode};
+use sysext::{ImageClass, ImageKind, ImageState, MutableMode};
 
 fn enums_module(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
     static MODULE: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
@@ -33,6 +33,43 @@ pub(crate) fn image_kind_to_py<'py>(py: Python<'py>, k: ImageKind) -> PyResult<B
 
 pub(crate) fn mutable_to_py<'py>(py: Python<'py>, m: MutableMode) -> PyResult<Bound<'py, PyAny>> {
     py_enum(py, "MutableMode", m.as_str())
+}
+
+pub(crate) fn image_state_to_py<'py>(
+    py: Python<'py>,
+    s: ImageState,
+) -> PyResult<Bound<'py, PyAny>> {
+    py_enum(py, "ImageState", s.as_str())
+}
+
+/// `sysext.enums.LayerKind(value)` (`"meta"`, `"import"`, `"extension"`, `"host"`).
+pub(crate) fn layer_kind_to_py<'py>(py: Python<'py>, k: &str) -> PyResult<Bound<'py, PyAny>> {
+    py_enum(py, "LayerKind", k)
+}
+
+/// `sysext.enums.UpperKind(value)` (`"mutable-dir"`, `"host"`, `"ephemeral"`).
+pub(crate) fn upper_kind_to_py<'py>(py: Python<'py>, k: &str) -> PyResult<Bound<'py, PyAny>> {
+    py_enum(py, "UpperKind", k)
+}
+
+/// Extension names: a sequence of `str`, or one `str` as a single name (never split into
+/// its characters).
+pub(crate) fn names_from_py(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<String>>> {
+    let Some(obj) = obj else {
+        return Ok(None);
+    };
+    if obj.is_none() {
+        return Ok(None);
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Some(vec![s.to_cow()?.into_owned()]));
+    }
+    obj.extract::<Vec<String>>().map(Some).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "names must be a str (one extension name) or a sequence of str, not {}",
+            obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+        ))
+    })
 }
 
 /// `ImageClass` member or its string (`"sysext"`, `"confext"`).

@@ -4,11 +4,13 @@
 //! They hold plain Rust data and build Python objects (enum members, dicts,
 //! datetimes) on access, so each access returns a fresh, independent value.
 
-use crate::convert::{image_kind_to_py, mutable_to_py};
+use crate::convert::{
+    image_kind_to_py, image_state_to_py, layer_kind_to_py, mutable_to_py, upper_kind_to_py,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyIterator, PyTuple};
 use sysext::plan::{HierarchyPlan, Layer, Upper, WorkDir};
-use sysext::{HierarchyStatus, ImageKind, MutableMode, PlanReport, Report, Skipped};
+use sysext::{HierarchyStatus, ImageKind, ImageState, MutableMode, PlanReport, Report, Skipped};
 
 fn py_str_list(v: &[String]) -> String {
     let items: Vec<String> = v.iter().map(|s| py_repr_str(s)).collect();
@@ -39,8 +41,11 @@ fn py_opt_str(s: &Option<String>) -> String {
 }
 
 /// An extension image found in the search directories (`Context.list()`).
-#[pyclass(frozen, module = "sysext", name = "Extension")]
-#[derive(Debug, Clone)]
+///
+/// Extensions compare equal when all their fields are equal (two listings of an
+/// unchanged directory give equal extensions), and hash accordingly.
+#[pyclass(frozen, eq, hash, module = "sysext", name = "Extension")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyExtension {
     /// The image name (file name without `.raw` and the class suffix).
     #[pyo3(get)]
@@ -55,10 +60,7 @@ pub(crate) struct PyExtension {
     /// be made (a warning is logged then).
     #[pyo3(get)]
     pub(crate) skipped_reason: Option<String>,
-    /// What a merge does with the image, as `sysext list` shows it: `"merged"`,
-    /// `"would-merge"`, `"masked"`, `"incompatible"`, `"invalid"` or `"unknown"`.
-    #[pyo3(get)]
-    pub(crate) state: &'static str,
+    pub(crate) state: ImageState,
     /// Why, for states other than `"merged"` and `"would-merge"`.
     #[pyo3(get)]
     pub(crate) reason: Option<String>,
@@ -76,6 +78,14 @@ impl PyExtension {
     #[getter]
     fn kind<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         image_kind_to_py(py, self.kind)
+    }
+
+    /// What a merge does with the image, as `sysext list` shows it: a
+    /// `sysext.ImageState` (`MERGED`, `WOULD_MERGE`, `MASKED`, `INCOMPATIBLE`, `INVALID`
+    /// or `UNKNOWN`; its value is the string `sysext list` prints).
+    #[getter]
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        image_state_to_py(py, self.state)
     }
 
     /// The fields of the image's extension-release file, in file order (a new dict on
@@ -96,7 +106,7 @@ impl PyExtension {
             py_repr_str(&self.name),
             self.kind.as_str().to_uppercase(),
             py_repr_str(&self.path),
-            py_repr_str(self.state),
+            py_repr_str(self.state.as_str()),
             py_opt_str(&self.skipped_reason)
         )
     }
@@ -145,10 +155,15 @@ pub(crate) struct PyReport {
     /// Names of the merged extensions, ascending.
     #[pyo3(get)]
     pub(crate) merged: Vec<String>,
-    /// Hierarchies that got an overlay (paths with the root prefix).
+    /// Hierarchies that got an overlay, as configured (`/usr`, without the root prefix,
+    /// as `HierarchyStatus.hierarchy` and `SysextError.hierarchy`).
     #[pyo3(get)]
     pub(crate) hierarchies: Vec<String>,
-    /// Hierarchies whose previous merge was removed.
+    /// Where those overlays were mounted (the hierarchies with the root prefix), in the
+    /// order of `hierarchies`.
+    #[pyo3(get)]
+    pub(crate) targets: Vec<String>,
+    /// Hierarchies whose previous merge was removed, as configured (`/usr`).
     #[pyo3(get)]
     pub(crate) unmerged: Vec<String>,
     /// Images not used, with the reason.
@@ -165,6 +180,7 @@ impl From<Report> for PyReport {
         PyReport {
             merged: r.merged,
             hierarchies: r.hierarchies,
+            targets: r.targets,
             unmerged: r.unmerged,
             skipped: r.skipped.into_iter().map(Into::into).collect(),
             needs_reload: r.needs_reload,
@@ -177,9 +193,10 @@ impl PyReport {
     fn __repr__(&self) -> String {
         let skipped: Vec<String> = self.skipped.iter().map(|s| s.__repr__()).collect();
         format!(
-            "Report(merged={}, hierarchies={}, unmerged={}, skipped=[{}], needs_reload={})",
+            "Report(merged={}, hierarchies={}, targets={}, unmerged={}, skipped=[{}], needs_reload={})",
             py_str_list(&self.merged),
             py_str_list(&self.hierarchies),
+            py_str_list(&self.targets),
             py_str_list(&self.unmerged),
             skipped.join(", "),
             if self.needs_reload { "True" } else { "False" }
@@ -191,9 +208,6 @@ impl PyReport {
 #[pyclass(frozen, eq, hash, module = "sysext", name = "Layer")]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PyLayer {
-    /// `"meta"` (the synthetic layer carrying `.systemd-sysext`), `"import"` (the
-    /// write-routing dir, read-only), `"extension"` or `"host"` (the base hierarchy).
-    #[pyo3(get)]
     pub(crate) kind: &'static str,
     /// The directory, root prefix included; `None` for the meta layer.
     #[pyo3(get)]
@@ -232,10 +246,18 @@ impl From<&Layer> for PyLayer {
 
 #[pymethods]
 impl PyLayer {
+    /// What the layer is: a `sysext.LayerKind`, `META` (the synthetic layer carrying
+    /// `.systemd-sysext`), `IMPORT` (the mutable directory, read-only), `EXTENSION` or
+    /// `HOST` (the host's hierarchy).
+    #[getter]
+    fn kind<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        layer_kind_to_py(py, self.kind)
+    }
+
     fn __repr__(&self) -> String {
         format!(
-            "Layer(kind={}, path={}, name={})",
-            py_repr_str(self.kind),
+            "Layer(kind=<LayerKind.{}>, path={}, name={})",
+            self.kind.to_uppercase(),
             py_opt_str(&self.path),
             py_opt_str(&self.name)
         )
@@ -258,11 +280,8 @@ pub(crate) struct PyHierarchyPlan {
     /// The lower layers, top to bottom.
     #[pyo3(get)]
     pub(crate) layers: Vec<PyLayer>,
-    /// `"routing"` (the write-routing dir), `"base"` (the host hierarchy itself, when
-    /// the routing dir links to it), `"ephemeral"` (a private tmpfs) or `None` (read-only).
-    #[pyo3(get)]
     pub(crate) upper_kind: Option<&'static str>,
-    /// The upper dir for `"routing"` and `"base"`; `None` otherwise.
+    /// The upper dir for `UpperKind.MUTABLE_DIR` and `UpperKind.HOST`; `None` otherwise.
     #[pyo3(get)]
     pub(crate) upper_dir: Option<String>,
     /// Whether the upper dir is created by the merge (`mutable="yes"`).
@@ -287,9 +306,9 @@ impl From<&HierarchyPlan> for PyHierarchyPlan {
         let (upper_kind, upper_dir, create_upper) = match &h.upper {
             None => (None, None, false),
             Some(Upper::MutableDir { path, create, .. }) => {
-                (Some("routing"), Some(path.clone()), *create)
+                (Some("mutable-dir"), Some(path.clone()), *create)
             }
-            Some(Upper::Host { path, .. }) => (Some("base"), Some(path.clone()), false),
+            Some(Upper::Host { path, .. }) => (Some("host"), Some(path.clone()), false),
             Some(Upper::Ephemeral) => (Some("ephemeral"), None, false),
         };
         let work_dir = match &h.work_dir {
@@ -314,6 +333,15 @@ impl From<&HierarchyPlan> for PyHierarchyPlan {
 
 #[pymethods]
 impl PyHierarchyPlan {
+    /// Where writes go: a `sysext.UpperKind`, `MUTABLE_DIR` (the hierarchy's mutable
+    /// directory, `/var/lib/extensions.mutable/<hierarchy>`), `HOST` (the host hierarchy
+    /// itself, when the mutable directory links to it) or `EPHEMERAL` (a private tmpfs);
+    /// `None` for a read-only overlay.
+    #[getter]
+    fn upper_kind<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.upper_kind.map(|k| upper_kind_to_py(py, k)).transpose()
+    }
+
     /// The paths of the lower layers, top to bottom, without the meta layer.
     #[getter]
     fn lower_dirs(&self) -> Vec<String> {
@@ -406,8 +434,8 @@ pub(crate) struct PyHierarchyStatus {
     /// When the hierarchy was merged, µs since the epoch; `None` when not merged.
     #[pyo3(get)]
     pub(crate) since_usec: Option<u64>,
-    pub(crate) mutable: Option<String>,
-    /// Where writes go: a directory, `"ephemeral"`, `"base"` or `"none"`; `None`
+    pub(crate) mutable: Option<MutableMode>,
+    /// Where writes go: a directory, `"ephemeral"`, `"host"` or `"none"`; `None`
     /// when not merged or not recorded (merges made by systemd-sysext).
     #[pyo3(get)]
     pub(crate) upper: Option<String>,
@@ -419,7 +447,7 @@ impl From<HierarchyStatus> for PyHierarchyStatus {
             hierarchy: s.hierarchy,
             extensions: s.extensions,
             since_usec: s.since_usec,
-            mutable: s.mutable.map(|m| m.as_str().to_string()),
+            mutable: s.mutable,
             upper: s.upper,
         }
     }
@@ -443,10 +471,7 @@ impl PyHierarchyStatus {
     /// merged or not recorded.
     #[getter]
     fn mutable<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        match self.mutable.as_deref().and_then(MutableMode::parse_systemd) {
-            Some(m) => Ok(Some(mutable_to_py(py, m)?)),
-            None => Ok(None),
-        }
+        self.mutable.map(|m| mutable_to_py(py, m)).transpose()
     }
 
     /// When the hierarchy was merged, as an aware `datetime` in UTC; `None` when not merged.
@@ -469,7 +494,7 @@ impl PyHierarchyStatus {
             "HierarchyStatus(hierarchy={}, extensions={}, mutable={}, upper={})",
             py_repr_str(&self.hierarchy),
             py_str_list(&self.extensions()),
-            py_opt_str(&self.mutable),
+            py_opt_str(&self.mutable.map(|m| m.as_str().to_string())),
             py_opt_str(&self.upper)
         )
     }

@@ -106,7 +106,7 @@ def test_plan_every_mode(root: Path) -> None:
     routing = f"{root}/var/lib/extensions.mutable/usr"
     ctx = sysext.Context(root=root)
     yes = ctx.plan(mutable="yes").hierarchies[0]
-    assert (yes.upper_kind, yes.upper_dir, yes.create_upper) == ("routing", routing, True)
+    assert (yes.upper_kind, yes.upper_dir, yes.create_upper) == ("mutable-dir", routing, True)
     assert yes.work_dir == f"{root}/var/lib/extensions.mutable/.systemd-usr-workdir"
     assert yes.writable and not yes.read_only
 
@@ -118,7 +118,7 @@ def test_plan_every_mode(root: Path) -> None:
 
     mkdir(root / "var/lib/extensions.mutable/usr")
     auto = ctx.plan(mutable="auto").hierarchies[0]
-    assert (auto.upper_kind, auto.upper_dir, auto.create_upper) == ("routing", routing, False)
+    assert (auto.upper_kind, auto.upper_dir, auto.create_upper) == ("mutable-dir", routing, False)
 
     imp = ctx.plan(mutable="import").hierarchies[0]
     assert [layer.kind for layer in imp.layers] == ["meta", "import", "extension", "host"]
@@ -135,7 +135,7 @@ def test_plan_routing_symlink_to_base(root: Path) -> None:
     (root / "var/lib/extensions.mutable").mkdir(parents=True)
     (root / "var/lib/extensions.mutable/usr").symlink_to("/usr")
     usr = sysext.Context(root=root, mutable="yes").plan().hierarchies[0]
-    assert (usr.upper_kind, usr.upper_dir) == ("base", f"{root}/usr")
+    assert (usr.upper_kind, usr.upper_dir) == ("host", f"{root}/usr")
     assert usr.lower_dirs == [f"{root}/var/lib/extensions/foo/usr"]  # the base is the upper, not a lower
 
 
@@ -185,3 +185,45 @@ def test_compat_level(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in (258, "v262", ""):
         with pytest.raises(sysext.SysextValueError):
             sysext.Context(root=root, compat=bad)
+
+
+# --- one convention per idea (issue 19 item 4, issue 21 item 2) ------------------------
+
+def test_extension_equality_and_hash(root: Path, make_extension: Callable[..., Path]) -> None:
+    make_extension("bar", "ID=fedora\n")
+    ctx = sysext.Context(root=root)
+    first, second = ctx.list(), ctx.list()
+    assert first == second  # two listings of unchanged images are equal
+    assert [hash(e) for e in first] == [hash(e) for e in second]
+    assert first[0] != first[1]
+    assert len({*first, *second}) == 2
+    assert first[0] != "bar" and first[0] != (first[0].name,)
+
+
+def test_state_and_kinds_are_enums(root: Path, make_extension: Callable[..., Path]) -> None:
+    from sysext import ImageState, LayerKind, UpperKind
+
+    make_extension("bar", "ID=fedora\n")
+    exts = {e.name: e for e in sysext.Context(root=root).list()}
+    assert exts["foo"].state is ImageState.WOULD_MERGE
+    assert exts["bar"].state is ImageState.INCOMPATIBLE
+    assert exts["foo"].state == "would-merge" and str(exts["foo"].state) == "would-merge"
+    [usr] = sysext.Context(root=root).plan().hierarchies
+    assert [layer.kind for layer in usr.layers] == [LayerKind.META, LayerKind.EXTENSION, LayerKind.HOST]
+    assert all(type(layer.kind) is LayerKind for layer in usr.layers)
+    assert usr.upper_kind is None
+    yes = sysext.Context(root=root, mutable="yes").plan().hierarchies[0]
+    assert yes.upper_kind is UpperKind.MUTABLE_DIR
+    eph = sysext.Context(root=root, mutable="ephemeral").plan().hierarchies[0]
+    assert eph.upper_kind is UpperKind.EPHEMERAL
+
+
+def test_names_must_be_str_or_sequence_of_str(root: Path) -> None:
+    ctx = sysext.Context(root=root)
+    for bad in (42, [1], b"foo"):
+        with pytest.raises(TypeError, match="names must be a str"):
+            ctx.merge(names=bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="names must be a str"):
+            ctx.unmerge(bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="names must be a str"):
+            ctx.merged(bad)  # type: ignore[arg-type]

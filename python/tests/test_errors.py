@@ -29,7 +29,7 @@ from sysext.errors import (
 MAPPING = [
     ("Io", SysextOSError, errno.ENOENT, "/srv/root/usr", None, None),
     ("Mount", SysextOSError, errno.EINVAL, "/srv/root/usr", None, None),
-    ("AlreadyMerged", AlreadyMergedError, errno.EBUSY, None, "/usr", None),
+    ("AlreadyMerged", AlreadyMergedError, errno.EBUSY, "/srv/root/usr", "/usr", None),
     ("NotMerged", NotMergedError, errno.ENOENT, None, None, "foo"),
     ("NotPrivileged", SysextPermissionError, errno.EPERM, None, None, None),
     ("HostOsRelease", ReleaseFileError, errno.ENOENT, None, None, None),

@@ -47,7 +47,8 @@ def test_mode_no(root: Path) -> None:
     ctx = sysext.Context(root=root, mutable="no")
     report = ctx.merge()
     assert report.merged == ["foo"]
-    assert report.hierarchies == [f"{root}/usr"]
+    assert report.hierarchies == ["/usr"]  # as HierarchyStatus.hierarchy and e.hierarchy
+    assert report.targets == [f"{root}/usr"]
     assert report.skipped == [] and report.needs_reload is False
     assert_merged(root)
     assert_read_only(root / "usr/bin/new")
@@ -59,7 +60,7 @@ def test_mode_no(root: Path) -> None:
     assert usr.since_usec is not None
     assert abs(usr.since.timestamp() * 1e6 - usr.since_usec) < 2
     report = ctx.unmerge()
-    assert report.unmerged == [f"{root}/usr"]
+    assert report.unmerged == ["/usr"]
     assert_unmerged(root)
 
 
@@ -84,7 +85,7 @@ def test_mode_yes_symlink_to_base_writes_into_base(root: Path) -> None:
         assert_merged(root)
         (root / "usr/bin/new").write_text("new\n")
         [_, usr] = ctx.status()
-        assert usr.upper == "base"
+        assert usr.upper == "host"
     assert_unmerged(root)
     assert (root / "usr/bin/new").read_text() == "new\n"  # landed in the base /usr
 
@@ -201,6 +202,7 @@ def test_already_merged(root: Path) -> None:
             ctx.merge()
         assert info.value.errno == errno.EBUSY
         assert info.value.hierarchy == "/usr"
+        assert info.value.path == f"{root}/usr"  # the merged hierarchy, root prefix included
         assert str(info.value) == "Hierarchy '/usr' is already merged."
     assert_unmerged(root)
 
@@ -384,3 +386,15 @@ def test_image_policy_error(root: Path, tmp_path: Path) -> None:
 def test_invalid_image_policy(root: Path) -> None:
     with pytest.raises(sysext.SysextValueError):
         sysext.Context(root=root, image_policy="root=frob")
+
+
+def test_a_str_is_one_extension_name(root: Path, make_extension: Callable[..., Path]) -> None:
+    make_extension("bar")
+    ctx = sysext.Context(root=root)
+    assert ctx.merge(names="foo").merged == ["foo"]  # not ["f", "o", "o"]
+    assert ctx.merge("bar").merged == ["bar", "foo"]
+    assert ctx.unmerge("bar").merged == ["foo"]
+    with ctx.merged("bar") as report:
+        assert report.merged == ["bar", "foo"]
+    assert ctx.unmerge("foo").unmerged == ["/usr"]
+    assert_unmerged(root)

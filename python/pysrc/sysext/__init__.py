@@ -8,7 +8,7 @@ Python bindings of libsysext, which does what ``systemd-sysext`` and
     ctx = sysext.Context(root="/", image_class=sysext.ImageClass.SYSEXT,
                          mutable="ephemeral")
     for ext in ctx.list():               # list[Extension]
-        print(ext.name, ext.kind.value, ext.path, ext.skipped_reason)
+        print(ext.name, ext.kind.value, ext.path, ext.state.value)
     print(ctx.plan())                    # mounts nothing
     with ctx.merged() as report:         # merge; unmerge on exit, also on errors
         print(report.merged)
@@ -34,7 +34,7 @@ from ._sysext import (
     Skipped,
     __version__,
 )
-from .enums import ImageClass, ImageKind, MutableMode
+from .enums import ImageClass, ImageKind, ImageState, LayerKind, MutableMode, UpperKind
 from .errors import (
     AlreadyMergedError,
     ImageError,
@@ -59,9 +59,11 @@ __all__ = [
     "ImageClass",
     "ImageError",
     "ImageKind",
+    "ImageState",
     "ImagePolicyError",
     "IncompatibleExtensionError",
     "Layer",
+    "LayerKind",
     "Merged",
     "MutableDirError",
     "MutableMode",
@@ -75,5 +77,6 @@ __all__ = [
     "SysextOSError",
     "SysextPermissionError",
     "SysextValueError",
+    "UpperKind",
     "__version__",
 ]

@@ -12,7 +12,7 @@ from typing import Optional
 
 from ._sysext import _parse_mutable_mode
 
-__all__ = ["ImageClass", "ImageKind", "MutableMode"]
+__all__ = ["ImageClass", "ImageKind", "ImageState", "LayerKind", "MutableMode", "UpperKind"]
 
 
 class ImageClass(str, enum.Enum):
@@ -88,4 +88,70 @@ class MutableMode(str, enum.Enum):
 
     def __str__(self) -> str:
         """The systemd spelling (``"no"``, ``"ephemeral-import"``, ...)."""
+        return str(self.value)
+
+
+class ImageState(str, enum.Enum):
+    """What a merge does with an extension image (``Extension.state``), as ``sysext list``
+    shows it in its STATE column."""
+
+    MERGED = "merged"
+    """Part of the current merge."""
+
+    WOULD_MERGE = "would-merge"
+    """Compatible with the host: a merge would use it."""
+
+    MASKED = "masked"
+    """An empty directory hiding images of the same name in lower-precedence directories."""
+
+    INCOMPATIBLE = "incompatible"
+    """A merge would skip it: it does not fit the host, or has no release data."""
+
+    INVALID = "invalid"
+    """A merge would fail on it (a bad image, forbidden content, no host os-release)."""
+
+    UNKNOWN = "unknown"
+    """Not determined: image files can only be inspected with privileges."""
+
+    def __str__(self) -> str:
+        """The spelling of ``sysext list`` (``"would-merge"``, ...)."""
+        return str(self.value)
+
+
+class LayerKind(str, enum.Enum):
+    """What a lower layer of a planned overlay is (``Layer.kind``)."""
+
+    META = "meta"
+    """The synthetic top layer carrying ``.systemd-sysext`` / ``.systemd-confext``."""
+
+    IMPORT = "import"
+    """The hierarchy's mutable directory, imported read-only (``import`` modes)."""
+
+    EXTENSION = "extension"
+    """An extension's copy of the hierarchy."""
+
+    HOST = "host"
+    """The host's hierarchy (the bottom layer)."""
+
+    def __str__(self) -> str:
+        """The value (``"meta"``, ``"extension"``, ...)."""
+        return str(self.value)
+
+
+class UpperKind(str, enum.Enum):
+    """Where writes to a planned overlay go (``HierarchyPlan.upper_kind``)."""
+
+    MUTABLE_DIR = "mutable-dir"
+    """The hierarchy's mutable directory, ``/var/lib/extensions.mutable/<hierarchy>``
+    (or the directory its symlink points to); see ``HierarchyPlan.create_upper``."""
+
+    HOST = "host"
+    """The host hierarchy itself: the mutable directory is a symlink to it, so writes
+    land in the host's files."""
+
+    EPHEMERAL = "ephemeral"
+    """A private tmpfs whose contents vanish on unmerge."""
+
+    def __str__(self) -> str:
+        """The value (``"mutable-dir"``, ``"host"``, ``"ephemeral"``)."""
         return str(self.value)
