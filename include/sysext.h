@@ -536,6 +536,25 @@ const char *sysext_context_get_hierarchy(const struct sysext_context *context, s
  * `sysext_extension_list_free()`. Fails with a negative errno if the search directories
  * cannot be read.
  *
+ * Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
+ *
+ * ```c
+ * // List the extensions: name, state and, where a merge would not use one, why.
+ * __attribute__((cleanup(sysext_extension_list_freep))) sysext_extension_list *list = NULL;
+ * __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
+ * int r = sysext_context_list(ctx, &list, &err);
+ * if (r < 0)
+ *         return fprintf(stderr, "list: %s\n", sysext_error_get_message(err)), r;
+ * for (size_t i = 0; i < sysext_extension_list_count(list); i++) {
+ *         const sysext_extension *e = sysext_extension_list_get(list, i);
+ *         const char *reason = sysext_extension_get_reason(e);
+ *         printf("%s %s%s%s\n", sysext_extension_get_name(e),
+ *                sysext_image_state_to_string(sysext_extension_get_state(e)),
+ *                reason ? ": " : "", reason ? reason : "");
+ * }
+ * return 0;
+ * ```
+ *
  * # Safety
  * `context` is NULL or a live context; `ret_list` is NULL or valid for writing a
  * pointer; `ret_error` is NULL or valid for writing a pointer.
@@ -554,6 +573,24 @@ int sysext_context_list(const struct sysext_context *context,
  * On success stores the plan in `*ret_plan` and returns 0; free it with
  * `sysext_plan_free()`. Fails with the error the merge would fail with (e.g. `-EINVAL`
  * for a mutable directory whose mode differs from the hierarchy's).
+ *
+ * Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
+ *
+ * ```c
+ * // What a merge would do, without mounting: the layers of each overlay, top first.
+ * __attribute__((cleanup(sysext_plan_freep))) sysext_plan *plan = NULL;
+ * __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
+ * int r = sysext_context_plan(ctx, &plan, &err);
+ * if (r < 0)
+ *         return fprintf(stderr, "plan: %s\n", sysext_error_get_message(err)), r;
+ * for (size_t i = 0; i < sysext_plan_hierarchies_count(plan); i++) {
+ *         const sysext_hierarchy_plan *h = sysext_plan_get_hierarchy(plan, i);
+ *         printf("%s:\n", sysext_hierarchy_plan_get_hierarchy(h));
+ *         for (size_t l = 0; l < sysext_hierarchy_plan_layers_count(h); l++)
+ *                 printf("  %s\n", sysext_hierarchy_plan_get_layer(h, l));
+ * }
+ * return 0;
+ * ```
  *
  * # Safety
  * `context` is NULL or a live context; `ret_plan` is NULL or valid for writing a
@@ -575,6 +612,31 @@ int sysext_context_plan(const struct sysext_context *context,
  * `-EWOULDBLOCK` if the lock is held past the timeout, or another negative errno;
  * a failed merge leaves the hierarchies as they were.
  *
+ * `context` is `const` although the call changes the system: the merge changes the
+ * mount table and files below the root, never the context object (which holds the
+ * options and the open root only), so several threads may merge, refresh or unmerge
+ * through one context at once (a lock file serializes them). The same holds for
+ * every verb.
+ *
+ * Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
+ *
+ * ```c
+ * // Merge; on failure say which hierarchy or extension is at fault.
+ * __attribute__((cleanup(sysext_report_freep))) sysext_report *report = NULL;
+ * __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
+ * int r = sysext_context_merge(ctx, &report, &err);
+ * if (r < 0) {
+ *         const char *h = sysext_error_get_hierarchy(err), *x = sysext_error_get_extension(err);
+ *         fprintf(stderr, "merge: %s (hierarchy %s, extension %s)\n", sysext_error_get_message(err),
+ *                 h ? h : "-", x ? x : "-");
+ *         return r;
+ * }
+ * for (size_t i = 0; i < sysext_report_hierarchies_count(report); i++)
+ *         printf("merged %s at %s\n", sysext_report_get_hierarchy(report, i),
+ *                sysext_report_get_target(report, i));
+ * return 0;
+ * ```
+ *
  * # Safety
  * `context` is NULL or a live context; `ret_report` and `ret_error` are NULL or valid for
  * writing a pointer.
@@ -591,6 +653,19 @@ int sysext_context_merge(const struct sysext_context *context,
  * merged, unmerges if no extension is left. Needs `CAP_SYS_ADMIN`.
  *
  * Returns 0 or a negative errno, like `sysext_context_merge()`.
+ *
+ * Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
+ *
+ * ```c
+ * // Refresh after images were added or removed; nothing to do is not an error.
+ * __attribute__((cleanup(sysext_report_freep))) sysext_report *report = NULL;
+ * __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
+ * int r = sysext_context_refresh(ctx, &report, &err);
+ * if (r < 0)
+ *         return fprintf(stderr, "refresh: %s\n", sysext_error_get_message(err)), r;
+ * printf("%zu extensions merged\n", sysext_report_merged_count(report));
+ * return 0;
+ * ```
  *
  * # Safety
  * `context` is NULL or a live context; `ret_report` and `ret_error` are NULL or valid for
@@ -609,6 +684,20 @@ int sysext_context_refresh(const struct sysext_context *context,
  * On success returns 0 and, if `ret_report` is not NULL, stores a report listing the
  * unmerged hierarchies (`sysext_report_needs_reload()` tells whether a removed
  * extension asked for a reload).
+ *
+ * Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
+ *
+ * ```c
+ * // Unmerge everything; the report names the hierarchies that were unmerged.
+ * __attribute__((cleanup(sysext_report_freep))) sysext_report *report = NULL;
+ * __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
+ * int r = sysext_context_unmerge(ctx, &report, &err);
+ * if (r < 0)
+ *         return fprintf(stderr, "unmerge: %s\n", sysext_error_get_message(err)), r;
+ * for (size_t i = 0; i < sysext_report_unmerged_count(report); i++)
+ *         printf("unmerged %s\n", sysext_report_get_unmerged(report, i));
+ * return 0;
+ * ```
  *
  * # Safety
  * `context` is NULL or a live context; `ret_report` and `ret_error` are NULL or valid for
@@ -668,6 +757,28 @@ int sysext_context_unmerge_names(const struct sysext_context *context,
  *
  * On success stores the status in `*ret_status` and returns 0; free it with
  * `sysext_status_free()`.
+ *
+ * Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
+ *
+ * ```c
+ * // Which extensions are merged where, and in which mutable mode.
+ * __attribute__((cleanup(sysext_status_freep))) sysext_status *status = NULL;
+ * __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
+ * int r = sysext_context_status(ctx, &status, &err);
+ * if (r < 0)
+ *         return fprintf(stderr, "status: %s\n", sysext_error_get_message(err)), r;
+ * for (size_t i = 0; i < sysext_status_count(status); i++) {
+ *         const sysext_hierarchy_status *h = sysext_status_get(status, i);
+ *         if (!sysext_hierarchy_status_is_merged(h))
+ *                 continue;
+ *         printf("%s (%s):", sysext_hierarchy_status_get_hierarchy(h),
+ *                sysext_hierarchy_status_get_mutable_mode(h) ? sysext_hierarchy_status_get_mutable_mode(h) : "?");
+ *         for (size_t e = 0; e < sysext_hierarchy_status_extensions_count(h); e++)
+ *                 printf(" %s", sysext_hierarchy_status_get_extension(h, e));
+ *         printf("\n");
+ * }
+ * return 0;
+ * ```
  *
  * # Safety
  * `context` is NULL or a live context; `ret_status` and `ret_error` are NULL or valid for

@@ -205,7 +205,7 @@ impl sysext_context {
     /// Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
     ///
     /// ```c
-    /// /* List the extensions: name, state and, where a merge would not use one, why. */
+    /// // List the extensions: name, state and, where a merge would not use one, why.
     /// __attribute__((cleanup(sysext_extension_list_freep))) sysext_extension_list *list = NULL;
     /// __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
     /// int r = sysext_context_list(ctx, &list, &err);
@@ -253,7 +253,7 @@ impl sysext_context {
     /// Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
     ///
     /// ```c
-    /// /* What a merge would do, without mounting: the layers of each overlay, top first. */
+    /// // What a merge would do, without mounting: the layers of each overlay, top first.
     /// __attribute__((cleanup(sysext_plan_freep))) sysext_plan *plan = NULL;
     /// __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
     /// int r = sysext_context_plan(ctx, &plan, &err);
@@ -307,7 +307,7 @@ impl sysext_context {
     /// Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
     ///
     /// ```c
-    /// /* Merge; on failure say which hierarchy or extension is at fault. */
+    /// // Merge; on failure say which hierarchy or extension is at fault.
     /// __attribute__((cleanup(sysext_report_freep))) sysext_report *report = NULL;
     /// __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
     /// int r = sysext_context_merge(ctx, &report, &err);
@@ -352,7 +352,7 @@ impl sysext_context {
     /// Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
     ///
     /// ```c
-    /// /* Refresh after images were added or removed; nothing to do is not an error. */
+    /// // Refresh after images were added or removed; nothing to do is not an error.
     /// __attribute__((cleanup(sysext_report_freep))) sysext_report *report = NULL;
     /// __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
     /// int r = sysext_context_refresh(ctx, &report, &err);
@@ -392,7 +392,7 @@ impl sysext_context {
     /// Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
     ///
     /// ```c
-    /// /* Unmerge everything; the report names the hierarchies that were unmerged. */
+    /// // Unmerge everything; the report names the hierarchies that were unmerged.
     /// __attribute__((cleanup(sysext_report_freep))) sysext_report *report = NULL;
     /// __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
     /// int r = sysext_context_unmerge(ctx, &report, &err);
@@ -488,7 +488,7 @@ impl sysext_context {
     /// Example (`ctx` is a `const sysext_context *`; compiled and run by the tests):
     ///
     /// ```c
-    /// /* Which extensions are merged where, and in which mutable mode. */
+    /// // Which extensions are merged where, and in which mutable mode.
     /// __attribute__((cleanup(sysext_status_freep))) sysext_status *status = NULL;
     /// __attribute__((cleanup(sysext_error_freep))) sysext_error *err = NULL;
     /// int r = sysext_context_status(ctx, &status, &err);
