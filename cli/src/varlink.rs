@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use serde_json::{json, Map, Value};
-use sysext::{Context, Error, ImageClass, ImageKind, ListedImage, Options};
+use sysext::{Context, Error, ImageClass, ImageKind, Extension, Options};
 
 /// Where systemd-sysext's socket unit listens, and so where its clients connect.
 pub const DEFAULT_ADDRESS: &str = "/run/systemd/io.systemd.sysext";
@@ -193,7 +193,7 @@ fn invalid(parameter: &str) -> Reply {
 
 /// A library error as systemd-sysext's server reports it.
 fn library_error(e: &Error) -> Reply {
-    if let Error::AlreadyMerged { hierarchy } = e {
+    if let Error::AlreadyMerged { hierarchy, .. } = e {
         return error(
             "io.systemd.sysext.AlreadyMerged",
             &[("hierarchy", json!(hierarchy))],
@@ -323,7 +323,7 @@ fn micros(t: std::io::Result<std::time::SystemTime>) -> Option<u64> {
 }
 
 /// One image as systemd-sysext's List reports it (its field order; null fields left out).
-fn image_reply(class: ImageClass, img: &ListedImage, root: Option<&str>) -> String {
+fn image_reply(class: ImageClass, img: &Extension, root: Option<&str>) -> String {
     let mut fields: Vec<(&str, Value)> = vec![
         ("Type", json!(img.kind.as_str())),
         ("Class", json!(class.info().short)),

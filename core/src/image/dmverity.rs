@@ -34,7 +34,9 @@ use crate::sys::loopdev::{LoopDevice, LoopOptions};
 /// A region of a file: the data or the hash tree of a verity mapping.
 #[derive(Debug, Clone, Copy)]
 pub struct Region<'a> {
+    /// The file holding the region.
     pub file: &'a File,
+    /// Byte offset of the region in the file.
     pub offset: u64,
     /// Bytes; 0 means up to the end of the file.
     pub size: u64,
@@ -71,6 +73,7 @@ pub struct Activated {
 pub struct DmError {
     /// What was being done.
     pub op: &'static str,
+    /// The cause.
     #[source]
     pub source: io::Error,
     /// The kernel refused a root hash signature it had to accept.

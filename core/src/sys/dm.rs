@@ -100,9 +100,13 @@ pub fn available() -> bool {
 /// One target of a table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// First sector of the mapped device the target covers.
     pub start: u64,
+    /// Length in sectors.
     pub length: u64,
+    /// Target type (`verity`, `linear`, ...).
     pub kind: String,
+    /// The target's parameter string.
     pub params: String,
 }
 
@@ -111,15 +115,20 @@ pub struct Target {
 pub struct DeviceInfo {
     /// The device number (`makedev(major, minor)`).
     pub dev: u64,
+    /// How many times the device is open.
     pub open_count: i32,
+    /// `DM_*_FLAG` bits.
     pub flags: u32,
+    /// Number of targets in the live table.
     pub target_count: u32,
 }
 
 impl DeviceInfo {
+    /// The device's major number.
     pub fn major(&self) -> u32 {
         libc::major(self.dev)
     }
+    /// The device's minor number.
     pub fn minor(&self) -> u32 {
         libc::minor(self.dev)
     }
@@ -127,9 +136,11 @@ impl DeviceInfo {
     pub fn kernel_name(&self) -> String {
         format!("dm-{}", self.minor())
     }
+    /// Whether the device is suspended.
     pub fn suspended(&self) -> bool {
         self.flags & DM_SUSPEND_FLAG != 0
     }
+    /// Whether the device has a live table.
     pub fn has_table(&self) -> bool {
         self.flags & DM_ACTIVE_PRESENT_FLAG != 0
     }
