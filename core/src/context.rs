@@ -393,7 +393,7 @@ impl Context {
     /// ```
     pub fn list(&self) -> Result<Vec<Extension>> {
         let class = self.opts.class;
-        let found = discover::discover(&self.root, class, self.initrd())?;
+        let found = discover::discover_at(&self.root, class, self.initrd(), self.compat)?;
         let merged: Vec<String> = self.current_merge().map(|(n, _)| n).unwrap_or_default();
         let host = self.host_release().ok().map(|os| {
             let scope = if self.initrd() {
@@ -537,7 +537,7 @@ impl Context {
     /// Discovery, metadata, compatibility: the images a merge would use.
     fn gather(&self, check_merged: bool, filter: Option<&[String]>) -> Result<Gathered> {
         let class = self.opts.class;
-        let mut images = discover::discover(&self.root, class, self.initrd())?;
+        let mut images = discover::discover_at(&self.root, class, self.initrd(), self.compat)?;
         if let Some(f) = filter {
             images.retain(|i| f.contains(&i.name));
         }
@@ -718,12 +718,20 @@ impl Context {
                 let tree = m.tree;
                 // It must be an extension (a matching release file of either class) or an
                 // OS tree; an OS tree is then skipped (unless forced).
-                let rel = extension::load_release(tree.as_fd(), class, &img.name);
+                // 257 checks an image picked from `NAME.raw.v/` against the picked file's
+                // name (`NAME_3`), 262 against the image's.
+                let check_name = match &img.picked_stem {
+                    Some(stem) if !self.compat.picked_image_release_named_after_base() => {
+                        stem.as_str()
+                    }
+                    _ => img.name.as_str(),
+                };
+                let rel = extension::load_release(tree.as_fd(), class, check_name);
                 let os_tree = extension::has_os_release(tree.as_fd());
                 // The other class's release file is looked for only when it decides.
                 if !os_tree
                     && rel.file.is_none()
-                    && extension::load_release(tree.as_fd(), class.other(), &img.name)
+                    && extension::load_release(tree.as_fd(), class.other(), check_name)
                         .file
                         .is_none()
                 {
@@ -1322,7 +1330,7 @@ impl Context {
     }
 
     fn check_names_mergeable(&self, names: &[String]) -> Result<()> {
-        let images = discover::discover(&self.root, self.opts.class, self.initrd())?;
+        let images = discover::discover_at(&self.root, self.opts.class, self.initrd(), self.compat)?;
         let os = self.host_release()?;
         let scope = if self.initrd() {
             Scope::Initrd

@@ -2,6 +2,7 @@
 
 use crate::class::ImageClass;
 use crate::error::{Error, Result};
+use crate::level::Compat;
 use crate::root::Root;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, OFlags};
@@ -60,6 +61,10 @@ pub struct DiscoveredImage {
     pub shadows: Vec<String>,
     /// Identity of the image file or directory as found (for merge fingerprints).
     pub identity: FileIdentity,
+    /// For an image picked from `NAME.v/` or `NAME.raw.v/`: the picked entry's name
+    /// without `.raw` (`NAME_3`), which systemd 257 checks a raw image's release file
+    /// against.
+    pub picked_stem: Option<String>,
 }
 
 /// What tells one version of an image on disk from another: device and inode of the
@@ -165,90 +170,193 @@ fn is_btrfs_subvolume(fd: &OwnedFd, st: &rustix::fs::Statx) -> bool {
     }
 }
 
-/// Pick the newest entry of a versioned directory `NAME.v/` (vpick).
+/// How the entries of a `NAME.v/` directory are chosen (see [`Compat`]'s
+/// `follows_search_symlinks_in_root`).
+#[derive(Debug, Clone, Copy)]
+enum PickRule {
+    /// 262: every candidate is looked at, its symlinks followed inside the root; one of the
+    /// wrong type is passed over, one that does not resolve (dangling) makes the whole
+    /// directory unusable; the newest of the rest wins.
+    EachCandidate,
+    /// 257: the newest candidate by name wins; only it is looked at (its symlinks followed
+    /// only when they stay beneath the root, when `beneath`); if it does not resolve or has
+    /// the wrong type, the directory yields nothing.
+    NewestThenCheck {
+        /// An explicit `--root`: absolute links and links climbing above it count as
+        /// dangling (257 resolves them against the host's `/`, which we never read).
+        beneath: bool,
+    },
+}
+
+/// A picked entry of `NAME.v/`: its file name, what it resolved to, and its stat.
+struct Picked {
+    entry: String,
+    /// Root-relative path of what the entry resolves to.
+    resolved_rel: String,
+    st: rustix::fs::Statx,
+}
+
+fn statx_flags() -> rustix::fs::StatxFlags {
+    rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::BTIME
+}
+
+fn statx_fd(fd: &OwnedFd) -> io::Result<rustix::fs::Statx> {
+    rustix::fs::statx(fd, "", AtFlags::EMPTY_PATH, statx_flags()).map_err(Into::into)
+}
+
+/// Resolve `rel` (a symlink) inside the root: `Ok(None)` when it dangles (or, `beneath`,
+/// leaves the root's tree by an absolute target or `..`).
+fn resolve_link(
+    root: &Root,
+    rel: &str,
+    beneath: bool,
+) -> io::Result<Option<(String, rustix::fs::Statx)>> {
+    let fd = if beneath {
+        match rustix::fs::openat2(
+            root.fd(),
+            rel.trim_start_matches('/'),
+            OFlags::PATH | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+            rustix::fs::ResolveFlags::BENEATH | rustix::fs::ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::XDEV) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        match root.resolve(rel, OFlags::PATH)? {
+            Some(r) => r.fd,
+            None => return Ok(None),
+        }
+    };
+    let st = statx_fd(&fd)?;
+    let rel = root
+        .rel_of(rustix::fd::AsFd::as_fd(&fd))
+        .unwrap_or_else(|| rel.trim_matches('/').to_string());
+    Ok(Some((rel, st)))
+}
+
+fn picked_type_ok(st: &rustix::fs::Statx, raw: bool) -> bool {
+    let ft = FileType::from_raw_mode(st.stx_mode.into());
+    if raw {
+        matches!(ft, FileType::RegularFile | FileType::BlockDevice)
+    } else {
+        ft == FileType::Directory
+    }
+}
+
+/// The version of `fname` if it is a candidate of `NAME.v/` for `base`
+/// (`base_VERSION[+TRIES[-DONE]][_ARCH][.raw]`, the native or no architecture, tries left).
+fn candidate_version<'a>(fname: &'a str, base: &str, raw: bool) -> Option<&'a str> {
+    let rest = fname.strip_prefix(base)?.strip_prefix('_')?;
+    let rest = if raw { rest.strip_suffix(".raw")? } else { rest };
+    let rest = match rest.rsplit_once('_') {
+        Some((v, a)) if crate::arch::ALL.contains(&a) => {
+            if a != crate::arch::native() {
+                return None;
+            }
+            v
+        }
+        _ => rest,
+    };
+    let version = match rest.split_once('+') {
+        Some((v, tries)) => {
+            if tries.split('-').next().unwrap_or("") == "0" {
+                return None;
+            }
+            v
+        }
+        None => rest,
+    };
+    (!version.is_empty()).then_some(version)
+}
+
+/// Pick the newest entry of a versioned directory `NAME.v/` (vpick) at root-relative `vrel`.
 fn pick_versioned(
-    dirfd: &OwnedFd,
+    root: &Root,
+    vrel: &str,
     base: &str,
     raw: bool,
-    follow: bool,
-) -> io::Result<Option<(String, FileIdentity)>> {
-    let fd = rustix::fs::openat(
-        dirfd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )?;
-    let mut best: Option<(String, String, FileIdentity)> = None; // (version, entry, identity)
-    let native = crate::arch::native();
+    rule: PickRule,
+) -> io::Result<Option<Picked>> {
+    let fd = root.open_in(vrel, OFlags::RDONLY | OFlags::DIRECTORY)?;
+    let newer = |v: &str, best: &Option<(String, Picked)>| match best {
+        None => true,
+        Some((bv, _)) => {
+            crate::version::strverscmp_improved(v, bv) == std::cmp::Ordering::Greater
+        }
+    };
+    let look = |fname: &str, beneath: bool| -> io::Result<Option<(String, rustix::fs::Statx)>> {
+        let st = match rustix::fs::statx(&fd, fname, AtFlags::SYMLINK_NOFOLLOW, statx_flags()) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if FileType::from_raw_mode(st.stx_mode.into()) == FileType::Symlink {
+            resolve_link(root, &join_rel(vrel, fname), beneath)
+        } else {
+            Ok(Some((join_rel(vrel, fname), st)))
+        }
+    };
+    let mut best: Option<(String, Picked)> = None; // (version, entry)
+    let mut newest: Option<(String, String)> = None; // (version, entry) by name only
     for ent in rustix::fs::Dir::read_from(&fd)? {
         let ent = ent?;
         let Ok(fname) = ent.file_name().to_str() else {
             continue;
         };
-        let Some(rest) = fname.strip_prefix(base).and_then(|r| r.strip_prefix('_')) else {
+        let Some(version) = candidate_version(fname, base, raw) else {
             continue;
         };
-        let rest = if raw {
-            match rest.strip_suffix(".raw") {
-                Some(r) => r,
-                None => continue,
-            }
-        } else {
-            rest
-        };
-        // version[+tries[-done]][_arch]
-        let (rest, arch_ok) = match rest.rsplit_once('_') {
-            Some((v, a)) if crate::arch::ALL.contains(&a) => (v, a == native),
-            _ => (rest, true),
-        };
-        if !arch_ok {
-            continue;
-        }
-        let version = match rest.split_once('+') {
-            Some((v, tries)) => {
-                let left = tries.split('-').next().unwrap_or("");
-                if left == "0" {
+        match rule {
+            PickRule::EachCandidate => {
+                let Some((resolved_rel, st)) = look(fname, false)? else {
+                    // A dangling candidate spoils the whole directory.
+                    return Ok(None);
+                };
+                if !picked_type_ok(&st, raw) || !newer(version, &best) {
                     continue;
                 }
-                v
+                best = Some((
+                    version.to_string(),
+                    Picked {
+                        entry: fname.to_string(),
+                        resolved_rel,
+                        st,
+                    },
+                ));
             }
-            None => rest,
-        };
-        if version.is_empty() {
-            continue;
-        }
-        let flags = if follow {
-            AtFlags::empty()
-        } else {
-            AtFlags::SYMLINK_NOFOLLOW
-        };
-        let Ok(st) = rustix::fs::statat(&fd, fname, flags) else {
-            continue;
-        };
-        let ft = FileType::from_raw_mode(st.st_mode);
-        let ok = if raw {
-            matches!(ft, FileType::RegularFile | FileType::BlockDevice)
-        } else {
-            ft == FileType::Directory
-        };
-        if !ok {
-            continue;
-        }
-        let newer = match &best {
-            None => true,
-            Some((bv, _, _)) => {
-                crate::version::strverscmp_improved(version, bv) == std::cmp::Ordering::Greater
+            PickRule::NewestThenCheck { .. } => {
+                let is_newer = match &newest {
+                    None => true,
+                    Some((bv, _)) => {
+                        crate::version::strverscmp_improved(version, bv)
+                            == std::cmp::Ordering::Greater
+                    }
+                };
+                if is_newer {
+                    newest = Some((version.to_string(), fname.to_string()));
+                }
             }
-        };
-        if newer {
-            best = Some((
-                version.to_string(),
-                fname.to_string(),
-                FileIdentity::of_stat(&st),
-            ));
         }
     }
-    Ok(best.map(|(_, e, id)| (e, id)))
+    if let PickRule::NewestThenCheck { beneath } = rule {
+        let Some((_, entry)) = newest else {
+            return Ok(None);
+        };
+        let Some((resolved_rel, st)) = look(&entry, beneath)? else {
+            return Ok(None);
+        };
+        if !picked_type_ok(&st, raw) {
+            return Ok(None);
+        }
+        return Ok(Some(Picked {
+            entry,
+            resolved_rel,
+            st,
+        }));
+    }
+    Ok(best.map(|(_, p)| p))
 }
 
 /// `dir/name` without a leading slash (`dir` may be empty or start with one).
@@ -264,16 +372,36 @@ fn join_rel(dir: &str, name: &str) -> String {
     out
 }
 
-/// Discover all images of a class below the root, in precedence order, first name wins.
-///
-/// With an explicit root, entries that are symlinks are skipped (as systemd 257 does);
-/// without one they are followed and a symlink loop fails the whole discovery.
+/// Discover all images of a class below the root, in precedence order, first name wins,
+/// following symlinks as systemd 262 does.
 pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<DiscoveredImage>> {
+    discover_at(root, class, initrd, Compat::NEWEST)
+}
+
+/// [`discover`] at a compatibility level.
+///
+/// Without an explicit root, entries that are symlinks are followed and a symlink loop fails
+/// the whole discovery. With one, at 262, they are followed inside the root (a dangling one
+/// is passed over) and the image's path is what they resolve to; at 257 they are skipped.
+/// Symlinks inside `NAME.v/` are followed at both levels (see [`PickRule`]).
+pub fn discover_at(
+    root: &Root,
+    class: ImageClass,
+    initrd: bool,
+    compat: Compat,
+) -> Result<Vec<DiscoveredImage>> {
     let info = class.info();
     let mut out: Vec<DiscoveredImage> = Vec::new();
     // Index of each name in `out` (the first found wins, later ones are shadowed).
     let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let follow = !root.is_explicit();
+    let explicit = root.is_explicit();
+    let follow = !explicit;
+    let follow_in_root = explicit && compat.follows_search_symlinks_in_root();
+    let rule = if compat.follows_search_symlinks_in_root() {
+        PickRule::EachCandidate
+    } else {
+        PickRule::NewestThenCheck { beneath: explicit }
+    };
     for &sdir in search_dirs(class, initrd) {
         let Some(res) = root
             .resolve(sdir, OFlags::RDONLY | OFlags::DIRECTORY)
@@ -306,12 +434,7 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
             } else {
                 AtFlags::SYMLINK_NOFOLLOW
             };
-            let st = match rustix::fs::statx(
-                &dirfd,
-                fname.as_str(),
-                flags,
-                rustix::fs::StatxFlags::BASIC_STATS | rustix::fs::StatxFlags::BTIME,
-            ) {
+            let mut st = match rustix::fs::statx(&dirfd, fname.as_str(), flags, statx_flags()) {
                 Ok(st) => st,
                 Err(rustix::io::Errno::NOENT) => continue,
                 Err(rustix::io::Errno::LOOP) => {
@@ -321,9 +444,31 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
                 }
                 Err(e) => return Err(Error::io("stat", format!("{}/{}", res.path, fname), e)),
             };
+            // Where the entry is, root-relative: itself, or what its symlink resolves to.
+            let mut entry_rel = join_rel(&res.rel, &fname);
+            let mut resolved = false;
+            if FileType::from_raw_mode(st.stx_mode.into()) == FileType::Symlink {
+                if !follow_in_root {
+                    continue;
+                }
+                match resolve_link(root, &entry_rel, false) {
+                    Ok(Some((rel, target))) => {
+                        entry_rel = rel;
+                        st = target;
+                        resolved = true;
+                    }
+                    Ok(None) => continue,
+                    Err(e) if e.raw_os_error() == Some(libc::ELOOP) => continue,
+                    Err(e) => {
+                        return Err(Error::io("resolve", format!("{}/{}", res.path, fname), e))
+                    }
+                }
+            }
             let ft = FileType::from_raw_mode(st.stx_mode.into());
             let mut identity = FileIdentity::from_statx(&st);
-            let (name, kind, entry_rel) = match ft {
+            let mut picked_stem = None;
+            let mut shown = fname.clone();
+            let (name, kind, rel) = match ft {
                 FileType::RegularFile => {
                     let Some(stem) = fname.strip_suffix(".raw") else {
                         continue;
@@ -331,7 +476,7 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
                     (
                         strip_suffix_once(stem, info.name_suffix).to_string(),
                         ImageKind::Raw,
-                        fname.clone(),
+                        entry_rel,
                     )
                 }
                 FileType::Directory => {
@@ -340,43 +485,30 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
                             Some(b) => (b, true),
                             None => (stem, false),
                         };
-                        let Ok(sub) = rustix::fs::openat(
-                            &dirfd,
-                            fname.as_str(),
-                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                            rustix::fs::Mode::empty(),
-                        ) else {
+                        let Ok(Some(p)) = pick_versioned(root, &entry_rel, base, raw, rule) else {
                             continue;
                         };
-                        let Ok(Some((picked, picked_identity))) =
-                            pick_versioned(&sub, base, raw, follow)
-                        else {
-                            continue;
-                        };
-                        identity = picked_identity;
+                        identity = FileIdentity::from_statx(&p.st);
+                        st = p.st;
+                        let stem = p.entry.strip_suffix(".raw").unwrap_or(&p.entry);
+                        picked_stem = Some(stem.to_string());
+                        let as_found = join_rel(&entry_rel, &p.entry);
+                        if p.resolved_rel != as_found {
+                            resolved = true;
+                        }
+                        shown = format!("{fname}/{}", p.entry);
+                        let rel = p.resolved_rel;
                         let name = strip_suffix_once(base, info.name_suffix).to_string();
                         let kind = if raw {
                             ImageKind::Raw
                         } else {
                             ImageKind::Directory
                         };
-                        (name, kind, format!("{fname}/{picked}"))
+                        (name, kind, rel)
                     } else {
                         // Only a btrfs subvolume root has inode 256: look closer only then.
                         let kind = if st.stx_ino == 256 {
-                            let sub = rustix::fs::openat(
-                                &dirfd,
-                                fname.as_str(),
-                                OFlags::PATH
-                                    | OFlags::CLOEXEC
-                                    | if follow {
-                                        OFlags::empty()
-                                    } else {
-                                        OFlags::NOFOLLOW
-                                    },
-                                rustix::fs::Mode::empty(),
-                            );
-                            match sub {
+                            match root.open_in(&entry_rel, OFlags::PATH) {
                                 Ok(fd) if is_btrfs_subvolume(&fd, &st) => ImageKind::Subvolume,
                                 _ => ImageKind::Directory,
                             }
@@ -386,18 +518,23 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
                         (
                             strip_suffix_once(&fname, info.name_suffix).to_string(),
                             kind,
-                            fname.clone(),
+                            entry_rel,
                         )
                     }
                 }
-                FileType::BlockDevice => (fname.clone(), ImageKind::Block, fname.clone()),
+                FileType::BlockDevice => (fname.clone(), ImageKind::Block, entry_rel),
                 _ => continue,
             };
             if !image_name_is_valid(&name) {
                 continue;
             }
-            let rel = join_rel(&res.rel, &entry_rel);
-            let path = root.display(&join_rel(sdir, &entry_rel));
+            // Printed as found (search dir + entry), or, at 262, as resolved where a symlink
+            // was on the way.
+            let path = if resolved && compat.follows_search_symlinks_in_root() {
+                root.display(&rel)
+            } else {
+                root.display(&join_rel(sdir, &shown))
+            };
             if let Some(&i) = seen.get(name.as_str()) {
                 let existing: &mut DiscoveredImage = &mut out[i];
                 existing.shadows.push(path);
@@ -413,6 +550,7 @@ pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<Disc
                 time_usec: time_usec(&st, kind.is_tree()),
                 shadows: Vec::new(),
                 identity,
+                picked_stem,
             });
         }
     }
@@ -429,6 +567,22 @@ impl AsFd for Root {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vpick_candidates() {
+        let native = crate::arch::native();
+        let other = crate::arch::ALL.iter().find(|a| **a != native).unwrap();
+        assert_eq!(candidate_version("foo_1", "foo", false), Some("1"));
+        assert_eq!(candidate_version("foo_1.2.raw", "foo", true), Some("1.2"));
+        assert_eq!(candidate_version("foo_1.2", "foo", true), None);
+        assert_eq!(candidate_version("foo_3+2-1", "foo", false), Some("3"));
+        assert_eq!(candidate_version("foo_3+0", "foo", false), None);
+        assert_eq!(candidate_version(&format!("foo_4_{native}"), "foo", false), Some("4"));
+        assert_eq!(candidate_version(&format!("foo_4_{other}"), "foo", false), None);
+        assert_eq!(candidate_version("foo_", "foo", false), None);
+        assert_eq!(candidate_version("foobar_1", "foo", false), None);
+        assert_eq!(candidate_version("bar_1", "foo", false), None);
+    }
 
     #[test]
     fn names() {

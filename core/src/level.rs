@@ -89,16 +89,20 @@ impl Compat {
     }
 
     /// With an explicit `--root`, symlinks in the search directories (to image directories
-    /// or files, and a `NAME.v` that is a symlink) and symlinks inside `NAME.v/` are followed,
-    /// resolved inside the root (262); 257 ignores symlinked entries under `--root`.
-    /// (Defined for discovery; discovery does not ask it yet, so both levels behave as 257.)
+    /// or files, and a `NAME.v` that is a symlink) are followed, resolved inside the root, a
+    /// dangling one passed over, and the image's path is what they lead to (262); 257 skips
+    /// them. Inside `NAME.v/` (both levels follow its symlinks): 262 looks at every candidate,
+    /// passes over the wrong type and gives up on the directory when one dangles; 257 takes
+    /// the newest name, follows it only while it stays beneath the root, and gives up when it
+    /// does not resolve or has the wrong type. (262)
     pub fn follows_search_symlinks_in_root(self) -> bool {
         self >= Compat::V262
     }
 
     /// The release file of an image picked from `NAME.raw.v/` must be named after `NAME`
-    /// (`extension-release.NAME`); one named after the picked file (`NAME_3`) is refused (262).
-    /// 257 accepts either for images. (Defined for the release-file check; not asked yet.)
+    /// (`extension-release.NAME`); one named after the picked file (`NAME_3`) fails the
+    /// merge ("No medium found") (262). 257 checks against the picked file's name, so it
+    /// accepts either. Directories picked from `NAME.v/` are checked against `NAME` at both.
     pub fn picked_image_release_named_after_base(self) -> bool {
         self >= Compat::V262
     }

@@ -414,8 +414,31 @@ fn layer_fd<'a, 'x>(
                 }
                 sources.clones[name.as_str()].as_fd()
             };
-            open_beneath(root, rel, OFlags::PATH | OFlags::DIRECTORY)
-                .map_err(|e| Error::io("open", path, e))?
+            let fd = open_beneath(root, rel, OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(|e| Error::io("open", path, e))?;
+            // A DDI's usr partition is a mount inside the image's detached tree; overlayfs
+            // takes a detached mount as a layer only at the root of its tree (EINVAL
+            // otherwise), so that mount gets a detached tree of its own.
+            // (The staging thread of older kernels reaches that mount on its own.)
+            if tree.is_mount
+                && !inputs.kernel.staged_layers()
+                && state::mount_id(fd.as_fd()) != state::mount_id(tree.fd.as_fd())
+            {
+                inputs
+                    .faults
+                    .step("open_tree image")
+                    .map_err(|e| Error::mount("bind", &tree.path, e))?;
+                let clone = rustix::mount::open_tree(
+                    &fd,
+                    "",
+                    OpenTreeFlags::OPEN_TREE_CLONE
+                        | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                        | OpenTreeFlags::AT_EMPTY_PATH,
+                )
+                .map_err(|e| Error::mount("bind", &tree.path, e))?;
+                return Ok(LayerFd::Kept(clone));
+            }
+            fd
         }
         Layer::Host(p) => match &hp.host {
             Ok(Some(hh)) => return Ok(LayerFd::Borrowed(hh.fd.as_fd())),
