@@ -34,28 +34,24 @@ struct Args {
     names: Vec<String>,
 }
 
-const HELP: &str = "\
+/// `--help` as the level's systemd prints it (`{prog}`, `{what}` filled in).
+const HELP_257: &str = "\
 {prog} [OPTIONS...] COMMAND
 
-Merge extension images into /usr/ and /opt/ hierarchies for
-sysext and into the /etc/ hierarchy for confext.
+{what}
 
 Commands:
   status                  Show current merge status (default)
-  merge [NAME...]         Merge extensions into relevant hierarchies
-                          (with NAMEs: add them to the current merge)
-  unmerge [NAME...]       Unmerge extensions from relevant hierarchies
-                          (with NAMEs: remove only those)
+  merge                   Merge extensions into relevant hierarchies
+  unmerge                 Unmerge extensions from relevant hierarchies
   refresh                 Unmerge/merge extensions again
   list                    List installed extensions
-  plan                    Show what a merge would do, mounting nothing
-  serve [ADDRESS]         Answer io.systemd.sysext Varlink calls on a socket
   -h --help               Show this help
      --version            Show package version
 
 Options:
-     --mutable=MODE       Make extension overlays mutable
-                          (no, yes, auto, import, ephemeral, ephemeral-import)
+     --mutable=yes|no|auto|import|ephemeral|ephemeral-import
+                          Specify a mutability mode of the merged hierarchy
      --no-pager           Do not pipe output into a pager
      --no-legend          Do not show the headers and footers
      --root=PATH          Operate relative to root path
@@ -66,6 +62,47 @@ Options:
      --image-policy=POLICY
                           Specify disk image dissection policy
      --noexec=BOOL        Whether to mount extension overlay with noexec
+
+See the {prog}(8) man page for details.
+";
+
+const HELP_262: &str = "\
+> {prog} [OPTION\u{2026}] COMMAND \u{2026}
+
+{what}
+
+Commands:
+  [status]                 Show current merge status (default)
+  merge                    Merge extensions into relevant hierarchies
+  unmerge                  Unmerge extensions from relevant hierarchies
+  refresh                  Unmerge/merge extensions again
+  list                     List installed extensions
+
+Options:
+  -h --help                Show this help
+     --version             Show package version
+     --root=PATH           Operate relative to root PATH
+     --mutable=MODE        Specify a mutability mode (yes, no, auto, import,
+                           ephemeral, ephemeral-import, help)
+     --image-policy=POLICY Specify disk image dissection policy
+     --noexec=BOOL         Whether to mount extension overlay with noexec
+     --force               Ignore version incompatibilities
+     --no-reload           Do not reload the service manager
+     --always-refresh=BOOL Whether to refresh when no changes were found
+     --no-pager            Do not start a pager
+     --no-legend           Do not show headers and footers
+     --json=FORMAT         Generate JSON output (pretty, short, or off)
+
+See the {prog}(8) man page for details.
+";
+
+/// What libsysext adds to systemd's command line (`--help --verbose` lists it).
+const HELP_OURS: &str = "
+libsysext additions:
+  merge NAME...           Add NAMEs to the current merge
+  unmerge NAME...         Remove only NAMEs from the current merge
+  plan                    Show what a merge would do, mounting nothing
+  serve [ADDRESS]         Answer io.systemd.sysext Varlink calls on a socket
      --always-refresh[=BOOL]
                           Rebuild on refresh even if nothing changed
      --allow-block-devices
@@ -76,6 +113,41 @@ Options:
      --sysext             Operate on sysexts
   -v --verbose            Also print why images were skipped
 ";
+
+/// The help text: systemd's of the level, word for word; ours after it when verbose.
+fn help_text(compat: Compat, class: ImageClass, prog: &str, verbose: bool) -> String {
+    let what = match class {
+        ImageClass::Sysext => "Merge system extension images into /usr/ and /opt/.",
+        ImageClass::Confext => "Merge configuration extension images into /etc/.",
+    };
+    let base = match compat {
+        Compat::V257 => HELP_257,
+        Compat::V262 => HELP_262,
+    };
+    let mut out = base.replace("{prog}", prog).replace("{what}", what);
+    if verbose {
+        out.push_str(HELP_OURS);
+    }
+    out
+}
+
+/// The level from `--compat=` or the environment; `Err` for a bad `--compat=`.
+fn level_of(compat_raw: Option<String>) -> Result<Compat, String> {
+    match compat_raw {
+        Some(c) => Compat::parse(&c)
+            .ok_or_else(|| format!("Failed to parse argument to --compat=: {c} (known: 257, 262)")),
+        None => match Compat::from_env() {
+            Ok(c) => Ok(c.unwrap_or(Compat::NEWEST)),
+            Err(v) => {
+                eprintln!(
+                    "Failed to parse {} environment variable value '{v}'. Ignoring.",
+                    sysext::level::ENV
+                );
+                Ok(Compat::NEWEST)
+            }
+        },
+    }
+}
 
 fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
     let prog = argv
@@ -200,34 +272,21 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
             positional.push(arg.clone());
         }
     }
+    // The level first: it decides how the other options read, and which help is shown.
+    // The flag wins over the environment.
+    a.compat = level_of(compat_raw)?;
     if help {
-        print!("{}", HELP.replace("{prog}", &prog));
+        print!("{}", help_text(a.compat, a.class, &prog, a.verbose));
         return Ok(None);
     }
     if version {
         println!(
-            "libsysext {} (systemd-sysext 257 compatible)",
-            sysext::VERSION
+            "libsysext {} (systemd-sysext {} compatible)",
+            sysext::VERSION,
+            a.compat
         );
         return Ok(None);
     }
-    // The level first: it decides how the other options read. The flag wins over the
-    // environment.
-    a.compat = match compat_raw {
-        Some(c) => Compat::parse(&c).ok_or_else(|| {
-            format!("Failed to parse argument to --compat=: {c} (known: 257, 262)")
-        })?,
-        None => match Compat::from_env() {
-            Ok(c) => c.unwrap_or(Compat::NEWEST),
-            Err(v) => {
-                eprintln!(
-                    "Failed to parse {} environment variable value '{v}'. Ignoring.",
-                    sysext::level::ENV
-                );
-                Compat::NEWEST
-            }
-        },
-    };
     if let Some(v) = always_refresh_raw {
         a.always_refresh = sysext::release::parse_bool(&v).ok_or_else(|| {
             format!("Failed to parse boolean argument to '--always-refresh': {v}")
@@ -264,7 +323,7 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
         v => return Err(format!("Unknown command verb '{v}'.")),
     }
     if a.verb == "help" {
-        print!("{}", HELP.replace("{prog}", &prog));
+        print!("{}", help_text(a.compat, a.class, &prog, a.verbose));
         return Ok(None);
     }
     Ok(Some(a))

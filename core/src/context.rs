@@ -1142,7 +1142,8 @@ impl Context {
             report.needs_reload = false;
             return Ok(report);
         }
-        if !proceed_empty {
+        let list_first = !self.compat.lists_after_routing_checks();
+        if !proceed_empty && list_first {
             self.sink().event(&Event::Using(g.file_names.clone()));
         }
 
@@ -1162,7 +1163,31 @@ impl Context {
             report.unmerged = u.unmerged;
             probed = self.probe(mode, &g.trees, Vec::new())?;
         }
-        let plan = plan::plan(&probed.inputs)?;
+        let plan = match plan::plan(&probed.inputs) {
+            Ok(p) => p,
+            Err(e) => {
+                // Where the mount would fail, systemd has reached it and done a few things
+                // first; errors of routing checks come before the list at 262.
+                let routing_check = matches!(
+                    e,
+                    Error::MutableDirMode { .. }
+                        | Error::MutableDirCreate { .. }
+                        | Error::MutableDirChase { .. }
+                );
+                if !proceed_empty && !list_first && !routing_check {
+                    self.sink().event(&Event::Using(g.file_names.clone()));
+                }
+                if let Some((rel, mode, wrel)) =
+                    plan::auto_link_to_non_dir_effects(&probed.inputs, &e)
+                {
+                    self.auto_link_to_non_dir(&rel, mode, &wrel);
+                }
+                return Err(e);
+            }
+        };
+        if !proceed_empty && !list_first {
+            self.sink().event(&Event::Using(g.file_names.clone()));
+        }
         phase("probe and plan", t1);
         let t2 = std::time::Instant::now();
         report.merged = plan.extensions.clone();
@@ -1270,6 +1295,20 @@ impl Context {
         }
         intent.finish();
         Ok(report)
+    }
+
+    /// systemd's steps before its overlay mount fails on a routing dir that is a symlink to
+    /// a non-directory in `auto` mode: the work dir beside the target (0700) and the
+    /// hierarchy's mode on the target. Both stay behind, as with systemd; inside the root.
+    fn auto_link_to_non_dir(&self, target_rel: &str, mode: u32, workdir_rel: &str) {
+        let _ = self.root.mkdir_p_exact(workdir_rel, 0o755, 0o700);
+        // Looked at O_PATH (a FIFO is never opened), changed through its /proc link.
+        if let Ok(fd) = self.root.open_in(target_rel, OFlags::PATH | OFlags::NOFOLLOW) {
+            if smallfile_is_regular(&fd) {
+                let p = crate::root::proc_fd_path(rustix::fd::AsFd::as_fd(&fd));
+                let _ = rustix::fs::chmod(p.as_str(), rustix::fs::Mode::from_raw_mode(mode));
+            }
+        }
     }
 
     /// Names merged now (from the meta dirs), and the mode recorded by libsysext, if any.
@@ -1514,4 +1553,11 @@ fn unchanged(plan: &Plan, probed: &probe::Probed, class: ImageClass, fp: u64) ->
         }
     }
     !plan.hierarchies.is_empty()
+}
+
+/// Whether an open file is a regular file (never chmod anything else through a link).
+fn smallfile_is_regular(fd: &rustix::fd::OwnedFd) -> bool {
+    rustix::fs::fstat(fd)
+        .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
+        .unwrap_or(false)
 }

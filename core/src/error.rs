@@ -161,8 +161,16 @@ pub enum Error {
         /// The configured hierarchy.
         hierarchy: String,
     },
+    /// The routing dir could not be looked up for creating it (262's wording).
+    #[error("Failed to chase/create base directory '{dir}': {}", crate::error::strerror(source))]
+    MutableDirChase {
+        /// The routing dir (root-prefixed).
+        dir: String,
+        /// The cause.
+        source: io::Error,
+    },
     /// The routing dir could not be created.
-    #[error("Failed to create a directory '{dir}': {source}")]
+    #[error("Failed to create a directory '{dir}': {}", crate::error::strerror(source))]
     MutableDirCreate {
         /// The routing dir (root-prefixed).
         dir: String,
@@ -265,6 +273,7 @@ impl Error {
             }
             Error::HostOsRelease { source, .. }
             | Error::MutableDirCreate { source, .. }
+            | Error::MutableDirChase { source, .. }
             | Error::HierarchyCreate { source, .. }
             | Error::Discovery { source } => source.raw_os_error().unwrap_or(EIO),
             Error::AlreadyMerged { .. } => EBUSY,
@@ -303,6 +312,7 @@ impl Error {
             Error::MutableDirMode { .. }
             | Error::MutableDirIsHierarchy { .. }
             | Error::MutableDirCreate { .. }
+            | Error::MutableDirChase { .. }
             | Error::UpperDirReadOnly { .. }
             | Error::WorkDirCrossDevice { .. } => ErrorKind::MutableDir,
             Error::InvalidArgument(_) | Error::NotFound { .. } | Error::TooManyLayers { .. } => {
@@ -325,6 +335,7 @@ impl Error {
             Error::Mount { target, .. } => Some(target.clone()),
             Error::MutableDirMode { dir, .. }
             | Error::MutableDirCreate { dir, .. }
+            | Error::MutableDirChase { dir, .. }
             | Error::UpperDirReadOnly { dir } => Some(dir.clone()),
             Error::WorkDirCrossDevice { upper, .. } => Some(upper.clone()),
             Error::HierarchyCreate { path, .. } | Error::MetaDev { path, .. } => Some(path.clone()),
@@ -396,5 +407,14 @@ pub(crate) trait IoContext<T> {
 impl<T, E: Into<io::Error>> IoContext<T> for std::result::Result<T, E> {
     fn ctx(self, op: &'static str, path: impl AsRef<Path>) -> Result<T> {
         self.map_err(|e| Error::io(op, path, e))
+    }
+}
+
+/// An I/O error's text as systemd prints it (`strerror`: without Rust's " (os error N)").
+pub(crate) fn strerror(e: &io::Error) -> String {
+    let t = e.to_string();
+    match t.find(" (os error ") {
+        Some(i) => t[..i].to_string(),
+        None => t,
     }
 }

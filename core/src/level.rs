@@ -131,6 +131,19 @@ impl Compat {
         self >= Compat::V262
     }
 
+    /// `yes` with a routing dir that is a symlink to a non-directory fails while looking it
+    /// up for creation ("Failed to chase/create base directory …: Not a directory") (262);
+    /// 257 fails creating it ("Failed to create a directory …: File exists").
+    pub fn chases_routing_dir_on_create(self) -> bool {
+        self >= Compat::V262
+    }
+
+    /// "Using extensions …" is printed after the routing dirs were checked (a mode or
+    /// creation error comes without it) (262); 257 prints it first.
+    pub fn lists_after_routing_checks(self) -> bool {
+        self >= Compat::V262
+    }
+
     /// `--mutable=help` lists the modes ("Known mutability modes:" and one per line) (262);
     /// 257 fails to parse `help` like any unknown mode.
     pub fn has_mutable_help(self) -> bool {
@@ -192,5 +205,7 @@ mod tests {
         );
         assert!(!a.skips_unchanged_ephemeral_refresh() && b.skips_unchanged_ephemeral_refresh());
         assert!(!a.has_mutable_help() && b.has_mutable_help());
+        assert!(!a.chases_routing_dir_on_create() && b.chases_routing_dir_on_create());
+        assert!(!a.lists_after_routing_checks() && b.lists_after_routing_checks());
     }
 }

@@ -48,6 +48,17 @@ pub enum MutableDir {
         /// Permission bits.
         mode: u32,
     },
+    /// A symlink to something that is not a directory (a regular file, say). systemd checks
+    /// no mode on it; `auto` makes the work dir beside the target and gives the target the
+    /// hierarchy's mode before the overlay mount fails (EINVAL), `yes` fails to create it.
+    LinkToNonDir {
+        /// Permission bits of the target.
+        mode: u32,
+        /// The target, root-relative.
+        rel: String,
+        /// The target as printed.
+        path: String,
+    },
 }
 
 /// What one extension holds for one hierarchy.
@@ -302,6 +313,32 @@ fn work_dir_beside(path: &str, rel: &str, workdir_name: &str) -> WorkDir {
     }
 }
 
+/// What systemd does in `auto` mode to a routing dir that is a symlink to a non-directory
+/// before its overlay mount fails: the target gets the hierarchy's mode and a work dir is made
+/// beside it. For the first hierarchy (in merge order) where that happens, if `err` is the
+/// failure [`plan`] reported for it: (target rel, mode, work dir rel).
+pub fn auto_link_to_non_dir_effects(
+    inputs: &PlanInputs,
+    err: &Error,
+) -> Option<(String, u32, String)> {
+    if inputs.mode != MutableMode::Auto {
+        return None;
+    }
+    let Error::Mount { target, .. } = err else {
+        return None;
+    };
+    let h = inputs.hierarchies.iter().find(|h| &h.path == target)?;
+    let MutableDir::LinkToNonDir { rel, .. } = &h.routing else {
+        return None;
+    };
+    let hier_mode = h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755);
+    let workdir_name = format!(".systemd-{}-workdir", h.hierarchy.as_component());
+    let WorkDir::Beside { rel: wrel, .. } = work_dir_beside("", rel, &workdir_name) else {
+        return None;
+    };
+    Some((rel.clone(), hier_mode, wrel))
+}
+
 /// Plan the overlays.
 pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
     // Version order, ties (`foo_1`, `foo1`) broken bytewise so the result does not depend on
@@ -377,7 +414,9 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                     })
                 }
                 MutableDir::Dir(d) => import = Some(d.clone()),
-                MutableDir::NotDir { .. } => return Err(overlay_einval(h, "lower dir")),
+                MutableDir::NotDir { .. } | MutableDir::LinkToNonDir { .. } => {
+                    return Err(overlay_einval(h, "lower dir"))
+                }
                 _ => {}
             }
         }
@@ -400,8 +439,19 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                     rel: d.rel.clone(),
                     create: false,
                 }),
-                MutableDir::NotDir { .. } if mode == MutableMode::Auto => {
+                MutableDir::NotDir { .. } | MutableDir::LinkToNonDir { .. }
+                    if mode == MutableMode::Auto =>
+                {
                     return Err(overlay_einval(h, "upper dir"))
+                }
+                MutableDir::LinkToNonDir { .. }
+                    if mode == MutableMode::Enabled
+                        && inputs.compat.chases_routing_dir_on_create() =>
+                {
+                    return Err(Error::MutableDirChase {
+                        dir: h.routing_path.clone(),
+                        source: io::Error::from_raw_os_error(libc::ENOTDIR),
+                    })
                 }
                 MutableDir::Dangling
                     if mode == MutableMode::Enabled
@@ -416,7 +466,7 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                         create: true,
                     })
                 }
-                MutableDir::NotDir { .. } | MutableDir::Dangling
+                MutableDir::NotDir { .. } | MutableDir::LinkToNonDir { .. } | MutableDir::Dangling
                     if mode == MutableMode::Enabled =>
                 {
                     return Err(Error::MutableDirCreate {

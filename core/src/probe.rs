@@ -373,6 +373,15 @@ pub fn probe_hierarchy(
                 )
                 .map_err(|e| Error::io("inspect", &r.path, e))?;
                 (MutableDir::Dir(info), Some(r.fd))
+            } else if r.rel != drel {
+                (
+                    MutableDir::LinkToNonDir {
+                        mode: st.st_mode & 0o7777,
+                        rel: r.rel.clone(),
+                        path: r.path.clone(),
+                    },
+                    None,
+                )
             } else {
                 (
                     MutableDir::NotDir {
