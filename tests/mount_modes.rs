@@ -493,3 +493,56 @@ fn unmerge_succeeds_with_a_warning_when_the_work_dir_is_stuck() {
     ctx.unmerge().unwrap();
     assert!(!exists(&work), "removed by the next unmerge");
 }
+
+/// A `work_dir` meta file planted in the routing dir shadows the meta layer's (the upper
+/// layer wins). Whatever it names, unmerge never deletes anything but a work dir of that
+/// hierarchy; level 262 refuses the unmerge where systemd 262 does (absolute or not
+/// normalized), level 257 unmerges (as 257) but deletes nothing (257 deletes it).
+#[test]
+fn planted_work_dir_is_never_deleted() {
+    if !isolated("planted_work_dir_is_never_deleted") {
+        return;
+    }
+    use sysext::Compat;
+    for compat in Compat::ALL {
+        for (planted, refused_at_262) in [
+            ("/srv/victim", true),
+            ("../../../srv/victim", true),
+            ("var/lib/../lib/extensions.mutable/.systemd-usr-workdir", true),
+            ("srv/victim", false),
+            ("var/lib/extensions.mutable/.systemd-opt-workdir", false),
+        ] {
+            let r = std_root(&format!("planted-{compat}"));
+            routing(&r, &[(".systemd-sysext/work_dir", &format!("{planted}\n"))]);
+            r.put("srv/victim/sub/file", "precious\n");
+            let mut o = r.options(ImageClass::Sysext, MutableMode::Enabled);
+            o.compat = Some(compat);
+            let ctx = sysext::Context::new(o).unwrap();
+            ctx.merge().unwrap();
+            assert_eq!(
+                r.read("usr/.systemd-sysext/work_dir").as_deref(),
+                Some(format!("{planted}\n").as_str())
+            );
+            let res = ctx.unmerge();
+            let refused = compat == Compat::V262 && refused_at_262;
+            assert_eq!(res.is_err(), refused, "{compat} {planted}: {res:?}");
+            if refused {
+                let msg = res.unwrap_err().to_string();
+                assert_eq!(msg, format!("Invalid work directory path '{planted}'."));
+                assert_eq!(r.overlays_at("usr"), 1, "/usr stays merged");
+                assert_eq!(r.overlays_at("opt"), 0, "/opt is unmerged");
+                // Level 257 takes it off.
+                let mut o = r.options(ImageClass::Sysext, MutableMode::Enabled);
+                o.compat = Some(Compat::V257);
+                sysext::Context::new(o).unwrap().unmerge().unwrap();
+            }
+            assert_eq!(r.overlays_at("usr"), 0);
+            assert_eq!(
+                r.read("srv/victim/sub/file").as_deref(),
+                Some("precious\n"),
+                "{compat} {planted}"
+            );
+            assert!(exists(&r.p("var/lib/extensions.mutable/usr/.systemd-sysext/work_dir")));
+        }
+    }
+}

@@ -1017,7 +1017,7 @@ impl Context {
             needs_reload: self.reload_wanted() && self.merged_needs_reload(),
             ..Default::default()
         };
-        // All hierarchies come off, or none does; a kill half-way is completed by the next
+        // All hierarchies come off, or none does (but for those 262 refuses outright); a kill half-way is completed by the next
         // call (the intent record names every hierarchy).
         let mut lines = String::new();
         for h in &self.hierarchies {
@@ -1026,7 +1026,28 @@ impl Context {
         let intent = exec::intent::Intent::begin(self.intent_lock(), "unmerge", &lines);
         let mut detached = Vec::new();
         let mounts = exec::MountTable::default();
+        let mut refused: Option<Error> = None;
         for h in &self.hierarchies {
+            if let Some(w) = self.merged_work_dir(h) {
+                if !crate::meta::work_dir_is_well_formed(&w)
+                    && self.compat.refuses_malformed_work_dir()
+                {
+                    refused = Some(Error::InvalidArgument(format!(
+                        "Invalid work directory path '{w}'."
+                    )));
+                    continue;
+                }
+                if !crate::meta::work_dir_removable(&w, h.relative()) {
+                    self.sink().event(&Event::Message(
+                        Level::Warning,
+                        format!(
+                            "Not removing work directory '{w}' named by the merge on '{}': it is \
+                             not a work directory of that hierarchy.",
+                            self.root.display(h.relative())
+                        ),
+                    ));
+                }
+            }
             if let Err(e) = exec::detach_hierarchy(
                 &self.root,
                 self.opts.class,
@@ -1045,7 +1066,20 @@ impl Context {
         let r = exec::finish_unmerge(&self.root, detached, self.sink());
         intent.finish();
         report.unmerged = self.hierarchy_names(r?);
-        Ok(report)
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// The `work_dir` named by the meta dir of our merge on `h`, if any.
+    fn merged_work_dir(&self, h: &Hierarchy) -> Option<String> {
+        let r = self
+            .root
+            .resolve(h.relative(), OFlags::PATH | OFlags::DIRECTORY)
+            .ok()??;
+        state::merged_dev_at(r.fd.as_fd(), &r.path, self.opts.class).ok()??;
+        state::read_work_dir(r.fd.as_fd(), self.opts.class)
     }
 
     /// The configured hierarchies (`/usr`) of root-prefixed hierarchy paths.

@@ -144,6 +144,14 @@ impl Compat {
         self >= Compat::V262
     }
 
+    /// `unmerge` refuses a hierarchy whose meta dir's `work_dir` is absolute or not
+    /// normalized ("Invalid work directory path '…'."): it stays merged, the others are
+    /// unmerged, and the unmerge fails (262). 257 unmerges it. (At both levels libsysext
+    /// removes a work dir only when it is named as one of that hierarchy.)
+    pub fn refuses_malformed_work_dir(self) -> bool {
+        self >= Compat::V262
+    }
+
     /// `--mutable=help` lists the modes ("Known mutability modes:" and one per line) (262);
     /// 257 fails to parse `help` like any unknown mode.
     pub fn has_mutable_help(self) -> bool {
@@ -207,5 +215,6 @@ mod tests {
         assert!(!a.has_mutable_help() && b.has_mutable_help());
         assert!(!a.chases_routing_dir_on_create() && b.chases_routing_dir_on_create());
         assert!(!a.lists_after_routing_checks() && b.lists_after_routing_checks());
+        assert!(!a.refuses_malformed_work_dir() && b.refuses_malformed_work_dir());
     }
 }

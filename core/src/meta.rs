@@ -127,8 +127,55 @@ pub fn decode_work_dir(text: &str) -> Option<String> {
     cunescape(line)
 }
 
+/// Whether a `work_dir` value is well-formed as systemd 262 requires: relative and
+/// normalized (no `.`, `..` or empty components). 262 refuses to unmerge a hierarchy whose
+/// meta dir says otherwise.
+pub fn work_dir_is_well_formed(rel: &str) -> bool {
+    !rel.is_empty()
+        && !rel.starts_with('/')
+        && rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+}
+
+/// Whether the work dir named by the meta dir of hierarchy `hier` (root-relative, `usr`)
+/// may be removed: well-formed and named as a work dir of that hierarchy
+/// (`…/.systemd-<h>-workdir`). Anything else is never deleted: the meta dir's files can be
+/// shadowed from the upper layer, so their content is not to be trusted with `rm -rf`.
+pub fn work_dir_removable(rel: &str, hier: &str) -> bool {
+    let name = format!(".systemd-{}-workdir", hier.trim_matches('/').replace('/', "."));
+    work_dir_is_well_formed(rel) && rel.rsplit('/').next() == Some(name.as_str())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn work_dir_checks() {
+        use super::*;
+        for ok in [
+            "var/lib/extensions.mutable/.systemd-usr-workdir",
+            ".systemd-usr-workdir",
+            "var/other/.systemd-usr-workdir",
+        ] {
+            assert!(work_dir_removable(ok, "usr"), "{ok}");
+        }
+        for bad in [
+            "/var/lib/extensions.mutable/.systemd-usr-workdir",
+            "var/lib/../lib/extensions.mutable/.systemd-usr-workdir",
+            "var/./.systemd-usr-workdir",
+            "var//.systemd-usr-workdir",
+            "srv/victim",
+            "var/lib/extensions.mutable/.systemd-opt-workdir",
+            "",
+        ] {
+            assert!(!work_dir_removable(bad, "usr"), "{bad}");
+        }
+        assert!(work_dir_removable("x/.systemd-usr.local-workdir", "usr/local"));
+        assert!(work_dir_is_well_formed("srv/victim"));
+        assert!(!work_dir_is_well_formed("/srv/victim"));
+        assert!(!work_dir_is_well_formed("../srv"));
+    }
+
     use super::*;
 
     #[test]

@@ -1416,7 +1416,10 @@ pub fn publish(
                 old_work_dir: if reused {
                     None
                 } else {
-                    c.meta.work_dir.clone()
+                    c.meta
+                        .work_dir
+                        .clone()
+                        .filter(|w| crate::meta::work_dir_removable(w, h.hierarchy.relative()))
                 },
                 path: h.target.clone(),
             });
@@ -1737,7 +1740,9 @@ pub fn detach_hierarchy(
             return Ok(());
         }
         // Of the meta dir, only the work dir matters here (removed after the detach).
-        let work_dir = state::read_work_dir(r.fd.as_fd(), class);
+        // Never removed unless it is a work dir of this hierarchy (see meta::work_dir_removable).
+        let work_dir = state::read_work_dir(r.fd.as_fd(), class)
+            .filter(|w| crate::meta::work_dir_removable(w, rel));
         let ephemeral = state::read_note(r.fd.as_fd(), class).and_then(|n| n.ephemeral);
         // Mounts on top of the merge (other than the meta bind) are put back on the host
         // hierarchy afterwards, as systemd does.
