@@ -468,3 +468,32 @@ fn a_killed_unmerge_never_loses_a_submount() {
     assert!(kills >= 3, "killed at {kills} steps");
     assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"));
 }
+
+/// `EXTENSION_RESTART_UNITS=` / `EXTENSION_RELOAD_OR_RESTART_UNITS=` of the merged extensions
+/// are in the report of merge and of unmerge (for the reload hook); at level 262 they imply
+/// a manager reload, which an explicit root withholds.
+#[test]
+fn restart_units_are_reported() {
+    if !sysext_tests::isolated("restart_units_are_reported") {
+        return;
+    }
+    use sysext::{Compat, ImageClass, MutableMode};
+    for compat in Compat::ALL {
+        let r = sysext_tests::TestRoot::new(&format!("units-{compat}"));
+        r.sysext_in(
+            "var/lib/extensions",
+            "foo",
+            "ID=_any\nEXTENSION_RESTART_UNITS=\"a.service b.service\"\nEXTENSION_RELOAD_OR_RESTART_UNITS=b.service c.service\n",
+            &[("usr/bin/foo", "foo\n")],
+        );
+        let mut o = r.options(ImageClass::Sysext, MutableMode::Disabled);
+        o.compat = Some(compat);
+        let ctx = sysext::Context::new(o).unwrap();
+        let rep = ctx.merge().unwrap();
+        assert_eq!(rep.units.restart, ["a.service", "b.service"], "{compat}");
+        assert_eq!(rep.units.reload_or_restart, ["c.service"], "{compat}");
+        assert!(!rep.needs_reload, "an explicit root withholds the reload");
+        let un = ctx.unmerge().unwrap();
+        assert_eq!(un.units, rep.units, "{compat}");
+    }
+}

@@ -345,6 +345,47 @@ fn reload_manager() -> Result<(), String> {
     }
 }
 
+/// Restart (and reload-or-restart) the units the extensions ask for, after the manager
+/// reload; on unmerge a unit whose file went away with the extension is stopped instead.
+fn restart_units(units: &sysext::release::UnitRequests, unmerge: bool) -> Result<(), String> {
+    let systemctl = |args: &[&str]| -> Result<(), String> {
+        let st = std::process::Command::new("systemctl")
+            .args(args)
+            .status()
+            .map_err(|e| format!("Failed to run systemctl: {e}"))?;
+        if st.success() {
+            Ok(())
+        } else {
+            Err(format!("Failed to {} unit(s).", args[0]))
+        }
+    };
+    let gone = |u: &str| {
+        unmerge
+            && std::process::Command::new("systemctl")
+                .args(["show", "--property=LoadState", "--value", u])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "not-found")
+                .unwrap_or(false)
+    };
+    let mut first_err = Ok(());
+    for (verb, list) in [
+        ("restart", &units.restart),
+        ("reload-or-restart", &units.reload_or_restart),
+    ] {
+        for u in list {
+            let r = if gone(u) {
+                systemctl(&["stop", "--", u])
+            } else {
+                systemctl(&[verb, "--", u])
+            };
+            if first_err.is_ok() {
+                first_err = r;
+            }
+        }
+    }
+    first_err
+}
+
 fn run(a: Args) -> Result<(), String> {
     let verbose = a.verbose
         || std::env::var("SYSTEMD_LOG_LEVEL")
@@ -434,6 +475,9 @@ fn run(a: Args) -> Result<(), String> {
             })?;
             if r.needs_reload && reload_allowed && systemd_is_pid1() {
                 reload_manager()?;
+                if a.compat.restarts_extension_units() {
+                    restart_units(&r.units, a.verb == "unmerge")?;
+                }
             }
         }
         _ => unreachable!(),

@@ -162,8 +162,16 @@ pub struct Report {
     pub unmerged: Vec<String>,
     /// Images not used.
     pub skipped: Vec<Skipped>,
-    /// Whether an extension asks for a service manager reload (`EXTENSION_RELOAD_MANAGER=1`).
+    /// Whether an extension asks for a service manager reload (`EXTENSION_RELOAD_MANAGER=1`,
+    /// or, at level 262, any unit listed in `units`). False with an explicit root or
+    /// `no_reload`.
     pub needs_reload: bool,
+    /// Units the merged (or, on unmerge, the unmerged) extensions ask to have restarted or
+    /// reloaded-or-restarted (`EXTENSION_RESTART_UNITS=`, `EXTENSION_RELOAD_OR_RESTART_UNITS=`):
+    /// for the caller's reload hook, after the manager reload. Collected at every level
+    /// (systemd 257 ignores the keys), also with an explicit root or `no_reload` (the CLI
+    /// acts on them only where it reloads the manager, at level 262).
+    pub units: release::UnitRequests,
 }
 
 /// What would happen to an image on `merge` (shown by `list`).
@@ -236,6 +244,7 @@ struct Gathered {
     skipped: Vec<Skipped>,
     file_names: Vec<String>,
     needs_reload: bool,
+    units: release::UnitRequests,
     found: usize,
 }
 
@@ -274,28 +283,6 @@ impl Context {
                 .collect::<Result<Vec<_>>>()?,
             None => Hierarchy::from_env(opts.class)?,
         };
-        let mode = match opts.mutable {
-            Some(m) => m,
-            None => match std::env::var(opts.class.info().mutable_env) {
-                Ok(v) => MutableMode::parse_systemd(&v).unwrap_or_else(|| {
-                    opts.sink.event(&Event::Message(
-                        Level::Warning,
-                        format!(
-                            "Failed to parse {} environment variable value '{v}'. Ignoring.",
-                            opts.class.info().mutable_env
-                        ),
-                    ));
-                    MutableMode::Disabled
-                }),
-                Err(_) => MutableMode::Disabled,
-            },
-        };
-        let policy = match &opts.image_policy {
-            Some(p) => Some(crate::image::ImagePolicy::parse(p).map_err(|e| {
-                Error::InvalidArgument(format!("Failed to parse image policy: {p}: {e}"))
-            })?),
-            None => None,
-        };
         let initrd = opts.initrd.unwrap_or_else(discover::in_initrd);
         let compat = match opts.compat {
             Some(c) => c,
@@ -311,6 +298,37 @@ impl Context {
                     None
                 })
                 .unwrap_or(Compat::NEWEST),
+        };
+        // Configuration files below the root (262): under the environment and the options.
+        let cfg = if compat.reads_config_files() {
+            crate::config::load(&root, opts.class)
+        } else {
+            Default::default()
+        };
+        for w in &cfg.warnings {
+            opts.sink.event(&Event::Message(Level::Warning, w.clone()));
+        }
+        let mode = match opts.mutable {
+            Some(m) => m,
+            None => match std::env::var(opts.class.info().mutable_env) {
+                Ok(v) => MutableMode::parse_systemd(&v).unwrap_or_else(|| {
+                    opts.sink.event(&Event::Message(
+                        Level::Warning,
+                        format!(
+                            "Failed to parse {} environment variable value '{v}'. Ignoring.",
+                            opts.class.info().mutable_env
+                        ),
+                    ));
+                    cfg.mutable.unwrap_or(MutableMode::Disabled)
+                }),
+                Err(_) => cfg.mutable.unwrap_or(MutableMode::Disabled),
+            },
+        };
+        let policy = match opts.image_policy.as_ref().or(cfg.image_policy.as_ref()) {
+            Some(p) => Some(crate::image::ImagePolicy::parse(p).map_err(|e| {
+                Error::InvalidArgument(format!("Failed to parse image policy: {p}: {e}"))
+            })?),
+            None => None,
         };
         Ok(Context {
             opts,
@@ -606,6 +624,7 @@ impl Context {
         let mut skipped = refused;
         let mut file_names = Vec::new();
         let mut needs_reload = false;
+        let mut units = release::UnitRequests::default();
         for (img, tree, rel) in metas {
             let skip = if self.opts.force {
                 None
@@ -640,6 +659,7 @@ impl Context {
             {
                 needs_reload = true;
             }
+            units.add(&rel.data);
             file_names.push(img.file_name().to_string());
             trees.push(tree);
         }
@@ -650,7 +670,9 @@ impl Context {
             trees,
             skipped,
             file_names,
-            needs_reload,
+            needs_reload: needs_reload
+                || (!units.is_empty() && self.compat.restarts_extension_units()),
+            units,
             found,
         })
     }
@@ -1013,8 +1035,10 @@ impl Context {
 
     fn unmerge_locked(&self) -> Result<Report> {
         // Reload decision before unmerging: read the merged release files.
+        let (reload, units) = self.merged_needs_reload();
         let mut report = Report {
-            needs_reload: self.reload_wanted() && self.merged_needs_reload(),
+            needs_reload: self.reload_wanted() && reload,
+            units,
             ..Default::default()
         };
         // All hierarchies come off, or none does (but for those 262 refuses outright); a kill half-way is completed by the next
@@ -1099,8 +1123,12 @@ impl Context {
         !self.opts.no_reload && !self.root.is_explicit()
     }
 
-    fn merged_needs_reload(&self) -> bool {
+    /// Whether the merged extensions ask for a manager reload, and the units they ask to have
+    /// restarted (read from the merged tree, before unmerging).
+    fn merged_needs_reload(&self) -> (bool, release::UnitRequests) {
         let class = self.opts.class;
+        let mut reload = false;
+        let mut units = release::UnitRequests::default();
         for h in &self.hierarchies {
             let Ok(Some(r)) = self
                 .root
@@ -1123,11 +1151,15 @@ impl Context {
                     .and_then(release::parse_bool)
                     == Some(true)
                 {
-                    return true;
+                    reload = true;
                 }
+                units.add(&rel.data);
             }
         }
-        false
+        if !units.is_empty() && self.compat.restarts_extension_units() {
+            reload = true;
+        }
+        (reload, units)
     }
 
     fn merge_locked(
@@ -1153,6 +1185,7 @@ impl Context {
         let mut report = Report {
             skipped: g.skipped.clone(),
             needs_reload: g.needs_reload && self.reload_wanted(),
+            units: g.units.clone(),
             ..Default::default()
         };
         let proceed_empty = g.trees.is_empty()
@@ -1174,6 +1207,7 @@ impl Context {
                 report.unmerged = u.unmerged;
             }
             report.needs_reload = false;
+            report.units = Default::default();
             return Ok(report);
         }
         let list_first = !self.compat.lists_after_routing_checks();

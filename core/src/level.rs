@@ -152,6 +152,20 @@ impl Compat {
         self >= Compat::V262
     }
 
+    /// Units listed in `EXTENSION_RESTART_UNITS=` / `EXTENSION_RELOAD_OR_RESTART_UNITS=` imply
+    /// a manager reload, and the CLI restarts them after it (262, from 259); 257 ignores both
+    /// keys. (The library reports the units at every level.)
+    pub fn restarts_extension_units(self) -> bool {
+        self >= Compat::V262
+    }
+
+    /// `sysext.conf`/`confext.conf` and their `.conf.d/` drop-ins below the root are read for
+    /// the default mutable mode and image policy (262, from 259); 257 reads no configuration
+    /// file, so a root carrying one would merge differently.
+    pub fn reads_config_files(self) -> bool {
+        self >= Compat::V262
+    }
+
     /// `--mutable=help` lists the modes ("Known mutability modes:" and one per line) (262);
     /// 257 fails to parse `help` like any unknown mode.
     pub fn has_mutable_help(self) -> bool {
@@ -216,5 +230,7 @@ mod tests {
         assert!(!a.chases_routing_dir_on_create() && b.chases_routing_dir_on_create());
         assert!(!a.lists_after_routing_checks() && b.lists_after_routing_checks());
         assert!(!a.refuses_malformed_work_dir() && b.refuses_malformed_work_dir());
+        assert!(!a.restarts_extension_units() && b.restarts_extension_units());
+        assert!(!a.reads_config_files() && b.reads_config_files());
     }
 }

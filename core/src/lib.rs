@@ -21,6 +21,7 @@
 pub mod arch;
 pub mod class;
 pub mod compat;
+pub mod config;
 pub mod context;
 pub mod discover;
 pub mod error;

@@ -467,6 +467,41 @@ fn machine(text: &str, mut out: Out<'_>) -> Result<ReleaseData, ParseError> {
     Ok(out.data)
 }
 
+/// Units an extension asks to have restarted and reloaded-or-restarted after it is merged,
+/// refreshed or unmerged (`EXTENSION_RESTART_UNITS=`, `EXTENSION_RELOAD_OR_RESTART_UNITS=`,
+/// whitespace-separated unit names; systemd 259).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitRequests {
+    /// `EXTENSION_RESTART_UNITS=`.
+    pub restart: Vec<String>,
+    /// `EXTENSION_RELOAD_OR_RESTART_UNITS=`, minus those also to be restarted.
+    pub reload_or_restart: Vec<String>,
+}
+
+impl UnitRequests {
+    /// Add what one extension's release data asks for (each unit once; a unit in both lists
+    /// is restarted).
+    pub fn add(&mut self, data: &ReleaseData) {
+        for (key, list) in [
+            ("EXTENSION_RESTART_UNITS", &mut self.restart),
+            ("EXTENSION_RELOAD_OR_RESTART_UNITS", &mut self.reload_or_restart),
+        ] {
+            for u in data.get(key).unwrap_or("").split_whitespace() {
+                if !list.iter().any(|x| x == u) {
+                    list.push(u.to_string());
+                }
+            }
+        }
+        let restart = &self.restart;
+        self.reload_or_restart.retain(|u| !restart.contains(u));
+    }
+
+    /// Whether no unit is asked for.
+    pub fn is_empty(&self) -> bool {
+        self.restart.is_empty() && self.reload_or_restart.is_empty()
+    }
+}
+
 /// Parses a boolean the way systemd's `parse_boolean()` does.
 ///
 /// Accepts (ASCII case-insensitively) `1`, `yes`, `y`, `true`, `t`, `on` as true and
@@ -805,6 +840,18 @@ mod tests {
         assert_eq!(d.iter().collect::<Vec<_>>(), vec![("A", "2"), ("B", "")]);
         let e: ReleaseData = [("A", "2"), ("B", "")].into_iter().collect();
         assert_eq!(d, e);
+    }
+
+    #[test]
+    fn unit_requests() {
+        let mut u = UnitRequests::default();
+        assert!(u.is_empty());
+        u.add(&parse_str("EXTENSION_RESTART_UNITS=\"a.service  b.service\"\nEXTENSION_RELOAD_OR_RESTART_UNITS='b.service c.service a.service'\n").unwrap());
+        u.add(&parse_str("EXTENSION_RESTART_UNITS=a.service\nEXTENSION_RELOAD_OR_RESTART_UNITS=d.service c.service\n").unwrap());
+        u.add(&parse_str("ID=_any\n").unwrap());
+        assert_eq!(u.restart, ["a.service", "b.service"]);
+        assert_eq!(u.reload_or_restart, ["c.service", "d.service"]);
+        assert!(!u.is_empty());
     }
 
     #[test]
