@@ -809,7 +809,7 @@ fn main() {
         ));
         eprintln!("done: {label}");
     }
-    if profile.is_some() {
+    if profile.is_some() || args.iter().any(|a| a == "--intent-cost") {
         return;
     }
     std::fs::create_dir_all(&out).unwrap();
