@@ -1,7 +1,7 @@
 # bash completion for sysext and confext (libsysext)        -*- shell-script -*-
 
 _libsysext_images() {
-    # Names of the images `list` finds (first column, no legend), for merge/unmerge NAME...
+    # Names of the images `list` finds (first column, no legend), for add/remove NAME...
     local cmd=$1; shift
     "$cmd" "$@" --no-legend list 2>/dev/null | while read -r name _; do printf '%s\n' "$name"; done
 }
@@ -12,8 +12,8 @@ _sysext() {
         cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
         words=("${COMP_WORDS[@]}") cword=$COMP_CWORD
     }
-    local verbs="status list merge unmerge refresh plan help"
-    local opts="--help -h --version --mutable= --no-pager --no-legend --root= --json=
+    local verbs="status list merge unmerge refresh add remove plan help"
+    local opts="--help -h --version --mutable= --no-pager --no-legend --long --root= --json=
         --force --no-reload --image-policy= --noexec= --always-refresh --always-refresh=
         --allow-block-devices --compat= --confext --sysext --verbose -v"
 
@@ -58,7 +58,7 @@ _sysext() {
     done
     if [[ -z $verb ]]; then
         COMPREPLY=($(compgen -W "$verbs" -- "$cur"))
-    elif [[ $verb == merge || $verb == unmerge ]]; then
+    elif [[ $verb == add || $verb == remove ]]; then
         COMPREPLY=($(compgen -W "$(_libsysext_images "${words[0]}" "${cmdargs[@]}")" -- "$cur"))
     fi
 }

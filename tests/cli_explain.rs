@@ -249,11 +249,26 @@ fn json_shapes_are_stable() {
                     && h["readOnly"] == false,
                 "{h}"
             );
-            assert_eq!(h["layers"][0], "(meta)");
+            assert_eq!(
+                h["layers"][0],
+                serde_json::json!({"kind": "meta", "name": null, "path": null})
+            );
+            let ext = h["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["kind"] == "extension")
+                .unwrap_or_else(|| panic!("no extension layer: {h}"));
+            assert_eq!(ext["name"], "foo", "{h}");
+            assert!(ext["path"].as_str().unwrap().contains("foo"), "{h}");
+            assert_eq!(h["upper"]["kind"], "mutable-dir", "{h}");
+            assert_eq!(h["upper"]["create"], true, "{h}");
             assert!(
-                h["upper"].as_str().unwrap().contains("extensions.mutable"),
+                h["upper"]["path"].as_str().unwrap().contains("extensions.mutable"),
                 "{h}"
             );
+            assert_eq!(h["workDir"]["kind"], "directory", "{h}");
+            assert!(h["createTarget"].is_boolean(), "{h}");
         }
     }
     // Empty results are [] (never a string), also pretty.
@@ -280,7 +295,8 @@ fn plan_runs_unprivileged() {
     assert_eq!(p["extensions"], serde_json::json!(["foo"]));
     let h = &p["hierarchies"][0];
     assert_eq!(h["hierarchy"], "/usr");
-    assert!(h["upper"].as_str().unwrap().starts_with("ephemeral"));
+    assert_eq!(h["upper"]["kind"], "ephemeral", "{h}");
+    assert_eq!(h["workDir"]["kind"], "ephemeral", "{h}");
     // list and status work unprivileged too; merge does not.
     cli_json(&["list", "--json=short"], &r, Some(65534));
     cli_json(&["status", "--json=short"], &r, Some(65534));

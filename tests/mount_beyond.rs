@@ -266,7 +266,7 @@ fn concurrent_refreshes_serialize() {
             std::process::Command::new(&cli)
                 .arg(format!("--root={}", r.path.display()))
                 .arg(format!("--mutable={mode}"))
-                .arg("--always-refresh")
+                .arg("--always-refresh=yes")
                 .arg("refresh")
                 .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
                 .spawn()

@@ -227,7 +227,10 @@ fn cli_status_and_list_json() {
     assert_eq!(rc, Some(0));
     assert!(out.contains(r#""name":"foo","type":"directory""#), "{out}");
     let (rc, _, err) = run(&["bogus"]);
-    assert_eq!((rc, err.trim()), (Some(1), "Unknown command verb 'bogus'."));
+    assert_eq!(
+        (rc, err.trim()),
+        (Some(1), "Unknown command verb 'bogus', did you mean 'status'?")
+    );
     let (rc, _, err) = run(&["--mutable=enabled", "merge"]);
     assert_eq!(
         (rc, err.trim()),

@@ -176,7 +176,7 @@ impl Cli {
     fn run(&self, verb: &str) -> bool {
         Command::new(&self.bin)
             .arg(format!("--root={}", self.root.display()))
-            .arg("--always-refresh")
+            .arg("--always-refresh=yes")
             .arg(verb)
             .stderr(std::process::Stdio::null())
             .status()

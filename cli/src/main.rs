@@ -3,6 +3,8 @@
 
 mod output;
 mod varlink;
+mod table;
+mod term;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -26,6 +28,8 @@ struct Args {
     mutable: Option<MutableMode>,
     json: Json,
     no_legend: bool,
+    no_pager: bool,
+    long: bool,
     verbose: bool,
     always_refresh: bool,
     allow_block_devices: bool,
@@ -99,11 +103,13 @@ See the {prog}(8) man page for details.
 /// What libsysext adds to systemd's command line (`--help --verbose` lists it).
 const HELP_OURS: &str = "
 libsysext additions:
-  merge NAME...           Add NAMEs to the current merge
-  unmerge NAME...         Remove only NAMEs from the current merge
+  add NAME...             Merge these extensions too, keeping the merged ones
+  remove NAME...          Unmerge only these extensions, keeping the others
   plan                    Show what a merge would do, mounting nothing
   serve [ADDRESS]         Answer io.systemd.sysext Varlink calls on a socket
-     --always-refresh[=BOOL]
+     --long               Also show the mutable mode (status) and what a merge
+                          does with each image (list)
+     --always-refresh=BOOL
                           Rebuild on refresh even if nothing changed
      --allow-block-devices
                           Use block devices in the search directories of --root
@@ -169,6 +175,8 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
         mutable: None,
         json: Json::Off,
         no_legend: false,
+        no_pager: false,
+        long: false,
         verbose: false,
         always_refresh: false,
         allow_block_devices: false,
@@ -198,13 +206,9 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
             // Options with a required argument take the next word when not inline.
             let needs = matches!(
                 name,
-                "root" | "noexec" | "image-policy" | "mutable" | "json" | "compat"
+                "root" | "noexec" | "image-policy" | "mutable" | "json" | "compat" | "always-refresh"
             );
-            // Options with an optional argument take it only inline.
-            let optional = name == "always-refresh";
-            let value = if optional {
-                inline
-            } else if needs {
+            let value = if needs {
                 match inline {
                     Some(v) => Some(v),
                     None if i < argv.len() => {
@@ -227,14 +231,13 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
                 "root" => a.root = value,
                 "force" => a.force = true,
                 "no-reload" => a.no_reload = true,
-                "no-pager" => {}
+                "no-pager" => a.no_pager = true,
+                "long" => a.long = true,
                 "no-legend" => a.no_legend = true,
                 "confext" => a.class = ImageClass::Confext,
                 "sysext" => a.class = ImageClass::Sysext,
                 "verbose" => a.verbose = true,
-                "always-refresh" => {
-                    always_refresh_raw = Some(value.unwrap_or_else(|| "yes".into()))
-                }
+                "always-refresh" => always_refresh_raw = value,
                 "allow-block-devices" => a.allow_block_devices = true,
                 "compat" => compat_raw = value,
                 "noexec" => {
@@ -252,7 +255,7 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
                         "pretty" => Json::Pretty,
                         "off" => Json::Off,
                         "help" => {
-                            println!("short\npretty\noff");
+                            println!("pretty\nshort\noff");
                             return Ok(None);
                         }
                         v => return Err(format!("Unknown argument to --json= switch: {v}")),
@@ -280,11 +283,9 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
         return Ok(None);
     }
     if version {
-        println!(
-            "libsysext {} (systemd-sysext {} compatible)",
-            sysext::VERSION,
-            a.compat
-        );
+        // systemd's first line, which scripts parse for the version number, with the
+        // level's number and our own name and version where systemd has its package's.
+        println!("systemd {} (libsysext {})", a.compat.version(), sysext::VERSION);
         return Ok(None);
     }
     if let Some(v) = always_refresh_raw {
@@ -309,24 +310,77 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
     a.verb = pos.next().unwrap_or_else(|| "status".into());
     a.names = pos.collect();
     match a.verb.as_str() {
-        "status" | "list" | "refresh" | "plan" | "help" => {
+        "status" | "list" | "refresh" | "plan" | "help" | "merge" | "unmerge" => {
             if !a.names.is_empty() {
                 return Err("Too many arguments.".into());
             }
         }
-        "merge" | "unmerge" => {}
         "serve" => {
             if a.names.len() > 1 {
                 return Err("Too many arguments.".into());
             }
         }
-        v => return Err(format!("Unknown command verb '{v}'.")),
+        "add" | "remove" => {
+            if a.names.is_empty() {
+                return Err("Too few arguments.".into());
+            }
+        }
+        v => {
+            return Err(match closest_verb(v) {
+                Some(c) => format!("Unknown command verb '{v}', did you mean '{c}'?"),
+                None => format!("Unknown command verb '{v}'."),
+            })
+        }
     }
     if a.verb == "help" {
         print!("{}", help_text(a.compat, a.class, &prog, a.verbose));
         return Ok(None);
     }
     Ok(Some(a))
+}
+
+/// systemd-sysext's verbs, in the order of its table, then ours.
+const SYSTEMD_VERBS: [&str; 6] = ["status", "merge", "unmerge", "refresh", "list", "help"];
+const OUR_VERBS: [&str; 4] = ["add", "remove", "plan", "serve"];
+
+/// The verb a mistyped one probably meant, as systemd suggests it (the shortest verb that
+/// starts with it, else the nearest by edit distance when at most 5 edits away), among
+/// systemd's verbs first, so that the suggestion is systemd's where it has one.
+fn closest_verb(v: &str) -> Option<&'static str> {
+    closest_in(&SYSTEMD_VERBS, v).or_else(|| closest_in(&OUR_VERBS, v))
+}
+
+fn closest_in(verbs: &[&'static str], v: &str) -> Option<&'static str> {
+    if let Some(p) = verbs
+        .iter()
+        .filter(|c| c.starts_with(v))
+        .min_by_key(|c| c.len())
+    {
+        return Some(p);
+    }
+    let mut best: Option<(usize, &'static str)> = None;
+    for &c in verbs {
+        let d = edit_distance(c, v);
+        if d <= 5 && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
+}
+
+/// Levenshtein distance (insertions, deletions and substitutions cost 1).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn systemd_is_pid1() -> bool {
@@ -337,7 +391,12 @@ fn reload_manager() -> Result<(), String> {
     let st = std::process::Command::new("systemctl")
         .arg("daemon-reload")
         .status()
-        .map_err(|e| format!("Failed to run systemctl daemon-reload: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "Failed to run systemctl daemon-reload: {}",
+                os_text(e.raw_os_error().unwrap_or(libc::EIO))
+            )
+        })?;
     if st.success() {
         Ok(())
     } else {
@@ -410,63 +469,106 @@ fn run(a: Args) -> Result<(), String> {
         // The options are the defaults of every call (see varlink.rs).
         return varlink::serve(opts, a.names.first().map(String::as_str));
     }
+    let json = match a.json {
+        Json::Off => None,
+        Json::Short => Some(false),
+        Json::Pretty => Some(true),
+    };
+    let look = output::Look {
+        colors: term::Colors::detect(a.compat.writes_grey_twice()),
+        legend: !a.no_legend,
+        long: a.long,
+    };
+    // 257 lists nothing for a root that does not exist; 262 fails discovery.
+    if a.verb == "list" && missing_root(&a) {
+        if !a.compat.fails_list_of_missing_root() {
+            output::list(&[], json, look);
+            return Ok(());
+        }
+        return Err(format!("Failed to discover images: {}", os_text(libc::ENOENT)));
+    }
+    // Both systemds show an empty status for a root that does not exist (262 after its
+    // config-file warnings).
+    if a.verb == "status" && missing_root(&a) {
+        if a.compat.reads_config_files() {
+            eprintln!(
+                "Failed to open root directory '{}': {}",
+                a.root.as_deref().unwrap_or_default(),
+                os_text(libc::ENOENT)
+            );
+            eprintln!(
+                "Failed to parse {} config file, ignoring: {}",
+                a.class.info().short,
+                os_text(libc::ENOENT)
+            );
+        }
+        output::status(&[], a.compat.status_lists_unmerged_as_empty(), json, look);
+        return Ok(());
+    }
     let ctx = Context::new(opts).map_err(|e| e.to_string())?;
     let reload_allowed = !a.no_reload && a.root.is_none();
     match a.verb.as_str() {
         "status" => {
-            let st = ctx.status();
+            let rows = ctx.status().map_err(|e| e.to_string())?;
             // An interrupted operation is reported on stderr (stdout stays systemd's).
-            if let Some(v) = st
-                .as_ref()
-                .ok()
-                .and_then(|rows| rows.iter().find_map(|r| r.interrupted.clone()))
-            {
+            if let Some(v) = rows.iter().find_map(|r| r.interrupted.clone()) {
                 eprintln!(
                     "Warning: an interrupted {v} left this root half-done; the next merge, \
                      refresh or unmerge repairs it first."
                 );
             }
-            // Print what we have even when one hierarchy failed, as systemd does.
-            match st {
-                Ok(rows) => output::status(
-                    &rows,
-                    a.compat.status_lists_unmerged_as_empty(),
-                    a.json == Json::Pretty,
-                    a.json != Json::Off,
-                    a.no_legend,
-                ),
-                Err(e) => return Err(e.to_string()),
-            }
+            let _pager = json.is_none().then(|| term::Pager::start(a.no_pager)).flatten();
+            output::status(&rows, a.compat.status_lists_unmerged_as_empty(), json, look);
         }
         "list" => {
             let imgs = ctx.list().map_err(|e| e.to_string())?;
-            output::list(
-                &imgs,
-                a.json == Json::Pretty,
-                a.json != Json::Off,
-                a.no_legend,
-            );
+            let _pager = json.is_none().then(|| term::Pager::start(a.no_pager)).flatten();
+            output::list(&imgs, json, look);
         }
         "plan" => {
             let p = ctx.plan().map_err(|e| e.to_string())?;
-            output::plan(&p, a.json == Json::Pretty, a.json != Json::Off);
+            output::plan(&p, json);
         }
-        "merge" | "refresh" | "unmerge" => {
+        "merge" | "refresh" | "unmerge" | "add" | "remove" => {
             let r = match a.verb.as_str() {
-                "merge" if a.names.is_empty() => ctx.merge(),
-                "merge" => ctx.merge_names(&a.names),
+                "merge" => ctx.merge(),
+                "add" => ctx.merge_names(&a.names),
                 "refresh" => ctx.refresh(),
-                _ if a.names.is_empty() => ctx.unmerge(),
+                "unmerge" => ctx.unmerge(),
                 _ => ctx.unmerge_names(&a.names),
             };
             let r = r.map_err(|e| match e {
-                sysext::Error::AlreadyMerged { .. }
-                | sysext::Error::NotPrivileged
-                | sysext::Error::Metadata { .. } => e.to_string(),
+                sysext::Error::AlreadyMerged { .. } | sysext::Error::NotPrivileged => {
+                    e.to_string()
+                }
+                sysext::Error::Metadata { ref image, errno, .. } => {
+                    // systemd's words: the errno's text; ours (which names the file and
+                    // the fields) before it when verbose.
+                    let systemd = format!(
+                        "Failed to read metadata for image {image}: {}",
+                        os_text(errno)
+                    );
+                    if verbose && e.to_string() != systemd {
+                        format!("{e}\n{systemd}")
+                    } else {
+                        systemd
+                    }
+                }
                 sysext::Error::Image { .. } => image_message(&e, verbose),
+                sysext::Error::HierarchyNotDirectory {
+                    ref hierarchy,
+                    ref image,
+                } => {
+                    // systemd names the paths in its own staging directory.
+                    let ws = format!("/run/systemd/{}/extensions", a.class.info().short);
+                    format!(
+                        "Failed to check if hierarchy '{ws}/{hierarchy}' in extension \
+                         '{ws}/{image}' is empty: Not a directory\nFailed to merge hierarchies"
+                    )
+                }
                 e => format!(
                     "{e}\nFailed to {} hierarchies",
-                    if a.verb == "unmerge" {
+                    if a.verb == "unmerge" || a.verb == "remove" {
                         "unmerge"
                     } else {
                         "merge"
@@ -485,6 +587,19 @@ fn run(a: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `--root` names a directory that does not exist.
+fn missing_root(a: &Args) -> bool {
+    a.root
+        .as_deref()
+        .is_some_and(|r| matches!(std::fs::metadata(r), Err(e) if e.kind() == std::io::ErrorKind::NotFound))
+}
+
+/// An errno's text as C's strerror gives it (and systemd prints it).
+fn os_text(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_string()
+}
+
 /// A broken image, in systemd's words where systemd fails such an image alike ("Failed to
 /// read metadata for image NAME: " and the errno's text), with our account of the part at
 /// fault after it when verbose; in ours where systemd would not fail.
@@ -495,8 +610,7 @@ fn image_message(e: &sysext::Error, verbose: bool) -> String {
     if !source.systemd_fails_alike() {
         return format!("Failed to read metadata for image {name}: {e}");
     }
-    let text = std::io::Error::from_raw_os_error(source.errno()).to_string();
-    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    let text = os_text(source.errno());
     let systemd = format!("Failed to read metadata for image {name}: {text}");
     if verbose {
         format!("{e}\n{systemd}")

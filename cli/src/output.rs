@@ -1,5 +1,7 @@
 //! Tables and JSON in systemd-sysext's formats.
 
+use crate::table::{self, Cell};
+use crate::term::Colors;
 use sysext::{HierarchyStatus, Extension, PlanReport};
 
 /// A tiny JSON value, enough for our output.
@@ -116,57 +118,30 @@ pub fn format_timestamp(usec: u64) -> String {
     )
 }
 
-fn table(header: &[&str], rows: &[Vec<String>], legend: bool) {
-    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            for line in c.lines() {
-                w[i] = w[i].max(line.chars().count());
-            }
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{:<width$} ", c, width = w[i]));
-            }
-        }
-        println!("{}", s.trim_end());
-    };
-    if legend {
-        line(header.to_vec());
-    }
-    for r in rows {
-        let split: Vec<Vec<&str>> = r
-            .iter()
-            .map(|c| {
-                if c.is_empty() {
-                    vec![""]
-                } else {
-                    c.lines().collect()
-                }
-            })
-            .collect();
-        let n = split.iter().map(Vec::len).max().unwrap_or(1);
-        for k in 0..n {
-            line(split.iter().map(|c| *c.get(k).unwrap_or(&"")).collect());
-        }
-    }
+/// How tables are printed: colours, the header, and our extra columns.
+#[derive(Debug, Clone, Copy)]
+pub struct Look {
+    /// Colours (systemd's rules, see [`crate::term`]).
+    pub colors: Colors,
+    /// Print the header (`--no-legend` turns it off).
+    pub legend: bool,
+    /// Our extra columns (`--long`): the mutable mode in `status`, what a merge does with
+    /// each image in `list`.
+    pub long: bool,
+}
+
+fn print(s: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // A closed pager or pipe is no reason to fail, as with systemd.
+    let _ = out.write_all(s.as_bytes());
+    let _ = out.flush();
 }
 
 /// `status`.
 /// `empty_list`: an unmerged hierarchy shows an empty list (`[]`, `-`) instead of `none`
 /// ([`sysext::Compat::status_lists_unmerged_as_empty`]).
-pub fn status(
-    rows: &[HierarchyStatus],
-    empty_list: bool,
-    pretty: bool,
-    json: bool,
-    no_legend: bool,
-) {
+pub fn status(rows: &[HierarchyStatus], empty_list: bool, json: Option<bool>, look: Look) {
     let none = || {
         if empty_list {
             J::Arr(Vec::new())
@@ -174,7 +149,7 @@ pub fn status(
             J::Str("none".into())
         }
     };
-    if json {
+    if let Some(pretty) = json {
         let v = J::Arr(
             rows.iter()
                 .map(|r| {
@@ -191,7 +166,7 @@ pub fn status(
                             strs(r.extensions.as_deref().unwrap_or(&[])),
                         ),
                         ("mutable", r.mutable.map(|m| J::Str(m.to_string())).unwrap_or(J::Null)),
-                        ("upper", r.upper.clone().map(J::Str).unwrap_or(J::Null)),
+                        ("upper", upper_json(r.upper.as_deref())),
                     ];
                     // Only while an interrupted operation waits to be repaired.
                     if let Some(v) = &r.interrupted {
@@ -201,41 +176,62 @@ pub fn status(
                 })
                 .collect(),
         );
-        println!("{}", v.render(pretty));
+        print(&(v.render(pretty) + "\n"));
         return;
     }
-    let rows: Vec<Vec<String>> = rows
+    let rows: Vec<Vec<Cell>> = rows
         .iter()
         .map(|r| {
-            vec![
-                r.hierarchy.clone(),
+            let mut row = vec![
+                Cell::text(r.hierarchy.clone()),
                 match &r.extensions {
-                    Some(e) if e.is_empty() => "-".into(),
-                    Some(e) => e.join("\n"),
-                    None if empty_list => "-".into(),
-                    None => "none".into(),
+                    Some(e) if e.is_empty() => Cell::grey("-"),
+                    Some(e) => Cell::lines(e),
+                    None if empty_list => Cell::grey("-"),
+                    None => Cell::grey("none"),
                 },
-                r.since_usec
-                    .map(format_timestamp)
-                    .unwrap_or_else(|| "-".into()),
-                match (&r.mutable, &r.upper) {
-                    (Some(m), Some(u)) if u != "none" && u != "ephemeral" => format!("{m} ({u})"),
-                    (Some(m), _) => m.to_string(),
-                    _ => "-".into(),
+                match r.since_usec {
+                    Some(t) => Cell::text(format_timestamp(t)),
+                    None => Cell::grey("-"),
                 },
-            ]
+            ];
+            if look.long {
+                row.push(match (&r.mutable, &r.upper) {
+                    (Some(m), Some(u)) if u != "none" && u != "ephemeral" => {
+                        Cell::text(format!("{m} ({u})"))
+                    }
+                    (Some(m), _) => Cell::text(m.to_string()),
+                    _ => Cell::grey("-"),
+                });
+            }
+            row
         })
         .collect();
-    table(
-        &["HIERARCHY", "EXTENSIONS", "SINCE", "MUTABLE"],
-        &rows,
-        !no_legend,
-    );
+    let header: &[&str] = if look.long {
+        &["HIERARCHY", "EXTENSIONS", "SINCE", "MUTABLE"]
+    } else {
+        &["HIERARCHY", "EXTENSIONS", "SINCE"]
+    };
+    print(&table::render(header, &rows, look.legend, look.colors));
+}
+
+/// The upper layer of a merged hierarchy as typed JSON: `null` when the merge is read-only
+/// or the mode is unknown, else `{"kind": "ephemeral" | "host" | "mutable-dir", "path": …}`.
+fn upper_json(u: Option<&str>) -> J {
+    match u {
+        None | Some("none") => J::Null,
+        Some("ephemeral") => J::Obj(vec![("kind", J::Str("ephemeral".into())), ("path", J::Null)]),
+        Some("host") => J::Obj(vec![("kind", J::Str("host".into())), ("path", J::Null)]),
+        Some(p) => J::Obj(vec![
+            ("kind", J::Str("mutable-dir".into())),
+            ("path", J::Str(p.to_string())),
+        ]),
+    }
 }
 
 /// `list`.
-pub fn list(imgs: &[Extension], pretty: bool, json: bool, no_legend: bool) {
-    if json {
+pub fn list(imgs: &[Extension], json: Option<bool>, look: Look) {
+    if let Some(pretty) = json {
         let v = J::Arr(
             imgs.iter()
                 .map(|i| {
@@ -251,41 +247,43 @@ pub fn list(imgs: &[Extension], pretty: bool, json: bool, no_legend: bool) {
                 })
                 .collect(),
         );
-        println!("{}", v.render(pretty));
+        print(&(v.render(pretty) + "\n"));
         return;
     }
     if imgs.is_empty() {
         eprintln!("No OS extensions found.");
         return;
     }
-    let rows: Vec<Vec<String>> = imgs
+    let rows: Vec<Vec<Cell>> = imgs
         .iter()
         .map(|i| {
-            let mut state = i.state.as_str().to_string();
-            if let Some(r) = &i.reason {
-                state = format!("{state}: {r}");
+            let mut row = vec![
+                Cell::text(i.name.clone()),
+                Cell::text(i.kind.as_str()),
+                Cell::text(i.path.clone()),
+                Cell::text(format_timestamp(i.time_usec)),
+            ];
+            if look.long {
+                let mut state = vec![match &i.reason {
+                    Some(r) => format!("{}: {r}", i.state.as_str()),
+                    None => i.state.as_str().to_string(),
+                }];
+                state.extend(i.shadows.iter().map(|s| format!("shadows {s}")));
+                row.push(Cell::lines(&state));
             }
-            for s in &i.shadows {
-                state.push_str(&format!("\nshadows {s}"));
-            }
-            vec![
-                i.name.clone(),
-                i.kind.as_str().into(),
-                i.path.clone(),
-                format_timestamp(i.time_usec),
-                state,
-            ]
+            row
         })
         .collect();
-    table(
-        &["NAME", "TYPE", "PATH", "TIME", "STATE"],
-        &rows,
-        !no_legend,
-    );
+    let header: &[&str] = if look.long {
+        &["NAME", "TYPE", "PATH", "TIME", "STATE"]
+    } else {
+        &["NAME", "TYPE", "PATH", "TIME"]
+    };
+    print(&table::render(header, &rows, look.legend, look.colors));
 }
 
-/// `plan`.
-pub fn plan(p: &PlanReport, pretty: bool, json: bool) {
+/// `plan`; JSON is typed data (kinds, paths, `null`), the text is for people.
+pub fn plan(p: &PlanReport, json: Option<bool>) {
     use sysext::plan::{Layer, Upper, WorkDir};
     let layer = |l: &Layer| match l {
         Layer::Meta => "(meta)".to_string(),
@@ -307,7 +305,36 @@ pub fn plan(p: &PlanReport, pretty: bool, json: bool) {
         Some(WorkDir::Ephemeral) => "ephemeral (tmpfs)".into(),
         Some(WorkDir::Beside { path, .. }) => path.clone(),
     };
-    if json {
+    if let Some(pretty) = json {
+        let opt = |p: Option<&String>| p.map(|p| J::Str(p.clone())).unwrap_or(J::Null);
+        let kind = |k: &str| ("kind", J::Str(k.into()));
+        let layer_json = |l: &Layer| match l {
+            Layer::Meta => J::Obj(vec![kind("meta"), ("name", J::Null), ("path", J::Null)]),
+            Layer::Import(p) => J::Obj(vec![kind("import"), ("name", J::Null), ("path", opt(Some(p)))]),
+            Layer::Extension { name, path } => J::Obj(vec![
+                kind("extension"),
+                ("name", J::Str(name.clone())),
+                ("path", J::Str(path.clone())),
+            ]),
+            Layer::Host(p) => J::Obj(vec![kind("host"), ("name", J::Null), ("path", opt(Some(p)))]),
+        };
+        let upper_json = |u: &Option<Upper>| match u {
+            None => J::Null,
+            Some(Upper::Ephemeral) => J::Obj(vec![kind("ephemeral"), ("path", J::Null), ("create", J::Bool(false))]),
+            Some(Upper::Host { path, .. }) => {
+                J::Obj(vec![kind("host"), ("path", opt(Some(path))), ("create", J::Bool(false))])
+            }
+            Some(Upper::MutableDir { path, create, .. }) => J::Obj(vec![
+                kind("mutable-dir"),
+                ("path", opt(Some(path))),
+                ("create", J::Bool(*create)),
+            ]),
+        };
+        let work_json = |w: &Option<WorkDir>| match w {
+            None => J::Null,
+            Some(WorkDir::Ephemeral) => J::Obj(vec![kind("ephemeral"), ("path", J::Null)]),
+            Some(WorkDir::Beside { path, .. }) => J::Obj(vec![kind("directory"), ("path", opt(Some(path)))]),
+        };
         let v = J::Obj(vec![
             ("mutable", J::Str(p.plan.mode.to_string())),
             ("extensions", strs(&p.plan.extensions)),
@@ -335,12 +362,10 @@ pub fn plan(p: &PlanReport, pretty: bool, json: bool) {
                             J::Obj(vec![
                                 ("hierarchy", J::Str(h.hierarchy.to_string())),
                                 ("target", J::Str(h.target.clone())),
-                                (
-                                    "layers",
-                                    J::Arr(h.lower.iter().map(|l| J::Str(layer(l))).collect()),
-                                ),
-                                ("upper", J::Str(upper(&h.upper))),
-                                ("workdir", J::Str(work(&h.work_dir))),
+                                ("createTarget", J::Bool(h.create_target)),
+                                ("layers", J::Arr(h.lower.iter().map(layer_json).collect())),
+                                ("upper", upper_json(&h.upper)),
+                                ("workDir", work_json(&h.work_dir)),
                                 ("readOnly", J::Bool(h.flags.read_only)),
                             ])
                         })
@@ -348,7 +373,7 @@ pub fn plan(p: &PlanReport, pretty: bool, json: bool) {
                 ),
             ),
         ]);
-        println!("{}", v.render(pretty));
+        print(&(v.render(pretty) + "\n"));
         return;
     }
     println!("Mutable mode: {}", p.plan.mode);

@@ -1210,12 +1210,32 @@ impl Context {
             report.units = Default::default();
             return Ok(report);
         }
+        // "Using extensions …" as systemd says it: at 257 before anything can fail, at 262
+        // after the routing checks (an error of theirs comes alone) and after the no-op
+        // check of a refresh (a skipped refresh says only that it skips).
         let list_first = !self.compat.lists_after_routing_checks();
-        if !proceed_empty && list_first {
-            self.sink().event(&Event::Using(g.file_names.clone()));
+        let mut using_said = proceed_empty;
+        let using = Event::Using(g.file_names.clone());
+        let say_using = |said: &mut bool| {
+            if !*said {
+                self.sink().event(&using);
+                *said = true;
+            }
+        };
+        let may_skip = refresh && !self.opts.always_refresh && self.compat.skips_unchanged_refresh();
+        if list_first && !may_skip {
+            say_using(&mut using_said);
         }
 
-        let mut probed = self.probe(mode, &g.trees, std::mem::take(&mut g.hierarchies))?;
+        let mut probed = match self.probe(mode, &g.trees, std::mem::take(&mut g.hierarchies)) {
+            Ok(p) => p,
+            Err(e) => {
+                if list_first {
+                    say_using(&mut using_said);
+                }
+                return Err(e);
+            }
+        };
         if probed
             .hierarchies
             .iter()
@@ -1227,6 +1247,7 @@ impl Context {
                 Level::Warning,
                 "A foreign mount lies below the current merge; refreshing with a gap.".into(),
             ));
+            say_using(&mut using_said);
             let u = self.unmerge_locked()?;
             report.unmerged = u.unmerged;
             probed = self.probe(mode, &g.trees, Vec::new())?;
@@ -1242,8 +1263,8 @@ impl Context {
                         | Error::MutableDirCreate { .. }
                         | Error::MutableDirChase { .. }
                 );
-                if !proceed_empty && !list_first && !routing_check {
-                    self.sink().event(&Event::Using(g.file_names.clone()));
+                if list_first || !routing_check {
+                    say_using(&mut using_said);
                 }
                 if let Some((rel, mode, wrel)) =
                     plan::auto_link_to_non_dir_effects(&probed.inputs, &e)
@@ -1253,17 +1274,11 @@ impl Context {
                 return Err(e);
             }
         };
-        if !proceed_empty && !list_first {
-            self.sink().event(&Event::Using(g.file_names.clone()));
-        }
         phase("probe and plan", t1);
         let t2 = std::time::Instant::now();
         report.merged = plan.extensions.clone();
         let fingerprint = fingerprint(&plan, &g.trees, &probed);
-        if refresh
-            && !self.opts.always_refresh
-            && (!mode.is_ephemeral() || self.compat.skips_unchanged_ephemeral_refresh())
-            && unchanged(&plan, &probed, class, fingerprint)
+        if may_skip && unchanged(&plan, &probed, class, fingerprint)
         {
             self.sink().event(&Event::Message(
                 Level::Info,
@@ -1271,6 +1286,7 @@ impl Context {
             ));
             return Ok(report);
         }
+        say_using(&mut using_said);
 
         // A selective merge/unmerge keeps the ephemeral upper layers; a plain refresh (as
         // with systemd) starts from an empty one.
@@ -1319,6 +1335,14 @@ impl Context {
         let targets: Vec<String> = built.iter().map(|b| b.plan.target.clone()).collect();
         let merged_hierarchies: Vec<String> =
             built.iter().map(|b| b.plan.hierarchy.to_string()).collect();
+        // systemd's refresh unmerges every merged hierarchy, then merges, and says so: the
+        // same lines here, first, though each merge is replaced at once, without the gap.
+        for (i, hp) in probed.hierarchies.iter().enumerate() {
+            if hp.current.is_some() {
+                let path = self.root.display(self.hierarchies[i].relative());
+                self.sink().event(&Event::Unmerged(path));
+            }
+        }
         let (replaced, hidden_submounts) = match exec::publish(
             &self.root,
             built,
@@ -1354,7 +1378,7 @@ impl Context {
                 class,
                 h.relative(),
                 &self.faults,
-                self.sink(),
+                &SaidUnmerged(self.sink()),
                 self.kernel(),
             )? > 0
             {
@@ -1628,4 +1652,20 @@ fn smallfile_is_regular(fd: &rustix::fd::OwnedFd) -> bool {
     rustix::fs::fstat(fd)
         .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
         .unwrap_or(false)
+}
+
+/// A sink for the old merges a refresh takes off after publishing: their "Unmerged" lines
+/// were said before (as systemd says them, ahead of the merge), so they are not said twice.
+struct SaidUnmerged<'a>(&'a dyn EventSink);
+
+impl EventSink for SaidUnmerged<'_> {
+    fn event(&self, e: &Event) {
+        if !matches!(e, Event::Unmerged(_)) {
+            self.0.event(e)
+        }
+    }
+
+    fn enabled(&self, level: Level) -> bool {
+        self.0.enabled(level)
+    }
 }

@@ -7,6 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+
 /// Result type of libsysext.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -45,7 +46,7 @@ pub enum ErrorKind {
 #[non_exhaustive]
 pub enum Error {
     /// A file system operation failed.
-    #[error("Failed to {op} '{}': {source}", path.display())]
+    #[error("Failed to {op} '{}': {}", path.display(), strerror(source))]
     Io {
         /// What was being done ("open", "create directory", …).
         op: &'static str,
@@ -56,7 +57,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A mount-related system call failed.
-    #[error("Failed to {op} {target}: {source}{}", kernel_log_suffix(kernel_log))]
+    #[error("Failed to {op} {target}: {}{}", strerror(source), kernel_log_suffix(kernel_log))]
     Mount {
         /// The step ("mount overlay", "attach", "unmount", …).
         op: &'static str,
@@ -86,7 +87,7 @@ pub enum Error {
     #[error("Need to be privileged.")]
     NotPrivileged,
     /// The host os-release could not be read.
-    #[error("Failed to acquire 'os-release' data of OS tree '{root}': {source}")]
+    #[error("Failed to acquire 'os-release' data of OS tree '{root}': {}", strerror(source))]
     HostOsRelease {
         /// The root as given.
         root: String,
@@ -162,7 +163,7 @@ pub enum Error {
         hierarchy: String,
     },
     /// The routing dir could not be looked up for creating it (262's wording).
-    #[error("Failed to chase/create base directory '{dir}': {}", crate::error::strerror(source))]
+    #[error("Failed to chase/create base directory '{dir}': {}", strerror(source))]
     MutableDirChase {
         /// The routing dir (root-prefixed).
         dir: String,
@@ -170,7 +171,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The routing dir could not be created.
-    #[error("Failed to create a directory '{dir}': {}", crate::error::strerror(source))]
+    #[error("Failed to create a directory '{dir}': {}", strerror(source))]
     MutableDirCreate {
         /// The routing dir (root-prefixed).
         dir: String,
@@ -201,7 +202,7 @@ pub enum Error {
         image: String,
     },
     /// The hierarchy could not be created or is not a directory.
-    #[error("Failed to create hierarchy mount point '{path}': {source}")]
+    #[error("Failed to create hierarchy mount point '{path}': {}", strerror(source))]
     HierarchyCreate {
         /// Root-prefixed hierarchy path.
         path: String,
@@ -238,7 +239,7 @@ pub enum Error {
         path: String,
     },
     /// Discovery of images failed as a whole.
-    #[error("Failed to discover images: {source}")]
+    #[error("Failed to discover images: {}", strerror(source))]
     Discovery {
         /// The cause.
         #[source]

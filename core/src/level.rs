@@ -107,16 +107,18 @@ impl Compat {
         self >= Compat::V262
     }
 
-    /// A `refresh` whose inputs are unchanged is skipped also in the ephemeral modes, so that
-    /// ephemeral writes survive it (262, from 260); 257 always rebuilds, and libsysext at level
-    /// 257 skips only non-ephemeral merges (where a rebuild is not observable).
-    pub fn skips_unchanged_ephemeral_refresh(self) -> bool {
+    /// A `refresh` whose inputs are unchanged is skipped (262, from 260), in every mode, so
+    /// that ephemeral writes survive it; 257 always rebuilds (and says "Unmerged" and
+    /// "Merged" for it), which level 257 does too (gap-free, as every refresh of ours).
+    pub fn skips_unchanged_refresh(self) -> bool {
         self >= Compat::V262
     }
 
     /// The message of a refresh that is skipped because nothing changed.
     pub fn refresh_skipped_message(self) -> &'static str {
         match self {
+            // Never said by 257's refresh, which always rebuilds; kept for the level's
+            // completeness (a skip at 257 is not made).
             Compat::V257 => "Nothing changed since the last merge, not refreshing.",
             Compat::V262 => "Skipping extension refresh because no change was found, use --always-refresh=yes to always do a refresh.",
         }
@@ -169,6 +171,18 @@ impl Compat {
     /// `--mutable=help` lists the modes ("Known mutability modes:" and one per line) (262);
     /// 257 fails to parse `help` like any unknown mode.
     pub fn has_mutable_help(self) -> bool {
+        self >= Compat::V262
+    }
+
+    /// `list` with a `--root` that does not exist fails ("Failed to discover images: No such
+    /// file or directory") (262); 257 finds no images there ("No OS extensions found.").
+    pub fn fails_list_of_missing_root(self) -> bool {
+        self >= Compat::V262
+    }
+
+    /// With colours on, the grey of "nothing here" cells (`-`, `none`) in 256-colour style is
+    /// written after the 16-colour code (262); 257 writes only the 256-colour code.
+    pub fn writes_grey_twice(self) -> bool {
         self >= Compat::V262
     }
 }
@@ -225,7 +239,7 @@ mod tests {
         assert!(
             !a.picked_image_release_named_after_base() && b.picked_image_release_named_after_base()
         );
-        assert!(!a.skips_unchanged_ephemeral_refresh() && b.skips_unchanged_ephemeral_refresh());
+        assert!(!a.skips_unchanged_refresh() && b.skips_unchanged_refresh());
         assert!(!a.has_mutable_help() && b.has_mutable_help());
         assert!(!a.chases_routing_dir_on_create() && b.chases_routing_dir_on_create());
         assert!(!a.lists_after_routing_checks() && b.lists_after_routing_checks());

@@ -109,9 +109,9 @@ def verb_args(verb):
     return {
         "merge": ["merge"],
         "refresh": ["refresh"],
-        "refresh-always": ["--always-refresh", "refresh"],
+        "refresh-always": ["--always-refresh=yes", "refresh"],
         "unmerge": ["unmerge"],
-        "merge-name": ["merge", "c"],
+        "merge-name": ["add", "c"],
     }[verb]
 
 

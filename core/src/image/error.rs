@@ -196,9 +196,9 @@ pub enum ImageError {
     },
 }
 
-/// An errno's text without Rust's "(os error N)"; always after the part and the step, so
-/// that it never stands alone.
-fn errno_words(e: &io::Error) -> String {
+/// An errno's text as C's strerror gives it (and systemd prints it), without Rust's
+/// "(os error N)"; always after the object and the step, so that it never stands alone.
+pub(crate) fn errno_words(e: &io::Error) -> String {
     let text = e.to_string();
     match text.find(" (os error ") {
         Some(i) => text[..i].to_string(),

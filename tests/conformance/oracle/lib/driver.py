@@ -54,6 +54,9 @@ PEEK = os.path.join(WORK, 'peek')
 STAGE = os.path.join(WORK, 'stage')
 
 LOG = None
+# Whether the tools' messages are compared too (a scenario says `stderr_compare=no`, with its
+# reason, where they cannot match; CONFORMANCE_STDERR=0 turns it off for a run).
+COMPARE_STDERR = True
 ORIG_CWD = os.getcwd()
 
 
@@ -240,16 +243,16 @@ def run_tool(side, kind, args):
                            stderr=subprocess.PIPE, env=clean_env(side), timeout=CMD_TIMEOUT, cwd='/')
     except subprocess.TimeoutExpired:
         log('  -> TIMEOUT')
-        return 'timeout', b''
+        return 'timeout', b'', b''
     except OSError as e:
         log('  -> cannot execute: %s' % e)
-        return 'exec-error', b''
+        return 'exec-error', b'', b''
     if p.stdout:
         log('  stdout: ' + p.stdout.decode(errors='replace').rstrip().replace('\n', '\n          '))
     if p.stderr:
         log('  stderr: ' + p.stderr.decode(errors='replace').rstrip().replace('\n', '\n          '))
     log('  -> rc=%d' % p.returncode)
-    return (0 if p.returncode == 0 else 'nonzero'), p.stdout
+    return (0 if p.returncode == 0 else 'nonzero'), p.stdout, p.stderr
 
 
 def bash_fn(scen, fn, *args):
@@ -309,6 +312,40 @@ def parse_list(out):
         return 'invalid-json'
 
 
+# Fields libsysext adds to systemd's JSON (documented in its README); dropped before the byte
+# comparison of the TUT's JSON, everything else must match systemd's bytes.
+TUT_EXTRA_JSON = {'state', 'reason', 'shadows', 'merged', 'extensionList', 'mutable', 'upper'}
+TIME_RE = re.compile(rb'(Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC')
+JSON_TIME_RE = re.compile(rb'"(time|since)":\d+')
+
+
+def normalise_out(side, out):
+    """stdout as bytes to compare: the sandbox path and timestamps (which differ between the
+    two runs by nature) replaced; the TUT's extra JSON fields dropped."""
+    if side == 'tut':
+        # The TUT's --root is SB, the reference's /sb: every path the TUT prints is longer by
+        # `extra`, and so is a column of paths; the paths shrink back here, the header of
+        # such a column too (its padding is the only part not made of paths).
+        extra = len(SB) - len('/sb')
+        lines = out.split(b'\n')
+        if lines and lines[0].startswith(b'NAME ') and b' PATH ' + b' ' * extra in lines[0]:
+            lines[0] = lines[0].replace(b' PATH ' + b' ' * extra, b' PATH ', 1)
+        out = b'\n'.join(lines)
+        out = out.replace(SB.encode() + b'/', b'/sb/').replace(SB.encode(), b'/sb')
+        if out.startswith(b'['):
+            try:
+                data = json.loads(out.decode())
+                dropped = [e.pop(k) for e in data for k in TUT_EXTRA_JSON if k in e]
+                if dropped:   # else the raw bytes are compared
+                    out = (json.dumps(data, separators=(',', ':'), ensure_ascii=False)
+                           + '\n').encode()
+            except Exception:
+                pass
+    out = TIME_RE.sub(b'<timestamp>', out)
+    out = JSON_TIME_RE.sub(lambda m: b'"' + m.group(1) + b'":<usec>', out)
+    return out.decode(errors='replace')
+
+
 def parse_status(out):
     try:
         data = json.loads(out.decode() or 'null')
@@ -334,7 +371,9 @@ TOOL_STEPS = {
     'cmerge': ('confext', 'merge', True), 'crefresh': ('confext', 'refresh', True),
     'cunmerge': ('confext', 'unmerge', False), 'cstatus': ('confext', 'status', False),
     'clist': ('confext', 'list', False), 'cstatusj': ('confext', 'status', False),
+    'hlist': ('sysext', 'list', False), 'hclist': ('confext', 'list', False),
 }
+
 
 
 def run_step(scen, name, side, i, tok):
@@ -354,8 +393,11 @@ def run_step(scen, name, side, i, tok):
         if kind in ('list', 'clist', 'statusj', 'cstatusj'):
             args.append('--json=short')
         args.append(verb)
-        rc, out = run_tool(side, tool, args)
+        rc, out, err = run_tool(side, tool, args)
         obs['rc'] = rc
+        obs['stdout'] = normalise_out(side, out)   # every verb's, byte for byte
+        if COMPARE_STDERR:
+            obs['stderr'] = normalise_out(side, err)
         if kind in ('list', 'clist'):
             obs['names'] = parse_list(out) if rc == 0 else None
         elif kind in ('statusj', 'cstatusj'):
@@ -483,7 +525,7 @@ def teardown(dev):
 
 def load_steps(scen):
     script = ('source "$HERE/lib/common.sh"; source "$1"; setup >&2; '
-              'printf "%s\\n" "${steps:?scenario has no steps}"')
+              'printf "%s\\n" "${stderr_compare:-yes}" "${steps:?scenario has no steps}"')
     env = dict(os.environ, R=SB, STAGE=STAGE, HERE=HERE, PYTHON=sys.executable)
     p = subprocess.run(['bash', '-c', script, 'scenario', scen], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True, env=env, cwd=SB)
@@ -491,7 +533,10 @@ def load_steps(scen):
         log('[setup] ' + p.stderr.strip())
     if p.returncode != 0:
         die('setup of %s failed (rc=%d): %s' % (scen, p.returncode, p.stderr.strip()[-2000:]))
-    return p.stdout.split()
+    words = p.stdout.split()
+    global COMPARE_STDERR
+    COMPARE_STDERR = (words[0] != 'no' and os.environ.get('CONFORMANCE_STDERR', '1') != '0')
+    return words[1:]
 
 
 def main():
