@@ -555,6 +555,17 @@ fn run(a: Args) -> Result<(), String> {
                     }
                 }
                 sysext::Error::Image { .. } => image_message(&e, verbose),
+                sysext::Error::ImagePolicy { ref image, .. } => {
+                    // systemd's words; ours (which part, which policy) before them when verbose.
+                    let systemd = format!(
+                        "{image}: Image does not match image policy.\nFailed to merge hierarchies"
+                    );
+                    if verbose {
+                        format!("{e}\n{systemd}")
+                    } else {
+                        systemd
+                    }
+                }
                 sysext::Error::HierarchyNotDirectory {
                     ref hierarchy,
                     ref image,
