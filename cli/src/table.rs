@@ -70,6 +70,18 @@ fn pad(s: &str, w: usize) -> String {
     o
 }
 
+/// Appends `text`, wrapped in the escape code `code` (and back to normal) when given.
+fn push(line: &mut String, code: Option<&str>, text: &str) {
+    match code {
+        Some(c) => {
+            line.push_str(c);
+            line.push_str(text);
+            line.push_str(NORMAL);
+        }
+        None => line.push_str(text),
+    }
+}
+
 /// Renders `header` (shown when `legend`) and `rows` as text ending in a newline per line.
 pub fn render(header: &[&str], rows: &[Vec<Cell>], legend: bool, colors: Colors) -> String {
     let n = header.len();
@@ -95,22 +107,11 @@ pub fn render(header: &[&str], rows: &[Vec<Cell>], legend: bool, colors: Colors)
             } else {
                 h.to_string()
             };
+            let underline = colors.on().then_some(UNDERLINE);
             if j > 0 {
-                if colors.on() {
-                    line.push_str(UNDERLINE);
-                    line.push(' ');
-                    line.push_str(NORMAL);
-                } else {
-                    line.push(' ');
-                }
+                push(&mut line, underline, " ");
             }
-            if colors.on() {
-                line.push_str(UNDERLINE);
-                line.push_str(&text);
-                line.push_str(NORMAL);
-            } else {
-                line.push_str(&text);
-            }
+            push(&mut line, underline, &text);
         }
         out.push_str(&line);
         out.push('\n');
@@ -129,13 +130,7 @@ pub fn render(header: &[&str], rows: &[Vec<Cell>], legend: bool, colors: Colors)
                 if j + 1 == n && !tinted {
                     text.truncate(text.trim_end_matches(' ').len());
                 }
-                if tinted {
-                    line.push_str(colors.grey());
-                    line.push_str(&text);
-                    line.push_str(NORMAL);
-                } else {
-                    line.push_str(&text);
-                }
+                push(&mut line, tinted.then_some(colors.grey()), &text);
             }
             out.push_str(&line);
             out.push('\n');
