@@ -336,11 +336,14 @@ def test_not_privileged(root: Path) -> None:
 
 
 def test_refresh_unchanged_and_always_refresh(root: Path) -> None:
-    ctx = sysext.Context(root=root)
+    ctx = sysext.Context(root=root, compat=262)
     with ctx.merged():
-        report = ctx.refresh()  # nothing changed: the overlay stays
+        report = ctx.refresh()  # nothing changed: at 262 the overlay stays
         assert report.merged == ["foo"] and report.hierarchies == []
-        report = sysext.Context(root=root, always_refresh=True).refresh()
+        report = sysext.Context(root=root, compat=262, always_refresh=True).refresh()
+        assert report.merged == ["foo"] and report.hierarchies == ["/usr"]
+        # At 257 every refresh rebuilds, as systemd 257's does.
+        report = sysext.Context(root=root, compat=257).refresh()
         assert report.merged == ["foo"] and report.hierarchies == ["/usr"]
         assert_merged(root)
     assert_unmerged(root)
