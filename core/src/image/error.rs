@@ -169,7 +169,7 @@ pub enum ImageError {
     /// The kernel refused to mount a file system.
     #[error(
         "{part}: the kernel refused to mount it as {fstype}: {}{}",
-        errno_words(source),
+        crate::error::strerror(source),
         kernel_log_text(kernel_log)
     )]
     Mount {
@@ -184,7 +184,7 @@ pub enum ImageError {
         kernel_log: Vec<String>,
     },
     /// Reading or setting up a part failed.
-    #[error("{part}: cannot {op}: {}", errno_words(source))]
+    #[error("{part}: cannot {op}: {}", crate::error::strerror(source))]
     Io {
         /// The part being read or set up.
         part: ImagePart,
@@ -194,16 +194,6 @@ pub enum ImageError {
         #[source]
         source: io::Error,
     },
-}
-
-/// An errno's text as C's strerror gives it (and systemd prints it), without Rust's
-/// "(os error N)"; always after the object and the step, so that it never stands alone.
-pub(crate) fn errno_words(e: &io::Error) -> String {
-    let text = e.to_string();
-    match text.find(" (os error ") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
 }
 
 fn kernel_log_text(log: &[String]) -> String {
