@@ -10,6 +10,16 @@ VM_TIMEOUT=${VM_TIMEOUT:-2400}
 # RSB, every retpoline is emulated) and protect nothing in a throw-away test guest.
 VM_APPEND=${VM_APPEND:-mitigations=off}
 
+# vm_locked CMD...: runs CMD with the cache's lock held ($VM_CACHE/lock, flock(1)): two runs at
+# once (a CI run and a developer's) would otherwise build the same kernel directory or image
+# into one place (rm -rf and unpack, or both writing IMG.new) and one would boot a half-written
+# one. The second run waits, then finds the cache ready. The lock is not held while guests run:
+# images are replaced by rename, so a running guest keeps the one it opened.
+vm_locked() {
+  mkdir -p "$VM_CACHE"
+  ( flock 9 || exit 2; "$@" ) 9>>"$VM_CACHE/lock"
+}
+
 # vm_tools: the host packages the tier needs.
 vm_tools() {
   local p=()
@@ -25,7 +35,7 @@ vm_tools() {
   command -v strip >/dev/null || p+=(binutils)
   if [ ${#p[@]} -gt 0 ]; then
     echo "vm: installing ${p[*]}" >&2
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${p[@]}" >/dev/null
+    vm_locked apt-get update -qq && vm_locked env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${p[@]}" >/dev/null
   fi
   export PATH=$PATH:/usr/sbin:/sbin
 }
@@ -49,7 +59,8 @@ vm_suite_sources() {
 # newest linux-image-SERIES.*-amd64 of SUITE; downloaded by apt with a private state dir and
 # unpacked into $VM_CACHE/kernels/SUITE/VERSION, depmod'ed. Prints that dir. A download
 # failure falls back to the newest kernel already unpacked for SUITE (and SERIES; offline runs).
-vm_kernel() {
+vm_kernel() { vm_locked vm_kernel_ "$@"; }
+vm_kernel_() {
   local s=$1 series=${2:-} a=$VM_CACHE/apt/$1 pkg deb d ver
   mkdir -p $a/lists/partial $a/cache/archives/partial $VM_CACHE/kernels/$s
   vm_suite_sources $s > $a/sources.list
@@ -92,7 +103,8 @@ vm_kernel() {
 # the image. VM_USR=9p shares /usr over 9p instead.
 VM_USR=${VM_USR:-image}
 VM_USR_EXCLUDE=${VM_USR_EXCLUDE:-lib/google-cloud-sdk lib/jvm lib/llvm-14 lib/postgresql share/doc share/man}
-vm_usr_image() {
+vm_usr_image() { vm_locked vm_usr_image_ "$@"; }
+vm_usr_image_() {
   local img=$VM_CACHE/usr.erofs x ex=() find=(/usr -xdev)
   for x in $VM_USR_EXCLUDE; do
     [ -e /usr/$x ] || continue
@@ -105,8 +117,8 @@ vm_usr_image() {
   fi
   echo "vm: making $img from /usr (once; again when /usr changes)" >&2
   mkdir -p $VM_CACHE
-  rm -f $img.new
-  mkfs.erofs --quiet "${ex[@]}" $img.new /usr >&2 && mv $img.new $img && echo $img
+  rm -f $img.new; touch $img.start   # the image is dated when mkfs started (see oracle_image in run)
+  mkfs.erofs --quiet "${ex[@]}" $img.new /usr >&2 && touch -r $img.start $img.new && mv $img.new $img && echo $img
 }
 
 # Modules the guest loads, with their dependencies from modules.dep. Softdeps come by name, first:
