@@ -222,6 +222,10 @@ pub struct Extension {
     pub state: ImageState,
     /// Why, for states other than merged / would-merge (names the field and values).
     pub reason: Option<String>,
+    /// The fields of its extension-release file, as the verdict read them. Empty when it
+    /// has none, when it was not inspected ([`ImageState::Unknown`], refused block
+    /// devices) and for image files of the current merge (not mounted again).
+    pub release: ReleaseData,
 }
 
 /// A dry run of `merge`: what would be merged and how.
@@ -233,6 +237,14 @@ pub struct PlanReport {
     pub skipped: Vec<Skipped>,
     /// Image file names that would be used.
     pub using: Vec<String>,
+}
+
+/// An image opened for its verdict ([`Context::verdict`]).
+enum Opened {
+    /// A block device below an explicit root, not opened: why it is refused.
+    Refused(String),
+    /// Its tree (mounted, for image files) and release data.
+    Read(ImageTree, ReleaseInfo),
 }
 
 /// Extensions accepted for a merge.
@@ -410,24 +422,13 @@ impl Context {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn list(&self) -> Result<Vec<Extension>> {
-        let class = self.opts.class;
-        let found = discover::discover_at(&self.root, class, self.initrd(), self.compat)?;
+        let found = discover::discover_at(&self.root, self.opts.class, self.initrd(), self.compat)?;
         let merged: Vec<String> = self.current_merge().map(|(n, _)| n).unwrap_or_default();
-        let host = self.host_release().ok().map(|os| {
-            let scope = if self.initrd() {
-                Scope::Initrd
-            } else {
-                Scope::System
-            };
-            Host::from_os_release(&os, class, scope, crate::arch::native())
-        });
+        // Without the host's os-release `list` still lists: the verdict says so per image.
+        let host = self.host_release().ok().map(|os| self.host_from(&os));
         let mut v = Vec::new();
         for d in found {
-            let (state, reason) = if merged.contains(&d.name) {
-                (ImageState::Merged, None)
-            } else {
-                self.judge(&d, host.as_ref())
-            };
+            let (state, reason, release) = self.examine(&d, host.as_ref(), merged.contains(&d.name));
             v.push(Extension {
                 name: d.name,
                 kind: d.kind,
@@ -436,10 +437,57 @@ impl Context {
                 shadows: d.shadows,
                 state,
                 reason,
+                release,
             });
         }
         v.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(v)
+    }
+
+    /// What `list` shows for an image: the [verdict](Context::verdict), and before it what
+    /// only `list` tells (part of the current merge, not inspectable without privileges,
+    /// unreadable, an empty directory that masks others); with its release data.
+    fn examine(
+        &self,
+        d: &DiscoveredImage,
+        host: Option<&Host>,
+        merged: bool,
+    ) -> (ImageState, Option<String>, ReleaseData) {
+        if merged {
+            // Directories are read again for their release data; image files are not
+            // mounted a second time.
+            let release = match d.kind.is_tree() {
+                true => self.read_metadata(d).map(|(_, rel)| rel.data).unwrap_or_default(),
+                false => ReleaseData::new(),
+            };
+            return (ImageState::Merged, None, release);
+        }
+        if !d.kind.is_tree() && self.refused_block_device(d).is_none() && !has_cap_sys_admin() {
+            return (
+                ImageState::Unknown,
+                Some("image files can only be inspected with privileges".into()),
+                ReleaseData::new(),
+            );
+        }
+        let opened = match self.open_image(d) {
+            Ok(o) => o,
+            Err(e) => return (ImageState::Invalid, Some(e.to_string()), ReleaseData::new()),
+        };
+        if let Opened::Read(tree, rel) = &opened {
+            if d.kind.is_tree()
+                && !d.shadows.is_empty()
+                && crate::root::dir_is_empty(tree.fd.as_fd()).unwrap_or(false)
+            {
+                let why = format!("empty directory, masks {}", d.shadows.join(", "));
+                return (ImageState::Masked, Some(why), rel.data.clone());
+            }
+        }
+        let (state, reason) = self.verdict(&d.name, &opened, host);
+        let release = match opened {
+            Opened::Read(_, rel) => rel.data,
+            Opened::Refused(_) => ReleaseData::new(),
+        };
+        (state, reason, release)
     }
 
     /// Why a block device image is not used: below an explicit root unless allowed.
@@ -459,29 +507,30 @@ impl Context {
         self.root.prefix().is_empty() || self.opts.allow_block_devices
     }
 
-    fn judge(&self, d: &DiscoveredImage, host: Option<&Host>) -> (ImageState, Option<String>) {
-        if let Some(reason) = self.refused_block_device(d) {
-            return (ImageState::Incompatible, Some(reason));
+    /// An image opened for its verdict: a refused block device is not opened; an image
+    /// that cannot be read (a bad image, forbidden content) is an error.
+    fn open_image(&self, img: &DiscoveredImage) -> Result<Opened> {
+        if let Some(reason) = self.refused_block_device(img) {
+            return Ok(Opened::Refused(reason));
         }
-        if !d.kind.is_tree() && !has_cap_sys_admin() {
-            return (
-                ImageState::Unknown,
-                Some("image files can only be inspected with privileges".into()),
-            );
-        }
-        let (tree, rel) = match self.read_metadata(d) {
-            Ok(x) => x,
-            Err(e) => return (ImageState::Invalid, Some(e.to_string())),
+        let (tree, rel) = self.read_metadata(img)?;
+        Ok(Opened::Read(tree, rel))
+    }
+
+    /// The one verdict on an opened image: [`ImageState::WouldMerge`] (a merge uses it),
+    /// or why not: [`ImageState::Incompatible`] (skipped, not an error) or
+    /// [`ImageState::Invalid`] (no host os-release to judge it by; a merge fails before).
+    /// `merge`, `refresh`, `plan`, `list` and the name-selected merges all read this.
+    fn verdict(
+        &self,
+        name: &str,
+        opened: &Opened,
+        host: Option<&Host>,
+    ) -> (ImageState, Option<String>) {
+        let rel = match opened {
+            Opened::Refused(reason) => return (ImageState::Incompatible, Some(reason.clone())),
+            Opened::Read(_, rel) => rel,
         };
-        if d.kind.is_tree()
-            && !d.shadows.is_empty()
-            && crate::root::dir_is_empty(tree.fd.as_fd()).unwrap_or(false)
-        {
-            return (
-                ImageState::Masked,
-                Some(format!("empty directory, masks {}", d.shadows.join(", "))),
-            );
-        }
         if self.opts.force {
             return (ImageState::WouldMerge, None);
         }
@@ -497,16 +546,26 @@ impl Context {
                 Some(format!("no os-release in {}", self.root.display_root())),
             );
         };
-        match compat::check(&d.name, &rel.data, host, self.opts.class) {
+        match compat::check(name, &rel.data, host, self.opts.class) {
             Compatibility::Compatible(_) => (ImageState::WouldMerge, None),
             Compatibility::Incompatible(reason) => {
-                let mut text = reason.to_string();
-                if let (compat::Reason::NoReleaseData, Some(p)) = (&reason, &rel.problem) {
-                    text = format!("{text} ({p})");
-                }
+                let text = match (&reason, &rel.problem) {
+                    (compat::Reason::NoReleaseData, Some(p)) => format!("{reason} ({p})"),
+                    _ => reason.to_string(),
+                };
                 (ImageState::Incompatible, Some(text))
             }
         }
+    }
+
+    /// The host as the verdict sees it, from its os-release.
+    fn host_from(&self, os: &ReleaseData) -> Host {
+        let scope = if self.initrd() {
+            Scope::Initrd
+        } else {
+            Scope::System
+        };
+        Host::from_os_release(os, self.opts.class, scope, crate::arch::native())
     }
 
     fn host_release(&self) -> Result<ReleaseData> {
@@ -552,28 +611,29 @@ impl Context {
         })
     }
 
-    /// Discovery, metadata, compatibility: the images a merge would use.
-    fn gather(&self, check_merged: bool, filter: Option<&[String]>) -> Result<Gathered> {
+    /// Discovery, metadata, the verdict on each image: the images a merge would use.
+    /// `filter`: only these names; `required`: names that must be found and used (an
+    /// error otherwise, before anything is reported).
+    fn gather(
+        &self,
+        check_merged: bool,
+        filter: Option<&[String]>,
+        required: &[String],
+    ) -> Result<Gathered> {
         let class = self.opts.class;
         let mut images = discover::discover_at(&self.root, class, self.initrd(), self.compat)?;
         if let Some(f) = filter {
             images.retain(|i| f.contains(&i.name));
         }
+        if let Some(n) = required.iter().find(|n| !images.iter().any(|i| &i.name == *n)) {
+            return Err(Error::NotFound { name: n.clone() });
+        }
 
         // Metadata of every image, before anything is mounted; errors are fatal.
-        let mut metas: Vec<(DiscoveredImage, ImageTree, ReleaseInfo)> =
-            Vec::with_capacity(images.len());
-        let mut refused = Vec::new();
+        let mut opened = Vec::with_capacity(images.len());
         for img in images {
-            if let Some(reason) = self.refused_block_device(&img) {
-                refused.push(Skipped {
-                    name: img.name,
-                    reason,
-                });
-                continue;
-            }
-            let (tree, rel) = self.read_metadata(&img)?;
-            metas.push((img, tree, rel));
+            let o = self.open_image(&img)?;
+            opened.push((img, o));
         }
 
         let mut resolved = Vec::new();
@@ -606,49 +666,43 @@ impl Context {
                 root: self.root.display_root().to_string(),
             });
         }
-        let scope = if self.initrd() {
-            Scope::Initrd
-        } else {
-            Scope::System
-        };
-        let host = Host::from_os_release(&os, class, scope, crate::arch::native());
+        let host = self.host_from(&os);
 
-        let found = metas.len();
-        let mut trees = Vec::new();
-        for s in &refused {
-            self.sink().event(&Event::Skipped {
-                name: s.name.clone(),
-                reason: s.reason.clone(),
-            });
+        // Refused block devices are reported first, then the others in discovery order.
+        let (refused, read): (Vec<_>, Vec<_>) = opened
+            .into_iter()
+            .partition(|(_, o)| matches!(o, Opened::Refused(_)));
+        let found = read.len();
+        let judged: Vec<_> = refused
+            .into_iter()
+            .chain(read)
+            .map(|(img, o)| {
+                let (state, reason) = self.verdict(&img.name, &o, Some(&host));
+                (img, o, state, reason)
+            })
+            .collect();
+        for (img, _, state, reason) in &judged {
+            if *state != ImageState::WouldMerge && required.contains(&img.name) {
+                return Err(Error::Incompatible {
+                    name: img.name.clone(),
+                    reason: reason.clone().unwrap_or_default(),
+                });
+            }
         }
-        let mut skipped = refused;
+        let mut trees = Vec::new();
+        let mut skipped = Vec::new();
         let mut file_names = Vec::new();
         let mut needs_reload = false;
         let mut units = release::UnitRequests::default();
-        for (img, tree, rel) in metas {
-            let skip = if self.opts.force {
-                None
-            } else if rel.os_tree {
-                Some("is an OS image (it carries an os-release file), not an extension".to_string())
-            } else if let Compatibility::Incompatible(reason) =
-                compat::check(&img.name, &rel.data, &host, class)
-            {
-                Some(match (&reason, &rel.problem) {
-                    (compat::Reason::NoReleaseData, Some(p)) => format!("{reason} ({p})"),
-                    _ => reason.to_string(),
-                })
-            } else {
-                None
+        for (img, opened, state, reason) in judged {
+            let Opened::Read(tree, rel) = opened else {
+                // Refused: never used.
+                let reason = reason.unwrap_or_default();
+                self.skip(&mut skipped, img.name, reason);
+                continue;
             };
-            if let Some(text) = skip {
-                self.sink().event(&Event::Skipped {
-                    name: img.name.clone(),
-                    reason: text.clone(),
-                });
-                skipped.push(Skipped {
-                    name: img.name,
-                    reason: text,
-                });
+            if state != ImageState::WouldMerge {
+                self.skip(&mut skipped, img.name, reason.unwrap_or_default());
                 continue;
             }
             if rel
@@ -675,6 +729,15 @@ impl Context {
             units,
             found,
         })
+    }
+
+    /// Report an image a merge does not use.
+    fn skip(&self, skipped: &mut Vec<Skipped>, name: String, reason: String) {
+        self.sink().event(&Event::Skipped {
+            name: name.clone(),
+            reason: reason.clone(),
+        });
+        skipped.push(Skipped { name, reason });
     }
 
     /// Open an image's tree and read its release data.
@@ -861,7 +924,7 @@ impl Context {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn plan(&self) -> Result<PlanReport> {
-        let g = self.gather(false, None)?;
+        let g = self.gather(false, None, &[])?;
         let probed = self.probe(self.mode, &g.trees, Vec::new())?;
         let plan = plan::plan(&probed.inputs)?;
         Ok(PlanReport {
@@ -900,7 +963,7 @@ impl Context {
         self.require_privilege()?;
         let _lock = self.lock()?;
         self.recover();
-        self.merge_locked(false, None, self.mode)
+        self.merge_locked(false, None, &[], self.mode)
     }
 
     /// Rebuild the merge from the current set of images (`refresh`), replacing the old
@@ -919,7 +982,7 @@ impl Context {
         self.require_privilege()?;
         let _lock = self.lock()?;
         self.recover();
-        self.merge_locked(true, None, self.mode)
+        self.merge_locked(true, None, &[], self.mode)
     }
 
     /// Remove the merge (`unmerge`).
@@ -1166,6 +1229,7 @@ impl Context {
         &self,
         refresh: bool,
         filter: Option<&[String]>,
+        required: &[String],
         mode: MutableMode,
     ) -> Result<Report> {
         let class = self.opts.class;
@@ -1179,7 +1243,7 @@ impl Context {
                 ));
             }
         };
-        let mut g = self.gather(!refresh, filter)?;
+        let mut g = self.gather(!refresh, filter, required)?;
         phase("discovery and metadata", t0);
         let t1 = std::time::Instant::now();
         let mut report = Report {
@@ -1430,14 +1494,13 @@ impl Context {
         let _lock = self.lock()?;
         self.recover();
         let (mut set, cur_mode) = self.current_merge()?;
-        self.check_names_mergeable(names)?;
         for n in names {
             if !set.contains(n) {
                 set.push(n.clone());
             }
         }
         let mode = self.opts.mutable.or(cur_mode).unwrap_or(self.mode);
-        self.merge_locked(true, Some(&set), mode)
+        self.merge_locked(true, Some(&set), names, mode)
     }
 
     /// Remove the named extensions from the current merge, keeping the others (a gap-free
@@ -1457,46 +1520,7 @@ impl Context {
             return self.unmerge_locked();
         }
         let mode = self.opts.mutable.or(cur_mode).unwrap_or(self.mode);
-        self.merge_locked(true, Some(&rest), mode)
-    }
-
-    fn check_names_mergeable(&self, names: &[String]) -> Result<()> {
-        let images = discover::discover_at(&self.root, self.opts.class, self.initrd(), self.compat)?;
-        let os = self.host_release()?;
-        let scope = if self.initrd() {
-            Scope::Initrd
-        } else {
-            Scope::System
-        };
-        let host = Host::from_os_release(&os, self.opts.class, scope, crate::arch::native());
-        for n in names {
-            let img = images
-                .iter()
-                .find(|i| &i.name == n)
-                .ok_or_else(|| Error::NotFound { name: n.clone() })?;
-            if let Some(reason) = self.refused_block_device(img) {
-                return Err(Error::Incompatible {
-                    name: n.clone(),
-                    reason,
-                });
-            }
-            let (_tree, rel) = self.read_metadata(img)?;
-            if !self.opts.force {
-                if let Compatibility::Incompatible(reason) =
-                    compat::check(n, &rel.data, &host, self.opts.class)
-                {
-                    let mut text = reason.to_string();
-                    if let Some(p) = rel.problem {
-                        text = format!("{text} ({p})");
-                    }
-                    return Err(Error::Incompatible {
-                        name: n.clone(),
-                        reason: text,
-                    });
-                }
-            }
-        }
-        Ok(())
+        self.merge_locked(true, Some(&rest), &[], mode)
     }
 
     /// State of each configured hierarchy that exists (`status`), sorted by path.

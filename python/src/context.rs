@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use sysext::event::Event;
-use sysext::{Context, ImageClass, Level, Options};
+use sysext::{Context, ImageClass, ImageState, Level, Options};
 
 /// A context for one image class and root: the verbs of `systemd-sysext` /
 /// `systemd-confext` as methods.
@@ -73,59 +73,29 @@ impl std::fmt::Debug for PyContext {
     }
 }
 
-fn image_tree_release(ctx: &Context, rel: &str, name: &str) -> Vec<(String, String)> {
-    let class = ctx.options().class;
-    match ctx.root().open_in(rel, OFlags::PATH | OFlags::DIRECTORY) {
-        Ok(fd) => sysext::extension::load_release(fd.as_fd(), class, name)
-            .data
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// `list` plus each image's release data and, from a dry-run plan, why it would be skipped.
+/// `list`, with each image's release data and why a merge would skip it, from the one
+/// verdict core's `list` gives (one discovery, each image opened once).
 fn list_detailed(ctx: &Context) -> sysext::Result<Vec<PyExtension>> {
-    let listed = ctx.list()?;
-    let initrd = ctx
-        .options()
-        .initrd
-        .unwrap_or_else(sysext::discover::in_initrd);
-    let found = sysext::discover::discover(ctx.root(), ctx.options().class, initrd)?;
-    let rel_of: HashMap<&str, &sysext::discover::DiscoveredImage> =
-        found.iter().map(|d| (d.name.as_str(), d)).collect();
-    let skipped: HashMap<String, String> = match ctx.plan() {
-        Ok(p) => p.skipped.into_iter().map(|s| (s.name, s.reason)).collect(),
-        Err(e) => {
-            ctx.options().sink.event(&Event::Message(
-                Level::Warning,
-                format!("Cannot tell which extensions a merge would skip: {e}"),
-            ));
-            HashMap::new()
-        }
-    };
-    Ok(listed
+    Ok(ctx
+        .list()?
         .into_iter()
-        .map(|img| {
-            let release = match rel_of.get(img.name.as_str()) {
-                // Image files are not opened here: their release data is read when merging.
-                Some(d) if d.kind.is_tree() && d.path == img.path => {
-                    image_tree_release(ctx, &d.rel, &img.name)
-                }
-                _ => Vec::new(),
-            };
-            PyExtension {
-                skipped_reason: skipped.get(&img.name).cloned(),
-                state: img.state,
-                reason: img.reason,
-                name: img.name,
-                kind: img.kind,
-                path: img.path,
-                release,
-                time_usec: img.time_usec,
-                shadows: img.shadows,
-            }
+        .map(|img| PyExtension {
+            skipped_reason: match img.state {
+                ImageState::Incompatible => img.reason.clone(),
+                _ => None,
+            },
+            state: img.state,
+            reason: img.reason,
+            name: img.name,
+            kind: img.kind,
+            path: img.path,
+            release: img
+                .release
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            time_usec: img.time_usec,
+            shadows: img.shadows,
         })
         .collect())
 }
@@ -324,11 +294,11 @@ impl PyContext {
     /// Needs no privileges and mounts nothing.
     ///
     /// Returns:
-    ///     list[Extension]: name, kind, path, release (the extension-release fields
-    ///     of directory images), skipped_reason (why a merge would skip the image,
-    ///     from a dry-run `plan()`; `None` if it would be used — also when no plan can
-    ///     be made, e.g. without the host's os-release, which is logged as a warning),
-    ///     state and reason (what a merge does with it, as `sysext list` shows).
+    ///     list[Extension]: name, kind, path, release (the extension-release fields),
+    ///     state and reason (what a merge does with it, as `sysext list` shows), and
+    ///     skipped_reason (the reason when a merge would skip the image as
+    ///     incompatible, as in `Report.skipped`; `None` otherwise). The verdict is the
+    ///     one `merge` and `plan()` use, at the context's compatibility level.
     ///
     /// Raises:
     ///     SysextOSError: A search directory cannot be read.

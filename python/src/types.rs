@@ -55,9 +55,8 @@ pub(crate) struct PyExtension {
     #[pyo3(get)]
     pub(crate) path: String,
     pub(crate) release: Vec<(String, String)>,
-    /// Why a merge would skip this image as incompatible (as in `Report.skipped`),
-    /// from a dry-run `Context.plan()`; `None` if it would be used, or if no plan can
-    /// be made (a warning is logged then).
+    /// Why a merge would skip this image as incompatible (as in `Report.skipped`):
+    /// `reason` when `state` is `INCOMPATIBLE`, else `None`.
     #[pyo3(get)]
     pub(crate) skipped_reason: Option<String>,
     pub(crate) state: ImageState,
@@ -89,8 +88,9 @@ impl PyExtension {
     }
 
     /// The fields of the image's extension-release file, in file order (a new dict on
-    /// every access). Empty when the image has no usable release file, and for image
-    /// files (`.raw`, block devices), whose release data is only read when merging.
+    /// every access). Empty when the image has no usable release file, when it was not
+    /// inspected (state `UNKNOWN`: image files without privileges; refused block
+    /// devices), and for image files that are part of the current merge.
     #[getter]
     fn release<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
