@@ -1462,9 +1462,7 @@ fn run_model(mut runner: TestRunner, label: &str) {
 
 #[test]
 fn model_fixed_seed() {
-    if !isolated("model_fixed_seed") {
-        return;
-    }
+    isolated!();
     let seed = [0x5e; 32];
     run_model(
         TestRunner::new_with_rng(config(), TestRng::from_seed(RngAlgorithm::ChaCha, &seed)),
@@ -1474,9 +1472,7 @@ fn model_fixed_seed() {
 
 #[test]
 fn model_random_seed() {
-    if !isolated("model_random_seed") {
-        return;
-    }
+    isolated!();
     run_model(TestRunner::new(config()), "model_random_seed");
 }
 

@@ -16,9 +16,7 @@ fn opts(r: &TestRoot, mode: MutableMode) -> Options {
 
 #[test]
 fn refresh_has_no_gap_for_readers() {
-    if !isolated("refresh_has_no_gap_for_readers") {
-        return;
-    }
+    isolated!();
     let kernel = sysext::Kernel::new(Options::new(ImageClass::Sysext).kernel);
     if !kernel.has(sysext::KernelFeatures::MOVE_BENEATH) {
         eprintln!("skipping: no MOVE_MOUNT_BENEATH (Linux 6.5), refresh has a short window");
@@ -84,9 +82,7 @@ fn refresh_has_no_gap_for_readers() {
 
 #[test]
 fn unchanged_refresh_is_a_no_op_unless_forced() {
-    if !isolated("unchanged_refresh_is_a_no_op_unless_forced") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("noop");
     r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
     let ctx = Context::new(opts(&r, MutableMode::Enabled)).unwrap();
@@ -148,9 +144,7 @@ fn unchanged_refresh_is_a_no_op_unless_forced() {
 
 #[test]
 fn faults_in_merge_and_refresh_leave_the_previous_state() {
-    if !isolated("faults_in_merge_and_refresh_leave_the_previous_state") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("faults");
     r.sysext("foo", &[("usr/bin/foo", "foo\n"), ("opt/foo", "o\n")]);
     r.sysext("bar", &[("usr/bin/bar", "bar\n")]);
@@ -183,9 +177,7 @@ fn faults_in_merge_and_refresh_leave_the_previous_state() {
 
 #[test]
 fn five_hundred_layers() {
-    if !isolated("five_hundred_layers") {
-        return;
-    }
+    isolated!();
     // With the soft limit on open files most processes get (1024), as for a service.
     let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     rustix::process::setrlimit(
@@ -254,9 +246,7 @@ fn five_hundred_layers() {
 
 #[test]
 fn concurrent_refreshes_serialize() {
-    if !isolated("concurrent_refreshes_serialize") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("concurrent");
     r.sysext("foo", &[("usr/bin/foo", "foo\n"), ("opt/foo", "o\n")]);
     let cli = sysext_tests::cli();
@@ -322,9 +312,7 @@ fn concurrent_refreshes_serialize() {
 
 #[test]
 fn refresh_without_move_beneath_replaces_the_old_merge() {
-    if !isolated("refresh_without_move_beneath_replaces_the_old_merge") {
-        return;
-    }
+    isolated!();
     // The fallback for kernels before 6.5, forced through the test hook.
     std::env::set_var("LIBSYSEXT_KERNEL_DISABLE", "move-beneath");
     let r = TestRoot::new("stacked");
@@ -374,9 +362,7 @@ fn refresh_without_move_beneath_replaces_the_old_merge() {
 
 #[test]
 fn refresh_collapses_stacked_merges() {
-    if !isolated("refresh_collapses_stacked_merges") {
-        return;
-    }
+    isolated!();
     use rustix::mount::{MoveMountFlags, OpenTreeFlags};
     let r = TestRoot::new("collapse");
     r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);

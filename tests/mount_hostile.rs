@@ -61,9 +61,7 @@ fn realistic(tag: &str) -> TestRoot {
 
 #[test]
 fn fault_injection_over_dirs_and_images() {
-    if !isolated("fault_injection_over_dirs_and_images") {
-        return;
-    }
+    isolated!();
     let r = realistic("faultimg");
     let o = |m| {
         let mut o = opts(&r, ImageClass::Sysext, m);
@@ -118,9 +116,7 @@ fn status_kib(field: &str) -> u64 {
 
 #[test]
 fn soak_merge_refresh_unmerge() {
-    if !isolated("soak_merge_refresh_unmerge") {
-        return;
-    }
+    isolated!();
     let cycles: usize = std::env::var("SYSEXT_SOAK_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -199,9 +195,7 @@ enum Expect {
 
 #[test]
 fn bad_input_corpus() {
-    if !isolated("bad_input_corpus") {
-        return;
-    }
+    isolated!();
     let outside = std::env::temp_dir().join(format!("sysext-outside-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&outside);
     std::fs::create_dir_all(outside.join("img/usr/lib/extension-release.d")).unwrap();
@@ -510,9 +504,7 @@ fn snapshot(p: &Path) -> Vec<String> {
 
 #[test]
 fn root_confinement() {
-    if !isolated("root_confinement") {
-        return;
-    }
+    isolated!();
     // A decoy tree outside the root, reachable by every kind of crafted symlink.
     let outside = std::env::temp_dir().join(format!("sysext-decoy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&outside);
@@ -604,9 +596,7 @@ fn root_confinement() {
 
 #[test]
 fn private_dirs_read_only_meta_and_confext_flags() {
-    if !isolated("private_dirs_read_only_meta_and_confext_flags") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("secprops");
     r.sysext("foo", &[("usr/bin/foo", "f\n")]);
     for mode in [
@@ -686,9 +676,7 @@ fn private_dirs_read_only_meta_and_confext_flags() {
 
 #[test]
 fn an_unreadable_hierarchy_without_content_does_not_stop_a_merge() {
-    if !isolated("an_unreadable_hierarchy_without_content_does_not_stop_a_merge") {
-        return;
-    }
+    isolated!();
     // Hierarchies are opened for reading (their entries are read through the same fd); one
     // the caller may not read is opened O_PATH instead. Here /opt (no extension has content
     // for it) belongs to someone else, mode 0311, and the process keeps CAP_SYS_ADMIN but
@@ -769,9 +757,7 @@ fn reset_peak_rss() {
 
 #[test]
 fn fifos_sockets_and_device_nodes_as_release_files_never_block() {
-    if !isolated("fifos_sockets_and_device_nodes_as_release_files_never_block") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("fifo");
     r.sysext("good", &[("usr/bin/good", "g\n")]);
     let rel = |name: &str| {
@@ -876,9 +862,7 @@ fn fifos_sockets_and_device_nodes_as_release_files_never_block() {
 
 #[test]
 fn huge_release_files_are_refused_with_memory_bounded() {
-    if !isolated("huge_release_files_are_refused_with_memory_bounded") {
-        return;
-    }
+    isolated!();
     use std::io::Write;
     let r = TestRoot::new("hugerel");
     r.sysext("good", &[("usr/bin/good", "g\n")]);
@@ -970,9 +954,7 @@ fn losetup(file: &Path) -> String {
 
 #[test]
 fn block_devices_below_a_root_need_an_opt_in() {
-    if !isolated("block_devices_below_a_root_need_an_opt_in") {
-        return;
-    }
+    isolated!();
     // An erofs image outside the root, on a loop device; its node inside the root.
     let outside = std::env::temp_dir().join(format!("sysext-blk-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&outside);
@@ -1132,9 +1114,7 @@ fn disk_image(fs: &[u8], verity: bool) -> (Vec<u8>, u64) {
 
 #[test]
 fn corrupt_image_corpus_names_the_path_and_the_part() {
-    if !isolated("corrupt_image_corpus_names_the_path_and_the_part") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("corpus-img");
     r.sysext("good", &[("usr/bin/good", "g\n")]);
     let stage = r.p("stage");

@@ -106,9 +106,7 @@ fn wait_for_no_loop_devices_for(img: &Path) {
 
 #[test]
 fn naked_images_in_every_mode() {
-    if !isolated("naked_images_in_every_mode") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("naked");
     let stage = r.p("stage");
     let mut imgs = Vec::new();
@@ -154,9 +152,7 @@ fn naked_images_in_every_mode() {
 /// picked up.
 #[test]
 fn unchanged_image_files_refresh_as_a_no_op() {
-    if !isolated("unchanged_image_files_refresh_as_a_no_op") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("noop-images");
     let stage = r.p("stage");
     for fs in ["erofs", "squashfs"] {
@@ -331,9 +327,7 @@ fn ddi_signed(
 
 #[test]
 fn disk_images_and_userspace_verity() {
-    if !isolated("disk_images_and_userspace_verity") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("ddi");
     let stage = r.p("stage");
     let t = tree(&stage, "dd", Some("extension-release.dd"));
@@ -417,9 +411,7 @@ fn disk_images_and_userspace_verity() {
 
 #[test]
 fn bad_images_are_rejected_clearly() {
-    if !isolated("bad_images_are_rejected_clearly") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("badimg");
     r.sysext("good", &[("usr/bin/good", "g\n")]);
     let stage = r.p("stage");
@@ -515,9 +507,7 @@ fn bad_images_are_rejected_clearly() {
 
 #[test]
 fn signed_disk_image_needs_a_trusted_certificate() {
-    if !isolated("signed_disk_image_needs_a_trusted_certificate") {
-        return;
-    }
+    isolated!();
     // /run is private to this test's namespace: trusted certificates go to /run/verity.d.
     assert!(Command::new("mount")
         .args(["-t", "tmpfs", "tmpfs", "/run"])

@@ -5,9 +5,7 @@ use sysext_tests::{exists, isolated, TestRoot};
 
 #[test]
 fn refresh_picks_up_changes_and_unmerges_when_empty() {
-    if !isolated("refresh_picks_up_changes_and_unmerges_when_empty") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("refresh");
     r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
@@ -38,9 +36,7 @@ fn refresh_picks_up_changes_and_unmerges_when_empty() {
 
 #[test]
 fn refresh_switches_modes_and_keeps_persistent_writes() {
-    if !isolated("refresh_switches_modes_and_keeps_persistent_writes") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("modeswitch");
     r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
     r.ctx(ImageClass::Sysext, MutableMode::Enabled)
@@ -90,9 +86,7 @@ fn refresh_switches_modes_and_keeps_persistent_writes() {
 
 #[test]
 fn selective_merge_and_unmerge_keep_the_others() {
-    if !isolated("selective_merge_and_unmerge_keep_the_others") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("selective");
     r.sysext("a", &[("usr/bin/a", "a\n")]);
     r.sysext("b", &[("usr/bin/b", "b\n")]);
@@ -147,9 +141,7 @@ fn selective_merge_and_unmerge_keep_the_others() {
 
 #[test]
 fn failed_refresh_keeps_the_previous_merge() {
-    if !isolated("failed_refresh_keeps_the_previous_merge") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("failrefresh");
     r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
@@ -179,9 +171,7 @@ fn failed_refresh_keeps_the_previous_merge() {
 
 #[test]
 fn cli_status_and_list_json() {
-    if !isolated("cli_status_and_list_json") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("clijson");
     r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
     let cli = sysext_tests::cli();
@@ -243,18 +233,14 @@ fn cli_status_and_list_json() {
 
 #[test]
 fn submounts_stay_visible() {
-    if !isolated("submounts_stay_visible") {
-        return;
-    }
+    isolated!();
     submounts_stay_visible_in("submounts");
 }
 
 /// The same on a kernel without `listmount(2)`: sub-mounts come from mountinfo.
 #[test]
 fn submounts_stay_visible_without_listmount() {
-    if !isolated("submounts_stay_visible_without_listmount") {
-        return;
-    }
+    isolated!();
     // Single-threaded: this test runs alone in its own process (see `isolated`).
     std::env::set_var("LIBSYSEXT_KERNEL_DISABLE", "statmount");
     submounts_stay_visible_in("submounts-nolistmount");
@@ -332,18 +318,14 @@ fn submounts_stay_visible_in(name: &str) {
 
 #[test]
 fn refresh_over_a_foreign_mount_below_the_merge() {
-    if !isolated("refresh_over_a_foreign_mount_below_the_merge") {
-        return;
-    }
+    isolated!();
     refresh_over_a_foreign_mount_in("foreign-below");
 }
 
 /// The same where the kernel has no `statmount(2)`: the stack is read from mountinfo.
 #[test]
 fn refresh_over_a_foreign_mount_below_the_merge_without_statmount() {
-    if !isolated("refresh_over_a_foreign_mount_below_the_merge_without_statmount") {
-        return;
-    }
+    isolated!();
     // Single-threaded: this test runs alone in its own process (see `isolated`).
     std::env::set_var("LIBSYSEXT_KERNEL_DISABLE", "statmount");
     refresh_over_a_foreign_mount_in("foreign-below-nostatmount");
@@ -435,9 +417,7 @@ fn refresh_over_a_foreign_mount_in(name: &str) {
 
 #[test]
 fn a_killed_unmerge_never_loses_a_submount() {
-    if !isolated("a_killed_unmerge_never_loses_a_submount") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("killunmerge");
     let sub = extension_and_submount(&r);
     let cli = sysext_tests::cli();
@@ -477,9 +457,7 @@ fn a_killed_unmerge_never_loses_a_submount() {
 /// a manager reload, which an explicit root withholds.
 #[test]
 fn restart_units_are_reported() {
-    if !sysext_tests::isolated("restart_units_are_reported") {
-        return;
-    }
+    isolated!();
     use sysext::{Compat, ImageClass, MutableMode};
     for compat in Compat::ALL {
         let r = sysext_tests::TestRoot::new(&format!("units-{compat}"));

@@ -30,9 +30,7 @@ fn routing(r: &TestRoot, content: &[(&str, &str)]) {
 
 #[test]
 fn mode_no_is_read_only() {
-    if !isolated("mode_no_is_read_only") {
-        return;
-    }
+    isolated!();
     let r = std_root("no");
     routing(&r, &[("bin/routed", "r\n")]);
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
@@ -65,9 +63,7 @@ fn mode_no_is_read_only() {
 
 #[test]
 fn mode_auto_without_routing_dir_is_read_only() {
-    if !isolated("mode_auto_without_routing_dir_is_read_only") {
-        return;
-    }
+    isolated!();
     let r = std_root("auto-none");
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Auto);
     ctx.merge().unwrap();
@@ -78,9 +74,7 @@ fn mode_auto_without_routing_dir_is_read_only() {
 
 #[test]
 fn mode_auto_writes_into_routing_dir() {
-    if !isolated("mode_auto_writes_into_routing_dir") {
-        return;
-    }
+    isolated!();
     let r = std_root("auto");
     routing(&r, &[("bin/routed", "r\n")]);
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Auto);
@@ -115,9 +109,7 @@ fn mode_auto_writes_into_routing_dir() {
 
 #[test]
 fn mode_yes_creates_routing_dirs() {
-    if !isolated("mode_yes_creates_routing_dirs") {
-        return;
-    }
+    isolated!();
     // 262 makes the parents 0755 (under any umask); 257 makes them 0700.
     let r = std_root("yes262");
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
@@ -169,9 +161,7 @@ fn mode_yes_creates_routing_dirs() {
 
 #[test]
 fn mode_import_is_read_only_layer_above_extensions() {
-    if !isolated("mode_import_is_read_only_layer_above_extensions") {
-        return;
-    }
+    isolated!();
     let r = std_root("import");
     routing(&r, &[("bin/foo", "imported\n")]);
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Import);
@@ -188,9 +178,7 @@ fn mode_import_is_read_only_layer_above_extensions() {
 
 #[test]
 fn mode_ephemeral_discards_writes() {
-    if !isolated("mode_ephemeral_discards_writes") {
-        return;
-    }
+    isolated!();
     let r = std_root("ephemeral");
     routing(&r, &[("bin/routed", "r\n")]);
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Ephemeral);
@@ -206,9 +194,7 @@ fn mode_ephemeral_discards_writes() {
 
 #[test]
 fn mode_ephemeral_import_shows_routing_dir_and_discards_writes() {
-    if !isolated("mode_ephemeral_import_shows_routing_dir_and_discards_writes") {
-        return;
-    }
+    isolated!();
     let r = std_root("ephimport");
     routing(&r, &[("bin/routed", "r\n")]);
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::EphemeralImport);
@@ -222,9 +208,7 @@ fn mode_ephemeral_import_shows_routing_dir_and_discards_writes() {
 
 #[test]
 fn symlink_trick_writes_into_the_base() {
-    if !isolated("symlink_trick_writes_into_the_base") {
-        return;
-    }
+    isolated!();
     let r = std_root("trick");
     r.put("usr/bin/foo", "host wins\n");
     r.mkdir("var/lib/extensions.mutable");
@@ -261,9 +245,7 @@ fn symlink_trick_writes_into_the_base() {
 
 #[test]
 fn routing_dir_with_wrong_mode_fails_and_leaves_nothing() {
-    if !isolated("routing_dir_with_wrong_mode_fails_and_leaves_nothing") {
-        return;
-    }
+    isolated!();
     let r = std_root("badmode");
     r.mkdir("var/lib/extensions.mutable/opt");
     std::fs::set_permissions(
@@ -289,9 +271,7 @@ fn routing_dir_with_wrong_mode_fails_and_leaves_nothing() {
 
 #[test]
 fn already_merged_and_double_unmerge() {
-    if !isolated("already_merged_and_double_unmerge") {
-        return;
-    }
+    isolated!();
     let r = std_root("double");
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
     ctx.merge().unwrap();
@@ -306,9 +286,7 @@ fn already_merged_and_double_unmerge() {
 
 #[test]
 fn masking_and_precedence() {
-    if !isolated("masking_and_precedence") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("mask");
     r.sysext_in(
         "etc/extensions",
@@ -346,9 +324,7 @@ fn masking_and_precedence() {
 
 #[test]
 fn confext_mount_flags() {
-    if !isolated("confext_mount_flags") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("confext");
     r.put("etc/os-release", "ID=debian\nVERSION_ID=12\n");
     r.confext("c", &[("etc/app.conf", "app\n")]);
@@ -394,9 +370,7 @@ fn confext_mount_flags() {
 
 #[test]
 fn incompatible_extension_is_skipped_with_reason() {
-    if !isolated("incompatible_extension_is_skipped_with_reason") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("incompat");
     r.sysext_in(
         "var/lib/extensions",
@@ -430,9 +404,7 @@ fn incompatible_extension_is_skipped_with_reason() {
 
 #[test]
 fn merged_root_and_meta_dir_modes_do_not_depend_on_the_umask() {
-    if !isolated("merged_root_and_meta_dir_modes_do_not_depend_on_the_umask") {
-        return;
-    }
+    isolated!();
     // The merged root takes the host hierarchy's mode, the meta dir 0755, whatever the
     // umask of the merging process (the test runs alone in its own process).
     for (umask, host_mode) in [
@@ -461,9 +433,7 @@ fn merged_root_and_meta_dir_modes_do_not_depend_on_the_umask() {
 
 #[test]
 fn unmerge_succeeds_with_a_warning_when_the_work_dir_is_stuck() {
-    if !isolated("unmerge_succeeds_with_a_warning_when_the_work_dir_is_stuck") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("stuckwork");
     r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
     let ctx = r.ctx(ImageClass::Sysext, MutableMode::Enabled);
@@ -500,9 +470,7 @@ fn unmerge_succeeds_with_a_warning_when_the_work_dir_is_stuck() {
 /// normalized), level 257 unmerges (as 257) but deletes nothing (257 deletes it).
 #[test]
 fn planted_work_dir_is_never_deleted() {
-    if !isolated("planted_work_dir_is_never_deleted") {
-        return;
-    }
+    isolated!();
     use sysext::Compat;
     for compat in Compat::ALL {
         for (planted, refused_at_262) in [

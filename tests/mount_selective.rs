@@ -21,9 +21,7 @@ fn ctx(r: &TestRoot, mode: Option<MutableMode>) -> Context {
 
 #[test]
 fn add_and_remove_single_extensions_in_every_mode() {
-    if !isolated("add_and_remove_single_extensions_in_every_mode") {
-        return;
-    }
+    isolated!();
     for mode in MutableMode::ALL {
         let r = TestRoot::new(&format!("sel-{mode}"));
         r.sysext("a", &[("usr/share/a/file", "a\n")]);

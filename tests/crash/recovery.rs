@@ -110,9 +110,7 @@ fn one_merge_everywhere(r: &TestRoot, n: u64, names: &str) {
 
 #[test]
 fn a_killed_merge_is_undone_and_reported() {
-    if !isolated("a_killed_merge_is_undone_and_reported") {
-        return;
-    }
+    isolated!();
     private_run("16m");
     let r = TestRoot::new("killmerge");
     r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
@@ -157,9 +155,7 @@ fn a_killed_merge_is_undone_and_reported() {
 
 #[test]
 fn a_killed_refresh_leaves_every_hierarchy_consistent() {
-    if !isolated("a_killed_refresh_leaves_every_hierarchy_consistent") {
-        return;
-    }
+    isolated!();
     private_run("16m");
     let r = TestRoot::new("killrefresh");
     r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
@@ -191,9 +187,7 @@ fn a_killed_refresh_leaves_every_hierarchy_consistent() {
 
 #[test]
 fn a_killed_unmerge_is_completed_by_a_merge() {
-    if !isolated("a_killed_unmerge_is_completed_by_a_merge") {
-        return;
-    }
+    isolated!();
     private_run("16m");
     let r = TestRoot::new("killunmerge2");
     r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
@@ -224,9 +218,7 @@ fn a_killed_unmerge_is_completed_by_a_merge() {
 
 #[test]
 fn ephemeral_writes_fill_their_own_tmpfs_not_run() {
-    if !isolated("ephemeral_writes_fill_their_own_tmpfs_not_run") {
-        return;
-    }
+    isolated!();
     // A small /run of our own (this namespace only).
     private_run("1m");
     let r = TestRoot::new("ephfill");

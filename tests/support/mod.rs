@@ -15,7 +15,37 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Run the calling test (`name`, as given to libtest) in a private mount namespace.
+/// Run the rest of the calling test in a private mount namespace (as root): the first line
+/// of such a test. In the parent the test binary is re-run for just this test under
+/// `unshare -m --propagation private` and the test returns when it has passed there; in
+/// that child the body runs. The test's name comes from the function it stands in.
+///
+/// ```ignore
+/// #[test]
+/// fn merges_in_private() {
+///     isolated!();
+///     // ... mounts, seen only in this test's namespace
+/// }
+/// ```
+#[macro_export]
+macro_rules! isolated {
+    () => {{
+        fn here() {}
+        fn path_of<T>(_: T) -> &'static str {
+            std::any::type_name::<T>()
+        }
+        // `crate::module::test::here` -> `module::test`, as libtest names the test.
+        let path = path_of(here);
+        let path = path.strip_suffix("::here").unwrap_or(path);
+        let test = path.split_once("::").map_or(path, |(_, t)| t);
+        if !$crate::isolated(test) {
+            return;
+        }
+    }};
+}
+
+/// Run the calling test (`name`, as given to libtest) in a private mount namespace
+/// ([`isolated!`] names it).
 /// Returns `true` in the child (run the test body), `false` in the parent (done).
 pub fn isolated(name: &str) -> bool {
     if std::env::var_os(IN_NS).is_some() {
