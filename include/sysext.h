@@ -769,10 +769,11 @@ int sysext_context_unmerge_names(const struct sysext_context *context,
  *         return fprintf(stderr, "status: %s\n", sysext_error_get_message(err)), r;
  * for (size_t i = 0; i < sysext_status_count(status); i++) {
  *         const sysext_hierarchy_status *h = sysext_status_get(status, i);
+ *         sysext_mutable_mode mode;
  *         if (!sysext_hierarchy_status_is_merged(h))
  *                 continue;
  *         printf("%s (%s):", sysext_hierarchy_status_get_hierarchy(h),
- *                sysext_hierarchy_status_get_mutable_mode(h) ? sysext_hierarchy_status_get_mutable_mode(h) : "?");
+ *                sysext_hierarchy_status_get_mutable_mode(h, &mode) ? sysext_mutable_mode_to_string(mode) : "?");
  *         for (size_t e = 0; e < sysext_hierarchy_status_extensions_count(h); e++)
  *                 printf(" %s", sysext_hierarchy_status_get_extension(h, e));
  *         printf("\n");
@@ -1314,6 +1315,15 @@ int sysext_mutable_mode_from_string(const char *mode,
 const char *sysext_image_class_to_string(int image_class);
 
 /**
+ * The name of an upper kind (`"none"`, `"mutable-dir"`, `"mutable-dir-created"`,
+ * `"host"`, `"ephemeral"`; Rust's and Python's words), or NULL if `kind` is not a
+ * `SYSEXT_UPPER_KIND_*` value. The string is static.
+ *
+ * Thread safety: may be called from any thread.
+ */
+const char *sysext_upper_kind_to_string(int kind);
+
+/**
  * The mutable mode the plan was made for; `SYSEXT_MUTABLE_MODE_DISABLED` if `plan` is NULL.
  *
  * # Safety
@@ -1526,17 +1536,6 @@ const char *sysext_hierarchy_plan_get_layer_extension(const struct sysext_hierar
  * Thread safety: may be called from several threads at once on the same handle.
  */
 enum sysext_upper_kind sysext_hierarchy_plan_get_upper_kind(const struct sysext_hierarchy_plan *hierarchy);
-
-/**
- * The upper layer, described as `sysext_hierarchy_status_get_upper()` will show it after
- * the merge: its directory, `"host"` or `"ephemeral"`; NULL for a read-only overlay.
- *
- * # Safety
- * `hierarchy` is NULL or an item of a live `sysext_plan`.
- *
- * Thread safety: may be called from several threads at once on the same handle.
- */
-const char *sysext_hierarchy_plan_get_upper(const struct sysext_hierarchy_plan *hierarchy);
 
 /**
  * The upper directory (root prefix included) for `SYSEXT_UPPER_KIND_MUTABLE_DIR`,
@@ -1819,27 +1818,45 @@ const char *sysext_hierarchy_status_get_extension(const struct sysext_hierarchy_
 uint64_t sysext_hierarchy_status_get_since_usec(const struct sysext_hierarchy_status *status);
 
 /**
- * The mutable mode of the merge in systemd's spelling (`"no"`, ..., `"ephemeral-import"`),
- * or NULL when not merged or unknown (merges made by systemd do not record it).
+ * The mutable mode of the merge: stores its `SYSEXT_MUTABLE_MODE_*` value in
+ * `*ret_mode` and returns true; returns false (and writes nothing) when not merged, when
+ * not recorded (merges made by systemd do not record it), or if an argument is NULL.
  *
  * # Safety
- * `status` is NULL or an item of a live `sysext_status`.
+ * `status` is NULL or an item of a live `sysext_status`; `ret_mode` is NULL or valid
+ * for a write.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-const char *sysext_hierarchy_status_get_mutable_mode(const struct sysext_hierarchy_status *status);
+bool sysext_hierarchy_status_get_mutable_mode(const struct sysext_hierarchy_status *status,
+                                              enum sysext_mutable_mode *ret_mode);
 
 /**
- * Where writes to the merged hierarchy go: a directory, `"host"` (the hierarchy itself,
- * through the symlink trick), `"ephemeral"` (a tmpfs) or `"none"` (read-only); NULL
- * when not merged or unknown.
+ * Where writes to the merged hierarchy go: stores its `SYSEXT_UPPER_KIND_*` value
+ * (`_NONE` for a read-only merge, `_MUTABLE_DIR`, `_HOST` or `_EPHEMERAL`; never
+ * `_MUTABLE_DIR_CREATED`) in `*ret_kind` and returns true; returns false (and writes
+ * nothing) when not merged, when not recorded (merges made by systemd), or if an
+ * argument is NULL.
+ *
+ * # Safety
+ * `status` is NULL or an item of a live `sysext_status`; `ret_kind` is NULL or valid
+ * for a write.
+ *
+ * Thread safety: may be called from several threads at once on the same handle.
+ */
+bool sysext_hierarchy_status_get_upper_kind(const struct sysext_hierarchy_status *status,
+                                            enum sysext_upper_kind *ret_kind);
+
+/**
+ * The mutable directory writes go to (root prefix included) for
+ * `SYSEXT_UPPER_KIND_MUTABLE_DIR`; NULL otherwise.
  *
  * # Safety
  * `status` is NULL or an item of a live `sysext_status`.
  *
  * Thread safety: may be called from several threads at once on the same handle.
  */
-const char *sysext_hierarchy_status_get_upper(const struct sysext_hierarchy_status *status);
+const char *sysext_hierarchy_status_get_upper_path(const struct sysext_hierarchy_status *status);
 
 #ifdef __cplusplus
 }  // extern "C"

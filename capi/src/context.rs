@@ -496,10 +496,11 @@ impl sysext_context {
     ///         return fprintf(stderr, "status: %s\n", sysext_error_get_message(err)), r;
     /// for (size_t i = 0; i < sysext_status_count(status); i++) {
     ///         const sysext_hierarchy_status *h = sysext_status_get(status, i);
+    ///         sysext_mutable_mode mode;
     ///         if (!sysext_hierarchy_status_is_merged(h))
     ///                 continue;
     ///         printf("%s (%s):", sysext_hierarchy_status_get_hierarchy(h),
-    ///                sysext_hierarchy_status_get_mutable_mode(h) ? sysext_hierarchy_status_get_mutable_mode(h) : "?");
+    ///                sysext_hierarchy_status_get_mutable_mode(h, &mode) ? sysext_mutable_mode_to_string(mode) : "?");
     ///         for (size_t e = 0; e < sysext_hierarchy_status_extensions_count(h); e++)
     ///                 printf(" %s", sysext_hierarchy_status_get_extension(h, e));
     ///         printf("\n");

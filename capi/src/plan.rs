@@ -40,6 +40,37 @@ pub enum sysext_upper_kind {
     Ephemeral = 4,
 }
 
+impl sysext_upper_kind {
+    pub(crate) fn from_core(k: sysext::UpperKind) -> Self {
+        match k {
+            sysext::UpperKind::MutableDir => sysext_upper_kind::MutableDir,
+            sysext::UpperKind::Host => sysext_upper_kind::Host,
+            sysext::UpperKind::Ephemeral => sysext_upper_kind::Ephemeral,
+            // `None`, and kinds added later that C does not know yet.
+            _ => sysext_upper_kind::None,
+        }
+    }
+}
+
+/// The name of an upper kind (`"none"`, `"mutable-dir"`, `"mutable-dir-created"`,
+/// `"host"`, `"ephemeral"`; Rust's and Python's words), or NULL if `kind` is not a
+/// `SYSEXT_UPPER_KIND_*` value. The string is static.
+///
+/// Thread safety: may be called from any thread.
+#[no_mangle]
+pub extern "C" fn sysext_upper_kind_to_string(kind: std::os::raw::c_int) -> *const c_char {
+    ffi_boundary!(default => std::ptr::null(), {
+        match kind {
+            0 => c"none".as_ptr(),
+            1 => c"mutable-dir".as_ptr(),
+            2 => c"mutable-dir-created".as_ptr(),
+            3 => c"host".as_ptr(),
+            4 => c"ephemeral".as_ptr(),
+            _ => std::ptr::null(),
+        }
+    })
+}
+
 /// A dry run of a merge from `sysext_context_plan()`: the overlays that would be built,
 /// the extensions that would be merged and those that would be skipped, with the reason.
 /// Nothing is mounted and no privilege is needed.
@@ -82,7 +113,6 @@ pub(crate) struct HierarchyPlanData {
     create_target: bool,
     layers: Vec<LayerData>,
     upper_kind: sysext_upper_kind,
-    upper: Option<CString>,
     upper_path: Option<CString>,
     work_dir: Option<CString>,
     read_only: bool,
@@ -153,7 +183,6 @@ impl From<&HierarchyPlan> for HierarchyPlanData {
             create_target: h.create_target,
             layers: h.lower.iter().map(LayerData::from).collect(),
             upper_kind,
-            upper: h.upper.as_ref().map(|u| cstring(u.describe())),
             upper_path: upper_path.map(|p| cstring(p.as_str())),
             work_dir: h.work_dir.as_ref().map(|w| match w {
                 WorkDir::Beside { path, .. } => cstring(path.as_str()),
@@ -477,22 +506,6 @@ impl sysext_hierarchy_plan {
     ) -> sysext_upper_kind {
         ffi_boundary!(default => sysext_upper_kind::None, {
             handle::try_ref(hierarchy).map_or(sysext_upper_kind::None, |h| h.upper_kind)
-        })
-    }
-
-    /// The upper layer, described as `sysext_hierarchy_status_get_upper()` will show it after
-    /// the merge: its directory, `"host"` or `"ephemeral"`; NULL for a read-only overlay.
-    ///
-    /// # Safety
-    /// `hierarchy` is NULL or an item of a live `sysext_plan`.
-    ///
-    /// Thread safety: may be called from several threads at once on the same handle.
-    #[no_mangle]
-    pub unsafe extern "C" fn sysext_hierarchy_plan_get_upper(
-        hierarchy: *const sysext_hierarchy_plan,
-    ) -> *const c_char {
-        ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(hierarchy).map_or(std::ptr::null(), |h| opt_ptr(&h.upper))
         })
     }
 

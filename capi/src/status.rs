@@ -2,6 +2,8 @@
 
 use crate::boundary::{cstring, nth_ptr, opt_ptr};
 use crate::handle::{self, Castable, OwnershipBox, OwnershipRef};
+use crate::options::sysext_mutable_mode;
+use crate::plan::sysext_upper_kind;
 use std::ffi::CString;
 use std::os::raw::c_char;
 
@@ -32,8 +34,9 @@ pub(crate) struct HierarchyStatusData {
     merged: bool,
     extensions: Vec<CString>,
     since_usec: u64,
-    mutable: Option<CString>,
-    upper: Option<CString>,
+    mutable: Option<sysext_mutable_mode>,
+    upper_kind: Option<sysext_upper_kind>,
+    upper_path: Option<CString>,
 }
 
 impl Castable for sysext_status {
@@ -60,8 +63,9 @@ impl From<Vec<sysext::HierarchyStatus>> for StatusData {
                     .map(cstring)
                     .collect(),
                 since_usec: s.since_usec.unwrap_or(0),
-                mutable: s.mutable.map(|m| cstring(m.as_str())),
-                upper: s.upper.map(cstring),
+                mutable: s.mutable.map(sysext_mutable_mode::from_core),
+                upper_kind: s.upper.map(sysext_upper_kind::from_core),
+                upper_path: s.upper_dir.map(cstring),
             })
             .collect();
         StatusData { items }
@@ -183,36 +187,71 @@ impl sysext_hierarchy_status {
         ffi_boundary!(default => 0, { handle::try_ref(status).map_or(0, |s| s.since_usec) })
     }
 
-    /// The mutable mode of the merge in systemd's spelling (`"no"`, ..., `"ephemeral-import"`),
-    /// or NULL when not merged or unknown (merges made by systemd do not record it).
+    /// The mutable mode of the merge: stores its `SYSEXT_MUTABLE_MODE_*` value in
+    /// `*ret_mode` and returns true; returns false (and writes nothing) when not merged, when
+    /// not recorded (merges made by systemd do not record it), or if an argument is NULL.
     ///
     /// # Safety
-    /// `status` is NULL or an item of a live `sysext_status`.
+    /// `status` is NULL or an item of a live `sysext_status`; `ret_mode` is NULL or valid
+    /// for a write.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_hierarchy_status_get_mutable_mode(
         status: *const sysext_hierarchy_status,
-    ) -> *const c_char {
-        ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(status).map_or(std::ptr::null(), |s| opt_ptr(&s.mutable))
+        ret_mode: *mut sysext_mutable_mode,
+    ) -> bool {
+        ffi_boundary!(default => false, {
+            match (handle::try_ref(status).and_then(|s| s.mutable), ret_mode.is_null()) {
+                (Some(m), false) => {
+                    *ret_mode = m;
+                    true
+                }
+                _ => false,
+            }
         })
     }
 
-    /// Where writes to the merged hierarchy go: a directory, `"host"` (the hierarchy itself,
-    /// through the symlink trick), `"ephemeral"` (a tmpfs) or `"none"` (read-only); NULL
-    /// when not merged or unknown.
+    /// Where writes to the merged hierarchy go: stores its `SYSEXT_UPPER_KIND_*` value
+    /// (`_NONE` for a read-only merge, `_MUTABLE_DIR`, `_HOST` or `_EPHEMERAL`; never
+    /// `_MUTABLE_DIR_CREATED`) in `*ret_kind` and returns true; returns false (and writes
+    /// nothing) when not merged, when not recorded (merges made by systemd), or if an
+    /// argument is NULL.
+    ///
+    /// # Safety
+    /// `status` is NULL or an item of a live `sysext_status`; `ret_kind` is NULL or valid
+    /// for a write.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_hierarchy_status_get_upper_kind(
+        status: *const sysext_hierarchy_status,
+        ret_kind: *mut sysext_upper_kind,
+    ) -> bool {
+        ffi_boundary!(default => false, {
+            match (handle::try_ref(status).and_then(|s| s.upper_kind), ret_kind.is_null()) {
+                (Some(k), false) => {
+                    *ret_kind = k;
+                    true
+                }
+                _ => false,
+            }
+        })
+    }
+
+    /// The mutable directory writes go to (root prefix included) for
+    /// `SYSEXT_UPPER_KIND_MUTABLE_DIR`; NULL otherwise.
     ///
     /// # Safety
     /// `status` is NULL or an item of a live `sysext_status`.
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_hierarchy_status_get_upper(
+    pub unsafe extern "C" fn sysext_hierarchy_status_get_upper_path(
         status: *const sysext_hierarchy_status,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(status).map_or(std::ptr::null(), |s| opt_ptr(&s.upper))
+            handle::try_ref(status).map_or(std::ptr::null(), |s| opt_ptr(&s.upper_path))
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::table::{self, Cell};
 use crate::term::Colors;
-use sysext::{HierarchyStatus, Extension, PlanReport};
+use sysext::{Extension, HierarchyStatus, PlanReport, UpperKind};
 
 /// A tiny JSON value, enough for our output.
 #[derive(Debug, Clone)]
@@ -166,7 +166,7 @@ pub fn status(rows: &[HierarchyStatus], empty_list: bool, json: Option<bool>, lo
                             strs(r.extensions.as_deref().unwrap_or(&[])),
                         ),
                         ("mutable", r.mutable.map(|m| J::Str(m.to_string())).unwrap_or(J::Null)),
-                        ("upper", upper_json(r.upper.as_deref())),
+                        ("upper", status_upper_json(r.upper, r.upper_dir.as_deref())),
                     ];
                     // Only while an interrupted operation waits to be repaired.
                     if let Some(v) = &r.interrupted {
@@ -196,11 +196,12 @@ pub fn status(rows: &[HierarchyStatus], empty_list: bool, json: Option<bool>, lo
                 },
             ];
             if look.long {
-                row.push(match (&r.mutable, &r.upper) {
-                    (Some(m), Some(u)) if u != "none" && u != "ephemeral" => {
-                        Cell::text(format!("{m} ({u})"))
+                row.push(match (&r.mutable, r.upper, &r.upper_dir) {
+                    (Some(m), Some(UpperKind::MutableDir), Some(dir)) => {
+                        Cell::text(format!("{m} ({dir})"))
                     }
-                    (Some(m), _) => Cell::text(m.to_string()),
+                    (Some(m), Some(UpperKind::Host), _) => Cell::text(format!("{m} (host)")),
+                    (Some(m), _, _) => Cell::text(m.to_string()),
                     _ => Cell::grey("-"),
                 });
             }
@@ -217,14 +218,12 @@ pub fn status(rows: &[HierarchyStatus], empty_list: bool, json: Option<bool>, lo
 
 /// The upper layer of a merged hierarchy as typed JSON: `null` when the merge is read-only
 /// or the mode is unknown, else `{"kind": "ephemeral" | "host" | "mutable-dir", "path": …}`.
-fn upper_json(u: Option<&str>) -> J {
-    match u {
-        None | Some("none") => J::Null,
-        Some("ephemeral") => J::Obj(vec![("kind", J::Str("ephemeral".into())), ("path", J::Null)]),
-        Some("host") => J::Obj(vec![("kind", J::Str("host".into())), ("path", J::Null)]),
-        Some(p) => J::Obj(vec![
-            ("kind", J::Str("mutable-dir".into())),
-            ("path", J::Str(p.to_string())),
+fn status_upper_json(kind: Option<UpperKind>, dir: Option<&str>) -> J {
+    match kind {
+        None | Some(UpperKind::None) => J::Null,
+        Some(k) => J::Obj(vec![
+            ("kind", J::Str(k.as_str().into())),
+            ("path", dir.map_or(J::Null, |p| J::Str(p.to_string()))),
         ]),
     }
 }

@@ -1576,7 +1576,8 @@ impl Context {
                         extensions: Some(m.extensions),
                         since_usec: probe::mtime_usec(r.fd.as_fd()),
                         mutable: note.as_ref().map(|n| n.mutable),
-                        upper: note.map(|n| n.upper),
+                        upper: note.as_ref().map(|n| n.upper),
+                        upper_dir: note.and_then(|n| n.upper_dir),
                         interrupted: interrupted.clone(),
                     });
                 }
@@ -1586,6 +1587,7 @@ impl Context {
                     since_usec: None,
                     mutable: None,
                     upper: None,
+                    upper_dir: None,
                     interrupted: interrupted.clone(),
                 }),
                 Err(e) => {

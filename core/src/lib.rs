@@ -54,6 +54,7 @@ pub use hierarchy::Hierarchy;
 pub use kernel::{Kernel, KernelFeatures};
 pub use level::Compat;
 pub use mutable::MutableMode;
+pub use plan::UpperKind;
 pub use state::HierarchyStatus;
 
 /// The library version.

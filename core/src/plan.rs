@@ -160,7 +160,50 @@ pub enum Upper {
     Ephemeral,
 }
 
+/// Where writes to a merged hierarchy go, without the paths: what `status` reports
+/// ([`HierarchyStatus::upper`](crate::HierarchyStatus::upper)) and [`Upper::kind`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum UpperKind {
+    /// Nowhere: the merge is read-only.
+    #[default]
+    None,
+    /// The hierarchy's mutable directory (or the directory its symlink points to).
+    MutableDir,
+    /// The host hierarchy itself: the mutable directory is a symlink to it.
+    Host,
+    /// A private tmpfs, gone on unmerge (the ephemeral modes).
+    Ephemeral,
+}
+
+impl UpperKind {
+    /// Stable name (`none`, `mutable-dir`, `host`, `ephemeral`), as C and Python spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpperKind::None => "none",
+            UpperKind::MutableDir => "mutable-dir",
+            UpperKind::Host => "host",
+            UpperKind::Ephemeral => "ephemeral",
+        }
+    }
+}
+
+impl std::fmt::Display for UpperKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Upper {
+    /// Which kind of upper layer this is.
+    pub fn kind(&self) -> UpperKind {
+        match self {
+            Upper::MutableDir { .. } => UpperKind::MutableDir,
+            Upper::Host { .. } => UpperKind::Host,
+            Upper::Ephemeral => UpperKind::Ephemeral,
+        }
+    }
+
     /// Short description for status: the dir, `ephemeral` or `host`.
     pub fn describe(&self) -> String {
         match self {

@@ -1,5 +1,6 @@
 //! Is a hierarchy merged by us, and what is merged there (`status`).
 
+use crate::plan::UpperKind;
 use crate::class::ImageClass;
 use crate::error::{Error, Result};
 use crate::meta;
@@ -146,8 +147,10 @@ pub fn read_work_dir(fd: BorrowedFd<'_>, class: ImageClass) -> Option<String> {
 pub struct Note {
     /// The mutable mode of the merge.
     pub mutable: MutableMode,
-    /// A directory, `ephemeral`, `host` (the hierarchy itself) or `none`.
-    pub upper: String,
+    /// Where writes go.
+    pub upper: UpperKind,
+    /// The mutable directory, for [`UpperKind::MutableDir`] (display path).
+    pub upper_dir: Option<String>,
     /// Fingerprint of the merge inputs.
     pub fingerprint: Option<u64>,
     /// Directory holding the ephemeral upper and work dirs (ephemeral modes).
@@ -157,7 +160,12 @@ pub struct Note {
 impl Note {
     /// Encode as the file's text.
     pub fn encode(&self) -> String {
-        let mut s = format!("mutable={}\nupper={}\n", self.mutable, self.upper);
+        // On disk: the directory, or the kind's name (`none`, `host`, `ephemeral`).
+        let upper = match (self.upper, &self.upper_dir) {
+            (UpperKind::MutableDir, Some(dir)) => dir.as_str(),
+            (kind, _) => kind.as_str(),
+        };
+        let mut s = format!("mutable={}\nupper={upper}\n", self.mutable);
         if let Some(f) = self.fingerprint {
             s.push_str(&format!("fingerprint={f:016x}\n"));
         }
@@ -178,7 +186,12 @@ impl Note {
                 have_mode = true;
             } else if let Some(v) = line.strip_prefix("upper=") {
                 // Notes written before 0.2 call the hierarchy itself `base`.
-                n.upper = if v == "base" { "host".into() } else { v.to_string() };
+                (n.upper, n.upper_dir) = match v {
+                    "none" => (UpperKind::None, None),
+                    "host" | "base" => (UpperKind::Host, None),
+                    "ephemeral" => (UpperKind::Ephemeral, None),
+                    dir => (UpperKind::MutableDir, Some(dir.to_string())),
+                };
             } else if let Some(v) = line.strip_prefix("fingerprint=") {
                 n.fingerprint = u64::from_str_radix(v, 16).ok();
             } else if let Some(v) = line.strip_prefix("ephemeral=") {
@@ -218,9 +231,11 @@ pub struct HierarchyStatus {
     pub since_usec: Option<u64>,
     /// Mutable mode in effect, when known (merges made by systemd do not record it).
     pub mutable: Option<MutableMode>,
-    /// Where writes go: a directory, `ephemeral`, `host` (the hierarchy itself), or `none`
-    /// (read-only).
-    pub upper: Option<String>,
+    /// Where writes go, when known (merges made by systemd do not record it).
+    pub upper: Option<UpperKind>,
+    /// The mutable directory writes go to, for [`UpperKind::MutableDir`] (root prefix
+    /// included).
+    pub upper_dir: Option<String>,
     /// The verb (`merge`, `refresh`, `unmerge`) of an operation on this root that was
     /// interrupted (its process killed) and is not repaired yet; the next merge, refresh
     /// or unmerge completes or undoes it first. The same on every hierarchy.

@@ -120,9 +120,14 @@ static int merge_class(const struct config *cfg, int image_class, bool *needs_re
         }
         for (size_t j = 0; j < sysext_hierarchy_status_extensions_count(h); j++)
             printf(" %s", sysext_hierarchy_status_get_extension(h, j));
-        const char *mode = sysext_hierarchy_status_get_mutable_mode(h);
-        const char *upper = sysext_hierarchy_status_get_upper(h);
-        printf(" [mutable=%s, writes to %s]\n", mode ? mode : "?", upper ? upper : "?");
+        sysext_mutable_mode mode;
+        sysext_upper_kind upper;
+        const char *where = sysext_hierarchy_status_get_upper_path(h);
+        if (!where && sysext_hierarchy_status_get_upper_kind(h, &upper))
+            where = sysext_upper_kind_to_string(upper);
+        printf(" [mutable=%s, writes to %s]\n",
+               sysext_hierarchy_status_get_mutable_mode(h, &mode) ? sysext_mutable_mode_to_string(mode) : "?",
+               where ? where : "?");
     }
     sysext_status_free(status);
     sysext_context_free(ctx);

@@ -8,14 +8,10 @@ use crate::log::LoggerSink;
 use crate::types::{PyExtension, PyHierarchyStatus, PyPlan, PyReport};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
-use rustix::fd::AsFd;
-use rustix::fs::OFlags;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use sysext::event::Event;
-use sysext::{Context, ImageClass, ImageState, Level, Options};
+use sysext::{Context, ImageClass, ImageState, Options};
 
 /// A context for one image class and root: the verbs of `systemd-sysext` /
 /// `systemd-confext` as methods.

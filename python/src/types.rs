@@ -435,10 +435,11 @@ pub(crate) struct PyHierarchyStatus {
     #[pyo3(get)]
     pub(crate) since_usec: Option<u64>,
     pub(crate) mutable: Option<MutableMode>,
-    /// Where writes go: a directory, `"ephemeral"`, `"host"` or `"none"`; `None`
-    /// when not merged or not recorded (merges made by systemd-sysext).
+    pub(crate) upper_kind: Option<sysext::UpperKind>,
+    /// The mutable directory writes go to (root prefix included), when `upper_kind` is
+    /// `UpperKind.MUTABLE_DIR`; else `None`.
     #[pyo3(get)]
-    pub(crate) upper: Option<String>,
+    pub(crate) upper_dir: Option<String>,
 }
 
 impl From<HierarchyStatus> for PyHierarchyStatus {
@@ -448,7 +449,8 @@ impl From<HierarchyStatus> for PyHierarchyStatus {
             extensions: s.extensions,
             since_usec: s.since_usec,
             mutable: s.mutable,
-            upper: s.upper,
+            upper_kind: s.upper,
+            upper_dir: s.upper_dir,
         }
     }
 }
@@ -474,6 +476,17 @@ impl PyHierarchyStatus {
         self.mutable.map(|m| mutable_to_py(py, m)).transpose()
     }
 
+    /// Where writes go (a `sysext.UpperKind`, as in `HierarchyPlan.upper_kind`); `None`
+    /// when the merge is read-only (`mutable` is then a mode), not merged, or not
+    /// recorded (merges made by systemd-sysext; `mutable` is `None` too).
+    #[getter]
+    fn upper_kind<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.upper_kind {
+            None | Some(sysext::UpperKind::None) => Ok(None),
+            Some(k) => upper_kind_to_py(py, k.as_str()).map(Some),
+        }
+    }
+
     /// When the hierarchy was merged, as an aware `datetime` in UTC; `None` when not merged.
     #[getter]
     fn since<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
@@ -491,11 +504,12 @@ impl PyHierarchyStatus {
 
     fn __repr__(&self) -> String {
         format!(
-            "HierarchyStatus(hierarchy={}, extensions={}, mutable={}, upper={})",
+            "HierarchyStatus(hierarchy={}, extensions={}, mutable={}, upper_kind={}, upper_dir={})",
             py_repr_str(&self.hierarchy),
             py_str_list(&self.extensions()),
             py_opt_str(&self.mutable.map(|m| m.as_str().to_string())),
-            py_opt_str(&self.upper)
+            py_opt_str(&self.upper_kind.map(|k| k.as_str().to_string())),
+            py_opt_str(&self.upper_dir)
         )
     }
 }

@@ -27,25 +27,16 @@ def status_view(ctx: sysext.Context) -> list[dict[str, Any]]:
             "extensionList": s.extensions,
             "since": s.since_usec,
             "mutable": None if s.mutable is None else s.mutable.value,
-            "upper": s.upper,
+            # As the CLI's JSON has it: {"kind", "path"}, or null when read-only or not known.
+            "upper": None if s.upper_kind is None else {"kind": s.upper_kind.value, "path": s.upper_dir},
         }
         for s in ctx.status()
     ]
 
 
-def cli_upper(row: Any) -> Any:
-    """The CLI's typed `upper` ({"kind", "path"}, or null when read-only or not known) in
-    the binding's words ("none" for a read-only merge whose mode is known)."""
-    u = row["upper"]
-    if u is None:
-        return "none" if row["mutable"] is not None else None
-    return {"mutable-dir": u["path"], "host": "host", "ephemeral": "ephemeral"}[u["kind"]]
-
-
 def cli_status_view(root: Path) -> list[dict[str, Any]]:
-    keys = ["hierarchy", "merged", "extensionList", "since", "mutable"]
-    return [{**{k: row[k] for k in keys}, "upper": cli_upper(row)}
-            for row in cli(root, "status")]
+    keys = ["hierarchy", "merged", "extensionList", "since", "mutable", "upper"]
+    return [{k: row[k] for k in keys} for row in cli(root, "status")]
 
 
 def test_list_agrees(root: Path, make_extension: Callable[..., Path]) -> None:

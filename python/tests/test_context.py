@@ -158,8 +158,8 @@ def test_status_unmerged(root: Path) -> None:
     st = sysext.Context(root=root).status()
     assert [s.hierarchy for s in st] == ["/opt", "/usr"]
     for s in st:
-        assert (s.merged, s.extensions, s.mutable, s.upper, s.since, s.since_usec) == \
-            (False, [], None, None, None, None)
+        assert (s.merged, s.extensions, s.mutable, s.upper_kind, s.upper_dir, s.since, s.since_usec) == \
+            (False, [], None, None, None, None, None)
 
 
 def test_confext_list(root: Path) -> None:

@@ -85,7 +85,7 @@ def test_mode_yes_symlink_to_base_writes_into_base(root: Path) -> None:
         assert_merged(root)
         (root / "usr/bin/new").write_text("new\n")
         [_, usr] = ctx.status()
-        assert usr.upper == "host"
+        assert (usr.upper_kind, usr.upper_dir) == (sysext.UpperKind.HOST, None)
     assert_unmerged(root)
     assert (root / "usr/bin/new").read_text() == "new\n"  # landed in the base /usr
 

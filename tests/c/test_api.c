@@ -482,26 +482,22 @@ static void check_plan_case(const struct mode_case *k) {
     switch (k->upper_kind) {
     case SYSEXT_UPPER_KIND_NONE:
         CHECK(sysext_hierarchy_plan_is_read_only(h));
-        CHECK(sysext_hierarchy_plan_get_upper(h) == NULL);
         CHECK(sysext_hierarchy_plan_get_upper_path(h) == NULL);
         CHECK(workdir == NULL);
         break;
     case SYSEXT_UPPER_KIND_MUTABLE_DIR:
     case SYSEXT_UPPER_KIND_MUTABLE_DIR_CREATED:
         CHECK(!sysext_hierarchy_plan_is_read_only(h));
-        CHECK_STR(sysext_hierarchy_plan_get_upper(h), routing);
         CHECK_STR(sysext_hierarchy_plan_get_upper_path(h), routing);
         CHECK_STR(workdir, pathf("%s/var/lib/extensions.mutable/.systemd-usr-workdir", root));
         break;
     case SYSEXT_UPPER_KIND_HOST:
         CHECK(!sysext_hierarchy_plan_is_read_only(h));
-        CHECK_STR(sysext_hierarchy_plan_get_upper(h), "host");
         CHECK_STR(sysext_hierarchy_plan_get_upper_path(h), pathf("%s/usr", root));
         CHECK_STR(workdir, pathf("%s/.systemd-usr-workdir", root));
         break;
     case SYSEXT_UPPER_KIND_EPHEMERAL:
         CHECK(!sysext_hierarchy_plan_is_read_only(h));
-        CHECK_STR(sysext_hierarchy_plan_get_upper(h), "ephemeral");
         CHECK(sysext_hierarchy_plan_get_upper_path(h) == NULL);
         CHECK_STR(workdir, "ephemeral");
         break;
@@ -615,7 +611,7 @@ static void test_plan_details(void) {
     CHECK(sysext_hierarchy_plan_get_layer_path(NULL, 0) == NULL);
     CHECK(sysext_hierarchy_plan_get_layer_extension(NULL, 0) == NULL);
     CHECK(sysext_hierarchy_plan_get_upper_kind(NULL) == SYSEXT_UPPER_KIND_NONE);
-    CHECK(sysext_hierarchy_plan_get_upper(NULL) == NULL && sysext_hierarchy_plan_get_upper_path(NULL) == NULL);
+    CHECK(sysext_hierarchy_plan_get_upper_path(NULL) == NULL);
     CHECK(sysext_hierarchy_plan_get_work_dir(NULL) == NULL);
     CHECK(!sysext_hierarchy_plan_is_read_only(NULL) && !sysext_hierarchy_plan_is_noexec(NULL));
     CHECK(!sysext_hierarchy_plan_is_nosuid(NULL));
@@ -637,8 +633,11 @@ static void test_status_unmerged(void) {
     CHECK(sysext_hierarchy_status_extensions_count(usr) == 0);
     CHECK(sysext_hierarchy_status_get_extension(usr, 0) == NULL);
     CHECK(sysext_hierarchy_status_get_since_usec(usr) == 0);
-    CHECK(sysext_hierarchy_status_get_mutable_mode(usr) == NULL);
-    CHECK(sysext_hierarchy_status_get_upper(usr) == NULL);
+    sysext_mutable_mode mode = SYSEXT_MUTABLE_MODE_AUTO;
+    sysext_upper_kind kind = SYSEXT_UPPER_KIND_HOST;
+    CHECK(!sysext_hierarchy_status_get_mutable_mode(usr, &mode) && mode == SYSEXT_MUTABLE_MODE_AUTO);
+    CHECK(!sysext_hierarchy_status_get_upper_kind(usr, &kind) && kind == SYSEXT_UPPER_KIND_HOST);
+    CHECK(sysext_hierarchy_status_get_upper_path(usr) == NULL);
     sysext_status_free(st);
     CHECK_RC(sysext_context_status(c, NULL, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_context_status(NULL, &st, NULL), NULL, -EINVAL);
@@ -649,8 +648,12 @@ static void test_status_unmerged(void) {
     CHECK(sysext_hierarchy_status_extensions_count(NULL) == 0);
     CHECK(sysext_hierarchy_status_get_extension(NULL, 0) == NULL);
     CHECK(sysext_hierarchy_status_get_since_usec(NULL) == 0);
-    CHECK(sysext_hierarchy_status_get_mutable_mode(NULL) == NULL);
-    CHECK(sysext_hierarchy_status_get_upper(NULL) == NULL);
+    CHECK(!sysext_hierarchy_status_get_mutable_mode(NULL, &mode) && !sysext_hierarchy_status_get_upper_kind(NULL, &kind));
+    CHECK(!sysext_hierarchy_status_get_mutable_mode(opt, NULL) && !sysext_hierarchy_status_get_upper_kind(opt, NULL));
+    CHECK(sysext_hierarchy_status_get_upper_path(NULL) == NULL);
+    CHECK(sysext_upper_kind_to_string(SYSEXT_UPPER_KIND_MUTABLE_DIR_CREATED) != NULL);
+    CHECK_STR(sysext_upper_kind_to_string(SYSEXT_UPPER_KIND_EPHEMERAL), "ephemeral");
+    CHECK(sysext_upper_kind_to_string(5) == NULL && sysext_upper_kind_to_string(-1) == NULL);
     sysext_status_free(NULL);
 }
 

@@ -62,9 +62,12 @@ static const char *usr_status(const sysext_context *c, const char **mode, const 
         }
         CHECK(sysext_hierarchy_status_get_extension(h, sysext_hierarchy_status_extensions_count(h)) == NULL);
         CHECK(sysext_hierarchy_status_get_since_usec(h) > 0);
-        const char *m = sysext_hierarchy_status_get_mutable_mode(h), *u = sysext_hierarchy_status_get_upper(h);
-        snprintf(mode_buf, sizeof mode_buf, "%s", m ? m : "(null)");
-        snprintf(upper_buf, sizeof upper_buf, "%s", u ? u : "(null)");
+        sysext_mutable_mode m;
+        sysext_upper_kind u;
+        const char *ms = sysext_hierarchy_status_get_mutable_mode(h, &m) ? sysext_mutable_mode_to_string(m) : NULL;
+        const char *us = sysext_hierarchy_status_get_upper_kind(h, &u) ? sysext_upper_kind_to_string(u) : NULL;
+        snprintf(mode_buf, sizeof mode_buf, "%s", ms ? ms : "(null)");
+        snprintf(upper_buf, sizeof upper_buf, "%s", us ? us : "(null)");
         if (mode)
             *mode = mode_buf;
         if (upper)

@@ -48,7 +48,8 @@ static void merge_in(struct merged *m, const char *name, int mode, int routing) 
     CHECK_STR(read_file(pathf("%s/usr/bin/base", m->root)), "base");
 }
 
-/* Check status of /usr: the mode and where writes go. */
+/* Check status of /usr: the mode and where writes go (`upper`: the kind's name, or the
+ * mutable directory for SYSEXT_UPPER_KIND_MUTABLE_DIR). */
 static void check_status(const struct merged *m, const char *mode, const char *upper) {
     sysext_status *st = NULL;
     sysext_error *err = NULL;
@@ -60,8 +61,17 @@ static void check_status(const struct merged *m, const char *mode, const char *u
             continue;
         found = 1;
         CHECK(sysext_hierarchy_status_is_merged(h));
-        CHECK_STR(sysext_hierarchy_status_get_mutable_mode(h), mode);
-        CHECK_STR(sysext_hierarchy_status_get_upper(h), upper);
+        sysext_mutable_mode got_mode = -1;
+        sysext_upper_kind kind = -1;
+        CHECK(sysext_hierarchy_status_get_mutable_mode(h, &got_mode));
+        CHECK_STR(sysext_mutable_mode_to_string(got_mode), mode);
+        CHECK(sysext_hierarchy_status_get_upper_kind(h, &kind));
+        if (kind == SYSEXT_UPPER_KIND_MUTABLE_DIR)
+            CHECK_STR(sysext_hierarchy_status_get_upper_path(h), upper);
+        else {
+            CHECK_STR(sysext_upper_kind_to_string(kind), upper);
+            CHECK(sysext_hierarchy_status_get_upper_path(h) == NULL);
+        }
     }
     CHECK(found);
     sysext_status_free(st);

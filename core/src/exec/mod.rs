@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventSink};
 use crate::kernel::{Kernel, KernelFeatures};
 use crate::meta;
-use crate::plan::{HierarchyPlan, Layer, Plan, Upper, WorkDir};
+use crate::plan::{HierarchyPlan, Layer, Plan, Upper, UpperKind, WorkDir};
 use crate::probe::{ImageTree, Probed};
 use crate::root::{open_beneath, proc_fd_path, Root};
 use crate::state;
@@ -745,11 +745,11 @@ fn build_with<'p>(
             }
             let note = state::Note {
                 mutable: plan.mode,
-                upper: h
-                    .upper
-                    .as_ref()
-                    .map(Upper::describe)
-                    .unwrap_or_else(|| "none".into()),
+                upper: h.upper.as_ref().map_or(UpperKind::None, Upper::kind),
+                upper_dir: match &h.upper {
+                    Some(Upper::MutableDir { path, .. }) => Some(path.clone()),
+                    _ => None,
+                },
                 fingerprint: inputs.fingerprint,
                 ephemeral: ephemeral_used.clone(),
             };
