@@ -48,7 +48,7 @@ impl Hierarchy {
     }
 
     /// The write-routing dir below the root (`var/lib/extensions.mutable/usr`).
-    pub fn routing_dir(&self) -> String {
+    pub fn mutable_dir(&self) -> String {
         format!("{MUTABLE_EXTENSIONS_BASE_DIR}/{}", self.as_component())
     }
 
@@ -140,7 +140,7 @@ mod tests {
     fn components() {
         let h = Hierarchy::new("/usr/local").unwrap();
         assert_eq!(h.as_component(), "usr.local");
-        assert_eq!(h.routing_dir(), "var/lib/extensions.mutable/usr.local");
+        assert_eq!(h.mutable_dir(), "var/lib/extensions.mutable/usr.local");
         assert_eq!(Hierarchy::new("/usr/").unwrap().as_component(), "usr");
     }
 }

@@ -93,7 +93,7 @@ impl MutableMode {
 
     /// Whether the write-routing dir matters at all: as the upper dir (`auto`, `yes`) or as
     /// an imported layer (`import`, `ephemeral-import`).
-    pub fn uses_routing_dir(self) -> bool {
+    pub fn uses_mutable_dir(self) -> bool {
         !matches!(self, MutableMode::Disabled | MutableMode::Ephemeral)
     }
 

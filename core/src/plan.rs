@@ -93,13 +93,13 @@ pub struct HierarchyInput {
     /// The host directory (underneath any merge of ours), if it exists.
     pub host: Option<DirInfo>,
     /// The routing dir as printed (`/sbv/var/lib/extensions.mutable/usr`).
-    pub routing_path: String,
+    pub mutable_dir_path: String,
     /// What the routing dir resolves to.
-    pub routing: MutableDir,
+    pub mutable_dir: MutableDir,
     /// For a routing dir that is a dangling symlink: the root-relative path it points at
     /// (resolved inside the root), which `--mutable=yes` creates where the level does so
     /// ([`Compat::creates_dangling_routing_target`]).
-    pub routing_target: Option<String>,
+    pub mutable_dir_target: Option<String>,
 }
 
 /// Everything planning needs.
@@ -301,7 +301,7 @@ fn overlay_einval(h: &HierarchyInput, what: &str) -> Error {
         op: "mount overlay on",
         target: h.path.clone(),
         source: io::Error::from_raw_os_error(libc::EINVAL),
-        kernel_log: vec![format!("{what} '{}' is not a directory", h.routing_path)],
+        kernel_log: vec![format!("{what} '{}' is not a directory", h.mutable_dir_path)],
     }
 }
 
@@ -371,7 +371,7 @@ pub fn auto_link_to_non_dir_effects(
         return None;
     };
     let h = inputs.hierarchies.iter().find(|h| &h.path == target)?;
-    let MutableDir::LinkToNonDir { rel, .. } = &h.routing else {
+    let MutableDir::LinkToNonDir { rel, .. } = &h.mutable_dir else {
         return None;
     };
     let hier_mode = h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755);
@@ -429,7 +429,7 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
 
         // 2. Mode check on the routing dir (auto, yes).
         if matches!(mode, MutableMode::Auto | MutableMode::Enabled) {
-            let found = match &h.routing {
+            let found = match &h.mutable_dir {
                 MutableDir::Dir(d) => Some(d.mode & 0o777),
                 MutableDir::NotDir { mode } => Some(mode & 0o777),
                 _ => None,
@@ -437,7 +437,7 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
             if let Some(m) = found {
                 if m != hier_mode {
                     return Err(Error::MutableDirMode {
-                        dir: h.routing_path.clone(),
+                        dir: h.mutable_dir_path.clone(),
                         mode: m,
                         expected: hier_mode,
                     });
@@ -450,7 +450,7 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
         // 3. Import layer.
         let mut import = None;
         if mode.imports() {
-            match &h.routing {
+            match &h.mutable_dir {
                 MutableDir::Dir(d) if is_self(d) => {
                     return Err(Error::MutableDirIsHierarchy {
                         hierarchy: h.hierarchy.to_string(),
@@ -469,7 +469,7 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
         let upper = match mode {
             MutableMode::Disabled | MutableMode::Import => None,
             MutableMode::Ephemeral | MutableMode::EphemeralImport => Some(Upper::Ephemeral),
-            MutableMode::Auto | MutableMode::Enabled => match &h.routing {
+            MutableMode::Auto | MutableMode::Enabled => match &h.mutable_dir {
                 MutableDir::Dir(d) if is_self(d) => {
                     upper_is_host = true;
                     Some(Upper::Host {
@@ -492,19 +492,19 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                         && inputs.compat.chases_routing_dir_on_create() =>
                 {
                     return Err(Error::MutableDirChase {
-                        dir: h.routing_path.clone(),
+                        dir: h.mutable_dir_path.clone(),
                         source: io::Error::from_raw_os_error(libc::ENOTDIR),
                     })
                 }
                 MutableDir::Dangling
                     if mode == MutableMode::Enabled
                         && inputs.compat.creates_dangling_routing_target()
-                        && h.routing_target.is_some() =>
+                        && h.mutable_dir_target.is_some() =>
                 {
-                    let rel = h.routing_target.clone().expect("checked");
-                    let routing_rel = h.hierarchy.routing_dir();
+                    let rel = h.mutable_dir_target.clone().expect("checked");
+                    let routing_rel = h.hierarchy.mutable_dir();
                     Some(Upper::MutableDir {
-                        path: join_display(&h.routing_path, "", &rel, &routing_rel),
+                        path: join_display(&h.mutable_dir_path, "", &rel, &routing_rel),
                         rel,
                         create: true,
                     })
@@ -513,13 +513,13 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                     if mode == MutableMode::Enabled =>
                 {
                     return Err(Error::MutableDirCreate {
-                        dir: h.routing_path.clone(),
+                        dir: h.mutable_dir_path.clone(),
                         source: io::Error::from_raw_os_error(libc::EEXIST),
                     })
                 }
                 MutableDir::Missing if mode == MutableMode::Enabled => Some(Upper::MutableDir {
-                    path: h.routing_path.clone(),
-                    rel: h.hierarchy.routing_dir(),
+                    path: h.mutable_dir_path.clone(),
+                    rel: h.hierarchy.mutable_dir(),
                     create: true,
                 }),
                 _ => None,
@@ -532,7 +532,7 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
             Some(Upper::Ephemeral) => Some(WorkDir::Ephemeral),
             Some(Upper::MutableDir { path, rel, create }) => {
                 if !create {
-                    if let MutableDir::Dir(d) = &h.routing {
+                    if let MutableDir::Dir(d) = &h.mutable_dir {
                         check_upper(d, path, h)?;
                     }
                 }
@@ -649,23 +649,23 @@ mod tests {
                     hierarchy: Hierarchy::new("/usr").unwrap(),
                     path: "/R/usr".into(),
                     host: Some(dir("/R/usr", "usr", 0o755, 1, 10)),
-                    routing_path: "/R/var/lib/extensions.mutable/usr".into(),
-                    routing,
-                    routing_target: None,
+                    mutable_dir_path: "/R/var/lib/extensions.mutable/usr".into(),
+                    mutable_dir: routing,
+                    mutable_dir_target: None,
                 },
                 HierarchyInput {
                     hierarchy: Hierarchy::new("/opt").unwrap(),
                     path: "/R/opt".into(),
                     host: Some(dir("/R/opt", "opt", 0o755, 1, 11)),
-                    routing_path: "/R/var/lib/extensions.mutable/opt".into(),
-                    routing: MutableDir::Missing,
-                    routing_target: None,
+                    mutable_dir_path: "/R/var/lib/extensions.mutable/opt".into(),
+                    mutable_dir: MutableDir::Missing,
+                    mutable_dir_target: None,
                 },
             ],
         }
     }
 
-    fn routing_dir() -> MutableDir {
+    fn mutable_dir() -> MutableDir {
         MutableDir::Dir(dir(
             "/R/var/lib/extensions.mutable/usr",
             "var/lib/extensions.mutable/usr",
@@ -677,7 +677,7 @@ mod tests {
 
     #[test]
     fn read_only_default() {
-        let p = plan(&inputs(MutableMode::Disabled, routing_dir())).unwrap();
+        let p = plan(&inputs(MutableMode::Disabled, mutable_dir())).unwrap();
         assert_eq!(p.extensions, vec!["bar", "foo"]);
         assert_eq!(p.hierarchies.len(), 1, "/opt has no content");
         let h = &p.hierarchies[0];
@@ -703,7 +703,7 @@ mod tests {
 
     #[test]
     fn auto_uses_routing_dir() {
-        let p = plan(&inputs(MutableMode::Auto, routing_dir())).unwrap();
+        let p = plan(&inputs(MutableMode::Auto, mutable_dir())).unwrap();
         let h = &p.hierarchies[0];
         assert!(matches!(
             &h.upper,
@@ -786,7 +786,7 @@ mod tests {
     #[test]
     fn import_layer_below_meta() {
         for m in [MutableMode::Import, MutableMode::EphemeralImport] {
-            let p = plan(&inputs(m, routing_dir())).unwrap();
+            let p = plan(&inputs(m, mutable_dir())).unwrap();
             let h = &p.hierarchies[0];
             assert_eq!(
                 h.lower[1],

@@ -65,7 +65,7 @@ pub struct HierarchyProbe {
     /// below our merge (only then is a gap-free refresh impossible).
     pub host: std::result::Result<Option<HostHandle>, ()>,
     /// The resolved routing dir.
-    pub routing: Option<OwnedFd>,
+    pub mutable_dir: Option<OwnedFd>,
     /// Our merge on it, if any.
     pub current: Option<Current>,
 }
@@ -345,14 +345,14 @@ pub fn probe_hierarchy(
     };
 
     // The routing dir.
-    let drel = h.routing_dir();
-    let routing_path = root.display(&drel);
+    let drel = h.mutable_dir();
+    let mutable_dir_path = root.display(&drel);
     let looked_up = if routing {
         root.resolve(&drel, OFlags::PATH)
     } else {
         Ok(None)
     };
-    let mut routing_target = None;
+    let mut mutable_dir_target = None;
     let (routing, routing_fd) = match looked_up {
         Ok(Some(r)) => {
             let st = rustix::fs::fstat(&r.fd).map_err(|e| Error::io("stat", &r.path, e))?;
@@ -401,7 +401,7 @@ pub fn probe_hierarchy(
             });
             if exists || parent_dangles {
                 if exists && !parent_dangles {
-                    routing_target = dangling_target(root, &drel);
+                    mutable_dir_target = dangling_target(root, &drel);
                 }
                 (MutableDir::Dangling, None)
             } else {
@@ -409,20 +409,20 @@ pub fn probe_hierarchy(
             }
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => (MutableDir::Dangling, None),
-        Err(e) => return Err(Error::io("resolve", &routing_path, e)),
+        Err(e) => return Err(Error::io("resolve", &mutable_dir_path, e)),
     };
     Ok((
         HierarchyInput {
             hierarchy: h.clone(),
             path,
             host: host_info,
-            routing_path,
-            routing,
-            routing_target,
+            mutable_dir_path,
+            mutable_dir: routing,
+            mutable_dir_target,
         },
         HierarchyProbe {
             host: host.map_err(|_| ()),
-            routing: routing_fd,
+            mutable_dir: routing_fd,
             current,
         },
     ))
@@ -547,7 +547,7 @@ pub fn probe(
             root,
             class,
             h,
-            mode.uses_routing_dir(),
+            mode.uses_mutable_dir(),
             inspect,
             upper_checks,
             resolved.next(),

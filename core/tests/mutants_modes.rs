@@ -124,9 +124,9 @@ fn inputs(mode: MutableMode) -> PlanInputs {
             hierarchy: Hierarchy::new("/usr").unwrap(),
             path: "/R/usr".into(),
             host: Some(usr),
-            routing_path: "/R/var/lib/extensions.mutable/usr".into(),
-            routing: MutableDir::Dir(routing),
-            routing_target: None,
+            mutable_dir_path: "/R/var/lib/extensions.mutable/usr".into(),
+            mutable_dir: MutableDir::Dir(routing),
+            mutable_dir_target: None,
         }],
     }
 }
@@ -145,7 +145,7 @@ fn mutants_plan_writable() {
 #[test]
 fn mutants_same_by_inode_and_by_path() {
     let mut i = inputs(Auto);
-    let MutableDir::Dir(d) = &mut i.hierarchies[0].routing else {
+    let MutableDir::Dir(d) = &mut i.hierarchies[0].mutable_dir else {
         unreachable!()
     };
     d.ino = 2;
@@ -154,7 +154,7 @@ fn mutants_same_by_inode_and_by_path() {
         Some(Upper::Host { .. })
     ));
     // Same inode number on another device: not the hierarchy.
-    let MutableDir::Dir(d) = &mut i.hierarchies[0].routing else {
+    let MutableDir::Dir(d) = &mut i.hierarchies[0].mutable_dir else {
         unreachable!()
     };
     d.dev = 7;
@@ -164,7 +164,7 @@ fn mutants_same_by_inode_and_by_path() {
         Some(Upper::MutableDir { .. })
     ));
     // Same path, other inode: the hierarchy.
-    let MutableDir::Dir(d) = &mut i.hierarchies[0].routing else {
+    let MutableDir::Dir(d) = &mut i.hierarchies[0].mutable_dir else {
         unreachable!()
     };
     d.path = "/R/usr".into();

@@ -167,8 +167,8 @@ fn build(g: &Gen) -> PlanInputs {
             parent_dev: Some(if cross { 2 } else { 1 }),
         });
         let host_mode = host.as_ref().map(|d| d.mode).unwrap_or(0o755);
-        let routing_rel = h.routing_dir();
-        let routing_path = format!("{ROOT}/{routing_rel}");
+        let routing_rel = h.mutable_dir();
+        let mutable_dir_path = format!("{ROOT}/{routing_rel}");
         let routing = match &hg.routing {
             RoutingGen::Missing => MutableDir::Missing,
             RoutingGen::Dangling => MutableDir::Dangling,
@@ -190,7 +190,7 @@ fn build(g: &Gen) -> PlanInputs {
                 under_root,
             } => {
                 let (p, r) = if *under_root {
-                    (routing_path.clone(), routing_rel.clone())
+                    (mutable_dir_path.clone(), routing_rel.clone())
                 } else {
                     (
                         format!("{ROOT}/elsewhere/{}", h.as_component()),
@@ -213,7 +213,7 @@ fn build(g: &Gen) -> PlanInputs {
             },
         };
         // A dangling link mostly names a target inside the root (which 262's `yes` creates).
-        let routing_target = match (&routing, hg.idx % 2) {
+        let mutable_dir_target = match (&routing, hg.idx % 2) {
             (MutableDir::Dangling, 0) => Some(format!("nonexistent/{}", h.as_component())),
             _ => None,
         };
@@ -221,9 +221,9 @@ fn build(g: &Gen) -> PlanInputs {
             hierarchy: h,
             path,
             host,
-            routing_path,
-            routing,
-            routing_target,
+            mutable_dir_path,
+            mutable_dir: routing,
+            mutable_dir_target,
         });
     }
     let extensions = g
@@ -268,14 +268,14 @@ fn overlay_without_content(i: &PlanInputs, idx: usize) -> bool {
         return false;
     }
     let h = &i.hierarchies[idx];
-    let dir = matches!(h.routing, MutableDir::Dir(_));
+    let dir = matches!(h.mutable_dir, MutableDir::Dir(_));
     let upper = match i.mode {
         Ephemeral | EphemeralImport => true,
         Disabled | Import => false,
         Auto => dir,
         Enabled => {
-            dir || matches!(h.routing, MutableDir::Missing)
-                || (matches!(h.routing, MutableDir::Dangling) && h.routing_target.is_some())
+            dir || matches!(h.mutable_dir, MutableDir::Missing)
+                || (matches!(h.mutable_dir, MutableDir::Dangling) && h.mutable_dir_target.is_some())
         }
     };
     let import = matches!(i.mode, Import | EphemeralImport) && dir;
@@ -309,7 +309,7 @@ fn oracle_errno(i: &PlanInputs) -> Result<(), i32> {
         let hier_mode = h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755);
         let is_self = |d: &DirInfo| h.host.as_ref().is_some_and(|host| same(host, d));
         if matches!(mode, Auto | Enabled) {
-            let m = match &h.routing {
+            let m = match &h.mutable_dir {
                 MutableDir::Dir(d) => Some(d.mode & 0o777),
                 MutableDir::NotDir { mode } => Some(mode & 0o777),
                 _ => None,
@@ -319,14 +319,14 @@ fn oracle_errno(i: &PlanInputs) -> Result<(), i32> {
             }
         }
         if matches!(mode, Import | EphemeralImport) {
-            match &h.routing {
+            match &h.mutable_dir {
                 MutableDir::Dir(d) if is_self(d) => return Err(libc::ELOOP),
                 MutableDir::NotDir { .. } => return Err(libc::EINVAL),
                 _ => {}
             }
         }
-        let creates_target = i.compat == Compat::V262 && h.routing_target.is_some();
-        match (mode, &h.routing) {
+        let creates_target = i.compat == Compat::V262 && h.mutable_dir_target.is_some();
+        match (mode, &h.mutable_dir) {
             (Auto, MutableDir::NotDir { .. }) => return Err(libc::EINVAL),
             (Enabled, MutableDir::Dangling) if creates_target => {}
             (Enabled, MutableDir::NotDir { .. } | MutableDir::Dangling) => {
@@ -431,15 +431,15 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
         }
         prop_assert_eq!(&hp.meta.extensions, &names);
         // Which upper: the table.
-        let is_self = matches!(&h.routing, MutableDir::Dir(d) if h.host.as_ref().is_some_and(|host| same(host, d)));
-        let want_upper = match (i.mode, &h.routing) {
+        let is_self = matches!(&h.mutable_dir, MutableDir::Dir(d) if h.host.as_ref().is_some_and(|host| same(host, d)));
+        let want_upper = match (i.mode, &h.mutable_dir) {
             (Disabled | Import, _) => "none",
             (Ephemeral | EphemeralImport, _) => "ephemeral",
             (Auto | Enabled, MutableDir::Dir(_)) if is_self => "host",
             (Auto | Enabled, MutableDir::Dir(_)) => "routing",
             (Enabled, MutableDir::Missing) => "create",
             (Enabled, MutableDir::Dangling)
-                if i.compat == Compat::V262 && h.routing_target.is_some() =>
+                if i.compat == Compat::V262 && h.mutable_dir_target.is_some() =>
             {
                 "create"
             }
@@ -481,7 +481,7 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
         // resolved path, as systemd does (`upper_dir = resolved_mutable_directory`; the same
         // path as the host's unless the routing dir reaches it otherwise, e.g. a bind mount).
         if let Some(Upper::Host { rel, path }) = &hp.upper {
-            let MutableDir::Dir(d) = &h.routing else {
+            let MutableDir::Dir(d) = &h.mutable_dir else {
                 unreachable!()
             };
             prop_assert_eq!((path, rel), (&d.path, &d.rel));
@@ -494,15 +494,15 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
         {
             // The routing dir, or (262) the target of its dangling link.
             let want = h
-                .routing_target
+                .mutable_dir_target
                 .clone()
-                .unwrap_or_else(|| h.hierarchy.routing_dir());
+                .unwrap_or_else(|| h.hierarchy.mutable_dir());
             prop_assert_eq!(rel, &want);
             prop_assert_eq!(path, &format!("{ROOT}/{want}"));
         }
         // Import layer just below meta, exactly in the import modes with a routing dir.
         let want_import =
-            matches!(i.mode, Import | EphemeralImport) && matches!(h.routing, MutableDir::Dir(_));
+            matches!(i.mode, Import | EphemeralImport) && matches!(h.mutable_dir, MutableDir::Dir(_));
         let imports: Vec<usize> = hp
             .lower
             .iter()
@@ -646,7 +646,7 @@ proptest! {
             (Err(a), Ok(_)) => {
                 // Only a dangling routing link that 262's `yes` follows and creates.
                 let creates = old.mode == MutableMode::Enabled
-                    && old.hierarchies.iter().any(|h| matches!(h.routing, MutableDir::Dangling) && h.routing_target.is_some());
+                    && old.hierarchies.iter().any(|h| matches!(h.mutable_dir, MutableDir::Dangling) && h.mutable_dir_target.is_some());
                 prop_assert!(creates, "257 fails ({}) where 262 plans", a)
             }
             (Ok(_), Err(b)) => prop_assert!(old.mode != MutableMode::Disabled, "262 fails in mode no: {}", b),
@@ -665,7 +665,7 @@ proptest! {
         i.mode = mode;
         let mut j = i.clone();
         for h in &mut j.hierarchies {
-            match &mut h.routing {
+            match &mut h.mutable_dir {
                 MutableDir::Dir(d) if h.host.as_ref().is_none_or(|host| !same(host, d)) => d.mode = m,
                 MutableDir::NotDir { mode } => *mode = m,
                 _ => {}
@@ -697,9 +697,9 @@ fn too_many_layers() {
             hierarchy: Hierarchy::new("/usr").unwrap(),
             path: "/R/usr".into(),
             host: None,
-            routing_path: "/R/var/lib/extensions.mutable/usr".into(),
-            routing: MutableDir::Missing,
-            routing_target: None,
+            mutable_dir_path: "/R/var/lib/extensions.mutable/usr".into(),
+            mutable_dir: MutableDir::Missing,
+            mutable_dir_target: None,
         }],
     };
     let p = plan(&mk(499)).unwrap();

@@ -388,7 +388,7 @@ fn layer_fd<'a, 'x>(
         Layer::Meta => return Ok(LayerFd::Borrowed(meta)),
         Layer::Import(p) => {
             let fd = hp
-                .routing
+                .mutable_dir
                 .as_ref()
                 .ok_or_else(|| Error::io("open", p, io::Error::from_raw_os_error(libc::ENOENT)))?;
             return Ok(LayerFd::Borrowed(fd.as_fd()));
@@ -553,7 +553,7 @@ fn build_with<'p>(
                     );
                 } else {
                     let fd = inputs.probed.hierarchies[h.index]
-                        .routing
+                        .mutable_dir
                         .as_ref()
                         .expect("probed routing dir");
                     upper_fd = Some(rustix::io::dup(fd).map_err(io_at("dup", path))?);
@@ -2104,9 +2104,9 @@ mod tests {
                 hierarchy: Hierarchy::new("/usr").unwrap(),
                 path: "/R/usr".into(),
                 host: Some(host),
-                routing_path: "/R/var/lib/extensions.mutable/usr".into(),
-                routing: MutableDir::Missing,
-                routing_target: None,
+                mutable_dir_path: "/R/var/lib/extensions.mutable/usr".into(),
+                mutable_dir: MutableDir::Missing,
+                mutable_dir_target: None,
             }],
         })
         .unwrap()
