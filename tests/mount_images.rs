@@ -538,22 +538,84 @@ fn signed_disk_image_needs_a_trusted_certificate() {
         .arg("-out")
         .arg(&cert));
     let (img_bytes, _) = ddi_signed(&std::fs::read(&e).unwrap(), true, true, Some((&key, &cert)));
-    std::fs::write(r.p("var/lib/extensions/sd.raw"), &img_bytes).unwrap();
-    // Untrusted: a policy that demands a signature refuses the image, naming why.
-    let err = ctx(&r, MutableMode::Disabled, Some("root=signed"))
-        .merge()
-        .unwrap_err();
-    assert!(err.to_string().contains("signature not accepted"), "{err}");
-    // ... but verity alone is fine if the policy allows it.
-    let c = ctx(&r, MutableMode::Disabled, Some("root=verity+signed"));
-    c.merge().unwrap();
-    c.unmerge().unwrap();
-    // Trusted: signed.
-    std::fs::create_dir_all("/run/verity.d").unwrap();
-    std::fs::copy(&cert, "/run/verity.d/test.crt").unwrap();
-    let c = ctx(&r, MutableMode::Disabled, Some("root=signed"));
-    c.merge().unwrap();
-    assert_eq!(r.read("usr/bin/sd").as_deref(), Some("from sd\n"));
-    c.unmerge().unwrap();
+    let img = r.p("var/lib/extensions/sd.raw");
+    std::fs::write(&img, &img_bytes).unwrap();
+    // With device-mapper (the VM guests) the image goes through dm-verity and the signature
+    // to the kernel too; its keyring does not hold the test key, so a signer not trusted in
+    // verity.d fails the image, whatever the policy (as systemd 257's activation does).
+    let dm = sysext::sys::dm::available();
+    let at = |level: sysext::Compat, policy: &str| {
+        let mut o = Options::new(ImageClass::Sysext);
+        o.root = Some(r.path.to_string_lossy().into_owned());
+        o.mutable = Some(MutableMode::Disabled);
+        o.image_policy = Some(policy.to_string());
+        o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
+        o.compat = Some(level);
+        Context::new(o).unwrap()
+    };
+    let settle = || {
+        if dm {
+            wait_for_no_dm_devices();
+            wait_for_no_loop_devices_for(&img);
+        }
+        assert_eq!(r.mounts_below(), 0);
+    };
+    let merges = |c: Context| {
+        c.merge().unwrap();
+        assert_eq!(r.read("usr/bin/sd").as_deref(), Some("from sd\n"));
+        let l = c.list().unwrap();
+        let want = if dm {
+            sysext::image::mount::VerityCheck::Kernel
+        } else {
+            sysext::image::mount::VerityCheck::Userspace
+        };
+        // (merged: `list` does not open it again)
+        assert!(l.iter().all(|x| x.verity.is_none()), "{l:?}");
+        c.unmerge().unwrap();
+        let l = c.list().unwrap();
+        assert_eq!(l.iter().find(|x| x.name == "sd").and_then(|x| x.verity), Some(want));
+        settle();
+    };
+    let refused = |c: Context| {
+        let err = c.merge().unwrap_err();
+        assert!(err.to_string().contains("signature not accepted"), "{err}");
+        settle();
+    };
+    for level in sysext::Compat::ALL {
+        // Untrusted: a policy that demands a signature refuses the image, naming why.
+        refused(at(level, "root=signed"));
+        // ... verity alone is fine if the policy allows it, where the check is ours alone
+        // (no device-mapper); with dm-verity the kernel has the last word.
+        if dm {
+            refused(at(level, "root=verity+signed"));
+        } else {
+            merges(at(level, "root=verity+signed"));
+        }
+    }
+    // Trusted certificates: 257 reads the host's verity.d whatever the root, 262 (systemd 259
+    // and newer) the ones below --root.
+    let host_dir = std::path::Path::new("/run/verity.d");
+    let root_dir = r.p("run/verity.d");
+    for (level, trusted_dir, other_dir) in [
+        (sysext::Compat::V257, host_dir, root_dir.as_path()),
+        (sysext::Compat::V262, root_dir.as_path(), host_dir),
+    ] {
+        std::fs::create_dir_all(other_dir).unwrap();
+        std::fs::copy(&cert, other_dir.join("test.crt")).unwrap();
+        refused(at(level, "root=signed"));
+        std::fs::remove_file(other_dir.join("test.crt")).unwrap();
+        std::fs::create_dir_all(trusted_dir).unwrap();
+        std::fs::copy(&cert, trusted_dir.join("test.crt")).unwrap();
+        merges(at(level, "root=signed"));
+        std::fs::remove_file(trusted_dir.join("test.crt")).unwrap();
+    }
+    // Below the root, a symlink that points outside it is resolved inside it: a link to the
+    // host's copy of the certificate does not trust it.
+    std::fs::create_dir_all(host_dir).unwrap();
+    std::fs::copy(&cert, host_dir.join("host.crt")).unwrap();
+    std::fs::create_dir_all(r.p("etc/verity.d")).unwrap();
+    std::os::unix::fs::symlink("../../../../run/verity.d/host.crt", r.p("etc/verity.d/up.crt")).unwrap();
+    std::os::unix::fs::symlink("/run/verity.d/host.crt", r.p("etc/verity.d/abs.crt")).unwrap();
+    refused(at(sysext::Compat::V262, "root=signed"));
     no_loop_devices_for(&r.p("var/lib/extensions/sd.raw"));
 }

@@ -2,6 +2,7 @@
 
 use crate::table::{self, Cell};
 use crate::term::Colors;
+use sysext::image::mount::VerityCheck;
 use sysext::{Extension, HierarchyStatus, PlanReport, UpperKind};
 
 /// A tiny JSON value, enough for our output.
@@ -242,6 +243,7 @@ pub fn list(imgs: &[Extension], json: Option<bool>, look: Look) {
                         ("state", J::Str(i.state.as_str().into())),
                         ("reason", i.reason.clone().map(J::Str).unwrap_or(J::Null)),
                         ("shadows", strs(&i.shadows)),
+                        ("verity", i.verity.map(|v| J::Str(v.as_str().into())).unwrap_or(J::Null)),
                     ])
                 })
                 .collect(),
@@ -268,6 +270,15 @@ pub fn list(imgs: &[Extension], json: Option<bool>, look: Look) {
                     None => i.state.as_str().to_string(),
                 }];
                 state.extend(i.shadows.iter().map(|s| format!("shadows {s}")));
+                // Where a merge checks the image's verity data.
+                state.extend(i.verity.map(|v| match v {
+                    VerityCheck::Kernel => {
+                        "verity: dm-verity (the kernel checks every read)".to_string()
+                    }
+                    VerityCheck::Userspace => {
+                        "verity: userspace (checked once before mounting; no device-mapper)".to_string()
+                    }
+                }));
                 row.push(Cell::lines(&state));
             }
             row

@@ -226,6 +226,11 @@ pub struct Extension {
     /// has none, when it was not inspected ([`ImageState::Unknown`], refused block
     /// devices) and for image files of the current merge (not mounted again).
     pub release: ReleaseData,
+    /// Where a merge checks its verity data (image files with verity): by the kernel's
+    /// dm-verity, or once in userspace where there is no device-mapper. `None` for
+    /// directories, unprotected images, merged ones (not opened again) and images that
+    /// could not be opened.
+    pub verity: Option<crate::image::mount::VerityCheck>,
 }
 
 /// A dry run of `merge`: what would be merged and how.
@@ -428,7 +433,8 @@ impl Context {
         let host = self.host_release().ok().map(|os| self.host_from(&os));
         let mut v = Vec::new();
         for d in found {
-            let (state, reason, release) = self.examine(&d, host.as_ref(), merged.contains(&d.name));
+            let (state, reason, release, verity) =
+                self.examine(&d, host.as_ref(), merged.contains(&d.name));
             v.push(Extension {
                 name: d.name,
                 kind: d.kind,
@@ -438,6 +444,7 @@ impl Context {
                 state,
                 reason,
                 release,
+                verity,
             });
         }
         v.sort_by(|a, b| a.name.cmp(&b.name));
@@ -446,13 +453,14 @@ impl Context {
 
     /// What `list` shows for an image: the [verdict](Context::verdict), and before it what
     /// only `list` tells (part of the current merge, not inspectable without privileges,
-    /// unreadable, an empty directory that masks others); with its release data.
+    /// unreadable, an empty directory that masks others); with its release data and where
+    /// its verity data is checked.
     fn examine(
         &self,
         d: &DiscoveredImage,
         host: Option<&Host>,
         merged: bool,
-    ) -> (ImageState, Option<String>, ReleaseData) {
+    ) -> (ImageState, Option<String>, ReleaseData, Option<crate::image::mount::VerityCheck>) {
         if merged {
             // Directories are read again for their release data; image files are not
             // mounted a second time.
@@ -460,18 +468,23 @@ impl Context {
                 true => self.read_metadata(d).map(|(_, rel)| rel.data).unwrap_or_default(),
                 false => ReleaseData::new(),
             };
-            return (ImageState::Merged, None, release);
+            return (ImageState::Merged, None, release, None);
         }
         if !d.kind.is_tree() && self.refused_block_device(d).is_none() && !has_cap_sys_admin() {
             return (
                 ImageState::Unknown,
                 Some("image files can only be inspected with privileges".into()),
                 ReleaseData::new(),
+                None,
             );
         }
         let opened = match self.open_image(d) {
             Ok(o) => o,
-            Err(e) => return (ImageState::Invalid, Some(e.to_string()), ReleaseData::new()),
+            Err(e) => return (ImageState::Invalid, Some(e.to_string()), ReleaseData::new(), None),
+        };
+        let verity = match &opened {
+            Opened::Read(tree, _) => tree.verity,
+            Opened::Refused(_) => None,
         };
         if let Opened::Read(tree, rel) = &opened {
             if d.kind.is_tree()
@@ -479,7 +492,7 @@ impl Context {
                 && crate::root::dir_is_empty(tree.fd.as_fd()).unwrap_or(false)
             {
                 let why = format!("empty directory, masks {}", d.shadows.join(", "));
-                return (ImageState::Masked, Some(why), rel.data.clone());
+                return (ImageState::Masked, Some(why), rel.data.clone(), verity);
             }
         }
         let (state, reason) = self.verdict(&d.name, &opened, host);
@@ -487,7 +500,7 @@ impl Context {
             Opened::Read(_, rel) => rel.data,
             Opened::Refused(_) => ReleaseData::new(),
         };
-        (state, reason, release)
+        (state, reason, release, verity)
     }
 
     /// Why a block device image is not used: below an explicit root unless allowed.
@@ -765,6 +778,7 @@ impl Context {
                         fd,
                         is_mount: false,
                         identity: img.identity,
+                        verity: None,
                     },
                     rel,
                 ))
@@ -781,7 +795,7 @@ impl Context {
                     self.block_devices_allowed(),
                     self.kernel(),
                     &step,
-                    self.compat().discovers_verity_root_hash_in_image(),
+                    self.compat(),
                 )
                 .map_err(|e| match e {
                     crate::image::ImageError::Policy(reason) => Error::ImagePolicy {
@@ -837,6 +851,7 @@ impl Context {
                         fd: tree,
                         is_mount: true,
                         identity: img.identity,
+                        verity: m.verity,
                     },
                     rel,
                 ))

@@ -58,6 +58,13 @@ impl Compat {
 
     // ---- The switches. One per behavioural difference; each says which release changed it.
 
+    /// The trusted certificates for verity signatures (`verity.d`) are read below `--root`
+    /// (systemd 259, PR 39991 "sysext: Get verity user certs from given --root="); 257 reads
+    /// the host's, whatever the root.
+    pub fn reads_verity_certs_in_root(self) -> bool {
+        self >= Compat::V262
+    }
+
     /// `status`: a hierarchy without a merge reports an empty list of extensions (`[]` in
     /// JSON, `-` in the table) instead of the string `none` (262; 257 prints `none`).
     pub fn status_lists_unmerged_as_empty(self) -> bool {
@@ -246,5 +253,6 @@ mod tests {
         assert!(!a.refuses_malformed_work_dir() && b.refuses_malformed_work_dir());
         assert!(!a.restarts_extension_units() && b.restarts_extension_units());
         assert!(!a.reads_config_files() && b.reads_config_files());
+        assert!(!a.reads_verity_certs_in_root() && b.reads_verity_certs_in_root());
     }
 }

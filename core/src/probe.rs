@@ -28,6 +28,8 @@ pub struct ImageTree {
     pub is_mount: bool,
     /// Identity of the image file or directory, as discovered.
     pub identity: crate::discover::FileIdentity,
+    /// Where its verity data is checked (image files with verity; `None` otherwise).
+    pub verity: Option<crate::image::mount::VerityCheck>,
 }
 
 /// The host side of a hierarchy.

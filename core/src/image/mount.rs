@@ -33,6 +33,36 @@ pub struct MountedImage {
     pub disk_image: bool,
     /// Things worth a debug message (a broken primary GPT replaced by the backup one).
     pub notes: Vec<String>,
+    /// Where verity is checked, for a verity-protected image (`None`: not protected).
+    pub verity: Option<VerityCheck>,
+}
+
+/// Where the verity data of a mounted image is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerityCheck {
+    /// By the kernel, every block on every read (a dm-verity device).
+    Kernel,
+    /// Once, in userspace, before mounting (no device-mapper here): later changes to the
+    /// file are not caught.
+    Userspace,
+}
+
+impl VerityCheck {
+    /// `dm-verity` or `userspace` (as `list --long` and `list --json` show it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerityCheck::Kernel => "dm-verity",
+            VerityCheck::Userspace => "userspace",
+        }
+    }
+
+    fn of(p: Protection, plan: Option<&DmPlan<'_>>) -> Option<VerityCheck> {
+        match (p, plan) {
+            (Protection::Verity | Protection::Signed, Some(_)) => Some(VerityCheck::Kernel),
+            (Protection::Verity | Protection::Signed, None) => Some(VerityCheck::Userspace),
+            _ => None,
+        }
+    }
 }
 
 /// Called before each mount-related step (fault injection in tests).
@@ -256,6 +286,7 @@ fn decide_verity<'a>(
     policy: &ImagePolicy,
     explicit_policy: bool,
     parts: &VerityParts,
+    trust: Trust<'_>,
 ) -> Result<(Protection, Option<DmPlan<'a>>), ImageError> {
     let (Some(hash), Some(rh)) = (hash, root_hash) else {
         // No root hash: verity cannot be set up; the region is used unprotected.
@@ -285,7 +316,15 @@ fn decide_verity<'a>(
     let Some(sig) = sig else {
         return Ok((Protection::Verity, dm.then(|| plan(None))));
     };
-    let trusted = crate::image::signature::load_default_trusted();
+    let trusted = match trust {
+        Trust::Host => crate::image::signature::load_default_trusted(),
+        Trust::Beneath(root) => {
+            let shown = crate::root::fd_path(root)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            crate::image::signature::load_trusted_beneath(root, &shown).0
+        }
+    };
     let hex: String = rh.iter().map(|b| format!("{b:02x}")).collect();
     match crate::image::signature::verify_signature(sig, &hex, &trusted) {
         // Accepted: the kernel gets the signature too, where it can check it.
@@ -313,6 +352,16 @@ fn decide_verity<'a>(
             }
         ))),
     }
+}
+
+/// Where the trusted certificates for a signature check are read (see
+/// [`crate::level::Compat::reads_verity_certs_in_root`]).
+#[derive(Clone, Copy)]
+enum Trust<'a> {
+    /// The host's `verity.d` directories (systemd 257).
+    Host,
+    /// The `verity.d` directories below this root (systemd 259 and newer).
+    Beneath(BorrowedFd<'a>),
 }
 
 /// Where verity is checked, for the debug log: by the kernel on every read (dm-verity), or
@@ -511,13 +560,15 @@ pub fn open_image(
         allow_block,
         kernel,
         step,
-        false,
+        crate::level::Compat::V257,
     )
 }
 
-/// [`open_image`], and with `guess_root_hash` a DDI whose data and verity partitions come
-/// without a root hash takes the two partition UUIDs as root hash (systemd 258 and newer, see
-/// [`crate::level::Compat::discovers_verity_root_hash_in_image`]).
+/// [`open_image`] at a compatibility level (`open_image` is at 257): at 262 a DDI whose data
+/// and verity partitions come without a root hash takes the two partition UUIDs as root hash
+/// (systemd 258 and newer, see [`crate::level::Compat::discovers_verity_root_hash_in_image`]),
+/// and the trusted certificates for signatures are read below `root` (systemd 259 and newer,
+/// [`crate::level::Compat::reads_verity_certs_in_root`]).
 #[allow(clippy::too_many_arguments)]
 pub fn open_image_with(
     root: BorrowedFd<'_>,
@@ -528,8 +579,14 @@ pub fn open_image_with(
     allow_block: bool,
     kernel: crate::kernel::Kernel,
     step: StepHook<'_>,
-    guess_root_hash: bool,
+    level: crate::level::Compat,
 ) -> Result<MountedImage, ImageError> {
+    let guess_root_hash = level.discovers_verity_root_hash_in_image();
+    let trust = if level.reads_verity_certs_in_root() {
+        Trust::Beneath(root)
+    } else {
+        Trust::Host
+    };
     let (file, is_regular, size) = open_image_file(root, image_rel, allow_block)?;
     // erofs straight from the file is tried only where the caller allows it (see
     // [`crate::kernel::KernelFeatures::EROFS_FILE`]).
@@ -578,6 +635,7 @@ pub fn open_image_with(
                     policy,
                     explicit_policy,
                     &vparts,
+                    trust,
                 )?
             }
             _ => (Protection::Unprotected, None),
@@ -606,6 +664,7 @@ pub fn open_image_with(
             protection,
             disk_image: false,
             notes,
+            verity: VerityCheck::of(protection, plan.as_ref()),
         });
     }
 
@@ -645,7 +704,7 @@ pub fn open_image_with(
     .ok();
     let mount_part = |d: PartitionDesignator,
                       part: &gpt::Part|
-     -> Result<(OwnedFd, FsType, Protection, Option<String>), ImageError> {
+     -> Result<(OwnedFd, FsType, Protection, Option<String>, Option<VerityCheck>), ImageError> {
         let (vd, sd) = (
             d.verity().expect("data designator"),
             d.verity_sig().expect("data designator"),
@@ -715,6 +774,7 @@ pub fn open_image_with(
             policy,
             explicit_policy,
             &vparts,
+            trust,
         )?;
         check_policy(policy, d, protection)?;
         policy
@@ -756,15 +816,20 @@ pub fn open_image_with(
             fstype,
             protection,
             protection_note(protection, plan.as_ref()),
+            VerityCheck::of(protection, plan.as_ref()),
         ))
     };
 
     let root_part = sel.root.clone();
     let usr_part = sel.usr.clone();
-    let mut take_note = |x: (OwnedFd, FsType, Protection, Option<String>)| {
+    // Where verity is checked: the usr partition's where there is one (its protection is
+    // the image's, below), else the root partition's.
+    let mut verity = None;
+    let mut take_note = |x: (OwnedFd, FsType, Protection, Option<String>, Option<VerityCheck>)| {
         if let Some(n) = x.3 {
             notes.push(n);
         }
+        verity = x.4;
         (x.0, x.1, x.2)
     };
     let rootm = match &root_part {
@@ -782,6 +847,7 @@ pub fn open_image_with(
             protection,
             disk_image: true,
             notes,
+            verity,
         }),
         (root_m, Some((u, fstype, protection))) => {
             let usr = ImagePart::Partition {
@@ -834,6 +900,7 @@ pub fn open_image_with(
                 protection,
                 disk_image: true,
                 notes,
+                verity,
             })
         }
         (None, None) => Err(ImageError::PartitionSelection {

@@ -28,8 +28,10 @@ use x509_cert::Certificate;
 
 use super::verity::{decode_hex, encode_hex, VeritySignature};
 
-/// Where trusted verity certificates (`*.crt`) live, highest priority first. These are
-/// host paths: systemd reads them from the host even for images under `--root`.
+/// Where trusted verity certificates (`*.crt`) live, highest priority first. systemd 257
+/// reads them from the host even for images under `--root`; systemd 259 and newer (PR 39991,
+/// "sysext: Get verity user certs from given --root=") below the root (see
+/// [`load_trusted_beneath`] and [`crate::level::Compat::reads_verity_certs_in_root`]).
 pub const TRUST_DIRS: &[&str] = &[
     "/etc/verity.d",
     "/run/verity.d",
@@ -326,6 +328,84 @@ pub fn load_trusted(dirs: &[&Path]) -> Vec<TrustedCert> {
 pub fn load_default_trusted() -> Vec<TrustedCert> {
     let dirs: Vec<&Path> = TRUST_DIRS.iter().map(Path::new).collect();
     load_trusted(&dirs)
+}
+
+/// [`load_trusted`] from the [`TRUST_DIRS`] below the directory `root` (each path resolved
+/// inside it, symlinks too, as systemd's `conf_files_list_nulstr()` with a root does);
+/// `shown` is the root's path for messages (`""` for the host's `/`). Also returns why files
+/// were skipped.
+pub fn load_trusted_beneath(
+    root: std::os::fd::BorrowedFd<'_>,
+    shown: &str,
+) -> (Vec<TrustedCert>, Vec<SignatureError>) {
+    use rustix::fs::{FileType, OFlags};
+    let shown = shown.trim_end_matches('/');
+    let mut chosen: std::collections::BTreeMap<std::ffi::OsString, Option<String>> =
+        Default::default();
+    let mut errors = Vec::new();
+    let io_err = |path: String, source: io::Error| SignatureError::Io {
+        path: PathBuf::from(path),
+        source,
+    };
+    for dir in TRUST_DIRS {
+        let dfd = match crate::root::open_beneath(root, dir, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => continue,
+            Err(e) => {
+                errors.push(io_err(format!("{shown}{dir}"), e));
+                continue;
+            }
+        };
+        let names = match fs::read_dir(crate::root::proc_fd_path(std::os::fd::AsFd::as_fd(&dfd))) {
+            Ok(rd) => rd.flatten().map(|e| e.file_name()).collect::<Vec<_>>(),
+            Err(e) => {
+                errors.push(io_err(format!("{shown}{dir}"), e));
+                continue;
+            }
+        };
+        for name in names {
+            let bytes = name.as_encoded_bytes();
+            if !bytes.ends_with(b".crt") || bytes.starts_with(b".") || chosen.contains_key(&name) {
+                continue;
+            }
+            let rel = format!("{dir}/{}", name.to_string_lossy());
+            // Followed inside the root; what is neither a regular file nor a mask (a
+            // directory, a dangling symlink) is skipped and hides nothing.
+            let st = crate::root::open_beneath(root, &rel, OFlags::PATH)
+                .and_then(|fd| rustix::fs::fstat(&fd).map_err(io::Error::from));
+            match st {
+                Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                    FileType::CharacterDevice => {
+                        chosen.insert(name, None);
+                    }
+                    FileType::RegularFile if st.st_size == 0 => {
+                        chosen.insert(name, None);
+                    }
+                    FileType::RegularFile => {
+                        chosen.insert(name, Some(rel));
+                    }
+                    _ => {}
+                },
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                Err(e) => errors.push(io_err(format!("{shown}{rel}"), e)),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for rel in chosen.into_values().flatten() {
+        let path = format!("{shown}{rel}");
+        match crate::smallfile::read_beneath(root, &rel, MAX_CERT_FILE) {
+            Ok(bytes) => match TrustedCert::parse_file(&bytes, &path) {
+                Ok(certs) => out.extend(certs),
+                Err(e) => errors.push(e),
+            },
+            Err(e) => errors.push(SignatureError::BadCertificate {
+                path: PathBuf::from(path),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    (out, errors)
 }
 
 /// Like [`load_trusted`], also returning why files were skipped.
