@@ -130,6 +130,12 @@ fn time<F: FnMut() -> bool>(mut f: F) -> Option<Duration> {
     }
 }
 
+/// CPU time of this process so far (user + system, every thread).
+fn cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 fn median(mut v: Vec<Duration>) -> Option<Duration> {
     if v.is_empty() {
         return None;
@@ -552,7 +558,13 @@ fn main() {
     // The oracle's set-up: shared propagation, the chroot's own mounts, a tmpfs sandbox.
     let o = Path::new(ORACLE);
     let have_systemd = o.join("usr/bin/systemd-sysext").exists();
-    let sb = o.join("sb");
+    // Without the chroot, the sandbox is a directory of our own in $TMPDIR, never a path
+    // below ORACLE (an empty one there makes setup-oracle refuse to build the chroot).
+    let sb = if have_systemd {
+        o.join("sb")
+    } else {
+        std::env::temp_dir().join(format!("sysext-bench.{}", std::process::id()))
+    };
     if have_systemd {
         sh("mount --make-rshared /");
         sh(&format!("mount --bind {0} {0}", o.display()));
@@ -654,28 +666,50 @@ fn main() {
                     ctx: Context::new(without).unwrap(),
                 },
             ];
-            let mut merge: [Vec<Duration>; 2] = Default::default();
-            let mut both: [Vec<Duration>; 2] = Default::default();
+            // Per run: wall time, and the CPU time of this process (user + system, all
+            // threads). On a loaded machine the wall median moves with the neighbours; the
+            // wall minimum and the CPU time move much less, so all three are printed.
+            let mut merge: [Vec<(Duration, Duration)>; 2] = Default::default();
+            let mut both: [Vec<(Duration, Duration)>; 2] = Default::default();
             for r in 0..reps {
                 let order = if r % 2 == 0 { [0, 1, 1, 0] } else { [1, 0, 0, 1] };
                 for &i in &order {
-                    let t0 = std::time::Instant::now();
+                    let (t0, c0) = (std::time::Instant::now(), cpu_time());
                     assert!(tools[i].merge(), "merge failed");
-                    let m = t0.elapsed();
+                    let (m, mc) = (t0.elapsed(), cpu_time() - c0);
                     assert!(tools[i].unmerge(), "unmerge failed");
-                    merge[i].push(m);
-                    both[i].push(t0.elapsed());
+                    merge[i].push((m, mc));
+                    both[i].push((t0.elapsed(), cpu_time() - c0));
                 }
             }
-            let [mw, mo] = merge.map(|v| median(v).unwrap().as_secs_f64() * 1e6);
-            let [bw, bo] = both.map(|v| median(v).unwrap().as_secs_f64() * 1e6);
-            println!(
-                "{label}: merge {mw:.1} µs with the intent record, {mo:.1} µs without: {:.3}x; \
-                 merge+unmerge {bw:.1} / {bo:.1} µs: {:.3}x ({} runs each)",
-                mw / mo,
-                bw / bo,
-                2 * reps
-            );
+            let stats = |v: &[(Duration, Duration)]| -> [f64; 3] {
+                let wall: Vec<Duration> = v.iter().map(|p| p.0).collect();
+                let cpu: Vec<Duration> = v.iter().map(|p| p.1).collect();
+                let us = |d: Duration| d.as_secs_f64() * 1e6;
+                [
+                    us(median(wall.clone()).unwrap()),
+                    us(*wall.iter().min().unwrap()),
+                    us(median(cpu).unwrap()),
+                ]
+            };
+            for (what, runs) in [("merge", &merge), ("merge+unmerge", &both)] {
+                let [w, o] = [stats(&runs[0]), stats(&runs[1])];
+                println!(
+                    "{label}: {what} with/without the intent record: wall median {:.0}/{:.0} µs \
+                     {:.3}x, wall min {:.0}/{:.0} µs {:.3}x, CPU median {:.0}/{:.0} µs {:.3}x \
+                     ({} runs each)",
+                    w[0],
+                    o[0],
+                    w[0] / o[0],
+                    w[1],
+                    o[1],
+                    w[1] / o[1],
+                    w[2],
+                    o[2],
+                    w[2] / o[2],
+                    2 * reps
+                );
+            }
             continue;
         }
         if let Some(which) = &profile {
@@ -808,6 +842,10 @@ fn main() {
             ratio("syscall floor + meta files")
         ));
         eprintln!("done: {label}");
+    }
+    if !have_systemd {
+        let _ = rustix::mount::unmount(&sb, rustix::mount::UnmountFlags::DETACH);
+        let _ = std::fs::remove_dir(&sb);
     }
     if profile.is_some() || args.iter().any(|a| a == "--intent-cost") {
         return;
