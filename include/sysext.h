@@ -1722,6 +1722,57 @@ const char *sysext_report_get_skipped_reason(const struct sysext_report *report,
 bool sysext_report_needs_reload(const struct sysext_report *report);
 
 /**
+ * The number of units the merged (or, for unmerge, the removed) extensions ask to have
+ * restarted (`EXTENSION_RESTART_UNITS=` in their release files, systemd 259), each unit
+ * once, in the order found. Collected at every compatibility level and also with a root
+ * or `no_reload`; acting on them (after the manager reload) is the caller's business.
+ *
+ * Returns 0 if `report` is NULL.
+ *
+ * # Safety
+ * `report` is NULL or a live `sysext_report`.
+ *
+ * Thread safety: may be called from several threads at once on the same handle.
+ */
+size_t sysext_report_restart_units_count(const struct sysext_report *report);
+
+/**
+ * The `index`-th unit to restart (`"foo.service"`), or NULL if `report` is NULL or
+ * `index` is out of range. Valid until the report is freed.
+ *
+ * # Safety
+ * `report` is NULL or a live `sysext_report`.
+ *
+ * Thread safety: may be called from several threads at once on the same handle.
+ */
+const char *sysext_report_get_restart_unit(const struct sysext_report *report, size_t index);
+
+/**
+ * The number of units to reload-or-restart (`EXTENSION_RELOAD_OR_RESTART_UNITS=`), each
+ * once, without those also to be restarted.
+ *
+ * Returns 0 if `report` is NULL.
+ *
+ * # Safety
+ * `report` is NULL or a live `sysext_report`.
+ *
+ * Thread safety: may be called from several threads at once on the same handle.
+ */
+size_t sysext_report_reload_or_restart_units_count(const struct sysext_report *report);
+
+/**
+ * The `index`-th unit to reload-or-restart, or NULL if `report` is NULL or `index` is
+ * out of range. Valid until the report is freed.
+ *
+ * # Safety
+ * `report` is NULL or a live `sysext_report`.
+ *
+ * Thread safety: may be called from several threads at once on the same handle.
+ */
+const char *sysext_report_get_reload_or_restart_unit(const struct sysext_report *report,
+                                                     size_t index);
+
+/**
  * Free a report. NULL is allowed and does nothing.
  *
  * # Safety

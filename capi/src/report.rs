@@ -42,6 +42,8 @@ pub(crate) struct ReportData {
     unmerged: Vec<CString>,
     skipped: Vec<SkippedData>,
     needs_reload: bool,
+    restart_units: Vec<CString>,
+    reload_or_restart_units: Vec<CString>,
 }
 
 impl Castable for sysext_report {
@@ -58,6 +60,8 @@ impl From<sysext::Report> for ReportData {
             unmerged: r.unmerged.into_iter().map(cstring).collect(),
             skipped: r.skipped.into_iter().map(SkippedData::from).collect(),
             needs_reload: r.needs_reload,
+            restart_units: r.units.restart.into_iter().map(cstring).collect(),
+            reload_or_restart_units: r.units.reload_or_restart.into_iter().map(cstring).collect(),
         }
     }
 }
@@ -240,6 +244,79 @@ impl sysext_report {
     #[no_mangle]
     pub unsafe extern "C" fn sysext_report_needs_reload(report: *const sysext_report) -> bool {
         ffi_boundary!(default => false, { handle::try_ref(report).is_some_and(|r| r.needs_reload) })
+    }
+
+    /// The number of units the merged (or, for unmerge, the removed) extensions ask to have
+    /// restarted (`EXTENSION_RESTART_UNITS=` in their release files, systemd 259), each unit
+    /// once, in the order found. Collected at every compatibility level and also with a root
+    /// or `no_reload`; acting on them (after the manager reload) is the caller's business.
+    ///
+    /// Returns 0 if `report` is NULL.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_restart_units_count(
+        report: *const sysext_report,
+    ) -> usize {
+        ffi_boundary!(default => 0, {
+            handle::try_ref(report).map_or(0, |r| r.restart_units.len())
+        })
+    }
+
+    /// The `index`-th unit to restart (`"foo.service"`), or NULL if `report` is NULL or
+    /// `index` is out of range. Valid until the report is freed.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_get_restart_unit(
+        report: *const sysext_report,
+        index: usize,
+    ) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.restart_units, index))
+        })
+    }
+
+    /// The number of units to reload-or-restart (`EXTENSION_RELOAD_OR_RESTART_UNITS=`), each
+    /// once, without those also to be restarted.
+    ///
+    /// Returns 0 if `report` is NULL.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_reload_or_restart_units_count(
+        report: *const sysext_report,
+    ) -> usize {
+        ffi_boundary!(default => 0, {
+            handle::try_ref(report).map_or(0, |r| r.reload_or_restart_units.len())
+        })
+    }
+
+    /// The `index`-th unit to reload-or-restart, or NULL if `report` is NULL or `index` is
+    /// out of range. Valid until the report is freed.
+    ///
+    /// # Safety
+    /// `report` is NULL or a live `sysext_report`.
+    ///
+    /// Thread safety: may be called from several threads at once on the same handle.
+    #[no_mangle]
+    pub unsafe extern "C" fn sysext_report_get_reload_or_restart_unit(
+        report: *const sysext_report,
+        index: usize,
+    ) -> *const c_char {
+        ffi_boundary!(default => std::ptr::null(), {
+            handle::try_ref(report)
+                .map_or(std::ptr::null(), |r| nth_ptr(&r.reload_or_restart_units, index))
+        })
     }
 
     /// Free a report. NULL is allowed and does nothing.

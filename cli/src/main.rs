@@ -460,6 +460,10 @@ fn run(a: Args) -> Result<(), String> {
     opts.no_reload = a.no_reload;
     opts.allow_block_devices = a.allow_block_devices;
     opts.compat = Some(a.compat);
+    if a.compat.reads_overlayfs_mount_options_env() {
+        // Set, even to nothing, it replaces the default options (as in systemd).
+        opts.overlay_options = std::env::var(sysext::overlayopts::env_name(a.class)).ok();
+    }
     opts.sink = Arc::new(move |e: &Event| {
         if e.level() >= Level::Info || verbose {
             eprintln!("{e}");

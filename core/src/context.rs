@@ -76,6 +76,13 @@ pub struct Options {
     /// The compatibility level (which systemd release to follow where they differ); `None`
     /// reads `LIBSYSEXT_COMPAT` (`257`, `262`), then takes the newest ([`Compat::NEWEST`]).
     pub compat: Option<Compat>,
+    /// Overlayfs mount options for every overlay, comma-separated as `mount -o` takes them
+    /// (what systemd 259 reads from `$SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS`; the library
+    /// never reads that variable, the CLI does). `None`: the defaults (a writable merge gets
+    /// `redirect_dir=on,noatime,metacopy=off,index=off`, a read-only one nothing); a list,
+    /// even an empty one, replaces them. Mount-flag words (`noatime`, `nosuid`, …) become
+    /// mount flags. See [`crate::overlayopts`].
+    pub overlay_options: Option<String>,
     /// Receives progress events.
     pub sink: Arc<dyn EventSink>,
 }
@@ -97,6 +104,7 @@ impl std::fmt::Debug for Options {
             .field("allow_block_devices", &self.allow_block_devices)
             .field("kernel", &self.kernel)
             .field("compat", &self.compat)
+            .field("overlay_options", &self.overlay_options)
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +128,7 @@ impl Options {
             intent_record: true,
             kernel: kernel_features_from_env(),
             compat: None,
+            overlay_options: None,
             sink: Arc::new(NullSink),
         }
     }
@@ -274,6 +283,7 @@ pub struct Context {
     hierarchies: Vec<Hierarchy>,
     mode: MutableMode,
     compat: Compat,
+    overlay_options: Option<crate::overlayopts::OverlayOptions>,
     faults: FaultInjector,
     initrd: bool,
     lock_path: std::sync::OnceLock<std::path::PathBuf>,
@@ -347,6 +357,10 @@ impl Context {
             })?),
             None => None,
         };
+        let overlay_options = match &opts.overlay_options {
+            Some(s) => Some(crate::overlayopts::OverlayOptions::parse(s)?),
+            None => None,
+        };
         Ok(Context {
             opts,
             policy,
@@ -354,6 +368,7 @@ impl Context {
             hierarchies,
             mode,
             compat,
+            overlay_options,
             faults: FaultInjector::from_env(),
             initrd,
             lock_path: std::sync::OnceLock::new(),
@@ -941,7 +956,10 @@ impl Context {
     pub fn plan(&self) -> Result<PlanReport> {
         let g = self.gather(false, None, &[])?;
         let probed = self.probe(self.mode, &g.trees, Vec::new())?;
-        let plan = plan::plan(&probed.inputs)?;
+        let mut plan = plan::plan(&probed.inputs)?;
+        if let Some(o) = &self.overlay_options {
+            o.apply_to(&mut plan);
+        }
         Ok(PlanReport {
             plan,
             skipped: g.skipped,
@@ -1331,7 +1349,7 @@ impl Context {
             report.unmerged = u.unmerged;
             probed = self.probe(mode, &g.trees, Vec::new())?;
         }
-        let plan = match plan::plan(&probed.inputs) {
+        let mut plan = match plan::plan(&probed.inputs) {
             Ok(p) => p,
             Err(e) => {
                 // Where the mount would fail, systemd has reached it and done a few things
@@ -1353,6 +1371,9 @@ impl Context {
                 return Err(e);
             }
         };
+        if let Some(o) = &self.overlay_options {
+            o.apply_to(&mut plan);
+        }
         phase("probe and plan", t1);
         let t2 = std::time::Instant::now();
         report.merged = plan.extensions.clone();
@@ -1655,6 +1676,7 @@ fn fingerprint(plan: &Plan, trees: &[ImageTree], probed: &probe::Probed) -> u64 
         hp.work_dir.hash(&mut h);
         hp.top_mode.hash(&mut h);
         hp.flags.hash(&mut h);
+        hp.fs_options.hash(&mut h);
         hp.meta.hash(&mut h);
     }
     for t in trees {

@@ -175,6 +175,13 @@ impl Compat {
         self >= Compat::V262
     }
 
+    /// The CLI reads `$SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS` /
+    /// `$SYSTEMD_CONFEXT_OVERLAYFS_MOUNT_OPTIONS` into [`crate::Options::overlay_options`]
+    /// (259); 257 ignores both. (The library option works at every level.)
+    pub fn reads_overlayfs_mount_options_env(self) -> bool {
+        self >= Compat::V262
+    }
+
     /// `--mutable=help` lists the modes ("Known mutability modes:" and one per line) (262);
     /// 257 fails to parse `help` like any unknown mode.
     pub fn has_mutable_help(self) -> bool {
@@ -254,5 +261,8 @@ mod tests {
         assert!(!a.restarts_extension_units() && b.restarts_extension_units());
         assert!(!a.reads_config_files() && b.reads_config_files());
         assert!(!a.reads_verity_certs_in_root() && b.reads_verity_certs_in_root());
+        assert!(
+            !a.reads_overlayfs_mount_options_env() && b.reads_overlayfs_mount_options_env()
+        );
     }
 }

@@ -36,6 +36,7 @@ pub mod lock;
 pub mod meta;
 pub mod mountinfo;
 pub mod mutable;
+pub mod overlayopts;
 pub mod plan;
 pub mod probe;
 pub mod release;

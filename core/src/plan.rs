@@ -241,6 +241,10 @@ pub struct MountFlags {
     pub noexec: bool,
     /// `noatime` (writable merges).
     pub noatime: bool,
+    /// `strictatime` (only from the caller's overlay options).
+    pub strictatime: bool,
+    /// `nodiratime` (only from the caller's overlay options).
+    pub nodiratime: bool,
 }
 
 /// The overlay for one hierarchy.
@@ -267,6 +271,9 @@ pub struct HierarchyPlan {
     pub parent_mode: u32,
     /// Mount flags.
     pub flags: MountFlags,
+    /// Overlayfs options after the layers (`redirect_dir=on`, …): the defaults of the merge's
+    /// kind, or those the caller gave ([`crate::overlayopts`]).
+    pub fs_options: Vec<crate::overlayopts::FsOption>,
     /// Contents of the meta dir (the `dev` is filled in after mounting).
     pub meta: MetaDir,
 }
@@ -595,7 +602,10 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                 nosuid: info.nosuid,
                 noexec: inputs.noexec.unwrap_or(info.noexec),
                 noatime: writable,
+                strictatime: false,
+                nodiratime: false,
             },
+            fs_options: crate::overlayopts::OverlayOptions::effective(None, writable).fs,
             meta: MetaDir {
                 extensions: names.clone(),
                 dev: None,

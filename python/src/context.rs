@@ -43,6 +43,12 @@ use sysext::{Context, ImageClass, ImageState, Options};
 ///     compat: The compatibility level, `257` or `262` (an int or a string): the systemd
 ///         release whose behaviour is followed where releases differ; `None` reads
 ///         `LIBSYSEXT_COMPAT`, then uses the newest level (262).
+///     overlay_options: Overlayfs mount options for every overlay, comma-separated as
+///         `mount -o` takes them (`"xino=off,noatime"`), as systemd reads them from
+///         `SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS` (which the bindings never read). A
+///         string, even `""`, replaces the defaults (a writable merge gets
+///         `redirect_dir=on,noatime,metacopy=off,index=off`); mount-flag words become
+///         mount flags. `None` keeps the defaults.
 ///     no_reload: Do not work out whether the service manager needs a reload
 ///         (`--no-reload`), so `Report.needs_reload` is always false. An explicit
 ///         `root` implies it, as in systemd.
@@ -137,6 +143,7 @@ impl PyContext {
         no_reload = false,
         allow_block_devices = false,
         compat = None,
+        overlay_options = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -154,6 +161,7 @@ impl PyContext {
         no_reload: bool,
         allow_block_devices: bool,
         compat: Option<&Bound<'_, PyAny>>,
+        overlay_options: Option<String>,
     ) -> PyResult<PyContext> {
         let class = match image_class {
             Some(c) => image_class_from_py(c)?,
@@ -186,6 +194,7 @@ impl PyContext {
         opts.always_refresh = always_refresh;
         opts.no_reload = no_reload;
         opts.allow_block_devices = allow_block_devices;
+        opts.overlay_options = overlay_options;
         opts.compat = match compat {
             None => None,
             Some(c) => {
@@ -259,6 +268,12 @@ impl PyContext {
     #[getter]
     fn always_refresh(&self) -> bool {
         self.inner.options().always_refresh
+    }
+
+    /// The overlayfs mount options given, or `None` for the defaults.
+    #[getter]
+    fn overlay_options(&self) -> Option<String> {
+        self.inner.options().overlay_options.clone()
     }
 
     /// The compatibility level in effect: `257` or `262`.

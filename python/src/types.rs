@@ -173,6 +173,15 @@ pub(crate) struct PyReport {
     /// (`EXTENSION_RELOAD_MANAGER=1`); the bindings never reload by themselves.
     #[pyo3(get)]
     pub(crate) needs_reload: bool,
+    /// Units the merged (on unmerge: the removed) extensions ask to have restarted
+    /// (`EXTENSION_RESTART_UNITS=`, systemd 259), each once; for the caller to act on after
+    /// the manager reload. Reported at every level, also with an explicit root.
+    #[pyo3(get)]
+    pub(crate) restart_units: Vec<String>,
+    /// Units to reload-or-restart (`EXTENSION_RELOAD_OR_RESTART_UNITS=`), without those
+    /// also to be restarted.
+    #[pyo3(get)]
+    pub(crate) reload_or_restart_units: Vec<String>,
 }
 
 impl From<Report> for PyReport {
@@ -184,6 +193,8 @@ impl From<Report> for PyReport {
             unmerged: r.unmerged,
             skipped: r.skipped.into_iter().map(Into::into).collect(),
             needs_reload: r.needs_reload,
+            restart_units: r.units.restart,
+            reload_or_restart_units: r.units.reload_or_restart,
         }
     }
 }
@@ -193,13 +204,16 @@ impl PyReport {
     fn __repr__(&self) -> String {
         let skipped: Vec<String> = self.skipped.iter().map(|s| s.__repr__()).collect();
         format!(
-            "Report(merged={}, hierarchies={}, targets={}, unmerged={}, skipped=[{}], needs_reload={})",
+            "Report(merged={}, hierarchies={}, targets={}, unmerged={}, skipped=[{}], needs_reload={}, \
+             restart_units={}, reload_or_restart_units={})",
             py_str_list(&self.merged),
             py_str_list(&self.hierarchies),
             py_str_list(&self.targets),
             py_str_list(&self.unmerged),
             skipped.join(", "),
-            if self.needs_reload { "True" } else { "False" }
+            if self.needs_reload { "True" } else { "False" },
+            py_str_list(&self.restart_units),
+            py_str_list(&self.reload_or_restart_units),
         )
     }
 }

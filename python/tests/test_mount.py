@@ -182,6 +182,64 @@ def test_needs_reload_false_with_explicit_root(root: Path, make_extension: Calla
         assert report.needs_reload is False
 
 
+def test_units_asked_for(root: Path, make_extension: Callable[..., Path]) -> None:
+    # EXTENSION_RESTART_UNITS= / EXTENSION_RELOAD_OR_RESTART_UNITS= (systemd 259) come back
+    # in the report, also with an explicit root: the caller restarts them after a reload.
+    make_extension("svc", "ID=_any\nEXTENSION_RESTART_UNITS=a.service b.service\n"
+                   "EXTENSION_RELOAD_OR_RESTART_UNITS=b.service c.socket\n")
+    ctx = sysext.Context(root=root)
+    report = ctx.merge()
+    assert report.restart_units == ["a.service", "b.service"]
+    assert report.reload_or_restart_units == ["c.socket"]  # b is restarted anyway
+    assert "restart_units=['a.service', 'b.service']" in repr(report)
+    report = ctx.unmerge()
+    assert report.restart_units == ["a.service", "b.service"]
+    assert report.reload_or_restart_units == ["c.socket"]
+
+
+def mount_options_of(path: Path) -> tuple[str, str]:
+    """The per-mount and the super options of the top mount on `path`."""
+    found = ("", "")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        left, right = line.split(" - ")
+        f = left.split()
+        if f[4] == str(path):
+            found = (f[5], right.split()[2])
+    return found
+
+
+def test_overlay_options(root: Path) -> None:
+    # systemd's $SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS, as an option of the context.
+    ctx = sysext.Context(root=root, overlay_options="noatime,xino=on")
+    assert ctx.overlay_options == "noatime,xino=on"
+    with ctx.merged():
+        per_mount, sup = mount_options_of(root / "usr")
+        assert "noatime" in per_mount.split(",")
+        assert "xino=on" in sup.split(",")
+    # Given (even empty), they replace a writable merge's defaults.
+    with sysext.Context(root=root, mutable="ephemeral", overlay_options="").merged():
+        per_mount, sup = mount_options_of(root / "usr")
+        assert "noatime" not in per_mount.split(",")
+    with sysext.Context(root=root, mutable="ephemeral").merged():
+        per_mount, sup = mount_options_of(root / "usr")
+        assert "noatime" in per_mount.split(",")
+
+
+def test_overlay_options_refused(root: Path) -> None:
+    with pytest.raises(sysext.SysextOSError) as e:
+        sysext.Context(root=root, overlay_options="bogus_option=1").merge()
+    assert e.value.errno == errno.EINVAL
+    assert "'bogus_option=1'" in str(e.value) and "overlay" in str(e.value)
+    assert_unmerged(root)
+    with pytest.raises(sysext.SysextValueError):
+        sysext.Context(root=root, overlay_options="upperdir=/x")
+
+
+def test_units_none_asked_for(root: Path) -> None:
+    with sysext.Context(root=root).merged() as report:
+        assert report.restart_units == [] and report.reload_or_restart_units == []
+
+
 def test_logs_progress(root: Path, caplog: pytest.LogCaptureFixture) -> None:
     import logging
 

@@ -236,7 +236,9 @@ static void test_merge_cycle(void) {
 
 static void test_reload_force_noexec(void) {
     const char *root = make_root("reload");
-    add_sysext(root, "svc", "ID=_any\nEXTENSION_RELOAD_MANAGER=1\n");
+    add_sysext(root, "svc", "ID=_any\nEXTENSION_RELOAD_MANAGER=1\n"
+               "EXTENSION_RESTART_UNITS=a.service b.service\n"
+               "EXTENSION_RELOAD_OR_RESTART_UNITS=b.service c.socket\n");
     add_sysext(root, "bar", "ID=fedora\n");
     sysext_error *err = NULL;
     sysext_report *r = NULL;
@@ -253,6 +255,16 @@ static void test_reload_force_noexec(void) {
     CHECK(sysext_report_skipped_count(r) == 0);
     /* An explicit root implies no reload, as in systemd (see test_reload_in_chroot). */
     CHECK(!sysext_report_needs_reload(r));
+    /* The units asked for are reported also with a root (the caller decides). */
+    CHECK(sysext_report_restart_units_count(r) == 2);
+    CHECK_STR(sysext_report_get_restart_unit(r, 0), "a.service");
+    CHECK_STR(sysext_report_get_restart_unit(r, 1), "b.service");
+    CHECK(sysext_report_get_restart_unit(r, 2) == NULL);
+    CHECK(sysext_report_reload_or_restart_units_count(r) == 1); /* b is restarted */
+    CHECK_STR(sysext_report_get_reload_or_restart_unit(r, 0), "c.socket");
+    CHECK(sysext_report_get_reload_or_restart_unit(r, 1) == NULL);
+    CHECK(sysext_report_restart_units_count(NULL) == 0);
+    CHECK(sysext_report_get_reload_or_restart_unit(NULL, 0) == NULL);
     sysext_report_free(r);
     CHECK(exists(pathf("%s/usr/bin/bar", root)));
     struct statvfs sv;
@@ -262,6 +274,7 @@ static void test_reload_force_noexec(void) {
 
     OK(sysext_context_unmerge(c, &r, &err), err);
     CHECK(!sysext_report_needs_reload(r));
+    CHECK(sysext_report_restart_units_count(r) == 2); /* read from the merged tree */
     sysext_report_free(r);
     sysext_context_free(c);
 }

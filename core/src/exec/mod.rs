@@ -454,6 +454,61 @@ fn layer_fd<'a, 'x>(
     Ok(LayerFd::Passed(fd))
 }
 
+/// Hand the overlayfs options after the layers to an overlay's fs context. A refused one is
+/// named in the error, with the kernel's log (`overlay: Unknown parameter 'x'`).
+pub(crate) fn set_fs_options(
+    fs: BorrowedFd<'_>,
+    options: &[crate::overlayopts::FsOption],
+    target: &str,
+) -> Result<()> {
+    for o in options {
+        let r = match &o.1 {
+            Some(v) => rustix::mount::fsconfig_set_string(fs, o.0.as_str(), v.as_str()),
+            None => rustix::mount::fsconfig_set_flag(fs, o.0.as_str()),
+        };
+        r.map_err(|e| option_error(o, target, e, drain_log(fs)))?;
+    }
+    Ok(())
+}
+
+fn option_error(
+    o: &crate::overlayopts::FsOption,
+    target: &str,
+    e: rustix::io::Errno,
+    kernel_log: Vec<String>,
+) -> Error {
+    Error::Mount {
+        op: "set overlayfs mount option",
+        target: format!(
+            "'{}' for the overlay on {target}",
+            crate::overlayopts::OverlayOptions::render(o)
+        ),
+        source: e.into(),
+        kernel_log,
+    }
+}
+
+/// After `mount(2)` refused an overlay (the legacy path keeps no fs context log): find the
+/// option the kernel refuses by trying each in an fs context of its own, for the error.
+/// `None` when each is accepted alone (or the kernel parses overlayfs options only when the
+/// file system is created, as before Linux 6.5).
+pub(crate) fn refused_fs_option(
+    options: &[crate::overlayopts::FsOption],
+    target: &str,
+) -> Option<Error> {
+    for o in options {
+        let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).ok()?;
+        let r = match &o.1 {
+            Some(v) => rustix::mount::fsconfig_set_string(&fs, o.0.as_str(), v.as_str()),
+            None => rustix::mount::fsconfig_set_flag(&fs, o.0.as_str()),
+        };
+        if let Err(e) = r {
+            return Some(option_error(o, target, e, drain_log(fs.as_fd())));
+        }
+    }
+    None
+}
+
 /// Build all overlays of a plan, detached. Directories created under the root go into
 /// `journal`. Nothing is visible on the host until [`publish`]. On kernels that take neither
 /// detached layers nor mounts inside a detached tree (before 6.15), the layers are staged in
@@ -696,6 +751,11 @@ fn build_with<'p>(
         }
         if h.flags.noatime {
             attrs |= MountAttrFlags::MOUNT_ATTR_NOATIME;
+        } else if h.flags.strictatime {
+            attrs |= MountAttrFlags::MOUNT_ATTR_STRICTATIME;
+        }
+        if h.flags.nodiratime {
+            attrs |= MountAttrFlags::MOUNT_ATTR_NODIRATIME;
         }
         // The meta dir, in the meta layer, naming the overlay's device (`st`).
         let built_dev = std::cell::Cell::new(None);
@@ -811,14 +871,8 @@ fn build_with<'p>(
                         proc_fd_path(w.as_fd()).as_str(),
                     )
                     .map_err(|e| fail(&fs, e))?;
-                    for (k, v) in [
-                        ("redirect_dir", "on"),
-                        ("metacopy", "off"),
-                        ("index", "off"),
-                    ] {
-                        rustix::mount::fsconfig_set_string(&fs, k, v).map_err(|e| fail(&fs, e))?;
-                    }
                 }
+                set_fs_options(fs.as_fd(), &h.fs_options, target)?;
                 faults
                     .step("fsconfig create")
                     .map_err(|e| Error::mount("mount overlay on", target, e))?;
@@ -947,15 +1001,7 @@ fn build_staged<'a>(
         None => None,
     };
     drop(passed);
-    let options = if upper.is_some() {
-        vec![
-            ("redirect_dir", "on"),
-            ("metacopy", "off"),
-            ("index", "off"),
-        ]
-    } else {
-        Vec::new()
-    };
+    let options = h.fs_options.clone();
     faults
         .step("fsconfig create")
         .map_err(|e| Error::mount("mount overlay on", target, e))?;

@@ -60,7 +60,7 @@ pub struct Spec {
     /// Upper and work dir.
     pub upper: Option<(Src, Src)>,
     /// Further options (`redirect_dir=on`, …).
-    pub options: Vec<(&'static str, &'static str)>,
+    pub options: Vec<crate::overlayopts::FsOption>,
     /// Mount attributes of the overlay.
     pub attrs: MountAttrFlags,
     /// Whether `lowerdir+` can be used; else one `lowerdir=` option of `mount(2)`.
@@ -524,9 +524,7 @@ fn create_with_fsconfig(
         rustix::mount::fsconfig_set_string(&fs, "upperdir", u.as_str()).map_err(fail)?;
         rustix::mount::fsconfig_set_string(&fs, "workdir", w.as_str()).map_err(fail)?;
     }
-    for (k, v) in &spec.options {
-        rustix::mount::fsconfig_set_string(&fs, *k, *v).map_err(fail)?;
-    }
+    super::set_fs_options(fs.as_fd(), &spec.options, target)?;
     rustix::mount::fsconfig_create(&fs).map_err(fail)?;
     let mnt =
         rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, spec.attrs).map_err(fail)?;
@@ -539,7 +537,7 @@ fn create_with_fsconfig(
 pub fn legacy_options(
     names: &[String],
     upper: Option<&(String, String)>,
-    options: &[(&str, &str)],
+    options: &[crate::overlayopts::FsOption],
 ) -> String {
     let mut s = String::from("lowerdir=");
     s.push_str(&names.join(":"));
@@ -549,11 +547,9 @@ pub fn legacy_options(
         s.push_str(",workdir=");
         s.push_str(w);
     }
-    for (k, v) in options {
+    for o in options {
         s.push(',');
-        s.push_str(k);
-        s.push('=');
-        s.push_str(v);
+        s.push_str(&crate::overlayopts::OverlayOptions::render(o));
     }
     s
 }
@@ -586,6 +582,8 @@ fn create_with_mount(
         (MountAttrFlags::MOUNT_ATTR_NOSUID, MountFlags::NOSUID),
         (MountAttrFlags::MOUNT_ATTR_NOEXEC, MountFlags::NOEXEC),
         (MountAttrFlags::MOUNT_ATTR_NOATIME, MountFlags::NOATIME),
+        (MountAttrFlags::MOUNT_ATTR_STRICTATIME, MountFlags::STRICTATIME),
+        (MountAttrFlags::MOUNT_ATTR_NODIRATIME, MountFlags::NODIRATIME),
     ] {
         if spec.attrs.contains(a) {
             flags |= m;
@@ -593,8 +591,13 @@ fn create_with_mount(
     }
     let data = std::ffi::CString::new(data)
         .map_err(|e| Error::io("mount overlay on", target, io::Error::other(e)))?;
-    rustix::mount::mount(spec.source.as_str(), "o", "overlay", flags, data.as_c_str())
-        .map_err(|e| Error::mount("mount overlay on", target, e))
+    rustix::mount::mount(spec.source.as_str(), "o", "overlay", flags, data.as_c_str()).map_err(
+        |e| {
+            // mount(2) leaves no log to read: name the refused option if one is.
+            super::refused_fs_option(&spec.options, target)
+                .unwrap_or_else(|| Error::mount("mount overlay on", target, e))
+        },
+    )
 }
 
 #[cfg(test)]
@@ -611,11 +614,7 @@ mod tests {
         let s = legacy_options(
             &names,
             Some(&upper),
-            &[
-                ("redirect_dir", "on"),
-                ("metacopy", "off"),
-                ("index", "off"),
-            ],
+            &crate::overlayopts::OverlayOptions::effective(None, true).fs,
         );
         assert!(s.len() < 4096, "{} bytes", s.len());
         assert!(s.starts_with("lowerdir=0:1:2:"));
