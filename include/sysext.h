@@ -1224,6 +1224,29 @@ int sysext_options_set_image_policy(struct sysext_options *options,
                                     struct sysext_error **ret_error);
 
 /**
+ * Set the overlayfs mount options of every overlay, comma-separated as `mount -o` takes
+ * them (e.g. `"xino=off,noatime"`): what systemd 259 reads from
+ * `$SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS`, which the library itself never reads. A list,
+ * even `""`, replaces the defaults (a writable merge gets
+ * `redirect_dir=on,noatime,metacopy=off,index=off`, a read-only one none); mount-flag
+ * words (`noatime`, `nosuid`, …) become mount flags. NULL restores the defaults. An
+ * option the kernel refuses makes the merge fail, naming it (`-EINVAL`).
+ *
+ * Returns 0, or `-EINVAL` if `options` is NULL or the list names a layer option
+ * (`lowerdir`, `upperdir`, `workdir`, …) or an empty option name; the options are
+ * unchanged then.
+ *
+ * # Safety
+ * `options` is NULL or live options; `mount_options` is NULL or a NUL-terminated string
+ * (copied); `ret_error` is NULL or valid for writing a pointer.
+ *
+ * Thread safety: needs exclusive access to `options`.
+ */
+int sysext_options_set_overlay_options(struct sysext_options *options,
+                                       const char *mount_options,
+                                       struct sysext_error **ret_error);
+
+/**
  * Set the hierarchies to merge onto, in order (like `SYSTEMD_SYSEXT_HIERARCHIES`):
  * an array of `n_hierarchies` absolute, normalised paths other than `/`, such as
  * `"/usr"` and `"/opt"`. `hierarchies == NULL` with `n_hierarchies == 0` restores the

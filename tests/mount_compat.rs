@@ -87,3 +87,163 @@ fn overlay_options_legacy_mount() {
     }
     overlay_options_on("ovlopts-legacy", KernelFeatures::empty());
 }
+
+fn mount_tmpfs(path: &std::path::Path) {
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "mode=0755", "tmpfs"])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// A tmpfs inside a tmpfs below `/opt` (and one more below `/usr`): both stay visible over
+/// the merge, through refreshes in every kind of mode, and after the unmerge, each once.
+fn nested_submounts_in(name: &str, kernel: KernelFeatures) {
+    let r = TestRoot::new(name);
+    r.sysext("foo", &[("usr/share/foo/file", "foo\n"), ("opt/foo/file", "foo\n")]);
+    r.mkdir("opt/outer");
+    mount_tmpfs(&r.p("opt/outer"));
+    std::fs::write(r.p("opt/outer/o"), "outer\n").unwrap();
+    std::fs::create_dir(r.p("opt/outer/inner")).unwrap();
+    mount_tmpfs(&r.p("opt/outer/inner"));
+    std::fs::write(r.p("opt/outer/inner/i"), "inner\n").unwrap();
+    std::fs::create_dir(r.p("opt/outer/inner/deep")).unwrap();
+    mount_tmpfs(&r.p("opt/outer/inner/deep"));
+    std::fs::write(r.p("opt/outer/inner/deep/d"), "deep\n").unwrap();
+    r.mkdir("usr/share/s1");
+    mount_tmpfs(&r.p("usr/share/s1"));
+    std::fs::create_dir(r.p("usr/share/s1/s2")).unwrap();
+    mount_tmpfs(&r.p("usr/share/s1/s2"));
+    std::fs::write(r.p("usr/share/s1/s2/x"), "x\n").unwrap();
+    let count = |rel: &str| {
+        let t = r.p(rel).to_string_lossy().into_owned();
+        sysext::mountinfo::read_self()
+            .unwrap()
+            .iter()
+            .filter(|m| m.mount_point == t)
+            .count()
+    };
+    let check = |what: &str| {
+        for (rel, content) in [
+            ("opt/outer/o", "outer\n"),
+            ("opt/outer/inner/i", "inner\n"),
+            ("opt/outer/inner/deep/d", "deep\n"),
+            ("usr/share/s1/s2/x", "x\n"),
+        ] {
+            assert_eq!(r.read(rel).as_deref(), Some(content), "{what}: {rel}");
+        }
+        for rel in ["opt/outer", "opt/outer/inner", "opt/outer/inner/deep", "usr/share/s1", "usr/share/s1/s2"] {
+            assert_eq!(count(rel), 1, "{what}: mounts on {rel}");
+        }
+    };
+    check("before");
+    for mode in [MutableMode::Disabled, MutableMode::Enabled, MutableMode::Ephemeral] {
+        let mut o = r.options(ImageClass::Sysext, mode);
+        o.kernel = kernel;
+        o.always_refresh = true;
+        let ctx = Context::new(o).unwrap();
+        ctx.merge().unwrap();
+        assert_eq!(r.read("opt/foo/file").as_deref(), Some("foo\n"));
+        check(&format!("{mode}: merged"));
+        ctx.refresh().unwrap();
+        check(&format!("{mode}: refreshed"));
+        // Nested mounts made on top of the merge (on a directory of the extension) are
+        // carried into the next merge as well.
+        let late = r.p("opt/foo");
+        mount_tmpfs(&late);
+        std::fs::create_dir(late.join("in")).unwrap();
+        mount_tmpfs(&late.join("in"));
+        std::fs::write(late.join("in/l"), "late\n").unwrap();
+        ctx.refresh().unwrap();
+        check(&format!("{mode}: refreshed with late mounts"));
+        assert_eq!(r.read("opt/foo/in/l").as_deref(), Some("late\n"), "{mode}");
+        assert_eq!(count("opt/foo"), 1, "{mode}");
+        assert_eq!(count("opt/foo/in"), 1, "{mode}");
+        ctx.unmerge().unwrap();
+        check(&format!("{mode}: unmerged"));
+        assert_eq!(r.overlays_at("opt"), 0);
+    }
+}
+
+#[test]
+fn nested_submounts() {
+    if !isolated("nested_submounts") {
+        return;
+    }
+    nested_submounts_in("nested", KernelFeatures::all());
+}
+
+/// The same through the staging namespace of kernels before 6.15, and without listmount.
+#[test]
+fn nested_submounts_staged() {
+    if !isolated("nested_submounts_staged") {
+        return;
+    }
+    nested_submounts_in("nested-staged", KernelFeatures::empty());
+}
+
+/// Image-policy file system flags (systemd 259/260): an erofs and a squashfs image under
+/// policies that name file systems; at level 257 such a policy does not parse.
+#[test]
+fn policy_file_system_flags() {
+    if !isolated("policy_file_system_flags") {
+        return;
+    }
+    let r = TestRoot::new("polfs");
+    let ext = r.p("var/lib/extensions");
+    for (name, fs) in [("ero", "erofs"), ("squ", "squashfs")] {
+        let src = r.p(&format!("src-{name}"));
+        std::fs::create_dir_all(src.join("usr/lib/extension-release.d")).unwrap();
+        std::fs::create_dir_all(src.join("usr/bin")).unwrap();
+        std::fs::write(
+            src.join(format!("usr/lib/extension-release.d/extension-release.{name}")),
+            "ID=_any\n",
+        )
+        .unwrap();
+        std::fs::write(src.join(format!("usr/bin/{name}")), format!("{name}\n")).unwrap();
+        let img = ext.join(format!("{name}.raw"));
+        let ok = match fs {
+            "erofs" => std::process::Command::new("mkfs.erofs")
+                .arg("--quiet")
+                .arg(&img)
+                .arg(&src)
+                .status(),
+            _ => std::process::Command::new("mksquashfs")
+                .arg(&src)
+                .arg(&img)
+                .args(["-quiet", "-noappend", "-all-root"])
+                .status(),
+        }
+        .unwrap()
+        .success();
+        assert!(ok, "making {fs} image");
+        std::fs::remove_dir_all(&src).unwrap();
+    }
+    let merge = |policy: &str, compat: sysext::Compat| {
+        let mut o = r.options(ImageClass::Sysext, MutableMode::Disabled);
+        o.image_policy = Some(policy.into());
+        o.compat = Some(compat);
+        Context::new(o).and_then(|c| {
+            let rep = c.merge()?;
+            c.unmerge()?;
+            Ok(rep.merged)
+        })
+    };
+    let v262 = sysext::Compat::V262;
+    assert_eq!(merge("root=erofs+squashfs", v262).unwrap(), ["ero", "squ"]);
+    assert_eq!(merge("root=unprotected+erofs+squashfs+ext4", v262).unwrap(), ["ero", "squ"]);
+    // Naming only one fails the whole merge on the other image (as every policy violation).
+    for (policy, bad, fs) in [("root=erofs", "squ", "squashfs"), ("root=squashfs:=absent", "ero", "erofs")] {
+        let e = merge(policy, v262).unwrap_err();
+        let msg = e.to_string();
+        assert_eq!(e.errno(), libc::ERFKILL, "{msg}");
+        assert!(msg.contains(bad), "{policy}: {msg}");
+        assert!(msg.contains(&format!("partition 'root' has a {fs} file system")), "{policy}: {msg}");
+        assert_eq!(r.mounts_below(), 0);
+    }
+    // Level 257 does not know the flags.
+    let e = merge("root=erofs+squashfs", sysext::Compat::V257).unwrap_err();
+    assert!(e.to_string().starts_with("Failed to parse image policy"), "{e}");
+    assert_eq!(merge("root=unprotected", sysext::Compat::V257).unwrap(), ["ero", "squ"]);
+}

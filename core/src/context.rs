@@ -352,9 +352,18 @@ impl Context {
             },
         };
         let policy = match opts.image_policy.as_ref().or(cfg.image_policy.as_ref()) {
-            Some(p) => Some(crate::image::ImagePolicy::parse(p).map_err(|e| {
-                Error::InvalidArgument(format!("Failed to parse image policy: {p}: {e}"))
-            })?),
+            Some(p) => {
+                let parsed = crate::image::ImagePolicy::parse(p).map_err(|e| {
+                    Error::InvalidArgument(format!("Failed to parse image policy: {p}: {e}"))
+                })?;
+                if parsed.uses_post_257_flags() && !compat.knows_policy_fs_flags() {
+                    return Err(Error::InvalidArgument(format!(
+                        "Failed to parse image policy: {p}: file system type flags and \
+                         'encryptedwithintegrity' are not known at level {compat}"
+                    )));
+                }
+                Some(parsed)
+            }
             None => None,
         };
         let overlay_options = match &opts.overlay_options {

@@ -182,6 +182,13 @@ impl Compat {
         self >= Compat::V262
     }
 
+    /// Image policies may use the file system type flags (`btrfs`, `erofs`, `ext4`, `f2fs`,
+    /// `squashfs`, `vfat`, `xfs`: a used partition's file system must be one of them) and
+    /// `encryptedwithintegrity` (259); 257 fails to parse a policy with them.
+    pub fn knows_policy_fs_flags(self) -> bool {
+        self >= Compat::V262
+    }
+
     /// `--mutable=help` lists the modes ("Known mutability modes:" and one per line) (262);
     /// 257 fails to parse `help` like any unknown mode.
     pub fn has_mutable_help(self) -> bool {
@@ -264,5 +271,6 @@ mod tests {
         assert!(
             !a.reads_overlayfs_mount_options_env() && b.reads_overlayfs_mount_options_env()
         );
+        assert!(!a.knows_policy_fs_flags() && b.knows_policy_fs_flags());
     }
 }

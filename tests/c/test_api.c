@@ -123,6 +123,14 @@ static void test_options(void) {
     err = NULL;
     CHECK_RC(sysext_options_set_no_reload(o, true, &err), err, 0);
     CHECK_RC(sysext_options_set_no_reload(o, false, &err), err, 0);
+    CHECK_RC(sysext_options_set_overlay_options(o, "noatime,xino=on", &err), err, 0);
+    CHECK_RC(sysext_options_set_overlay_options(o, "", &err), err, 0);
+    CHECK_RC(sysext_options_set_overlay_options(o, NULL, &err), err, 0);
+    CHECK_RC(sysext_options_set_overlay_options(o, "upperdir=/x", &err), err, -EINVAL);
+    REQUIRE(err);
+    CHECK(strstr(sysext_error_get_message(err), "upperdir") != NULL);
+    sysext_error_free(err);
+    err = NULL;
     CHECK_RC(sysext_options_set_always_refresh(o, true, &err), err, 0);
     CHECK_RC(sysext_options_set_always_refresh(o, false, &err), err, 0);
     CHECK_RC(sysext_options_set_allow_block_devices(o, true, &err), err, 0);
@@ -170,6 +178,7 @@ static void test_options(void) {
     CHECK_RC(sysext_options_set_image_policy(NULL, "x", NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_no_reload(NULL, true, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_always_refresh(NULL, true, NULL), NULL, -EINVAL);
+    CHECK_RC(sysext_options_set_overlay_options(NULL, "x", NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_allow_block_devices(NULL, true, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_hierarchies(NULL, good, 1, NULL), NULL, -EINVAL);
     CHECK_RC(sysext_options_set_lock_timeout_ms(NULL, 0, NULL), NULL, -EINVAL);

@@ -495,6 +495,17 @@ fn check_policy(
         .map_err(|v| ImageError::Policy(v.to_string()))
 }
 
+/// The file system type flags of the policy (systemd 259), checked before mounting.
+fn check_fstype(
+    policy: &ImagePolicy,
+    d: PartitionDesignator,
+    fstype: FsType,
+) -> Result<(), ImageError> {
+    policy
+        .check_fstype(d, fstype.kernel_name())
+        .map_err(|v| ImageError::Policy(v.to_string()))
+}
+
 /// Open an image file (or block device) for reading: looked at `O_PATH` first, so that
 /// nothing but a regular file or (where allowed) a block device is ever opened.
 fn open_image_file(
@@ -641,6 +652,7 @@ pub fn open_image_with(
             _ => (Protection::Unprotected, None),
         };
         check_policy(policy, PartitionDesignator::Root, protection)?;
+        check_fstype(policy, PartitionDesignator::Root, fstype)?;
         check_complete(&file, 0, size, fstype, &sb)?;
         let tree = match &plan {
             Some(plan) => mount_dm_verity(
@@ -789,6 +801,7 @@ pub fn open_image_with(
             .ok_or_else(|| ImageError::NoFileSystem {
                 part: data_part.clone(),
             })?;
+        check_fstype(policy, d, fstype)?;
         check_complete(&file, part.offset, part.size, fstype, &sb_part)?;
         let m = match &plan {
             Some(plan) => mount_dm_verity(

@@ -15,8 +15,12 @@
 //! they make no sense (verity flags on designators without verity, all protection flags on
 //! the verity/signature partitions themselves).
 //!
-//! The file system type flags (`erofs`, `btrfs`, …) of newer systemd are not part of 257
-//! and are rejected as unknown flags.
+//! Newer systemd (259) adds the file system type flags (`btrfs`, `erofs`, `ext4`, `f2fs`,
+//! `squashfs`, `vfat`, `xfs`: the partition's file system must be one of those named; none
+//! named means any) and the use flag `encryptedwithintegrity` (LUKS with integrity). They
+//! parse at every level here; a context at level 257 refuses a policy that uses them, as
+//! 257's parser does ([`ImagePolicy::uses_post_257_flags`]). The file system type is
+//! enforced when the partition's file system is known, before it is mounted.
 
 use std::fmt;
 use std::str::FromStr;
@@ -187,6 +191,22 @@ bitflags! {
         const GROWFS_OFF = 1 << 8;
         /// The GPT growfs flag must be on.
         const GROWFS_ON = 1 << 9;
+        /// The file system may be btrfs.
+        const BTRFS = 1 << 10;
+        /// The file system may be erofs.
+        const EROFS = 1 << 11;
+        /// The file system may be ext4.
+        const EXT4 = 1 << 12;
+        /// The file system may be f2fs.
+        const F2FS = 1 << 13;
+        /// The file system may be squashfs.
+        const SQUASHFS = 1 << 14;
+        /// The file system may be vfat.
+        const VFAT = 1 << 15;
+        /// The file system may be xfs.
+        const XFS = 1 << 16;
+        /// Must exist, LUKS encrypted with integrity protection (systemd 259).
+        const ENCRYPTED_WITH_INTEGRITY = 1 << 17;
     }
 }
 
@@ -200,8 +220,8 @@ impl PolicyFlags {
         .union(PolicyFlags::ABSENT);
     /// `unused+absent` (`ignore`).
     pub const IGNORE: PolicyFlags = PolicyFlags::UNUSED.union(PolicyFlags::ABSENT);
-    /// The use flags.
-    pub const USE_MASK: PolicyFlags = PolicyFlags::OPEN;
+    /// The use flags (`encrypted` implies `encryptedwithintegrity`: any LUKS volume).
+    pub const USE_MASK: PolicyFlags = PolicyFlags::OPEN.union(PolicyFlags::ENCRYPTED_WITH_INTEGRITY);
     /// Both read-only flags.
     pub const READ_ONLY_MASK: PolicyFlags =
         PolicyFlags::READ_ONLY_OFF.union(PolicyFlags::READ_ONLY_ON);
@@ -210,6 +230,25 @@ impl PolicyFlags {
     /// The GPT partition flag requirements.
     pub const PFLAGS_MASK: PolicyFlags =
         PolicyFlags::READ_ONLY_MASK.union(PolicyFlags::GROWFS_MASK);
+    /// The file system type flags.
+    pub const FSTYPE_MASK: PolicyFlags = PolicyFlags::BTRFS
+        .union(PolicyFlags::EROFS)
+        .union(PolicyFlags::EXT4)
+        .union(PolicyFlags::F2FS)
+        .union(PolicyFlags::SQUASHFS)
+        .union(PolicyFlags::VFAT)
+        .union(PolicyFlags::XFS);
+    /// The flags systemd 257 does not know.
+    pub const POST_257: PolicyFlags =
+        PolicyFlags::FSTYPE_MASK.union(PolicyFlags::ENCRYPTED_WITH_INTEGRITY);
+
+    /// The file system type flag of a kernel file system name (`ext4`, …).
+    pub fn for_fstype(name: &str) -> Option<PolicyFlags> {
+        FSTYPE_WORDS
+            .iter()
+            .find(|(_, w)| *w == name)
+            .map(|(f, _)| *f)
+    }
 
     /// Fills in "don't care" for every unspecified part: no use flag means all use flags,
     /// no read-only (growfs) flag means both.
@@ -218,11 +257,17 @@ impl PolicyFlags {
         if (f & PolicyFlags::USE_MASK).is_empty() {
             f |= PolicyFlags::OPEN;
         }
+        if f.contains(PolicyFlags::ENCRYPTED) {
+            f |= PolicyFlags::ENCRYPTED_WITH_INTEGRITY;
+        }
         if (f & PolicyFlags::READ_ONLY_MASK).is_empty() {
             f |= PolicyFlags::READ_ONLY_MASK;
         }
         if (f & PolicyFlags::GROWFS_MASK).is_empty() {
             f |= PolicyFlags::GROWFS_MASK;
+        }
+        if (f & PolicyFlags::FSTYPE_MASK).is_empty() {
+            f |= PolicyFlags::FSTYPE_MASK;
         }
         f
     }
@@ -249,14 +294,18 @@ impl PolicyFlags {
     /// and read-only/growfs pairs that allow both states are left out. No flag gives `-`.
     pub fn to_policy_string(self, simplify: bool) -> String {
         let mut words: Vec<&str> = Vec::new();
-        let usage = self & PolicyFlags::USE_MASK;
+        let mut usage = self & PolicyFlags::USE_MASK;
+        if usage.contains(PolicyFlags::ENCRYPTED) {
+            // Implied.
+            usage -= PolicyFlags::ENCRYPTED_WITH_INTEGRITY;
+        }
         if simplify && usage == PolicyFlags::OPEN {
             words.push("open");
         } else if simplify && usage == PolicyFlags::IGNORE {
             words.push("ignore");
         } else {
             for (flag, word) in USE_WORDS {
-                if self.contains(flag) {
+                if usage.contains(flag) {
                     words.push(word);
                 }
             }
@@ -279,6 +328,14 @@ impl PolicyFlags {
                 words.push("growfs-on");
             }
         }
+        let fs = self & PolicyFlags::FSTYPE_MASK;
+        if !simplify || (!fs.is_empty() && fs != PolicyFlags::FSTYPE_MASK) {
+            for (flag, word) in FSTYPE_WORDS {
+                if self.contains(flag) {
+                    words.push(word);
+                }
+            }
+        }
         if words.is_empty() {
             "-".to_string()
         } else {
@@ -287,13 +344,24 @@ impl PolicyFlags {
     }
 }
 
-const USE_WORDS: [(PolicyFlags, &str); 6] = [
+const USE_WORDS: [(PolicyFlags, &str); 7] = [
     (PolicyFlags::VERITY, "verity"),
     (PolicyFlags::SIGNED, "signed"),
     (PolicyFlags::ENCRYPTED, "encrypted"),
+    (PolicyFlags::ENCRYPTED_WITH_INTEGRITY, "encryptedwithintegrity"),
     (PolicyFlags::UNPROTECTED, "unprotected"),
     (PolicyFlags::UNUSED, "unused"),
     (PolicyFlags::ABSENT, "absent"),
+];
+
+const FSTYPE_WORDS: [(PolicyFlags, &str); 7] = [
+    (PolicyFlags::BTRFS, "btrfs"),
+    (PolicyFlags::EROFS, "erofs"),
+    (PolicyFlags::EXT4, "ext4"),
+    (PolicyFlags::F2FS, "f2fs"),
+    (PolicyFlags::SQUASHFS, "squashfs"),
+    (PolicyFlags::VFAT, "vfat"),
+    (PolicyFlags::XFS, "xfs"),
 ];
 
 fn flag_from_word(w: &str) -> Option<PolicyFlags> {
@@ -310,7 +378,8 @@ fn flag_from_word(w: &str) -> Option<PolicyFlags> {
         "read-only-off" => PolicyFlags::READ_ONLY_OFF,
         "growfs-on" => PolicyFlags::GROWFS_ON,
         "growfs-off" => PolicyFlags::GROWFS_OFF,
-        _ => return None,
+        "encryptedwithintegrity" => PolicyFlags::ENCRYPTED_WITH_INTEGRITY,
+        _ => return PolicyFlags::for_fstype(w),
     })
 }
 
@@ -376,6 +445,18 @@ pub enum PolicyViolation {
         /// The policy, as given.
         policy: String,
     },
+    /// The partition's file system is not among the file system types the policy allows.
+    #[error("partition '{designator}' has a {fstype} file system, but image policy '{policy}' allows only {allowed}")]
+    FileSystem {
+        /// The partition.
+        designator: PartitionDesignator,
+        /// The file system found (the kernel's name).
+        fstype: String,
+        /// The file system types allowed, as policy flag words.
+        allowed: String,
+        /// The policy, as given.
+        policy: String,
+    },
     /// A GPT partition flag (`read-only` or `growfs`) has the wrong state.
     #[error("partition '{designator}' has the GPT '{flag}' flag {}, but image policy '{policy}' requires it {}",
             on_off(*is_set), on_off(!*is_set))]
@@ -405,7 +486,8 @@ impl PolicyViolation {
         match self {
             PolicyViolation::Protection { designator, .. }
             | PolicyViolation::MustBeAbsent { designator, .. }
-            | PolicyViolation::PartitionFlag { designator, .. } => *designator,
+            | PolicyViolation::PartitionFlag { designator, .. }
+            | PolicyViolation::FileSystem { designator, .. } => *designator,
         }
     }
 }
@@ -596,15 +678,50 @@ impl ImagePolicy {
         let mut f = flags.extended();
         if d.verity_data().is_some() || d.verity_sig_data().is_some() {
             // The verity partitions are the protection, they need none themselves.
-            f &= !(PolicyFlags::VERITY | PolicyFlags::SIGNED | PolicyFlags::ENCRYPTED);
+            f &= !(PolicyFlags::VERITY
+                | PolicyFlags::SIGNED
+                | PolicyFlags::ENCRYPTED
+                | PolicyFlags::ENCRYPTED_WITH_INTEGRITY);
         }
         if d.verity().is_none() {
             f &= !(PolicyFlags::VERITY | PolicyFlags::SIGNED);
         }
         if (f & PolicyFlags::USE_MASK) == PolicyFlags::ABSENT {
-            f &= !PolicyFlags::PFLAGS_MASK;
+            f &= !(PolicyFlags::PFLAGS_MASK | PolicyFlags::FSTYPE_MASK);
         }
         f
+    }
+
+    /// Whether the policy uses a flag systemd 257 does not know (a file system type, or
+    /// `encryptedwithintegrity`): 257 fails to parse such a policy.
+    pub fn uses_post_257_flags(&self) -> bool {
+        self.rules
+            .iter()
+            .flatten()
+            .chain(std::iter::once(&self.default))
+            .any(|f| f.intersects(PolicyFlags::POST_257))
+    }
+
+    /// Checks the file system found in a used partition (`fstype`: the kernel's name,
+    /// `ext4`, `erofs`, …) against the file system type flags of the policy.
+    pub fn check_fstype(
+        &self,
+        d: PartitionDesignator,
+        fstype: &str,
+    ) -> Result<(), PolicyViolation> {
+        let allowed = self.effective(d) & PolicyFlags::FSTYPE_MASK;
+        if allowed == PolicyFlags::FSTYPE_MASK {
+            return Ok(());
+        }
+        match PolicyFlags::for_fstype(fstype) {
+            Some(f) if allowed.contains(f) => Ok(()),
+            _ => Err(PolicyViolation::FileSystem {
+                designator: d,
+                fstype: fstype.to_string(),
+                allowed: allowed.to_policy_string(false),
+                policy: self.to_string(),
+            }),
+        }
     }
 
     /// The rule for `d` (explicit or derived for verity partitions), `None` if only the
@@ -834,11 +951,11 @@ mod tests {
         assert_eq!(p("root=").rule(D::Root), Some(PolicyFlags::empty()));
         assert_eq!(
             p("root=").effective(D::Root) & PolicyFlags::USE_MASK,
-            PolicyFlags::OPEN
+            PolicyFlags::OPEN | PolicyFlags::ENCRYPTED_WITH_INTEGRITY
         );
         assert_eq!(
             p("root=-").effective(D::Root) & PolicyFlags::USE_MASK,
-            PolicyFlags::OPEN
+            PolicyFlags::OPEN | PolicyFlags::ENCRYPTED_WITH_INTEGRITY
         );
     }
 
@@ -911,8 +1028,8 @@ mod tests {
                 PolicyParseErrorKind::UnknownFlag("bogus".into()),
             ),
             (
-                "root=erofs",
-                PolicyParseErrorKind::UnknownFlag("erofs".into()),
+                "root=zfs",
+                PolicyParseErrorKind::UnknownFlag("zfs".into()),
             ),
             (
                 "root=verity++signed",
@@ -1054,6 +1171,58 @@ mod tests {
             p("root=absent").effective(D::Root) & PolicyFlags::PFLAGS_MASK,
             PolicyFlags::empty()
         );
+    }
+
+    #[test]
+    fn file_system_type_flags() {
+        let pol = p("root=verity+erofs+squashfs:usr=ext4");
+        assert_eq!(pol.to_string(), "root=verity+erofs+squashfs:usr=ext4");
+        pol.check_fstype(D::Root, "erofs").unwrap();
+        pol.check_fstype(D::Root, "squashfs").unwrap();
+        let e = pol.check_fstype(D::Root, "ext4").unwrap_err();
+        assert_eq!(e.designator(), D::Root);
+        assert!(e.to_string().contains("has a ext4 file system"), "{e}");
+        assert!(e.to_string().contains("allows only erofs+squashfs"), "{e}");
+        pol.check_fstype(D::Usr, "ext4").unwrap();
+        assert!(pol.check_fstype(D::Usr, "btrfs").is_err());
+        // A file system no flag names (or an unknown one) fails where types are restricted,
+        // and any type is fine where none is named.
+        assert!(pol.check_fstype(D::Usr, "ntfs3").is_err());
+        p("root=verity").check_fstype(D::Root, "ntfs3").unwrap();
+        ImagePolicy::sysext_default().check_fstype(D::Root, "xfs").unwrap();
+        // A rule with only file system flags allows every use.
+        let only_fs = p("root=btrfs+f2fs+vfat+xfs");
+        only_fs.check(D::Root, Protection::Unprotected).unwrap();
+        assert_eq!(only_fs.to_string(), "root=btrfs+f2fs+vfat+xfs");
+        // All seven named equals none named.
+        assert!(p("root=btrfs+erofs+ext4+f2fs+squashfs+vfat+xfs+verity")
+            .equivalent(&p("root=verity")));
+        for pol in ["root=erofs", "=squashfs", "usr=encryptedwithintegrity"] {
+            assert!(p(pol).uses_post_257_flags(), "{pol}");
+        }
+        assert!(!p("root=verity+signed:=absent").uses_post_257_flags());
+        // Verity partitions inherit no file system requirement they could not meet.
+        assert_eq!(
+            p("root=verity+erofs").effective(D::RootVerity) & PolicyFlags::FSTYPE_MASK,
+            PolicyFlags::FSTYPE_MASK
+        );
+    }
+
+    #[test]
+    fn encrypted_with_integrity() {
+        let pol = p("root=encryptedwithintegrity");
+        assert_eq!(pol.to_string(), "root=encryptedwithintegrity");
+        assert!(pol.check(D::Root, Protection::Encrypted).is_err());
+        assert!(pol.check(D::Root, Protection::Unprotected).is_err());
+        pol.check_found(D::Root, PolicyFlags::ENCRYPTED_WITH_INTEGRITY)
+            .unwrap();
+        // `encrypted` takes any LUKS volume, with integrity too.
+        p("root=encrypted")
+            .check_found(D::Root, PolicyFlags::ENCRYPTED_WITH_INTEGRITY)
+            .unwrap();
+        assert_eq!(p("root=encrypted+encryptedwithintegrity").to_string(), "root=encrypted");
+        assert_eq!(p("root=open+encryptedwithintegrity").to_string(), "root=open");
+        assert_eq!(p("=open+encryptedwithintegrity").to_string(), "*");
     }
 
     #[test]
