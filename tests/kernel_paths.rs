@@ -41,7 +41,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 use sysext::{Context, ImageClass, KernelFeatures, MutableMode};
-use sysext_tests::{is_root, loops_of, TestRoot};
+use sysext_tests::{is_root, loops_of, sh, TestRoot};
 
 /// Set in the child: the file holding the case to run.
 const CASE_ENV: &str = "SYSEXT_KERNEL_PATHS_CASE";
@@ -346,15 +346,6 @@ fn decode(text: &str) -> Case {
 
 // ---------------------------------------------------------------------------------------
 // Building a root
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Write `entries` below `dir` (paths `HIER/SUB`); an entry under a non-directory, or on a
 /// path taken already, is left out. Returns the entries written (for the routing dirs).

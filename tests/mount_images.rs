@@ -8,16 +8,7 @@ use sysext::image::gpt::GptBuilder;
 use sysext::image::policy::PartitionDesignator;
 use sysext::image::verity;
 use sysext::{Context, ImageClass, MutableMode, Options};
-use sysext_tests::{isolated, TestRoot};
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use sysext_tests::{isolated, sh, TestRoot};
 
 fn tree(stage: &Path, name: &str, release: Option<&str>) -> PathBuf {
     let t = stage.join(format!("src-{name}"));

@@ -237,6 +237,16 @@ pub fn cli() -> PathBuf {
 }
 
 /// Whether `p` exists (without following a final symlink).
+/// Run `cmd` and fail the test, with its stderr, unless it succeeds.
+pub fn sh(cmd: &mut std::process::Command) {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
