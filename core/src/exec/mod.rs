@@ -471,7 +471,7 @@ pub(crate) fn set_fs_options(
     Ok(())
 }
 
-fn option_error(
+pub(crate) fn option_error(
     o: &crate::overlayopts::FsOption,
     target: &str,
     e: rustix::io::Errno,

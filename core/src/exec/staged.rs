@@ -595,9 +595,30 @@ fn create_with_mount(
         |e| {
             // mount(2) leaves no log to read: name the refused option if one is.
             super::refused_fs_option(&spec.options, target)
+                .or_else(|| refused_by_mount(spec, names, upper, flags, e))
                 .unwrap_or_else(|| Error::mount("mount overlay on", target, e))
         },
     )
+}
+
+/// Before Linux 6.5 overlayfs takes any option into its fs context and refuses a bad one
+/// only when the file system is made: find it by mounting without each option in turn (a
+/// mount that then succeeds is taken off at once). `None` when no single option is to blame.
+fn refused_by_mount(
+    spec: &Spec,
+    names: &[String],
+    upper: Option<&(String, String)>,
+    flags: MountFlags,
+    e: rustix::io::Errno,
+) -> Option<Error> {
+    (0..spec.options.len()).find_map(|i| {
+        let mut rest = spec.options.clone();
+        let refused = rest.remove(i);
+        let data = std::ffi::CString::new(legacy_options(names, upper, &rest)).ok()?;
+        rustix::mount::mount(spec.source.as_str(), "o", "overlay", flags, data.as_c_str()).ok()?;
+        let _ = rustix::mount::unmount("o", rustix::mount::UnmountFlags::DETACH);
+        Some(super::option_error(&refused, &spec.target, e, Vec::new()))
+    })
 }
 
 #[cfg(test)]
