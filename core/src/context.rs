@@ -1469,7 +1469,7 @@ impl Context {
             }
         };
         // Every new overlay is in place: from here on, a kill is completed, not undone.
-        journal.intent.note("commit\n");
+        journal.intent.commit();
         let intent = journal.commit();
         report.hierarchies = merged_hierarchies;
         report.targets = targets;

@@ -5,9 +5,12 @@
 //! The record is a file next to the lock (`/run/libsysext/<class>-<dev>-<ino>.intent`),
 //! written under the lock: one line per fact, appended before the effect it describes
 //! (tmpfs: a write is seen by every later reader as soon as it returns, also after a
-//! SIGKILL; mounts do not outlive a reboot, so neither needs the record). A call that
-//! finishes, or fails and rolls back, removes it. One found under the lock belongs to a
-//! call that was killed.
+//! SIGKILL; mounts do not outlive a reboot, so neither needs the record). The file is
+//! opened, and the first lines written, with the first line that precedes an effect: a
+//! call killed before its first effect leaves no record, and has nothing to repair. A call
+//! that finishes, or fails and rolls back, empties it (the file stays: creating and
+//! unlinking it cost more than the rest of the record on a small merge). A non-empty one
+//! found under the lock belongs to a call that was killed.
 //!
 //! Lines (tab-separated):
 //!
@@ -21,7 +24,7 @@
 //! | `new R DEV` | the new overlay for `R`, on device `DEV`, about to be attached |
 //! | `sub R ID` | an original sub-mount (mount id `ID`) below `R`, hidden by the new overlay |
 //! | `saved R P` | a copy of the old merge of `R`, attached at `P` before it is replaced |
-//! | `commit` | every new overlay is in place: from here on, the operation is completed |
+//! | `commit` | every new overlay is in place: from here on, the operation is completed (written only when a line above names something to complete: `old`, `rmwork`, `rmeph`, `sub`, `saved`) |
 //!
 //! Recovery: an unmerge is always completed. A merge or refresh without `commit` is undone
 //! (new overlays taken off — gap-free where the old merge is on top —, old ones put back
@@ -40,11 +43,36 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// An open intent record (or none, when `/run/libsysext` cannot hold one).
+/// An intent record being written (or none, when `/run/libsysext` cannot hold one).
+///
+/// The file is opened at the first [`Intent::note`], which writes the first lines with it in
+/// one call: a call that ends up changing nothing costs no write at all. Lines are appended
+/// before the effect they describe, so the record is on disk before the first effect.
+/// The file stays in place between calls: [`Intent::finish`] empties it, and an empty record
+/// is no record ([`read`]). (Creating and unlinking a file on tmpfs cost about three times
+/// what opening and truncating an existing one do: most of the record's price on a small
+/// merge.)
 #[derive(Debug, Default)]
 pub struct Intent {
-    file: Option<(std::fs::File, PathBuf)>,
+    path: Option<PathBuf>,
     lock: Option<PathBuf>,
+    /// `verb V` and the lines given to [`Intent::begin`], written with the first note.
+    first: String,
+    /// The open file once the first note is written (`Some(None)`: opening failed, so
+    /// there is no record this time).
+    file: std::cell::OnceCell<Option<std::fs::File>>,
+    /// Whether a line names something a recovery completes after `commit` (an old merge,
+    /// a hidden sub-mount, a saved copy, an old work or ephemeral dir).
+    completes: std::cell::Cell<bool>,
+}
+
+/// Whether `lines` name something that is completed after `commit`.
+fn completes(lines: &str) -> bool {
+    lines.lines().any(|l| {
+        ["old\t", "rmwork\t", "rmeph\t", "sub\t", "saved\t"]
+            .iter()
+            .any(|p| l.starts_with(p))
+    })
 }
 
 /// The record's path for the lock file `lock`.
@@ -69,60 +97,97 @@ impl Intent {
     }
 
     /// Start a record for `verb` next to the lock `lock`, with the first lines `lines`
-    /// (each ending in a newline), in one write.
+    /// (each ending in a newline). Nothing is written until the first [`Intent::note`]
+    /// (or [`Intent::before_effect`]).
     pub fn begin(lock: Option<&Path>, verb: &str, lines: &str) -> Intent {
         let Some(lock) = lock else {
             return Intent::off();
         };
-        let path = path_for(lock);
-        let Ok(mut f) = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-        else {
-            return Intent::off();
-        };
-        let mut text = String::with_capacity(32 + lines.len());
-        text.push_str("verb\t");
-        text.push_str(verb);
-        text.push('\n');
-        text.push_str(lines);
-        if f.write_all(text.as_bytes()).is_err() {
-            let _ = std::fs::remove_file(&path);
-            return Intent::off();
-        }
+        let mut first = String::with_capacity(32 + lines.len());
+        first.push_str("verb\t");
+        first.push_str(verb);
+        first.push('\n');
+        first.push_str(lines);
         Intent {
-            file: Some((f, path)),
+            path: Some(path_for(lock)),
             lock: Some(lock.to_path_buf()),
+            completes: std::cell::Cell::new(completes(lines)),
+            first,
+            file: std::cell::OnceCell::new(),
         }
     }
 
     /// Where a copy of the old merge of hierarchy number `index` is kept while it is
     /// replaced in a window (`None` without a record).
     pub fn saved_path(&self, index: usize) -> Option<PathBuf> {
-        self.file.as_ref()?;
+        if !self.is_on() {
+            return None;
+        }
         Some(saved_path(self.lock.as_deref()?, index))
     }
 
     /// Whether a record is being written.
     pub fn is_on(&self) -> bool {
-        self.file.is_some()
+        self.path.is_some() && !matches!(self.file.get(), Some(None))
     }
 
-    /// Append lines (each ending in a newline) before the effect they describe.
+    /// Append lines (each ending in a newline) before the effect they describe; the first
+    /// call writes the record's first lines with them.
     pub fn note(&self, lines: &str) {
-        if let Some((f, _)) = &self.file {
-            let _ = (&*f).write_all(lines.as_bytes());
+        let Some(path) = &self.path else {
+            return;
+        };
+        if completes(lines) {
+            self.completes.set(true);
+        }
+        match self.file.get() {
+            Some(Some(f)) => {
+                let _ = (&*f).write_all(lines.as_bytes());
+            }
+            Some(None) => {}
+            None => {
+                let mut text = String::with_capacity(self.first.len() + lines.len());
+                text.push_str(&self.first);
+                text.push_str(lines);
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(path)
+                    .ok()
+                    .filter(|mut f| f.write_all(text.as_bytes()).is_ok());
+                if f.is_none() {
+                    let _ = std::fs::remove_file(path);
+                }
+                let _ = self.file.set(f);
+            }
         }
     }
 
-    /// The operation is done (or undone): remove the record.
+    /// Every new overlay is in place: from here on a kill is completed, not undone. Where
+    /// nothing is left to complete (no old merge, hidden sub-mount or old dir), completing
+    /// and undoing differ only in which consistent state the next call leaves: no line is
+    /// written then, and a kill before [`Intent::finish`] is undone.
+    pub fn commit(&self) {
+        if self.completes.get() {
+            self.note("commit\n");
+        }
+    }
+
+    /// Write the record now (if not yet written): for an effect that has no line of its
+    /// own, the first lines describe it.
+    pub fn before_effect(&self) {
+        self.note("");
+    }
+
+    /// The operation is done (or undone): empty the record (an empty record is none).
     pub fn finish(self) {
-        if let Some((f, path)) = self.file {
-            drop(f);
-            let _ = std::fs::remove_file(path);
+        if let (Some(path), Some(Some(f))) = (self.path, self.file.into_inner()) {
+            if f.set_len(0).is_err() {
+                drop(f);
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -188,8 +253,12 @@ impl Record {
 
 /// The record left by an interrupted call, if any (`lock`: the lock file's path).
 pub fn read(lock: &Path) -> Option<Record> {
-    // Ours, in a directory only root can write to.
-    let text = std::fs::read_to_string(path_for(lock)).ok()?;
+    // Ours, in a directory only root can write to. Empty: the last call finished.
+    let path = path_for(lock);
+    if std::fs::metadata(&path).ok()?.len() == 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
     Some(Record::parse(&text))
 }
 
@@ -499,5 +568,42 @@ mod tests {
         assert!(Record::parse("verb\tmerge\ncommit\n").committed);
         assert!(!Record::parse("verb\tmerge\ncommi").committed);
         assert_eq!(parse_dev("1:x"), None);
+    }
+
+    #[test]
+    fn the_record_is_written_at_the_first_note_and_emptied_at_the_end() {
+        let dir = std::env::temp_dir().join(format!("intent-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = dir.join("sysext-1-2.lock");
+        let path = path_for(&lock);
+        // Nothing happens: nothing is written.
+        let i = Intent::begin(Some(&lock), "merge", "");
+        assert!(i.is_on());
+        i.finish();
+        assert!(!path.exists());
+        // The first note writes the first lines with it.
+        let i = Intent::begin(Some(&lock), "merge", "");
+        i.note("new\tusr\t0:44\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "verb\tmerge\nnew\tusr\t0:44\n");
+        // Nothing to complete: no commit line (a kill now is undone).
+        i.commit();
+        let r = read(&lock).unwrap();
+        assert_eq!((r.verb.as_str(), r.committed), ("merge", false));
+        i.finish();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        assert_eq!(read(&lock), None, "an empty record is none");
+        // An old merge to take off: the commit line is written.
+        let i = Intent::begin(Some(&lock), "refresh", "old\tusr\t0:40\n");
+        i.note("new\tusr\t0:44\n");
+        i.commit();
+        assert!(read(&lock).unwrap().committed);
+        i.finish();
+        // An unmerge's lines are written before its first effect.
+        let i = Intent::begin(Some(&lock), "unmerge", "old\tusr\t0:0\n");
+        i.before_effect();
+        assert_eq!(read(&lock).unwrap().verb, "unmerge");
+        i.finish();
+        assert_eq!(read(&lock), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1838,7 +1838,9 @@ pub fn detach_hierarchy(
             }
             intent.note(&lines);
         }
-        // The mounts on the merge go to the rescue directory before the merge goes.
+        // The mounts on the merge go to the rescue directory before the merge goes; the
+        // record (naming every hierarchy, so a kill from here on is completed) before that.
+        intent.before_effect();
         let submounts = rescue::stash(root, class, rel, submounts)
             .map_err(|e| Error::io("keep the mounts below", &r.path, e))?;
         let gone = faults
