@@ -1192,7 +1192,8 @@ int sysext_options_set_noexec(struct sysext_options *options,
 
 /**
  * Whether to behave as in the initrd (search `/.extra/sysext` and accept
- * `SYSEXT_SCOPE=initrd`): a tri-state, negative to detect it (`SYSTEMD_IN_INITRD`,
+ * `SYSEXT_SCOPE=initrd`): a tri-state, negative to detect it (at level 262
+ * `etc/initrd-release` below the root; at 257 `SYSTEMD_IN_INITRD`, else the host's
  * `/etc/initrd-release`), 0 for no, positive for yes.
  *
  * Returns 0, or `-EINVAL` if `options` is NULL.

@@ -40,8 +40,11 @@ pub struct ClassInfo {
     pub release_dir: &'static str,
     /// Search directories in precedence order (normal system).
     pub search_dirs: &'static [&'static str],
-    /// Search directories in precedence order (initrd).
+    /// Search directories in precedence order (initrd scope, systemd 257).
     pub search_dirs_initrd: &'static [&'static str],
+    /// Search directories in precedence order (initrd scope, systemd 258 and later): those of
+    /// 257 and, last, systemd-stub's global extensions.
+    pub search_dirs_initrd_global: &'static [&'static str],
     /// File name suffix stripped from image names (`.sysext`).
     pub name_suffix: &'static str,
     /// Whether `nosuid` is a default mount flag.
@@ -68,6 +71,13 @@ const SYSEXT: ClassInfo = ClassInfo {
         "/run/extensions",
         "/var/lib/extensions",
         "/.extra/sysext",
+    ],
+    search_dirs_initrd_global: &[
+        "/etc/extensions",
+        "/run/extensions",
+        "/var/lib/extensions",
+        "/.extra/sysext",
+        "/.extra/global_sysext",
     ],
     name_suffix: ".sysext",
     nosuid: false,
@@ -97,6 +107,13 @@ const CONFEXT: ClassInfo = ClassInfo {
         "/var/lib/confexts",
         "/usr/local/lib/confexts",
         "/.extra/confext",
+    ],
+    search_dirs_initrd_global: &[
+        "/run/confexts",
+        "/var/lib/confexts",
+        "/usr/local/lib/confexts",
+        "/.extra/confext",
+        "/.extra/global_confext",
     ],
     name_suffix: ".confext",
     nosuid: true,

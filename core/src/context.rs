@@ -48,8 +48,10 @@ pub struct Options {
     pub image_policy: Option<String>,
     /// Hierarchies; `None` reads `SYSTEMD_*_HIERARCHIES`, then the class defaults.
     pub hierarchies: Option<Vec<String>>,
-    /// Whether we are in the initrd; `None` detects it (`SYSTEMD_IN_INITRD`, `/etc/initrd-release`)
-    /// once, when the [`Context`] is created.
+    /// Whether the initrd scope applies (`SYSEXT_SCOPE=initrd`, the initrd's search directories
+    /// with `/.extra/`); `None` detects it once, when the [`Context`] is created: at level 262
+    /// from `etc/initrd-release` below the root (as systemd 259 and later), at 257 from the host
+    /// (`SYSTEMD_IN_INITRD`, else the host's `/etc/initrd-release`).
     pub initrd: Option<bool>,
     /// How long to wait for the lock of the root: `None` forever, `Some(0)` not at all.
     pub lock_timeout: Option<Duration>,
@@ -310,7 +312,6 @@ impl Context {
                 .collect::<Result<Vec<_>>>()?,
             None => Hierarchy::from_env(opts.class)?,
         };
-        let initrd = opts.initrd.unwrap_or_else(discover::in_initrd);
         let compat = match opts.compat {
             Some(c) => c,
             None => Compat::from_env()
@@ -325,6 +326,13 @@ impl Context {
                     None
                 })
                 .unwrap_or(Compat::NEWEST),
+        };
+        // The initrd scope: the option, else the root's `etc/initrd-release` (259+), else the
+        // host (257).
+        let initrd = match opts.initrd {
+            Some(b) => b,
+            None if compat.reads_initrd_release_in_root() => discover::root_is_initrd(&root),
+            None => discover::in_initrd(),
         };
         // Configuration files below the root (262): under the environment and the options.
         let cfg = if compat.reads_config_files() {
@@ -1739,5 +1747,72 @@ impl EventSink for SaidUnmerged<'_> {
 
     fn enabled(&self, level: Level) -> bool {
         self.0.enabled(level)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("sysext-ctx-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        for (dir, name, rel) in [
+            ("var/lib/extensions", "sys", "ID=_any\nSYSEXT_SCOPE=system\n"),
+            ("var/lib/extensions", "ini", "ID=_any\nSYSEXT_SCOPE=initrd\n"),
+            (".extra/sysext", "xtra", "ID=_any\nSYSEXT_SCOPE=initrd\n"),
+        ] {
+            let d = p.join(dir).join(name).join("usr/lib/extension-release.d");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(format!("extension-release.{name}")), rel).unwrap();
+        }
+        std::fs::create_dir_all(p.join("usr/lib")).unwrap();
+        std::fs::write(p.join("usr/lib/os-release"), "ID=debian\n").unwrap();
+        p
+    }
+
+    fn states(root: &std::path::Path, compat: Compat, initrd: Option<bool>) -> Vec<(String, ImageState)> {
+        let mut o = Options::new(ImageClass::Sysext);
+        o.root = Some(root.to_str().unwrap().to_string());
+        o.compat = Some(compat);
+        o.initrd = initrd;
+        let mut v: Vec<_> = Context::new(o)
+            .unwrap()
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.state))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    #[test]
+    fn initrd_scope_from_the_root() {
+        use ImageState::{Incompatible as I, WouldMerge as W};
+        let p = scratch("initrd");
+        let s = |v: &[(&str, ImageState)]| -> Vec<(String, ImageState)> {
+            v.iter().map(|(n, st)| (n.to_string(), *st)).collect()
+        };
+        let system = s(&[("ini", I), ("sys", W)]);
+        let initrd = s(&[("ini", W), ("sys", I), ("xtra", W)]);
+        // No initrd-release below the root: the system scope at 262.
+        assert_eq!(states(&p, Compat::V262, None), system);
+        std::fs::create_dir_all(p.join("etc")).unwrap();
+        std::fs::write(p.join("etc/initrd-release"), "ID=debian\n").unwrap();
+        // 262: the root's initrd-release makes the initrd scope (scope and /.extra/sysext).
+        assert_eq!(states(&p, Compat::V262, None), initrd);
+        // 257 asks the host, whatever the root (checked only where the host is no initrd).
+        if std::env::var_os("SYSTEMD_IN_INITRD").is_none()
+            && !std::path::Path::new("/etc/initrd-release").exists()
+        {
+            assert_eq!(states(&p, Compat::V257, None), system);
+        }
+        // The option wins at both levels.
+        for c in Compat::ALL {
+            assert_eq!(states(&p, c, Some(false)), system, "{c}");
+            assert_eq!(states(&p, c, Some(true)), initrd, "{c}");
+        }
+        std::fs::remove_dir_all(&p).unwrap();
     }
 }

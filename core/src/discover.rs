@@ -137,13 +137,24 @@ pub fn in_initrd() -> bool {
     std::path::Path::new("/etc/initrd-release").exists()
 }
 
-/// The search directories for a class.
-pub fn search_dirs(class: ImageClass, initrd: bool) -> &'static [&'static str] {
+/// Whether the root is an initrd as systemd 259 and later decide it for the scope and the
+/// search directories: `etc/initrd-release` exists below the root (any file type, symlinks
+/// resolved inside the root; a dangling one does not count). An error looking it up (which
+/// fails systemd's discovery) counts as absent.
+pub fn root_is_initrd(root: &Root) -> bool {
+    matches!(
+        root.resolve("etc/initrd-release", OFlags::PATH | OFlags::CLOEXEC),
+        Ok(Some(_))
+    )
+}
+
+/// The search directories for a class, in the initrd scope or not, at a level.
+pub fn search_dirs(class: ImageClass, initrd: bool, compat: Compat) -> &'static [&'static str] {
     let info = class.info();
-    if initrd {
-        info.search_dirs_initrd
-    } else {
-        info.search_dirs
+    match (initrd, compat.searches_global_extra_dirs()) {
+        (false, _) => info.search_dirs,
+        (true, false) => info.search_dirs_initrd,
+        (true, true) => info.search_dirs_initrd_global,
     }
 }
 
@@ -402,7 +413,7 @@ pub fn discover_at(
     } else {
         PickRule::NewestThenCheck { beneath: explicit }
     };
-    for &sdir in search_dirs(class, initrd) {
+    for &sdir in search_dirs(class, initrd, compat) {
         let Some(res) = root
             .resolve(sdir, OFlags::RDONLY | OFlags::DIRECTORY)
             .map_err(|e| crate::root::resolve_err(root, sdir, e))?
@@ -582,6 +593,136 @@ mod tests {
         assert_eq!(candidate_version("foo_", "foo", false), None);
         assert_eq!(candidate_version("foobar_1", "foo", false), None);
         assert_eq!(candidate_version("bar_1", "foo", false), None);
+    }
+
+    /// A scratch directory below the temp dir, removed on drop.
+    struct Scratch(std::path::PathBuf);
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let p = std::env::temp_dir()
+                .join(format!("sysext-discover-{tag}-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Scratch(p)
+        }
+        fn dir(&self, rel: &str) {
+            std::fs::create_dir_all(self.0.join(rel)).unwrap();
+        }
+        fn root(&self) -> Root {
+            Root::open(Some(self.0.to_str().unwrap())).unwrap()
+        }
+    }
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn found(root: &Root, class: ImageClass, initrd: bool, c: Compat) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = discover_at(root, class, initrd, c)
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.name, i.search_dir.to_string()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn initrd_search_dirs() {
+        let s = Scratch::new("initrd");
+        for d in [
+            "var/lib/extensions/dup",
+            "var/lib/extensions/plain",
+            ".extra/sysext/dup",
+            ".extra/sysext/xtra",
+            ".extra/sysext/both",
+            ".extra/global_sysext/both",
+            ".extra/global_sysext/glob",
+            "var/lib/confexts/c",
+            "usr/lib/confexts/ulib",
+            ".extra/confext/cx",
+            ".extra/global_confext/cg",
+        ] {
+            s.dir(d);
+        }
+        let root = s.root();
+        let sx = |initrd, c| found(&root, ImageClass::Sysext, initrd, c);
+        let cx = |initrd, c| found(&root, ImageClass::Confext, initrd, c);
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        };
+        // Outside the initrd scope, /.extra is never searched, at either level.
+        for c in Compat::ALL {
+            assert_eq!(
+                sx(false, c),
+                pairs(&[("dup", "/var/lib/extensions"), ("plain", "/var/lib/extensions")])
+            );
+            assert_eq!(
+                cx(false, c),
+                pairs(&[("c", "/var/lib/confexts"), ("ulib", "/usr/lib/confexts")])
+            );
+        }
+        // In it, /.extra/sysext comes after /var/lib/extensions (which wins a name), and
+        // /usr/lib/confexts is not searched; 257 knows no global dirs.
+        assert_eq!(
+            sx(true, Compat::V257),
+            pairs(&[
+                ("both", "/.extra/sysext"),
+                ("dup", "/var/lib/extensions"),
+                ("plain", "/var/lib/extensions"),
+                ("xtra", "/.extra/sysext"),
+            ])
+        );
+        assert_eq!(
+            cx(true, Compat::V257),
+            pairs(&[("c", "/var/lib/confexts"), ("cx", "/.extra/confext")])
+        );
+        // 262 (from 258) searches the global ones last: the per-UKI one wins a name.
+        assert_eq!(
+            sx(true, Compat::V262),
+            pairs(&[
+                ("both", "/.extra/sysext"),
+                ("dup", "/var/lib/extensions"),
+                ("glob", "/.extra/global_sysext"),
+                ("plain", "/var/lib/extensions"),
+                ("xtra", "/.extra/sysext"),
+            ])
+        );
+        assert_eq!(
+            cx(true, Compat::V262),
+            pairs(&[
+                ("c", "/var/lib/confexts"),
+                ("cg", "/.extra/global_confext"),
+                ("cx", "/.extra/confext"),
+            ])
+        );
+        let both = discover_at(&root, ImageClass::Sysext, true, Compat::V262).unwrap();
+        let both = both.iter().find(|i| i.name == "both").unwrap();
+        assert_eq!(both.shadows, vec![root.display(".extra/global_sysext/both")]);
+    }
+
+    #[test]
+    fn initrd_release_in_root() {
+        let s = Scratch::new("release");
+        s.dir("etc");
+        assert!(!root_is_initrd(&s.root()));
+        std::fs::write(s.0.join("etc/initrd-release"), "ID=x\n").unwrap();
+        assert!(root_is_initrd(&s.root()));
+        // A symlink is resolved inside the root: absolute to a file there counts,
+        // dangling does not.
+        std::fs::remove_file(s.0.join("etc/initrd-release")).unwrap();
+        std::fs::write(s.0.join("etc/real"), "ID=x\n").unwrap();
+        std::os::unix::fs::symlink("/etc/real", s.0.join("etc/initrd-release")).unwrap();
+        assert!(root_is_initrd(&s.root()));
+        std::fs::remove_file(s.0.join("etc/real")).unwrap();
+        assert!(!root_is_initrd(&s.root()));
+        // Any file type counts (systemd checks F_OK).
+        std::fs::remove_file(s.0.join("etc/initrd-release")).unwrap();
+        s.dir("etc/initrd-release");
+        assert!(root_is_initrd(&s.root()));
     }
 
     #[test]

@@ -189,6 +189,24 @@ impl Compat {
         self >= Compat::V262
     }
 
+    /// Whether the initrd scope applies (`SYSEXT_SCOPE=`/`CONFEXT_SCOPE=` checked against
+    /// `initrd`, the initrd's search directories) is decided by `etc/initrd-release` below the
+    /// root, resolved inside it (systemd 259, PR 39473 "sysext: Check for /etc/initrd-release in
+    /// given --root= tree"; `SYSTEMD_IN_INITRD` no longer counts there); 257 asks the host
+    /// (`SYSTEMD_IN_INITRD`, else the host's `/etc/initrd-release`), whatever `--root`.
+    pub fn reads_initrd_release_in_root(self) -> bool {
+        self >= Compat::V262
+    }
+
+    /// In the initrd scope, the global extensions systemd-stub passes from the ESP's
+    /// `loader/extensions/` are searched too, after the per-UKI ones: `/.extra/global_sysext`
+    /// resp. `/.extra/global_confext`, last (systemd 258, PR 38113 "Support global
+    /// sysext/confext in systemd-stub/systemd-sysext"); 257 searches only `/.extra/sysext`
+    /// resp. `/.extra/confext` there.
+    pub fn searches_global_extra_dirs(self) -> bool {
+        self >= Compat::V262
+    }
+
     /// `--mutable=help` lists the modes ("Known mutability modes:" and one per line) (262);
     /// 257 fails to parse `help` like any unknown mode.
     pub fn has_mutable_help(self) -> bool {
@@ -272,5 +290,7 @@ mod tests {
             !a.reads_overlayfs_mount_options_env() && b.reads_overlayfs_mount_options_env()
         );
         assert!(!a.knows_policy_fs_flags() && b.knows_policy_fs_flags());
+        assert!(!a.reads_initrd_release_in_root() && b.reads_initrd_release_in_root());
+        assert!(!a.searches_global_extra_dirs() && b.searches_global_extra_dirs());
     }
 }
