@@ -1,6 +1,7 @@
 //! Root tests of the post-257 features of the compatibility work (issue 18): overlayfs mount
 //! options chosen by the caller (systemd 259's `$SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS`) on
-//! every kernel path, and nested sub-mounts below a hierarchy.
+//! every kernel path, and nested sub-mounts below a hierarchy (on private and on shared
+//! mounts).
 
 use sysext::{Context, ImageClass, KernelFeatures, MutableMode};
 use sysext_tests::{isolated, TestRoot};
@@ -192,6 +193,39 @@ fn nested_submounts_staged() {
         return;
     }
     nested_submounts_in("nested-staged", KernelFeatures::empty());
+}
+
+/// Make every mount of the test's namespace shared, as `/` is on a systemd host and in the
+/// oracle's harness (`mount --make-rshared /`), where the CLI met it: a copy of a shared mount
+/// is a peer of the original, and unmounting the original took the copy's nested mounts along
+/// (umount propagation) until the copies were made private. Only inside the test's own
+/// namespace.
+fn make_rshared() {
+    assert!(std::process::Command::new("mount")
+        .args(["--make-rshared", "/"])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Nested sub-mounts on a shared hierarchy (the CLI's case on a systemd host).
+#[test]
+fn nested_submounts_shared() {
+    if !isolated("nested_submounts_shared") {
+        return;
+    }
+    make_rshared();
+    nested_submounts_in("nested-shared", KernelFeatures::all());
+}
+
+/// The same through the staging namespace of kernels before 6.15, and without listmount.
+#[test]
+fn nested_submounts_shared_staged() {
+    if !isolated("nested_submounts_shared_staged") {
+        return;
+    }
+    make_rshared();
+    nested_submounts_in("nested-shared-staged", KernelFeatures::empty());
 }
 
 /// Image-policy file system flags (systemd 259/260): an erofs and a squashfs image under

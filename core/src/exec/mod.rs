@@ -1172,6 +1172,9 @@ fn carry_submounts(
         ) else {
             continue;
         };
+        // Not a peer of the original, whose detach would otherwise take the mounts nested
+        // in the copy along (umount propagation, on a shared hierarchy).
+        let _ = mountattr::make_private(clone.as_fd());
         found.push(m);
         clones.push((rel, clone));
     }
@@ -1810,6 +1813,8 @@ pub fn detach_hierarchy(
                         | OpenTreeFlags::OPEN_TREE_CLOEXEC
                         | OpenTreeFlags::AT_RECURSIVE,
                 ) {
+                    // Not a peer of the mount on the merge (see carry_submounts).
+                    let _ = mountattr::make_private(c.as_fd());
                     submounts.push((sub, c));
                 }
             }

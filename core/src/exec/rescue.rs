@@ -109,6 +109,9 @@ fn put(root: &Root, path: &std::path::Path, target: &str) -> bool {
     ) else {
         return false;
     };
+    // Not a peer of the stashed one (shared once attached below a shared `/run`), whose
+    // detach would otherwise take the mounts nested in the copy along.
+    let _ = crate::sys::mountattr::make_private(copy.as_fd());
     if rustix::mount::move_mount(
         &copy,
         "",

@@ -15,6 +15,9 @@ pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
 const AT_EMPTY_PATH: u32 = 0x1000;
 const AT_RECURSIVE: u32 = 0x8000;
 
+/// `MS_PRIVATE`, as `mount_attr.propagation` takes it.
+const MS_PRIVATE: u64 = 1 << 18;
+
 #[repr(C)]
 struct MountAttr {
     attr_set: u64,
@@ -26,10 +29,29 @@ struct MountAttr {
 /// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], {attr_set, attr_clr})`:
 /// change the flags of the mount (tree) that `fd` refers to, attached or detached.
 pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
+    setattr(fd, recursive, set, clear, 0)
+}
+
+/// Make the mount tree `fd` refers to (attached or detached) private, recursively: a copy
+/// made with `OPEN_TREE_CLONE` of a shared mount is a peer of the original, so unmounting the
+/// original (or a mount on one of its peers) would take the copy's sub-mounts with it
+/// (umount propagation). A private copy keeps them; attached below a shared mount it becomes
+/// shared again, in a peer group of its own.
+pub fn make_private(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setattr(fd, true, 0, 0, MS_PRIVATE)
+}
+
+fn setattr(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    set: u64,
+    clear: u64,
+    propagation: u64,
+) -> io::Result<()> {
     let attr = MountAttr {
         attr_set: set,
         attr_clr: clear,
-        propagation: 0,
+        propagation,
         userns_fd: 0,
     };
     let flags = AT_EMPTY_PATH | if recursive { AT_RECURSIVE } else { 0 };
