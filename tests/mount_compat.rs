@@ -175,6 +175,13 @@ fn nested_submounts_in(name: &str, kernel: KernelFeatures) {
         ctx.unmerge().unwrap();
         check(&format!("{mode}: unmerged"));
         assert_eq!(r.overlays_at("opt"), 0);
+        // Nothing is left stashed: the late mounts' mount point went with the merge, and the
+        // other hierarchy's copies did not keep the rescue directory (or a stale one) alive.
+        let root = sysext::root::Root::open(Some(r.path.to_str().unwrap())).unwrap();
+        let rescue = sysext::lock::path_for(&root, ImageClass::Sysext)
+            .unwrap()
+            .with_extension("rescue");
+        assert!(!rescue.exists(), "{mode}: {} left", rescue.display());
     }
 }
 

@@ -179,7 +179,19 @@ fn is_mount_root(fd: rustix::fd::BorrowedFd<'_>) -> bool {
 pub fn put_back(root: &Root, class: ImageClass, stashed: Vec<Stashed>) {
     let mut all = true;
     for s in &stashed {
-        all &= put(root, &s.path, &s.target);
+        if put(root, &s.path, &s.target) {
+            continue;
+        }
+        if root
+            .open_in(&s.target, OFlags::PATH | OFlags::DIRECTORY)
+            .is_err()
+        {
+            // Its mount point went with the merge (a directory of an extension): nothing can
+            // show it, as with systemd, and as `recover` decides.
+            drop_mount(&s.path);
+        } else {
+            all = false;
+        }
     }
     if !stashed.is_empty() && all {
         clean(root, class);
@@ -196,16 +208,25 @@ pub fn discard(root: &Root, class: ImageClass, stashed: Vec<Stashed>) {
     }
 }
 
+/// Remove the rescue directory once nothing is stashed in it any more. While a copy is still
+/// attached (another hierarchy's, put back after this one), its intent line stays: lines of
+/// copies already gone are passed over by [`recover`].
 fn clean(root: &Root, class: ImageClass) {
     let Ok(dir) = rescue_dir(root, class) else {
         return;
     };
-    let _ = std::fs::remove_file(dir.join("intent"));
+    let mut left = false;
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
-            let _ = std::fs::remove_dir(e.path());
+            if e.file_name() != "intent" && std::fs::remove_dir(e.path()).is_err() {
+                left = true;
+            }
         }
     }
+    if left {
+        return;
+    }
+    let _ = std::fs::remove_file(dir.join("intent"));
     let _ = std::fs::remove_dir(&dir);
 }
 
@@ -225,6 +246,10 @@ pub fn recover(root: &Root, class: ImageClass, lock: &std::path::Path) -> usize 
             continue;
         };
         let path = dir.join(k);
+        if !path.exists() {
+            // Put back and removed already (its line stayed for another one still stashed).
+            continue;
+        }
         let merged = root
             .resolve(hier, OFlags::PATH | OFlags::DIRECTORY)
             .ok()
