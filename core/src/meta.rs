@@ -118,9 +118,12 @@ pub fn encode_work_dir(rel: &str) -> String {
     format!("{}\n", cescape(rel.trim_start_matches('/')))
 }
 
-/// Decode the `work_dir` file.
+/// Decode the `work_dir` file: its first line, unescaped. As systemd's
+/// `read_one_line_file()`, the line ends at the first `\n`, `\r` or NUL (so a `\r\n` ends
+/// it too) and nothing else is stripped: a name ending in a space or tab (which
+/// [`cescape`] leaves as it is) survives the round trip.
 pub fn decode_work_dir(text: &str) -> Option<String> {
-    let line = text.lines().next()?.trim_end();
+    let line = text.split(['\n', '\r', '\0']).next()?;
     if line.is_empty() {
         return None;
     }
@@ -212,5 +215,32 @@ mod tests {
         );
         assert_eq!(cunescape("\\101"), Some("A".into()));
         assert_eq!(cunescape("bad\\"), None);
+    }
+
+    #[test]
+    fn work_dir_trailing_whitespace_round_trips() {
+        // cescape leaves spaces as they are (and a tab becomes `\t`): only the line ending
+        // may be stripped when decoding, not the whitespace before it.
+        for s in [
+            "var/lib/extensions.mutable/.systemd-usr-workdir ",
+            "x/y  ",
+            "x/y\t",
+            "x/y \t ",
+            " leading and trailing ",
+            "   ",
+        ] {
+            let enc = encode_work_dir(s);
+            assert_eq!(decode_work_dir(&enc).as_deref(), Some(s), "{enc:?}");
+            // As written by systemd (`\n`), and with DOS or no line ending.
+            let line = enc.strip_suffix('\n').unwrap();
+            for text in [format!("{line}\r\n"), line.to_string(), format!("{line}\nrest\n")] {
+                assert_eq!(decode_work_dir(&text).as_deref(), Some(s), "{text:?}");
+            }
+        }
+        // The line ends at the first CR or NUL too, as in systemd's read_line().
+        assert_eq!(decode_work_dir("a b\rc\n").as_deref(), Some("a b"));
+        assert_eq!(decode_work_dir("a b\0c").as_deref(), Some("a b"));
+        assert_eq!(decode_work_dir("\n"), None);
+        assert_eq!(decode_work_dir(""), None);
     }
 }
