@@ -249,8 +249,9 @@ impl VeritySuperblock {
         b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&self.hash_type.to_le_bytes());
         b[16..32].copy_from_slice(&self.uuid.0);
+        // The field holds 32 bytes, NUL-terminated only when shorter (as cryptsetup reads it).
         let alg = self.algorithm.as_bytes();
-        let n = alg.len().min(31);
+        let n = alg.len().min(32);
         b[32..32 + n].copy_from_slice(&alg[..n]);
         b[64..68].copy_from_slice(&self.data_block_size.to_le_bytes());
         b[68..72].copy_from_slice(&self.hash_block_size.to_le_bytes());
@@ -812,6 +813,13 @@ mod tests {
         bad[80..82].copy_from_slice(&300u16.to_le_bytes());
         assert!(VeritySuperblock::parse(&bad).is_err());
         assert!(VeritySuperblock::parse(&b[..100]).is_err());
+        // An algorithm name of the field's full 32 bytes has no NUL and round-trips (found
+        // by the verity_superblock fuzz target).
+        let long = VeritySuperblock {
+            algorithm: "a".repeat(32),
+            ..sb.clone()
+        };
+        assert_eq!(VeritySuperblock::parse(&long.to_bytes()).unwrap(), long);
     }
 
     #[test]
