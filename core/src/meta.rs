@@ -23,9 +23,10 @@ pub fn encode_extensions(names: &[String]) -> String {
     s
 }
 
-/// Decode the `extensions` file (one name per line, empty lines dropped).
+/// Decode the `extensions` file (one name per line, empty lines dropped). As systemd's
+/// `strv_split_newlines()`, both `\n` and `\r` separate names.
 pub fn decode_extensions(text: &str) -> Vec<String> {
-    text.lines()
+    text.split(['\n', '\r'])
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect()
@@ -67,12 +68,16 @@ pub fn cescape(s: &str) -> String {
     out
 }
 
-/// Undo [`cescape`]. Returns `None` on a malformed escape.
+/// Undo [`cescape`]. Returns `None` on a malformed escape, and on a NUL, escaped or not:
+/// systemd's `cunescape()` works on C strings, no NUL goes in or comes out.
 pub fn cunescape(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
+        if b[i] == 0 {
+            return None;
+        }
         if b[i] != b'\\' {
             out.push(b[i]);
             i += 1;
@@ -195,6 +200,14 @@ mod tests {
         let n = vec!["bar".to_string(), "foo".to_string()];
         assert_eq!(encode_extensions(&n), "bar\nfoo\n");
         assert_eq!(decode_extensions("bar\nfoo\n"), n);
+        // CR separates names too (systemd's NEWLINE is "\n\r"), also on a last line without
+        // a line break, so decoding is stable through the encoder (found by fuzzing).
+        assert_eq!(decode_extensions("bar\r\n\nfoo\r"), n);
+        assert_eq!(decode_extensions("bar\rfoo"), n);
+        assert_eq!(
+            decode_extensions(&encode_extensions(&decode_extensions("bar\r"))),
+            ["bar"]
+        );
     }
 
     #[test]
@@ -215,6 +228,10 @@ mod tests {
         );
         assert_eq!(cunescape("\\101"), Some("A".into()));
         assert_eq!(cunescape("bad\\"), None);
+        // No NUL comes out, escaped or raw (found by the meta fuzz target: a raw NUL in the
+        // note's `ephemeral=` gave a path that no longer round-trips).
+        assert_eq!(cunescape("a\\x00"), None);
+        assert_eq!(cunescape("a\0b"), None);
     }
 
     #[test]
@@ -233,7 +250,11 @@ mod tests {
             assert_eq!(decode_work_dir(&enc).as_deref(), Some(s), "{enc:?}");
             // As written by systemd (`\n`), and with DOS or no line ending.
             let line = enc.strip_suffix('\n').unwrap();
-            for text in [format!("{line}\r\n"), line.to_string(), format!("{line}\nrest\n")] {
+            for text in [
+                format!("{line}\r\n"),
+                line.to_string(),
+                format!("{line}\nrest\n"),
+            ] {
                 assert_eq!(decode_work_dir(&text).as_deref(), Some(s), "{text:?}");
             }
         }

@@ -85,6 +85,9 @@ fn reference_cunescape(s: &str) -> Option<String> {
     let hex = |c: u8| (c as char).to_digit(16);
     let oct = |c: u8| (c as char).to_digit(8);
     while i < b.len() {
+        if b[i] == 0 {
+            return None; // a C string ends there: no NUL goes in
+        }
         if b[i] != b'\\' {
             out.push(b[i]);
             i += 1;
