@@ -1011,9 +1011,9 @@ impl Context {
     /// ```
     pub fn merge(&self) -> Result<Report> {
         self.require_privilege()?;
-        let _lock = self.lock()?;
-        self.recover();
-        self.merge_locked(false, None, &[], self.mode)
+        let lock = self.lock()?;
+        self.recover(&lock);
+        self.merge_locked(&lock, false, None, &[], self.mode)
     }
 
     /// Rebuild the merge from the current set of images (`refresh`), replacing the old
@@ -1030,9 +1030,9 @@ impl Context {
     /// ```
     pub fn refresh(&self) -> Result<Report> {
         self.require_privilege()?;
-        let _lock = self.lock()?;
-        self.recover();
-        self.merge_locked(true, None, &[], self.mode)
+        let lock = self.lock()?;
+        self.recover(&lock);
+        self.merge_locked(&lock, true, None, &[], self.mode)
     }
 
     /// Remove the merge (`unmerge`).
@@ -1050,17 +1050,15 @@ impl Context {
     /// ```
     pub fn unmerge(&self) -> Result<Report> {
         self.require_privilege()?;
-        let _lock = self.lock()?;
-        self.recover();
-        self.unmerge_locked()
+        let lock = self.lock()?;
+        self.recover(&lock);
+        self.unmerge_locked(&lock)
     }
 
     /// Repair what an interrupted call left, before doing anything else (under the lock).
-    fn recover(&self) {
-        // The lock's name (found once per context) gives the rescue directory's.
-        let Some(lock) = self.lock_path.get() else {
-            return;
-        };
+    fn recover(&self, held: &crate::lock::Lock) {
+        // The lock's name gives the rescue directory's.
+        let lock = &held.path;
         let n = exec::rescue::recover(&self.root, self.opts.class, lock);
         if n > 0 {
             self.sink().event(&Event::Message(
@@ -1069,7 +1067,7 @@ impl Context {
             ));
         }
         let class = self.opts.class;
-        let r = exec::intent::recover(&self.root, class, lock, self.kernel(), &mut |rel| {
+        let r = exec::intent::recover(&self.root, class, held, self.kernel(), &mut |rel| {
             let _ = exec::unmerge_hierarchy(
                 &self.root,
                 class,
@@ -1105,18 +1103,16 @@ impl Context {
         Some(r.verb)
     }
 
-    /// The lock file the intent record goes next to (`None`: no record).
-    fn intent_lock(&self) -> Option<&std::path::Path> {
-        self.lock_path
-            .get()
-            .filter(|_| self.opts.intent_record)
-            .map(|p| p.as_path())
+    /// The held lock whose file takes the intent record (`None`: no record).
+    fn intent_lock<'a>(&self, lock: &'a crate::lock::Lock) -> Option<&'a crate::lock::Lock> {
+        Some(lock).filter(|_| self.opts.intent_record)
     }
 
     /// The intent record of a merge or refresh about to replace what `probed` found with
     /// `plan`: the old merges, and what of theirs goes once the new ones are in place.
     fn begin_intent(
         &self,
+        lock: &crate::lock::Lock,
         verb: &str,
         plan: &Plan,
         probed: &probe::Probed,
@@ -1143,10 +1139,10 @@ impl Context {
                 }
             }
         }
-        exec::intent::Intent::begin(self.intent_lock(), verb, &lines)
+        exec::intent::Intent::begin(self.intent_lock(lock), verb, &lines)
     }
 
-    fn unmerge_locked(&self) -> Result<Report> {
+    fn unmerge_locked(&self, lock: &crate::lock::Lock) -> Result<Report> {
         // Reload decision before unmerging: read the merged release files.
         let (reload, units) = self.merged_needs_reload();
         let mut report = Report {
@@ -1160,7 +1156,7 @@ impl Context {
         for h in &self.hierarchies {
             lines.push_str(&format!("old\t{}\t0:0\n", h.relative()));
         }
-        let intent = exec::intent::Intent::begin(self.intent_lock(), "unmerge", &lines);
+        let intent = exec::intent::Intent::begin(self.intent_lock(lock), "unmerge", &lines);
         let mut detached = Vec::new();
         let mounts = exec::MountTable::default();
         let mut refused: Option<Error> = None;
@@ -1277,6 +1273,7 @@ impl Context {
 
     fn merge_locked(
         &self,
+        lock: &crate::lock::Lock,
         refresh: bool,
         filter: Option<&[String]>,
         required: &[String],
@@ -1317,7 +1314,7 @@ impl Context {
                 self.sink().event(&Event::NoSuitable { ignored: g.found });
             }
             if refresh {
-                let u = self.unmerge_locked()?;
+                let u = self.unmerge_locked(&lock)?;
                 report.unmerged = u.unmerged;
             }
             report.needs_reload = false;
@@ -1362,7 +1359,7 @@ impl Context {
                 "A foreign mount lies below the current merge; refreshing with a gap.".into(),
             ));
             say_using(&mut using_said);
-            let u = self.unmerge_locked()?;
+            let u = self.unmerge_locked(&lock)?;
             report.unmerged = u.unmerged;
             probed = self.probe(mode, &g.trees, Vec::new())?;
         }
@@ -1425,6 +1422,7 @@ impl Context {
             .collect();
         // The intent record, before the first effect.
         let mut journal = Journal::with_intent(self.begin_intent(
+            lock,
             if refresh { "refresh" } else { "merge" },
             &plan,
             &probed,
@@ -1544,8 +1542,8 @@ impl Context {
     /// Without a current merge, merges just these.
     pub fn merge_names(&self, names: &[String]) -> Result<Report> {
         self.require_privilege()?;
-        let _lock = self.lock()?;
-        self.recover();
+        let lock = self.lock()?;
+        self.recover(&lock);
         let (mut set, cur_mode) = self.current_merge()?;
         for n in names {
             if !set.contains(n) {
@@ -1553,15 +1551,15 @@ impl Context {
             }
         }
         let mode = self.opts.mutable.or(cur_mode).unwrap_or(self.mode);
-        self.merge_locked(true, Some(&set), names, mode)
+        self.merge_locked(&lock, true, Some(&set), names, mode)
     }
 
     /// Remove the named extensions from the current merge, keeping the others (a gap-free
     /// refresh with a smaller set); removing the last one unmerges.
     pub fn unmerge_names(&self, names: &[String]) -> Result<Report> {
         self.require_privilege()?;
-        let _lock = self.lock()?;
-        self.recover();
+        let lock = self.lock()?;
+        self.recover(&lock);
         let (set, cur_mode) = self.current_merge()?;
         for n in names {
             if !set.contains(n) {
@@ -1570,10 +1568,10 @@ impl Context {
         }
         let rest: Vec<String> = set.into_iter().filter(|n| !names.contains(n)).collect();
         if rest.is_empty() {
-            return self.unmerge_locked();
+            return self.unmerge_locked(&lock);
         }
         let mode = self.opts.mutable.or(cur_mode).unwrap_or(self.mode);
-        self.merge_locked(true, Some(&rest), &[], mode)
+        self.merge_locked(&lock, true, Some(&rest), &[], mode)
     }
 
     /// State of each configured hierarchy that exists (`status`), sorted by path.

@@ -13,11 +13,25 @@ use std::time::{Duration, Instant};
 pub const LOCK_DIR: &str = "/run/libsysext";
 
 /// A held lock; released on drop.
+///
+/// The lock file also holds the intent record of the call that holds it
+/// ([`crate::exec::intent`]): written through [`Lock::record_fd`], empty when no call was
+/// interrupted.
 #[derive(Debug)]
 pub struct Lock {
-    _fd: OwnedFd,
+    fd: std::sync::Arc<OwnedFd>,
+    /// Whether `fd` is the lock file (not the root directory, the fallback without `/run`).
+    is_file: bool,
     /// The lock file.
     pub path: PathBuf,
+}
+
+impl Lock {
+    /// The lock file, open for reading and writing, for the intent record (`None` when the
+    /// lock is the root directory's, without a writable `/run`).
+    pub fn record_fd(&self) -> Option<std::sync::Arc<OwnedFd>> {
+        self.is_file.then(|| self.fd.clone())
+    }
 }
 
 /// Take the lock of `root` and `class`. `timeout`: `None` waits forever, `Some(0)` does not wait.
@@ -47,28 +61,30 @@ pub fn lock_at(path: PathBuf, root: &Root, timeout: Option<Duration>) -> Result<
         )
     };
     // The lock dir usually exists: create it only when the open says it is missing.
-    let fd = match open().or_else(|e| {
+    let (fd, is_file) = match open().or_else(|e| {
         if e != rustix::io::Errno::NOENT {
             return Err(std::io::Error::from(e));
         }
         std::fs::create_dir_all(LOCK_DIR)?;
         open().map_err(Into::into)
     }) {
-        Ok(fd) => fd,
+        Ok(fd) => (fd, true),
         // /run not writable (read-only root without /run): lock the root directory itself.
-        Err(_) => {
-            rustix::io::dup(root.fd()).map_err(|e| Error::io("open", root.display_root(), e))?
-        }
+        Err(_) => (
+            rustix::io::dup(root.fd()).map_err(|e| Error::io("open", root.display_root(), e))?,
+            false,
+        ),
     };
+    let fd = std::sync::Arc::new(fd);
     let start = Instant::now();
     loop {
         match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(Lock { _fd: fd, path }),
+            Ok(()) => return Ok(Lock { fd, is_file, path }),
             Err(rustix::io::Errno::WOULDBLOCK) => match timeout {
                 None => {
                     rustix::fs::flock(&fd, FlockOperation::LockExclusive)
                         .map_err(|e| Error::io("lock", &path, e))?;
-                    return Ok(Lock { _fd: fd, path });
+                    return Ok(Lock { fd, is_file, path });
                 }
                 Some(t) if start.elapsed() >= t => return Err(Error::Busy { path }),
                 Some(_) => std::thread::sleep(Duration::from_millis(20)),

@@ -41,9 +41,10 @@ fn intent_files() -> usize {
     std::fs::read_dir("/run/libsysext")
         .map(|d| {
             d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".intent"))
-                // An empty record is none: the last call finished.
-                .filter(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+                // The record is the lock file's content; blank: the last call finished
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+                // (blanked with newlines, not truncated: see core/src/exec/intent.rs).
+                .filter(|e| std::fs::read(e.path()).is_ok_and(|t| t.iter().any(|&b| b != b'\n')))
                 .count()
         })
         .unwrap_or(0)
