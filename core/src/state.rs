@@ -161,9 +161,10 @@ impl Note {
     /// Encode as the file's text.
     pub fn encode(&self) -> String {
         // On disk: the directory, or the kind's name (`none`, `host`, `ephemeral`).
+        // The directory C-escaped as `ephemeral=` is (a path may hold a line break).
         let upper = match (self.upper, &self.upper_dir) {
-            (UpperKind::MutableDir, Some(dir)) => dir.as_str(),
-            (kind, _) => kind.as_str(),
+            (UpperKind::MutableDir, Some(dir)) => crate::meta::cescape(dir),
+            (kind, _) => kind.as_str().to_string(),
         };
         let mut s = format!("mutable={}\nupper={upper}\n", self.mutable);
         if let Some(f) = self.fingerprint {
@@ -190,7 +191,17 @@ impl Note {
                     "none" => (UpperKind::None, None),
                     "host" | "base" => (UpperKind::Host, None),
                     "ephemeral" => (UpperKind::Ephemeral, None),
-                    dir => (UpperKind::MutableDir, Some(dir.to_string())),
+                    // Escaped since 0.3; a note of an older version held the path as it
+                    // is (taken as it is where it does not unescape). No path holds a NUL:
+                    // such a note is unusable.
+                    dir => (
+                        UpperKind::MutableDir,
+                        Some(match crate::meta::cunescape(dir) {
+                            Some(d) => d,
+                            None if !dir.contains('\0') => dir.to_string(),
+                            None => return None,
+                        }),
+                    ),
                 };
             } else if let Some(v) = line.strip_prefix("fingerprint=") {
                 n.fingerprint = u64::from_str_radix(v, 16).ok();
@@ -240,4 +251,30 @@ pub struct HierarchyStatus {
     /// interrupted (its process killed) and is not repaired yet; the next merge, refresh
     /// or unmerge completes or undoes it first. The same on every hierarchy.
     pub interrupted: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn note_upper_dir_round_trips_with_line_breaks() {
+        for dir in ["/r/var/lib/extensions.mutable/usr", "/a\nb/usr", "/x\r", "/t\\x41"] {
+            let n = Note {
+                mutable: MutableMode::Enabled,
+                upper: UpperKind::MutableDir,
+                upper_dir: Some(dir.to_string()),
+                fingerprint: Some(7),
+                ephemeral: None,
+            };
+            let text = n.encode();
+            assert_eq!(text.lines().count(), 3, "{text:?}");
+            assert_eq!(Note::decode(&text), Some(n), "{dir:?}");
+        }
+        // A note of an older version: the path as it is.
+        let old = Note::decode("mutable=yes\nupper=/r/var/lib/extensions.mutable/usr\n").unwrap();
+        assert_eq!(old.upper_dir.as_deref(), Some("/r/var/lib/extensions.mutable/usr"));
+        // No path holds a NUL.
+        assert_eq!(Note::decode("mutable=yes\nupper=/a\0b\n"), None);
+    }
 }
