@@ -154,3 +154,18 @@ impl std::str::FromStr for ImageClass {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_names_round_trip() {
+        for c in [ImageClass::Sysext, ImageClass::Confext] {
+            assert_eq!(c.to_string().parse::<ImageClass>(), Ok(c));
+        }
+        assert_eq!(ImageClass::Sysext.to_string(), "sysext");
+        assert_eq!("confext".parse::<ImageClass>(), Ok(ImageClass::Confext));
+        assert_eq!("portable".parse::<ImageClass>(), Err(()));
+    }
+}

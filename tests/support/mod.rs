@@ -226,6 +226,19 @@ pub fn cli() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let p = dir.join("sysext");
+    // Built once per test process when asked (scripts/mutants-core: each mutant's CLI must
+    // be its own), else only when missing (the test command builds it first).
+    static FRESH: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    let fresh = std::env::var_os("SYSEXT_TESTS_BUILD_CLI").is_some();
+    if fresh {
+        FRESH.get_or_init(|| {
+            let st = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "sysext-cli"])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        });
+    }
     if !p.exists() {
         let st = Command::new(env!("CARGO"))
             .args(["build", "-p", "sysext-cli"])
