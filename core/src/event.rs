@@ -102,3 +102,24 @@ impl EventSink for NullSink {
         false
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closures_are_sinks_that_want_every_level() {
+        let got = std::sync::Mutex::new(Vec::new());
+        let sink = |e: &Event| got.lock().unwrap().push(e.to_string());
+        sink_event(&sink, &Event::Message(Level::Info, "hello".into()));
+        assert_eq!(*got.lock().unwrap(), vec!["hello".to_string()]);
+        for l in [Level::Debug, Level::Info, Level::Warning] {
+            assert!(EventSink::enabled(&sink, l));
+            assert!(!NullSink.enabled(l));
+        }
+    }
+
+    fn sink_event(sink: &dyn EventSink, e: &Event) {
+        sink.event(e);
+    }
+}
