@@ -13,31 +13,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use std::io;
-use std::os::unix::fs::FileExt;
 use sysext::image::dps::Guid;
 use sysext::image::verity::{
     self, FormatParams, HashAlgorithm, VerityError, VeritySuperblock, SUPERBLOCK_SIZE,
 };
 
-struct Mem<'a>(&'a [u8]);
-
-impl FileExt for Mem<'_> {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let Ok(off) = usize::try_from(offset) else {
-            return Ok(0);
-        };
-        if off >= self.0.len() {
-            return Ok(0);
-        }
-        let n = buf.len().min(self.0.len() - off);
-        buf[..n].copy_from_slice(&self.0[off..off + n]);
-        Ok(n)
-    }
-    fn write_at(&self, _buf: &[u8], _offset: u64) -> io::Result<usize> {
-        Err(io::Error::other("read-only"))
-    }
-}
+#[path = "common/mem.rs"]
+mod mem;
+use mem::Mem;
 
 fn check_superblock(sb: &VeritySuperblock) {
     assert_eq!(sb.version, 1);
