@@ -264,7 +264,10 @@ fn json_shapes_are_stable() {
             assert_eq!(h["upper"]["kind"], "mutable-dir", "{h}");
             assert_eq!(h["upper"]["create"], true, "{h}");
             assert!(
-                h["upper"]["path"].as_str().unwrap().contains("extensions.mutable"),
+                h["upper"]["path"]
+                    .as_str()
+                    .unwrap()
+                    .contains("extensions.mutable"),
                 "{h}"
             );
             assert_eq!(h["workDir"]["kind"], "directory", "{h}");

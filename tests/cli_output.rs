@@ -76,9 +76,15 @@ fn no_legend_columns_are_as_wide_as_their_data() {
     let first = got.lines().next().unwrap();
     // `cut -d' ' -f1,2` of 257's output gives "barbaz directory".
     assert!(first.starts_with("barbaz directory "), "{got}");
-    assert!(got.lines().nth(1).unwrap().starts_with("foo    directory "), "{got}");
+    assert!(
+        got.lines().nth(1).unwrap().starts_with("foo    directory "),
+        "{got}"
+    );
     let o = run(Some(&r), &["--no-legend", "status"], &[]);
-    assert_eq!(text(&o.stdout), "/opt none -\n/usr none -\n".replace("none", "-"));
+    assert_eq!(
+        text(&o.stdout),
+        "/opt none -\n/usr none -\n".replace("none", "-")
+    );
 }
 
 #[test]
@@ -109,13 +115,20 @@ fn status_has_systemds_three_columns_and_long_adds_ours() {
 fn colours_as_systemd_colours_them() {
     let r = TestRoot::new("out-colour");
     std::fs::create_dir_all(r.path.join("var/lib/extensions")).unwrap();
-    for (level, grey) in [("257", "\x1b[0;38:5:245m"), ("262", "\x1b[0;90m\x1b[0;38:5:245m")] {
+    for (level, grey) in [
+        ("257", "\x1b[0;38:5:245m"),
+        ("262", "\x1b[0;90m\x1b[0;38:5:245m"),
+    ] {
         let o = run(
             Some(&r),
             &[&format!("--compat={level}"), "status"],
             &[("SYSTEMD_COLORS", "1")],
         );
-        let none = if level == "257" { "none      " } else { "-         " };
+        let none = if level == "257" {
+            "none      "
+        } else {
+            "-         "
+        };
         assert_eq!(
             text(&o.stdout),
             format!(
@@ -138,13 +151,25 @@ fn parse_errors_read_like_systemds() {
     let cases: &[(&[&str], &str)] = &[
         (&["merge", "foo"], "Too many arguments.\n"),
         (&["unmerge", "foo"], "Too many arguments.\n"),
-        (&["lsit"], "Unknown command verb 'lsit', did you mean 'list'?\n"),
-        (&["st"], "Unknown command verb 'st', did you mean 'status'?\n"),
+        (
+            &["lsit"],
+            "Unknown command verb 'lsit', did you mean 'list'?\n",
+        ),
+        (
+            &["st"],
+            "Unknown command verb 'st', did you mean 'status'?\n",
+        ),
         (&["xyzzyplugh"], "Unknown command verb 'xyzzyplugh'.\n"),
         // systemd's verbs are suggested first, as systemd suggests them.
         (&["zz"], "Unknown command verb 'zz', did you mean 'list'?\n"),
-        (&["bogus"], "Unknown command verb 'bogus', did you mean 'status'?\n"),
-        (&["--mutable=bogus", "merge"], "Failed to parse argument to --mutable=: bogus\n"),
+        (
+            &["bogus"],
+            "Unknown command verb 'bogus', did you mean 'status'?\n",
+        ),
+        (
+            &["--mutable=bogus", "merge"],
+            "Failed to parse argument to --mutable=: bogus\n",
+        ),
         (&["add"], "Too few arguments.\n"),
     ];
     for (args, err) in cases {
@@ -159,7 +184,10 @@ fn parse_errors_read_like_systemds() {
 
 #[test]
 fn version_line_is_systemds_with_our_name() {
-    for (level, want) in [("257", "systemd 257 (libsysext "), ("262", "systemd 262 (libsysext ")] {
+    for (level, want) in [
+        ("257", "systemd 257 (libsysext "),
+        ("262", "systemd 262 (libsysext "),
+    ] {
         let o = run(None, &[&format!("--compat={level}"), "--version"], &[]);
         let out = text(&o.stdout);
         assert!(out.starts_with(want), "{out}");
@@ -191,7 +219,10 @@ fn list_of_a_missing_root_per_level() {
 fn status_of_a_missing_root_per_level() {
     let run_at = |level: &str, json: bool| {
         let mut c = Command::new(sysext_tests::cli());
-        c.args(["--root=/nonexistent-libsysext-root", &format!("--compat={level}")]);
+        c.args([
+            "--root=/nonexistent-libsysext-root",
+            &format!("--compat={level}"),
+        ]);
         if json {
             c.arg("--json=short");
         }

@@ -181,11 +181,19 @@ fn case_strategy() -> impl Strategy<Value = Case> {
                 Just(confext),
                 prop::collection::vec(
                     (
-                        prop_oneof![Just(ExtKind::Dir), Just(ExtKind::Erofs), Just(ExtKind::Squashfs)],
+                        prop_oneof![
+                            Just(ExtKind::Dir),
+                            Just(ExtKind::Erofs),
+                            Just(ExtKind::Squashfs)
+                        ],
                         prop::bool::weighted(0.8),
                         entries_strategy(hiers, 7),
                     )
-                        .prop_map(|(kind, present, entries)| Ext { kind, present, entries }),
+                        .prop_map(|(kind, present, entries)| Ext {
+                            kind,
+                            present,
+                            entries,
+                        }),
                     1..4,
                 ),
                 prop::collection::vec(
@@ -320,11 +328,13 @@ fn decode(text: &str) -> Case {
                 .entries
                 .push((num(w[2]), num(w[3]), node(&w[4..]))),
             "routing" => c.routing[num(w[1])] = Some((w[2] == "true", Vec::new())),
-            "rentry" => c.routing[num(w[1])]
-                .as_mut()
-                .unwrap()
-                .1
-                .push((num(w[2]), num(w[3]), node(&w[4..]))),
+            "rentry" => {
+                c.routing[num(w[1])]
+                    .as_mut()
+                    .unwrap()
+                    .1
+                    .push((num(w[2]), num(w[3]), node(&w[4..])))
+            }
             "op" => c.ops.push(match w[1] {
                 "merge" => Op::Merge(mode_of(w[2])),
                 "refresh" => Op::Refresh(mode_of(w[2]), w[3] == "true"),
@@ -436,11 +446,15 @@ fn build_images(c: &Case, stage: &Path) {
         let img = stage.join(ext_file(c, i));
         let _ = std::fs::remove_file(&img);
         match e.kind {
-            ExtKind::Erofs => sh(Command::new("mkfs.erofs").arg("--quiet").arg(&img).arg(&src)),
-            ExtKind::Squashfs => sh(Command::new("mksquashfs")
-                .arg(&src)
+            ExtKind::Erofs => sh(Command::new("mkfs.erofs")
+                .arg("--quiet")
                 .arg(&img)
-                .args(["-quiet", "-noappend", "-no-progress"])),
+                .arg(&src)),
+            ExtKind::Squashfs => sh(Command::new("mksquashfs").arg(&src).arg(&img).args([
+                "-quiet",
+                "-noappend",
+                "-no-progress",
+            ])),
             ExtKind::Dir => unreachable!(),
         }
     }
@@ -461,7 +475,9 @@ fn setup_root(c: &Case, stage: &Path) -> TestRoot {
         }
     }
     for (h, routing) in c.routing.iter().enumerate() {
-        let Some((good, entries)) = routing else { continue };
+        let Some((good, entries)) = routing else {
+            continue;
+        };
         let d = r.p(&format!("var/lib/extensions.mutable/{}", c.hiers()[h]));
         std::fs::create_dir_all(&d).unwrap();
         let here: Vec<Entry> = entries.iter().filter(|e| e.0 == h).copied().collect();
@@ -475,7 +491,13 @@ fn setup_root(c: &Case, stage: &Path) -> TestRoot {
 // ---------------------------------------------------------------------------------------
 // Running and observing
 
-fn ctx(c: &Case, r: &TestRoot, mode: MutableMode, features: KernelFeatures, always: bool) -> Context {
+fn ctx(
+    c: &Case,
+    r: &TestRoot,
+    mode: MutableMode,
+    features: KernelFeatures,
+    always: bool,
+) -> Context {
     let mut o = r.options(c.class(), mode);
     o.kernel = features;
     o.always_refresh = always;
@@ -510,7 +532,13 @@ fn errno_of(r: std::io::Result<()>) -> String {
 }
 
 /// Apply one step; returns what it returned.
-fn apply(c: &Case, r: &TestRoot, op: &Op, features: KernelFeatures, mode: &mut MutableMode) -> String {
+fn apply(
+    c: &Case,
+    r: &TestRoot,
+    op: &Op,
+    features: KernelFeatures,
+    mode: &mut MutableMode,
+) -> String {
     let p = |h: usize, s: usize| r.p(&format!("{}/{}", c.hiers()[h], SUB[s]));
     match op {
         Op::Merge(m) => {
@@ -573,14 +601,21 @@ fn apply(c: &Case, r: &TestRoot, op: &Op, features: KernelFeatures, mode: &mut M
 /// first level.
 fn walk(base: &Path, dir: &Path, dev: Option<u64>, out: &mut Vec<String>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
-        out.push(format!("{}: unreadable", dir.strip_prefix(base).unwrap().display()));
+        out.push(format!(
+            "{}: unreadable",
+            dir.strip_prefix(base).unwrap().display()
+        ));
         return;
     };
     let mut v: Vec<_> = rd.flatten().collect();
     v.sort_by_key(|e| e.file_name());
     for e in v {
         let path = e.path();
-        let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(base)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let md = std::fs::symlink_metadata(&path).unwrap();
         let perm = md.mode() & 0o7777;
         let ft = md.file_type();
@@ -590,7 +625,11 @@ fn walk(base: &Path, dir: &Path, dev: Option<u64>, out: &mut Vec<String>) {
             if overlay_private {
                 // The overlay's work dir: `work/`, `index/` are the kernel's.
                 let mut names: Vec<String> = std::fs::read_dir(&path)
-                    .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                    .map(|d| {
+                        d.flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 names.sort();
                 out.push(format!("{rel}/ holds {names:?}"));
@@ -607,15 +646,29 @@ fn walk(base: &Path, dir: &Path, dev: Option<u64>, out: &mut Vec<String>) {
             let content = match dev {
                 // The meta dir's `dev` names the overlay's anonymous device: compared by
                 // whether it is the mount's.
-                Some(d) if rel.ends_with(".systemd-sysext/dev") || rel.ends_with(".systemd-confext/dev") => {
+                Some(d)
+                    if rel.ends_with(".systemd-sysext/dev")
+                        || rel.ends_with(".systemd-confext/dev") =>
+                {
                     let ours = format!("{}:{}", libc::major(d), libc::minor(d));
-                    format!("<dev {}>", if content.trim() == ours { "of the mount" } else { "OTHER" })
+                    format!(
+                        "<dev {}>",
+                        if content.trim() == ours {
+                            "of the mount"
+                        } else {
+                            "OTHER"
+                        }
+                    )
                 }
                 _ => content.trim_end().replace('\n', "\\n"),
             };
             out.push(format!("{rel} {perm:o} {content}"));
         } else {
-            out.push(format!("{rel} special {:o} rdev {:x}", md.mode(), md.rdev()));
+            out.push(format!(
+                "{rel} special {:o} rdev {:x}",
+                md.mode(),
+                md.rdev()
+            ));
         }
     }
 }
@@ -655,7 +708,11 @@ fn observe(c: &Case, r: &TestRoot, features: KernelFeatures, unmerged: bool) -> 
                 m.options
             );
             if m.fstype == "overlay" {
-                s += &format!(" layers={} [{}]", m.overlay_lower_count(), overlay_options(&m.super_options));
+                s += &format!(
+                    " layers={} [{}]",
+                    m.overlay_lower_count(),
+                    overlay_options(&m.super_options)
+                );
             }
             s
         })
@@ -668,7 +725,10 @@ fn observe(c: &Case, r: &TestRoot, features: KernelFeatures, unmerged: bool) -> 
         let writable = rustix::fs::statvfs(&hp)
             .map(|s| !s.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
             .unwrap_or(false);
-        out.push(format!("{h}: {}", if writable { "writable" } else { "read-only" }));
+        out.push(format!(
+            "{h}: {}",
+            if writable { "writable" } else { "read-only" }
+        ));
         walk(&r.path, &hp, dev, &mut out);
     }
     let mutable = r.p("var/lib/extensions.mutable");
@@ -687,7 +747,10 @@ fn observe(c: &Case, r: &TestRoot, features: KernelFeatures, unmerged: bool) -> 
         }
         Err(e) => out.push(format!("status {}", err_text(&e))),
     }
-    out.push(format!("ephemeral dirs {}", sysext_tests::ephemeral_dirs().len()));
+    out.push(format!(
+        "ephemeral dirs {}",
+        sysext_tests::ephemeral_dirs().len()
+    ));
     if unmerged {
         out.push(format!("loop devices {:?}", loops_of(r)));
     }
@@ -745,7 +808,9 @@ fn run_case(c: &Case, stage: &Path, features: KernelFeatures) -> Vec<Vec<String>
                 l.replace_range(at..end, &short);
                 from = at + short.len();
             }
-            let Some(at) = l.find("fingerprint=") else { continue };
+            let Some(at) = l.find("fingerprint=") else {
+                continue;
+            };
             let start = at + "fingerprint=".len();
             let end = l[start..]
                 .find(|c: char| !c.is_ascii_hexdigit())
@@ -817,7 +882,11 @@ fn child(case_file: &str) -> Result<String, String> {
                     "{} differs from all features ({}) after {}:\n",
                     describe(*f, all),
                     all.names(),
-                    if i == 0 { "set-up".to_string() } else { format!("step {}", i - 1) }
+                    if i == 0 {
+                        "set-up".to_string()
+                    } else {
+                        format!("step {}", i - 1)
+                    }
                 );
                 for l in w.iter().filter(|l| !g.contains(l)) {
                     msg += &format!("  - {l}\n");
@@ -898,7 +967,10 @@ fn kernel_paths_are_equivalent() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    let seed: u64 = match std::env::var("PROPTEST_RNG_SEED").ok().and_then(|v| v.parse().ok()) {
+    let seed: u64 = match std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         Some(s) => s,
         None if std::env::var_os("SYSEXT_KERNEL_PATHS_RANDOM").is_some() => rand_seed(),
         None => 22,

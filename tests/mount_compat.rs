@@ -34,12 +34,30 @@ fn overlay_options_on(name: &str, kernel: KernelFeatures) {
     r.sysext("foo", &[("usr/share/foo/file", "foo\n")]);
     for (mode, given, per_mount_has, per_mount_lacks, super_has) in [
         // Read-only merges get no option by default; given ones are added.
-        (MutableMode::Disabled, Some("noatime,xino=on"), "noatime", "", "xino=on"),
+        (
+            MutableMode::Disabled,
+            Some("noatime,xino=on"),
+            "noatime",
+            "",
+            "xino=on",
+        ),
         // Writable merges have defaults ...
-        (MutableMode::Ephemeral, None, "noatime", "", "redirect_dir=on"),
+        (
+            MutableMode::Ephemeral,
+            None,
+            "noatime",
+            "",
+            "redirect_dir=on",
+        ),
         // ... which a list given replaces, even an empty one.
         (MutableMode::Ephemeral, Some(""), "", "noatime", ""),
-        (MutableMode::Enabled, Some("xino=on,nosuid"), "nosuid", "noatime", "xino=on"),
+        (
+            MutableMode::Enabled,
+            Some("xino=on,nosuid"),
+            "nosuid",
+            "noatime",
+            "xino=on",
+        ),
     ] {
         let mut o = r.options(ImageClass::Sysext, mode);
         o.kernel = kernel;
@@ -48,10 +66,20 @@ fn overlay_options_on(name: &str, kernel: KernelFeatures) {
         ctx.merge().unwrap();
         let (pm, sup) = top_options(&r, "usr");
         let what = format!("{mode} {given:?}: per-mount {pm}, super {sup}");
-        assert!(per_mount_has.is_empty() || has(&pm, per_mount_has), "{what}");
-        assert!(per_mount_lacks.is_empty() || !has(&pm, per_mount_lacks), "{what}");
+        assert!(
+            per_mount_has.is_empty() || has(&pm, per_mount_has),
+            "{what}"
+        );
+        assert!(
+            per_mount_lacks.is_empty() || !has(&pm, per_mount_lacks),
+            "{what}"
+        );
         assert!(super_has.is_empty() || has(&sup, super_has), "{what}");
-        assert_eq!(r.read("usr/share/foo/file").as_deref(), Some("foo\n"), "{what}");
+        assert_eq!(
+            r.read("usr/share/foo/file").as_deref(),
+            Some("foo\n"),
+            "{what}"
+        );
         ctx.unmerge().unwrap();
         assert_eq!(r.mounts_below(), 0, "{what}");
     }
@@ -67,7 +95,10 @@ fn overlay_options_on(name: &str, kernel: KernelFeatures) {
     // The kernel's words where it has some: overlayfs parses its options in the fs context
     // from Linux 6.5 on; before, it refuses them only when mounting, in the kernel log alone.
     if overlay_parses_options() {
-        assert!(msg.contains("overlay: Unknown parameter 'frobnicate'"), "{msg}");
+        assert!(
+            msg.contains("overlay: Unknown parameter 'frobnicate'"),
+            "{msg}"
+        );
     }
     assert_eq!(r.mounts_below(), 0);
     // A changed option list is a change: refresh rebuilds (at 262 an unchanged one is skipped).
@@ -113,7 +144,10 @@ fn mount_tmpfs(path: &std::path::Path) {
 /// the merge, through refreshes in every kind of mode, and after the unmerge, each once.
 fn nested_submounts_in(name: &str, kernel: KernelFeatures) {
     let r = TestRoot::new(name);
-    r.sysext("foo", &[("usr/share/foo/file", "foo\n"), ("opt/foo/file", "foo\n")]);
+    r.sysext(
+        "foo",
+        &[("usr/share/foo/file", "foo\n"), ("opt/foo/file", "foo\n")],
+    );
     r.mkdir("opt/outer");
     mount_tmpfs(&r.p("opt/outer"));
     std::fs::write(r.p("opt/outer/o"), "outer\n").unwrap();
@@ -145,12 +179,22 @@ fn nested_submounts_in(name: &str, kernel: KernelFeatures) {
         ] {
             assert_eq!(r.read(rel).as_deref(), Some(content), "{what}: {rel}");
         }
-        for rel in ["opt/outer", "opt/outer/inner", "opt/outer/inner/deep", "usr/share/s1", "usr/share/s1/s2"] {
+        for rel in [
+            "opt/outer",
+            "opt/outer/inner",
+            "opt/outer/inner/deep",
+            "usr/share/s1",
+            "usr/share/s1/s2",
+        ] {
             assert_eq!(count(rel), 1, "{what}: mounts on {rel}");
         }
     };
     check("before");
-    for mode in [MutableMode::Disabled, MutableMode::Enabled, MutableMode::Ephemeral] {
+    for mode in [
+        MutableMode::Disabled,
+        MutableMode::Enabled,
+        MutableMode::Ephemeral,
+    ] {
         let mut o = r.options(ImageClass::Sysext, mode);
         o.kernel = kernel;
         o.always_refresh = true;
@@ -249,7 +293,9 @@ fn policy_file_system_flags() {
         std::fs::create_dir_all(src.join("usr/lib/extension-release.d")).unwrap();
         std::fs::create_dir_all(src.join("usr/bin")).unwrap();
         std::fs::write(
-            src.join(format!("usr/lib/extension-release.d/extension-release.{name}")),
+            src.join(format!(
+                "usr/lib/extension-release.d/extension-release.{name}"
+            )),
             "ID=_any\n",
         )
         .unwrap();
@@ -284,18 +330,33 @@ fn policy_file_system_flags() {
     };
     let v262 = sysext::Compat::V262;
     assert_eq!(merge("root=erofs+squashfs", v262).unwrap(), ["ero", "squ"]);
-    assert_eq!(merge("root=unprotected+erofs+squashfs+ext4", v262).unwrap(), ["ero", "squ"]);
+    assert_eq!(
+        merge("root=unprotected+erofs+squashfs+ext4", v262).unwrap(),
+        ["ero", "squ"]
+    );
     // Naming only one fails the whole merge on the other image (as every policy violation).
-    for (policy, bad, fs) in [("root=erofs", "squ", "squashfs"), ("root=squashfs:=absent", "ero", "erofs")] {
+    for (policy, bad, fs) in [
+        ("root=erofs", "squ", "squashfs"),
+        ("root=squashfs:=absent", "ero", "erofs"),
+    ] {
         let e = merge(policy, v262).unwrap_err();
         let msg = e.to_string();
         assert_eq!(e.errno(), libc::ERFKILL, "{msg}");
         assert!(msg.contains(bad), "{policy}: {msg}");
-        assert!(msg.contains(&format!("partition 'root' has a {fs} file system")), "{policy}: {msg}");
+        assert!(
+            msg.contains(&format!("partition 'root' has a {fs} file system")),
+            "{policy}: {msg}"
+        );
         assert_eq!(r.mounts_below(), 0);
     }
     // Level 257 does not know the flags.
     let e = merge("root=erofs+squashfs", sysext::Compat::V257).unwrap_err();
-    assert!(e.to_string().starts_with("Failed to parse image policy"), "{e}");
-    assert_eq!(merge("root=unprotected", sysext::Compat::V257).unwrap(), ["ero", "squ"]);
+    assert!(
+        e.to_string().starts_with("Failed to parse image policy"),
+        "{e}"
+    );
+    assert_eq!(
+        merge("root=unprotected", sysext::Compat::V257).unwrap(),
+        ["ero", "squ"]
+    );
 }

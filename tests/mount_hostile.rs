@@ -1400,7 +1400,9 @@ fn corrupt_image_corpus_names_the_path_and_the_part() {
         std::fs::write(&img, &data_block_changed).unwrap();
         std::fs::write(r.p("var/lib/extensions/bad.roothash"), &roothash).unwrap();
         let c = Context::new(r.options(ImageClass::Sysext, MutableMode::Disabled)).unwrap();
-        let rep = c.merge().expect("dm-verity merges an image with a changed data block");
+        let rep = c
+            .merge()
+            .expect("dm-verity merges an image with a changed data block");
         assert_eq!(rep.merged, vec!["bad".to_string(), "good".to_string()]);
         let mut eio = Vec::new();
         for i in 0..8 {
@@ -1412,10 +1414,16 @@ fn corrupt_image_corpus_names_the_path_and_the_part() {
             }
         }
         println!("dm-verity: reads of f{eio:?} failed with EIO");
-        assert!(!eio.is_empty(), "no read failed: the changed block was not caught");
+        assert!(
+            !eio.is_empty(),
+            "no read failed: the changed block was not caught"
+        );
         c.unmerge().unwrap();
         assert_eq!(r.mounts_below(), 0);
-        wait_until(|| loops_of(&r).is_empty(), "loop devices of the dm-verity device");
+        wait_until(
+            || loops_of(&r).is_empty(),
+            "loop devices of the dm-verity device",
+        );
     }
 
     // A broken primary GPT with an intact backup is used, as blkid does, and said so in a

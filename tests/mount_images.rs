@@ -564,7 +564,10 @@ fn signed_disk_image_needs_a_trusted_certificate() {
         assert!(l.iter().all(|x| x.verity.is_none()), "{l:?}");
         c.unmerge().unwrap();
         let l = c.list().unwrap();
-        assert_eq!(l.iter().find(|x| x.name == "sd").and_then(|x| x.verity), Some(want));
+        assert_eq!(
+            l.iter().find(|x| x.name == "sd").and_then(|x| x.verity),
+            Some(want)
+        );
         settle();
     };
     let refused = |c: Context| {
@@ -605,7 +608,11 @@ fn signed_disk_image_needs_a_trusted_certificate() {
     std::fs::create_dir_all(host_dir).unwrap();
     std::fs::copy(&cert, host_dir.join("host.crt")).unwrap();
     std::fs::create_dir_all(r.p("etc/verity.d")).unwrap();
-    std::os::unix::fs::symlink("../../../../run/verity.d/host.crt", r.p("etc/verity.d/up.crt")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../run/verity.d/host.crt",
+        r.p("etc/verity.d/up.crt"),
+    )
+    .unwrap();
     std::os::unix::fs::symlink("/run/verity.d/host.crt", r.p("etc/verity.d/abs.crt")).unwrap();
     refused(at(sysext::Compat::V262, "root=signed"));
     no_loop_devices_for(&r.p("var/lib/extensions/sd.raw"));

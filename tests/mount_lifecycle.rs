@@ -219,7 +219,10 @@ fn cli_status_and_list_json() {
     let (rc, _, err) = run(&["bogus"]);
     assert_eq!(
         (rc, err.trim()),
-        (Some(1), "Unknown command verb 'bogus', did you mean 'status'?")
+        (
+            Some(1),
+            "Unknown command verb 'bogus', did you mean 'status'?"
+        )
     );
     let (rc, _, err) = run(&["--mutable=enabled", "merge"]);
     assert_eq!(

@@ -476,7 +476,10 @@ fn planted_work_dir_is_never_deleted() {
         for (planted, refused_at_262) in [
             ("/srv/victim", true),
             ("../../../srv/victim", true),
-            ("var/lib/../lib/extensions.mutable/.systemd-usr-workdir", true),
+            (
+                "var/lib/../lib/extensions.mutable/.systemd-usr-workdir",
+                true,
+            ),
             ("srv/victim", false),
             ("var/lib/extensions.mutable/.systemd-opt-workdir", false),
         ] {
@@ -510,7 +513,9 @@ fn planted_work_dir_is_never_deleted() {
                 Some("precious\n"),
                 "{compat} {planted}"
             );
-            assert!(exists(&r.p("var/lib/extensions.mutable/usr/.systemd-sysext/work_dir")));
+            assert!(exists(
+                &r.p("var/lib/extensions.mutable/usr/.systemd-sysext/work_dir")
+            ));
         }
     }
 }

@@ -672,7 +672,11 @@ fn main() {
             let mut merge: [Vec<(Duration, Duration)>; 2] = Default::default();
             let mut both: [Vec<(Duration, Duration)>; 2] = Default::default();
             for r in 0..reps {
-                let order = if r % 2 == 0 { [0, 1, 1, 0] } else { [1, 0, 0, 1] };
+                let order = if r % 2 == 0 {
+                    [0, 1, 1, 0]
+                } else {
+                    [1, 0, 0, 1]
+                };
                 for &i in &order {
                     let (t0, c0) = (std::time::Instant::now(), cpu_time());
                     assert!(tools[i].merge(), "merge failed");

@@ -133,7 +133,9 @@ impl sysext_extension_list {
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_extension_list_count(list: *const sysext_extension_list) -> usize {
+    pub unsafe extern "C" fn sysext_extension_list_count(
+        list: *const sysext_extension_list,
+    ) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(list).map_or(0, |l| l.items.len()) })
     }
 
@@ -176,7 +178,9 @@ impl sysext_extension {
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_extension_get_name(image: *const sysext_extension) -> *const c_char {
+    pub unsafe extern "C" fn sysext_extension_get_name(
+        image: *const sysext_extension,
+    ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(image).map_or(std::ptr::null(), |i| i.name.as_ptr())
         })
@@ -205,7 +209,9 @@ impl sysext_extension {
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_extension_get_path(image: *const sysext_extension) -> *const c_char {
+    pub unsafe extern "C" fn sysext_extension_get_path(
+        image: *const sysext_extension,
+    ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
             handle::try_ref(image).map_or(std::ptr::null(), |i| i.path.as_ptr())
         })
@@ -263,7 +269,9 @@ impl sysext_extension {
     ///
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
-    pub unsafe extern "C" fn sysext_extension_shadows_count(image: *const sysext_extension) -> usize {
+    pub unsafe extern "C" fn sysext_extension_shadows_count(
+        image: *const sysext_extension,
+    ) -> usize {
         ffi_boundary!(default => 0, { handle::try_ref(image).map_or(0, |i| i.shadows.len()) })
     }
 

@@ -31,7 +31,9 @@ mod status;
 
 pub use context::sysext_context;
 pub use error::{sysext_error, sysext_error_kind};
-pub use extension::{sysext_extension, sysext_image_kind, sysext_extension_list, sysext_image_state};
+pub use extension::{
+    sysext_extension, sysext_extension_list, sysext_image_kind, sysext_image_state,
+};
 pub use log::{sysext_log_callback, sysext_log_level};
 pub use options::{sysext_image_class, sysext_mutable_mode, sysext_options};
 pub use plan::{sysext_hierarchy_plan, sysext_layer_kind, sysext_plan, sysext_upper_kind};

@@ -650,7 +650,10 @@ fn header_examples() -> Vec<(String, String)> {
     let mut current: Option<String> = None;
     let mut pending: Vec<String> = Vec::new();
     for line in header.lines() {
-        let text = line.trim_start().strip_prefix('*').map(|t| t.strip_prefix(' ').unwrap_or(t));
+        let text = line
+            .trim_start()
+            .strip_prefix('*')
+            .map(|t| t.strip_prefix(' ').unwrap_or(t));
         match (&mut current, text) {
             (None, Some(t)) if t.trim() == "```c" => current = Some(String::new()),
             (Some(code), Some(t)) if t.trim() == "```" => {
@@ -664,8 +667,19 @@ fn header_examples() -> Vec<(String, String)> {
             _ => {}
         }
         // The function the comment documents follows it.
-        if !pending.is_empty() && !line.starts_with(' ') && line.contains("sysext_") && line.contains('(') {
-            let name = line.split('(').next().unwrap().rsplit([' ', '*']).next().unwrap().to_string();
+        if !pending.is_empty()
+            && !line.starts_with(' ')
+            && line.contains("sysext_")
+            && line.contains('(')
+        {
+            let name = line
+                .split('(')
+                .next()
+                .unwrap()
+                .rsplit([' ', '*'])
+                .next()
+                .unwrap()
+                .to_string();
             for code in pending.drain(..) {
                 out.push((name.clone(), code));
             }
@@ -714,7 +728,9 @@ fn header_examples_compile_and_run() {
             src.push_str("    CHECK(!exists(pathf(\"%s/usr/bin/foo\", root)));\n");
         }
     }
-    src.push_str("    sysext_context_free(ctx);\n    return test_finish(\"header examples\");\n}\n");
+    src.push_str(
+        "    sysext_context_free(ctx);\n    return test_finish(\"header examples\");\n}\n",
+    );
     let inst = installed();
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("header_examples.c");
@@ -723,11 +739,18 @@ fn header_examples_compile_and_run() {
     let scratch = tempfile::tempdir().expect("scratch dir");
     let out = run_c(inst, &bin, true, &[scratch.path().as_os_str()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "header examples failed\n{}\n{src}", show(&out));
+    assert!(
+        out.status.success(),
+        "header examples failed\n{}\n{src}",
+        show(&out)
+    );
     assert!(stdout.contains("all checks passed"), "{}", show(&out));
     // What the examples print is what happened.
     assert!(stdout.contains("foo would-merge"), "{stdout}");
-    assert!(stdout.contains("/var/lib/extensions/foo/usr (foo)"), "{stdout}");
+    assert!(
+        stdout.contains("/var/lib/extensions/foo/usr (foo)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("merged /usr at "), "{stdout}");
     assert!(stdout.contains("unmerged /usr"), "{stdout}");
     check_valgrind_summary("header_examples", &String::from_utf8_lossy(&out.stderr));

@@ -2,9 +2,9 @@
 //! Invoked as `confext` or `systemd-confext` (or with `--confext`) it handles confexts.
 
 mod output;
-mod varlink;
 mod table;
 mod term;
+mod varlink;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -206,7 +206,13 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
             // Options with a required argument take the next word when not inline.
             let needs = matches!(
                 name,
-                "root" | "noexec" | "image-policy" | "mutable" | "json" | "compat" | "always-refresh"
+                "root"
+                    | "noexec"
+                    | "image-policy"
+                    | "mutable"
+                    | "json"
+                    | "compat"
+                    | "always-refresh"
             );
             let value = if needs {
                 match inline {
@@ -285,7 +291,11 @@ fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
     if version {
         // systemd's first line, which scripts parse for the version number, with the
         // level's number and our own name and version where systemd has its package's.
-        println!("systemd {} (libsysext {})", a.compat.version(), sysext::VERSION);
+        println!(
+            "systemd {} (libsysext {})",
+            a.compat.version(),
+            sysext::VERSION
+        );
         return Ok(None);
     }
     if let Some(v) = always_refresh_raw {
@@ -489,7 +499,10 @@ fn run(a: Args) -> Result<(), String> {
             output::list(&[], json, look);
             return Ok(());
         }
-        return Err(format!("Failed to discover images: {}", os_text(libc::ENOENT)));
+        return Err(format!(
+            "Failed to discover images: {}",
+            os_text(libc::ENOENT)
+        ));
     }
     // Both systemds show an empty status for a root that does not exist (262 after its
     // config-file warnings).
@@ -521,12 +534,18 @@ fn run(a: Args) -> Result<(), String> {
                      refresh or unmerge repairs it first."
                 );
             }
-            let _pager = json.is_none().then(|| term::Pager::start(a.no_pager)).flatten();
+            let _pager = json
+                .is_none()
+                .then(|| term::Pager::start(a.no_pager))
+                .flatten();
             output::status(&rows, a.compat.status_lists_unmerged_as_empty(), json, look);
         }
         "list" => {
             let imgs = ctx.list().map_err(|e| e.to_string())?;
-            let _pager = json.is_none().then(|| term::Pager::start(a.no_pager)).flatten();
+            let _pager = json
+                .is_none()
+                .then(|| term::Pager::start(a.no_pager))
+                .flatten();
             output::list(&imgs, json, look);
         }
         "plan" => {
@@ -542,10 +561,10 @@ fn run(a: Args) -> Result<(), String> {
                 _ => ctx.unmerge_names(&a.names),
             };
             let r = r.map_err(|e| match e {
-                sysext::Error::AlreadyMerged { .. } | sysext::Error::NotPrivileged => {
-                    e.to_string()
-                }
-                sysext::Error::Metadata { ref image, errno, .. } => {
+                sysext::Error::AlreadyMerged { .. } | sysext::Error::NotPrivileged => e.to_string(),
+                sysext::Error::Metadata {
+                    ref image, errno, ..
+                } => {
                     // systemd's words: the errno's text; ours (which names the file and
                     // the fields) before it when verbose.
                     let systemd = format!(
@@ -604,9 +623,9 @@ fn run(a: Args) -> Result<(), String> {
 
 /// Whether `--root` names a directory that does not exist.
 fn missing_root(a: &Args) -> bool {
-    a.root
-        .as_deref()
-        .is_some_and(|r| matches!(std::fs::metadata(r), Err(e) if e.kind() == std::io::ErrorKind::NotFound))
+    a.root.as_deref().is_some_and(
+        |r| matches!(std::fs::metadata(r), Err(e) if e.kind() == std::io::ErrorKind::NotFound),
+    )
 }
 
 /// An errno's text as C's strerror gives it (and systemd prints it).

@@ -166,7 +166,10 @@ pub fn status(rows: &[HierarchyStatus], empty_list: bool, json: Option<bool>, lo
                             "extensionList",
                             strs(r.extensions.as_deref().unwrap_or(&[])),
                         ),
-                        ("mutable", r.mutable.map(|m| J::Str(m.to_string())).unwrap_or(J::Null)),
+                        (
+                            "mutable",
+                            r.mutable.map(|m| J::Str(m.to_string())).unwrap_or(J::Null),
+                        ),
                         ("upper", status_upper_json(r.upper, r.upper_dir.as_deref())),
                     ];
                     // Only while an interrupted operation waits to be repaired.
@@ -243,7 +246,12 @@ pub fn list(imgs: &[Extension], json: Option<bool>, look: Look) {
                         ("state", J::Str(i.state.as_str().into())),
                         ("reason", i.reason.clone().map(J::Str).unwrap_or(J::Null)),
                         ("shadows", strs(&i.shadows)),
-                        ("verity", i.verity.map(|v| J::Str(v.as_str().into())).unwrap_or(J::Null)),
+                        (
+                            "verity",
+                            i.verity
+                                .map(|v| J::Str(v.as_str().into()))
+                                .unwrap_or(J::Null),
+                        ),
                     ])
                 })
                 .collect(),
@@ -271,12 +279,15 @@ pub fn list(imgs: &[Extension], json: Option<bool>, look: Look) {
                 }];
                 state.extend(i.shadows.iter().map(|s| format!("shadows {s}")));
                 // Where a merge checks the image's verity data.
-                state.extend(i.verity.map(|v| match v {
-                    VerityCheck::Kernel => {
-                        "verity: dm-verity (the kernel checks every read)".to_string()
-                    }
-                    VerityCheck::Userspace => {
-                        "verity: userspace (checked once before mounting; no device-mapper)".to_string()
+                state.extend(i.verity.map(|v| {
+                    match v {
+                        VerityCheck::Kernel => {
+                            "verity: dm-verity (the kernel checks every read)".to_string()
+                        }
+                        VerityCheck::Userspace => {
+                            "verity: userspace (checked once before mounting; no device-mapper)"
+                                .to_string()
+                        }
                     }
                 }));
                 row.push(Cell::lines(&state));
@@ -320,20 +331,34 @@ pub fn plan(p: &PlanReport, json: Option<bool>) {
         let kind = |k: &str| ("kind", J::Str(k.into()));
         let layer_json = |l: &Layer| match l {
             Layer::Meta => J::Obj(vec![kind("meta"), ("name", J::Null), ("path", J::Null)]),
-            Layer::Import(p) => J::Obj(vec![kind("import"), ("name", J::Null), ("path", opt(Some(p)))]),
+            Layer::Import(p) => J::Obj(vec![
+                kind("import"),
+                ("name", J::Null),
+                ("path", opt(Some(p))),
+            ]),
             Layer::Extension { name, path } => J::Obj(vec![
                 kind("extension"),
                 ("name", J::Str(name.clone())),
                 ("path", J::Str(path.clone())),
             ]),
-            Layer::Host(p) => J::Obj(vec![kind("host"), ("name", J::Null), ("path", opt(Some(p)))]),
+            Layer::Host(p) => J::Obj(vec![
+                kind("host"),
+                ("name", J::Null),
+                ("path", opt(Some(p))),
+            ]),
         };
         let upper_json = |u: &Option<Upper>| match u {
             None => J::Null,
-            Some(Upper::Ephemeral) => J::Obj(vec![kind("ephemeral"), ("path", J::Null), ("create", J::Bool(false))]),
-            Some(Upper::Host { path, .. }) => {
-                J::Obj(vec![kind("host"), ("path", opt(Some(path))), ("create", J::Bool(false))])
-            }
+            Some(Upper::Ephemeral) => J::Obj(vec![
+                kind("ephemeral"),
+                ("path", J::Null),
+                ("create", J::Bool(false)),
+            ]),
+            Some(Upper::Host { path, .. }) => J::Obj(vec![
+                kind("host"),
+                ("path", opt(Some(path))),
+                ("create", J::Bool(false)),
+            ]),
             Some(Upper::MutableDir { path, create, .. }) => J::Obj(vec![
                 kind("mutable-dir"),
                 ("path", opt(Some(path))),
@@ -343,7 +368,9 @@ pub fn plan(p: &PlanReport, json: Option<bool>) {
         let work_json = |w: &Option<WorkDir>| match w {
             None => J::Null,
             Some(WorkDir::Ephemeral) => J::Obj(vec![kind("ephemeral"), ("path", J::Null)]),
-            Some(WorkDir::Beside { path, .. }) => J::Obj(vec![kind("directory"), ("path", opt(Some(path)))]),
+            Some(WorkDir::Beside { path, .. }) => {
+                J::Obj(vec![kind("directory"), ("path", opt(Some(path)))])
+            }
         };
         let v = J::Obj(vec![
             ("mutable", J::Str(p.plan.mode.to_string())),

@@ -158,7 +158,12 @@ mod tests {
     // Byte for byte what systemd-sysext 257 printed for these rows.
     #[test]
     fn plain_pads_all_but_the_last_column() {
-        let t = render(&["HIERARCHY", "EXTENSIONS", "SINCE"], &rows(), true, Colors::Off);
+        let t = render(
+            &["HIERARCHY", "EXTENSIONS", "SINCE"],
+            &rows(),
+            true,
+            Colors::Off,
+        );
         assert_eq!(
             t,
             "HIERARCHY EXTENSIONS SINCE\n\
@@ -183,8 +188,17 @@ mod tests {
 
     #[test]
     fn colours_underline_the_header_and_tint_empty_values() {
-        let r = vec![vec![Cell::text("/opt"), Cell::grey("none"), Cell::grey("-")]];
-        let t = render(&["HIERARCHY", "EXTENSIONS", "SINCE"], &r, true, Colors::Ansi256);
+        let r = vec![vec![
+            Cell::text("/opt"),
+            Cell::grey("none"),
+            Cell::grey("-"),
+        ]];
+        let t = render(
+            &["HIERARCHY", "EXTENSIONS", "SINCE"],
+            &r,
+            true,
+            Colors::Ansi256,
+        );
         assert_eq!(
             t,
             "\x1b[4mHIERARCHY\x1b[0m\x1b[4m \x1b[0m\x1b[4mEXTENSIONS\x1b[0m\x1b[4m \x1b[0m\x1b[4mSINCE\x1b[0m\n\

@@ -25,7 +25,10 @@ pub struct Colors {
 #[allow(non_upper_case_globals)]
 impl Colors {
     /// No colours.
-    pub const Off: Colors = Colors { on: false, grey: "" };
+    pub const Off: Colors = Colors {
+        on: false,
+        grey: "",
+    };
     /// 16-colour style.
     pub const Ansi16: Colors = Colors {
         on: true,
@@ -210,7 +213,10 @@ mod tests {
         let f = Colors::from_env;
         assert_eq!(f(Some("16"), true, None, false, false), Colors::Ansi16);
         assert_eq!(f(Some("1"), false, None, false, false), Colors::Ansi256);
-        assert_eq!(f(Some("yes"), false, None, false, true), Colors::Ansi256Twice);
+        assert_eq!(
+            f(Some("yes"), false, None, false, true),
+            Colors::Ansi256Twice
+        );
         assert_eq!(f(Some("0"), false, Some("xterm"), true, false), Colors::Off);
         assert_eq!(f(None, true, Some("xterm"), true, false), Colors::Off);
         assert_eq!(f(None, false, Some("dumb"), true, false), Colors::Off);

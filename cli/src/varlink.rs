@@ -25,7 +25,7 @@ use std::path::Path;
 use std::time::UNIX_EPOCH;
 
 use serde_json::{json, Map, Value};
-use sysext::{Context, Error, ImageClass, ImageKind, Extension, Options};
+use sysext::{Context, Error, Extension, ImageClass, ImageKind, Options};
 
 /// Where systemd-sysext's socket unit listens, and so where its clients connect.
 pub const DEFAULT_ADDRESS: &str = "/run/systemd/io.systemd.sysext";
@@ -380,7 +380,13 @@ fn dispatch(base: &Options, call: &Map<String, Value>, more: bool, root_peer: bo
         Some(_) => return vec![invalid("parameters")],
     };
     let verb_params: &[&str] = match method {
-        "io.systemd.sysext.Merge" => &["class", "force", "noReload", "noexec", "allowInteractiveAuthentication"],
+        "io.systemd.sysext.Merge" => &[
+            "class",
+            "force",
+            "noReload",
+            "noexec",
+            "allowInteractiveAuthentication",
+        ],
         "io.systemd.sysext.Unmerge" => &["class", "noReload", "allowInteractiveAuthentication"],
         "io.systemd.sysext.Refresh" => &[
             "class",
@@ -501,7 +507,9 @@ fn serve_connection(stream: UnixStream, base: &Options) {
         let mut wire = Vec::new();
         for (i, r) in replies.into_iter().enumerate() {
             let msg = match r {
-                Reply::Ok(p) if more && i + 1 < n => format!("{{\"parameters\":{p},\"continues\":true}}"),
+                Reply::Ok(p) if more && i + 1 < n => {
+                    format!("{{\"parameters\":{p},\"continues\":true}}")
+                }
                 Reply::Ok(p) => format!("{{\"parameters\":{p}}}"),
                 Reply::Err(name, p) => format!("{{\"error\":\"{name}\",\"parameters\":{p}}}"),
             };
@@ -529,7 +537,9 @@ fn inherited_socket() -> Result<Option<OwnedFd>, String> {
         return Ok(None);
     }
     if n > 1 {
-        return Err(format!("Expected one socket from the service manager, got {n}."));
+        return Err(format!(
+            "Expected one socket from the service manager, got {n}."
+        ));
     }
     std::env::remove_var("LISTEN_PID");
     std::env::remove_var("LISTEN_FDS");
@@ -556,15 +566,21 @@ fn bind(path: &str) -> Result<UnixListener, String> {
     let p = Path::new(path);
     if let Ok(m) = std::fs::symlink_metadata(p) {
         if !m.file_type().is_socket() {
-            return Err(format!("Failed to listen on {path}: exists and is not a socket."));
+            return Err(format!(
+                "Failed to listen on {path}: exists and is not a socket."
+            ));
         }
         if UnixStream::connect(p).is_ok() {
-            return Err(format!("Failed to listen on {path}: a server answers there already."));
+            return Err(format!(
+                "Failed to listen on {path}: a server answers there already."
+            ));
         }
-        std::fs::remove_file(p).map_err(|e| format!("Failed to remove stale socket {path}: {e}"))?;
+        std::fs::remove_file(p)
+            .map_err(|e| format!("Failed to remove stale socket {path}: {e}"))?;
     }
     if let Some(dir) = p.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("Failed to create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("Failed to create {}: {e}", dir.display()))?;
     }
     let l = UnixListener::bind(p).map_err(|e| format!("Failed to listen on {path}: {e}"))?;
     // As systemd-sysext.socket: anyone may connect (List); changes need root.
@@ -601,7 +617,9 @@ pub fn serve(base: Options, address: Option<&str>) -> Result<(), String> {
     let addr = address.unwrap_or(DEFAULT_ADDRESS);
     let path = addr.strip_prefix("unix:").unwrap_or(addr);
     if !path.starts_with('/') {
-        return Err(format!("Varlink address must be an absolute socket path: {addr}"));
+        return Err(format!(
+            "Varlink address must be an absolute socket path: {addr}"
+        ));
     }
     let l = bind(path)?;
     eprintln!("Listening on {path} (io.systemd.sysext).");

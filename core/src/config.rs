@@ -56,7 +56,10 @@ pub fn load(root: &Root, class: ImageClass) -> ClassConfig {
     let mut cfg = ClassConfig::default();
     let main = format!("{base}.conf");
     let mut files: Vec<String> = Vec::new();
-    if let Some(d) = DIRS.iter().find(|d| read(root, &format!("{d}/{main}")).is_some()) {
+    if let Some(d) = DIRS
+        .iter()
+        .find(|d| read(root, &format!("{d}/{main}")).is_some())
+    {
         files.push(format!("{d}/{main}"));
     }
     // Drop-ins: by file name; the first directory holding a name wins.
@@ -113,9 +116,8 @@ pub fn parse_into(cfg: &mut ClassConfig, class: ImageClass, shown: &str, text: &
             continue;
         }
         let Some((key, value)) = line.split_once('=') else {
-            cfg.warnings.push(format!(
-                "{shown}:{n}: Missing '=', ignoring line."
-            ));
+            cfg.warnings
+                .push(format!("{shown}:{n}: Missing '=', ignoring line."));
             continue;
         };
         let (key, value) = (key.trim(), value.trim());
@@ -170,13 +172,28 @@ mod tests {
             c.warnings,
             ["/etc/systemd/sysext.conf:5: Unknown section 'ConfExt'. Ignoring."]
         );
-        parse_into(&mut c, ImageClass::Sysext, "/x.conf", "[SysExt]\nMutable=bogus\nFoo=1\nMutable=ephemeral-import\n");
+        parse_into(
+            &mut c,
+            ImageClass::Sysext,
+            "/x.conf",
+            "[SysExt]\nMutable=bogus\nFoo=1\nMutable=ephemeral-import\n",
+        );
         assert_eq!(c.mutable, Some(MutableMode::EphemeralImport));
         assert_eq!(c.warnings.len(), 3);
-        parse_into(&mut c, ImageClass::Sysext, "/y.conf", "[SysExt]\nMutable=\n");
+        parse_into(
+            &mut c,
+            ImageClass::Sysext,
+            "/y.conf",
+            "[SysExt]\nMutable=\n",
+        );
         assert_eq!(c.mutable, None);
         let mut d = ClassConfig::default();
-        parse_into(&mut d, ImageClass::Confext, "/z", "[ConfExt]\nMutable=auto\n[SysExt]\nMutable=yes\n");
+        parse_into(
+            &mut d,
+            ImageClass::Confext,
+            "/z",
+            "[ConfExt]\nMutable=auto\n[SysExt]\nMutable=yes\n",
+        );
         assert_eq!(d.mutable, Some(MutableMode::Auto));
     }
 }

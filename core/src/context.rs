@@ -492,12 +492,20 @@ impl Context {
         d: &DiscoveredImage,
         host: Option<&Host>,
         merged: bool,
-    ) -> (ImageState, Option<String>, ReleaseData, Option<crate::image::mount::VerityCheck>) {
+    ) -> (
+        ImageState,
+        Option<String>,
+        ReleaseData,
+        Option<crate::image::mount::VerityCheck>,
+    ) {
         if merged {
             // Directories are read again for their release data; image files are not
             // mounted a second time.
             let release = match d.kind.is_tree() {
-                true => self.read_metadata(d).map(|(_, rel)| rel.data).unwrap_or_default(),
+                true => self
+                    .read_metadata(d)
+                    .map(|(_, rel)| rel.data)
+                    .unwrap_or_default(),
                 false => ReleaseData::new(),
             };
             return (ImageState::Merged, None, release, None);
@@ -512,7 +520,14 @@ impl Context {
         }
         let opened = match self.open_image(d) {
             Ok(o) => o,
-            Err(e) => return (ImageState::Invalid, Some(e.to_string()), ReleaseData::new(), None),
+            Err(e) => {
+                return (
+                    ImageState::Invalid,
+                    Some(e.to_string()),
+                    ReleaseData::new(),
+                    None,
+                )
+            }
         };
         let verity = match &opened {
             Opened::Read(tree, _) => tree.verity,
@@ -670,7 +685,10 @@ impl Context {
         if let Some(f) = filter {
             images.retain(|i| f.contains(&i.name));
         }
-        if let Some(n) = required.iter().find(|n| !images.iter().any(|i| &i.name == *n)) {
+        if let Some(n) = required
+            .iter()
+            .find(|n| !images.iter().any(|i| &i.name == *n))
+        {
             return Err(Error::NotFound { name: n.clone() });
         }
 
@@ -1333,7 +1351,8 @@ impl Context {
                 *said = true;
             }
         };
-        let may_skip = refresh && !self.opts.always_refresh && self.compat.skips_unchanged_refresh();
+        let may_skip =
+            refresh && !self.opts.always_refresh && self.compat.skips_unchanged_refresh();
         if list_first && !may_skip {
             say_using(&mut using_said);
         }
@@ -1392,8 +1411,7 @@ impl Context {
         let t2 = std::time::Instant::now();
         report.merged = plan.extensions.clone();
         let fingerprint = fingerprint(&plan, &g.trees, &probed);
-        if may_skip && unchanged(&plan, &probed, class, fingerprint)
-        {
+        if may_skip && unchanged(&plan, &probed, class, fingerprint) {
             self.sink().event(&Event::Message(
                 Level::Info,
                 self.compat.refresh_skipped_message().into(),
@@ -1510,7 +1528,10 @@ impl Context {
     fn auto_link_to_non_dir(&self, target_rel: &str, mode: u32, workdir_rel: &str) {
         let _ = self.root.mkdir_p_exact(workdir_rel, 0o755, 0o700);
         // Looked at O_PATH (a FIFO is never opened), changed through its /proc link.
-        if let Ok(fd) = self.root.open_in(target_rel, OFlags::PATH | OFlags::NOFOLLOW) {
+        if let Ok(fd) = self
+            .root
+            .open_in(target_rel, OFlags::PATH | OFlags::NOFOLLOW)
+        {
             if smallfile_is_regular(&fd) {
                 let p = crate::root::proc_fd_path(rustix::fd::AsFd::as_fd(&fd));
                 let _ = rustix::fs::chmod(p.as_str(), rustix::fs::Mode::from_raw_mode(mode));
@@ -1728,7 +1749,9 @@ fn unchanged(plan: &Plan, probed: &probe::Probed, class: ImageClass, fp: u64) ->
 /// Whether an open file is a regular file (never chmod anything else through a link).
 fn smallfile_is_regular(fd: &rustix::fd::OwnedFd) -> bool {
     rustix::fs::fstat(fd)
-        .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
+        .map(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+        })
         .unwrap_or(false)
 }
 
@@ -1756,8 +1779,16 @@ mod tests {
         let p = std::env::temp_dir().join(format!("sysext-ctx-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         for (dir, name, rel) in [
-            ("var/lib/extensions", "sys", "ID=_any\nSYSEXT_SCOPE=system\n"),
-            ("var/lib/extensions", "ini", "ID=_any\nSYSEXT_SCOPE=initrd\n"),
+            (
+                "var/lib/extensions",
+                "sys",
+                "ID=_any\nSYSEXT_SCOPE=system\n",
+            ),
+            (
+                "var/lib/extensions",
+                "ini",
+                "ID=_any\nSYSEXT_SCOPE=initrd\n",
+            ),
             (".extra/sysext", "xtra", "ID=_any\nSYSEXT_SCOPE=initrd\n"),
         ] {
             let d = p.join(dir).join(name).join("usr/lib/extension-release.d");
@@ -1769,7 +1800,11 @@ mod tests {
         p
     }
 
-    fn states(root: &std::path::Path, compat: Compat, initrd: Option<bool>) -> Vec<(String, ImageState)> {
+    fn states(
+        root: &std::path::Path,
+        compat: Compat,
+        initrd: Option<bool>,
+    ) -> Vec<(String, ImageState)> {
         let mut o = Options::new(ImageClass::Sysext);
         o.root = Some(root.to_str().unwrap().to_string());
         o.compat = Some(compat);

@@ -260,7 +260,11 @@ fn picked_type_ok(st: &rustix::fs::Statx, raw: bool) -> bool {
 /// (`base_VERSION[+TRIES[-DONE]][_ARCH][.raw]`, the native or no architecture, tries left).
 fn candidate_version<'a>(fname: &'a str, base: &str, raw: bool) -> Option<&'a str> {
     let rest = fname.strip_prefix(base)?.strip_prefix('_')?;
-    let rest = if raw { rest.strip_suffix(".raw")? } else { rest };
+    let rest = if raw {
+        rest.strip_suffix(".raw")?
+    } else {
+        rest
+    };
     let rest = match rest.rsplit_once('_') {
         Some((v, a)) if crate::arch::ALL.contains(&a) => {
             if a != crate::arch::native() {
@@ -293,9 +297,7 @@ fn pick_versioned(
     let fd = root.open_in(vrel, OFlags::RDONLY | OFlags::DIRECTORY)?;
     let newer = |v: &str, best: &Option<(String, Picked)>| match best {
         None => true,
-        Some((bv, _)) => {
-            crate::version::strverscmp_improved(v, bv) == std::cmp::Ordering::Greater
-        }
+        Some((bv, _)) => crate::version::strverscmp_improved(v, bv) == std::cmp::Ordering::Greater,
     };
     let look = |fname: &str, beneath: bool| -> io::Result<Option<(String, rustix::fs::Statx)>> {
         let st = match rustix::fs::statx(&fd, fname, AtFlags::SYMLINK_NOFOLLOW, statx_flags()) {
@@ -588,8 +590,14 @@ mod tests {
         assert_eq!(candidate_version("foo_1.2", "foo", true), None);
         assert_eq!(candidate_version("foo_3+2-1", "foo", false), Some("3"));
         assert_eq!(candidate_version("foo_3+0", "foo", false), None);
-        assert_eq!(candidate_version(&format!("foo_4_{native}"), "foo", false), Some("4"));
-        assert_eq!(candidate_version(&format!("foo_4_{other}"), "foo", false), None);
+        assert_eq!(
+            candidate_version(&format!("foo_4_{native}"), "foo", false),
+            Some("4")
+        );
+        assert_eq!(
+            candidate_version(&format!("foo_4_{other}"), "foo", false),
+            None
+        );
         assert_eq!(candidate_version("foo_", "foo", false), None);
         assert_eq!(candidate_version("foobar_1", "foo", false), None);
         assert_eq!(candidate_version("bar_1", "foo", false), None);
@@ -652,13 +660,18 @@ mod tests {
         let sx = |initrd, c| found(&root, ImageClass::Sysext, initrd, c);
         let cx = |initrd, c| found(&root, ImageClass::Confext, initrd, c);
         let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
-            v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
         };
         // Outside the initrd scope, /.extra is never searched, at either level.
         for c in Compat::ALL {
             assert_eq!(
                 sx(false, c),
-                pairs(&[("dup", "/var/lib/extensions"), ("plain", "/var/lib/extensions")])
+                pairs(&[
+                    ("dup", "/var/lib/extensions"),
+                    ("plain", "/var/lib/extensions")
+                ])
             );
             assert_eq!(
                 cx(false, c),
@@ -701,7 +714,10 @@ mod tests {
         );
         let both = discover_at(&root, ImageClass::Sysext, true, Compat::V262).unwrap();
         let both = both.iter().find(|i| i.name == "both").unwrap();
-        assert_eq!(both.shadows, vec![root.display(".extra/global_sysext/both")]);
+        assert_eq!(
+            both.shadows,
+            vec![root.display(".extra/global_sysext/both")]
+        );
     }
 
     #[test]

@@ -7,7 +7,6 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-
 /// Result type of libsysext.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -57,7 +56,11 @@ pub enum Error {
         source: io::Error,
     },
     /// A mount-related system call failed.
-    #[error("Failed to {op} {target}: {}{}", strerror(source), kernel_log_suffix(kernel_log))]
+    #[error(
+        "Failed to {op} {target}: {}{}",
+        strerror(source),
+        kernel_log_suffix(kernel_log)
+    )]
     Mount {
         /// The step ("mount overlay", "attach", "unmount", …).
         op: &'static str,
@@ -87,7 +90,10 @@ pub enum Error {
     #[error("Need to be privileged.")]
     NotPrivileged,
     /// The host os-release could not be read.
-    #[error("Failed to acquire 'os-release' data of OS tree '{root}': {}", strerror(source))]
+    #[error(
+        "Failed to acquire 'os-release' data of OS tree '{root}': {}",
+        strerror(source)
+    )]
     HostOsRelease {
         /// The root as given.
         root: String,
@@ -202,7 +208,10 @@ pub enum Error {
         image: String,
     },
     /// The hierarchy could not be created or is not a directory.
-    #[error("Failed to create hierarchy mount point '{path}': {}", strerror(source))]
+    #[error(
+        "Failed to create hierarchy mount point '{path}': {}",
+        strerror(source)
+    )]
     HierarchyCreate {
         /// Root-prefixed hierarchy path.
         path: String,

@@ -286,9 +286,7 @@ mod tests {
         assert!(!a.restarts_extension_units() && b.restarts_extension_units());
         assert!(!a.reads_config_files() && b.reads_config_files());
         assert!(!a.reads_verity_certs_in_root() && b.reads_verity_certs_in_root());
-        assert!(
-            !a.reads_overlayfs_mount_options_env() && b.reads_overlayfs_mount_options_env()
-        );
+        assert!(!a.reads_overlayfs_mount_options_env() && b.reads_overlayfs_mount_options_env());
         assert!(!a.knows_policy_fs_flags() && b.knows_policy_fs_flags());
         assert!(!a.reads_initrd_release_in_root() && b.reads_initrd_release_in_root());
         assert!(!a.searches_global_extra_dirs() && b.searches_global_extra_dirs());

@@ -47,7 +47,7 @@ pub mod sys;
 pub mod version;
 
 pub use class::{ClassInfo, ImageClass};
-pub use context::{Context, ImageState, Extension, Options, PlanReport, Report, Skipped};
+pub use context::{Context, Extension, ImageState, Options, PlanReport, Report, Skipped};
 pub use discover::ImageKind;
 pub use error::{Error, ErrorKind, Result};
 pub use event::{Event, EventSink, Level};

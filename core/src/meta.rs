@@ -151,7 +151,10 @@ pub fn work_dir_is_well_formed(rel: &str) -> bool {
 /// (`…/.systemd-<h>-workdir`). Anything else is never deleted: the meta dir's files can be
 /// shadowed from the upper layer, so their content is not to be trusted with `rm -rf`.
 pub fn work_dir_removable(rel: &str, hier: &str) -> bool {
-    let name = format!(".systemd-{}-workdir", hier.trim_matches('/').replace('/', "."));
+    let name = format!(
+        ".systemd-{}-workdir",
+        hier.trim_matches('/').replace('/', ".")
+    );
     work_dir_is_well_formed(rel) && rel.rsplit('/').next() == Some(name.as_str())
 }
 
@@ -178,7 +181,10 @@ mod tests {
         ] {
             assert!(!work_dir_removable(bad, "usr"), "{bad}");
         }
-        assert!(work_dir_removable("x/.systemd-usr.local-workdir", "usr/local"));
+        assert!(work_dir_removable(
+            "x/.systemd-usr.local-workdir",
+            "usr/local"
+        ));
         assert!(work_dir_is_well_formed("srv/victim"));
         assert!(!work_dir_is_well_formed("/srv/victim"));
         assert!(!work_dir_is_well_formed("../srv"));

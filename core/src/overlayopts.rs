@@ -170,7 +170,9 @@ mod tests {
             noatime: true,
             ..Default::default()
         };
-        OverlayOptions::parse("strictatime").unwrap().apply_flags(&mut f);
+        OverlayOptions::parse("strictatime")
+            .unwrap()
+            .apply_flags(&mut f);
         assert!(!f.noatime && f.strictatime);
         assert_eq!(OverlayOptions::render(&o.fs[0]), "xino=off");
         assert_eq!(OverlayOptions::render(&o.fs[1]), "userxattr");
@@ -181,7 +183,10 @@ mod tests {
         let w = OverlayOptions::effective(None, true);
         assert_eq!(w.flags, ["noatime"]);
         assert_eq!(w.fs.len(), 3);
-        assert_eq!(OverlayOptions::effective(None, false), OverlayOptions::default());
+        assert_eq!(
+            OverlayOptions::effective(None, false),
+            OverlayOptions::default()
+        );
         // A list given replaces the defaults, even an empty one (as systemd's variable).
         let empty = OverlayOptions::parse("").unwrap();
         assert!(OverlayOptions::effective(Some(&empty), true).fs.is_empty());
@@ -189,7 +194,13 @@ mod tests {
 
     #[test]
     fn refused() {
-        for bad in ["=x", "lowerdir=/a", "upperdir=/u", "workdir=/w", "lowerdir+=/x"] {
+        for bad in [
+            "=x",
+            "lowerdir=/a",
+            "upperdir=/u",
+            "workdir=/w",
+            "lowerdir+=/x",
+        ] {
             assert!(OverlayOptions::parse(bad).is_err(), "{bad}");
         }
     }

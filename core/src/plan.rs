@@ -308,7 +308,10 @@ fn overlay_einval(h: &HierarchyInput, what: &str) -> Error {
         op: "mount overlay on",
         target: h.path.clone(),
         source: io::Error::from_raw_os_error(libc::EINVAL),
-        kernel_log: vec![format!("{what} '{}' is not a directory", h.mutable_dir_path)],
+        kernel_log: vec![format!(
+            "{what} '{}' is not a directory",
+            h.mutable_dir_path
+        )],
     }
 }
 
@@ -516,7 +519,9 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
                         create: true,
                     })
                 }
-                MutableDir::NotDir { .. } | MutableDir::LinkToNonDir { .. } | MutableDir::Dangling
+                MutableDir::NotDir { .. }
+                | MutableDir::LinkToNonDir { .. }
+                | MutableDir::Dangling
                     if mode == MutableMode::Enabled =>
                 {
                     return Err(Error::MutableDirCreate {

@@ -7,7 +7,7 @@ use crate::hierarchy::Hierarchy;
 use crate::kernel::{Kernel, KernelFeatures};
 use crate::mountinfo;
 use crate::mutable::MutableMode;
-use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, MutableDir};
+use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, MutableDir, PlanInputs};
 use crate::root::{dir_is_empty, open_beneath, open_beneath_with, Root};
 use crate::state;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -484,7 +484,10 @@ impl UnitRequests {
     pub fn add(&mut self, data: &ReleaseData) {
         for (key, list) in [
             ("EXTENSION_RESTART_UNITS", &mut self.restart),
-            ("EXTENSION_RELOAD_OR_RESTART_UNITS", &mut self.reload_or_restart),
+            (
+                "EXTENSION_RELOAD_OR_RESTART_UNITS",
+                &mut self.reload_or_restart,
+            ),
         ] {
             for u in data.get(key).unwrap_or("").split_whitespace() {
                 if !list.iter().any(|x| x == u) {

@@ -1,10 +1,10 @@
 //! Is a hierarchy merged by us, and what is merged there (`status`).
 
-use crate::plan::UpperKind;
 use crate::class::ImageClass;
 use crate::error::{Error, Result};
 use crate::meta;
 use crate::mutable::MutableMode;
+use crate::plan::UpperKind;
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{AtFlags, Statx, StatxFlags};
 
@@ -259,7 +259,12 @@ mod tests {
 
     #[test]
     fn note_upper_dir_round_trips_with_line_breaks() {
-        for dir in ["/r/var/lib/extensions.mutable/usr", "/a\nb/usr", "/x\r", "/t\\x41"] {
+        for dir in [
+            "/r/var/lib/extensions.mutable/usr",
+            "/a\nb/usr",
+            "/x\r",
+            "/t\\x41",
+        ] {
             let n = Note {
                 mutable: MutableMode::Enabled,
                 upper: UpperKind::MutableDir,
@@ -273,7 +278,10 @@ mod tests {
         }
         // A note of an older version: the path as it is.
         let old = Note::decode("mutable=yes\nupper=/r/var/lib/extensions.mutable/usr\n").unwrap();
-        assert_eq!(old.upper_dir.as_deref(), Some("/r/var/lib/extensions.mutable/usr"));
+        assert_eq!(
+            old.upper_dir.as_deref(),
+            Some("/r/var/lib/extensions.mutable/usr")
+        );
         // No path holds a NUL.
         assert_eq!(Note::decode("mutable=yes\nupper=/a\0b\n"), None);
     }

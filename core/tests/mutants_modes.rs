@@ -6,7 +6,7 @@
 use sysext::compat::Match;
 use sysext::hierarchy::Hierarchy;
 use sysext::plan::{
-    plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, MutableDir, Upper,
+    plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, MutableDir, PlanInputs, Upper,
 };
 use sysext::{ImageClass, MutableMode};
 

@@ -9,7 +9,7 @@ use proptest::test_runner::Config;
 use std::collections::BTreeSet;
 use sysext::hierarchy::Hierarchy;
 use sysext::plan::{
-    plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, Layer, Plan, PlanInputs, MutableDir,
+    plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, Layer, MutableDir, Plan, PlanInputs,
     Upper, WorkDir,
 };
 use sysext::version::strverscmp_improved;
@@ -501,8 +501,8 @@ fn check_plan(i: &PlanInputs, p: &Plan) -> Result<(), TestCaseError> {
             prop_assert_eq!(path, &format!("{ROOT}/{want}"));
         }
         // Import layer just below meta, exactly in the import modes with a routing dir.
-        let want_import =
-            matches!(i.mode, Import | EphemeralImport) && matches!(h.mutable_dir, MutableDir::Dir(_));
+        let want_import = matches!(i.mode, Import | EphemeralImport)
+            && matches!(h.mutable_dir, MutableDir::Dir(_));
         let imports: Vec<usize> = hp
             .lower
             .iter()

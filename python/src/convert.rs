@@ -67,7 +67,10 @@ pub(crate) fn names_from_py(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<V
     obj.extract::<Vec<String>>().map(Some).map_err(|_| {
         PyTypeError::new_err(format!(
             "names must be a str (one extension name) or a sequence of str, not {}",
-            obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "?".into())
         ))
     })
 }

@@ -31,7 +31,14 @@ fn submount(r: &TestRoot) {
 /// other tests and users stay out of the counts).
 fn private_run(size: &str) {
     assert!(std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "test-run", "/run"])
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            &format!("size={size},mode=0755"),
+            "test-run",
+            "/run"
+        ])
         .status()
         .unwrap()
         .success());
@@ -91,7 +98,8 @@ fn kill_everywhere(
         let left_record = intent_files() > 0;
         if left_record {
             assert!(
-                rows.iter().all(|s| s.interrupted.as_deref() == Some(verb[0])),
+                rows.iter()
+                    .all(|s| s.interrupted.as_deref() == Some(verb[0])),
                 "kill at step {n}: {rows:?}"
             );
             assert_eq!(ctx.interrupted().as_deref(), Some(verb[0]));
@@ -104,7 +112,11 @@ fn kill_everywhere(
         }
         repair(&ctx, left_record);
         assert_eq!(ctx.interrupted(), None, "kill at step {n}: repaired");
-        assert!(ctx.status().unwrap().iter().all(|s| s.interrupted.is_none()));
+        assert!(ctx
+            .status()
+            .unwrap()
+            .iter()
+            .all(|s| s.interrupted.is_none()));
         check(n);
     }
     assert_eq!(intent_files(), 0);
@@ -116,11 +128,16 @@ fn kill_everywhere(
 fn one_merge_everywhere(r: &TestRoot, n: u64, names: &str) {
     assert_eq!(r.overlays_at("usr"), 1, "kill at step {n}");
     assert_eq!(r.overlays_at("opt"), 1, "kill at step {n}");
-    assert_eq!(mounts_at(r, "usr/share/sub"), 1, "kill at step {n}: sub-mount once");
+    assert_eq!(
+        mounts_at(r, "usr/share/sub"),
+        1,
+        "kill at step {n}: sub-mount once"
+    );
     assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"));
     for h in ["usr", "opt"] {
         assert_eq!(
-            r.read(&format!("{h}/.systemd-sysext/extensions")).as_deref(),
+            r.read(&format!("{h}/.systemd-sysext/extensions"))
+                .as_deref(),
             Some(names),
             "kill at step {n}: /{h} has the same extensions as the other hierarchy"
         );
@@ -134,7 +151,11 @@ fn a_killed_merge_is_undone_and_reported() {
     let r = TestRoot::new("killmerge");
     r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
     submount(&r);
-    for mode in [MutableMode::Disabled, MutableMode::Enabled, MutableMode::Ephemeral] {
+    for mode in [
+        MutableMode::Disabled,
+        MutableMode::Enabled,
+        MutableMode::Ephemeral,
+    ] {
         let kills = kill_everywhere(
             &r,
             mode,
@@ -159,7 +180,10 @@ fn a_killed_merge_is_undone_and_reported() {
         r.ctx(ImageClass::Sysext, mode).unmerge().unwrap();
         assert_eq!(mounts_at(&r, "usr/share/sub"), 1);
         let eph = std::fs::read_dir("/run/libsysext/ephemeral").map(|d| d.count());
-        assert!(matches!(eph, Ok(0) | Err(_)), "{mode}: no ephemeral dir left");
+        assert!(
+            matches!(eph, Ok(0) | Err(_)),
+            "{mode}: no ephemeral dir left"
+        );
         let mutable = std::fs::read_dir(r.p("var/lib/extensions.mutable"))
             .map(|d| {
                 d.flatten()
@@ -231,7 +255,9 @@ fn a_killed_unmerge_is_completed_by_a_merge() {
         },
         &|n| one_merge_everywhere(&r, n, "a\n"),
     );
-    r.ctx(ImageClass::Sysext, MutableMode::Enabled).unmerge().unwrap();
+    r.ctx(ImageClass::Sysext, MutableMode::Enabled)
+        .unmerge()
+        .unwrap();
     let left: Vec<String> = std::fs::read_dir(r.p("var/lib/extensions.mutable"))
         .unwrap()
         .flatten()
@@ -269,6 +295,8 @@ fn ephemeral_writes_fill_their_own_tmpfs_not_run() {
     std::fs::write("/run/other2.pid", "1\n").expect("/run stays writable");
     ctx.unmerge().unwrap();
     assert!(!r.p("usr/big").exists());
-    let left = std::fs::read_dir("/run/libsysext/ephemeral").unwrap().count();
+    let left = std::fs::read_dir("/run/libsysext/ephemeral")
+        .unwrap()
+        .count();
     assert_eq!(left, 0, "the ephemeral tmpfs and its dir are gone");
 }

@@ -638,7 +638,10 @@ mod tests {
         // The first note writes the first lines with it.
         let i = Intent::begin(Some(&lock), "merge", "");
         i.note("new\tusr\t0:44\n");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "verb\tmerge\nnew\tusr\t0:44\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "verb\tmerge\nnew\tusr\t0:44\n"
+        );
         // Nothing to complete: no commit line (a kill now is undone).
         i.commit();
         let r = read(&path).unwrap();

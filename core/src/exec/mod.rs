@@ -2131,7 +2131,7 @@ pub fn read_to_string(fd: OwnedFd) -> io::Result<String> {
 mod tests {
     use super::*;
     use crate::hierarchy::Hierarchy;
-    use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, PlanInputs, MutableDir};
+    use crate::plan::{DirInfo, ExtLayer, ExtensionInput, HierarchyInput, MutableDir, PlanInputs};
 
     fn one_hierarchy_plan() -> Plan {
         let host = DirInfo {

@@ -582,8 +582,14 @@ fn create_with_mount(
         (MountAttrFlags::MOUNT_ATTR_NOSUID, MountFlags::NOSUID),
         (MountAttrFlags::MOUNT_ATTR_NOEXEC, MountFlags::NOEXEC),
         (MountAttrFlags::MOUNT_ATTR_NOATIME, MountFlags::NOATIME),
-        (MountAttrFlags::MOUNT_ATTR_STRICTATIME, MountFlags::STRICTATIME),
-        (MountAttrFlags::MOUNT_ATTR_NODIRATIME, MountFlags::NODIRATIME),
+        (
+            MountAttrFlags::MOUNT_ATTR_STRICTATIME,
+            MountFlags::STRICTATIME,
+        ),
+        (
+            MountAttrFlags::MOUNT_ATTR_NODIRATIME,
+            MountFlags::NODIRATIME,
+        ),
     ] {
         if spec.attrs.contains(a) {
             flags |= m;

@@ -716,7 +716,16 @@ pub fn open_image_with(
     .ok();
     let mount_part = |d: PartitionDesignator,
                       part: &gpt::Part|
-     -> Result<(OwnedFd, FsType, Protection, Option<String>, Option<VerityCheck>), ImageError> {
+     -> Result<
+        (
+            OwnedFd,
+            FsType,
+            Protection,
+            Option<String>,
+            Option<VerityCheck>,
+        ),
+        ImageError,
+    > {
         let (vd, sd) = (
             d.verity().expect("data designator"),
             d.verity_sig().expect("data designator"),
@@ -838,7 +847,13 @@ pub fn open_image_with(
     // Where verity is checked: the usr partition's where there is one (its protection is
     // the image's, below), else the root partition's.
     let mut verity = None;
-    let mut take_note = |x: (OwnedFd, FsType, Protection, Option<String>, Option<VerityCheck>)| {
+    let mut take_note = |x: (
+        OwnedFd,
+        FsType,
+        Protection,
+        Option<String>,
+        Option<VerityCheck>,
+    )| {
         if let Some(n) = x.3 {
             notes.push(n);
         }

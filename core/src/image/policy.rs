@@ -221,7 +221,8 @@ impl PolicyFlags {
     /// `unused+absent` (`ignore`).
     pub const IGNORE: PolicyFlags = PolicyFlags::UNUSED.union(PolicyFlags::ABSENT);
     /// The use flags (`encrypted` implies `encryptedwithintegrity`: any LUKS volume).
-    pub const USE_MASK: PolicyFlags = PolicyFlags::OPEN.union(PolicyFlags::ENCRYPTED_WITH_INTEGRITY);
+    pub const USE_MASK: PolicyFlags =
+        PolicyFlags::OPEN.union(PolicyFlags::ENCRYPTED_WITH_INTEGRITY);
     /// Both read-only flags.
     pub const READ_ONLY_MASK: PolicyFlags =
         PolicyFlags::READ_ONLY_OFF.union(PolicyFlags::READ_ONLY_ON);
@@ -348,7 +349,10 @@ const USE_WORDS: [(PolicyFlags, &str); 7] = [
     (PolicyFlags::VERITY, "verity"),
     (PolicyFlags::SIGNED, "signed"),
     (PolicyFlags::ENCRYPTED, "encrypted"),
-    (PolicyFlags::ENCRYPTED_WITH_INTEGRITY, "encryptedwithintegrity"),
+    (
+        PolicyFlags::ENCRYPTED_WITH_INTEGRITY,
+        "encryptedwithintegrity",
+    ),
     (PolicyFlags::UNPROTECTED, "unprotected"),
     (PolicyFlags::UNUSED, "unused"),
     (PolicyFlags::ABSENT, "absent"),
@@ -1027,10 +1031,7 @@ mod tests {
                 "root=verity+bogus",
                 PolicyParseErrorKind::UnknownFlag("bogus".into()),
             ),
-            (
-                "root=zfs",
-                PolicyParseErrorKind::UnknownFlag("zfs".into()),
-            ),
+            ("root=zfs", PolicyParseErrorKind::UnknownFlag("zfs".into())),
             (
                 "root=verity++signed",
                 PolicyParseErrorKind::UnknownFlag("".into()),
@@ -1189,14 +1190,17 @@ mod tests {
         // and any type is fine where none is named.
         assert!(pol.check_fstype(D::Usr, "ntfs3").is_err());
         p("root=verity").check_fstype(D::Root, "ntfs3").unwrap();
-        ImagePolicy::sysext_default().check_fstype(D::Root, "xfs").unwrap();
+        ImagePolicy::sysext_default()
+            .check_fstype(D::Root, "xfs")
+            .unwrap();
         // A rule with only file system flags allows every use.
         let only_fs = p("root=btrfs+f2fs+vfat+xfs");
         only_fs.check(D::Root, Protection::Unprotected).unwrap();
         assert_eq!(only_fs.to_string(), "root=btrfs+f2fs+vfat+xfs");
         // All seven named equals none named.
-        assert!(p("root=btrfs+erofs+ext4+f2fs+squashfs+vfat+xfs+verity")
-            .equivalent(&p("root=verity")));
+        assert!(
+            p("root=btrfs+erofs+ext4+f2fs+squashfs+vfat+xfs+verity").equivalent(&p("root=verity"))
+        );
         for pol in ["root=erofs", "=squashfs", "usr=encryptedwithintegrity"] {
             assert!(p(pol).uses_post_257_flags(), "{pol}");
         }
@@ -1220,8 +1224,14 @@ mod tests {
         p("root=encrypted")
             .check_found(D::Root, PolicyFlags::ENCRYPTED_WITH_INTEGRITY)
             .unwrap();
-        assert_eq!(p("root=encrypted+encryptedwithintegrity").to_string(), "root=encrypted");
-        assert_eq!(p("root=open+encryptedwithintegrity").to_string(), "root=open");
+        assert_eq!(
+            p("root=encrypted+encryptedwithintegrity").to_string(),
+            "root=encrypted"
+        );
+        assert_eq!(
+            p("root=open+encryptedwithintegrity").to_string(),
+            "root=open"
+        );
         assert_eq!(p("=open+encryptedwithintegrity").to_string(), "*");
     }
 
