@@ -958,7 +958,14 @@ impl Context {
 
     /// The kernel features in use (probed on first use).
     pub fn kernel(&self) -> Kernel {
-        *self.kernel.get_or_init(|| Kernel::new(self.opts.kernel))
+        *self.kernel.get_or_init(|| {
+            let k = Kernel::new(self.opts.kernel);
+            self.sink().event(&Event::Message(
+                Level::Debug,
+                format!("Kernel features in use: {}", k.features().names()),
+            ));
+            k
+        })
     }
 
     /// What `merge` would do, without mounting anything and without privileges.

@@ -146,26 +146,30 @@ fn probe() -> KernelFeatures {
     if probe_lowerdir_append() {
         f |= KernelFeatures::LOWERDIR_APPEND;
     }
-    if probe_detached_layers(f.contains(KernelFeatures::LOWERDIR_APPEND)) {
-        f |= KernelFeatures::DETACHED_LAYERS;
-    }
+    // Both came in 6.15, and the executor uses detached layers only together with mounting
+    // on a detached tree. The mount probe fails quietly, the layer probe does not (before
+    // 6.15 overlayfs prints "failed to clone lowerpath" into the kernel log), so the layer
+    // probe runs only where the mount probe already succeeded.
     if probe_mount_on_detached() {
         f |= KernelFeatures::MOUNT_ON_DETACHED;
+        if probe_detached_layers(f.contains(KernelFeatures::LOWERDIR_APPEND)) {
+            f |= KernelFeatures::DETACHED_LAYERS;
+        }
     }
     f
 }
 
-/// `lowerdir+` looks its path up at `fsconfig` time (6.8+): a path that cannot exist gives
-/// ENOENT. Older overlayfs refuses the key (6.5-6.7: EINVAL) or, with the legacy option
-/// parser (before 6.5), takes it without looking (and fails at mount time).
+/// `lowerdir+` (6.8+) takes an existing directory at `fsconfig` time. Older overlayfs
+/// refuses the key (6.5-6.7: EINVAL), and the legacy option parser (before 6.5) takes any
+/// key without looking, so a second, made-up key tells the two parsers apart. Neither call
+/// writes to the kernel log: the new parser's complaints go to the fs context's own log.
+/// (A path that cannot exist would tell too, but overlayfs prints every failed lookup.)
 fn probe_lowerdir_append() -> bool {
     let Ok(fs) = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC) else {
         return false;
     };
-    matches!(
-        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", "/proc/self/fd/-1"),
-        Err(rustix::io::Errno::NOENT)
-    )
+    rustix::mount::fsconfig_set_string(&fs, "lowerdir+", "/").is_ok()
+        && rustix::mount::fsconfig_set_string(&fs, "libsysext-probe", "1").is_err()
 }
 
 /// A private detached tmpfs with two directories.
