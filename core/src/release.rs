@@ -505,6 +505,27 @@ impl UnitRequests {
     }
 }
 
+/// Quotes a value for a release file: double quotes, with `"`, `\`, `` ` `` and `$` escaped,
+/// so that [`parse_str`] reads `KEY=<quoted>` back as exactly `v` (line breaks included).
+///
+/// ```
+/// let line = format!("VERSION={}\n", sysext::release::quote("1 \"beta\""));
+/// assert_eq!(line, "VERSION=\"1 \\\"beta\\\"\"\n");
+/// assert_eq!(sysext::release::parse_str(&line).unwrap().get("VERSION"), Some("1 \"beta\""));
+/// ```
+pub fn quote(v: &str) -> String {
+    let mut s = String::with_capacity(v.len() + 2);
+    s.push('"');
+    for c in v.chars() {
+        if matches!(c, '"' | '\\' | '`' | '$') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    s
+}
+
 /// Parses a boolean the way systemd's `parse_boolean()` does.
 ///
 /// Accepts (ASCII case-insensitively) `1`, `yes`, `y`, `true`, `t`, `on` as true and
@@ -892,19 +913,6 @@ mod tests {
         }
     }
 
-    /// Double-quotes `v` so that [`parse_str`] gives back exactly `v`.
-    fn quote_double(v: &str) -> String {
-        let mut s = String::from("\"");
-        for c in v.chars() {
-            if matches!(c, '"' | '\\' | '`' | '$') {
-                s.push('\\');
-            }
-            s.push(c);
-        }
-        s.push('"');
-        s
-    }
-
     /// Escapes `v` (which must not contain CR or LF) as an unquoted value.
     fn escape_bare(v: &str) -> String {
         let mut s = String::new();
@@ -923,7 +931,7 @@ mod tests {
     #[test]
     fn helpers_examples() {
         for v in ["", " a b ", "\"$`\\", "x\ny", "'"] {
-            let text = format!("K={}\n", quote_double(v));
+            let text = format!("K={}\n", quote(v));
             assert_eq!(parse_str(&text).unwrap().get("K"), Some(v), "{text:?}");
         }
     }
@@ -965,7 +973,7 @@ mod tests {
             value in "[^\u{0}]{0,40}",
             junk in "[ \t]{0,3}",
         ) {
-            let text = format!("# c\n{key}{junk}={junk}{}{junk}\nOTHER=1\n", quote_double(&value));
+            let text = format!("# c\n{key}{junk}={junk}{}{junk}\nOTHER=1\n", quote(&value));
             let data = parse_str(&text).unwrap();
             prop_assert_eq!(data.get(&key), Some(value.as_str()));
         }

@@ -49,18 +49,6 @@ fn value() -> impl Strategy<Value = String> {
     .prop_map(|v| v.into_iter().collect())
 }
 
-fn double_quote(v: &str) -> String {
-    let mut s = String::from("\"");
-    for c in v.chars() {
-        if matches!(c, '"' | '\\' | '`' | '$') {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s.push('"');
-    s
-}
-
 /// The kernel's escaping of mountinfo fields (`show_path`/`mangle`: space, tab, newline, backslash).
 fn kernel_escape(s: &str) -> String {
     let mut out = String::new();
@@ -198,7 +186,7 @@ proptest! {
         let mut text = String::new();
         let mut want = std::collections::BTreeMap::new();
         for (k, v, single) in &pairs {
-            let quoted = if *single && !v.contains('\'') { format!("'{v}'") } else { double_quote(v) };
+            let quoted = if *single && !v.contains('\'') { format!("'{v}'") } else { sysext::release::quote(v) };
             text.push_str(&format!("{k}={quoted}\n"));
             want.insert(k.clone(), v.clone());
         }

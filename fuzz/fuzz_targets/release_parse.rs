@@ -6,18 +6,6 @@
 use libfuzzer_sys::fuzz_target;
 use sysext::release::{parse, parse_bool, parse_str};
 
-fn double_quote(v: &str) -> String {
-    let mut s = String::from("\"");
-    for c in v.chars() {
-        if matches!(c, '"' | '\\' | '`' | '$') {
-            s.push('\\');
-        }
-        s.push(c);
-    }
-    s.push('"');
-    s
-}
-
 fuzz_target!(|data: &[u8]| {
     let parsed = parse(data);
     let text = std::str::from_utf8(data);
@@ -34,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         // after it the key ends at the first `=` or line break.
         let rest = k.char_indices().nth(1).map(|(i, _)| &k[i..]).unwrap_or("");
         assert!(!k.is_empty() && !k.contains(['\n', '\r']) && !rest.contains('='), "key {k:?}");
-        again.push_str(&format!("{k}={}\n", double_quote(v)));
+        again.push_str(&format!("{k}={}\n", sysext::release::quote(v)));
     }
     let re = parse_str(&again).expect("re-serialised text parses");
     assert_eq!(re, data, "round trip of {again:?}");
