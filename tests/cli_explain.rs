@@ -327,9 +327,8 @@ fn confext_by_program_name() {
     let r = TestRoot::new("argv0");
     r.confext("c", &[("etc/app.conf", "a\n")]);
     r.sysext("s", &[("usr/bin/s", "s\n")]);
-    let dir = std::env::temp_dir().join(format!("sysext-argv0-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     for name in ["confext", "systemd-confext"] {
         let link = dir.join(name);
         std::os::unix::fs::symlink(sysext_tests::cli(), &link).unwrap();
@@ -356,5 +355,4 @@ fn confext_by_program_name() {
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["name"], "s");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -853,9 +853,8 @@ fn describe(f: KernelFeatures, all: KernelFeatures) -> String {
 /// The child: run the case with every feature set, compare with the first.
 fn child(case_file: &str) -> Result<String, String> {
     let c = decode(&std::fs::read_to_string(case_file).unwrap());
-    let stage = std::env::temp_dir().join(format!("sysext-kpaths-stage-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&stage);
-    std::fs::create_dir_all(&stage).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let stage = tmp.path().to_path_buf();
     build_images(&c, &stage);
     let all = sysext::Kernel::new(sysext::Options::new(c.class()).kernel).features();
     let trace = std::env::var_os("SYSEXT_KERNEL_PATHS_TRACE").is_some();
@@ -895,12 +894,10 @@ fn child(case_file: &str) -> Result<String, String> {
                     msg += &format!("  + {l}\n");
                 }
                 msg += &format!("  (with all features: {})\n", w[0]);
-                let _ = std::fs::remove_dir_all(&stage);
                 return Err(msg);
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&stage);
     Ok(format!(
         "{} feature sets, {} steps, {} ms",
         sets.len(),
@@ -911,11 +908,10 @@ fn child(case_file: &str) -> Result<String, String> {
 
 /// The parent's side of a case: run it in a private namespace of its own.
 fn run_isolated(c: &Case, n: usize) -> Result<String, TestCaseError> {
-    let dir = std::env::temp_dir();
-    let case_file = dir.join(format!("sysext-kpaths-case-{}-{n}", std::process::id()));
-    let result_file = dir.join(format!("sysext-kpaths-result-{}-{n}", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let case_file = tmp.path().join(format!("case-{n}"));
+    let result_file = tmp.path().join(format!("result-{n}"));
     std::fs::write(&case_file, encode(c)).unwrap();
-    let _ = std::fs::remove_file(&result_file);
     let out = Command::new("unshare")
         .args(["-m", "--propagation", "private"])
         .arg(std::env::current_exe().unwrap())
@@ -925,9 +921,7 @@ fn run_isolated(c: &Case, n: usize) -> Result<String, TestCaseError> {
         .output()
         .expect("run unshare");
     let verdict = std::fs::read_to_string(&result_file).ok();
-    let _ = std::fs::remove_file(&result_file);
     let shown = encode(c);
-    let _ = std::fs::remove_file(&case_file);
     match verdict.as_deref().and_then(|v| v.split_once('\n')) {
         Some(("ok", msg)) => Ok(msg.to_string()),
         Some((_, msg)) => Err(TestCaseError::fail(format!("{msg}\ncase:\n{shown}"))),

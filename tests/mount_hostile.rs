@@ -196,8 +196,8 @@ enum Expect {
 #[test]
 fn bad_input_corpus() {
     isolated!();
-    let outside = std::env::temp_dir().join(format!("sysext-outside-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&outside);
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().to_path_buf();
     std::fs::create_dir_all(outside.join("img/usr/lib/extension-release.d")).unwrap();
     std::fs::write(
         outside.join("img/usr/lib/extension-release.d/extension-release.esc"),
@@ -506,8 +506,8 @@ fn snapshot(p: &Path) -> Vec<String> {
 fn root_confinement() {
     isolated!();
     // A decoy tree outside the root, reachable by every kind of crafted symlink.
-    let outside = std::env::temp_dir().join(format!("sysext-decoy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&outside);
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().to_path_buf();
     std::fs::create_dir_all(outside.join("usr/bin")).unwrap();
     std::fs::create_dir_all(outside.join("extensions/evil/usr/lib/extension-release.d")).unwrap();
     std::fs::write(
@@ -956,8 +956,8 @@ fn losetup(file: &Path) -> String {
 fn block_devices_below_a_root_need_an_opt_in() {
     isolated!();
     // An erofs image outside the root, on a loop device; its node inside the root.
-    let outside = std::env::temp_dir().join(format!("sysext-blk-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&outside);
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().to_path_buf();
     let src = outside.join("src");
     std::fs::create_dir_all(src.join("usr/lib/extension-release.d")).unwrap();
     std::fs::create_dir_all(src.join("usr/bin")).unwrap();
@@ -1069,7 +1069,8 @@ fn disk_image(fs: &[u8], verity: bool) -> (Vec<u8>, u64) {
     // The first partition starts 4 KiB aligned after the table.
     let off = b.first_usable_lba().next_multiple_of(8) * 512;
     let hash = if verity {
-        let scratch = std::env::temp_dir().join(format!("sysext-corpus-v-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let scratch = tmp.path().join("data");
         std::fs::write(&scratch, &data).unwrap();
         let f = std::fs::File::open(&scratch).unwrap();
         let (hash, root_hash) = v::format(&f, 0, dsize, &v::FormatParams::default()).unwrap();

@@ -194,16 +194,9 @@ fn ddi_signed(
     sig: bool,
     signer: Option<(&Path, &Path)>,
 ) -> (Vec<u8>, u64) {
-    let scratch = std::env::temp_dir().join(format!(
-        "sysext-ddi-data-{}-{}",
-        std::process::id(),
-        erofs.len()
-    ));
-    let probe = std::env::temp_dir().join(format!(
-        "sysext-ddi-probe-{}-{}",
-        std::process::id(),
-        erofs.len()
-    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let scratch = tmp.path().join("data");
+    let probe = tmp.path().join("probe");
     let arch = sysext::arch::native();
     let mut data = erofs.to_vec();
     assert!(

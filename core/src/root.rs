@@ -391,8 +391,8 @@ mod tests {
     #[test]
     fn exact_mkdir_appears_with_its_mode_and_clears_a_leftover() {
         use std::os::unix::fs::PermissionsExt;
-        let t = std::env::temp_dir().join(format!("sysext-exact-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&t);
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
         std::fs::create_dir_all(t.join("var/lib/m")).unwrap();
         // What a process killed between mkdir and chmod would have left under the old scheme
         // goes under a temporary name now; a leftover one is cleared.
@@ -411,13 +411,12 @@ mod tests {
             .mkdir_p_exact("var/lib/m/usr", 0o755, 0o700)
             .unwrap()
             .is_empty());
-        let _ = std::fs::remove_dir_all(&t);
     }
 
     #[test]
     fn resolution_stays_inside_root() {
-        let t = std::env::temp_dir().join(format!("sysext-root-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&t);
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
         std::fs::create_dir_all(t.join("usr/lib")).unwrap();
         std::os::unix::fs::symlink("/usr/lib", t.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../../../usr", t.join("up")).unwrap();
@@ -436,6 +435,5 @@ mod tests {
             root.mkdir_p("usr/lib", 0o755).unwrap(),
             Vec::<String>::new()
         );
-        std::fs::remove_dir_all(&t).unwrap();
     }
 }

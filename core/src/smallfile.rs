@@ -130,16 +130,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn dir() -> (std::path::PathBuf, OwnedFd) {
-        let d = std::env::temp_dir().join(format!(
-            "sysext-smallfile-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
+    fn dir() -> (tempfile::TempDir, OwnedFd) {
+        let d = tempfile::tempdir().unwrap();
         let fd = rustix::fs::open(
-            &d,
+            d.path(),
             OFlags::PATH | OFlags::DIRECTORY,
             rustix::fs::Mode::empty(),
         )
@@ -158,10 +152,14 @@ mod tests {
             0,
         )
         .unwrap();
-        let _sock = std::os::unix::net::UnixListener::bind(d.join("sock")).unwrap();
-        std::fs::create_dir(d.join("dir")).unwrap();
-        std::fs::write(d.join("file"), "ID=x\n").unwrap();
-        std::fs::set_permissions(d.join("file"), std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(d.path().join("sock")).unwrap();
+        std::fs::create_dir(d.path().join("dir")).unwrap();
+        std::fs::write(d.path().join("file"), "ID=x\n").unwrap();
+        std::fs::set_permissions(
+            d.path().join("file"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
         for (name, what) in [
             ("fifo", "a FIFO"),
             ("sock", "a socket"),
@@ -184,13 +182,12 @@ mod tests {
             .unwrap_err()
             .is_not_found());
         assert_eq!(read_beneath(fd.as_fd(), "file", 100).unwrap(), b"ID=x\n");
-        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]
     fn reading_stops_past_the_cap() {
         let (d, fd) = dir();
-        std::fs::write(d.join("big"), vec![b'#'; 10_000]).unwrap();
+        std::fs::write(d.path().join("big"), vec![b'#'; 10_000]).unwrap();
         let e = read_beneath(fd.as_fd(), "big", 4096).unwrap_err();
         assert!(matches!(e, SmallFileError::TooLarge { max: 4096 }), "{e}");
         assert_eq!(e.to_string(), "is larger than 4096 bytes");
@@ -199,6 +196,5 @@ mod tests {
             read_beneath(fd.as_fd(), "big", 10_000).unwrap().len(),
             10_000
         );
-        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -1484,9 +1484,8 @@ mod tests {
             eprintln!("sfdisk not available, skipping");
             return;
         }
-        let dir = std::env::temp_dir().join(format!("sysext-gpt-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("disk.img");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
         let f = std::fs::File::create(&path).unwrap();
         f.set_len(16 * MIB).unwrap();
         drop(f);
@@ -1515,7 +1514,6 @@ mod tests {
         assert!(child.wait().unwrap().success());
         let file = std::fs::File::open(&path).unwrap();
         let tab = read(&file, 16 * MIB).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(tab.sector_size, 512);
         assert_eq!(tab.partitions.len(), 3);
         let p = &tab.partitions[0];
