@@ -28,6 +28,7 @@ pub mod error;
 pub mod event;
 pub mod exec;
 pub mod extension;
+pub(crate) mod fscontext;
 pub mod hierarchy;
 pub mod image;
 pub mod kernel;

@@ -5,6 +5,7 @@
 use crate::class::ImageClass;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventSink};
+use crate::fscontext::{detached_tmpfs, FsContext};
 use crate::kernel::{Kernel, KernelFeatures};
 use crate::meta;
 use crate::plan::{HierarchyPlan, Layer, Plan, Upper, UpperKind, WorkDir};
@@ -20,7 +21,7 @@ pub mod staged;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 use rustix::mount::OpenTreeFlags;
-use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, UnmountFlags};
+use rustix::mount::{MountAttrFlags, MoveMountFlags, UnmountFlags};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 
@@ -216,19 +217,6 @@ fn io_at<'a>(op: &'static str, what: &'a str) -> impl Fn(rustix::io::Errno) -> E
     move |e| Error::io(op, what, e)
 }
 
-/// Drain the fs-context log of an `fsopen` fd.
-fn drain_log(fs: BorrowedFd<'_>) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    loop {
-        match rustix::io::read(fs, &mut buf) {
-            Ok(n) if n > 0 => out.push(String::from_utf8_lossy(&buf[..n]).trim_end().to_string()),
-            _ => break,
-        }
-    }
-    out
-}
-
 /// A detached tmpfs used as workspace (meta layers, ephemeral upper dirs). It is never
 /// attached anywhere (the meta bind of writable merges is a bind of the overlay), so it
 /// needs no source name.
@@ -237,17 +225,12 @@ pub fn workspace(faults: &FaultInjector) -> Result<OwnedFd> {
     faults
         .step("fsopen tmpfs")
         .map_err(|e| Error::mount("create", what, e))?;
-    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
-        .map_err(|e| Error::mount("create", what, e))?;
-    rustix::mount::fsconfig_set_string(&fs, "mode", "0700")
+    let fs = FsContext::open("tmpfs").map_err(|e| Error::mount("create", what, e))?;
+    fs.set_string("mode", "0700")
         .map_err(|e| Error::mount("configure", what, e))?;
-    rustix::mount::fsconfig_create(&fs).map_err(|e| Error::mount("create", what, e))?;
-    rustix::mount::fsmount(
-        &fs,
-        FsMountFlags::FSMOUNT_CLOEXEC,
-        MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
-    )
-    .map_err(|e| Error::mount("mount", what, e))
+    fs.create().map_err(|e| Error::mount("create", what, e))?;
+    fs.mount(MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID)
+        .map_err(|e| Error::mount("mount", what, e))
 }
 
 /// A private, read-only, non-recursive bind of a directory image.
@@ -457,16 +440,13 @@ fn layer_fd<'a, 'x>(
 /// Hand the overlayfs options after the layers to an overlay's fs context. A refused one is
 /// named in the error, with the kernel's log (`overlay: Unknown parameter 'x'`).
 pub(crate) fn set_fs_options(
-    fs: BorrowedFd<'_>,
+    fs: &FsContext,
     options: &[crate::overlayopts::FsOption],
     target: &str,
 ) -> Result<()> {
     for o in options {
-        let r = match &o.1 {
-            Some(v) => rustix::mount::fsconfig_set_string(fs, o.0.as_str(), v.as_str()),
-            None => rustix::mount::fsconfig_set_flag(fs, o.0.as_str()),
-        };
-        r.map_err(|e| option_error(o, target, e, drain_log(fs)))?;
+        fs.set_option(o)
+            .map_err(|e| option_error(o, target, e, fs.kernel_log()))?;
     }
     Ok(())
 }
@@ -497,13 +477,9 @@ pub(crate) fn refused_fs_option(
     target: &str,
 ) -> Option<Error> {
     for o in options {
-        let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC).ok()?;
-        let r = match &o.1 {
-            Some(v) => rustix::mount::fsconfig_set_string(&fs, o.0.as_str(), v.as_str()),
-            None => rustix::mount::fsconfig_set_flag(&fs, o.0.as_str()),
-        };
-        if let Err(e) = r {
-            return Some(option_error(o, target, e, drain_log(fs.as_fd())));
+        let fs = FsContext::open("overlay").ok()?;
+        if let Err(e) = fs.set_option(o) {
+            return Some(option_error(o, target, e, fs.kernel_log()));
         }
     }
     None
@@ -833,55 +809,42 @@ fn build_with<'p>(
                 faults
                     .step("fsopen overlay")
                     .map_err(|e| Error::mount("mount overlay on", target, e))?;
-                let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+                let fs = FsContext::open("overlay")
                     .map_err(|e| Error::mount("mount overlay on", target, e))?;
-                let fail = |fs: &OwnedFd, e: rustix::io::Errno| Error::Mount {
+                let fail = |fs: &FsContext, e: rustix::io::Errno| Error::Mount {
                     op: "mount overlay on",
                     target: target.to_string(),
                     source: e.into(),
-                    kernel_log: drain_log(fs.as_fd()),
+                    kernel_log: fs.kernel_log(),
                 };
-                rustix::mount::fsconfig_set_string(&fs, "source", info.short)
+                fs.set_string("source", info.short)
                     .map_err(|e| fail(&fs, e))?;
                 for l in &h.lower {
                     let fd = layer_fd(l, h, meta_fd.as_fd(), inputs, &mut sources)?;
                     faults
                         .step("fsconfig lowerdir+")
                         .map_err(|e| Error::mount("mount overlay on", target, e))?;
-                    rustix::mount::fsconfig_set_string(
-                        &fs,
-                        "lowerdir+",
-                        proc_fd_path(fd.as_fd()).as_str(),
-                    )
-                    .map_err(|e| fail(&fs, e))?;
+                    fs.set_string("lowerdir+", proc_fd_path(fd.as_fd()).as_str())
+                        .map_err(|e| fail(&fs, e))?;
                     if let LayerFd::Kept(fd) = fd {
                         keep.push(fd);
                     }
                 }
                 if let (Some(u), Some(w)) = (&upper_fd, &work_fd) {
-                    rustix::mount::fsconfig_set_string(
-                        &fs,
-                        "upperdir",
-                        proc_fd_path(u.as_fd()).as_str(),
-                    )
-                    .map_err(|e| fail(&fs, e))?;
-                    rustix::mount::fsconfig_set_string(
-                        &fs,
-                        "workdir",
-                        proc_fd_path(w.as_fd()).as_str(),
-                    )
-                    .map_err(|e| fail(&fs, e))?;
+                    fs.set_string("upperdir", proc_fd_path(u.as_fd()).as_str())
+                        .map_err(|e| fail(&fs, e))?;
+                    fs.set_string("workdir", proc_fd_path(w.as_fd()).as_str())
+                        .map_err(|e| fail(&fs, e))?;
                 }
-                set_fs_options(fs.as_fd(), &h.fs_options, target)?;
+                set_fs_options(&fs, &h.fs_options, target)?;
                 faults
                     .step("fsconfig create")
                     .map_err(|e| Error::mount("mount overlay on", target, e))?;
-                rustix::mount::fsconfig_create(&fs).map_err(|e| fail(&fs, e))?;
+                fs.create().map_err(|e| fail(&fs, e))?;
                 faults
                     .step("fsmount overlay")
                     .map_err(|e| Error::mount("mount overlay on", target, e))?;
-                let mnt = rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
-                    .map_err(|e| fail(&fs, e))?;
+                let mnt = fs.mount(attrs).map_err(|e| fail(&fs, e))?;
                 drop(keep);
                 // The same statx
                 // gives the overlay's unique mount id, to count its layers once it is attached.
@@ -1987,12 +1950,8 @@ fn ephemeral_dir(
     // the merged hierarchy fill it, not `/run`. It is made detached, with the upper and
     // work dirs in it, and attached whole.
     let tmpfs = (|| -> rustix::io::Result<OwnedFd> {
-        let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
-        rustix::mount::fsconfig_set_string(&fs, "mode", "0700")?;
-        rustix::mount::fsconfig_create(&fs)?;
-        let m = rustix::mount::fsmount(
-            &fs,
-            FsMountFlags::FSMOUNT_CLOEXEC,
+        let m = detached_tmpfs(
+            "0700",
             MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
         )?;
         rustix::fs::mkdirat(&m, "upper", Mode::from_raw_mode(0o700))?;

@@ -17,8 +17,7 @@ use crate::error::{Error, Result};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags, CWD};
 use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags,
-    OpenTreeFlags,
+    MountAttrFlags, MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags,
 };
 use std::collections::HashMap;
 use std::io;
@@ -248,13 +247,8 @@ impl State {
                 e,
             )
         })?;
-        let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
-            .map_err(stage_err("tmpfs"))?;
-        rustix::mount::fsconfig_set_string(&fs, "mode", "0700").map_err(stage_err("tmpfs"))?;
-        rustix::mount::fsconfig_create(&fs).map_err(stage_err("tmpfs"))?;
-        let stage = rustix::mount::fsmount(
-            &fs,
-            FsMountFlags::FSMOUNT_CLOEXEC,
+        let stage = crate::fscontext::detached_tmpfs(
+            "0700",
             MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
         )
         .map_err(stage_err("tmpfs"))?;
@@ -508,26 +502,26 @@ fn create_with_fsconfig(
     upper: Option<&(String, String)>,
 ) -> Result<()> {
     let target = spec.target.as_str();
-    let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+    let fs = crate::fscontext::FsContext::open("overlay")
         .map_err(|e| Error::mount("mount overlay on", target, e))?;
     let fail = |e: rustix::io::Errno| Error::Mount {
         op: "mount overlay on",
         target: target.to_string(),
         source: e.into(),
-        kernel_log: super::drain_log(fs.as_fd()),
+        kernel_log: fs.kernel_log(),
     };
-    rustix::mount::fsconfig_set_string(&fs, "source", spec.source.as_str()).map_err(fail)?;
+    fs.set_string("source", spec.source.as_str())
+        .map_err(fail)?;
     for n in names {
-        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", n.as_str()).map_err(fail)?;
+        fs.set_string("lowerdir+", n.as_str()).map_err(fail)?;
     }
     if let Some((u, w)) = upper {
-        rustix::mount::fsconfig_set_string(&fs, "upperdir", u.as_str()).map_err(fail)?;
-        rustix::mount::fsconfig_set_string(&fs, "workdir", w.as_str()).map_err(fail)?;
+        fs.set_string("upperdir", u.as_str()).map_err(fail)?;
+        fs.set_string("workdir", w.as_str()).map_err(fail)?;
     }
-    super::set_fs_options(fs.as_fd(), &spec.options, target)?;
-    rustix::mount::fsconfig_create(&fs).map_err(fail)?;
-    let mnt =
-        rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, spec.attrs).map_err(fail)?;
+    super::set_fs_options(&fs, &spec.options, target)?;
+    fs.create().map_err(fail)?;
+    let mnt = fs.mount(spec.attrs).map_err(fail)?;
     rustix::mount::move_mount(&mnt, "", CWD, "o", MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
         .map_err(|e| Error::mount("stage the overlay of", target, e))
 }

@@ -7,6 +7,7 @@
 //! `LOOP_CONFIGURE` (so the device disappears with the mount, and on every error path).
 
 use crate::class::ImageClass;
+use crate::fscontext::FsContext;
 use crate::image::gpt::{self, SelectOptions};
 use crate::image::policy::{ImagePolicy, PartitionDesignator, Protection};
 use crate::image::superblock::{self, FsType};
@@ -14,7 +15,7 @@ use crate::image::verity;
 use crate::sys::loopdev::{LoopDevice, LoopOptions};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
-use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags};
+use rustix::mount::{MountAttrFlags, MoveMountFlags};
 use std::fs::File;
 use std::io;
 
@@ -78,40 +79,28 @@ fn mount_fs(
     let io = |op, e: rustix::io::Errno| ImageError::io(part.clone(), op, e);
     step("fsopen image")
         .map_err(|e| ImageError::io(part.clone(), "open a file system context", e))?;
-    let fs = rustix::mount::fsopen(fstype.kernel_name(), FsOpenFlags::FSOPEN_CLOEXEC)
-        .map_err(|e| io("open a file system context", e))?;
-    rustix::mount::fsconfig_set_string(&fs, "source", source)
+    let fs =
+        FsContext::open(fstype.kernel_name()).map_err(|e| io("open a file system context", e))?;
+    fs.set_string("source", source)
         .map_err(|e| io("set the source of the file system context", e))?;
     if fstype == FsType::Ext4 {
         // Never replay a journal on a read-only image.
-        let _ = rustix::mount::fsconfig_set_flag(&fs, "norecovery");
+        let _ = fs.set_flag("norecovery");
     }
-    rustix::mount::fsconfig_set_flag(&fs, "ro")
+    fs.set_flag("ro")
         .map_err(|e| io("make the file system context read-only", e))?;
-    rustix::mount::fsconfig_create(&fs).map_err(|e| {
+    fs.create().map_err(|e| ImageError::Mount {
+        part: part.clone(),
+        fstype,
+        source: e.into(),
         // The kernel's messages about the failure, drained from the context's log.
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 512];
-        while let Ok(n) = rustix::io::read(&fs, &mut buf) {
-            if n == 0 {
-                break;
-            }
-            raw.extend_from_slice(&buf[..n]);
-            raw.push(b'\n');
-        }
-        ImageError::Mount {
-            part: part.clone(),
-            fstype,
-            source: e.into(),
-            kernel_log: crate::image::error::kernel_log_lines(&raw),
-        }
+        kernel_log: crate::image::error::kernel_log_lines(fs.kernel_log().join("\n").as_bytes()),
     })?;
     let mut attrs = MountAttrFlags::MOUNT_ATTR_RDONLY | MountAttrFlags::MOUNT_ATTR_NODEV;
     if class.info().nosuid {
         attrs |= MountAttrFlags::MOUNT_ATTR_NOSUID;
     }
-    rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
-        .map_err(|e| io("mount the file system", e))
+    fs.mount(attrs).map_err(|e| io("mount the file system", e))
 }
 
 /// Refuse a squashfs whose superblock claims more bytes than the region holds (systemd
@@ -888,17 +877,9 @@ pub fn open_image_with(
                 Some((r, _, _)) => r,
                 None => {
                     let op = "make the tmpfs root above";
-                    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
-                        .map_err(|e| io(op, e))?;
-                    rustix::mount::fsconfig_set_string(&fs, "mode", "0755")
-                        .map_err(|e| io(op, e))?;
-                    rustix::mount::fsconfig_create(&fs).map_err(|e| io(op, e))?;
-                    let t = rustix::mount::fsmount(
-                        &fs,
-                        FsMountFlags::FSMOUNT_CLOEXEC,
-                        MountAttrFlags::MOUNT_ATTR_NODEV,
-                    )
-                    .map_err(|e| io(op, e))?;
+                    let t =
+                        crate::fscontext::detached_tmpfs("0755", MountAttrFlags::MOUNT_ATTR_NODEV)
+                            .map_err(|e| io(op, e))?;
                     rustix::fs::mkdirat(&t, "usr", Mode::from_raw_mode(0o755))
                         .map_err(|e| io(op, e))?;
                     t
