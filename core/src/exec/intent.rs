@@ -563,7 +563,7 @@ pub fn recover(
             if *recursive {
                 let _ = super::remove_tree(root, rel);
             } else {
-                let _ = super::rmdir(root, rel);
+                let _ = super::remove::rmdir(root, rel);
             }
         }
     }

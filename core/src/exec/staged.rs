@@ -519,7 +519,7 @@ fn create_with_fsconfig(
         fs.set_string("upperdir", u.as_str()).map_err(fail)?;
         fs.set_string("workdir", w.as_str()).map_err(fail)?;
     }
-    super::set_fs_options(&fs, &spec.options, target)?;
+    super::fs_options::set_fs_options(&fs, &spec.options, target)?;
     fs.create().map_err(fail)?;
     let mnt = fs.mount(spec.attrs).map_err(fail)?;
     rustix::mount::move_mount(&mnt, "", CWD, "o", MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
@@ -594,7 +594,7 @@ fn create_with_mount(
     rustix::mount::mount(spec.source.as_str(), "o", "overlay", flags, data.as_c_str()).map_err(
         |e| {
             // mount(2) leaves no log to read: name the refused option if one is.
-            super::refused_fs_option(&spec.options, target)
+            super::fs_options::refused_fs_option(&spec.options, target)
                 .or_else(|| refused_by_mount(spec, names, upper, flags, e))
                 .unwrap_or_else(|| Error::mount("mount overlay on", target, e))
         },
@@ -617,7 +617,12 @@ fn refused_by_mount(
         let data = std::ffi::CString::new(legacy_options(names, upper, &rest)).ok()?;
         rustix::mount::mount(spec.source.as_str(), "o", "overlay", flags, data.as_c_str()).ok()?;
         let _ = rustix::mount::unmount("o", rustix::mount::UnmountFlags::DETACH);
-        Some(super::option_error(&refused, &spec.target, e, Vec::new()))
+        Some(super::fs_options::option_error(
+            &refused,
+            &spec.target,
+            e,
+            Vec::new(),
+        ))
     })
 }
 
