@@ -279,13 +279,9 @@ impl PolicyFlags {
         if s.is_empty() || s == "-" {
             return Ok(PolicyFlags::empty());
         }
-        let mut words: Vec<&str> = s.split('+').collect();
-        // A trailing separator does not make an empty word.
-        if words.len() > 1 && words.last() == Some(&"") {
-            words.pop();
-        }
+        // A trailing `+` leaves an empty word, which systemd refuses as an unknown flag.
         let mut flags = PolicyFlags::empty();
-        for w in words {
+        for w in s.split('+') {
             flags |= flag_from_word(w.trim()).ok_or_else(|| w.trim().to_string())?;
         }
         Ok(flags)
@@ -636,12 +632,9 @@ impl ImagePolicy {
         }
         let mut p = ImagePolicy::ignore_all();
         let mut default_seen = false;
-        let mut rules: Vec<&str> = s.split(':').collect();
-        // A trailing separator ends the list without an empty rule.
-        if rules.len() > 1 && rules.last() == Some(&"") {
-            rules.pop();
-        }
-        for rule in rules {
+        // Every separator separates two rules: a trailing one leaves an empty rule, which
+        // systemd refuses (257 and 262: "Failed to parse image policy: root=verity:").
+        for rule in s.split(':') {
             let Some((d, f)) = rule.split_once('=') else {
                 return Err(err(PolicyParseErrorKind::MissingEquals(rule.to_string())));
             };
@@ -964,6 +957,32 @@ mod tests {
     }
 
     #[test]
+    fn empty_rules_and_words_are_refused_as_systemd_does() {
+        // systemd 257 and 262 alike: "Failed to parse image policy: root=verity:" and
+        // "Unknown partition policy flag in image policy: root=verity+".
+        for (s, missing_equals) in [
+            ("root=verity:", true),
+            (":root=verity", true),
+            ("root=verity::usr=unused", true),
+            ("root=verity+", false),
+            ("root=+verity", false),
+            ("root=verity++signed", false),
+        ] {
+            let e = ImagePolicy::parse(s).unwrap_err();
+            assert_eq!(
+                matches!(e.kind, PolicyParseErrorKind::MissingEquals(_)),
+                missing_equals,
+                "{s}: {e}"
+            );
+            assert_eq!(
+                matches!(e.kind, PolicyParseErrorKind::UnknownFlag(_)),
+                !missing_equals,
+                "{s}: {e}"
+            );
+        }
+    }
+
+    #[test]
     fn round_trip() {
         let inputs = [
             "root=verity",
@@ -978,8 +997,6 @@ mod tests {
             "var=unused",
             "tmp=-",
             " root = verity + signed : usr = verity ",
-            "root=verity:",
-            "root=verity+",
             "root-verity=unprotected:usr-verity-sig=absent",
             "xbootldr=unprotected:esp=unprotected+absent",
             "root=open:=ignore",
