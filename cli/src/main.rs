@@ -1,397 +1,16 @@
 //! `sysext`: a systemd-sysext compatible command line tool on top of libsysext.
 //! Invoked as `confext` or `systemd-confext` (or with `--confext`) it handles confexts.
 
+mod args;
 mod output;
 mod table;
 mod term;
 mod varlink;
 
+use args::{parse_args, Args, Json};
 use std::process::ExitCode;
 use std::sync::Arc;
-use sysext::{Compat, Context, Event, ImageClass, Level, MutableMode, Options};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Json {
-    Off,
-    Short,
-    Pretty,
-}
-
-#[derive(Debug)]
-struct Args {
-    class: ImageClass,
-    root: Option<String>,
-    force: bool,
-    no_reload: bool,
-    noexec: Option<bool>,
-    image_policy: Option<String>,
-    mutable: Option<MutableMode>,
-    json: Json,
-    no_legend: bool,
-    no_pager: bool,
-    long: bool,
-    verbose: bool,
-    always_refresh: bool,
-    allow_block_devices: bool,
-    compat: Compat,
-    verb: String,
-    names: Vec<String>,
-}
-
-/// `--help` as the level's systemd prints it (`{prog}`, `{what}` filled in).
-const HELP_257: &str = "\
-{prog} [OPTIONS...] COMMAND
-
-{what}
-
-Commands:
-  status                  Show current merge status (default)
-  merge                   Merge extensions into relevant hierarchies
-  unmerge                 Unmerge extensions from relevant hierarchies
-  refresh                 Unmerge/merge extensions again
-  list                    List installed extensions
-  -h --help               Show this help
-     --version            Show package version
-
-Options:
-     --mutable=yes|no|auto|import|ephemeral|ephemeral-import
-                          Specify a mutability mode of the merged hierarchy
-     --no-pager           Do not pipe output into a pager
-     --no-legend          Do not show the headers and footers
-     --root=PATH          Operate relative to root path
-     --json=pretty|short|off
-                          Generate JSON output
-     --force              Ignore version incompatibilities
-     --no-reload          Do not reload the service manager
-     --image-policy=POLICY
-                          Specify disk image dissection policy
-     --noexec=BOOL        Whether to mount extension overlay with noexec
-
-See the {prog}(8) man page for details.
-";
-
-const HELP_262: &str = "\
-> {prog} [OPTION\u{2026}] COMMAND \u{2026}
-
-{what}
-
-Commands:
-  [status]                 Show current merge status (default)
-  merge                    Merge extensions into relevant hierarchies
-  unmerge                  Unmerge extensions from relevant hierarchies
-  refresh                  Unmerge/merge extensions again
-  list                     List installed extensions
-
-Options:
-  -h --help                Show this help
-     --version             Show package version
-     --root=PATH           Operate relative to root PATH
-     --mutable=MODE        Specify a mutability mode (yes, no, auto, import,
-                           ephemeral, ephemeral-import, help)
-     --image-policy=POLICY Specify disk image dissection policy
-     --noexec=BOOL         Whether to mount extension overlay with noexec
-     --force               Ignore version incompatibilities
-     --no-reload           Do not reload the service manager
-     --always-refresh=BOOL Whether to refresh when no changes were found
-     --no-pager            Do not start a pager
-     --no-legend           Do not show headers and footers
-     --json=FORMAT         Generate JSON output (pretty, short, or off)
-
-See the {prog}(8) man page for details.
-";
-
-/// What libsysext adds to systemd's command line (`--help --verbose` lists it).
-const HELP_OURS: &str = "
-libsysext additions:
-  add NAME...             Merge these extensions too, keeping the merged ones
-  remove NAME...          Unmerge only these extensions, keeping the others
-  plan                    Show what a merge would do, mounting nothing
-  serve [ADDRESS]         Answer io.systemd.sysext Varlink calls on a socket
-     --long               Also show the mutable mode (status) and what a merge
-                          does with each image (list)
-     --always-refresh=BOOL
-                          Rebuild on refresh even if nothing changed
-     --allow-block-devices
-                          Use block devices in the search directories of --root
-     --compat=257|262     Follow this systemd release where releases differ
-                          (default: $LIBSYSEXT_COMPAT, else 262)
-     --confext            Operate on confexts (same as invoking as 'confext')
-     --sysext             Operate on sysexts
-  -v --verbose            Also print why images were skipped
-";
-
-/// The help text: systemd's of the level, word for word; ours after it when verbose.
-fn help_text(compat: Compat, class: ImageClass, prog: &str, verbose: bool) -> String {
-    let what = match class {
-        ImageClass::Sysext => "Merge system extension images into /usr/ and /opt/.",
-        ImageClass::Confext => "Merge configuration extension images into /etc/.",
-    };
-    let base = match compat {
-        Compat::V257 => HELP_257,
-        Compat::V262 => HELP_262,
-    };
-    let mut out = base.replace("{prog}", prog).replace("{what}", what);
-    if verbose {
-        out.push_str(HELP_OURS);
-    }
-    out
-}
-
-/// The level from `--compat=` or the environment; `Err` for a bad `--compat=`.
-fn level_of(compat_raw: Option<String>) -> Result<Compat, String> {
-    match compat_raw {
-        Some(c) => Compat::parse(&c)
-            .ok_or_else(|| format!("Failed to parse argument to --compat=: {c} (known: 257, 262)")),
-        None => match Compat::from_env() {
-            Ok(c) => Ok(c.unwrap_or(Compat::NEWEST)),
-            Err(v) => {
-                eprintln!(
-                    "Failed to parse {} environment variable value '{v}'. Ignoring.",
-                    sysext::level::ENV
-                );
-                Ok(Compat::NEWEST)
-            }
-        },
-    }
-}
-
-fn parse_args(argv: Vec<String>) -> Result<Option<Args>, String> {
-    let prog = argv
-        .first()
-        .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
-        .unwrap_or_default();
-    let class = if prog.contains("systemd-confext") || prog == "confext" {
-        ImageClass::Confext
-    } else {
-        ImageClass::Sysext
-    };
-    let mut a = Args {
-        class,
-        root: None,
-        force: false,
-        no_reload: false,
-        noexec: None,
-        image_policy: None,
-        mutable: None,
-        json: Json::Off,
-        no_legend: false,
-        no_pager: false,
-        long: false,
-        verbose: false,
-        always_refresh: false,
-        allow_block_devices: false,
-        compat: Compat::NEWEST,
-        verb: String::new(),
-        names: Vec::new(),
-    };
-    let mut positional = Vec::new();
-    let mut i = 1;
-    let mut help = false;
-    let mut version = false;
-    let mut mutable_raw: Option<String> = None;
-    let mut compat_raw: Option<String> = None;
-    let mut always_refresh_raw: Option<String> = None;
-    while i < argv.len() {
-        let arg = &argv[i];
-        i += 1;
-        if arg == "--" {
-            positional.extend(argv[i..].iter().cloned());
-            break;
-        }
-        if let Some(long) = arg.strip_prefix("--") {
-            let (name, inline) = match long.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (long, None),
-            };
-            // Options with a required argument take the next word when not inline.
-            let needs = matches!(
-                name,
-                "root"
-                    | "noexec"
-                    | "image-policy"
-                    | "mutable"
-                    | "json"
-                    | "compat"
-                    | "always-refresh"
-            );
-            let value = if needs {
-                match inline {
-                    Some(v) => Some(v),
-                    None if i < argv.len() => {
-                        i += 1;
-                        Some(argv[i - 1].clone())
-                    }
-                    None => return Err(format!("{prog}: option '--{name}' requires an argument")),
-                }
-            } else {
-                if inline.is_some() {
-                    return Err(format!(
-                        "{prog}: option '--{name}' doesn't allow an argument"
-                    ));
-                }
-                None
-            };
-            match name {
-                "help" => help = true,
-                "version" => version = true,
-                "root" => a.root = value,
-                "force" => a.force = true,
-                "no-reload" => a.no_reload = true,
-                "no-pager" => a.no_pager = true,
-                "long" => a.long = true,
-                "no-legend" => a.no_legend = true,
-                "confext" => a.class = ImageClass::Confext,
-                "sysext" => a.class = ImageClass::Sysext,
-                "verbose" => a.verbose = true,
-                "always-refresh" => always_refresh_raw = value,
-                "allow-block-devices" => a.allow_block_devices = true,
-                "compat" => compat_raw = value,
-                "noexec" => {
-                    let v = value.unwrap_or_default();
-                    a.noexec = Some(
-                        sysext::release::parse_bool(&v)
-                            .ok_or_else(|| format!("Failed to parse --noexec= argument: {v}"))?,
-                    );
-                }
-                "image-policy" => a.image_policy = value,
-                "mutable" => mutable_raw = value,
-                "json" => {
-                    a.json = match value.as_deref().unwrap_or("") {
-                        "short" => Json::Short,
-                        "pretty" => Json::Pretty,
-                        "off" => Json::Off,
-                        "help" => {
-                            println!("pretty\nshort\noff");
-                            return Ok(None);
-                        }
-                        v => return Err(format!("Unknown argument to --json= switch: {v}")),
-                    }
-                }
-                _ => return Err(format!("{prog}: unrecognized option '--{name}'")),
-            }
-        } else if arg.starts_with('-') && arg.len() > 1 {
-            for c in arg[1..].chars() {
-                match c {
-                    'h' => help = true,
-                    'v' => a.verbose = true,
-                    _ => return Err(format!("{prog}: invalid option -- '{c}'")),
-                }
-            }
-        } else {
-            positional.push(arg.clone());
-        }
-    }
-    // The level first: it decides how the other options read, and which help is shown.
-    // The flag wins over the environment.
-    a.compat = level_of(compat_raw)?;
-    if help {
-        print!("{}", help_text(a.compat, a.class, &prog, a.verbose));
-        return Ok(None);
-    }
-    if version {
-        // systemd's first line, which scripts parse for the version number, with the
-        // level's number and our own name and version where systemd has its package's.
-        println!(
-            "systemd {} (libsysext {})",
-            a.compat.version(),
-            sysext::VERSION
-        );
-        return Ok(None);
-    }
-    if let Some(v) = always_refresh_raw {
-        a.always_refresh = sysext::release::parse_bool(&v).ok_or_else(|| {
-            format!("Failed to parse boolean argument to '--always-refresh': {v}")
-        })?;
-    }
-    if let Some(m) = mutable_raw {
-        if m == "help" && a.compat.has_mutable_help() {
-            println!("Known mutability modes:");
-            for mode in MutableMode::ALL {
-                println!("{mode}");
-            }
-            return Ok(None);
-        }
-        a.mutable = Some(
-            MutableMode::parse_systemd(&m)
-                .ok_or_else(|| format!("Failed to parse argument to --mutable=: {m}"))?,
-        );
-    }
-    let mut pos = positional.into_iter();
-    a.verb = pos.next().unwrap_or_else(|| "status".into());
-    a.names = pos.collect();
-    match a.verb.as_str() {
-        "status" | "list" | "refresh" | "plan" | "help" | "merge" | "unmerge" => {
-            if !a.names.is_empty() {
-                return Err("Too many arguments.".into());
-            }
-        }
-        "serve" => {
-            if a.names.len() > 1 {
-                return Err("Too many arguments.".into());
-            }
-        }
-        "add" | "remove" => {
-            if a.names.is_empty() {
-                return Err("Too few arguments.".into());
-            }
-        }
-        v => {
-            return Err(match closest_verb(v) {
-                Some(c) => format!("Unknown command verb '{v}', did you mean '{c}'?"),
-                None => format!("Unknown command verb '{v}'."),
-            })
-        }
-    }
-    if a.verb == "help" {
-        print!("{}", help_text(a.compat, a.class, &prog, a.verbose));
-        return Ok(None);
-    }
-    Ok(Some(a))
-}
-
-/// systemd-sysext's verbs, in the order of its table, then ours.
-const SYSTEMD_VERBS: [&str; 6] = ["status", "merge", "unmerge", "refresh", "list", "help"];
-const OUR_VERBS: [&str; 4] = ["add", "remove", "plan", "serve"];
-
-/// The verb a mistyped one probably meant, as systemd suggests it (the shortest verb that
-/// starts with it, else the nearest by edit distance when at most 5 edits away), among
-/// systemd's verbs first, so that the suggestion is systemd's where it has one.
-fn closest_verb(v: &str) -> Option<&'static str> {
-    closest_in(&SYSTEMD_VERBS, v).or_else(|| closest_in(&OUR_VERBS, v))
-}
-
-fn closest_in(verbs: &[&'static str], v: &str) -> Option<&'static str> {
-    if let Some(p) = verbs
-        .iter()
-        .filter(|c| c.starts_with(v))
-        .min_by_key(|c| c.len())
-    {
-        return Some(p);
-    }
-    let mut best: Option<(usize, &'static str)> = None;
-    for &c in verbs {
-        let d = edit_distance(c, v);
-        if d <= 5 && best.is_none_or(|(b, _)| d < b) {
-            best = Some((d, c));
-        }
-    }
-    best.map(|(_, c)| c)
-}
-
-/// Levenshtein distance (insertions, deletions and substitutions cost 1).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
+use sysext::{Context, Event, Level, Options};
 
 fn systemd_is_pid1() -> bool {
     std::path::Path::new("/run/systemd/system").is_dir()
@@ -508,19 +127,21 @@ fn run(a: Args) -> Result<(), String> {
     // config-file warnings).
     if a.verb == "status" && missing_root(&a) {
         if a.compat.reads_config_files() {
-            eprintln!(
-                "Failed to open root directory '{}': {}",
-                a.root.as_deref().unwrap_or_default(),
-                os_text(libc::ENOENT)
-            );
-            eprintln!(
-                "Failed to parse {} config file, ignoring: {}",
-                a.class.info().short,
-                os_text(libc::ENOENT)
-            );
+            warn_missing_root(&a);
         }
         output::status(&[], a.compat.status_lists_unmerged_as_empty(), json, look);
         return Ok(());
+    }
+    // 262 goes on after its warnings and fails discovery on a merge or refresh.
+    if matches!(a.verb.as_str(), "merge" | "refresh")
+        && a.compat.reads_config_files()
+        && missing_root(&a)
+    {
+        warn_missing_root(&a);
+        return Err(format!(
+            "Failed to discover images: {}",
+            os_text(libc::ENOENT)
+        ));
     }
     let ctx = Context::new(opts).map_err(|e| e.to_string())?;
     let reload_allowed = !a.no_reload && a.root.is_none();
@@ -621,6 +242,20 @@ fn run(a: Args) -> Result<(), String> {
     Ok(())
 }
 
+/// 262's two warnings for a `--root` that does not exist (it goes on after them).
+fn warn_missing_root(a: &Args) {
+    eprintln!(
+        "Failed to open root directory '{}': {}",
+        a.root.as_deref().unwrap_or_default(),
+        os_text(libc::ENOENT)
+    );
+    eprintln!(
+        "Failed to parse {} config file, ignoring: {}",
+        a.class.info().short,
+        os_text(libc::ENOENT)
+    );
+}
+
 /// Whether `--root` names a directory that does not exist.
 fn missing_root(a: &Args) -> bool {
     a.root.as_deref().is_some_and(
@@ -654,8 +289,7 @@ fn image_message(e: &sysext::Error, verbose: bool) -> String {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
-    match parse_args(argv) {
+    match parse_args(std::env::args_os()) {
         Ok(None) => ExitCode::SUCCESS,
         Ok(Some(a)) => match run(a) {
             Ok(()) => ExitCode::SUCCESS,
