@@ -157,6 +157,81 @@ pub fn parse_into(cfg: &mut ClassConfig, class: ImageClass, shown: &str, text: &
 mod tests {
     use super::*;
 
+    fn put(root: &std::path::Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn files_are_found_in_systemds_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let root = Root::open(Some(t.to_str().unwrap())).unwrap();
+        assert_eq!(load(&root, ImageClass::Sysext), ClassConfig::default());
+        // The main file: the first directory that has one; the later ones are not read.
+        put(
+            t,
+            "usr/lib/systemd/sysext.conf",
+            "[SysExt]\nMutable=import\n",
+        );
+        put(t, "run/systemd/sysext.conf", "[SysExt]\nMutable=auto\n");
+        let c = load(&root, ImageClass::Sysext);
+        assert_eq!(c.mutable, Some(MutableMode::Auto));
+        assert_eq!(c.files, ["/run/systemd/sysext.conf"]);
+        // Drop-ins after it, by file name over all directories; a name in an earlier
+        // directory hides the same name in a later one; only visible `*.conf` files.
+        put(
+            t,
+            "usr/lib/systemd/sysext.conf.d/10-a.conf",
+            "[SysExt]\nMutable=yes\n",
+        );
+        put(
+            t,
+            "etc/systemd/sysext.conf.d/10-a.conf",
+            "[SysExt]\nImagePolicy=root=absent\n",
+        );
+        put(
+            t,
+            "usr/lib/systemd/sysext.conf.d/20-b.conf",
+            "; c\n[SysExt]\nMutable=ephemeral\n",
+        );
+        put(
+            t,
+            "etc/systemd/sysext.conf.d/.30-hidden.conf",
+            "[SysExt]\nMutable=no\n",
+        );
+        put(
+            t,
+            "etc/systemd/sysext.conf.d/40-c.txt",
+            "[SysExt]\nMutable=no\n",
+        );
+        let c = load(&root, ImageClass::Sysext);
+        assert_eq!(
+            c.files,
+            [
+                "/run/systemd/sysext.conf",
+                "/etc/systemd/sysext.conf.d/10-a.conf",
+                "/usr/lib/systemd/sysext.conf.d/20-b.conf",
+            ]
+        );
+        assert_eq!(c.mutable, Some(MutableMode::Ephemeral));
+        assert_eq!(c.image_policy.as_deref(), Some("root=absent"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // The other class reads its own files only.
+        assert_eq!(load(&root, ImageClass::Confext), ClassConfig::default());
+        // A file past the size cap is not read.
+        put(
+            t,
+            "etc/systemd/sysext.conf",
+            &format!("[SysExt]\nMutable=no\n#{}\n", "x".repeat(1 << 20)),
+        );
+        assert_eq!(
+            load(&root, ImageClass::Sysext).files[0],
+            "/run/systemd/sysext.conf"
+        );
+    }
+
     #[test]
     fn sections_keys_and_overrides() {
         let mut c = ClassConfig::default();

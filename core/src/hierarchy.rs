@@ -107,6 +107,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn defaults_and_the_environment() {
+        let names = |v: Vec<Hierarchy>| v.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            names(Hierarchy::defaults(ImageClass::Sysext)),
+            ["/usr", "/opt"]
+        );
+        assert_eq!(names(Hierarchy::defaults(ImageClass::Confext)), ["/etc"]);
+        // The variable is read only here, and no other test of core sets it.
+        let var = ImageClass::Confext.info().hierarchies_env;
+        std::env::remove_var(var);
+        assert_eq!(
+            names(Hierarchy::from_env(ImageClass::Confext).unwrap()),
+            ["/etc"]
+        );
+        std::env::set_var(var, "/etc:/srv/x");
+        assert_eq!(
+            names(Hierarchy::from_env(ImageClass::Confext).unwrap()),
+            ["/etc", "/srv/x"]
+        );
+        std::env::set_var(var, "etc");
+        assert!(Hierarchy::from_env(ImageClass::Confext).is_err());
+        std::env::remove_var(var);
+    }
+
+    #[test]
     fn validation() {
         for ok in ["/usr", "/opt", "/usr/local", "/usr/", "/a,b"] {
             assert!(Hierarchy::new(ok).is_ok(), "{ok}");

@@ -122,6 +122,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn which_modes_use_the_routing_dir() {
+        use MutableMode as M;
+        for (m, uses) in [
+            (M::Disabled, false),
+            (M::Ephemeral, false),
+            (M::Auto, true),
+            (M::Enabled, true),
+            (M::Import, true),
+            (M::EphemeralImport, true),
+        ] {
+            assert_eq!(m.uses_mutable_dir(), uses, "{m}");
+        }
+    }
+
+    #[test]
     fn parsing_matches_257() {
         let table: &[(&str, Option<MutableMode>)] = &[
             ("no", Some(MutableMode::Disabled)),
