@@ -687,7 +687,6 @@ pub fn open_image_with(
     let arch = crate::arch::native();
     let mut opts = SelectOptions::new(arch);
     opts.policy = Some(policy);
-    opts.label_cmp = crate::version::strverscmp_improved;
     let sel = gpt::select_with(&table, &opts).map_err(|e| match e {
         gpt::SelectError::Policy(v) => ImageError::Policy(v.to_string()),
         source => ImageError::PartitionSelection { source },
