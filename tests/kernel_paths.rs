@@ -41,7 +41,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 use sysext::{Context, ImageClass, KernelFeatures, MutableMode};
-use sysext_tests::{is_root, loops_of, sh, TestRoot};
+use sysext_tests::{is_root, settled_loops_of, sh, TestRoot};
 
 /// Set in the child: the file holding the case to run.
 const CASE_ENV: &str = "SYSEXT_KERNEL_PATHS_CASE";
@@ -752,7 +752,7 @@ fn observe(c: &Case, r: &TestRoot, features: KernelFeatures, unmerged: bool) -> 
         sysext_tests::ephemeral_dirs().len()
     ));
     if unmerged {
-        out.push(format!("loop devices {:?}", loops_of(r)));
+        out.push(format!("loop devices {:?}", settled_loops_of(r)));
     }
     out
 }

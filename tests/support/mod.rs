@@ -404,6 +404,21 @@ pub fn loops_of(r: &TestRoot) -> Vec<String> {
     v
 }
 
+/// [`loops_of`] once the kernel has cleared what it is clearing: an auto-clearing loop
+/// device goes away after its last user (the image's mount), and the kernel does that from a
+/// work queue, so it can outlive an unmerge that has returned by a few milliseconds. Waits
+/// up to two seconds for none to be left; what is left then is left.
+pub fn settled_loops_of(r: &TestRoot) -> Vec<String> {
+    let t = std::time::Instant::now();
+    loop {
+        let v = loops_of(r);
+        if v.is_empty() || t.elapsed() > std::time::Duration::from_secs(2) {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// Ephemeral dirs of this process below /run/libsysext/ephemeral.
 pub fn ephemeral_dirs() -> Vec<String> {
     let tag = format!("-{}-", std::process::id());
