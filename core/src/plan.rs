@@ -402,227 +402,258 @@ pub fn plan(inputs: &PlanInputs) -> Result<Plan> {
     let names: Vec<String> = sorted.iter().map(|e| e.name.clone()).collect();
     // Highest-sorted first: the ascending order, reversed.
     sorted.reverse();
-
-    let info = inputs.class.info();
-    let mode = inputs.mode;
     let mut out = Vec::new();
     for (idx, h) in inputs.hierarchies.iter().enumerate() {
-        // 1. Layers from extensions, highest-sorted first.
-        let mut ext_layers = Vec::new();
-        for e in &sorted {
-            match e.layers.get(idx) {
-                Some(ExtLayer::Content(p)) => ext_layers.push(Layer::Extension {
-                    name: e.name.clone(),
-                    path: p.clone(),
-                }),
-                Some(ExtLayer::NotDirectory) => {
-                    return Err(Error::HierarchyNotDirectory {
-                        hierarchy: format!("{}/{}", e.name, h.hierarchy.relative()),
-                        image: e.name.clone(),
-                    })
-                }
-                _ => {}
-            }
+        if let Some(hp) = plan_hierarchy(inputs, idx, h, &sorted, &names)? {
+            out.push(hp);
         }
-        // Without extension content a hierarchy is merged only where the level merges every
-        // hierarchy in the mutable modes.
-        if ext_layers.is_empty()
-            && !(inputs.compat.merges_every_hierarchy_when_mutable()
-                && mode != MutableMode::Disabled)
-        {
-            continue;
-        }
-        let ext_layers_empty = ext_layers.is_empty();
-        let hier_mode = h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755);
-        let comp = h.hierarchy.as_component();
-        let workdir_name = format!(".systemd-{comp}-workdir");
-
-        // 2. Mode check on the routing dir (auto, yes).
-        if matches!(mode, MutableMode::Auto | MutableMode::Enabled) {
-            let found = match &h.mutable_dir {
-                MutableDir::Dir(d) => Some(d.mode & 0o777),
-                MutableDir::NotDir { mode } => Some(mode & 0o777),
-                _ => None,
-            };
-            if let Some(m) = found {
-                if m != hier_mode {
-                    return Err(Error::MutableDirMode {
-                        dir: h.mutable_dir_path.clone(),
-                        mode: m,
-                        expected: hier_mode,
-                    });
-                }
-            }
-        }
-
-        let is_self = |d: &DirInfo| h.host.as_ref().map(|host| same(host, d)).unwrap_or(false);
-
-        // 3. Import layer.
-        let mut import = None;
-        if mode.imports() {
-            match &h.mutable_dir {
-                MutableDir::Dir(d) if is_self(d) => {
-                    return Err(Error::MutableDirIsHierarchy {
-                        hierarchy: h.hierarchy.to_string(),
-                    })
-                }
-                MutableDir::Dir(d) => import = Some(d.clone()),
-                MutableDir::NotDir { .. } | MutableDir::LinkToNonDir { .. } => {
-                    return Err(overlay_einval(h, "lower dir"))
-                }
-                _ => {}
-            }
-        }
-
-        // 4. Upper dir.
-        let mut upper_is_host = false;
-        let upper = match mode {
-            MutableMode::Disabled | MutableMode::Import => None,
-            MutableMode::Ephemeral | MutableMode::EphemeralImport => Some(Upper::Ephemeral),
-            MutableMode::Auto | MutableMode::Enabled => match &h.mutable_dir {
-                MutableDir::Dir(d) if is_self(d) => {
-                    upper_is_host = true;
-                    Some(Upper::Host {
-                        path: d.path.clone(),
-                        rel: d.rel.clone(),
-                    })
-                }
-                MutableDir::Dir(d) => Some(Upper::MutableDir {
-                    path: d.path.clone(),
-                    rel: d.rel.clone(),
-                    create: false,
-                }),
-                MutableDir::NotDir { .. } | MutableDir::LinkToNonDir { .. }
-                    if mode == MutableMode::Auto =>
-                {
-                    return Err(overlay_einval(h, "upper dir"))
-                }
-                MutableDir::LinkToNonDir { .. }
-                    if mode == MutableMode::Enabled
-                        && inputs.compat.chases_routing_dir_on_create() =>
-                {
-                    return Err(Error::MutableDirChase {
-                        dir: h.mutable_dir_path.clone(),
-                        source: io::Error::from_raw_os_error(libc::ENOTDIR),
-                    })
-                }
-                MutableDir::Dangling
-                    if mode == MutableMode::Enabled
-                        && inputs.compat.creates_dangling_routing_target()
-                        && h.mutable_dir_target.is_some() =>
-                {
-                    let rel = h.mutable_dir_target.clone().expect("checked");
-                    let routing_rel = h.hierarchy.mutable_dir();
-                    Some(Upper::MutableDir {
-                        path: join_display(&h.mutable_dir_path, "", &rel, &routing_rel),
-                        rel,
-                        create: true,
-                    })
-                }
-                MutableDir::NotDir { .. }
-                | MutableDir::LinkToNonDir { .. }
-                | MutableDir::Dangling
-                    if mode == MutableMode::Enabled =>
-                {
-                    return Err(Error::MutableDirCreate {
-                        dir: h.mutable_dir_path.clone(),
-                        source: io::Error::from_raw_os_error(libc::EEXIST),
-                    })
-                }
-                MutableDir::Missing if mode == MutableMode::Enabled => Some(Upper::MutableDir {
-                    path: h.mutable_dir_path.clone(),
-                    rel: h.hierarchy.mutable_dir(),
-                    create: true,
-                }),
-                _ => None,
-            },
-        };
-
-        // 5. Writability and work dir placement.
-        let work_dir = match &upper {
-            None => None,
-            Some(Upper::Ephemeral) => Some(WorkDir::Ephemeral),
-            Some(Upper::MutableDir { path, rel, create }) => {
-                if !create {
-                    if let MutableDir::Dir(d) = &h.mutable_dir {
-                        check_upper(d, path, h)?;
-                    }
-                }
-                Some(work_dir_beside(path, rel, &workdir_name))
-            }
-            Some(Upper::Host { path, rel }) => {
-                let host = h
-                    .host
-                    .as_ref()
-                    .expect("host exists when it is the upper dir");
-                check_upper(host, path, h)?;
-                Some(work_dir_beside(path, rel, &workdir_name))
-            }
-        };
-
-        // 6. Lower layers, top to bottom.
-        let mut lower = vec![Layer::Meta];
-        if let Some(d) = &import {
-            lower.push(Layer::Import(d.path.clone()));
-        }
-        lower.extend(ext_layers);
-        if let Some(host) = &h.host {
-            if !host.empty && !upper_is_host {
-                lower.push(Layer::Host(host.path.clone()));
-            }
-        }
-        // A hierarchy merged only because the level merges every hierarchy, whose overlay would
-        // be the meta layer alone, read-only: systemd 262 tries to mount that and fails the
-        // whole merge (overlayfs needs two lower layers without an upper one). It would show
-        // nothing, so it is left unmerged instead (a deliberate difference).
-        if ext_layers_empty && upper.is_none() && lower.len() == 1 {
-            continue;
-        }
-        if lower.len() > MAX_LOWER_LAYERS {
-            return Err(Error::TooManyLayers {
-                hierarchy: h.hierarchy.to_string(),
-                count: lower.len(),
-                max: MAX_LOWER_LAYERS,
-            });
-        }
-
-        let writable = upper.is_some();
-        let meta_work_dir = match &work_dir {
-            Some(WorkDir::Beside { rel, .. }) => Some(rel.clone()),
-            _ => None,
-        };
-        out.push(HierarchyPlan {
-            hierarchy: h.hierarchy.clone(),
-            index: idx,
-            target: h.path.clone(),
-            create_target: h.host.is_none(),
-            lower,
-            upper,
-            work_dir,
-            top_mode: hier_mode,
-            parent_mode: inputs.compat.created_parent_mode(),
-            flags: MountFlags {
-                read_only: !writable,
-                nodev: true,
-                nosuid: info.nosuid,
-                noexec: inputs.noexec.unwrap_or(info.noexec),
-                noatime: writable,
-                strictatime: false,
-                nodiratime: false,
-            },
-            fs_options: crate::overlayopts::OverlayOptions::effective(None, writable).fs,
-            meta: MetaDir {
-                extensions: names.clone(),
-                dev: None,
-                work_dir: meta_work_dir,
-            },
-        });
     }
     Ok(Plan {
         class: inputs.class,
-        mode,
+        mode: inputs.mode,
         extensions: names,
         hierarchies: out,
+    })
+}
+
+/// The overlay of one hierarchy; `None` when it is left unmerged.
+fn plan_hierarchy(
+    inputs: &PlanInputs,
+    idx: usize,
+    h: &HierarchyInput,
+    sorted: &[&ExtensionInput],
+    names: &[String],
+) -> Result<Option<HierarchyPlan>> {
+    let mode = inputs.mode;
+    let ext_layers = extension_layers(sorted, idx, h)?;
+    // Without extension content a hierarchy is merged only where the level merges every
+    // hierarchy in the mutable modes.
+    if ext_layers.is_empty()
+        && !(inputs.compat.merges_every_hierarchy_when_mutable() && mode != MutableMode::Disabled)
+    {
+        return Ok(None);
+    }
+    let ext_layers_empty = ext_layers.is_empty();
+    let hier_mode = h.host.as_ref().map(|d| d.mode & 0o777).unwrap_or(0o755);
+    let workdir_name = format!(".systemd-{}-workdir", h.hierarchy.as_component());
+    check_routing_dir_mode(mode, h, hier_mode)?;
+    let import = import_layer(mode, h)?;
+    let upper = upper_dir(inputs, h)?;
+    let work_dir = work_dir_for(upper.as_ref(), h, &workdir_name)?;
+    let upper_is_host = matches!(upper, Some(Upper::Host { .. }));
+
+    // Lower layers, top to bottom.
+    let mut lower = vec![Layer::Meta];
+    if let Some(d) = &import {
+        lower.push(Layer::Import(d.path.clone()));
+    }
+    lower.extend(ext_layers);
+    if let Some(host) = &h.host {
+        if !host.empty && !upper_is_host {
+            lower.push(Layer::Host(host.path.clone()));
+        }
+    }
+    // A hierarchy merged only because the level merges every hierarchy, whose overlay would
+    // be the meta layer alone, read-only: systemd 262 tries to mount that and fails the
+    // whole merge (overlayfs needs two lower layers without an upper one). It would show
+    // nothing, so it is left unmerged instead (a deliberate difference).
+    if ext_layers_empty && upper.is_none() && lower.len() == 1 {
+        return Ok(None);
+    }
+    if lower.len() > MAX_LOWER_LAYERS {
+        return Err(Error::TooManyLayers {
+            hierarchy: h.hierarchy.to_string(),
+            count: lower.len(),
+            max: MAX_LOWER_LAYERS,
+        });
+    }
+
+    let info = inputs.class.info();
+    let writable = upper.is_some();
+    let meta_work_dir = match &work_dir {
+        Some(WorkDir::Beside { rel, .. }) => Some(rel.clone()),
+        _ => None,
+    };
+    Ok(Some(HierarchyPlan {
+        hierarchy: h.hierarchy.clone(),
+        index: idx,
+        target: h.path.clone(),
+        create_target: h.host.is_none(),
+        lower,
+        upper,
+        work_dir,
+        top_mode: hier_mode,
+        parent_mode: inputs.compat.created_parent_mode(),
+        flags: MountFlags {
+            read_only: !writable,
+            nodev: true,
+            nosuid: info.nosuid,
+            noexec: inputs.noexec.unwrap_or(info.noexec),
+            noatime: writable,
+            strictatime: false,
+            nodiratime: false,
+        },
+        fs_options: crate::overlayopts::OverlayOptions::effective(None, writable).fs,
+        meta: MetaDir {
+            extensions: names.to_vec(),
+            dev: None,
+            work_dir: meta_work_dir,
+        },
+    }))
+}
+
+/// The extensions' layers of hierarchy `idx`, highest-sorted first.
+fn extension_layers(
+    sorted: &[&ExtensionInput],
+    idx: usize,
+    h: &HierarchyInput,
+) -> Result<Vec<Layer>> {
+    let mut layers = Vec::new();
+    for e in sorted {
+        match e.layers.get(idx) {
+            Some(ExtLayer::Content(p)) => layers.push(Layer::Extension {
+                name: e.name.clone(),
+                path: p.clone(),
+            }),
+            Some(ExtLayer::NotDirectory) => {
+                return Err(Error::HierarchyNotDirectory {
+                    hierarchy: format!("{}/{}", e.name, h.hierarchy.relative()),
+                    image: e.name.clone(),
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(layers)
+}
+
+/// In `auto` and `yes`, a routing dir must have the hierarchy's mode.
+fn check_routing_dir_mode(mode: MutableMode, h: &HierarchyInput, hier_mode: u32) -> Result<()> {
+    if !matches!(mode, MutableMode::Auto | MutableMode::Enabled) {
+        return Ok(());
+    }
+    let found = match &h.mutable_dir {
+        MutableDir::Dir(d) => Some(d.mode & 0o777),
+        MutableDir::NotDir { mode } => Some(mode & 0o777),
+        _ => None,
+    };
+    match found {
+        Some(m) if m != hier_mode => Err(Error::MutableDirMode {
+            dir: h.mutable_dir_path.clone(),
+            mode: m,
+            expected: hier_mode,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `d` is the hierarchy itself (the symlink trick).
+fn is_host(h: &HierarchyInput, d: &DirInfo) -> bool {
+    h.host.as_ref().map(|host| same(host, d)).unwrap_or(false)
+}
+
+/// The routing dir as an imported lower layer (`import`, `ephemeral-import`).
+fn import_layer(mode: MutableMode, h: &HierarchyInput) -> Result<Option<DirInfo>> {
+    if !mode.imports() {
+        return Ok(None);
+    }
+    match &h.mutable_dir {
+        MutableDir::Dir(d) if is_host(h, d) => Err(Error::MutableDirIsHierarchy {
+            hierarchy: h.hierarchy.to_string(),
+        }),
+        MutableDir::Dir(d) => Ok(Some(d.clone())),
+        MutableDir::NotDir { .. } | MutableDir::LinkToNonDir { .. } => {
+            Err(overlay_einval(h, "lower dir"))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The upper dir of the mode, and the faults of the routing dir that stop it.
+fn upper_dir(inputs: &PlanInputs, h: &HierarchyInput) -> Result<Option<Upper>> {
+    let mode = inputs.mode;
+    Ok(match mode {
+        MutableMode::Disabled | MutableMode::Import => None,
+        MutableMode::Ephemeral | MutableMode::EphemeralImport => Some(Upper::Ephemeral),
+        MutableMode::Auto | MutableMode::Enabled => match &h.mutable_dir {
+            MutableDir::Dir(d) if is_host(h, d) => Some(Upper::Host {
+                path: d.path.clone(),
+                rel: d.rel.clone(),
+            }),
+            MutableDir::Dir(d) => Some(Upper::MutableDir {
+                path: d.path.clone(),
+                rel: d.rel.clone(),
+                create: false,
+            }),
+            MutableDir::NotDir { .. } | MutableDir::LinkToNonDir { .. }
+                if mode == MutableMode::Auto =>
+            {
+                return Err(overlay_einval(h, "upper dir"))
+            }
+            MutableDir::LinkToNonDir { .. }
+                if mode == MutableMode::Enabled && inputs.compat.chases_routing_dir_on_create() =>
+            {
+                return Err(Error::MutableDirChase {
+                    dir: h.mutable_dir_path.clone(),
+                    source: io::Error::from_raw_os_error(libc::ENOTDIR),
+                })
+            }
+            MutableDir::Dangling
+                if mode == MutableMode::Enabled
+                    && inputs.compat.creates_dangling_routing_target()
+                    && h.mutable_dir_target.is_some() =>
+            {
+                let rel = h.mutable_dir_target.clone().expect("checked");
+                let routing_rel = h.hierarchy.mutable_dir();
+                Some(Upper::MutableDir {
+                    path: join_display(&h.mutable_dir_path, "", &rel, &routing_rel),
+                    rel,
+                    create: true,
+                })
+            }
+            MutableDir::NotDir { .. } | MutableDir::LinkToNonDir { .. } | MutableDir::Dangling
+                if mode == MutableMode::Enabled =>
+            {
+                return Err(Error::MutableDirCreate {
+                    dir: h.mutable_dir_path.clone(),
+                    source: io::Error::from_raw_os_error(libc::EEXIST),
+                })
+            }
+            MutableDir::Missing if mode == MutableMode::Enabled => Some(Upper::MutableDir {
+                path: h.mutable_dir_path.clone(),
+                rel: h.hierarchy.mutable_dir(),
+                create: true,
+            }),
+            _ => None,
+        },
+    })
+}
+
+/// Where the work dir goes, after checking that the upper dir is writable.
+fn work_dir_for(
+    upper: Option<&Upper>,
+    h: &HierarchyInput,
+    workdir_name: &str,
+) -> Result<Option<WorkDir>> {
+    Ok(match upper {
+        None => None,
+        Some(Upper::Ephemeral) => Some(WorkDir::Ephemeral),
+        Some(Upper::MutableDir { path, rel, create }) => {
+            if !create {
+                if let MutableDir::Dir(d) = &h.mutable_dir {
+                    check_upper(d, path, h)?;
+                }
+            }
+            Some(work_dir_beside(path, rel, workdir_name))
+        }
+        Some(Upper::Host { path, rel }) => {
+            let host = h
+                .host
+                .as_ref()
+                .expect("host exists when it is the upper dir");
+            check_upper(host, path, h)?;
+            Some(work_dir_beside(path, rel, workdir_name))
+        }
     })
 }
 
