@@ -623,64 +623,23 @@ pub struct VeritySignature {
 
 /// Decodes lowercase or uppercase hex.
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    let b = s.as_bytes();
-    if b.len() % 2 != 0 {
-        return None;
-    }
-    b.chunks_exact(2)
-        .map(|p| {
-            let hi = (p[0] as char).to_digit(16)?;
-            let lo = (p[1] as char).to_digit(16)?;
-            Some((hi * 16 + lo) as u8)
-        })
-        .collect()
+    base16ct::mixed::decode_vec(s).ok()
 }
 
 /// Lowercase hex.
 pub fn encode_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    base16ct::lower::encode_string(b)
 }
 
 /// Decodes standard base64 (RFC 4648 alphabet, `=` padding optional, whitespace ignored).
 pub fn decode_base64(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut n = 0u32;
-    let mut pad = 0;
-    for c in s.bytes() {
-        if c.is_ascii_whitespace() {
-            continue;
-        }
-        if c == b'=' {
-            pad += 1;
-            continue;
-        }
-        if pad > 0 {
-            return None; // data after padding
-        }
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = acc << 6 | u32::from(v);
-        n += 1;
-        if n == 4 {
-            out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8]);
-            acc = 0;
-            n = 0;
-        }
+    use base64ct::{Base64, Base64Unpadded, Encoding};
+    let s: String = s.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    if s.ends_with('=') {
+        Base64::decode_vec(&s).ok()
+    } else {
+        Base64Unpadded::decode_vec(&s).ok()
     }
-    match (n, pad) {
-        (0, 0) => {}
-        (2, 0) | (2, 2) => out.push((acc >> 4) as u8),
-        (3, 0) | (3, 1) => out.extend_from_slice(&[(acc >> 10) as u8, (acc >> 2) as u8]),
-        _ => return None,
-    }
-    Some(out)
 }
 
 /// Parses the JSON of a verity signature partition (NUL padding after the JSON is ignored).
@@ -1118,6 +1077,9 @@ mod tests {
         assert_eq!(decode_base64("Z"), None);
         assert_eq!(decode_base64("Zg==Zg=="), None);
         assert_eq!(decode_base64("+/+/"), Some(vec![0xfb, 0xff, 0xbf]));
+        // Bits left over after the last byte must be zero, as systemd's unbase64mem() wants.
+        assert_eq!(decode_base64("Zh=="), None);
+        assert_eq!(decode_base64("Zm9vYg==\n"), Some(b"foob".to_vec()));
         assert_eq!(decode_hex("00ffA0"), Some(vec![0, 255, 160]));
         assert_eq!(decode_hex("0"), None);
         assert_eq!(decode_hex("zz"), None);
