@@ -572,6 +572,17 @@ fn import_layer(mode: MutableMode, h: &HierarchyInput) -> Result<Option<DirInfo>
 /// The upper dir of the mode, and the faults of the routing dir that stop it.
 fn upper_dir(inputs: &PlanInputs, h: &HierarchyInput) -> Result<Option<Upper>> {
     let mode = inputs.mode;
+    // `yes` with a dangling routing symlink: at 262 its target is created inside the root.
+    if let (MutableDir::Dangling, Some(rel)) = (&h.mutable_dir, &h.mutable_dir_target) {
+        if mode == MutableMode::Enabled && inputs.compat.creates_dangling_routing_target() {
+            let routing_rel = h.hierarchy.mutable_dir();
+            return Ok(Some(Upper::MutableDir {
+                path: join_display(&h.mutable_dir_path, "", rel, &routing_rel),
+                rel: rel.clone(),
+                create: true,
+            }));
+        }
+    }
     Ok(match mode {
         MutableMode::Disabled | MutableMode::Import => None,
         MutableMode::Ephemeral | MutableMode::EphemeralImport => Some(Upper::Ephemeral),
@@ -596,19 +607,6 @@ fn upper_dir(inputs: &PlanInputs, h: &HierarchyInput) -> Result<Option<Upper>> {
                 return Err(Error::MutableDirChase {
                     dir: h.mutable_dir_path.clone(),
                     source: io::Error::from_raw_os_error(libc::ENOTDIR),
-                })
-            }
-            MutableDir::Dangling
-                if mode == MutableMode::Enabled
-                    && inputs.compat.creates_dangling_routing_target()
-                    && h.mutable_dir_target.is_some() =>
-            {
-                let rel = h.mutable_dir_target.clone().expect("checked");
-                let routing_rel = h.hierarchy.mutable_dir();
-                Some(Upper::MutableDir {
-                    path: join_display(&h.mutable_dir_path, "", &rel, &routing_rel),
-                    rel,
-                    create: true,
                 })
             }
             MutableDir::NotDir { .. } | MutableDir::LinkToNonDir { .. } | MutableDir::Dangling
@@ -647,11 +645,10 @@ fn work_dir_for(
             Some(work_dir_beside(path, rel, workdir_name))
         }
         Some(Upper::Host { path, rel }) => {
-            let host = h
-                .host
-                .as_ref()
-                .expect("host exists when it is the upper dir");
-            check_upper(host, path, h)?;
+            // The host is the upper dir only where there is one (upper_dir).
+            if let Some(host) = &h.host {
+                check_upper(host, path, h)?;
+            }
             Some(work_dir_beside(path, rel, workdir_name))
         }
     })

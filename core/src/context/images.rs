@@ -2,7 +2,9 @@
 
 use super::*;
 
-/// An image opened for its verdict ([`Context::verdict`]).
+/// An image opened for its verdict ([`Context::verdict`]). Short-lived, one per image:
+/// boxing the tree would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Opened {
     /// A block device below an explicit root, not opened: why it is refused.
     Refused(String),

@@ -128,7 +128,7 @@ impl Context {
                 self.sink().event(&Event::NoSuitable { ignored: g.found });
             }
             if refresh {
-                let u = self.unmerge_locked(&lock)?;
+                let u = self.unmerge_locked(lock)?;
                 report.unmerged = u.unmerged;
             }
             report.needs_reload = false;
@@ -174,7 +174,7 @@ impl Context {
                 "A foreign mount lies below the current merge; refreshing with a gap.".into(),
             ));
             say_using(&mut using_said);
-            let u = self.unmerge_locked(&lock)?;
+            let u = self.unmerge_locked(lock)?;
             report.unmerged = u.unmerged;
             probed = self.probe(mode, &g.trees, Vec::new())?;
         }
