@@ -194,7 +194,7 @@ mod tests {
         put(
             t,
             "usr/lib/systemd/sysext.conf.d/20-b.conf",
-            "[SysExt]\n; c\n# d\nMutable=ephemeral\n",
+            "[SysExt]\n; c\n\n# d\nMutable=ephemeral\n",
         );
         put(
             t,
