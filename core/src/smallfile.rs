@@ -142,6 +142,22 @@ mod tests {
     }
 
     #[test]
+    fn the_first_open_is_o_path() {
+        // Nothing is opened for reading before the file is known to be regular.
+        let seen = std::cell::Cell::new(None);
+        let e = open_checked(|f| {
+            seen.set(Some(f));
+            Err(io::Error::from_raw_os_error(libc::ENOENT))
+        })
+        .unwrap_err();
+        assert_eq!(seen.get(), Some(OFlags::PATH | OFlags::CLOEXEC));
+        assert!(e.is_not_found());
+        let e = open_checked(|_| Err(io::Error::from_raw_os_error(libc::EACCES))).unwrap_err();
+        assert!(!e.is_not_found());
+        assert!(!SmallFileError::TooLarge { max: 1 }.is_not_found());
+    }
+
+    #[test]
     fn fifo_socket_and_directory_are_refused_without_blocking() {
         let (d, fd) = dir();
         rustix::fs::mknodat(
