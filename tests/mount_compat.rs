@@ -12,8 +12,7 @@ fn top_options(r: &TestRoot, rel: &str) -> (String, String) {
     let m = sysext::mountinfo::read_self().unwrap();
     let top = m
         .iter()
-        .filter(|m| m.mount_point == t)
-        .last()
+        .rfind(|m| m.mount_point == t)
         .unwrap_or_else(|| panic!("nothing mounted on {t}"));
     (top.options.clone(), top.super_options.clone())
 }
