@@ -83,7 +83,7 @@ impl sysext_context {
             let o = arg(options, F, "options")?;
             let slot = out(ret_context, F, "ret_context")?;
             let ctx = Context::new(o.clone())?;
-            let root = cstring(ctx.root().display_root());
+            let root = cstring(ctx.root_path());
             let hierarchies = ctx.hierarchies().iter().map(|h| cstring(h.to_string())).collect();
             *slot = handle::to_boxed_mut_ptr::<sysext_context>(ContextData { ctx, root, hierarchies });
             Ok(())

@@ -574,7 +574,7 @@ fn apply(
 /// An `--image-policy=` value that the level's systemd refuses, refused where it stands and
 /// in its words (which name the kind of fault, not the rule: `--verbose` on a merge says more).
 fn check_image_policy(v: &str, level: Compat) -> Result<(), String> {
-    use sysext::image::policy::PolicyParseErrorKind as K;
+    use sysext::image::PolicyParseErrorKind as K;
     let kind = match sysext::image::ImagePolicy::parse(v) {
         Ok(p) if p.uses_post_257_flags() && !level.knows_policy_fs_flags() => {
             "Unknown partition policy flag in"

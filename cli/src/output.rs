@@ -2,7 +2,7 @@
 
 use crate::table::{self, Cell};
 use crate::term::Colors;
-use sysext::image::mount::VerityCheck;
+use sysext::image::VerityCheck;
 use sysext::{Extension, HierarchyStatus, PlanReport, UpperKind};
 
 /// A tiny JSON value, enough for our output.

@@ -96,13 +96,6 @@ pub enum Compatibility {
     Incompatible(Reason),
 }
 
-impl Compatibility {
-    /// Whether the extension may be merged.
-    pub fn is_compatible(&self) -> bool {
-        matches!(self, Compatibility::Compatible(_))
-    }
-}
-
 /// Which rule made an extension compatible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Match {
@@ -116,21 +109,6 @@ pub enum Match {
     /// The `ID` matched and the host has neither `VERSION_ID` nor a level (rolling
     /// release), so no version check applies.
     NoVersionInfo,
-}
-
-impl Match {
-    /// A systemd-style debug line for this outcome about extension `name`.
-    pub fn systemd_message(&self, name: &str) -> String {
-        match self {
-            Match::AnyOs => format!("Extension '{name}' matches '_any' OS."),
-            Match::Version | Match::Level => {
-                format!("Version info of extension '{name}' matches host.")
-            }
-            Match::NoVersionInfo => {
-                format!("No version info on the host (rolling release?), but ID in {name} matched.")
-            }
-        }
-    }
 }
 
 impl fmt::Display for Match {
@@ -196,48 +174,6 @@ pub enum Reason {
         /// The host's `VERSION_ID`.
         host: String,
     },
-}
-
-impl Reason {
-    /// A systemd-style debug line for this reason about extension `name`.
-    pub fn systemd_message(&self, name: &str) -> String {
-        match self {
-            Reason::NoReleaseData => format!("Extension '{name}' carries no release data, ignoring."),
-            Reason::Scope { host, .. } => {
-                format!("Extension '{name}' is not suitable for scope {host}, ignoring.")
-            }
-            Reason::Architecture { value, host } => format!(
-                "Extension '{name}' is for architecture '{value}', but deployed on top of '{host}'."
-            ),
-            Reason::NoId => format!(
-                "Extension '{name}' does not contain ID in release file but requested to match the host or be '_any'"
-            ),
-            Reason::Id {
-                value,
-                host_id,
-                host_id_like,
-            } => {
-                let like = if host_id_like.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (like '{}')", host_id_like.join(" "))
-                };
-                format!("Extension '{name}' is for OS '{value}', but deployed on top of '{host_id}'{like}.")
-            }
-            Reason::Level { value, host, .. } => format!(
-                "Extension '{name}' is for API level '{value}', but running on API level '{host}'"
-            ),
-            Reason::VersionId { value: None, host } => format!(
-                "Extension '{name}' does not contain VERSION_ID in release file but requested to match '{host}'"
-            ),
-            Reason::VersionId {
-                value: Some(value),
-                host,
-            } => format!(
-                "Extension '{name}' is for OS '{value}', but deployed on top of '{host}'."
-            ),
-        }
-    }
 }
 
 impl fmt::Display for Reason {
@@ -960,88 +896,5 @@ mod tests {
         for (r, want) in cases {
             assert_eq!(r.to_string(), want);
         }
-    }
-
-    #[test]
-    fn systemd_messages() {
-        let cases: Vec<(Reason, &str)> = vec![
-            (
-                Reason::NoReleaseData,
-                "Extension 'x' carries no release data, ignoring.",
-            ),
-            (
-                Reason::Scope {
-                    key: "SYSEXT_SCOPE",
-                    value: Some("initrd".into()),
-                    host: Scope::System,
-                },
-                "Extension 'x' is not suitable for scope system, ignoring.",
-            ),
-            (
-                Reason::Architecture {
-                    value: "arm64".into(),
-                    host: "x86-64".into(),
-                },
-                "Extension 'x' is for architecture 'arm64', but deployed on top of 'x86-64'.",
-            ),
-            (
-                Reason::Id {
-                    value: "other".into(),
-                    host_id: "testos".into(),
-                    host_id_like: vec!["a".into(), "b".into()],
-                },
-                "Extension 'x' is for OS 'other', but deployed on top of 'testos' (like 'a b').",
-            ),
-            (
-                Reason::Id {
-                    value: "other".into(),
-                    host_id: "testos".into(),
-                    host_id_like: vec![],
-                },
-                "Extension 'x' is for OS 'other', but deployed on top of 'testos'.",
-            ),
-            (
-                Reason::Level {
-                    key: "SYSEXT_LEVEL",
-                    value: "6".into(),
-                    host: "5".into(),
-                },
-                "Extension 'x' is for API level '6', but running on API level '5'",
-            ),
-            (
-                Reason::VersionId {
-                    value: Some("2".into()),
-                    host: "1".into(),
-                },
-                "Extension 'x' is for OS '2', but deployed on top of '1'.",
-            ),
-            (
-                Reason::VersionId {
-                    value: None,
-                    host: "1".into(),
-                },
-                "Extension 'x' does not contain VERSION_ID in release file but requested to match '1'",
-            ),
-        ];
-        for (r, want) in cases {
-            assert_eq!(r.systemd_message("x"), want);
-        }
-        assert!(Reason::NoId
-            .systemd_message("x")
-            .starts_with("Extension 'x' "));
-        assert_eq!(
-            Match::AnyOs.systemd_message("x"),
-            "Extension 'x' matches '_any' OS."
-        );
-        assert_eq!(
-            Match::Version.systemd_message("x"),
-            "Version info of extension 'x' matches host."
-        );
-        assert_eq!(
-            Match::Level.systemd_message("x"),
-            "Version info of extension 'x' matches host."
-        );
-        assert!(ok(Match::Level).is_compatible());
-        assert!(!no(Reason::NoId).is_compatible());
     }
 }

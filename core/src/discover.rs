@@ -53,8 +53,6 @@ pub struct DiscoveredImage {
     pub path: String,
     /// Path relative to the root.
     pub rel: String,
-    /// The search directory it was found in (root-relative, with leading slash).
-    pub search_dir: &'static str,
     /// `list`'s time: mtime for files, birth time for directories (µs since the epoch).
     pub time_usec: u64,
     /// Lower-precedence images of the same name that this one shadows (paths).
@@ -95,17 +93,6 @@ impl FileIdentity {
         }
     }
 
-    /// The identity of an open file or directory.
-    pub fn of_stat(st: &rustix::fs::Stat) -> FileIdentity {
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-        FileIdentity {
-            dev: st.st_dev as u64,
-            ino: st.st_ino as u64,
-            mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
-            ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
-        }
-    }
 }
 
 impl DiscoveredImage {
@@ -385,18 +372,14 @@ fn join_rel(dir: &str, name: &str) -> String {
     out
 }
 
-/// Discover all images of a class below the root, in precedence order, first name wins,
-/// following symlinks as systemd 262 does.
-pub fn discover(root: &Root, class: ImageClass, initrd: bool) -> Result<Vec<DiscoveredImage>> {
-    discover_at(root, class, initrd, Compat::NEWEST)
-}
 
-/// [`discover`] at a compatibility level.
+/// Discover all images of a class below the root at a compatibility level, in precedence
+/// order, first name wins.
 ///
 /// Without an explicit root, entries that are symlinks are followed and a symlink loop fails
 /// the whole discovery. With one, at 262, they are followed inside the root (a dangling one
 /// is passed over) and the image's path is what they resolve to; at 257 they are skipped.
-/// Symlinks inside `NAME.v/` are followed at both levels (see [`PickRule`]).
+/// Symlinks inside `NAME.v/` are followed at both levels (see `PickRule`).
 pub fn discover_at(
     root: &Root,
     class: ImageClass,
@@ -559,7 +542,6 @@ pub fn discover_at(
                 kind,
                 path,
                 rel,
-                search_dir: sdir,
                 time_usec: time_usec(&st, kind.is_tree()),
                 shadows: Vec::new(),
                 identity,
@@ -632,7 +614,10 @@ mod tests {
         let mut v: Vec<(String, String)> = discover_at(root, class, initrd, c)
             .unwrap()
             .into_iter()
-            .map(|i| (i.name, i.search_dir.to_string()))
+            .map(|i| {
+                let dir = std::path::Path::new(&i.rel).parent().unwrap();
+                (i.name, format!("/{}", dir.display()))
+            })
             .collect();
         v.sort();
         v

@@ -1,7 +1,7 @@
 //! One file system context of the new mount API: `fsopen` → `fsconfig` → `fsmount`.
 //!
-//! [`FsContext`] owns the `fsopen` fd. Its steps return the kernel's errno as is, so each
-//! caller keeps its own error text; [`FsContext::kernel_log`] drains the messages the kernel
+//! `FsContext` owns the `fsopen` fd. Its steps return the kernel's errno as is, so each
+//! caller keeps its own error text; `FsContext::kernel_log` drains the messages the kernel
 //! left in the context (`e overlay: Unknown parameter 'x'`) for the error of a failed step.
 
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -17,35 +17,56 @@
 //! ```
 
 #![warn(missing_docs)]
+// A library does not panic on bad input or a failed call: errors are returned (tests may).
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod arch;
-pub mod class;
-pub mod compat;
-pub mod config;
-pub mod context;
-pub mod discover;
+/// Declares the crate's internal modules: `pub(crate)`, or, with the `testing` feature, `pub`
+/// and `#[doc(hidden)]`: the door through which the workspace's integration tests, fuzz
+/// targets and benchmarks reach internals. Nothing behind it is part of the API.
+macro_rules! internal {
+    ($($(#[$attr:meta])* $name:ident;)*) => {$(
+        $(#[$attr])*
+        #[cfg(feature = "testing")]
+        #[doc(hidden)]
+        pub mod $name;
+        $(#[$attr])*
+        #[cfg(not(feature = "testing"))]
+        pub(crate) mod $name;
+    )*};
+}
+
+// The public API: the types re-exported below and these modules.
 pub mod error;
 pub mod event;
-pub mod exec;
-pub mod extension;
-pub(crate) mod fscontext;
-pub mod hierarchy;
 pub mod image;
-pub mod kernel;
 pub mod level;
-pub mod lock;
-pub mod meta;
-pub mod mountinfo;
-pub mod mutable;
 pub mod overlayopts;
 pub mod plan;
-pub mod probe;
 pub mod release;
-pub mod root;
-pub mod smallfile;
-pub mod state;
-pub mod sys;
-pub mod version;
+
+internal! {
+    arch;
+    class;
+    compat;
+    config;
+    context;
+    discover;
+    exec;
+    extension;
+    fscontext;
+    hierarchy;
+    kernel;
+    lock;
+    meta;
+    mountinfo;
+    mutable;
+    probe;
+    root;
+    smallfile;
+    state;
+    sys;
+    version;
+}
 
 pub use class::{ClassInfo, ImageClass};
 pub use context::{Context, Extension, ImageState, Options, PlanReport, Report, Skipped};

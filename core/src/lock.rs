@@ -34,6 +34,7 @@ impl Lock {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// Take the lock of `root` and `class`. `timeout`: `None` waits forever, `Some(0)` does not wait.
 pub fn lock(root: &Root, class: ImageClass, timeout: Option<Duration>) -> Result<Lock> {
     lock_at(path_for(root, class)?, root, timeout)

@@ -26,6 +26,7 @@ pub struct MountInfo {
 }
 
 impl MountInfo {
+    #[cfg(any(test, feature = "testing"))]
     /// Whether a per-mount option is set (`ro`, `nodev`, …).
     pub fn has_option(&self, opt: &str) -> bool {
         self.options.split(',').any(|o| o == opt)

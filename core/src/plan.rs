@@ -6,7 +6,7 @@ use crate::class::ImageClass;
 use crate::error::{Error, Result};
 use crate::hierarchy::Hierarchy;
 use crate::level::Compat;
-use crate::meta::MetaDir;
+pub use crate::meta::MetaDir;
 use crate::mutable::MutableMode;
 use std::io;
 

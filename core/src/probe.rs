@@ -52,8 +52,6 @@ pub struct HostHandle {
 pub struct Current {
     /// Top of the hierarchy (our overlay root).
     pub fd: OwnedFd,
-    /// Kernel path of the hierarchy.
-    pub kernel_path: String,
     /// Its meta data.
     pub meta: crate::meta::MetaDir,
     /// libsysext's note, if we made the merge.
@@ -302,7 +300,6 @@ pub fn probe_hierarchy(
                     host,
                     Some(Current {
                         fd: r.fd,
-                        kernel_path: kpath,
                         meta,
                         note,
                     }),

@@ -53,12 +53,6 @@ fn read_small(dir: BorrowedFd<'_>, rel: &str) -> std::io::Result<String> {
     String::from_utf8(bytes).map_err(|_| std::io::Error::from_raw_os_error(libc::EILSEQ))
 }
 
-/// Whether the directory `fd` (path `path`, for messages) is a merge of `class` made by us
-/// or by systemd: a mount point whose `<dot_dir>/dev` names its own device.
-#[doc(alias = "is_our_mount_point")]
-pub fn is_ours(fd: BorrowedFd<'_>, path: &str, class: ImageClass) -> Result<bool> {
-    Ok(merged_dev_at(fd, path, class)?.is_some())
-}
 
 /// [`merged_dev`] of the directory `fd`, looked at here.
 pub fn merged_dev_at(
@@ -69,7 +63,8 @@ pub fn merged_dev_at(
     merged_dev(fd, dir_stat(fd).as_ref(), path, class)
 }
 
-/// [`is_ours`] with the directory's [`dir_stat`] at hand.
+/// Whether the directory `fd` is a merge of `class` (ours or systemd's), with its
+/// [`dir_stat`] at hand.
 pub fn is_ours_stat(
     fd: BorrowedFd<'_>,
     st: Option<&Statx>,
@@ -79,7 +74,8 @@ pub fn is_ours_stat(
     Ok(merged_dev(fd, st, path, class)?.is_some())
 }
 
-/// The device (major, minor) of the merge on the directory `fd` when [`is_ours`]: what its
+/// The device (major, minor) of the merge on the directory `fd` when it is a merge of
+/// `class`: what its
 /// `dev` file names, and its own device. `None` when it is not such a merge.
 pub fn merged_dev(
     fd: BorrowedFd<'_>,

@@ -191,9 +191,9 @@ impl Context {
         &self.hierarchies
     }
 
-    /// The root.
-    pub fn root(&self) -> &Root {
-        &self.root
+    /// The root directory as messages show it: `/`, or the `--root=` path.
+    pub fn root_path(&self) -> &str {
+        self.root.display_root()
     }
 
     fn sink(&self) -> &dyn EventSink {

@@ -42,7 +42,7 @@ pub struct Options {
     #[doc(hidden)]
     pub intent_record: bool,
     /// The kernel features the library may use (default: all the running kernel has).
-    /// Taking one away forces its fallback, as on an older kernel (see [`crate::kernel`]).
+    /// Taking one away forces its fallback, as on an older kernel (see [`KernelFeatures`](crate::KernelFeatures)).
     /// [`Options::new`] takes away those named in `LIBSYSEXT_KERNEL_DISABLE`
     /// (comma-separated, e.g. `detached-layers,lowerdir-append`), a testing aid.
     pub kernel: KernelFeatures,

@@ -233,7 +233,10 @@ fn overlay_dirs(
             )?);
         }
         Some(Upper::MutableDir { path, .. }) => {
-            let fd = probed.mutable_dir.as_ref().expect("probed routing dir");
+            // The plan routes writes to a directory the probe found (else it would create it).
+            let fd = probed.mutable_dir.as_ref().ok_or_else(|| {
+                Error::io("open", path, io::Error::from_raw_os_error(libc::ENOENT))
+            })?;
             dirs.upper = Some(rustix::io::dup(fd).map_err(io_at("dup", path))?);
         }
         Some(Upper::Host { path, .. }) => match &probed.host {

@@ -43,8 +43,4 @@ impl FaultInjector {
         Ok(())
     }
 
-    /// Steps counted so far.
-    pub fn steps(&self) -> u64 {
-        self.count.load(std::sync::atomic::Ordering::SeqCst)
-    }
 }

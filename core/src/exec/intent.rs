@@ -273,7 +273,7 @@ fn parse_text(text: &str) -> Option<Record> {
 }
 
 /// The record left by an interrupted call, if any (`lock`: the lock file's path, which
-/// holds it). For `status`; a caller holding the lock reads it with [`read_held`].
+/// holds it). For `status`; a caller holding the lock reads it with `read_held`.
 pub fn read(lock: &Path) -> Option<Record> {
     // Ours, in a directory only root can write to.
     parse_text(&std::fs::read_to_string(lock).ok()?)

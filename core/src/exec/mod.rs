@@ -24,23 +24,19 @@ mod layer_check;
 mod layers;
 mod meta_files;
 mod publish;
-mod read;
 mod remove;
 mod submounts;
 mod unmerge;
 mod workspace;
 
-pub use build::{build, BuildInputs, Built};
+pub use build::{build, BuildInputs};
 pub use ephemeral::remove_ephemeral;
 pub use fault::FaultInjector;
 pub use journal::Journal;
-pub use layers::clone_tree;
-pub use publish::{finish_replace, publish, Replaced};
-pub use read::read_to_string;
+pub use publish::{finish_replace, publish};
 pub use remove::remove_tree;
 pub use submounts::MountTable;
-pub use unmerge::{detach_hierarchy, finish_unmerge, restore, unmerge_hierarchy, Detached};
-pub use workspace::workspace;
+pub use unmerge::{detach_hierarchy, finish_unmerge, restore, unmerge_hierarchy};
 
 fn io_at<'a>(op: &'static str, what: &'a str) -> impl Fn(rustix::io::Errno) -> Error + 'a {
     move |e| Error::io(op, what, e)

@@ -57,14 +57,6 @@ pub struct Activated {
     /// The open block device (read-only). Closing it (after the mount holds the device)
     /// leaves the device to the deferred removal.
     pub node: OwnedFd,
-    /// The device-mapper name.
-    pub name: String,
-    /// The device number.
-    pub dev: u64,
-    /// Whether an existing device was reused.
-    pub reused: bool,
-    /// Whether the kernel checked the root hash signature.
-    pub kernel_signature: bool,
 }
 
 /// A failed step.
@@ -291,10 +283,6 @@ fn try_reuse(
         .map_err(err("mark a verity device for deferred removal"))?;
     Ok(Reuse::Done(Activated {
         node,
-        name: name.to_string(),
-        dev: info.dev,
-        reused: true,
-        kernel_signature: has_sig,
     }))
 }
 
@@ -343,7 +331,6 @@ fn create(
         kind: "verity".into(),
         params,
     };
-    let mut kernel_signature = false;
     let mut loaded = false;
     if let Some(sig) = signature {
         let desc = format!("libsysext:{name}");
@@ -358,10 +345,7 @@ fn create(
         };
         drop(key);
         match r {
-            Ok(()) => {
-                kernel_signature = true;
-                loaded = true;
-            }
+            Ok(()) => loaded = true,
             Err(e) if sig.required => {
                 return Err(DmError {
                     signature_rejected: true,
@@ -388,10 +372,6 @@ fn create(
     drop(hash_loop.into_owned_fd());
     Ok(Activated {
         node,
-        name,
-        dev: info.dev,
-        reused: false,
-        kernel_signature,
     })
 }
 

@@ -102,6 +102,11 @@ impl fmt::Debug for Guid {
         write!(f, "Guid({self})")
     }
 }
+/// Every architecture name that has DPS root/usr types.
+#[cfg(test)]
+fn architectures() -> impl Iterator<Item = &'static str> {
+    ARCH_TYPES.iter().map(|(a, _)| *a)
+}
 
 /// What a partition type UUID stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -121,8 +126,6 @@ pub enum PartitionKind {
 
 /// The generic Linux data partition type (`0fc63daf-…`).
 pub const LINUX_GENERIC: Guid = Guid::must("0fc63daf-8483-4772-8e79-3d69d8477de4");
-/// A user's home partition (systemd-homed); no designator.
-pub const USER_HOME: Guid = Guid::must("773f91ef-66d4-49b5-bd83-d683bf40ad16");
 
 /// Per architecture: root, usr, root-verity, usr-verity, root-verity-sig, usr-verity-sig.
 #[rustfmt::skip]
@@ -291,10 +294,6 @@ const PLAIN_TYPES: [(PartitionDesignator, &str); 7] = [
     ),
 ];
 
-/// Every architecture name that has DPS root/usr types.
-pub fn architectures() -> impl Iterator<Item = &'static str> {
-    ARCH_TYPES.iter().map(|(a, _)| *a)
-}
 
 /// What a partition type UUID stands for, `None` for types the DPS does not define.
 pub fn classify(type_guid: Guid) -> Option<PartitionKind> {
@@ -322,6 +321,7 @@ pub fn classify(type_guid: Guid) -> Option<PartitionKind> {
 
 /// The type UUID of a designator: architecture-specific ones (root, usr and their verity
 /// partitions) need `arch`, the others ignore it.
+#[cfg(any(test, feature = "testing"))]
 pub fn type_guid(designator: PartitionDesignator, arch: Option<&str>) -> Option<Guid> {
     if let Some(col) = ARCH_COLUMNS.iter().position(|d| *d == designator) {
         let arch = arch?;
@@ -413,7 +413,9 @@ mod tests {
             );
         }
         assert_eq!(classify(LINUX_GENERIC), Some(PartitionKind::LinuxGeneric));
-        assert_eq!(classify(USER_HOME), None);
+        // A user's home partition (systemd-homed) has no designator.
+        let user_home = Guid::must("773f91ef-66d4-49b5-bd83-d683bf40ad16");
+        assert_eq!(classify(user_home), None);
         assert_eq!(classify(Guid::NIL), None);
         assert_eq!(type_guid(PartitionDesignator::Root, None), None);
         assert_eq!(type_guid(PartitionDesignator::Root, Some("x86_64")), None);

@@ -26,12 +26,6 @@ pub use crate::image::error::{ImageError, ImagePart};
 pub struct MountedImage {
     /// The detached, read-only tree (root of the image).
     pub tree: OwnedFd,
-    /// File system type of the root (or usr) partition.
-    pub fstype: FsType,
-    /// How it is protected.
-    pub protection: Protection,
-    /// Whether it is a GPT disk image.
-    pub disk_image: bool,
     /// Things worth a debug message (a broken primary GPT replaced by the backup one).
     pub notes: Vec<String>,
     /// Where verity is checked, for a verity-protected image (`None`: not protected).
@@ -541,6 +535,7 @@ fn open_image_file(
 /// Open and mount one image file or block device. `policy` is the effective image policy,
 /// `explicit_policy` whether it was given by the caller; `allow_block` whether a block
 /// device may be used.
+#[cfg(any(test, feature = "testing"))]
 pub fn open_image(
     root: BorrowedFd<'_>,
     image_rel: &str,
@@ -661,9 +656,6 @@ pub fn open_image_with(
         }
         return Ok(MountedImage {
             tree,
-            fstype,
-            protection,
-            disk_image: false,
             notes,
             verity: VerityCheck::of(protection, plan.as_ref()),
         });
@@ -857,15 +849,12 @@ pub fn open_image_with(
         None => None,
     };
     match (rootm, usrm) {
-        (Some((r, fstype, protection)), None) => Ok(MountedImage {
+        (Some((r, _, _)), None) => Ok(MountedImage {
             tree: r,
-            fstype,
-            protection,
-            disk_image: true,
             notes,
             verity,
         }),
-        (root_m, Some((u, fstype, protection))) => {
+        (root_m, Some((u, _, _))) => {
             let usr = ImagePart::Partition {
                 number: usr_part.as_ref().map(|p| p.number).unwrap_or(0),
                 designator: PartitionDesignator::Usr,
@@ -904,9 +893,6 @@ pub fn open_image_with(
             };
             Ok(MountedImage {
                 tree,
-                fstype,
-                protection,
-                disk_image: true,
                 notes,
                 verity,
             })

@@ -145,6 +145,7 @@ fn malformed(what: &str, e: impl fmt::Display) -> SignatureError {
 #[derive(Clone)]
 pub struct TrustedCert {
     path: PathBuf,
+    #[cfg(any(test, feature = "testing"))]
     der: Vec<u8>,
     fingerprint: [u8; 32],
     cert: Certificate,
@@ -170,6 +171,7 @@ impl TrustedCert {
         })?;
         Ok(TrustedCert {
             path,
+            #[cfg(any(test, feature = "testing"))]
             der: der.to_vec(),
             fingerprint: Sha256::digest(der).into(),
             cert,
@@ -232,16 +234,19 @@ impl TrustedCert {
     }
 
     /// The file the certificate was read from.
+    #[cfg(any(test, feature = "testing"))]
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// The DER encoding.
+    #[cfg(any(test, feature = "testing"))]
     pub fn der(&self) -> &[u8] {
         &self.der
     }
 
     /// SHA-256 of the DER encoding (what `certificateFingerprint` names).
+    #[cfg(any(test, feature = "testing"))]
     pub fn fingerprint(&self) -> [u8; 32] {
         self.fingerprint
     }
@@ -309,6 +314,7 @@ pub struct TrustedCertInfo {
 
 impl TrustedCertInfo {
     /// The fingerprint as lowercase hex.
+    #[cfg(any(test, feature = "testing"))]
     pub fn fingerprint_hex(&self) -> String {
         encode_hex(&self.fingerprint)
     }
@@ -587,12 +593,8 @@ pub fn verify_signature(
         None => trusted.iter().collect(),
     };
 
-    let signers: Vec<&SignerInfo> = signed_data.signer_infos.0.iter().collect();
-    if signers.is_empty() {
-        return Err(SignatureError::MalformedCms("no SignerInfo".into()));
-    }
     let mut first = None;
-    for si in signers {
+    for si in signed_data.signer_infos.0.iter() {
         // Normally one certificate matches; should several (same issuer and serial, or
         // subject key identifier), any of them may verify.
         let matching: Vec<&TrustedCert> = candidates
@@ -600,7 +602,7 @@ pub fn verify_signature(
             .copied()
             .filter(|c| c.matches(&si.sid))
             .collect();
-        if matching.is_empty() {
+        let Some((head, rest)) = matching.split_first() else {
             let signer = describe_signer(&si.sid);
             if let Some(fp) = &sig.certificate_fingerprint {
                 if trusted.iter().any(|t| t.matches(&si.sid)) {
@@ -614,23 +616,21 @@ pub fn verify_signature(
                 signer,
                 trusted: trusted.len(),
             });
-        }
-        let mut result = None;
-        for cert in matching {
-            match verify_signer(si, &signed_data, content.as_bytes(), cert) {
-                Ok(info) => {
-                    result = Some(Ok(info));
-                    break;
-                }
-                Err(e) => {
-                    result.get_or_insert(Err(e));
-                }
+        };
+        // The first that verifies, else the first certificate's error.
+        let mut result = verify_signer(si, &signed_data, content.as_bytes(), head);
+        for cert in rest {
+            if result.is_ok() {
+                break;
+            }
+            if let Ok(info) = verify_signer(si, &signed_data, content.as_bytes(), cert) {
+                result = Ok(info);
             }
         }
-        let info = result.expect("at least one matching certificate")?;
-        first.get_or_insert(info);
+        first.get_or_insert(result?);
     }
-    Ok(first.expect("at least one signer"))
+    // No signer at all: nothing was verified.
+    first.ok_or_else(|| SignatureError::MalformedCms("no SignerInfo".into()))
 }
 
 fn parse_signed_data(der: &[u8]) -> Result<SignedData, SignatureError> {
@@ -682,16 +682,13 @@ fn verify_signer(
             let mut digest_seen = false;
             for attr in attrs.iter() {
                 if attr.oid == oid::ATTR_MESSAGE_DIGEST {
-                    if digest_seen || attr.values.len() != 1 {
+                    let (false, [value]) = (digest_seen, attr.values.as_slice()) else {
                         return Err(SignatureError::MalformedCms(
                             "message-digest attribute must occur once with one value".into(),
                         ));
-                    }
+                    };
                     digest_seen = true;
-                    let v: OctetString = attr
-                        .values
-                        .get(0)
-                        .expect("one value")
+                    let v: OctetString = value
                         .decode_as()
                         .map_err(|e| malformed("message-digest attribute", e))?;
                     if v.as_bytes() != hash.digest(content) {

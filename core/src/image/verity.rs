@@ -348,6 +348,7 @@ impl Tree {
     }
 
     /// Total size of the hash area (superblock and tree) in bytes.
+    #[cfg(any(test, feature = "testing"))]
     fn hash_area_size(&self) -> u64 {
         let end = self
             .levels
@@ -385,6 +386,7 @@ fn read_hash_block(
 /// Verification goes top-down, the way the kernel trusts it: the top block against the root
 /// hash, then every level against the one above, finally every data block. The first mismatch
 /// names the block that is wrong.
+#[cfg(any(test, feature = "testing"))]
 pub fn verify(
     data: &impl FileExt,
     data_offset: u64,
@@ -521,6 +523,7 @@ pub fn verify_with_superblock(
 
 /// Parameters for [`format`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg(any(test, feature = "testing"))]
 pub struct FormatParams {
     /// The hash algorithm.
     pub algorithm: HashAlgorithm,
@@ -536,6 +539,7 @@ pub struct FormatParams {
     pub hash_type: u32,
 }
 
+#[cfg(any(test, feature = "testing"))]
 impl Default for FormatParams {
     /// veritysetup's defaults (sha256, 4 KiB blocks, format 1) with an empty salt.
     fn default() -> FormatParams {
@@ -553,6 +557,7 @@ impl Default for FormatParams {
 /// Builds the hash area (superblock plus tree, as `veritysetup format` writes it) for the
 /// data region `[data_offset, data_offset + data_size)` in memory. The tree covers
 /// `data_size / data_block_size` blocks. Returns the hash area and the root hash.
+#[cfg(any(test, feature = "testing"))]
 pub fn format(
     data: &impl FileExt,
     data_offset: u64,

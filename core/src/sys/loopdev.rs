@@ -426,6 +426,7 @@ impl Drop for LoopDevice {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// The backing file of `/dev/loopN` from sysfs, `None` if the device is not bound (or does
 /// not exist). The kernel appends ` (deleted)` for a deleted file.
 pub fn backing_file(number: u32) -> Option<PathBuf> {
@@ -437,6 +438,7 @@ pub fn backing_file(number: u32) -> Option<PathBuf> {
     Some(PathBuf::from(String::from_utf8_lossy(s).into_owned()))
 }
 
+#[cfg(any(test, feature = "testing"))]
 /// Numbers of all loop devices currently bound to `path`, from sysfs.
 pub fn devices_backed_by(path: &Path) -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/sys/block") else {

@@ -6,4 +6,4 @@ pub mod mountattr;
 pub mod ns;
 pub mod statmount;
 
-pub use loopdev::{LoopDevice, LoopOptions};
+

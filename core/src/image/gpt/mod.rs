@@ -16,13 +16,17 @@ use std::os::unix::fs::FileExt;
 
 use super::dps::{self, Guid, PartitionKind};
 
+#[cfg(any(test, feature = "testing"))]
 mod builder;
 mod select;
 #[cfg(test)]
 mod tests;
 
+#[cfg(any(test, feature = "testing"))]
 pub use builder::{BuilderPartition, GptBuilder};
-pub use select::{select, select_with, verity_uuids, Part, SelectError, SelectOptions, Selection};
+pub use select::{select_with, Part, SelectError, SelectOptions, Selection};
+#[cfg(any(test, feature = "testing"))]
+pub use select::{select, verity_uuids};
 
 /// Sector sizes probed for the GPT header, in this order.
 pub const SECTOR_SIZES: [u32; 4] = [512, 1024, 2048, 4096];

@@ -10,7 +10,7 @@ use super::{
 use crate::image::policy::{ImagePolicy, PartitionDesignator, PolicyFlags, PolicyViolation};
 use crate::version::strverscmp_improved;
 
-/// A partition chosen by [`select`].
+/// A partition chosen by the partition selection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {
     /// Partition number (1-based).
@@ -204,7 +204,7 @@ impl SelectError {
     }
 }
 
-/// Options for [`select_with`].
+/// Options for the partition selection.
 #[derive(Debug, Clone, Copy)]
 pub struct SelectOptions<'a> {
     /// systemd's name of the native architecture (`x86-64`, `arm64`, …).
@@ -256,6 +256,7 @@ fn arch_rank(arch: Option<&str>, native: &str) -> u8 {
 }
 
 /// Selects root/usr/verity partitions with systemd-sysext's settings and no policy.
+#[cfg(any(test, feature = "testing"))]
 pub fn select(table: &GptTable, native_arch: &str) -> Result<Selection, SelectError> {
     select_with(table, &SelectOptions::new(native_arch))
 }
