@@ -2,8 +2,8 @@
 //! API, writing the meta dir, and attaching the overlays. Every effect that must be undone on
 //! failure is recorded in a [`Journal`].
 //!
-//! One file per job: [`build`] (with `layers`, `workspace`, `meta_files`, `fs_options`,
-//! `submounts`, and `build_staged` over [`staged`] on kernels before 6.15), [`publish`]
+//! One file per job: `build` (with `layers`, `workspace`, `meta_files`, `fs_options`,
+//! `submounts`, and `build_staged` over [`staged`] on kernels before 6.15), `publish`
 //! (with `layer_check`), `unmerge`, `ephemeral` dirs, `remove` (tree removal), `journal`,
 //! `fault` injection and `read` (small files); [`intent`] and [`rescue`] make a killed call
 //! repairable.

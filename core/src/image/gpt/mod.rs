@@ -3,7 +3,7 @@
 //!
 //! [`read`] parses and validates the primary GPT (protective MBR, header and entry array
 //! CRC32s, bounds, overlaps) and, when that is broken, the backup GPT at the end of the
-//! disk, as libblkid does; it never panics on malformed input. [`select`] /
+//! disk, as libblkid does; it never panics on malformed input. `select` /
 //! [`select_with`] then pick the root, usr, verity and signature partitions.
 //! [`GptBuilder`] writes small GPT images (used by the tests, handy for building DDIs).
 //! One file each: parsing (here), selection (`select.rs`), writing (`builder.rs`).
