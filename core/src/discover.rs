@@ -386,17 +386,20 @@ pub fn discover_at(
     initrd: bool,
     compat: Compat,
 ) -> Result<Vec<DiscoveredImage>> {
-    let info = class.info();
-    let mut out: Vec<DiscoveredImage> = Vec::new();
-    // Index of each name in `out` (the first found wins, later ones are shadowed).
-    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let explicit = root.is_explicit();
-    let follow = !explicit;
-    let follow_in_root = explicit && compat.follows_search_symlinks_in_root();
-    let rule = if compat.follows_search_symlinks_in_root() {
-        PickRule::EachCandidate
-    } else {
-        PickRule::NewestThenCheck { beneath: explicit }
+    let mut d = Discovery {
+        root,
+        class,
+        compat,
+        follow: !explicit,
+        follow_in_root: explicit && compat.follows_search_symlinks_in_root(),
+        rule: if compat.follows_search_symlinks_in_root() {
+            PickRule::EachCandidate
+        } else {
+            PickRule::NewestThenCheck { beneath: explicit }
+        },
+        out: Vec::new(),
+        seen: std::collections::HashMap::new(),
     };
     for &sdir in search_dirs(class, initrd, compat) {
         let Some(res) = root
@@ -405,152 +408,212 @@ pub fn discover_at(
         else {
             continue;
         };
-        let dirfd = res.fd;
-        let mut entries: Vec<String> = Vec::new();
-        {
-            // Read with the fd we have (no duplicate fd, as `Dir` would make), into a buffer
-            // on the stack.
-            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
-            let mut dir = rustix::fs::RawDir::new(&dirfd, &mut buf);
-            while let Some(ent) = dir.next() {
-                let ent = ent.map_err(|e| Error::io("read directory", &res.path, e))?;
-                let n = ent.file_name().to_bytes();
-                if n == b"." || n == b".." {
-                    continue;
-                }
-                // Invalid UTF-8 is not a valid image name.
-                if let Ok(s) = std::str::from_utf8(n) {
-                    entries.push(s.to_string());
-                }
-            }
-        }
-        for fname in entries {
-            let flags = if follow {
-                AtFlags::empty()
-            } else {
-                AtFlags::SYMLINK_NOFOLLOW
-            };
-            let mut st = match rustix::fs::statx(&dirfd, fname.as_str(), flags, statx_flags()) {
-                Ok(st) => st,
-                Err(rustix::io::Errno::NOENT) => continue,
-                Err(rustix::io::Errno::LOOP) => {
-                    return Err(Error::Discovery {
-                        source: io::Error::from_raw_os_error(libc::ELOOP),
-                    })
-                }
-                Err(e) => return Err(Error::io("stat", format!("{}/{}", res.path, fname), e)),
-            };
-            // Where the entry is, root-relative: itself, or what its symlink resolves to.
-            let mut entry_rel = join_rel(&res.rel, &fname);
-            let mut resolved = false;
-            if FileType::from_raw_mode(st.stx_mode.into()) == FileType::Symlink {
-                if !follow_in_root {
-                    continue;
-                }
-                match resolve_link(root, &entry_rel, false) {
-                    Ok(Some((rel, target))) => {
-                        entry_rel = rel;
-                        st = target;
-                        resolved = true;
-                    }
-                    Ok(None) => continue,
-                    Err(e) if e.raw_os_error() == Some(libc::ELOOP) => continue,
-                    Err(e) => {
-                        return Err(Error::io("resolve", format!("{}/{}", res.path, fname), e))
-                    }
-                }
-            }
-            let ft = FileType::from_raw_mode(st.stx_mode.into());
-            let mut identity = FileIdentity::from_statx(&st);
-            let mut picked_stem = None;
-            let mut shown = fname.clone();
-            let (name, kind, rel) = match ft {
-                FileType::RegularFile => {
-                    let Some(stem) = fname.strip_suffix(".raw") else {
-                        continue;
-                    };
-                    (
-                        strip_suffix_once(stem, info.name_suffix).to_string(),
-                        ImageKind::Raw,
-                        entry_rel,
-                    )
-                }
-                FileType::Directory => {
-                    if let Some(stem) = fname.strip_suffix(".v") {
-                        let (base, raw) = match stem.strip_suffix(".raw") {
-                            Some(b) => (b, true),
-                            None => (stem, false),
-                        };
-                        let Ok(Some(p)) = pick_versioned(root, &entry_rel, base, raw, rule) else {
-                            continue;
-                        };
-                        identity = FileIdentity::from_statx(&p.st);
-                        st = p.st;
-                        let stem = p.entry.strip_suffix(".raw").unwrap_or(&p.entry);
-                        picked_stem = Some(stem.to_string());
-                        let as_found = join_rel(&entry_rel, &p.entry);
-                        if p.resolved_rel != as_found {
-                            resolved = true;
-                        }
-                        shown = format!("{fname}/{}", p.entry);
-                        let rel = p.resolved_rel;
-                        let name = strip_suffix_once(base, info.name_suffix).to_string();
-                        let kind = if raw {
-                            ImageKind::Raw
-                        } else {
-                            ImageKind::Directory
-                        };
-                        (name, kind, rel)
-                    } else {
-                        // Only a btrfs subvolume root has inode 256: look closer only then.
-                        let kind = if st.stx_ino == 256 {
-                            match root.open_in(&entry_rel, OFlags::PATH) {
-                                Ok(fd) if is_btrfs_subvolume(&fd, &st) => ImageKind::Subvolume,
-                                _ => ImageKind::Directory,
-                            }
-                        } else {
-                            ImageKind::Directory
-                        };
-                        (
-                            strip_suffix_once(&fname, info.name_suffix).to_string(),
-                            kind,
-                            entry_rel,
-                        )
-                    }
-                }
-                FileType::BlockDevice => (fname.clone(), ImageKind::Block, entry_rel),
-                _ => continue,
-            };
-            if !image_name_is_valid(&name) {
+        for fname in read_names(&res.fd, &res.path)? {
+            let Some(entry) = d.stat_entry(&res, &fname)? else {
                 continue;
-            }
-            // Printed as found (search dir + entry), or, at 262, as resolved where a symlink
-            // was on the way.
-            let path = if resolved && compat.follows_search_symlinks_in_root() {
-                root.display(&rel)
-            } else {
-                root.display(&join_rel(sdir, &shown))
             };
-            if let Some(&i) = seen.get(name.as_str()) {
-                let existing: &mut DiscoveredImage = &mut out[i];
-                existing.shadows.push(path);
-                continue;
+            if let Some(c) = d.candidate(&fname, entry) {
+                d.add(sdir, c);
             }
-            seen.insert(name.clone(), out.len());
-            out.push(DiscoveredImage {
-                name,
-                kind,
-                path,
-                rel,
-                time_usec: time_usec(&st, kind.is_tree()),
-                shadows: Vec::new(),
-                identity,
-                picked_stem,
-            });
         }
     }
     let _ = AsFd::as_fd(root);
-    Ok(out)
+    Ok(d.out)
+}
+
+/// One discovery: the rules of the level and root, and what was found so far.
+struct Discovery<'r> {
+    root: &'r Root,
+    class: ImageClass,
+    compat: Compat,
+    /// Follow symlinks in the search directories (no explicit root).
+    follow: bool,
+    /// Resolve them inside the explicit root (262) instead of skipping them (257).
+    follow_in_root: bool,
+    rule: PickRule,
+    out: Vec<DiscoveredImage>,
+    /// Index of each name in `out` (the first found wins, later ones are shadowed).
+    seen: std::collections::HashMap<String, usize>,
+}
+
+/// A directory entry, looked at: its stat and where it is (root-relative), resolved through
+/// a symlink or not.
+struct Entry {
+    st: rustix::fs::Statx,
+    rel: String,
+    resolved: bool,
+}
+
+/// An entry that is an image candidate.
+struct Candidate {
+    name: String,
+    kind: ImageKind,
+    rel: String,
+    st: rustix::fs::Statx,
+    identity: FileIdentity,
+    picked_stem: Option<String>,
+    /// The entry as printed below its search directory (`NAME.v/PICKED` for a pick).
+    shown: String,
+    resolved: bool,
+}
+
+/// The names in a search directory (`.` and `..` left out, invalid UTF-8 too: it is no
+/// valid image name). Read with the fd at hand (no duplicate, as `Dir` would make), into a
+/// buffer on the stack.
+fn read_names(dirfd: &OwnedFd, path: &str) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+    let mut dir = rustix::fs::RawDir::new(dirfd, &mut buf);
+    while let Some(ent) = dir.next() {
+        let ent = ent.map_err(|e| Error::io("read directory", path, e))?;
+        let n = ent.file_name().to_bytes();
+        if n == b"." || n == b".." {
+            continue;
+        }
+        if let Ok(s) = std::str::from_utf8(n) {
+            names.push(s.to_string());
+        }
+    }
+    Ok(names)
+}
+
+impl Discovery<'_> {
+    /// Stat the entry `fname` of the search directory `res`, following a symlink as the
+    /// level and root say; `None` for an entry that is gone, or a symlink passed over.
+    fn stat_entry(&self, res: &crate::root::Resolved, fname: &str) -> Result<Option<Entry>> {
+        let flags = if self.follow {
+            AtFlags::empty()
+        } else {
+            AtFlags::SYMLINK_NOFOLLOW
+        };
+        let st = match rustix::fs::statx(&res.fd, fname, flags, statx_flags()) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(rustix::io::Errno::LOOP) => {
+                return Err(Error::Discovery {
+                    source: io::Error::from_raw_os_error(libc::ELOOP),
+                })
+            }
+            Err(e) => return Err(Error::io("stat", format!("{}/{}", res.path, fname), e)),
+        };
+        let rel = join_rel(&res.rel, fname);
+        if FileType::from_raw_mode(st.stx_mode.into()) != FileType::Symlink {
+            return Ok(Some(Entry {
+                st,
+                rel,
+                resolved: false,
+            }));
+        }
+        if !self.follow_in_root {
+            return Ok(None);
+        }
+        match resolve_link(self.root, &rel, false) {
+            Ok(Some((rel, target))) => Ok(Some(Entry {
+                st: target,
+                rel,
+                resolved: true,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Ok(None),
+            Err(e) => Err(Error::io("resolve", format!("{}/{}", res.path, fname), e)),
+        }
+    }
+
+    /// What the entry `fname` is as an image, `None` when it is none (another file type, a
+    /// regular file without `.raw`, an empty `NAME.v/`, an invalid name).
+    fn candidate(&self, fname: &str, e: Entry) -> Option<Candidate> {
+        let suffix = self.class.info().name_suffix;
+        let plain = |name: &str, kind| Candidate {
+            name: strip_suffix_once(name, suffix).to_string(),
+            kind,
+            rel: e.rel.clone(),
+            st: e.st,
+            identity: FileIdentity::from_statx(&e.st),
+            picked_stem: None,
+            shown: fname.to_string(),
+            resolved: e.resolved,
+        };
+        let c = match FileType::from_raw_mode(e.st.stx_mode.into()) {
+            FileType::RegularFile => plain(fname.strip_suffix(".raw")?, ImageKind::Raw),
+            FileType::Directory => match fname.strip_suffix(".v") {
+                Some(stem) => self.versioned(fname, stem, &e)?,
+                None => plain(fname, self.directory_kind(&e)),
+            },
+            FileType::BlockDevice => Candidate {
+                name: fname.to_string(),
+                ..plain(fname, ImageKind::Block)
+            },
+            _ => return None,
+        };
+        image_name_is_valid(&c.name).then_some(c)
+    }
+
+    /// A plain directory or a btrfs subvolume. Only a btrfs subvolume root has inode 256:
+    /// look closer only then.
+    fn directory_kind(&self, e: &Entry) -> ImageKind {
+        if e.st.stx_ino != 256 {
+            return ImageKind::Directory;
+        }
+        match self.root.open_in(&e.rel, OFlags::PATH) {
+            Ok(fd) if is_btrfs_subvolume(&fd, &e.st) => ImageKind::Subvolume,
+            _ => ImageKind::Directory,
+        }
+    }
+
+    /// The version picked from `NAME.v/` (or `NAME.raw.v/`), `stem` being the name without
+    /// `.v`.
+    fn versioned(&self, fname: &str, stem: &str, e: &Entry) -> Option<Candidate> {
+        let (base, raw) = match stem.strip_suffix(".raw") {
+            Some(b) => (b, true),
+            None => (stem, false),
+        };
+        let Ok(Some(p)) = pick_versioned(self.root, &e.rel, base, raw, self.rule) else {
+            return None;
+        };
+        let as_found = join_rel(&e.rel, &p.entry);
+        let picked_stem = p.entry.strip_suffix(".raw").unwrap_or(&p.entry).to_string();
+        Some(Candidate {
+            name: strip_suffix_once(base, self.class.info().name_suffix).to_string(),
+            kind: if raw {
+                ImageKind::Raw
+            } else {
+                ImageKind::Directory
+            },
+            resolved: e.resolved || p.resolved_rel != as_found,
+            shown: format!("{fname}/{}", p.entry),
+            rel: p.resolved_rel,
+            identity: FileIdentity::from_statx(&p.st),
+            st: p.st,
+            picked_stem: Some(picked_stem),
+        })
+    }
+
+    /// Add a candidate found in `sdir`: a new image, or one shadowed by an image of the same
+    /// name found before.
+    fn add(&mut self, sdir: &str, c: Candidate) {
+        // Printed as found (search dir + entry), or, at 262, as resolved where a symlink
+        // was on the way.
+        let path = if c.resolved && self.compat.follows_search_symlinks_in_root() {
+            self.root.display(&c.rel)
+        } else {
+            self.root.display(&join_rel(sdir, &c.shown))
+        };
+        if let Some(&i) = self.seen.get(c.name.as_str()) {
+            self.out[i].shadows.push(path);
+            return;
+        }
+        self.seen.insert(c.name.clone(), self.out.len());
+        self.out.push(DiscoveredImage {
+            time_usec: time_usec(&c.st, c.kind.is_tree()),
+            name: c.name,
+            kind: c.kind,
+            path,
+            rel: c.rel,
+            shadows: Vec::new(),
+            identity: c.identity,
+            picked_stem: c.picked_stem,
+        });
+    }
 }
 
 impl AsFd for Root {
