@@ -273,10 +273,32 @@ pub fn select(table: &GptTable, native_arch: &str) -> Result<Selection, SelectEr
 /// absent is an error. Finally the protection level of every designator is checked against the
 /// policy.
 pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selection, SelectError> {
-    use PartitionDesignator as D;
-
     let allow_all = ImagePolicy::allow_all();
     let policy = opts.policy.unwrap_or(&allow_all);
+    let found = candidates(table, opts);
+    let mut sel = choose(&found.parts, policy, opts.native_arch)?;
+    check_pairs(&sel)?;
+    let usr_hash = matches!(opts.root_hash, Some((_, PartitionDesignator::Usr)));
+    if sel.root.is_none() && sel.usr.is_none() && opts.allow_generic && !usr_hash {
+        use_generic(&mut sel, found.generic, policy)?;
+    }
+    check_complete(&sel, opts, policy)?;
+    Ok(sel)
+}
+
+/// What the table offers: DPS partitions per designator in table order, and the generic
+/// Linux partition.
+struct Found {
+    parts: Vec<(PartitionDesignator, Part)>,
+    /// The first generic Linux partition (without no-auto), or an error if there are more.
+    generic: Result<Option<Part>, SelectError>,
+}
+
+/// The partitions that may be selected: no-auto ones are skipped (for the ESP: those
+/// without block-IO protocol), /var always (systemd only takes one whose UUID derives from
+/// the machine ID), and with a root hash given, data and verity partitions of other UUIDs.
+fn candidates(table: &GptTable, opts: &SelectOptions<'_>) -> Found {
+    use PartitionDesignator as D;
     let pairing = opts
         .root_hash
         .and_then(|(h, d)| verity_uuids(h).map(|u| (u, d)));
@@ -290,57 +312,55 @@ pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selecti
             None
         }
     };
-
-    let mut sel = Selection::default();
-    let mut generic: Option<Part> = None;
-    let mut multiple_generic = false;
-
-    // Candidates per designator, in table order.
-    let mut candidates: Vec<(D, Part)> = Vec::new();
+    let mut found = Found {
+        parts: Vec::new(),
+        generic: Ok(None),
+    };
     for p in &table.partitions {
         let Some(kind) = dps::classify(p.type_guid) else {
             continue;
         };
         let d = match kind {
             PartitionKind::LinuxGeneric => {
-                if p.flags & FLAG_NO_AUTO != 0 {
-                    continue;
-                }
-                if generic.is_some() {
-                    multiple_generic = true;
-                } else {
-                    generic = Some(Part::from_gpt(p, kind));
+                if p.flags & FLAG_NO_AUTO == 0 {
+                    found.generic = match found.generic {
+                        Ok(None) => Ok(Some(Part::from_gpt(p, kind))),
+                        _ => Err(SelectError::MultipleGeneric),
+                    };
                 }
                 continue;
             }
             PartitionKind::Dps { designator, .. } => designator,
         };
-        match d {
-            D::Esp => {
-                if p.flags & FLAG_NO_BLOCK_IO_PROTOCOL != 0 {
-                    continue;
-                }
-            }
-            D::Var => continue,
-            _ => {
-                if p.flags & FLAG_NO_AUTO != 0 {
-                    continue;
-                }
-            }
+        let skipped = match d {
+            D::Esp => p.flags & FLAG_NO_BLOCK_IO_PROTOCOL != 0,
+            D::Var => true,
+            _ => p.flags & FLAG_NO_AUTO != 0,
+        };
+        if skipped || wanted_uuid(d).is_some_and(|u| p.uuid != u) {
+            continue;
         }
-        if let Some(u) = wanted_uuid(d) {
-            if p.uuid != u {
-                continue;
-            }
-        }
-        candidates.push((d, Part::from_gpt(p, kind)));
+        found.parts.push((d, Part::from_gpt(p, kind)));
     }
+    found
+}
 
-    let is_protection = |d: D| d.verity_data().is_some() || d.verity_sig_data().is_some();
-    // Data partitions first, so that verity partitions can prefer their architecture.
+/// The partition per designator: data partitions first, so that verity partitions can
+/// prefer their architecture; the native architecture before the secondary one before any
+/// other; among equals the newest label for root, usr and their verity partitions, else the
+/// first. Partitions the policy ignores are recorded as ignored.
+fn choose(
+    parts: &[(PartitionDesignator, Part)],
+    policy: &ImagePolicy,
+    native_arch: &str,
+) -> Result<Selection, SelectError> {
+    let mut sel = Selection::default();
+    let is_protection = |d: PartitionDesignator| {
+        d.verity_data().is_some() || d.verity_sig_data().is_some()
+    };
     for pass in [false, true] {
-        for (d, part) in candidates.iter().filter(|(d, _)| is_protection(*d) == pass) {
-            let (d, part) = (*d, part.clone());
+        for (d, part) in parts.iter().filter(|(d, _)| is_protection(*d) == pass) {
+            let d = *d;
             if !policy.may_use(d)? {
                 if !sel.ignored.contains(&d) {
                     sel.ignored.push(d);
@@ -355,7 +375,7 @@ pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selecti
             let better = |new: &Part, old: &Part| -> bool {
                 let rank = |p: &Part| {
                     let same = data_arch.is_some() && p.arch == data_arch;
-                    (same, arch_rank(p.arch, opts.native_arch))
+                    (same, arch_rank(p.arch, native_arch))
                 };
                 match rank(new).cmp(&rank(old)) {
                     Ordering::Greater => true,
@@ -368,22 +388,28 @@ pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selecti
             };
             if let Some(slot) = sel.slot(d) {
                 match slot {
-                    Some(old) if !better(&part, old) => {}
-                    _ => *slot = Some(part),
+                    Some(old) if !better(part, old) => {}
+                    _ => *slot = Some(part.clone()),
                 }
             } else if !sel.other.iter().any(|(od, _)| *od == d) {
                 // First one wins for everything else.
-                sel.other.push((d, part));
+                sel.other.push((d, part.clone()));
             }
         }
     }
     // A partition that was ignored but also found (e.g. a second one) counts as found.
-    let found: Vec<D> = D::ALL
+    let found: Vec<PartitionDesignator> = PartitionDesignator::ALL
         .into_iter()
         .filter(|d| sel.get(*d).is_some())
         .collect();
     sel.ignored.retain(|d| !found.contains(d));
+    Ok(sel)
+}
 
+/// Verity and signature partitions come with their data (and a signature with its verity
+/// partition); root and usr are of one architecture.
+fn check_pairs(sel: &Selection) -> Result<(), SelectError> {
+    use PartitionDesignator as D;
     for (data, verity, sig) in [
         (D::Root, D::RootVerity, D::RootVeritySig),
         (D::Usr, D::UsrVerity, D::UsrVeritySig),
@@ -409,22 +435,36 @@ pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selecti
             }
         }
     }
+    Ok(())
+}
 
-    let usr_hash = matches!(opts.root_hash, Some((_, D::Usr)));
-    if sel.root.is_none() && sel.usr.is_none() && opts.allow_generic && !usr_hash {
-        if multiple_generic {
-            return Err(SelectError::MultipleGeneric);
-        }
-        if let Some(g) = generic {
-            if policy.may_use(D::Root)? {
-                sel.root = Some(g.clone());
-                sel.generic = Some(g);
-            } else if !sel.ignored.contains(&D::Root) {
-                sel.ignored.push(D::Root);
-            }
-        }
+/// Without DPS root or usr partition, a lone generic Linux partition serves as root (where
+/// the policy lets the root be used).
+fn use_generic(
+    sel: &mut Selection,
+    generic: Result<Option<Part>, SelectError>,
+    policy: &ImagePolicy,
+) -> Result<(), SelectError> {
+    let Some(g) = generic? else {
+        return Ok(());
+    };
+    if policy.may_use(PartitionDesignator::Root)? {
+        sel.root = Some(g.clone());
+        sel.generic = Some(g);
+    } else if !sel.ignored.contains(&PartitionDesignator::Root) {
+        sel.ignored.push(PartitionDesignator::Root);
     }
+    Ok(())
+}
 
+/// The selection as a whole: root or usr where required, one verity partition (and not a
+/// root one beside usr), each designator's protection and GPT flags as the policy wants,
+/// and anything at all.
+fn check_complete(
+    sel: &Selection,
+    opts: &SelectOptions<'_>,
+    policy: &ImagePolicy,
+) -> Result<(), SelectError> {
     if opts.require_root && sel.root.is_none() && sel.usr.is_none() {
         return Err(SelectError::NoRootOrUsr);
     }
@@ -436,9 +476,8 @@ pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selecti
             return Err(SelectError::VerityRootWithUsr);
         }
     }
-
     let mut any = false;
-    for d in D::ALL {
+    for d in PartitionDesignator::ALL {
         policy.check_found(d, sel.protection(d))?;
         if let Some(p) = sel.get(d) {
             any = true;
@@ -448,5 +487,5 @@ pub fn select_with(table: &GptTable, opts: &SelectOptions<'_>) -> Result<Selecti
     if !any {
         return Err(SelectError::NoPartitions);
     }
-    Ok(sel)
+    Ok(())
 }
