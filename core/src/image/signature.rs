@@ -655,6 +655,46 @@ fn verify_signer(
     content: &[u8],
     cert: &TrustedCert,
 ) -> Result<TrustedCertInfo, SignatureError> {
+    let (hash, kind) = signer_algorithms(si)?;
+    let message = signed_message(si, sd, content, hash)?;
+    let digest = hash.digest(&message);
+    let signature = si.signature.as_bytes();
+    let spki = cert.spki();
+    let algorithm = match (kind, spki.algorithm.oid) {
+        (KeyKind::Rsa, oid::RSA_ENCRYPTION) => verify_rsa(cert, hash, &digest, signature)?,
+        (KeyKind::Ec, oid::EC_PUBLIC_KEY) => verify_ec(cert, hash, &digest, signature)?,
+        (_, key_oid) if signature_algorithm(&key_oid).is_some() => {
+            return Err(SignatureError::BadSignature(format!(
+                "signature algorithm {} does not fit the {} key of {}",
+                si.signature_algorithm.oid,
+                if key_oid == oid::RSA_ENCRYPTION {
+                    "RSA"
+                } else {
+                    "EC"
+                },
+                cert.path.display()
+            )))
+        }
+        (_, key_oid) => {
+            return Err(SignatureError::UnsupportedAlgorithm {
+                kind: "public key",
+                oid: key_oid.to_string(),
+            })
+        }
+    };
+    Ok(TrustedCertInfo {
+        path: cert.path.clone(),
+        subject: cert.subject(),
+        fingerprint: cert.fingerprint,
+        algorithm,
+        signed_attributes: si.signed_attrs.is_some(),
+    })
+}
+
+
+/// The digest algorithm of a signer and the key kind of its signature algorithm, which
+/// must agree where the signature algorithm names a digest too.
+fn signer_algorithms(si: &SignerInfo) -> Result<(Hash, KeyKind), SignatureError> {
     let hash =
         Hash::from_oid(&si.digest_alg.oid).ok_or_else(|| SignatureError::UnsupportedAlgorithm {
             kind: "digest",
@@ -674,9 +714,19 @@ fn verify_signer(
         )));
     }
 
-    // What the signature covers: the content, or the DER of the signed attributes (as a
-    // SET OF, not the [0] IMPLICIT form they are stored in).
-    let message: Vec<u8> = match &si.signed_attrs {
+    Ok((hash, kind))
+}
+
+/// What the signature covers: the content, or the DER of the signed attributes (as a SET
+/// OF, not the [0] IMPLICIT form they are stored in), whose message digest must be the
+/// content's and whose content type the content's.
+fn signed_message(
+    si: &SignerInfo,
+    sd: &SignedData,
+    content: &[u8],
+    hash: Hash,
+) -> Result<Vec<u8>, SignatureError> {
+    Ok(match &si.signed_attrs {
         None => content.to_vec(),
         Some(attrs) => {
             let mut digest_seen = false;
@@ -719,89 +769,75 @@ fn verify_signer(
                 .to_der()
                 .map_err(|e| malformed("signed attributes", e))?
         }
-    };
-    let digest = hash.digest(&message);
-    let signature = si.signature.as_bytes();
+    })
+}
+
+/// An RSA PKCS#1 v1.5 signature of `digest` by the key of `cert`.
+fn verify_rsa(
+    cert: &TrustedCert,
+    hash: Hash,
+    digest: &[u8],
+    signature: &[u8],
+) -> Result<String, SignatureError> {
     let spki = cert.spki();
     let bad = |e: &dyn fmt::Display| SignatureError::BadSignature(format!("{e}"));
+    let spki_der = spki
+        .to_der()
+        .map_err(|e| cert_error(cert, format!("public key: {e}")))?;
+    let spki_ref = spki::SubjectPublicKeyInfoRef::from_der(&spki_der)
+        .map_err(|e| cert_error(cert, format!("public key: {e}")))?;
+    let key = rsa::PublicKey::try_from(spki_ref)
+        .map_err(|e| cert_error(cert, format!("RSA public key: {e}")))?;
+    let scheme = match hash {
+        Hash::Sha256 => rsa::Pkcs1v15Sign::new::<Sha256>(),
+        Hash::Sha384 => rsa::Pkcs1v15Sign::new::<Sha384>(),
+        Hash::Sha512 => rsa::Pkcs1v15Sign::new::<Sha512>(),
+    };
+    key.verify(scheme, digest, signature)
+        .map_err(|e| bad(&e))?;
+    Ok(format!("rsa-pkcs1v15-{}", hash.name()))
+}
 
-    let algorithm = match (kind, spki.algorithm.oid) {
-        (KeyKind::Rsa, oid::RSA_ENCRYPTION) => {
-            let spki_der = spki
-                .to_der()
-                .map_err(|e| cert_error(cert, format!("public key: {e}")))?;
-            let spki_ref = spki::SubjectPublicKeyInfoRef::from_der(&spki_der)
-                .map_err(|e| cert_error(cert, format!("public key: {e}")))?;
-            let key = rsa::PublicKey::try_from(spki_ref)
-                .map_err(|e| cert_error(cert, format!("RSA public key: {e}")))?;
-            let scheme = match hash {
-                Hash::Sha256 => rsa::Pkcs1v15Sign::new::<Sha256>(),
-                Hash::Sha384 => rsa::Pkcs1v15Sign::new::<Sha384>(),
-                Hash::Sha512 => rsa::Pkcs1v15Sign::new::<Sha512>(),
-            };
-            key.verify(scheme, &digest, signature)
-                .map_err(|e| bad(&e))?;
-            format!("rsa-pkcs1v15-{}", hash.name())
+/// An ECDSA signature (P-256 or P-384) of `digest` by the key of `cert`.
+fn verify_ec(
+    cert: &TrustedCert,
+    hash: Hash,
+    digest: &[u8],
+    signature: &[u8],
+) -> Result<String, SignatureError> {
+    let spki = cert.spki();
+    let bad = |e: &dyn fmt::Display| SignatureError::BadSignature(format!("{e}"));
+    use ecdsa::signature::hazmat::PrehashVerifier;
+    let curve: ObjectIdentifier = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as().ok())
+        .ok_or_else(|| cert_error(cert, "EC key without a named curve".into()))?;
+    let point = spki.subject_public_key.raw_bytes();
+    Ok(match curve {
+        oid::P256 => {
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
+                .map_err(|e| cert_error(cert, format!("P-256 public key: {e}")))?;
+            let s = p256::ecdsa::DerSignature::from_bytes(signature)
+                .map_err(|e| bad(&format_args!("not a DER ECDSA signature: {e}")))?;
+            key.verify_prehash(digest, &s).map_err(|e| bad(&e))?;
+            format!("ecdsa-p256-{}", hash.name())
         }
-        (KeyKind::Ec, oid::EC_PUBLIC_KEY) => {
-            use ecdsa::signature::hazmat::PrehashVerifier;
-            let curve: ObjectIdentifier = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.decode_as().ok())
-                .ok_or_else(|| cert_error(cert, "EC key without a named curve".into()))?;
-            let point = spki.subject_public_key.raw_bytes();
-            match curve {
-                oid::P256 => {
-                    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                        .map_err(|e| cert_error(cert, format!("P-256 public key: {e}")))?;
-                    let s = p256::ecdsa::DerSignature::from_bytes(signature)
-                        .map_err(|e| bad(&format_args!("not a DER ECDSA signature: {e}")))?;
-                    key.verify_prehash(&digest, &s).map_err(|e| bad(&e))?;
-                    format!("ecdsa-p256-{}", hash.name())
-                }
-                oid::P384 => {
-                    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
-                        .map_err(|e| cert_error(cert, format!("P-384 public key: {e}")))?;
-                    let s = p384::ecdsa::DerSignature::from_bytes(signature)
-                        .map_err(|e| bad(&format_args!("not a DER ECDSA signature: {e}")))?;
-                    key.verify_prehash(&digest, &s).map_err(|e| bad(&e))?;
-                    format!("ecdsa-p384-{}", hash.name())
-                }
-                other => {
-                    return Err(SignatureError::UnsupportedAlgorithm {
-                        kind: "elliptic curve",
-                        oid: other.to_string(),
-                    })
-                }
-            }
+        oid::P384 => {
+            let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
+                .map_err(|e| cert_error(cert, format!("P-384 public key: {e}")))?;
+            let s = p384::ecdsa::DerSignature::from_bytes(signature)
+                .map_err(|e| bad(&format_args!("not a DER ECDSA signature: {e}")))?;
+            key.verify_prehash(digest, &s).map_err(|e| bad(&e))?;
+            format!("ecdsa-p384-{}", hash.name())
         }
-        (_, key_oid) if signature_algorithm(&key_oid).is_some() => {
-            return Err(SignatureError::BadSignature(format!(
-                "signature algorithm {} does not fit the {} key of {}",
-                si.signature_algorithm.oid,
-                if key_oid == oid::RSA_ENCRYPTION {
-                    "RSA"
-                } else {
-                    "EC"
-                },
-                cert.path.display()
-            )))
-        }
-        (_, key_oid) => {
+        other => {
             return Err(SignatureError::UnsupportedAlgorithm {
-                kind: "public key",
-                oid: key_oid.to_string(),
+                kind: "elliptic curve",
+                oid: other.to_string(),
             })
         }
-    };
-    Ok(TrustedCertInfo {
-        path: cert.path.clone(),
-        subject: cert.subject(),
-        fingerprint: cert.fingerprint,
-        algorithm,
-        signed_attributes: si.signed_attrs.is_some(),
     })
 }
 
