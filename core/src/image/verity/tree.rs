@@ -168,54 +168,92 @@ pub fn verify_with_superblock(
             available: data_size,
         });
     }
-    let dbs = tree.dbs as usize;
-    let hbs = tree.hbs as usize;
-
-    let read_data = |first: u64, buf: &mut [u8]| -> Result<(), VerityError> {
-        let too_small = || VerityError::DataTooSmall {
-            needed: u64::try_from(needed).unwrap_or(u64::MAX),
-            available: data_size,
-        };
-        let pos = data_offset
-            .checked_add(first * tree.dbs)
-            .ok_or_else(too_small)?;
-        match data.read_exact_at(buf, pos) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(VerityError::DataTooSmall {
-                needed: u64::try_from(needed).unwrap_or(u64::MAX),
-                available: data_size,
-            }),
-            Err(e) => Err(e.into()),
-        }
+    let v = Verifier {
+        tree: &tree,
+        data,
+        data_offset,
+        data_size,
+        needed: u64::try_from(needed).unwrap_or(u64::MAX),
+        hash,
+        hash_offset,
     };
-
     if tree.levels.is_empty() {
         // A single data block: its digest is the root hash.
-        let mut block = vec![0u8; dbs];
-        read_data(0, &mut block)?;
+        let mut block = vec![0u8; tree.dbs as usize];
+        v.read_data(0, &mut block)?;
         return if tree.digest(&block) == root_hash {
             Ok(())
         } else {
             Err(VerityError::RootHashMismatch)
         };
     }
-
     let top = tree.levels.len() - 1;
-    let mut parent = vec![0u8; hbs];
-    read_hash_block(hash, hash_offset, &tree, tree.levels[top].0, &mut parent)?;
+    let mut parent = vec![0u8; tree.hbs as usize];
+    v.read_hash_block(tree.levels[top].0, &mut parent)?;
     if tree.digest(&parent) != root_hash {
         return Err(VerityError::RootHashMismatch);
     }
-
-    let mut child = vec![0u8; hbs.max(dbs)];
     for level in (0..=top).rev() {
+        v.check_level(level, level == top, &mut parent)?;
+    }
+    Ok(())
+}
+
+/// A data region being verified against its hash tree.
+struct Verifier<'a, D, H> {
+    tree: &'a Tree,
+    data: &'a D,
+    data_offset: u64,
+    data_size: u64,
+    /// The bytes of data the tree covers.
+    needed: u64,
+    hash: &'a H,
+    hash_offset: u64,
+}
+
+impl<D: FileExt, H: FileExt> Verifier<'_, D, H> {
+    /// Data blocks from `first` on, into `buf`.
+    fn read_data(&self, first: u64, buf: &mut [u8]) -> Result<(), VerityError> {
+        let too_small = || VerityError::DataTooSmall {
+            needed: self.needed,
+            available: self.data_size,
+        };
+        let pos = self
+            .data_offset
+            .checked_add(first * self.tree.dbs)
+            .ok_or_else(too_small)?;
+        match self.data.read_exact_at(buf, pos) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(too_small()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The hash block at `index` of the hash area.
+    fn read_hash_block(&self, index: u64, buf: &mut [u8]) -> Result<(), VerityError> {
+        read_hash_block(self.hash, self.hash_offset, self.tree, index, buf)
+    }
+
+    /// Check every block below the hash blocks of `level` (hash blocks of the level below,
+    /// or for level 0 the data blocks) against its digest there. `parent` holds the
+    /// level's first block already when `loaded` (the top level: checked against the root
+    /// hash).
+    fn check_level(
+        &self,
+        level: usize,
+        loaded: bool,
+        parent: &mut [u8],
+    ) -> Result<(), VerityError> {
+        let tree = self.tree;
+        let (dbs, hbs) = (tree.dbs as usize, tree.hbs as usize);
         let (parent_start, _) = tree.levels[level];
         let children = if level == 0 {
             tree.data_blocks
         } else {
             tree.levels[level - 1].1
         };
-        let mut loaded: Option<u64> = if level == top { Some(0) } else { None };
+        let mut loaded: Option<u64> = loaded.then_some(0);
+        let mut child = vec![0u8; hbs];
         // Data blocks are read in chunks to save system calls.
         const CHUNK_BLOCKS: u64 = 256;
         let mut chunk: Vec<u8> = Vec::new();
@@ -223,7 +261,7 @@ pub fn verify_with_superblock(
         for c in 0..children {
             let pidx = c / tree.per_block;
             if loaded != Some(pidx) {
-                read_hash_block(hash, hash_offset, &tree, parent_start + pidx, &mut parent)?;
+                self.read_hash_block(parent_start + pidx, parent)?;
                 loaded = Some(pidx);
             }
             let entry = (c % tree.per_block) as usize * tree.slot;
@@ -232,15 +270,15 @@ pub fn verify_with_superblock(
                 if c == chunk_first + (chunk.len() / dbs) as u64 || chunk.is_empty() {
                     let n = CHUNK_BLOCKS.min(children - c) as usize;
                     chunk.resize(n * dbs, 0);
-                    read_data(c, &mut chunk)?;
+                    self.read_data(c, &mut chunk)?;
                     chunk_first = c;
                 }
                 let at = (c - chunk_first) as usize * dbs;
                 tree.digest(&chunk[at..at + dbs])
             } else {
                 let (child_start, _) = tree.levels[level - 1];
-                read_hash_block(hash, hash_offset, &tree, child_start + c, &mut child[..hbs])?;
-                tree.digest(&child[..hbs])
+                self.read_hash_block(child_start + c, &mut child)?;
+                tree.digest(&child)
             };
             if got != expected {
                 return Err(if level == 0 {
@@ -253,6 +291,6 @@ pub fn verify_with_superblock(
                 });
             }
         }
+        Ok(())
     }
-    Ok(())
 }
