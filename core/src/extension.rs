@@ -99,42 +99,7 @@ pub fn load_release(tree: BorrowedFd<'_>, class: ImageClass, name: &str) -> Rele
             }
         }
     };
-    let base = release_base_name(name);
-    let mut accepted: Vec<String> = Vec::new();
-    let mut rejected: Vec<String> = Vec::new();
-    if let Ok(mut d) = rustix::fs::Dir::read_from(&dfd) {
-        while let Some(Ok(ent)) = d.next() {
-            let Ok(fname) = ent.file_name().to_str() else {
-                continue;
-            };
-            let Some(x) = fname.strip_prefix("extension-release.") else {
-                continue;
-            };
-            if !image_name_is_valid(x) {
-                continue;
-            }
-            if !matches!(ent.file_type(), FileType::RegularFile | FileType::Unknown) {
-                continue;
-            }
-            // Only regular files count (looked at O_PATH: a FIFO is never opened).
-            let Ok(ffd) = rustix::fs::openat(
-                &dfd,
-                fname,
-                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) else {
-                continue;
-            };
-            if smallfile::check_regular(ffd.as_fd()).is_err() {
-                continue;
-            }
-            if x == base || strict_xattr_is_false(ffd.as_fd()) {
-                accepted.push(fname.to_string());
-            } else {
-                rejected.push(fname.to_string());
-            }
-        }
-    }
+    let (mut accepted, mut rejected) = candidates(&dfd, release_base_name(name));
     match accepted.len() {
         0 => {
             let problem = if rejected.is_empty() {
@@ -152,26 +117,7 @@ pub fn load_release(tree: BorrowedFd<'_>, class: ImageClass, name: &str) -> Rele
                 ..Default::default()
             }
         }
-        1 => {
-            let rel = format!("{dir}/{}", accepted[0]);
-            let open = |flags| {
-                rustix::fs::openat(
-                    &dfd,
-                    accepted[0].as_str(),
-                    flags | OFlags::NOFOLLOW,
-                    Mode::empty(),
-                )
-                .map_err(Into::into)
-            };
-            match open_release(open, &rel) {
-                Ok(fd) => parse_release_fd(fd, rel),
-                Err((_, problem)) => ReleaseInfo {
-                    problem: Some(problem),
-                    file: Some(rel),
-                    ..Default::default()
-                },
-            }
-        }
+        1 => load_candidate(&dfd, dir, &accepted[0]),
         _ => {
             accepted.sort();
             ReleaseInfo {
@@ -182,6 +128,63 @@ pub fn load_release(tree: BorrowedFd<'_>, class: ImageClass, name: &str) -> Rele
                 ..Default::default()
             }
         }
+    }
+}
+
+/// The release files in the directory `dfd` other than the exact one: those accepted (named
+/// after the image's base name `base`, or marked `user.extension-release.strict=false`) and
+/// those rejected. Only regular files count (looked at `O_PATH`: a FIFO is never opened).
+fn candidates(dfd: &OwnedFd, base: &str) -> (Vec<String>, Vec<String>) {
+    let mut accepted: Vec<String> = Vec::new();
+    let mut rejected: Vec<String> = Vec::new();
+    let Ok(mut d) = rustix::fs::Dir::read_from(dfd) else {
+        return (accepted, rejected);
+    };
+    while let Some(Ok(ent)) = d.next() {
+        let Ok(fname) = ent.file_name().to_str() else {
+            continue;
+        };
+        let Some(x) = fname.strip_prefix("extension-release.") else {
+            continue;
+        };
+        if !image_name_is_valid(x)
+            || !matches!(ent.file_type(), FileType::RegularFile | FileType::Unknown)
+        {
+            continue;
+        }
+        let Ok(ffd) = rustix::fs::openat(
+            dfd,
+            fname,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        if smallfile::check_regular(ffd.as_fd()).is_err() {
+            continue;
+        }
+        if x == base || strict_xattr_is_false(ffd.as_fd()) {
+            accepted.push(fname.to_string());
+        } else {
+            rejected.push(fname.to_string());
+        }
+    }
+    (accepted, rejected)
+}
+
+/// Read the one accepted release file `fname` of the directory `dfd` (`dir` in the image).
+fn load_candidate(dfd: &OwnedFd, dir: &str, fname: &str) -> ReleaseInfo {
+    let rel = format!("{dir}/{fname}");
+    let open = |flags| {
+        rustix::fs::openat(dfd, fname, flags | OFlags::NOFOLLOW, Mode::empty()).map_err(Into::into)
+    };
+    match open_release(open, &rel) {
+        Ok(fd) => parse_release_fd(fd, rel),
+        Err((_, problem)) => ReleaseInfo {
+            problem: Some(problem),
+            file: Some(rel),
+            ..Default::default()
+        },
     }
 }
 
