@@ -3,30 +3,23 @@
 //! table (which costs the kernel a formatted line per mount in the namespace).
 #![allow(unsafe_code)]
 
+use linux_raw_sys::general::{
+    __NR_listmount, __NR_statmount, mnt_id_req, statmount as Statmount, MNT_ID_REQ_SIZE_VER0,
+    STATMOUNT_FS_TYPE, STATMOUNT_MNT_BASIC, STATMOUNT_MNT_OPTS, STATMOUNT_MNT_POINT,
+    STATMOUNT_SB_SOURCE,
+};
 use rustix::fd::BorrowedFd;
 use rustix::fs::{AtFlags, StatxFlags};
 use std::io;
 
-const SYS_STATMOUNT: libc::c_long = 457;
-const SYS_LISTMOUNT: libc::c_long = 458;
 /// `STATX_MNT_ID_UNIQUE` (Linux 6.8).
-pub(crate) const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
-const STATMOUNT_MNT_BASIC: u64 = 0x2;
-const STATMOUNT_MNT_POINT: u64 = 0x10;
-const STATMOUNT_FS_TYPE: u64 = 0x20;
-const STATMOUNT_MNT_OPTS: u64 = 0x80;
-const STATMOUNT_SB_SOURCE: u64 = 0x200;
-/// `sizeof(struct statmount)`: the strings follow the fixed part.
-const HEADER: usize = 512;
-const OFF_SIZE: usize = 0;
-const OFF_MNT_OPTS: usize = 4;
-const OFF_MASK: usize = 8;
-const OFF_FS_TYPE: usize = 36;
-const OFF_MNT_PARENT_ID: usize = 48;
-const OFF_MNT_ID_OLD: usize = 56;
-const OFF_MNT_PARENT_ID_OLD: usize = 60;
-const OFF_MNT_POINT: usize = 108;
-const OFF_SB_SOURCE: usize = 124;
+pub(crate) const STATX_MNT_ID_UNIQUE: u32 = linux_raw_sys::general::STATX_MNT_ID_UNIQUE;
+/// `sizeof(struct statmount)`: the strings (`str[]`) follow the fixed part.
+const HEADER: usize = std::mem::size_of::<Statmount>();
+const _: () = assert!(HEADER == 512);
+const _: () = assert!(std::mem::offset_of!(Statmount, str_) == HEADER);
+// An [`Answer`]'s u64s are aligned for the struct.
+const _: () = assert!(std::mem::align_of::<Statmount>() <= std::mem::align_of::<u64>());
 
 /// Whether the kernel answers `statmount(2)` (asked about the mount of `/`). Callers ask
 /// [`crate::kernel::Kernel`], which asks this once per process.
@@ -41,43 +34,82 @@ pub fn available() -> bool {
     let Some(id) = unique_mount_id(std::os::fd::AsFd::as_fd(&root)) else {
         return false;
     };
-    let mut buf = vec![0u8; HEADER + 64];
+    let mut buf = Answer::new(HEADER + 64);
     matches!(statmount(id, STATMOUNT_MNT_BASIC, &mut buf), Ok(Some(_)))
 }
 
-#[repr(C)]
-struct MntIdReq {
-    size: u32,
-    spare: u32,
-    mnt_id: u64,
-    param: u64,
+/// The buffer `statmount` fills: a `struct statmount` and its strings. Kept as u64s, so that
+/// its start is aligned for the struct; `len` bytes of it (at least [`HEADER`]) are offered
+/// to the kernel.
+struct Answer {
+    words: Vec<u64>,
+    len: usize,
 }
 
-/// Element types the kernel may fill with any bits.
-trait Plain: Copy {}
-impl Plain for u8 {}
-impl Plain for u64 {}
+impl Answer {
+    fn new(len: usize) -> Answer {
+        let len = len.max(HEADER);
+        Answer {
+            words: vec![0; len.div_ceil(8)],
+            len,
+        }
+    }
 
-/// `statmount(req, out, len, 0)` or `listmount(req, out, len, 0)`: both take a mnt_id_req
-/// and fill `out` (bytes for statmount, mount ids for listmount), `len` counting its elements.
-fn mnt_id_call<T: Plain>(nr: libc::c_long, mnt_id: u64, param: u64, out: &mut [T]) -> libc::c_long {
-    let req = MntIdReq {
-        size: std::mem::size_of::<MntIdReq>() as u32,
+    fn grow(&mut self) {
+        self.len = self.len.saturating_mul(4);
+        self.words.resize(self.len.div_ceil(8), 0);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the words hold at least `len` bytes, and every byte of a u64 is a valid u8.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    fn header(&self) -> &Statmount {
+        // SAFETY: the words hold at least `HEADER` bytes, the size of the struct (`new`),
+        // aligned for it (checked above); its fields are integers, valid with any bits.
+        unsafe { &*self.words.as_ptr().cast::<Statmount>() }
+    }
+}
+
+/// A `struct mnt_id_req` of the first version (Linux 6.8; `mnt_ns_id`, added in 6.11, is not
+/// part of what the kernel reads): the same request for every kernel.
+fn request(mnt_id: u64, param: u64) -> mnt_id_req {
+    mnt_id_req {
+        size: MNT_ID_REQ_SIZE_VER0,
         spare: 0,
         mnt_id,
         param,
-    };
-    // SAFETY: `req` is a valid mnt_id_req of the size it declares; the kernel writes at most
-    // `out.len()` elements of `T` (bytes for statmount, u64 ids for listmount) into `out`.
-    unsafe {
-        libc::syscall(
-            nr,
-            &req as *const MntIdReq,
-            out.as_mut_ptr(),
-            out.len(),
-            0u32,
-        )
+        mnt_ns_id: 0,
     }
+}
+
+/// `syscall(nr, req, out, len, 0)`: statmount or listmount, which both take a mnt_id_req and
+/// fill `out` (bytes for statmount, mount ids for listmount), `len` counting its elements.
+///
+/// # Safety
+///
+/// `out` must be valid for writes of `len` elements of what `nr` writes.
+unsafe fn mnt_id_call(nr: u32, req: &mnt_id_req, out: *mut u64, len: usize) -> io::Result<usize> {
+    // SAFETY: `req` is a valid mnt_id_req of at least the size it declares; `out` is the
+    // caller's to vouch for.
+    let r = unsafe { libc::syscall(nr as libc::c_long, req as *const mnt_id_req, out, len, 0u32) };
+    // Negative: failed, with errno set.
+    usize::try_from(r).map_err(|_| io::Error::last_os_error())
+}
+
+/// `statmount(mnt_id, mask)` into `buf`, as many bytes as it offers.
+fn statmount_call(id: u64, mask: u32, buf: &mut Answer) -> io::Result<()> {
+    let req = request(id, u64::from(mask));
+    // SAFETY: the words hold at least `len` bytes.
+    unsafe { mnt_id_call(__NR_statmount, &req, buf.words.as_mut_ptr(), buf.len) }.map(drop)
+}
+
+/// `listmount(mnt_id, last)` into `out`: how many ids it wrote.
+fn listmount_call(id: u64, last: u64, out: &mut [u64]) -> io::Result<usize> {
+    let req = request(id, last);
+    // SAFETY: `out` holds `out.len()` ids.
+    unsafe { mnt_id_call(__NR_listmount, &req, out.as_mut_ptr(), out.len()) }
 }
 
 /// The unique (never reused) 64-bit id of the mount `fd` is on (Linux 6.8+).
@@ -92,32 +124,25 @@ pub fn unique_mount_id(fd: BorrowedFd<'_>) -> Option<u64> {
     (st.stx_mask & STATX_MNT_ID_UNIQUE != 0).then_some(st.stx_mnt_id)
 }
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_ne_bytes(b[off..off + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    u64::from_ne_bytes(b[off..off + 8].try_into().expect("8 bytes"))
-}
-
-fn string_at(b: &[u8], size: usize, off: u32) -> Option<String> {
-    let start = HEADER.checked_add(off as usize)?;
-    let tail = b.get(start..size)?;
-    let end = tail.iter().position(|&c| c == 0)?;
-    Some(String::from_utf8_lossy(&tail[..end]).into_owned())
+impl Answer {
+    /// The NUL-terminated string at offset `off` of `str[]`, within the answer's `size`.
+    fn string(&self, size: usize, off: u32) -> Option<String> {
+        let start = HEADER.checked_add(off as usize)?;
+        let tail = self.bytes().get(start..size)?;
+        let end = tail.iter().position(|&c| c == 0)?;
+        Some(String::from_utf8_lossy(&tail[..end]).into_owned())
+    }
 }
 
 /// One `statmount` call for mount `id` asking for `mask`, into `buf` (grown when the answer
 /// does not fit). `Ok(None)` when the kernel lacks the call or does not answer all of `mask`;
 /// else the answer's size.
-fn statmount(id: u64, mask: u64, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+fn statmount(id: u64, mask: u32, buf: &mut Answer) -> io::Result<Option<usize>> {
     loop {
-        let r = mnt_id_call(SYS_STATMOUNT, id, mask, buf);
-        if r < 0 {
-            let e = io::Error::last_os_error();
+        if let Err(e) = statmount_call(id, mask, buf) {
             match e.raw_os_error() {
-                Some(libc::EOVERFLOW) if buf.len() < 16 * 1024 * 1024 => {
-                    buf.resize(buf.len() * 4, 0);
+                Some(libc::EOVERFLOW) if buf.len < 16 * 1024 * 1024 => {
+                    buf.grow();
                     continue;
                 }
                 Some(libc::ENOSYS) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => {
@@ -126,8 +151,9 @@ fn statmount(id: u64, mask: u64, buf: &mut Vec<u8>) -> io::Result<Option<usize>>
                 _ => return Err(e),
             }
         }
-        let size = (u32_at(buf, OFF_SIZE) as usize).min(buf.len());
-        if size < HEADER || u64_at(buf, OFF_MASK) & mask != mask {
+        let h = buf.header();
+        let size = (h.size as usize).min(buf.len);
+        if size < HEADER || h.mask & u64::from(mask) != u64::from(mask) {
             return Ok(None);
         }
         return Ok(Some(size));
@@ -145,28 +171,26 @@ pub fn child_mounts(fd: BorrowedFd<'_>, id: Option<u64>) -> Option<Vec<(u64, Str
     let mut chunk = [0u64; 64];
     let mut last = 0u64;
     loop {
-        let r = mnt_id_call(SYS_LISTMOUNT, parent, last, &mut chunk);
-        if r < 0 {
-            return None;
+        let n = listmount_call(parent, last, &mut chunk).ok()?;
+        let got = chunk.get(..n)?;
+        ids.extend_from_slice(got);
+        // A full chunk: there may be more, after its last id.
+        match got.last() {
+            Some(&l) if n == chunk.len() => last = l,
+            _ => break,
         }
-        let n = r as usize;
-        ids.extend_from_slice(&chunk[..n]);
-        if n < chunk.len() {
-            break;
-        }
-        last = chunk[n - 1];
     }
     if ids.is_empty() {
         return Some(Vec::new());
     }
     // Room for a mount point of a few hundred bytes; grown (EOVERFLOW) for longer ones.
-    let mut buf = vec![0u8; HEADER + 512];
+    let mut buf = Answer::new(HEADER + 512);
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         // listmount lists the whole subtree: keep the direct children (asking for the
         // mount point, which costs the kernel a path walk, only for them).
         match statmount(id, STATMOUNT_MNT_BASIC, &mut buf) {
-            Ok(Some(_)) if u64_at(&buf, OFF_MNT_PARENT_ID) != parent => continue,
+            Ok(Some(_)) if buf.header().mnt_parent_id != parent => continue,
             Ok(Some(_)) => {}
             Ok(None) => return None,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
@@ -174,8 +198,9 @@ pub fn child_mounts(fd: BorrowedFd<'_>, id: Option<u64>) -> Option<Vec<(u64, Str
         }
         match statmount(id, STATMOUNT_MNT_BASIC | STATMOUNT_MNT_POINT, &mut buf) {
             Ok(Some(size)) => {
-                let point = string_at(&buf, size, u32_at(&buf, OFF_MNT_POINT))?;
-                out.push((u32_at(&buf, OFF_MNT_ID_OLD) as u64, point));
+                let h = buf.header();
+                let point = buf.string(size, h.mnt_point)?;
+                out.push((u64::from(h.mnt_id_old), point));
             }
             Ok(None) => return None,
             // Unmounted since listmount: not a child any more.
@@ -206,21 +231,22 @@ pub struct MountBrief {
 /// [`MountBrief`] of the mount with unique id `id`. `Ok(None)` when the kernel cannot tell
 /// (before 6.11, which added the source): read mountinfo instead.
 pub fn brief(id: u64) -> io::Result<Option<MountBrief>> {
-    let mut buf = vec![0u8; HEADER + 1024];
+    let mut buf = Answer::new(HEADER + 1024);
     let mask = STATMOUNT_MNT_BASIC | STATMOUNT_MNT_POINT | STATMOUNT_FS_TYPE | STATMOUNT_SB_SOURCE;
     let Some(size) = statmount(id, mask, &mut buf)? else {
         return Ok(None);
     };
-    let s = |off| string_at(&buf, size, u32_at(&buf, off));
+    let h = buf.header();
+    let s = |off| buf.string(size, off);
     let (Some(mount_point), Some(fstype), Some(source)) =
-        (s(OFF_MNT_POINT), s(OFF_FS_TYPE), s(OFF_SB_SOURCE))
+        (s(h.mnt_point), s(h.fs_type), s(h.sb_source))
     else {
         return Ok(None);
     };
     Ok(Some(MountBrief {
         id,
-        parent: u64_at(&buf, OFF_MNT_PARENT_ID),
-        parent_old: u32_at(&buf, OFF_MNT_PARENT_ID_OLD) as u64,
+        parent: h.mnt_parent_id,
+        parent_old: u64::from(h.mnt_parent_id_old),
         mount_point,
         fstype,
         source,
@@ -232,18 +258,16 @@ pub fn brief(id: u64) -> io::Result<Option<MountBrief>> {
 /// cannot tell (no `statmount`, or no options in its answer): read mountinfo instead.
 /// `expect`: about how long the options are (the buffer grows when they do not fit).
 pub fn fs_type_and_options(id: u64, expect: usize) -> io::Result<Option<(String, String)>> {
-    fs_type_and_options_in(id, vec![0u8; HEADER + 64 + expect.min(1 << 20)])
+    fs_type_and_options_in(id, Answer::new(HEADER + 64 + expect.min(1 << 20)))
 }
 
-fn fs_type_and_options_in(id: u64, mut buf: Vec<u8>) -> io::Result<Option<(String, String)>> {
+fn fs_type_and_options_in(id: u64, mut buf: Answer) -> io::Result<Option<(String, String)>> {
     let Some(size) = statmount(id, STATMOUNT_FS_TYPE | STATMOUNT_MNT_OPTS, &mut buf)? else {
         return Ok(None);
     };
+    let h = buf.header();
     Ok(
-        match (
-            string_at(&buf, size, u32_at(&buf, OFF_FS_TYPE)),
-            string_at(&buf, size, u32_at(&buf, OFF_MNT_OPTS)),
-        ) {
+        match (buf.string(size, h.fs_type), buf.string(size, h.mnt_opts)) {
             (Some(fstype), Some(opts)) => Some((fstype, opts)),
             _ => None,
         },
@@ -273,11 +297,11 @@ mod tests {
         let Some(id) = unique_mount_id(f.as_fd()) else {
             return;
         };
-        let Some(big) = fs_type_and_options_in(id, vec![0u8; HEADER + 4096]).unwrap() else {
+        let Some(big) = fs_type_and_options_in(id, Answer::new(HEADER + 4096)).unwrap() else {
             return;
         };
         // Too short even for the file system type: EOVERFLOW, grown, asked again.
-        let small = fs_type_and_options_in(id, vec![0u8; HEADER + 2]).unwrap();
+        let small = fs_type_and_options_in(id, Answer::new(HEADER + 2)).unwrap();
         assert_eq!(small, Some(big.clone()));
         // The options are those mountinfo shows after the superblock's own flags.
         let old = crate::state::mount_id(f.as_fd()).unwrap();
