@@ -11,81 +11,52 @@
 //! mount is gone, then disappears on its own.
 #![allow(unsafe_code)]
 
+use linux_raw_sys::loop_device::{
+    self as uapi, loop_config, loop_info64, LOOP_CLR_FD, LOOP_CONFIGURE, LOOP_CTL_GET_FREE,
+    LOOP_GET_STATUS64,
+};
+use rustix::fs::{Mode, OFlags};
+use rustix::ioctl::{Getter, Ioctl, IoctlOutput, NoArg, Opcode, Setter};
 use std::ffi::CStr;
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const LOOP_CLR_FD: libc::Ioctl = 0x4C01;
-const LOOP_GET_STATUS64: libc::Ioctl = 0x4C05;
-const LOOP_CONFIGURE: libc::Ioctl = 0x4C0A;
-const LOOP_CTL_GET_FREE: libc::Ioctl = 0x4C82;
-
 /// `LO_FLAGS_READ_ONLY`.
-pub const LO_FLAGS_READ_ONLY: u32 = 1;
+pub const LO_FLAGS_READ_ONLY: u32 = uapi::LO_FLAGS_READ_ONLY as u32;
 /// `LO_FLAGS_AUTOCLEAR`.
-pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+pub const LO_FLAGS_AUTOCLEAR: u32 = uapi::LO_FLAGS_AUTOCLEAR as u32;
 /// `LO_FLAGS_PARTSCAN`.
-pub const LO_FLAGS_PARTSCAN: u32 = 8;
+pub const LO_FLAGS_PARTSCAN: u32 = uapi::LO_FLAGS_PARTSCAN as u32;
 /// `LO_FLAGS_DIRECT_IO`.
-pub const LO_FLAGS_DIRECT_IO: u32 = 16;
+pub const LO_FLAGS_DIRECT_IO: u32 = uapi::LO_FLAGS_DIRECT_IO as u32;
 
-const LO_NAME_SIZE: usize = 64;
-const LO_KEY_SIZE: usize = 32;
 /// How many devices are tried before giving up on `EBUSY` races (or devices that vanish
 /// because another tool removed them with `LOOP_CTL_REMOVE`, as systemd does).
 const MAX_ATTEMPTS: u32 = 128;
 
-/// `struct loop_info64` of `<linux/loop.h>`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct LoopInfo64 {
-    lo_device: u64,
-    lo_inode: u64,
-    lo_rdevice: u64,
-    lo_offset: u64,
-    lo_sizelimit: u64,
-    lo_number: u32,
-    lo_encrypt_type: u32,
-    lo_encrypt_key_size: u32,
-    lo_flags: u32,
-    lo_file_name: [u8; LO_NAME_SIZE],
-    lo_crypt_name: [u8; LO_NAME_SIZE],
-    lo_encrypt_key: [u8; LO_KEY_SIZE],
-    lo_init: [u64; 2],
-}
+// The layouts of <linux/loop.h> (the same on every architecture).
+const _: () = assert!(std::mem::size_of::<loop_info64>() == 232);
+const _: () = assert!(std::mem::size_of::<loop_config>() == 304);
 
-/// `struct loop_config` of `<linux/loop.h>`.
-#[repr(C)]
-struct LoopConfig {
-    fd: u32,
-    block_size: u32,
-    info: LoopInfo64,
-    reserved: [u64; 8],
-}
-
-const _: () = assert!(std::mem::size_of::<LoopInfo64>() == 232);
-const _: () = assert!(std::mem::size_of::<LoopConfig>() == 304);
-
-impl LoopInfo64 {
-    const ZERO: LoopInfo64 = LoopInfo64 {
-        lo_device: 0,
-        lo_inode: 0,
-        lo_rdevice: 0,
-        lo_offset: 0,
-        lo_sizelimit: 0,
-        lo_number: 0,
-        lo_encrypt_type: 0,
-        lo_encrypt_key_size: 0,
-        lo_flags: 0,
-        lo_file_name: [0; LO_NAME_SIZE],
-        lo_crypt_name: [0; LO_NAME_SIZE],
-        lo_encrypt_key: [0; LO_KEY_SIZE],
-        lo_init: [0; 2],
-    };
-}
+/// A `struct loop_info64` of zeros.
+const INFO_ZERO: loop_info64 = loop_info64 {
+    lo_device: 0,
+    lo_inode: 0,
+    lo_rdevice: 0,
+    lo_offset: 0,
+    lo_sizelimit: 0,
+    lo_number: 0,
+    lo_encrypt_type: 0,
+    lo_encrypt_key_size: 0,
+    lo_flags: 0,
+    lo_file_name: [0; uapi::LO_NAME_SIZE as usize],
+    lo_crypt_name: [0; uapi::LO_NAME_SIZE as usize],
+    lo_encrypt_key: [0; uapi::LO_KEY_SIZE as usize],
+    lo_init: [0; 2],
+};
 
 /// Options for [`LoopDevice::attach`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,68 +124,76 @@ pub struct LoopStatus {
     pub file_name: String,
 }
 
-fn errno() -> io::Error {
-    io::Error::last_os_error()
-}
+/// `LOOP_CTL_GET_FREE`: no argument; the result is the number of a free device.
+struct GetFree;
 
-fn ioctl_int(
-    fd: BorrowedFd<'_>,
-    request: libc::Ioctl,
-    arg: libc::c_ulong,
-) -> io::Result<libc::c_int> {
-    // SAFETY: the requests used with this helper take an integer argument (or none).
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) };
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(r)
+// SAFETY: LOOP_CTL_GET_FREE takes no argument (a null pointer is passed) and writes nothing
+// to user memory; a successful call's result is the device number.
+unsafe impl Ioctl for GetFree {
+    type Output = IoctlOutput;
+    const IS_MUTATING: bool = false;
+
+    fn opcode(&self) -> Opcode {
+        LOOP_CTL_GET_FREE as Opcode
+    }
+
+    fn as_ptr(&mut self) -> *mut std::ffi::c_void {
+        std::ptr::null_mut()
+    }
+
+    unsafe fn output_from_ptr(
+        out: IoctlOutput,
+        _: *mut std::ffi::c_void,
+    ) -> rustix::io::Result<IoctlOutput> {
+        Ok(out)
     }
 }
 
-fn open_path(path: &Path, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `c` is a valid NUL-terminated string; the returned descriptor is owned below.
-    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC | libc::O_NOCTTY) };
-    if fd < 0 {
-        return Err(errno());
-    }
-    // SAFETY: `fd` was just returned by open(2) and is not owned by anything else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+fn get_free(control: BorrowedFd<'_>) -> io::Result<IoctlOutput> {
+    // SAFETY: see `GetFree`.
+    Ok(unsafe { rustix::ioctl::ioctl(control, GetFree) }?)
+}
+
+fn clear_fd(dev: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: LOOP_CLR_FD takes no argument.
+    let ioctl = unsafe { NoArg::<{ LOOP_CLR_FD as Opcode }>::new() };
+    // SAFETY: as above.
+    Ok(unsafe { rustix::ioctl::ioctl(dev, ioctl) }?)
+}
+
+fn open_path(path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        path,
+        flags | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )?)
 }
 
 /// Whether the file open at `file` can be opened again with `O_DIRECT`.
 fn can_open_direct(file: BorrowedFd<'_>) -> bool {
     let path = format!("/proc/self/fd/{}", file.as_raw_fd());
-    open_path(Path::new(&path), libc::O_RDONLY | libc::O_DIRECT).is_ok()
+    open_path(Path::new(&path), OFlags::RDONLY | OFlags::DIRECT).is_ok()
 }
 
-fn configure(dev: BorrowedFd<'_>, cfg: &LoopConfig) -> io::Result<()> {
-    // SAFETY: LOOP_CONFIGURE reads a `struct loop_config`, which `cfg` points to and whose
-    // layout matches the kernel's (checked by the size assertions above).
-    let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, cfg as *const LoopConfig) };
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(())
-    }
+fn configure(dev: BorrowedFd<'_>, cfg: &loop_config) -> io::Result<()> {
+    // SAFETY: LOOP_CONFIGURE reads a `struct loop_config`, the type given here, which it does
+    // not write to.
+    let ioctl = unsafe { Setter::<{ LOOP_CONFIGURE as Opcode }, loop_config>::new(*cfg) };
+    // SAFETY: as above.
+    Ok(unsafe { rustix::ioctl::ioctl(dev, ioctl) }?)
 }
 
-fn get_status(dev: BorrowedFd<'_>) -> io::Result<LoopInfo64> {
-    let mut info = LoopInfo64::ZERO;
-    // SAFETY: LOOP_GET_STATUS64 writes a `struct loop_info64` into `info`.
-    let r = unsafe {
-        libc::ioctl(
-            dev.as_raw_fd(),
-            LOOP_GET_STATUS64,
-            &mut info as *mut LoopInfo64,
-        )
-    };
-    if r < 0 {
-        Err(errno())
-    } else {
-        Ok(info)
-    }
+fn get_status(dev: BorrowedFd<'_>) -> io::Result<loop_info64> {
+    // SAFETY: LOOP_GET_STATUS64 writes a `struct loop_info64`, the type given here.
+    let ioctl = unsafe { Getter::<{ LOOP_GET_STATUS64 as Opcode }, loop_info64>::new() };
+    // SAFETY: as above.
+    Ok(unsafe { rustix::ioctl::ioctl(dev, ioctl) }?)
+}
+
+/// What a [`LoopDevice`] without its descriptor says (instead of a panic; it does not happen:
+/// only the methods that consume the device give the descriptor up).
+fn detached() -> io::Error {
+    io::Error::from_raw_os_error(libc::EBADF)
 }
 
 /// A loop device we attached. Detached by [`LoopDevice::detach`] or on drop.
@@ -240,22 +219,22 @@ impl LoopDevice {
         opts: &LoopOptions,
     ) -> io::Result<LoopDevice> {
         let file = file.as_fd();
-        let control = open_path(Path::new("/dev/loop-control"), libc::O_RDWR)?;
-        let mut cfg = LoopConfig {
+        let control = open_path(Path::new("/dev/loop-control"), OFlags::RDWR)?;
+        let mut cfg = loop_config {
             fd: u32::try_from(file.as_raw_fd())
                 .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
             block_size: opts.block_size,
-            info: LoopInfo64 {
+            info: loop_info64 {
                 lo_offset: offset,
                 lo_sizelimit: size,
                 lo_flags: opts.flags(),
-                ..LoopInfo64::ZERO
+                ..INFO_ZERO
             },
-            reserved: [0; 8],
+            __reserved: [0; 8],
         };
         if let Ok(target) = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
             let name = target.as_os_str().as_encoded_bytes();
-            let n = name.len().min(LO_NAME_SIZE - 1);
+            let n = name.len().min(cfg.info.lo_file_name.len() - 1);
             cfg.info.lo_file_name[..n].copy_from_slice(&name[..n]);
         }
         // Direct I/O only where the backing file can be opened for it, as systemd checks
@@ -267,9 +246,9 @@ impl LoopDevice {
             cfg.info.lo_flags &= !LO_FLAGS_DIRECT_IO;
         }
         let access = if opts.read_only {
-            libc::O_RDONLY
+            OFlags::RDONLY
         } else {
-            libc::O_RDWR
+            OFlags::RDWR
         };
 
         let mut last_err = io::Error::from_raw_os_error(libc::EBUSY);
@@ -288,7 +267,7 @@ impl LoopDevice {
                     50 * u64::from(attempt.min(40)) + jitter,
                 ));
             }
-            let free = ioctl_int(control.as_fd(), LOOP_CTL_GET_FREE, 0)?;
+            let free = get_free(control.as_fd())?;
             let mut number =
                 u32::try_from(free).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
             if busy.contains(&number) {
@@ -356,28 +335,26 @@ impl LoopDevice {
         self.number
     }
 
-    /// Our descriptor of the device (open while the `LoopDevice` lives).
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd
-            .as_ref()
-            .expect("loop device fd present until drop")
-            .as_fd()
+    /// Our descriptor of the device, open while the `LoopDevice` lives. (The error, `EBADF`,
+    /// does not happen: only the methods that consume the device give the descriptor up.)
+    pub fn fd(&self) -> io::Result<BorrowedFd<'_>> {
+        self.fd.as_ref().map(AsFd::as_fd).ok_or_else(detached)
     }
 
     /// The device number (`st_rdev`).
     pub fn devnum(&self) -> io::Result<u64> {
-        let st = rustix::fs::fstat(self.fd())?;
+        let st = rustix::fs::fstat(self.fd()?)?;
         Ok(st.st_rdev)
     }
 
     /// The kernel's status of the device.
     pub fn status(&self) -> io::Result<LoopStatus> {
-        let i = get_status(self.fd())?;
+        let i = get_status(self.fd()?)?;
         let name_len = i
             .lo_file_name
             .iter()
             .position(|&c| c == 0)
-            .unwrap_or(LO_NAME_SIZE);
+            .unwrap_or(i.lo_file_name.len());
         Ok(LoopStatus {
             number: i.lo_number,
             offset: i.lo_offset,
@@ -403,10 +380,10 @@ impl LoopDevice {
         let Some(fd) = self.fd.take() else {
             return Ok(());
         };
-        let r = ioctl_int(fd.as_fd(), LOOP_CLR_FD, 0);
+        let r = clear_fd(fd.as_fd());
         drop(fd);
         match r {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             // Already unbound (e.g. autoclear raced us): nothing left to do.
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => Ok(()),
             Err(e) => Err(e),
@@ -414,9 +391,10 @@ impl LoopDevice {
     }
 
     /// Gives up ownership without detaching: the device stays bound until its last opener
-    /// closes it (with autoclear) or someone detaches it.
-    pub fn into_owned_fd(mut self) -> OwnedFd {
-        self.fd.take().expect("loop device fd present until drop")
+    /// closes it (with autoclear) or someone detaches it. (The error, `EBADF`, does not
+    /// happen, as for [`LoopDevice::fd`].)
+    pub fn into_owned_fd(mut self) -> io::Result<OwnedFd> {
+        self.fd.take().ok_or_else(detached)
     }
 }
 
