@@ -302,8 +302,8 @@ impl Floor {
                 sysext::sys::mountattr::mount_setattr(
                     m.as_fd(),
                     true,
-                    sysext::sys::mountattr::MOUNT_ATTR_RDONLY,
-                    0,
+                    MountAttrFlags::MOUNT_ATTR_RDONLY,
+                    MountAttrFlags::empty(),
                 )
                 .map_err(|e| rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(5)))?;
                 m

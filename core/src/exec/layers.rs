@@ -7,10 +7,10 @@ use crate::plan::{HierarchyPlan, Layer};
 use crate::probe::ImageTree;
 use crate::root::open_beneath;
 use crate::state;
-use crate::sys::mountattr::{self, mount_setattr};
+use crate::sys::mountattr::mount_setattr;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::OFlags;
-use rustix::mount::OpenTreeFlags;
+use rustix::mount::{MountAttrFlags, OpenTreeFlags};
 use std::collections::HashMap;
 use std::io::{self};
 
@@ -36,8 +36,13 @@ fn clone_read_only(
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | how,
     )
     .map_err(|e| Error::mount("bind", &tree.path, e))?;
-    mount_setattr(fd.as_fd(), true, mountattr::MOUNT_ATTR_RDONLY, 0)
-        .map_err(|e| Error::mount("make read-only", &tree.path, e))?;
+    mount_setattr(
+        fd.as_fd(),
+        true,
+        MountAttrFlags::MOUNT_ATTR_RDONLY,
+        MountAttrFlags::empty(),
+    )
+    .map_err(|e| Error::mount("make read-only", &tree.path, e))?;
     Ok(fd)
 }
 

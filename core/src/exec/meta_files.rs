@@ -8,11 +8,10 @@ use crate::error::{Error, Result};
 use crate::meta;
 use crate::plan::HierarchyPlan;
 use crate::state;
-use crate::sys::mountattr::{self, mount_setattr};
+use crate::sys::mountattr::mount_setattr;
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{AtFlags, Mode, OFlags};
-use rustix::mount::MoveMountFlags;
-use rustix::mount::OpenTreeFlags;
+use rustix::mount::{MountAttrFlags, MoveMountFlags, OpenTreeFlags};
 use std::io::Write;
 
 pub(super) fn write_file_at(
@@ -48,8 +47,13 @@ pub(super) fn attach_meta_bind(
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
     )
     .map_err(|e| Error::mount("bind", dot, e))?;
-    mount_setattr(clone.as_fd(), false, mountattr::MOUNT_ATTR_RDONLY, 0)
-        .map_err(|e| Error::mount("make read-only", dot, e))?;
+    mount_setattr(
+        clone.as_fd(),
+        false,
+        MountAttrFlags::MOUNT_ATTR_RDONLY,
+        MountAttrFlags::empty(),
+    )
+    .map_err(|e| Error::mount("make read-only", dot, e))?;
     rustix::mount::move_mount(
         &clone,
         "",

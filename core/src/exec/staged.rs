@@ -447,8 +447,8 @@ impl State {
             crate::sys::mountattr::mount_setattr(
                 clone.as_fd(),
                 false,
-                crate::sys::mountattr::MOUNT_ATTR_RDONLY,
-                0,
+                MountAttrFlags::MOUNT_ATTR_RDONLY,
+                MountAttrFlags::empty(),
             )
             .map_err(|e| Error::mount("make read-only", dot, e))?;
             rustix::mount::move_mount(

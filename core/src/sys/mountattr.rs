@@ -1,34 +1,23 @@
 //! `mount_setattr(2)`, which rustix does not wrap yet.
 #![allow(unsafe_code)]
 
+use linux_raw_sys::general::{
+    __NR_mount_setattr, mount_attr, AT_EMPTY_PATH, AT_RECURSIVE, MOUNT_ATTR_SIZE_VER0, MS_PRIVATE,
+};
 use rustix::fd::{AsRawFd, BorrowedFd};
+use rustix::mount::MountAttrFlags;
 use std::io;
 
-/// `MOUNT_ATTR_RDONLY`.
-pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
-/// `MOUNT_ATTR_NOSUID`.
-pub const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
-/// `MOUNT_ATTR_NODEV`.
-pub const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
-/// `MOUNT_ATTR_NOEXEC`.
-pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
-const AT_EMPTY_PATH: u32 = 0x1000;
-const AT_RECURSIVE: u32 = 0x8000;
-
-/// `MS_PRIVATE`, as `mount_attr.propagation` takes it.
-const MS_PRIVATE: u64 = 1 << 18;
-
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
+const _: () = assert!(std::mem::size_of::<mount_attr>() == MOUNT_ATTR_SIZE_VER0 as usize);
 
 /// `mount_setattr(fd, "", AT_EMPTY_PATH [| AT_RECURSIVE], {attr_set, attr_clr})`:
 /// change the flags of the mount (tree) that `fd` refers to, attached or detached.
-pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clear: u64) -> io::Result<()> {
+pub fn mount_setattr(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    set: MountAttrFlags,
+    clear: MountAttrFlags,
+) -> io::Result<()> {
     setattr(fd, recursive, set, clear, 0)
 }
 
@@ -38,19 +27,25 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clear: u64) 
 /// (umount propagation). A private copy keeps them; attached below a shared mount it becomes
 /// shared again, in a peer group of its own.
 pub fn make_private(fd: BorrowedFd<'_>) -> io::Result<()> {
-    setattr(fd, true, 0, 0, MS_PRIVATE)
+    setattr(
+        fd,
+        true,
+        MountAttrFlags::empty(),
+        MountAttrFlags::empty(),
+        u64::from(MS_PRIVATE),
+    )
 }
 
 fn setattr(
     fd: BorrowedFd<'_>,
     recursive: bool,
-    set: u64,
-    clear: u64,
+    set: MountAttrFlags,
+    clear: MountAttrFlags,
     propagation: u64,
 ) -> io::Result<()> {
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
+    let attr = mount_attr {
+        attr_set: u64::from(set.bits()),
+        attr_clr: u64::from(clear.bits()),
         propagation,
         userns_fd: 0,
     };
@@ -59,12 +54,12 @@ fn setattr(
     // duration of the call and its size is passed along.
     let r = unsafe {
         libc::syscall(
-            libc::SYS_mount_setattr,
+            __NR_mount_setattr as libc::c_long,
             fd.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+            &attr as *const mount_attr,
+            std::mem::size_of::<mount_attr>(),
         )
     };
     if r < 0 {
