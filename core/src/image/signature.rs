@@ -137,6 +137,16 @@ pub enum SignatureError {
     },
 }
 
+impl SignatureError {
+    /// Reading `path` failed (the one way I/O errors get their context here).
+    pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> SignatureError {
+        SignatureError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
 fn malformed(what: &str, e: impl fmt::Display) -> SignatureError {
     SignatureError::MalformedCms(format!("{what}: {e}"))
 }
@@ -218,10 +228,7 @@ impl TrustedCert {
 
     /// Reads a `.crt` file (see [`TrustedCert::parse_file`]).
     pub fn read_file(path: &Path) -> Result<Vec<TrustedCert>, SignatureError> {
-        let io_err = |source| SignatureError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io_err = |source| SignatureError::io(path, source);
         let meta = fs::metadata(path).map_err(io_err)?;
         if meta.len() > MAX_CERT_FILE {
             return Err(SignatureError::BadCertificate {
@@ -349,10 +356,7 @@ pub fn load_trusted_beneath(
     let mut chosen: std::collections::BTreeMap<std::ffi::OsString, Option<String>> =
         Default::default();
     let mut errors = Vec::new();
-    let io_err = |path: String, source: io::Error| SignatureError::Io {
-        path: PathBuf::from(path),
-        source,
-    };
+    let io_err = |path: String, source: io::Error| SignatureError::io(path, source);
     for dir in TRUST_DIRS {
         let dfd = match crate::root::open_beneath(root, dir, OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok(fd) => fd,
@@ -427,10 +431,7 @@ pub fn load_trusted_with_errors(dirs: &[&Path]) -> (Vec<TrustedCert>, Vec<Signat
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) if e.kind() == io::ErrorKind::NotADirectory => continue,
             Err(source) => {
-                errors.push(SignatureError::Io {
-                    path: dir.to_path_buf(),
-                    source,
-                });
+                errors.push(SignatureError::io(dir, source));
                 continue;
             }
         };
@@ -451,7 +452,7 @@ pub fn load_trusted_with_errors(dirs: &[&Path]) -> (Vec<TrustedCert>, Vec<Signat
                     chosen.insert(name, Some(path));
                 }
                 Ok(_) => {}
-                Err(source) => errors.push(SignatureError::Io { path, source }),
+                Err(source) => errors.push(SignatureError::io(path, source)),
             }
         }
     }

@@ -215,11 +215,7 @@ impl Opener<'_> {
                     e.source
                 ))
             } else {
-                ImageError::Io {
-                    part: parts.data.clone(),
-                    op: e.op,
-                    source: e.source,
-                }
+                ImageError::io(parts.data.clone(), e.op, e.source)
             }
         })?;
         // The file system holds the device from here; our descriptor goes, and with it
