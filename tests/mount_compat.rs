@@ -114,9 +114,7 @@ fn overlay_options_on(name: &str, kernel: KernelFeatures) {
 
 #[test]
 fn overlay_options() {
-    if !isolated("overlay_options") {
-        return;
-    }
+    isolated!();
     overlay_options_on("ovlopts", KernelFeatures::all());
 }
 
@@ -124,9 +122,7 @@ fn overlay_options() {
 /// before 6.8, which keeps no fs context log: the refused option is found by trying each).
 #[test]
 fn overlay_options_legacy_mount() {
-    if !isolated("overlay_options_legacy_mount") {
-        return;
-    }
+    isolated!();
     overlay_options_on("ovlopts-legacy", KernelFeatures::empty());
 }
 
@@ -230,18 +226,14 @@ fn nested_submounts_in(name: &str, kernel: KernelFeatures) {
 
 #[test]
 fn nested_submounts() {
-    if !isolated("nested_submounts") {
-        return;
-    }
+    isolated!();
     nested_submounts_in("nested", KernelFeatures::all());
 }
 
 /// The same through the staging namespace of kernels before 6.15, and without listmount.
 #[test]
 fn nested_submounts_staged() {
-    if !isolated("nested_submounts_staged") {
-        return;
-    }
+    isolated!();
     nested_submounts_in("nested-staged", KernelFeatures::empty());
 }
 
@@ -261,9 +253,7 @@ fn make_rshared() {
 /// Nested sub-mounts on a shared hierarchy (the CLI's case on a systemd host).
 #[test]
 fn nested_submounts_shared() {
-    if !isolated("nested_submounts_shared") {
-        return;
-    }
+    isolated!();
     make_rshared();
     nested_submounts_in("nested-shared", KernelFeatures::all());
 }
@@ -271,9 +261,7 @@ fn nested_submounts_shared() {
 /// The same through the staging namespace of kernels before 6.15, and without listmount.
 #[test]
 fn nested_submounts_shared_staged() {
-    if !isolated("nested_submounts_shared_staged") {
-        return;
-    }
+    isolated!();
     make_rshared();
     nested_submounts_in("nested-shared-staged", KernelFeatures::empty());
 }
@@ -282,9 +270,7 @@ fn nested_submounts_shared_staged() {
 /// policies that name file systems; at level 257 such a policy does not parse.
 #[test]
 fn policy_file_system_flags() {
-    if !isolated("policy_file_system_flags") {
-        return;
-    }
+    isolated!();
     let r = TestRoot::new("polfs");
     let ext = r.p("var/lib/extensions");
     for (name, fs) in [("ero", "erofs"), ("squ", "squashfs")] {
