@@ -6,8 +6,10 @@
 use sysext::compat::Match;
 use sysext::hierarchy::Hierarchy;
 use sysext::plan::{
-    plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, MutableDir, PlanInputs, Upper,
+    auto_link_to_non_dir_effects, plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput,
+    MutableDir, PlanInputs, Upper,
 };
+use sysext::UpperKind;
 use sysext::{ImageClass, MutableMode};
 
 use MutableMode::*;
@@ -168,4 +170,64 @@ fn mutants_same_by_inode_and_by_path() {
         plan(&i).unwrap().hierarchies[0].upper,
         Some(Upper::Host { .. })
     ));
+}
+
+#[test]
+fn mutants_upper_kind_names() {
+    let kinds = [
+        (UpperKind::None, "none"),
+        (UpperKind::MutableDir, "mutable-dir"),
+        (UpperKind::Host, "host"),
+        (UpperKind::Ephemeral, "ephemeral"),
+    ];
+    for (k, name) in kinds {
+        assert_eq!(k.as_str(), name);
+        assert_eq!(k.to_string(), name);
+    }
+    let dir = Upper::MutableDir {
+        path: "/R/var/lib/extensions.mutable/usr".into(),
+        rel: "var/lib/extensions.mutable/usr".into(),
+        create: false,
+    };
+    let host = Upper::Host {
+        path: "/R/usr".into(),
+        rel: "usr".into(),
+    };
+    assert_eq!(dir.kind(), UpperKind::MutableDir);
+    assert_eq!(host.kind(), UpperKind::Host);
+    assert_eq!(Upper::Ephemeral.kind(), UpperKind::Ephemeral);
+}
+
+/// `auto` with a routing dir that is a symlink to a file: the overlay fails, and systemd has
+/// given the target the hierarchy's mode and made a work dir beside it first.
+#[test]
+fn mutants_auto_link_to_non_dir() {
+    let with_link = |mode| {
+        let mut i = inputs(mode);
+        if let Some(host) = &mut i.hierarchies[0].host {
+            host.mode = 0o40750;
+        }
+        i.hierarchies[0].mutable_dir = MutableDir::LinkToNonDir {
+            mode: 0o644,
+            rel: "srv/target".into(),
+            path: "/R/srv/target".into(),
+        };
+        i
+    };
+    let i = with_link(Auto);
+    let err = plan(&i).unwrap_err();
+    assert_eq!(
+        auto_link_to_non_dir_effects(&i, &err),
+        Some((
+            "srv/target".into(),
+            0o750,
+            "srv/.systemd-usr-workdir".into()
+        ))
+    );
+    for m in [Enabled, Disabled, Import] {
+        let i = with_link(m);
+        if let Err(err) = plan(&i) {
+            assert_eq!(auto_link_to_non_dir_effects(&i, &err), None, "{m}");
+        }
+    }
 }
