@@ -231,3 +231,49 @@ fn mutants_auto_link_to_non_dir() {
         }
     }
 }
+
+/// What `auto` and `yes` make of each routing dir that is not a directory, at both levels:
+/// the upper dir's own errors (the property tests check only the errno).
+#[test]
+fn mutants_upper_dir_per_routing_dir() {
+    use sysext::Compat::{V257, V262};
+    use sysext::Error;
+    let link = || MutableDir::LinkToNonDir {
+        mode: 0o644,
+        rel: "srv/target".into(),
+        path: "/R/srv/target".into(),
+    };
+    let with = |mode, dir: MutableDir, compat| {
+        let mut i = inputs(mode);
+        i.compat = compat;
+        i.hierarchies[0].mutable_dir = dir;
+        plan(&i)
+    };
+    for compat in [V257, V262] {
+        for dir in [MutableDir::NotDir { mode: 0o755 }, link()] {
+            let e = with(Auto, dir, compat).unwrap_err();
+            assert!(
+                matches!(&e, Error::Mount { kernel_log, .. }
+                    if kernel_log[0].starts_with("upper dir ")),
+                "{e:?}"
+            );
+        }
+        for dir in [MutableDir::NotDir { mode: 0o755 }, MutableDir::Dangling] {
+            let e = with(Enabled, dir, compat).unwrap_err();
+            assert!(matches!(e, Error::MutableDirCreate { .. }), "{e:?}");
+        }
+        let created = with(Enabled, MutableDir::Missing, compat).unwrap();
+        assert!(matches!(
+            created.hierarchies[0].upper,
+            Some(Upper::MutableDir { create: true, .. })
+        ));
+        for dir in [MutableDir::Missing, MutableDir::Dangling] {
+            let none = with(Auto, dir, compat).unwrap();
+            assert_eq!(none.hierarchies[0].upper, None);
+        }
+    }
+    let e = with(Enabled, link(), V262).unwrap_err();
+    assert!(matches!(e, Error::MutableDirChase { .. }), "{e:?}");
+    let e = with(Enabled, link(), V257).unwrap_err();
+    assert!(matches!(e, Error::MutableDirCreate { .. }), "{e:?}");
+}
