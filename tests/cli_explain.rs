@@ -20,7 +20,7 @@ fn every_skip_reason_names_field_and_values() {
         "usr/lib/os-release",
         "ID=debian\nID_LIKE=\"ubuntu\"\nVERSION_ID=12\nSYSEXT_LEVEL=1\n",
     );
-    let arch_other = if sysext::arch::native() == "arm64" {
+    let arch_other = if sysext::testing::arch::native() == "arm64" {
         "x86-64"
     } else {
         "arm64"

@@ -694,7 +694,7 @@ fn overlay_options(super_options: &str) -> String {
 fn observe(c: &Case, r: &TestRoot, features: KernelFeatures, unmerged: bool) -> Vec<String> {
     let mut out = Vec::new();
     let root = r.path.to_string_lossy().into_owned();
-    let mounts = sysext::mountinfo::read_self().unwrap();
+    let mounts = sysext::testing::mountinfo::read_self().unwrap();
     let mut below: Vec<String> = mounts
         .iter()
         .filter(|m| m.mount_point.starts_with(&format!("{root}/")))
@@ -761,7 +761,7 @@ fn observe(c: &Case, r: &TestRoot, features: KernelFeatures, unmerged: bool) -> 
 fn clear_mounts(r: &TestRoot) {
     let root = format!("{}/", r.path.to_string_lossy());
     for _ in 0..64 {
-        let mut m: Vec<String> = sysext::mountinfo::read_self()
+        let mut m: Vec<String> = sysext::testing::mountinfo::read_self()
             .unwrap()
             .into_iter()
             .filter(|m| m.mount_point.starts_with(&root))
@@ -797,7 +797,7 @@ fn run_case(c: &Case, stage: &Path, features: KernelFeatures) -> Vec<Vec<String>
     let mut seen: Vec<String> = Vec::new();
     for b in &mut blocks {
         for l in b.iter_mut() {
-            let eph = format!("{}/", sysext::state::EPHEMERAL_DIR);
+            let eph = format!("{}/", sysext::testing::state::EPHEMERAL_DIR);
             let mut from = 0;
             while let Some(at) = l[from..].find(&eph).map(|a| a + from + eph.len()) {
                 let end = l[at..]

@@ -944,7 +944,7 @@ fn context(r: &TestRoot, c: Class, mode: Option<MutableMode>) -> Context {
 
 fn observe(r: &TestRoot, model: &Model) -> Snapshot {
     let mut s = Snapshot::default();
-    let mounts = sysext::mountinfo::read_self().unwrap();
+    let mounts = sysext::testing::mountinfo::read_self().unwrap();
     for (h, name) in HIERS.iter().enumerate() {
         let c = class_of_hier(h);
         let mut view = Tree::new();
@@ -1117,7 +1117,7 @@ impl Drop for CaseRoot {
         }
         let base = r.path.to_string_lossy().into_owned();
         for _ in 0..16 {
-            let mut below: Vec<String> = sysext::mountinfo::read_self()
+            let mut below: Vec<String> = sysext::testing::mountinfo::read_self()
                 .unwrap()
                 .into_iter()
                 .map(|m| m.mount_point)

@@ -90,7 +90,7 @@ fn unchanged_refresh_is_a_no_op_unless_forced() {
     r.try_write("usr/bin/w", "w\n").unwrap();
     let id = |r: &TestRoot| {
         let t = r.p("usr").to_string_lossy().into_owned();
-        sysext::mountinfo::read_self()
+        sysext::testing::mountinfo::read_self()
             .unwrap()
             .iter()
             .find(|m| m.mount_point == t && m.fstype == "overlay")
@@ -216,7 +216,7 @@ fn five_hundred_layers() {
         "highest-sorted extension wins"
     );
     let t = r.p("usr").to_string_lossy().into_owned();
-    let mi = sysext::mountinfo::read_self().unwrap();
+    let mi = sysext::testing::mountinfo::read_self().unwrap();
     let m = mi
         .iter()
         .find(|m| m.mount_point == t && m.fstype == "overlay")
@@ -225,11 +225,15 @@ fn five_hundred_layers() {
     // The merge verified the count through statmount(2) where the kernel has it: the same
     // answer as mountinfo's, options of ~40 KiB included (from a buffer grown on the way).
     let top = std::fs::File::open(r.p("usr")).unwrap();
-    if let Some(id) = sysext::sys::statmount::unique_mount_id(std::os::fd::AsFd::as_fd(&top)) {
-        if let Some((fstype, opts)) = sysext::sys::statmount::fs_type_and_options(id, 0).unwrap() {
+    if let Some(id) =
+        sysext::testing::sys::statmount::unique_mount_id(std::os::fd::AsFd::as_fd(&top))
+    {
+        if let Some((fstype, opts)) =
+            sysext::testing::sys::statmount::fs_type_and_options(id, 0).unwrap()
+        {
             assert_eq!(fstype, "overlay");
             assert_eq!(
-                sysext::mountinfo::overlay_lower_count(&opts),
+                sysext::testing::mountinfo::overlay_lower_count(&opts),
                 500,
                 "statmount sees every layer"
             );
@@ -292,8 +296,8 @@ fn concurrent_refreshes_serialize() {
     assert_eq!(errs.len(), 1);
     assert_eq!(errs[0].errno(), libc::EBUSY);
     // A non-blocking caller gets Busy while the lock is held.
-    let held = sysext::lock::lock(
-        &sysext::root::Root::open(Some(r.path.to_str().unwrap())).unwrap(),
+    let held = sysext::testing::lock::lock(
+        &sysext::testing::root::Root::open(Some(r.path.to_str().unwrap())).unwrap(),
         ImageClass::Sysext,
         None,
     )

@@ -9,7 +9,7 @@ use sysext_tests::{isolated, TestRoot};
 /// The top mount on `rel`: per-mount and super options.
 fn top_options(r: &TestRoot, rel: &str) -> (String, String) {
     let t = r.p(rel).to_string_lossy().into_owned();
-    let m = sysext::mountinfo::read_self().unwrap();
+    let m = sysext::testing::mountinfo::read_self().unwrap();
     let top = m
         .iter()
         .rfind(|m| m.mount_point == t)
@@ -159,7 +159,7 @@ fn nested_submounts_in(name: &str, kernel: KernelFeatures) {
     std::fs::write(r.p("usr/share/s1/s2/x"), "x\n").unwrap();
     let count = |rel: &str| {
         let t = r.p(rel).to_string_lossy().into_owned();
-        sysext::mountinfo::read_self()
+        sysext::testing::mountinfo::read_self()
             .unwrap()
             .iter()
             .filter(|m| m.mount_point == t)
@@ -216,8 +216,8 @@ fn nested_submounts_in(name: &str, kernel: KernelFeatures) {
         assert_eq!(r.overlays_at("opt"), 0);
         // Nothing is left stashed: the late mounts' mount point went with the merge, and the
         // other hierarchy's copies did not keep the rescue directory (or a stale one) alive.
-        let root = sysext::root::Root::open(Some(r.path.to_str().unwrap())).unwrap();
-        let rescue = sysext::lock::path_for(&root, ImageClass::Sysext)
+        let root = sysext::testing::root::Root::open(Some(r.path.to_str().unwrap())).unwrap();
+        let rescue = sysext::testing::lock::path_for(&root, ImageClass::Sysext)
             .unwrap()
             .with_extension("rescue");
         assert!(!rescue.exists(), "{mode}: {} left", rescue.display());

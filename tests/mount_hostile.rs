@@ -128,7 +128,7 @@ fn soak_merge_refresh_unmerge() {
         std::fs::Permissions::from_mode(0o755),
     )
     .unwrap();
-    let all_mounts = || sysext::mountinfo::read_self().unwrap().len();
+    let all_mounts = || sysext::testing::mountinfo::read_self().unwrap().len();
     let mut base = None;
     for i in 0..cycles + 20 {
         if i == 20 {
@@ -520,7 +520,7 @@ fn root_confinement() {
     let before = snapshot(&outside);
     let o = outside.to_string_lossy().into_owned();
     let mounts_outside = || {
-        sysext::mountinfo::read_self()
+        sysext::testing::mountinfo::read_self()
             .unwrap()
             .iter()
             .filter(|m| m.mount_point.starts_with(&o))
@@ -623,7 +623,7 @@ fn private_dirs_read_only_meta_and_confext_flags() {
                 std::fs::metadata(r.p("var/lib/extensions.mutable/.systemd-usr-workdir")).unwrap();
             assert_eq!(md.mode() & 0o7777, 0o700, "work dir is private");
         } else {
-            for e in std::fs::read_dir(sysext::state::EPHEMERAL_DIR)
+            for e in std::fs::read_dir(sysext::testing::state::EPHEMERAL_DIR)
                 .unwrap()
                 .flatten()
             {
@@ -653,7 +653,7 @@ fn private_dirs_read_only_meta_and_confext_flags() {
         let c = Context::new(o).unwrap();
         c.merge().unwrap();
         let t = r.p("etc").to_string_lossy().into_owned();
-        let mi = sysext::mountinfo::read_self().unwrap();
+        let mi = sysext::testing::mountinfo::read_self().unwrap();
         let m = mi
             .iter()
             .find(|m| m.mount_point == t && m.fstype == "overlay")
@@ -1021,7 +1021,7 @@ fn block_devices_below_a_root_need_an_opt_in() {
         // Below discovery too: the image opener refuses the device (a file swapped for a
         // node after discovery).
         let root_fd = std::fs::File::open(&r.path).unwrap();
-        let e = sysext::image::mount::open_image(
+        let e = sysext::testing::image::mount::open_image(
             std::os::fd::AsFd::as_fd(&root_fd),
             "var/lib/extensions/blk",
             ImageClass::Sysext,
@@ -1059,9 +1059,10 @@ fn block_devices_below_a_root_need_an_opt_in() {
 /// A GPT disk image with one root partition holding `fs` (and, with `verity`, its verity
 /// hash partition); the data partition's byte offset.
 fn disk_image(fs: &[u8], verity: bool) -> (Vec<u8>, u64) {
-    use sysext::image::gpt::GptBuilder;
-    use sysext::image::{dps, verity as v, PartitionDesignator as D};
-    let arch = sysext::arch::native();
+    use sysext::image::PartitionDesignator as D;
+    use sysext::testing::image::gpt::GptBuilder;
+    use sysext::testing::image::{dps, verity as v};
+    let arch = sysext::testing::arch::native();
     let mut data = fs.to_vec();
     data.resize(data.len().div_ceil(4096) * 4096, 0);
     let dsize = data.len() as u64;
@@ -1210,7 +1211,7 @@ fn corrupt_image_corpus_names_the_path_and_the_part() {
     // (below); a changed hash tree fails the mount (its top block no longer matches the root
     // hash), with the kernel's EIO. Without device-mapper both are refused at merge by the
     // userspace check, naming the block or the tree.
-    let dm = sysext::sys::dm::available();
+    let dm = sysext::testing::sys::dm::available();
     let data_block_changed = flip(vddi.clone(), &[vdata_off as usize + 5 * 4096 + 9]);
     // (what, bytes, policy, texts the message must contain, errno)
     type Case = (

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use sysext::image::dps;
-use sysext::image::gpt::GptBuilder;
-use sysext::image::policy::PartitionDesignator;
-use sysext::image::verity;
+use sysext::testing::image::dps;
+use sysext::testing::image::gpt::GptBuilder;
+use sysext::testing::image::policy::PartitionDesignator;
+use sysext::testing::image::verity;
 use sysext::{Context, ImageClass, MutableMode, Options};
 use sysext_tests::{isolated, sh, TestRoot};
 
@@ -56,7 +56,7 @@ fn ctx(r: &TestRoot, mode: MutableMode, policy: Option<&str>) -> Context {
 }
 
 fn no_loop_devices_for(img: &Path) {
-    let n = sysext::sys::loopdev::devices_backed_by(img);
+    let n = sysext::testing::sys::loopdev::devices_backed_by(img);
     assert!(
         n.is_empty(),
         "loop devices left for {}: {n:?}",
@@ -87,7 +87,7 @@ fn wait_for_no_dm_devices() {
 /// The loop devices under a dm-verity device go with it, a moment later.
 fn wait_for_no_loop_devices_for(img: &Path) {
     for _ in 0..100 {
-        if sysext::sys::loopdev::devices_backed_by(img).is_empty() {
+        if sysext::testing::sys::loopdev::devices_backed_by(img).is_empty() {
             return;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -153,7 +153,7 @@ fn unchanged_image_files_refresh_as_a_no_op() {
     }
     let top = |r: &TestRoot| {
         let t = r.p("usr").to_string_lossy().into_owned();
-        sysext::mountinfo::read_self()
+        sysext::testing::mountinfo::read_self()
             .unwrap()
             .iter()
             .filter(|m| m.mount_point == t && m.fstype == "overlay")
@@ -197,7 +197,7 @@ fn ddi_signed(
     let tmp = tempfile::tempdir().unwrap();
     let scratch = tmp.path().join("data");
     let probe = tmp.path().join("probe");
-    let arch = sysext::arch::native();
+    let arch = sysext::testing::arch::native();
     let mut data = erofs.to_vec();
     assert!(
         data.len() > 4 * 4096 || !verity_parts,
@@ -299,8 +299,8 @@ fn ddi_signed(
     // Where the root partition really is.
     std::fs::write(&probe, &img).unwrap();
     let f = std::fs::File::open(&probe).unwrap();
-    let t = sysext::image::gpt::read(&f, img.len() as u64).unwrap();
-    let off = sysext::image::gpt::select(&t, arch)
+    let t = sysext::testing::image::gpt::read(&f, img.len() as u64).unwrap();
+    let off = sysext::testing::image::gpt::select(&t, arch)
         .unwrap()
         .root
         .unwrap()
@@ -343,7 +343,7 @@ fn disk_images_and_userspace_verity() {
     // kernel's keyring. No device is left behind.
     let (vimg, data_off) = ddi(&bytes, true, true);
     std::fs::write(&img, &vimg).unwrap();
-    let dm = sysext::sys::dm::available();
+    let dm = sysext::testing::sys::dm::available();
     if dm {
         let err = ctx(&r, MutableMode::Disabled, None).merge().unwrap_err();
         assert!(err.to_string().contains("signature"), "{err}");
@@ -426,10 +426,10 @@ fn bad_images_are_rejected_clearly() {
     let n = crc.len();
     crc[n - 512 + 90] ^= 1; // and inside the backup header (one of them would do)
     cases.push(("GPT header CRC", crc, "GPT header: CRC32 mismatch"));
-    let arch = sysext::arch::native();
+    let arch = sysext::testing::arch::native();
     let root = dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap();
     let overlap = GptBuilder::new(512, 8 * 1024 * 1024)
-        .partition(sysext::image::gpt::BuilderPartition {
+        .partition(sysext::testing::image::gpt::BuilderPartition {
             type_guid: root,
             uuid: dps::Guid::must("11111111-1111-4111-8111-111111111111"),
             first_lba: 2048,
@@ -438,7 +438,7 @@ fn bad_images_are_rejected_clearly() {
             name: "a".into(),
             contents: good_erofs.clone(),
         })
-        .partition(sysext::image::gpt::BuilderPartition {
+        .partition(sysext::testing::image::gpt::BuilderPartition {
             type_guid: root,
             uuid: dps::Guid::must("22222222-2222-4222-8222-222222222222"),
             first_lba: 5000,
@@ -527,7 +527,7 @@ fn signed_disk_image_needs_a_trusted_certificate() {
     // With device-mapper (the VM guests) the image goes through dm-verity and the signature
     // to the kernel too; its keyring does not hold the test key, so a signer not trusted in
     // verity.d fails the image, whatever the policy (as systemd 257's activation does).
-    let dm = sysext::sys::dm::available();
+    let dm = sysext::testing::sys::dm::available();
     let at = |level: sysext::Compat, policy: &str| {
         let mut o = Options::new(ImageClass::Sysext);
         o.root = Some(r.path.to_string_lossy().into_owned());
@@ -549,9 +549,9 @@ fn signed_disk_image_needs_a_trusted_certificate() {
         assert_eq!(r.read("usr/bin/sd").as_deref(), Some("from sd\n"));
         let l = c.list().unwrap();
         let want = if dm {
-            sysext::image::mount::VerityCheck::Kernel
+            sysext::testing::image::mount::VerityCheck::Kernel
         } else {
-            sysext::image::mount::VerityCheck::Userspace
+            sysext::testing::image::mount::VerityCheck::Userspace
         };
         // (merged: `list` does not open it again)
         assert!(l.iter().all(|x| x.verity.is_none()), "{l:?}");

@@ -336,7 +336,7 @@ fn confext_mount_flags() {
         Some("c\n")
     );
     let t = r.p("etc").to_string_lossy().into_owned();
-    let mi = sysext::mountinfo::read_self().unwrap();
+    let mi = sysext::testing::mountinfo::read_self().unwrap();
     let m = mi
         .iter()
         .find(|m| m.mount_point == t && m.fstype == "overlay")
@@ -359,7 +359,7 @@ fn confext_mount_flags() {
     o.hierarchies = Some(vec!["/etc".into()]);
     let ctx = sysext::Context::new(o).unwrap();
     ctx.merge().unwrap();
-    let mi = sysext::mountinfo::read_self().unwrap();
+    let mi = sysext::testing::mountinfo::read_self().unwrap();
     let m = mi
         .iter()
         .find(|m| m.mount_point == t && m.fstype == "overlay")

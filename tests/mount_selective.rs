@@ -118,7 +118,7 @@ fn add_and_remove_single_extensions_in_every_mode() {
             "{mode}: writes persist exactly in auto/yes"
         );
         if mode.is_ephemeral() {
-            let left: Vec<_> = std::fs::read_dir(sysext::state::EPHEMERAL_DIR)
+            let left: Vec<_> = std::fs::read_dir(sysext::testing::state::EPHEMERAL_DIR)
                 .map(|d| d.flatten().collect())
                 .unwrap_or_default();
             assert!(

@@ -277,14 +277,17 @@ impl Floor {
                 match direct {
                     Some(m) => m,
                     None => {
-                        let opts = sysext::sys::loopdev::LoopOptions {
+                        let opts = sysext::testing::sys::loopdev::LoopOptions {
                             direct_io: true,
                             ..Default::default()
                         };
-                        let dev = sysext::sys::loopdev::LoopDevice::attach(&f, 0, 0, &opts)
-                            .map_err(|e| {
-                                rustix::io::Errno::from_raw_os_error(e.raw_os_error().unwrap_or(5))
-                            })?;
+                        let dev =
+                            sysext::testing::sys::loopdev::LoopDevice::attach(&f, 0, 0, &opts)
+                                .map_err(|e| {
+                                    rustix::io::Errno::from_raw_os_error(
+                                        e.raw_os_error().unwrap_or(5),
+                                    )
+                                })?;
                         let m = mount_fs(&dev.path().to_string_lossy())?;
                         drop(dev.into_owned_fd());
                         m
@@ -299,7 +302,7 @@ impl Floor {
                         .unwrap(),
                     OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
                 )?;
-                sysext::sys::mountattr::mount_setattr(
+                sysext::testing::sys::mountattr::mount_setattr(
                     m.as_fd(),
                     true,
                     MountAttrFlags::MOUNT_ATTR_RDONLY,
@@ -425,7 +428,7 @@ impl Tool for Systemd {
 
 fn overlays_at(p: &Path) -> usize {
     let t = p.to_string_lossy();
-    sysext::mountinfo::read_self()
+    sysext::testing::mountinfo::read_self()
         .unwrap()
         .iter()
         .filter(|m| m.mount_point == t && m.fstype == "overlay")

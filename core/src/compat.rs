@@ -56,7 +56,7 @@ pub struct Host {
     pub level: Option<String>,
     /// Whether the host is a booted system or the initrd.
     pub scope: Scope,
-    /// Host architecture name (see [`crate::arch`]), e.g. `x86-64`.
+    /// Host architecture name (as the `arch` module names it), e.g. `x86-64`.
     pub architecture: String,
 }
 

@@ -92,7 +92,6 @@ impl FileIdentity {
             ctime_ns: ns(&st.stx_ctime),
         }
     }
-
 }
 
 impl DiscoveredImage {
@@ -371,7 +370,6 @@ fn join_rel(dir: &str, name: &str) -> String {
     out.push_str(name);
     out
 }
-
 
 /// Discover all images of a class below the root at a compatibility level, in precedence
 /// order, first name wins.

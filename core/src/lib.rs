@@ -20,20 +20,12 @@
 // A library does not panic on bad input or a failed call: errors are returned (tests may).
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
-/// Declares the crate's internal modules: `pub(crate)`, or, with the `testing` feature, `pub`
-/// and `#[doc(hidden)]`: the door through which the workspace's integration tests, fuzz
-/// targets and benchmarks reach internals. Nothing behind it is part of the API.
-macro_rules! internal {
-    ($($(#[$attr:meta])* $name:ident;)*) => {$(
-        $(#[$attr])*
-        #[cfg(feature = "testing")]
-        #[doc(hidden)]
-        pub mod $name;
-        $(#[$attr])*
-        #[cfg(not(feature = "testing"))]
-        pub(crate) mod $name;
-    )*};
-}
+// The crate's internal modules are `pub(crate)`. With the `testing` feature, `testing` is
+// the door through which the workspace's integration tests, fuzz targets and benchmarks
+// reach them; nothing behind it is part of the API.
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 
 // The public API: the types re-exported below and these modules.
 pub mod error;
@@ -44,29 +36,27 @@ pub mod overlayopts;
 pub mod plan;
 pub mod release;
 
-internal! {
-    arch;
-    class;
-    compat;
-    config;
-    context;
-    discover;
-    exec;
-    extension;
-    fscontext;
-    hierarchy;
-    kernel;
-    lock;
-    meta;
-    mountinfo;
-    mutable;
-    probe;
-    root;
-    smallfile;
-    state;
-    sys;
-    version;
-}
+pub(crate) mod arch;
+pub(crate) mod class;
+pub(crate) mod compat;
+pub(crate) mod config;
+pub(crate) mod context;
+pub(crate) mod discover;
+pub(crate) mod exec;
+pub(crate) mod extension;
+pub(crate) mod fscontext;
+pub(crate) mod hierarchy;
+pub(crate) mod kernel;
+pub(crate) mod lock;
+pub(crate) mod meta;
+pub(crate) mod mountinfo;
+pub(crate) mod mutable;
+pub(crate) mod probe;
+pub(crate) mod root;
+pub(crate) mod smallfile;
+pub(crate) mod state;
+pub(crate) mod sys;
+pub(crate) mod version;
 
 pub use class::{ClassInfo, ImageClass};
 pub use context::{Context, Extension, ImageState, Options, PlanReport, Report, Skipped};

@@ -53,7 +53,6 @@ fn read_small(dir: BorrowedFd<'_>, rel: &str) -> std::io::Result<String> {
     String::from_utf8(bytes).map_err(|_| std::io::Error::from_raw_os_error(libc::EILSEQ))
 }
 
-
 /// [`merged_dev`] of the directory `fd`, looked at here.
 pub fn merged_dev_at(
     fd: BorrowedFd<'_>,

@@ -7,12 +7,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sysext::image::dps::{type_guid, Guid, LINUX_GENERIC};
-use sysext::image::gpt::{self, GptBuilder, SelectOptions, FLAG_READ_ONLY};
-use sysext::image::superblock::{self, FsType};
-use sysext::image::verity::{self, FormatParams};
 use sysext::image::{ImagePolicy, PartitionDesignator as D, PolicyFlags};
-use sysext::sys::loopdev::{devices_backed_by, LoopDevice, LoopOptions};
+use sysext::testing::image::dps::{type_guid, Guid, LINUX_GENERIC};
+use sysext::testing::image::gpt::{self, GptBuilder, SelectOptions, FLAG_READ_ONLY};
+use sysext::testing::image::superblock::{self, FsType};
+use sysext::testing::image::verity::{self, FormatParams};
+use sysext::testing::sys::loopdev::{devices_backed_by, LoopDevice, LoopOptions};
 
 const MIB: u64 = 1 << 20;
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use sysext::sys::loopdev::{
+use sysext::testing::sys::loopdev::{
     backing_file, devices_backed_by, LoopDevice, LoopOptions, LO_FLAGS_AUTOCLEAR,
     LO_FLAGS_READ_ONLY,
 };

@@ -7,11 +7,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sysext::image::signature::{
+use sysext::testing::image::signature::{
     load_trusted, load_trusted_with_errors, verify_signature, SignatureError, TrustedCert,
     TRUST_DIRS,
 };
-use sysext::image::verity::{self, VerityError, VeritySignature};
+use sysext::testing::image::verity::{self, VerityError, VeritySignature};
 
 const ROOT_HASH: &str = "a8ae6e6ee929abea3afcfc5258c8ccd6f85273e0d4626d26c7279f3250f77c8e";
 

@@ -3,12 +3,12 @@
 //! Found missing by `scripts/mutants` (every test is named `mutants_*` so that the script's
 //! test filter selects it).
 
-use sysext::compat::Match;
-use sysext::hierarchy::Hierarchy;
 use sysext::plan::{
     auto_link_to_non_dir_effects, plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput,
     MutableDir, PlanInputs, Upper,
 };
+use sysext::testing::compat::Match;
+use sysext::testing::hierarchy::Hierarchy;
 use sysext::UpperKind;
 use sysext::{ImageClass, MutableMode};
 

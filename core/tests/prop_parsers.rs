@@ -4,10 +4,10 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use std::cmp::Ordering;
-use sysext::meta::{cescape, cunescape};
-use sysext::mountinfo::{parse_line, unescape};
 use sysext::release::{parse, parse_str};
-use sysext::version::strverscmp_improved;
+use sysext::testing::meta::{cescape, cunescape};
+use sysext::testing::mountinfo::{parse_line, unescape};
+use sysext::testing::version::strverscmp_improved;
 
 fn config() -> Config {
     let cases = std::env::var("PROPTEST_CASES")
@@ -301,7 +301,7 @@ proptest! {
     /// pair where the ordering is transitive.
     #[test]
     fn strverscmp_sorts_consistently(mut v in prop::collection::vec(version_string(), 0..12)) {
-        sysext::version::sort_names(&mut v);
+        sysext::testing::version::sort_names(&mut v);
         for w in v.windows(2) {
             prop_assert_ne!(strverscmp_improved(&w[0], &w[1]), Ordering::Greater, "{:?} before {:?} in {:?}", w[0], w[1], v);
         }
@@ -334,8 +334,8 @@ fn stack_at_terminates_on_parent_cycles() {
     let text = "1 2 0:1 / /a rw - t s o\n2 3 0:1 / /a rw - t s o\n3 2 0:1 / /a rw - t s o\n";
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mounts = sysext::mountinfo::parse(text);
-        let n = sysext::mountinfo::stack_at(&mounts, "/a").len();
+        let mounts = sysext::testing::mountinfo::parse(text);
+        let n = sysext::testing::mountinfo::stack_at(&mounts, "/a").len();
         let _ = tx.send(n);
     });
     let n = rx

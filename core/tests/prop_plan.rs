@@ -7,12 +7,12 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use std::collections::BTreeSet;
-use sysext::hierarchy::Hierarchy;
 use sysext::plan::{
     plan, DirInfo, ExtLayer, ExtensionInput, HierarchyInput, Layer, MutableDir, Plan, PlanInputs,
     Upper, WorkDir,
 };
-use sysext::version::strverscmp_improved;
+use sysext::testing::hierarchy::Hierarchy;
+use sysext::testing::version::strverscmp_improved;
 use sysext::{Compat, ImageClass, MutableMode};
 
 const ROOT: &str = "/R";

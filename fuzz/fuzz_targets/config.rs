@@ -1,4 +1,4 @@
-//! The `sysext.conf` / `confext.conf` parser (`sysext::config::parse_into`), on one file.
+//! The `sysext.conf` / `confext.conf` parser (`sysext::testing::config::parse_into`), on one file.
 //! Invariants: no panic; every warning names the file and a line that exists; an
 //! `ImagePolicy=` that is kept parses as a policy; applying the same file twice is the same
 //! as once (later assignments win); the settings found, written as a canonical file, parse
@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sysext::config::{parse_into, ClassConfig};
+use sysext::testing::config::{parse_into, ClassConfig};
 use sysext::image::ImagePolicy;
 use sysext::ImageClass;
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sysext::image::gpt;
+use sysext::testing::image::gpt;
 
 #[path = "common/mem.rs"]
 mod mem;

@@ -1,5 +1,5 @@
-//! The meta dir files of a merged hierarchy (`sysext::meta`: `extensions`, `dev`, `work_dir`
-//! and the C escaping, `sysext::state::Note`: libsysext's own `libsysext` note). Their
+//! The meta dir files of a merged hierarchy (`sysext::testing::meta`: `extensions`, `dev`, `work_dir`
+//! and the C escaping, `sysext::testing::state::Note`: libsysext's own `libsysext` note). Their
 //! content is read back from a hierarchy whose upper layer may be writable, so it is
 //! untrusted.
 //! Invariants: no panic; every encoder's output decodes to what was encoded (the work dir
@@ -11,8 +11,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::path::{Component, Path};
-use sysext::meta::*;
-use sysext::state::Note;
+use sysext::testing::meta::*;
+use sysext::testing::state::Note;
 
 /// The input is split at the first `0xff` byte (never in UTF-8): the text before it, and a
 /// hierarchy name after it.

@@ -1,6 +1,6 @@
-//! The verity signature partition (`sysext::image::verity::parse_signature`: JSON with hex
+//! The verity signature partition (`sysext::testing::image::verity::parse_signature`: JSON with hex
 //! and base64 fields), the PKCS#7 / CMS signature in it and its check against trusted
-//! certificates (`sysext::image::signature::verify_signature`), and the certificate file
+//! certificates (`sysext::testing::image::signature::verify_signature`), and the certificate file
 //! parser (`TrustedCert::parse_file`, PEM or DER).
 //!
 //! The first byte of the input picks what the rest is (modulo 3): 0 a signature partition,
@@ -18,8 +18,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
-use sysext::image::signature::{verify_signature, TrustedCert};
-use sysext::image::verity::{
+use sysext::testing::image::signature::{verify_signature, TrustedCert};
+use sysext::testing::image::verity::{
     decode_base64, decode_hex, encode_hex, parse_signature, VeritySignature,
 };
 

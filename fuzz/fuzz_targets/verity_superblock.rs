@@ -1,4 +1,4 @@
-//! The dm-verity superblock and hash tree (`sysext::image::verity`): parsing the superblock of
+//! The dm-verity superblock and hash tree (`sysext::testing::image::verity`): parsing the superblock of
 //! a hash partition, and verifying a data area against a hash tree, both untrusted.
 //!
 //! The first byte of the input picks the mode:
@@ -13,8 +13,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sysext::image::dps::Guid;
-use sysext::image::verity::{
+use sysext::testing::image::dps::Guid;
+use sysext::testing::image::verity::{
     self, FormatParams, HashAlgorithm, VerityError, VeritySuperblock, SUPERBLOCK_SIZE,
 };
 

@@ -9,7 +9,7 @@ use sysext_tests::{isolated, TestRoot};
 fn mounts_at(r: &TestRoot, rel: &str) -> usize {
     let p = r.p(rel);
     let t = p.to_string_lossy();
-    sysext::mountinfo::read_self()
+    sysext::testing::mountinfo::read_self()
         .unwrap()
         .iter()
         .filter(|m| m.mount_point == t)

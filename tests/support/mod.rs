@@ -194,7 +194,7 @@ impl TestRoot {
     pub fn overlays_at(&self, rel: &str) -> usize {
         let target = self.p(rel);
         let t = target.to_string_lossy();
-        sysext::mountinfo::read_self()
+        sysext::testing::mountinfo::read_self()
             .unwrap()
             .iter()
             .filter(|m| m.mount_point == t && m.fstype == "overlay")
@@ -204,7 +204,7 @@ impl TestRoot {
     /// Mounts anywhere below the root.
     pub fn mounts_below(&self) -> usize {
         let t = self.path.to_string_lossy().into_owned();
-        sysext::mountinfo::read_self()
+        sysext::testing::mountinfo::read_self()
             .unwrap()
             .iter()
             .filter(|m| m.mount_point.starts_with(&t))
@@ -298,7 +298,7 @@ pub fn tree_snapshot(r: &TestRoot) -> Vec<String> {
 /// Mounts below the root: mount point, type and options.
 pub fn mount_table(r: &TestRoot) -> Vec<String> {
     let t = r.path.to_string_lossy().into_owned();
-    let mut v: Vec<String> = sysext::mountinfo::read_self()
+    let mut v: Vec<String> = sysext::testing::mountinfo::read_self()
         .unwrap()
         .iter()
         .filter(|m| m.mount_point.starts_with(&t))
@@ -422,7 +422,7 @@ pub fn settled_loops_of(r: &TestRoot) -> Vec<String> {
 /// Ephemeral dirs of this process below /run/libsysext/ephemeral.
 pub fn ephemeral_dirs() -> Vec<String> {
     let tag = format!("-{}-", std::process::id());
-    let mut v: Vec<String> = std::fs::read_dir(sysext::state::EPHEMERAL_DIR)
+    let mut v: Vec<String> = std::fs::read_dir(sysext::testing::state::EPHEMERAL_DIR)
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())

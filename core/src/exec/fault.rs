@@ -42,5 +42,4 @@ impl FaultInjector {
         }
         Ok(())
     }
-
 }

@@ -224,7 +224,10 @@ pub fn publish(
             }),
             None => journal.undo.push(Undo::Mount(b.mnt)),
         }
-        #[allow(clippy::expect_used, reason = "the overlay was journaled on the line above")]
+        #[allow(
+            clippy::expect_used,
+            reason = "the overlay was journaled on the line above"
+        )]
         let mnt = journal.newest_mount().expect("journaled just now");
         if b.meta_bind_pending {
             attach_meta_bind(mnt, class.info().dot_dir, faults)?;

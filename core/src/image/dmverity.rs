@@ -281,9 +281,7 @@ fn try_reuse(
     };
     ctl.remove(name, true)
         .map_err(err("mark a verity device for deferred removal"))?;
-    Ok(Reuse::Done(Activated {
-        node,
-    }))
+    Ok(Reuse::Done(Activated { node }))
 }
 
 fn create(
@@ -370,9 +368,7 @@ fn create(
     // The mapping holds the loop devices now; they go with it (auto-clear).
     drop(data_loop.into_owned_fd());
     drop(hash_loop.into_owned_fd());
-    Ok(Activated {
-        node,
-    })
+    Ok(Activated { node })
 }
 
 /// Whether dm-verity can be set up here (the control node exists; nothing is opened).

@@ -294,7 +294,6 @@ const PLAIN_TYPES: [(PartitionDesignator, &str); 7] = [
     ),
 ];
 
-
 /// What a partition type UUID stands for, `None` for types the DPS does not define.
 pub fn classify(type_guid: Guid) -> Option<PartitionKind> {
     if type_guid == LINUX_GENERIC {

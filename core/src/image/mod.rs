@@ -2,17 +2,15 @@
 //! policies and dm-verity verification. Pure userspace code that reads image files; the
 //! kernel side (loop devices) lives in the crate's `sys` module.
 
-internal! {
-    dmverity;
-    dps;
-    error;
-    gpt;
-    mount;
-    policy;
-    signature;
-    superblock;
-    verity;
-}
+pub(crate) mod dmverity;
+pub(crate) mod dps;
+pub(crate) mod error;
+pub(crate) mod gpt;
+pub(crate) mod mount;
+pub(crate) mod policy;
+pub(crate) mod signature;
+pub(crate) mod superblock;
+pub(crate) mod verity;
 
 #[cfg(test)]
 pub(crate) mod testutil;

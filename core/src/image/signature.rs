@@ -692,7 +692,6 @@ fn verify_signer(
     })
 }
 
-
 /// The digest algorithm of a signer and the key kind of its signature algorithm, which
 /// must agree where the signature algorithm names a digest too.
 fn signer_algorithms(si: &SignerInfo) -> Result<(Hash, KeyKind), SignatureError> {
@@ -794,8 +793,7 @@ fn verify_rsa(
         Hash::Sha384 => rsa::Pkcs1v15Sign::new::<Sha384>(),
         Hash::Sha512 => rsa::Pkcs1v15Sign::new::<Sha512>(),
     };
-    key.verify(scheme, digest, signature)
-        .map_err(|e| bad(&e))?;
+    key.verify(scheme, digest, signature).map_err(|e| bad(&e))?;
     Ok(format!("rsa-pkcs1v15-{}", hash.name()))
 }
 

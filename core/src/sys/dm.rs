@@ -288,7 +288,6 @@ impl Control {
         }
     }
 
-
     /// Creates a device without a table (DM_DEV_CREATE).
     pub fn create(&self, name: &str, uuid: &str, read_only: bool) -> io::Result<DeviceInfo> {
         let flags = if read_only { DM_READONLY_FLAG } else { 0 };

@@ -5,5 +5,3 @@ pub mod loopdev;
 pub mod mountattr;
 pub mod ns;
 pub mod statmount;
-
-

@@ -24,9 +24,9 @@ mod tests;
 
 #[cfg(any(test, feature = "testing"))]
 pub use builder::{BuilderPartition, GptBuilder};
-pub use select::{select_with, Part, SelectError, SelectOptions, Selection};
 #[cfg(any(test, feature = "testing"))]
 pub use select::{select, verity_uuids};
+pub use select::{select_with, Part, SelectError, SelectOptions, Selection};
 
 /// Sector sizes probed for the GPT header, in this order.
 pub const SECTOR_SIZES: [u32; 4] = [512, 1024, 2048, 4096];

@@ -355,9 +355,8 @@ fn choose(
     native_arch: &str,
 ) -> Result<Selection, SelectError> {
     let mut sel = Selection::default();
-    let is_protection = |d: PartitionDesignator| {
-        d.verity_data().is_some() || d.verity_sig_data().is_some()
-    };
+    let is_protection =
+        |d: PartitionDesignator| d.verity_data().is_some() || d.verity_sig_data().is_some();
     for pass in [false, true] {
         for (d, part) in parts.iter().filter(|(d, _)| is_protection(*d) == pass) {
             let d = *d;

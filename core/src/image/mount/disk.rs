@@ -156,17 +156,15 @@ impl Opener<'_> {
             }),
         };
         let sig = match sig_part {
-            Some(s) => Some(
-                verity::read_signature(file, s.offset, s.size).map_err(|e| {
-                    ImageError::Signature {
-                        part: ImagePart::VeritySignature {
-                            number: s.number,
-                            designator: d,
-                        },
-                        reason: e.to_string(),
-                    }
-                })?,
-            ),
+            Some(s) => Some(verity::read_signature(file, s.offset, s.size).map_err(|e| {
+                ImageError::Signature {
+                    part: ImagePart::VeritySignature {
+                        number: s.number,
+                        designator: d,
+                    },
+                    reason: e.to_string(),
+                }
+            })?),
             None => None,
         };
         let guessed = match hash_p {
@@ -244,8 +242,14 @@ impl Opener<'_> {
             .kernel
             .has(crate::kernel::KernelFeatures::MOUNT_ON_DETACHED)
         {
-            rustix::mount::move_mount(&usr, "", &tree, "usr", MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
-                .map_err(|e| io("attach at usr/", e))?;
+            rustix::mount::move_mount(
+                &usr,
+                "",
+                &tree,
+                "usr",
+                MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            )
+            .map_err(|e| io("attach at usr/", e))?;
             Ok(tree)
         } else {
             // Before 6.15 a mount cannot go inside a detached tree: compose it in a private

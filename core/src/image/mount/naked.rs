@@ -52,7 +52,9 @@ impl Opener<'_> {
         };
         Ok(MountedImage {
             tree,
-            notes: protection_note(protection, plan.as_ref()).into_iter().collect(),
+            notes: protection_note(protection, plan.as_ref())
+                .into_iter()
+                .collect(),
             verity: VerityCheck::of(protection, plan.as_ref()),
         })
     }

@@ -26,9 +26,9 @@ use std::io;
 
 #[cfg(any(test, feature = "testing"))]
 pub use format::{format, FormatParams};
-pub use signature::{decode_hex, encode_hex, read_signature, VeritySignature};
 #[cfg(any(test, feature = "testing"))]
 pub use signature::{decode_base64, parse_signature};
+pub use signature::{decode_hex, encode_hex, read_signature, VeritySignature};
 pub use superblock::VeritySuperblock;
 #[cfg(any(test, feature = "testing"))]
 pub use tree::verify;
