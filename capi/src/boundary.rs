@@ -7,7 +7,8 @@
 
 use crate::error::{sysext_error, ErrorData};
 use crate::handle::{self, Castable, OwnershipBox};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
+use std::mem::MaybeUninit;
 use std::os::raw::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -22,6 +23,14 @@ pub(crate) type CResult<T> = Result<T, ErrorData>;
 ///   runs (see [`run_fallible`]).
 /// - `ffi_boundary!(default => value, { body })`: `body` evaluates to the return value;
 ///   a panic returns `value` instead.
+///
+/// Unsafe operations in `body` need their own `unsafe {}` blocks: `body` is not in one.
+///
+/// # Safety
+/// The `ret_error =>` arm reads and writes `*ret_error` (through [`run_fallible`]): use it
+/// only where `ret_error` is NULL or valid for reading and writing a pointer, that is in
+/// an export whose `# Safety` says so of its `ret_error` (or a helper with that contract).
+/// The `default =>` arm has no contract.
 macro_rules! ffi_boundary {
     (default => $default:expr, $body:block) => {
         match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| $body)) {
@@ -32,9 +41,15 @@ macro_rules! ffi_boundary {
             }
         }
     };
-    ($ret_error:expr => $body:block) => {
-        $crate::boundary::run_fallible($ret_error, || -> $crate::boundary::CResult<()> { $body })
-    };
+    ($ret_error:expr => $body:block) => {{
+        let ret_error: *mut *mut $crate::error::sysext_error = $ret_error;
+        let body = || -> $crate::boundary::CResult<()> { $body };
+        // SAFETY: the contract of this arm (see the macro's `# Safety`): every export that
+        // uses it says in its `# Safety` that `ret_error` is NULL or valid for writing a
+        // pointer, and the header's conventions that `*ret_error` is NULL on entry (so it
+        // can be read); that is `run_fallible`'s contract.
+        unsafe { $crate::boundary::run_fallible(ret_error, body) }
+    }};
 }
 
 /// Drop a panic payload without letting a panicking `Drop` escape.
@@ -65,7 +80,8 @@ pub(crate) unsafe fn run_fallible(
     ret_error: *mut *mut sysext_error,
     f: impl FnOnce() -> CResult<()>,
 ) -> c_int {
-    if !ret_error.is_null() && !(*ret_error).is_null() {
+    // SAFETY: by the contract, `ret_error` (not NULL here) is valid for reading a pointer.
+    if !ret_error.is_null() && !unsafe { *ret_error }.is_null() {
         return -libc::EINVAL;
     }
     let result = match catch_unwind(AssertUnwindSafe(f)) {
@@ -82,7 +98,10 @@ pub(crate) unsafe fn run_fallible(
             let code = -e.errno;
             if !ret_error.is_null() {
                 // Allocation failure aborts; nothing here can unwind.
-                *ret_error = handle::to_boxed_mut_ptr::<sysext_error>(e);
+                let error = handle::to_boxed_mut_ptr::<sysext_error>(e);
+                // SAFETY: by the contract, `ret_error` (not NULL here) is valid for writing a
+                // pointer; the old value is NULL (checked above), so nothing is lost.
+                unsafe { *ret_error = error };
             }
             code
         }
@@ -98,7 +117,8 @@ pub(crate) unsafe fn arg<'a, C: Castable>(
     func: &str,
     name: &str,
 ) -> CResult<&'a C::RustType> {
-    handle::try_ref(p).ok_or_else(|| ErrorData::null(func, name))
+    // SAFETY: by the contract, `p` is NULL or a live handle of type `C`.
+    unsafe { handle::try_ref(p) }.ok_or_else(|| ErrorData::null(func, name))
 }
 
 /// A required mutable (Box-owned) handle argument; NULL is `-EINVAL`.
@@ -110,15 +130,38 @@ pub(crate) unsafe fn arg_mut<'a, C: Castable<Ownership = OwnershipBox>>(
     func: &str,
     name: &str,
 ) -> CResult<&'a mut C::RustType> {
-    handle::try_mut(p).ok_or_else(|| ErrorData::null(func, name))
+    // SAFETY: by the contract, `p` is NULL or a live Box handle of type `C` that no other
+    // thread uses meanwhile.
+    unsafe { handle::try_mut(p) }.ok_or_else(|| ErrorData::null(func, name))
 }
 
-/// A required out-param; NULL is `-EINVAL`. Write to it only once everything succeeded.
+/// A required out-param; NULL is `-EINVAL`. Write to it (`MaybeUninit::write`) only once
+/// everything succeeded.
 ///
 /// # Safety
-/// `p` is NULL or valid for a write.
-pub(crate) unsafe fn out<'a, T>(p: *mut T, func: &str, name: &str) -> CResult<&'a mut T> {
-    p.as_mut().ok_or_else(|| ErrorData::null(func, name))
+/// `p` is NULL or valid for a write of a `T`, which nothing else uses during the call.
+pub(crate) unsafe fn out<'a, T>(
+    p: *mut T,
+    func: &str,
+    name: &str,
+) -> CResult<&'a mut MaybeUninit<T>> {
+    // SAFETY: `out`'s contract is `opt_out`'s.
+    unsafe { opt_out(p) }.ok_or_else(|| ErrorData::null(func, name))
+}
+
+/// An optional out-param: `None` for NULL.
+///
+/// The memory behind an out-param need not hold a valid `T` yet (a C caller may pass an
+/// uninitialised variable), so it is borrowed as `MaybeUninit<T>`, which can only be
+/// written; a write does not drop the old contents.
+///
+/// # Safety
+/// `p` is NULL or valid for a write of a `T`, which nothing else uses during the call.
+pub(crate) unsafe fn opt_out<'a, T>(p: *mut T) -> Option<&'a mut MaybeUninit<T>> {
+    // SAFETY: by the contract, `p` is NULL or aligned and valid for writing a `T` and not
+    // used by anyone else meanwhile. `MaybeUninit<T>` has the layout of `T` and no validity
+    // invariant, so a reference to it is sound whatever the memory holds.
+    unsafe { p.cast::<MaybeUninit<T>>().as_mut() }
 }
 
 /// A required UTF-8 string argument.
@@ -129,8 +172,10 @@ pub(crate) unsafe fn str_arg(p: *const c_char, func: &str, name: &str) -> CResul
     if p.is_null() {
         return Err(ErrorData::null(func, name));
     }
-    std::ffi::CStr::from_ptr(p)
-        .to_str()
+    // SAFETY: by the contract, `p` (not NULL here) is a NUL-terminated string; it is copied
+    // before this returns, while the C caller keeps it alive and unchanged.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str()
         .map(str::to_string)
         .map_err(|_| ErrorData::invalid(format!("{func}: {name} is not valid UTF-8")))
 }
@@ -147,14 +192,15 @@ pub(crate) unsafe fn opt_str_arg(
     if p.is_null() {
         Ok(None)
     } else {
-        str_arg(p, func, name).map(Some)
+        // SAFETY: by the contract, `p` is a NUL-terminated string.
+        unsafe { str_arg(p, func, name) }.map(Some)
     }
 }
 
 /// An array of `n` UTF-8 strings; NULL is allowed only when `n == 0`.
 ///
 /// # Safety
-/// `p` is NULL or points to `n` pointers to NUL-terminated strings.
+/// `p` is NULL or points to `n` pointers, each NULL (refused) or a NUL-terminated string.
 pub(crate) unsafe fn str_array_arg(
     p: *const *const c_char,
     n: usize,
@@ -167,11 +213,18 @@ pub(crate) unsafe fn str_array_arg(
     if p.is_null() {
         return Err(ErrorData::null(func, name));
     }
-    let items = std::slice::from_raw_parts(p, n);
+    // SAFETY: by the contract, `p` (not NULL here) points to `n` initialised, aligned
+    // pointers, which the C caller does not change during the call; an array that exists
+    // is smaller than `isize::MAX` bytes.
+    let items = unsafe { std::slice::from_raw_parts(p, n) };
     items
         .iter()
         .enumerate()
-        .map(|(i, s)| str_arg(*s, func, &format!("{name}[{i}]")))
+        .map(|(i, s)| {
+            // SAFETY: by the contract, each of the `n` pointers is NULL (which `str_arg`
+            // refuses) or a NUL-terminated string.
+            unsafe { str_arg(*s, func, &format!("{name}[{i}]")) }
+        })
         .collect()
 }
 
@@ -200,8 +253,8 @@ mod tests {
     #[test]
     fn panic_becomes_enotrecoverable_with_error_object() {
         let mut err: *mut sysext_error = std::ptr::null_mut();
-        // SAFETY: `err` is a valid out-param.
-        let rc = unsafe { ffi_boundary!(&mut err => { panic!("boom") }) };
+        // The macro's contract: `err` is a valid out-param holding NULL.
+        let rc = ffi_boundary!(&mut err => { panic!("boom") });
         assert_eq!(rc, -libc::ENOTRECOVERABLE);
         assert!(!err.is_null());
         // SAFETY: `err` was just produced by the boundary.
@@ -228,8 +281,8 @@ mod tests {
     #[test]
     fn success_leaves_ret_error_alone() {
         let mut err: *mut sysext_error = std::ptr::null_mut();
-        // SAFETY: `err` is a valid out-param.
-        let rc = unsafe { ffi_boundary!(&mut err => { Ok(()) }) };
+        // The macro's contract: `err` is a valid out-param holding NULL.
+        let rc = ffi_boundary!(&mut err => { Ok(()) });
         assert_eq!(rc, 0);
         assert!(err.is_null());
     }
@@ -239,13 +292,11 @@ mod tests {
         let first = handle::to_boxed_mut_ptr::<sysext_error>(ErrorData::invalid("first"));
         let mut err = first;
         let mut ran = false;
-        // SAFETY: `err` is a valid out-param holding a live error.
-        let rc = unsafe {
-            ffi_boundary!(&mut err => {
-                ran = true;
-                Err(ErrorData::invalid("second"))
-            })
-        };
+        // The macro's contract: `err` is a valid out-param (holding a live error).
+        let rc = ffi_boundary!(&mut err => {
+            ran = true;
+            Err(ErrorData::invalid("second"))
+        });
         assert_eq!(rc, -libc::EINVAL);
         assert!(!ran, "the call must not run");
         assert_eq!(err, first, "the caller's error is left as it was");
@@ -255,8 +306,8 @@ mod tests {
 
     #[test]
     fn failure_with_null_ret_error_only_returns_the_code() {
-        // SAFETY: NULL ret_error is allowed.
-        let rc = unsafe { ffi_boundary!(std::ptr::null_mut() => { Err(ErrorData::invalid("x")) }) };
+        // The macro's contract: a NULL ret_error is allowed.
+        let rc = ffi_boundary!(std::ptr::null_mut() => { Err(ErrorData::invalid("x")) });
         assert_eq!(rc, -libc::EINVAL);
     }
 

@@ -1,6 +1,6 @@
 //! `sysext_context`: one image class and root, and the verbs.
 
-use crate::boundary::{arg, cstring, nth_ptr, out, str_array_arg, CResult};
+use crate::boundary::{arg, cstring, nth_ptr, opt_out, out, str_array_arg, CResult};
 use crate::error::sysext_error;
 use crate::extension::{sysext_extension_list, ImageListData};
 use crate::handle::{self, Castable, OwnershipBox};
@@ -40,6 +40,11 @@ impl Castable for sysext_context {
 }
 
 /// Run a verb that produces a report; `ret_report` is optional.
+///
+/// # Safety
+/// `context` is NULL or a live context; `ret_report` is NULL or valid for writing a
+/// pointer; `ret_error` is NULL or valid for reading and writing a pointer (the verbs'
+/// `# Safety` and the header's conventions).
 unsafe fn verb(
     context: *const sysext_context,
     ret_report: *mut *mut sysext_report,
@@ -48,10 +53,12 @@ unsafe fn verb(
     f: impl FnOnce(&Context) -> CResult<Report>,
 ) -> c_int {
     ffi_boundary!(ret_error => {
-        let c = arg(context, func, "context")?;
+        // SAFETY: by the contract, `context` is NULL or a live context.
+        let c = unsafe { arg(context, func, "context") }?;
         let report = f(&c.ctx)?;
-        if !ret_report.is_null() {
-            *ret_report = handle::to_boxed_mut_ptr::<sysext_report>(ReportData::from(report));
+        // SAFETY: by the contract, `ret_report` is NULL or valid for writing a pointer.
+        if let Some(slot) = unsafe { opt_out(ret_report) } {
+            slot.write(handle::to_boxed_mut_ptr::<sysext_report>(ReportData::from(report)));
         }
         Ok(())
     })
@@ -80,12 +87,16 @@ impl sysext_context {
     ) -> c_int {
         const F: &str = "sysext_context_new";
         ffi_boundary!(ret_error => {
-            let o = arg(options, F, "options")?;
-            let slot = out(ret_context, F, "ret_context")?;
+            // SAFETY: by the function's contract, `options` is NULL or live options.
+            let o = unsafe { arg(options, F, "options") }?;
+            // SAFETY: by the function's contract, `ret_context` is NULL or valid for writing a
+            // pointer.
+            let slot = unsafe { out(ret_context, F, "ret_context") }?;
             let ctx = Context::new(o.clone())?;
             let root = cstring(ctx.root_path());
             let hierarchies = ctx.hierarchies().iter().map(|h| cstring(h.to_string())).collect();
-            *slot = handle::to_boxed_mut_ptr::<sysext_context>(ContextData { ctx, root, hierarchies });
+            let data = ContextData { ctx, root, hierarchies };
+            slot.write(handle::to_boxed_mut_ptr::<sysext_context>(data));
             Ok(())
         })
     }
@@ -99,7 +110,11 @@ impl sysext_context {
     /// Thread safety: needs exclusive access to `context`.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_context_free(context: *mut sysext_context) {
-        ffi_boundary!(default => (), { handle::free_box(context) })
+        ffi_boundary!(default => (), {
+            // SAFETY: by the function's contract, `context` is NULL or a context not freed yet,
+            // which no other thread is using; every such handle was made by `to_boxed_mut_ptr`.
+            unsafe { handle::free_box(context) }
+        })
     }
 
     /// The image class of the context; `SYSEXT_IMAGE_CLASS_SYSEXT` if `context` is NULL.
@@ -113,7 +128,9 @@ impl sysext_context {
         context: *const sysext_context,
     ) -> sysext_image_class {
         ffi_boundary!(default => sysext_image_class::Sysext, {
-            handle::try_ref(context).map_or(sysext_image_class::Sysext, |c| sysext_image_class::from_core(c.ctx.options().class))
+            // SAFETY: by the function's contract, `context` is NULL or a live context.
+            unsafe { handle::try_ref(context) }
+                .map_or(sysext_image_class::Sysext, |c| sysext_image_class::from_core(c.ctx.options().class))
         })
     }
 
@@ -129,7 +146,9 @@ impl sysext_context {
         context: *const sysext_context,
     ) -> sysext_mutable_mode {
         ffi_boundary!(default => sysext_mutable_mode::Disabled, {
-            handle::try_ref(context).map_or(sysext_mutable_mode::Disabled, |c| sysext_mutable_mode::from_core(c.ctx.mutable_mode()))
+            // SAFETY: by the function's contract, `context` is NULL or a live context.
+            unsafe { handle::try_ref(context) }
+                .map_or(sysext_mutable_mode::Disabled, |c| sysext_mutable_mode::from_core(c.ctx.mutable_mode()))
         })
     }
 
@@ -143,7 +162,8 @@ impl sysext_context {
     #[no_mangle]
     pub unsafe extern "C" fn sysext_context_get_compat(context: *const sysext_context) -> c_int {
         ffi_boundary!(default => 0, {
-            handle::try_ref(context).map_or(0, |c| c.ctx.compat().version() as c_int)
+            // SAFETY: by the function's contract, `context` is NULL or a live context.
+            unsafe { handle::try_ref(context) }.map_or(0, |c| c.ctx.compat().version() as c_int)
         })
     }
 
@@ -159,7 +179,8 @@ impl sysext_context {
         context: *const sysext_context,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(context).map_or(std::ptr::null(), |c| c.root.as_ptr())
+            // SAFETY: by the function's contract, `context` is NULL or a live context.
+            unsafe { handle::try_ref(context) }.map_or(std::ptr::null(), |c| c.root.as_ptr())
         })
     }
 
@@ -173,7 +194,10 @@ impl sysext_context {
     pub unsafe extern "C" fn sysext_context_hierarchies_count(
         context: *const sysext_context,
     ) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(context).map_or(0, |c| c.hierarchies.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `context` is NULL or a live context.
+            unsafe { handle::try_ref(context) }.map_or(0, |c| c.hierarchies.len())
+        })
     }
 
     /// The `index`-th configured hierarchy (`"/usr"`), in merge order, or NULL if out of
@@ -189,7 +213,9 @@ impl sysext_context {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(context).map_or(std::ptr::null(), |c| nth_ptr(&c.hierarchies, index))
+            // SAFETY: by the function's contract, `context` is NULL or a live context.
+            unsafe { handle::try_ref(context) }
+                .map_or(std::ptr::null(), |c| nth_ptr(&c.hierarchies, index))
         })
     }
 
@@ -234,10 +260,13 @@ impl sysext_context {
     ) -> c_int {
         const F: &str = "sysext_context_list";
         ffi_boundary!(ret_error => {
-            let c = arg(context, F, "context")?;
-            let slot = out(ret_list, F, "ret_list")?;
+            // SAFETY: by the function's contract, `context` is NULL or a live context.
+            let c = unsafe { arg(context, F, "context") }?;
+            // SAFETY: by the function's contract, `ret_list` is NULL or valid for writing a
+            // pointer.
+            let slot = unsafe { out(ret_list, F, "ret_list") }?;
             let images = c.ctx.list()?;
-            *slot = handle::to_boxed_mut_ptr::<sysext_extension_list>(ImageListData::from(images));
+            slot.write(handle::to_boxed_mut_ptr::<sysext_extension_list>(ImageListData::from(images)));
             Ok(())
         })
     }
@@ -281,10 +310,13 @@ impl sysext_context {
     ) -> c_int {
         const F: &str = "sysext_context_plan";
         ffi_boundary!(ret_error => {
-            let c = arg(context, F, "context")?;
-            let slot = out(ret_plan, F, "ret_plan")?;
+            // SAFETY: by the function's contract, `context` is NULL or a live context.
+            let c = unsafe { arg(context, F, "context") }?;
+            // SAFETY: by the function's contract, `ret_plan` is NULL or valid for writing a
+            // pointer.
+            let slot = unsafe { out(ret_plan, F, "ret_plan") }?;
             let plan = c.ctx.plan()?;
-            *slot = handle::to_boxed_mut_ptr::<sysext_plan>(PlanData::from(plan));
+            slot.write(handle::to_boxed_mut_ptr::<sysext_plan>(PlanData::from(plan)));
             Ok(())
         })
     }
@@ -334,13 +366,12 @@ impl sysext_context {
         ret_report: *mut *mut sysext_report,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        verb(
-            context,
-            ret_report,
-            ret_error,
-            "sysext_context_merge",
-            |c| Ok(c.merge()?),
-        )
+        const F: &str = "sysext_context_merge";
+        let run = |c: &Context| Ok(c.merge()?);
+        // SAFETY: by the function's contract, `context` is NULL or a live context and
+        // `ret_report` and `ret_error` are NULL or valid for writing a pointer (and `*ret_error`
+        // is NULL, the header's conventions): `verb`'s contract.
+        unsafe { verb(context, ret_report, ret_error, F, run) }
     }
 
     /// Rebuild the merge from the current images (systemd's `refresh`), replacing the old
@@ -373,13 +404,12 @@ impl sysext_context {
         ret_report: *mut *mut sysext_report,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        verb(
-            context,
-            ret_report,
-            ret_error,
-            "sysext_context_refresh",
-            |c| Ok(c.refresh()?),
-        )
+        const F: &str = "sysext_context_refresh";
+        let run = |c: &Context| Ok(c.refresh()?);
+        // SAFETY: by the function's contract, `context` is NULL or a live context and
+        // `ret_report` and `ret_error` are NULL or valid for writing a pointer (and `*ret_error`
+        // is NULL, the header's conventions): `verb`'s contract.
+        unsafe { verb(context, ret_report, ret_error, F, run) }
     }
 
     /// Remove the merge from all configured hierarchies (systemd's `unmerge`); not being
@@ -414,13 +444,12 @@ impl sysext_context {
         ret_report: *mut *mut sysext_report,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        verb(
-            context,
-            ret_report,
-            ret_error,
-            "sysext_context_unmerge",
-            |c| Ok(c.unmerge()?),
-        )
+        const F: &str = "sysext_context_unmerge";
+        let run = |c: &Context| Ok(c.unmerge()?);
+        // SAFETY: by the function's contract, `context` is NULL or a live context and
+        // `ret_report` and `ret_error` are NULL or valid for writing a pointer (and `*ret_error`
+        // is NULL, the header's conventions): `verb`'s contract.
+        unsafe { verb(context, ret_report, ret_error, F, run) }
     }
 
     /// Add the named extensions to the current merge, keeping the others, the mutable mode
@@ -445,10 +474,16 @@ impl sysext_context {
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
         const F: &str = "sysext_context_merge_names";
-        verb(context, ret_report, ret_error, F, |c| {
-            let names = names_arg(names, n_names, F)?;
+        let run = |c: &Context| {
+            // SAFETY: by the function's contract, `names` is NULL or points to `n_names`
+            // NUL-terminated strings.
+            let names = unsafe { names_arg(names, n_names, F) }?;
             Ok(c.merge_names(&names)?)
-        })
+        };
+        // SAFETY: by the function's contract, `context` is NULL or a live context and
+        // `ret_report` and `ret_error` are NULL or valid for writing a pointer (and `*ret_error`
+        // is NULL, the header's conventions): `verb`'s contract.
+        unsafe { verb(context, ret_report, ret_error, F, run) }
     }
 
     /// Remove the named extensions from the current merge, keeping the others (a gap-free
@@ -472,10 +507,16 @@ impl sysext_context {
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
         const F: &str = "sysext_context_unmerge_names";
-        verb(context, ret_report, ret_error, F, |c| {
-            let names = names_arg(names, n_names, F)?;
+        let run = |c: &Context| {
+            // SAFETY: by the function's contract, `names` is NULL or points to `n_names`
+            // NUL-terminated strings.
+            let names = unsafe { names_arg(names, n_names, F) }?;
             Ok(c.unmerge_names(&names)?)
-        })
+        };
+        // SAFETY: by the function's contract, `context` is NULL or a live context and
+        // `ret_report` and `ret_error` are NULL or valid for writing a pointer (and `*ret_error`
+        // is NULL, the header's conventions): `verb`'s contract.
+        unsafe { verb(context, ret_report, ret_error, F, run) }
     }
 
     /// The state of each configured hierarchy that exists (systemd's `status`): whether it
@@ -521,22 +562,30 @@ impl sysext_context {
     ) -> c_int {
         const F: &str = "sysext_context_status";
         ffi_boundary!(ret_error => {
-            let c = arg(context, F, "context")?;
-            let slot = out(ret_status, F, "ret_status")?;
+            // SAFETY: by the function's contract, `context` is NULL or a live context.
+            let c = unsafe { arg(context, F, "context") }?;
+            // SAFETY: by the function's contract, `ret_status` is NULL or valid for writing a
+            // pointer.
+            let slot = unsafe { out(ret_status, F, "ret_status") }?;
             let st = c.ctx.status()?;
-            *slot = handle::to_boxed_mut_ptr::<sysext_status>(StatusData::from(st));
+            slot.write(handle::to_boxed_mut_ptr::<sysext_status>(StatusData::from(st)));
             Ok(())
         })
     }
 }
 
 /// Copy a list of extension names, refusing an empty one.
+///
+/// # Safety
+/// `names` is NULL or points to `n` pointers, each NULL (refused) or a NUL-terminated
+/// string.
 unsafe fn names_arg(
     names: *const *const c_char,
     n: usize,
     func: &'static str,
 ) -> CResult<Vec<String>> {
-    let v = str_array_arg(names, n, func, "names")?;
+    // SAFETY: `names_arg`'s contract is `str_array_arg`'s.
+    let v = unsafe { str_array_arg(names, n, func, "names") }?;
     if v.is_empty() {
         return Err(crate::error::ErrorData::invalid(format!(
             "{func}: no names given"

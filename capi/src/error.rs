@@ -172,7 +172,8 @@ impl sysext_error {
     #[no_mangle]
     pub unsafe extern "C" fn sysext_error_get_message(error: *const sysext_error) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(error).map_or(std::ptr::null(), |e| e.message.as_ptr())
+            // SAFETY: by the function's contract, `error` is NULL or a live `sysext_error`.
+            unsafe { handle::try_ref(error) }.map_or(std::ptr::null(), |e| e.message.as_ptr())
         })
     }
 
@@ -186,7 +187,10 @@ impl sysext_error {
     /// Thread safety: may be called from any thread, concurrently with other getters.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_error_get_errno(error: *const sysext_error) -> c_int {
-        ffi_boundary!(default => 0, { handle::try_ref(error).map_or(0, |e| e.errno) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `error` is NULL or a live `sysext_error`.
+            unsafe { handle::try_ref(error) }.map_or(0, |e| e.errno)
+        })
     }
 
     /// The kind of the error.
@@ -202,7 +206,8 @@ impl sysext_error {
         error: *const sysext_error,
     ) -> sysext_error_kind {
         ffi_boundary!(default => sysext_error_kind::Unknown, {
-            handle::try_ref(error).map_or(sysext_error_kind::Unknown, |e| e.kind)
+            // SAFETY: by the function's contract, `error` is NULL or a live `sysext_error`.
+            unsafe { handle::try_ref(error) }.map_or(sysext_error_kind::Unknown, |e| e.kind)
         })
     }
 
@@ -216,7 +221,9 @@ impl sysext_error {
     #[no_mangle]
     pub unsafe extern "C" fn sysext_error_get_path(error: *const sysext_error) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(error).map_or(std::ptr::null(), |e| crate::boundary::opt_ptr(&e.path))
+            // SAFETY: by the function's contract, `error` is NULL or a live `sysext_error`.
+            unsafe { handle::try_ref(error) }
+                .map_or(std::ptr::null(), |e| crate::boundary::opt_ptr(&e.path))
         })
     }
 
@@ -235,7 +242,9 @@ impl sysext_error {
         error: *const sysext_error,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(error).map_or(std::ptr::null(), |e| crate::boundary::opt_ptr(&e.hierarchy))
+            // SAFETY: by the function's contract, `error` is NULL or a live `sysext_error`.
+            unsafe { handle::try_ref(error) }
+                .map_or(std::ptr::null(), |e| crate::boundary::opt_ptr(&e.hierarchy))
         })
     }
 
@@ -254,7 +263,9 @@ impl sysext_error {
         error: *const sysext_error,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(error).map_or(std::ptr::null(), |e| crate::boundary::opt_ptr(&e.extension))
+            // SAFETY: by the function's contract, `error` is NULL or a live `sysext_error`.
+            unsafe { handle::try_ref(error) }
+                .map_or(std::ptr::null(), |e| crate::boundary::opt_ptr(&e.extension))
         })
     }
 
@@ -266,6 +277,10 @@ impl sysext_error {
     /// Thread safety: needs exclusive access to `error`.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_error_free(error: *mut sysext_error) {
-        ffi_boundary!(default => (), { handle::free_box(error) })
+        ffi_boundary!(default => (), {
+            // SAFETY: by the function's contract, `error` is NULL or a `sysext_error` not freed
+            // yet; every such handle was made by `to_boxed_mut_ptr`.
+            unsafe { handle::free_box(error) }
+        })
     }
 }

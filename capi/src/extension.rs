@@ -136,7 +136,10 @@ impl sysext_extension_list {
     pub unsafe extern "C" fn sysext_extension_list_count(
         list: *const sysext_extension_list,
     ) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(list).map_or(0, |l| l.items.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `list` is NULL or a live `sysext_extension_list`.
+            unsafe { handle::try_ref(list) }.map_or(0, |l| l.items.len())
+        })
     }
 
     /// The `index`-th image, or NULL if `list` is NULL or `index` is out of range.
@@ -152,7 +155,9 @@ impl sysext_extension_list {
         index: usize,
     ) -> *const sysext_extension {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(list).map_or(std::ptr::null(), |l| handle::nth_item::<sysext_extension>(&l.items, index))
+            // SAFETY: by the function's contract, `list` is NULL or a live `sysext_extension_list`.
+            unsafe { handle::try_ref(list) }
+                .map_or(std::ptr::null(), |l| handle::nth_item::<sysext_extension>(&l.items, index))
         })
     }
 
@@ -165,7 +170,11 @@ impl sysext_extension_list {
     /// Thread safety: needs exclusive access to `list`.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_extension_list_free(list: *mut sysext_extension_list) {
-        ffi_boundary!(default => (), { handle::free_box(list) })
+        ffi_boundary!(default => (), {
+            // SAFETY: by the function's contract, `list` is NULL or a list not freed yet; every
+            // such handle was made by `to_boxed_mut_ptr`.
+            unsafe { handle::free_box(list) }
+        })
     }
 }
 
@@ -182,7 +191,9 @@ impl sysext_extension {
         image: *const sysext_extension,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(image).map_or(std::ptr::null(), |i| i.name.as_ptr())
+            // SAFETY: by the function's contract, `image` is NULL or an image of a live
+            // `sysext_extension_list`.
+            unsafe { handle::try_ref(image) }.map_or(std::ptr::null(), |i| i.name.as_ptr())
         })
     }
 
@@ -197,7 +208,9 @@ impl sysext_extension {
         image: *const sysext_extension,
     ) -> sysext_image_kind {
         ffi_boundary!(default => sysext_image_kind::Directory, {
-            handle::try_ref(image).map_or(sysext_image_kind::Directory, |i| i.kind)
+            // SAFETY: by the function's contract, `image` is NULL or an image of a live
+            // `sysext_extension_list`.
+            unsafe { handle::try_ref(image) }.map_or(sysext_image_kind::Directory, |i| i.kind)
         })
     }
 
@@ -213,7 +226,9 @@ impl sysext_extension {
         image: *const sysext_extension,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(image).map_or(std::ptr::null(), |i| i.path.as_ptr())
+            // SAFETY: by the function's contract, `image` is NULL or an image of a live
+            // `sysext_extension_list`.
+            unsafe { handle::try_ref(image) }.map_or(std::ptr::null(), |i| i.path.as_ptr())
         })
     }
 
@@ -226,7 +241,11 @@ impl sysext_extension {
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_extension_get_time_usec(image: *const sysext_extension) -> u64 {
-        ffi_boundary!(default => 0, { handle::try_ref(image).map_or(0, |i| i.time_usec) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `image` is NULL or an image of a live
+            // `sysext_extension_list`.
+            unsafe { handle::try_ref(image) }.map_or(0, |i| i.time_usec)
+        })
     }
 
     /// What a merge would do with the image; `SYSEXT_IMAGE_STATE_UNKNOWN` if `image` is NULL.
@@ -240,7 +259,9 @@ impl sysext_extension {
         image: *const sysext_extension,
     ) -> sysext_image_state {
         ffi_boundary!(default => sysext_image_state::Unknown, {
-            handle::try_ref(image).map_or(sysext_image_state::Unknown, |i| i.state)
+            // SAFETY: by the function's contract, `image` is NULL or an image of a live
+            // `sysext_extension_list`.
+            unsafe { handle::try_ref(image) }.map_or(sysext_image_state::Unknown, |i| i.state)
         })
     }
 
@@ -258,7 +279,10 @@ impl sysext_extension {
         image: *const sysext_extension,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(image).map_or(std::ptr::null(), |i| opt_ptr(&i.skipped_reason))
+            // SAFETY: by the function's contract, `image` is NULL or an image of a live
+            // `sysext_extension_list`.
+            unsafe { handle::try_ref(image) }
+                .map_or(std::ptr::null(), |i| opt_ptr(&i.skipped_reason))
         })
     }
 
@@ -272,7 +296,11 @@ impl sysext_extension {
     pub unsafe extern "C" fn sysext_extension_shadows_count(
         image: *const sysext_extension,
     ) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(image).map_or(0, |i| i.shadows.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `image` is NULL or an image of a live
+            // `sysext_extension_list`.
+            unsafe { handle::try_ref(image) }.map_or(0, |i| i.shadows.len())
+        })
     }
 
     /// The path of the `index`-th shadowed image, or NULL if `image` is NULL or `index` is
@@ -288,7 +316,10 @@ impl sysext_extension {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(image).map_or(std::ptr::null(), |i| nth_ptr(&i.shadows, index))
+            // SAFETY: by the function's contract, `image` is NULL or an image of a live
+            // `sysext_extension_list`.
+            unsafe { handle::try_ref(image) }
+                .map_or(std::ptr::null(), |i| nth_ptr(&i.shadows, index))
         })
     }
 }

@@ -37,7 +37,9 @@ pub(crate) fn to_boxed_mut_ptr<C: Castable<Ownership = OwnershipBox>>(
 /// `p` is NULL or came from [`to_boxed_mut_ptr`] for the same `C` and was not freed yet.
 pub(crate) unsafe fn free_box<C: Castable<Ownership = OwnershipBox>>(p: *mut C) {
     if !p.is_null() {
-        drop(Box::from_raw(p.cast::<C::RustType>()));
+        // SAFETY: by the contract, `p` is what `Box::into_raw` returned for a
+        // `Box<C::RustType>` (see `to_boxed_mut_ptr`), not freed yet, so this is its owner.
+        drop(unsafe { Box::from_raw(p.cast::<C::RustType>()) });
     }
 }
 
@@ -46,7 +48,9 @@ pub(crate) unsafe fn free_box<C: Castable<Ownership = OwnershipBox>>(p: *mut C) 
 /// # Safety
 /// `p` is NULL or a live handle of type `C`.
 pub(crate) unsafe fn try_ref<'a, C: Castable>(p: *const C) -> Option<&'a C::RustType> {
-    p.cast::<C::RustType>().as_ref()
+    // SAFETY: by the contract, `p` is NULL or points to a live `C::RustType` (a handle of
+    // type `C` is one cast), which stays alive and unchanged while the C caller uses it.
+    unsafe { p.cast::<C::RustType>().as_ref() }
 }
 
 /// Borrow the Rust value behind a Box handle mutably; `None` for NULL.
@@ -56,7 +60,9 @@ pub(crate) unsafe fn try_ref<'a, C: Castable>(p: *const C) -> Option<&'a C::Rust
 pub(crate) unsafe fn try_mut<'a, C: Castable<Ownership = OwnershipBox>>(
     p: *mut C,
 ) -> Option<&'a mut C::RustType> {
-    p.cast::<C::RustType>().as_mut()
+    // SAFETY: by the contract, `p` is NULL or points to a live `C::RustType` (a Box handle
+    // of type `C` is one cast) that nothing else reads or writes meanwhile.
+    unsafe { p.cast::<C::RustType>().as_mut() }
 }
 
 /// Hand out a borrowed item.

@@ -77,11 +77,17 @@ mod tests {
     use std::ffi::CStr;
     use std::sync::Mutex;
 
+    /// # Safety
+    /// `userdata` points to a live `Mutex<Vec<(c_int, String)>>`; `message` is a
+    /// NUL-terminated string (the callback's rules, `sysext_log_callback`).
     unsafe extern "C" fn record(userdata: *mut c_void, level: c_int, message: *const c_char) {
-        let v = &*(userdata as *const Mutex<Vec<(c_int, String)>>);
+        // SAFETY: by the contract, `userdata` points to a live mutex-guarded vector.
+        let v = unsafe { &*(userdata as *const Mutex<Vec<(c_int, String)>>) };
+        // SAFETY: by the contract, `message` is a NUL-terminated string.
+        let message = unsafe { CStr::from_ptr(message) };
         v.lock()
             .unwrap()
-            .push((level, CStr::from_ptr(message).to_str().unwrap().to_string()));
+            .push((level, message.to_str().unwrap().to_string()));
     }
 
     #[test]

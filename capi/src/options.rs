@@ -1,6 +1,6 @@
 //! `sysext_options`: the builder of a context.
 
-use crate::boundary::{arg_mut, opt_str_arg, str_arg, str_array_arg, CResult};
+use crate::boundary::{arg_mut, opt_str_arg, str_arg, str_array_arg};
 use crate::error::{sysext_error, ErrorData};
 use crate::handle::{self, Castable, OwnershipBox};
 use crate::log::{sysext_log_callback, CallbackSink};
@@ -104,19 +104,6 @@ impl Castable for sysext_options {
     type RustType = Options;
 }
 
-/// Run a setter body: check `options`, then hand it to `f`.
-unsafe fn setter(
-    options: *mut sysext_options,
-    func: &'static str,
-    ret_error: *mut *mut sysext_error,
-    f: impl FnOnce(&mut Options) -> CResult<()>,
-) -> c_int {
-    ffi_boundary!(ret_error => {
-        let o = arg_mut(options, func, "options")?;
-        f(o)
-    })
-}
-
 fn tristate(v: c_int) -> Option<bool> {
     match v {
         v if v < 0 => None,
@@ -155,7 +142,11 @@ impl sysext_options {
     /// Thread safety: needs exclusive access to `options`.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_options_free(options: *mut sysext_options) {
-        ffi_boundary!(default => (), { handle::free_box(options) })
+        ffi_boundary!(default => (), {
+            // SAFETY: by the function's contract, `options` is NULL or options not freed yet; every
+            // such handle was made by `to_boxed_mut_ptr`.
+            unsafe { handle::free_box(options) }
+        })
     }
 
     /// Set the root directory below which everything happens (systemd's `--root=`);
@@ -179,8 +170,12 @@ impl sysext_options {
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
         const F: &str = "sysext_options_set_root";
-        setter(options, F, ret_error, |o| {
-            o.root = opt_str_arg(root, F, "root")?;
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
+            // SAFETY: by the function's contract, `root` is NULL or a NUL-terminated string.
+            o.root = unsafe { opt_str_arg(root, F, "root") }?;
             Ok(())
         })
     }
@@ -201,7 +196,11 @@ impl sysext_options {
         mode: c_int,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        setter(options, "sysext_options_set_mutable_mode", ret_error, |o| {
+        const F: &str = "sysext_options_set_mutable_mode";
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
             let m = sysext_mutable_mode::from_c(mode)
                 .ok_or_else(|| ErrorData::invalid(format!("Invalid mutable mode value {mode}")))?;
             o.mutable = Some(m);
@@ -229,8 +228,12 @@ impl sysext_options {
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
         const F: &str = "sysext_options_set_mutable_mode_string";
-        setter(options, F, ret_error, |o| {
-            o.mutable = match opt_str_arg(mode, F, "mode")? {
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
+            // SAFETY: by the function's contract, `mode` is NULL or a NUL-terminated string.
+            o.mutable = match unsafe { opt_str_arg(mode, F, "mode") }? {
                 None => None,
                 Some(s) => Some(s.parse::<MutableMode>()?),
             };
@@ -255,7 +258,11 @@ impl sysext_options {
         level: c_int,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        setter(options, "sysext_options_set_compat", ret_error, |o| {
+        const F: &str = "sysext_options_set_compat";
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
             o.compat = match level {
                 0 => None,
                 l => Some(Compat::parse(&l.to_string()).ok_or_else(|| {
@@ -280,7 +287,11 @@ impl sysext_options {
         force: bool,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        setter(options, "sysext_options_set_force", ret_error, |o| {
+        const F: &str = "sysext_options_set_force";
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
             o.force = force;
             Ok(())
         })
@@ -302,7 +313,11 @@ impl sysext_options {
         no_reload: bool,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        setter(options, "sysext_options_set_no_reload", ret_error, |o| {
+        const F: &str = "sysext_options_set_no_reload";
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
             o.no_reload = no_reload;
             Ok(())
         })
@@ -326,15 +341,14 @@ impl sysext_options {
         allow_block_devices: bool,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        setter(
-            options,
-            "sysext_options_set_allow_block_devices",
-            ret_error,
-            |o| {
-                o.allow_block_devices = allow_block_devices;
-                Ok(())
-            },
-        )
+        const F: &str = "sysext_options_set_allow_block_devices";
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
+            o.allow_block_devices = allow_block_devices;
+            Ok(())
+        })
     }
 
     /// Make `sysext_context_refresh()` rebuild the merge even when nothing changed
@@ -353,15 +367,14 @@ impl sysext_options {
         always_refresh: bool,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        setter(
-            options,
-            "sysext_options_set_always_refresh",
-            ret_error,
-            |o| {
-                o.always_refresh = always_refresh;
-                Ok(())
-            },
-        )
+        const F: &str = "sysext_options_set_always_refresh";
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
+            o.always_refresh = always_refresh;
+            Ok(())
+        })
     }
 
     /// Mount merged hierarchies `noexec` (systemd's `--noexec=`): a tri-state, negative for
@@ -379,7 +392,11 @@ impl sysext_options {
         noexec: c_int,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        setter(options, "sysext_options_set_noexec", ret_error, |o| {
+        const F: &str = "sysext_options_set_noexec";
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
             o.noexec = tristate(noexec);
             Ok(())
         })
@@ -402,7 +419,11 @@ impl sysext_options {
         initrd: c_int,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        setter(options, "sysext_options_set_initrd", ret_error, |o| {
+        const F: &str = "sysext_options_set_initrd";
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
             o.initrd = tristate(initrd);
             Ok(())
         })
@@ -426,8 +447,12 @@ impl sysext_options {
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
         const F: &str = "sysext_options_set_image_policy";
-        setter(options, F, ret_error, |o| {
-            let p = opt_str_arg(policy, F, "policy")?;
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
+            // SAFETY: by the function's contract, `policy` is NULL or a NUL-terminated string.
+            let p = unsafe { opt_str_arg(policy, F, "policy") }?;
             if let Some(p) = &p {
                 sysext::image::ImagePolicy::parse(p).map_err(|e| {
                     ErrorData::invalid(format!("Failed to parse image policy: {p}: {e}"))
@@ -462,8 +487,13 @@ impl sysext_options {
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
         const F: &str = "sysext_options_set_overlay_options";
-        setter(options, F, ret_error, |o| {
-            let p = opt_str_arg(mount_options, F, "mount_options")?;
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
+            // SAFETY: by the function's contract, `mount_options` is NULL or a NUL-terminated
+            // string.
+            let p = unsafe { opt_str_arg(mount_options, F, "mount_options") }?;
             if let Some(p) = &p {
                 sysext::overlayopts::OverlayOptions::parse(p)
                     .map_err(|e| ErrorData::invalid(e.to_string()))?;
@@ -495,12 +525,17 @@ impl sysext_options {
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
         const F: &str = "sysext_options_set_hierarchies";
-        setter(options, F, ret_error, |o| {
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
             if hierarchies.is_null() && n_hierarchies == 0 {
                 o.hierarchies = None;
                 return Ok(());
             }
-            let list = str_array_arg(hierarchies, n_hierarchies, F, "hierarchies")?;
+            // SAFETY: by the function's contract, `hierarchies` is NULL or points to
+            // `n_hierarchies` NUL-terminated strings.
+            let list = unsafe { str_array_arg(hierarchies, n_hierarchies, F, "hierarchies") }?;
             if list.is_empty() {
                 return Err(ErrorData::invalid(format!(
                     "{F}: the list of hierarchies is empty"
@@ -530,15 +565,14 @@ impl sysext_options {
         timeout_ms: i64,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        setter(
-            options,
-            "sysext_options_set_lock_timeout_ms",
-            ret_error,
-            |o| {
-                o.lock_timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
-                Ok(())
-            },
-        )
+        const F: &str = "sysext_options_set_lock_timeout_ms";
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
+            o.lock_timeout = u64::try_from(timeout_ms).ok().map(Duration::from_millis);
+            Ok(())
+        })
     }
 
     /// Install the log callback of contexts created from these options, with a pointer
@@ -562,7 +596,11 @@ impl sysext_options {
         userdata: *mut c_void,
         ret_error: *mut *mut sysext_error,
     ) -> c_int {
-        setter(options, "sysext_options_set_log_callback", ret_error, |o| {
+        const F: &str = "sysext_options_set_log_callback";
+        ffi_boundary!(ret_error => {
+            // SAFETY: by the function's contract, `options` is NULL or live options, to which
+            // the caller has exclusive access (its thread safety).
+            let o = unsafe { arg_mut(options, F, "options") }?;
             o.sink = match callback {
                 Some(cb) => Arc::new(CallbackSink::new(cb, userdata)),
                 None => Arc::new(sysext::event::NullSink),
@@ -605,10 +643,12 @@ pub unsafe extern "C" fn sysext_mutable_mode_from_string(
 ) -> c_int {
     const F: &str = "sysext_mutable_mode_from_string";
     ffi_boundary!(ret_error => {
-        let s = str_arg(mode, F, "mode")?;
-        let out = crate::boundary::out(ret_mode, F, "ret_mode")?;
+        // SAFETY: by the function's contract, `mode` is NULL or a NUL-terminated string.
+        let s = unsafe { str_arg(mode, F, "mode") }?;
+        // SAFETY: by the function's contract, `ret_mode` is NULL or valid for a write.
+        let out = unsafe { crate::boundary::out(ret_mode, F, "ret_mode") }?;
         let m: MutableMode = s.parse()?;
-        *out = sysext_mutable_mode::from_core(m);
+        out.write(sysext_mutable_mode::from_core(m));
         Ok(())
     })
 }

@@ -224,7 +224,8 @@ impl sysext_plan {
         plan: *const sysext_plan,
     ) -> sysext_mutable_mode {
         ffi_boundary!(default => sysext_mutable_mode::Disabled, {
-            handle::try_ref(plan).map_or(sysext_mutable_mode::Disabled, |p| p.mode)
+            // SAFETY: by the function's contract, `plan` is NULL or a live `sysext_plan`.
+            unsafe { handle::try_ref(plan) }.map_or(sysext_mutable_mode::Disabled, |p| p.mode)
         })
     }
 
@@ -236,7 +237,10 @@ impl sysext_plan {
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_plan_extensions_count(plan: *const sysext_plan) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(plan).map_or(0, |p| p.extensions.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `plan` is NULL or a live `sysext_plan`.
+            unsafe { handle::try_ref(plan) }.map_or(0, |p| p.extensions.len())
+        })
     }
 
     /// The name of the `index`-th extension that would be merged, in ascending (version)
@@ -252,7 +256,9 @@ impl sysext_plan {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(plan).map_or(std::ptr::null(), |p| nth_ptr(&p.extensions, index))
+            // SAFETY: by the function's contract, `plan` is NULL or a live `sysext_plan`.
+            unsafe { handle::try_ref(plan) }
+                .map_or(std::ptr::null(), |p| nth_ptr(&p.extensions, index))
         })
     }
 
@@ -264,7 +270,10 @@ impl sysext_plan {
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_plan_using_count(plan: *const sysext_plan) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(plan).map_or(0, |p| p.using.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `plan` is NULL or a live `sysext_plan`.
+            unsafe { handle::try_ref(plan) }.map_or(0, |p| p.using.len())
+        })
     }
 
     /// The file name of the `index`-th image that would be used, or NULL if out of range.
@@ -280,7 +289,8 @@ impl sysext_plan {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(plan).map_or(std::ptr::null(), |p| nth_ptr(&p.using, index))
+            // SAFETY: by the function's contract, `plan` is NULL or a live `sysext_plan`.
+            unsafe { handle::try_ref(plan) }.map_or(std::ptr::null(), |p| nth_ptr(&p.using, index))
         })
     }
 
@@ -292,7 +302,10 @@ impl sysext_plan {
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_plan_skipped_count(plan: *const sysext_plan) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(plan).map_or(0, |p| p.skipped.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `plan` is NULL or a live `sysext_plan`.
+            unsafe { handle::try_ref(plan) }.map_or(0, |p| p.skipped.len())
+        })
     }
 
     /// The name of the `index`-th skipped extension, or NULL if out of range.
@@ -307,7 +320,10 @@ impl sysext_plan {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(plan).and_then(|p| p.skipped.get(index)).map_or(std::ptr::null(), |s| s.name.as_ptr())
+            // SAFETY: by the function's contract, `plan` is NULL or a live `sysext_plan`.
+            unsafe { handle::try_ref(plan) }
+                .and_then(|p| p.skipped.get(index))
+                .map_or(std::ptr::null(), |s| s.name.as_ptr())
         })
     }
 
@@ -323,7 +339,10 @@ impl sysext_plan {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(plan).and_then(|p| p.skipped.get(index)).map_or(std::ptr::null(), |s| s.reason.as_ptr())
+            // SAFETY: by the function's contract, `plan` is NULL or a live `sysext_plan`.
+            unsafe { handle::try_ref(plan) }
+                .and_then(|p| p.skipped.get(index))
+                .map_or(std::ptr::null(), |s| s.reason.as_ptr())
         })
     }
 
@@ -336,7 +355,10 @@ impl sysext_plan {
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_plan_hierarchies_count(plan: *const sysext_plan) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(plan).map_or(0, |p| p.hierarchies.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `plan` is NULL or a live `sysext_plan`.
+            unsafe { handle::try_ref(plan) }.map_or(0, |p| p.hierarchies.len())
+        })
     }
 
     /// The `index`-th overlay, in configured hierarchy order, or NULL if out of range.
@@ -352,7 +374,9 @@ impl sysext_plan {
         index: usize,
     ) -> *const sysext_hierarchy_plan {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(plan).map_or(std::ptr::null(), |p| handle::nth_item::<sysext_hierarchy_plan>(&p.hierarchies, index))
+            // SAFETY: by the function's contract, `plan` is NULL or a live `sysext_plan`.
+            unsafe { handle::try_ref(plan) }
+                .map_or(std::ptr::null(), |p| handle::nth_item::<sysext_hierarchy_plan>(&p.hierarchies, index))
         })
     }
 
@@ -365,7 +389,11 @@ impl sysext_plan {
     /// Thread safety: needs exclusive access to `plan`.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_plan_free(plan: *mut sysext_plan) {
-        ffi_boundary!(default => (), { handle::free_box(plan) })
+        ffi_boundary!(default => (), {
+            // SAFETY: by the function's contract, `plan` is NULL or a plan not freed yet; every
+            // such handle was made by `to_boxed_mut_ptr`.
+            unsafe { handle::free_box(plan) }
+        })
     }
 }
 
@@ -381,7 +409,9 @@ impl sysext_hierarchy_plan {
         hierarchy: *const sysext_hierarchy_plan,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(hierarchy).map_or(std::ptr::null(), |h| h.hierarchy.as_ptr())
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }.map_or(std::ptr::null(), |h| h.hierarchy.as_ptr())
         })
     }
 
@@ -396,7 +426,9 @@ impl sysext_hierarchy_plan {
         hierarchy: *const sysext_hierarchy_plan,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(hierarchy).map_or(std::ptr::null(), |h| h.target.as_ptr())
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }.map_or(std::ptr::null(), |h| h.target.as_ptr())
         })
     }
 
@@ -410,7 +442,11 @@ impl sysext_hierarchy_plan {
     pub unsafe extern "C" fn sysext_hierarchy_plan_get_create_target(
         hierarchy: *const sysext_hierarchy_plan,
     ) -> bool {
-        ffi_boundary!(default => false, { handle::try_ref(hierarchy).is_some_and(|h| h.create_target) })
+        ffi_boundary!(default => false, {
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }.is_some_and(|h| h.create_target)
+        })
     }
 
     /// The number of lower layers.
@@ -423,7 +459,11 @@ impl sysext_hierarchy_plan {
     pub unsafe extern "C" fn sysext_hierarchy_plan_layers_count(
         hierarchy: *const sysext_hierarchy_plan,
     ) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(hierarchy).map_or(0, |h| h.layers.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }.map_or(0, |h| h.layers.len())
+        })
     }
 
     /// The `index`-th lower layer, top (0) to bottom, as `sysext plan` prints it:
@@ -440,7 +480,11 @@ impl sysext_hierarchy_plan {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(hierarchy).and_then(|h| h.layers.get(index)).map_or(std::ptr::null(), |l| l.text.as_ptr())
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }
+                .and_then(|h| h.layers.get(index))
+                .map_or(std::ptr::null(), |l| l.text.as_ptr())
         })
     }
 
@@ -456,7 +500,11 @@ impl sysext_hierarchy_plan {
         index: usize,
     ) -> sysext_layer_kind {
         ffi_boundary!(default => sysext_layer_kind::Meta, {
-            handle::try_ref(hierarchy).and_then(|h| h.layers.get(index)).map_or(sysext_layer_kind::Meta, |l| l.kind)
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }
+                .and_then(|h| h.layers.get(index))
+                .map_or(sysext_layer_kind::Meta, |l| l.kind)
         })
     }
 
@@ -473,7 +521,11 @@ impl sysext_hierarchy_plan {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(hierarchy).and_then(|h| h.layers.get(index)).map_or(std::ptr::null(), |l| opt_ptr(&l.path))
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }
+                .and_then(|h| h.layers.get(index))
+                .map_or(std::ptr::null(), |l| opt_ptr(&l.path))
         })
     }
 
@@ -490,7 +542,11 @@ impl sysext_hierarchy_plan {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(hierarchy).and_then(|h| h.layers.get(index)).map_or(std::ptr::null(), |l| opt_ptr(&l.extension))
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }
+                .and_then(|h| h.layers.get(index))
+                .map_or(std::ptr::null(), |l| opt_ptr(&l.extension))
         })
     }
 
@@ -505,7 +561,9 @@ impl sysext_hierarchy_plan {
         hierarchy: *const sysext_hierarchy_plan,
     ) -> sysext_upper_kind {
         ffi_boundary!(default => sysext_upper_kind::None, {
-            handle::try_ref(hierarchy).map_or(sysext_upper_kind::None, |h| h.upper_kind)
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }.map_or(sysext_upper_kind::None, |h| h.upper_kind)
         })
     }
 
@@ -521,7 +579,10 @@ impl sysext_hierarchy_plan {
         hierarchy: *const sysext_hierarchy_plan,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(hierarchy).map_or(std::ptr::null(), |h| opt_ptr(&h.upper_path))
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }
+                .map_or(std::ptr::null(), |h| opt_ptr(&h.upper_path))
         })
     }
 
@@ -537,7 +598,9 @@ impl sysext_hierarchy_plan {
         hierarchy: *const sysext_hierarchy_plan,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(hierarchy).map_or(std::ptr::null(), |h| opt_ptr(&h.work_dir))
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }.map_or(std::ptr::null(), |h| opt_ptr(&h.work_dir))
         })
     }
 
@@ -551,7 +614,11 @@ impl sysext_hierarchy_plan {
     pub unsafe extern "C" fn sysext_hierarchy_plan_is_read_only(
         hierarchy: *const sysext_hierarchy_plan,
     ) -> bool {
-        ffi_boundary!(default => false, { handle::try_ref(hierarchy).is_some_and(|h| h.read_only) })
+        ffi_boundary!(default => false, {
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }.is_some_and(|h| h.read_only)
+        })
     }
 
     /// Whether the overlay would be mounted `noexec`.
@@ -564,7 +631,11 @@ impl sysext_hierarchy_plan {
     pub unsafe extern "C" fn sysext_hierarchy_plan_is_noexec(
         hierarchy: *const sysext_hierarchy_plan,
     ) -> bool {
-        ffi_boundary!(default => false, { handle::try_ref(hierarchy).is_some_and(|h| h.noexec) })
+        ffi_boundary!(default => false, {
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }.is_some_and(|h| h.noexec)
+        })
     }
 
     /// Whether the overlay would be mounted `nosuid`.
@@ -577,6 +648,10 @@ impl sysext_hierarchy_plan {
     pub unsafe extern "C" fn sysext_hierarchy_plan_is_nosuid(
         hierarchy: *const sysext_hierarchy_plan,
     ) -> bool {
-        ffi_boundary!(default => false, { handle::try_ref(hierarchy).is_some_and(|h| h.nosuid) })
+        ffi_boundary!(default => false, {
+            // SAFETY: by the function's contract, `hierarchy` is NULL or an item of a live
+            // `sysext_plan`.
+            unsafe { handle::try_ref(hierarchy) }.is_some_and(|h| h.nosuid)
+        })
     }
 }

@@ -77,7 +77,10 @@ impl sysext_report {
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_report_merged_count(report: *const sysext_report) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.merged.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }.map_or(0, |r| r.merged.len())
+        })
     }
 
     /// The name of the `index`-th merged extension, in ascending (version) order, or NULL if
@@ -93,7 +96,9 @@ impl sysext_report {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.merged, index))
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }
+                .map_or(std::ptr::null(), |r| nth_ptr(&r.merged, index))
         })
     }
 
@@ -109,7 +114,10 @@ impl sysext_report {
     pub unsafe extern "C" fn sysext_report_hierarchies_count(
         report: *const sysext_report,
     ) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.hierarchies.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }.map_or(0, |r| r.hierarchies.len())
+        })
     }
 
     /// The `index`-th hierarchy that got an overlay, as configured (`"/usr"`, without the
@@ -126,7 +134,9 @@ impl sysext_report {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.hierarchies, index))
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }
+                .map_or(std::ptr::null(), |r| nth_ptr(&r.hierarchies, index))
         })
     }
 
@@ -145,7 +155,9 @@ impl sysext_report {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.targets, index))
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }
+                .map_or(std::ptr::null(), |r| nth_ptr(&r.targets, index))
         })
     }
 
@@ -159,7 +171,10 @@ impl sysext_report {
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_report_unmerged_count(report: *const sysext_report) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.unmerged.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }.map_or(0, |r| r.unmerged.len())
+        })
     }
 
     /// The `index`-th hierarchy whose previous merge was removed, as configured (`"/usr"`), or NULL if
@@ -175,7 +190,9 @@ impl sysext_report {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.unmerged, index))
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }
+                .map_or(std::ptr::null(), |r| nth_ptr(&r.unmerged, index))
         })
     }
 
@@ -189,7 +206,10 @@ impl sysext_report {
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_report_skipped_count(report: *const sysext_report) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(report).map_or(0, |r| r.skipped.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }.map_or(0, |r| r.skipped.len())
+        })
     }
 
     /// The name of the `index`-th skipped extension, or NULL if `report` is NULL or `index`
@@ -205,7 +225,8 @@ impl sysext_report {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(report)
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }
                 .and_then(|r| r.skipped.get(index))
                 .map_or(std::ptr::null(), |s| s.name.as_ptr())
         })
@@ -225,7 +246,8 @@ impl sysext_report {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(report)
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }
                 .and_then(|r| r.skipped.get(index))
                 .map_or(std::ptr::null(), |s| s.reason.as_ptr())
         })
@@ -243,7 +265,10 @@ impl sysext_report {
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_report_needs_reload(report: *const sysext_report) -> bool {
-        ffi_boundary!(default => false, { handle::try_ref(report).is_some_and(|r| r.needs_reload) })
+        ffi_boundary!(default => false, {
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }.is_some_and(|r| r.needs_reload)
+        })
     }
 
     /// The number of units the merged (or, for unmerge, the removed) extensions ask to have
@@ -262,7 +287,8 @@ impl sysext_report {
         report: *const sysext_report,
     ) -> usize {
         ffi_boundary!(default => 0, {
-            handle::try_ref(report).map_or(0, |r| r.restart_units.len())
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }.map_or(0, |r| r.restart_units.len())
         })
     }
 
@@ -279,7 +305,9 @@ impl sysext_report {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(report).map_or(std::ptr::null(), |r| nth_ptr(&r.restart_units, index))
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }
+                .map_or(std::ptr::null(), |r| nth_ptr(&r.restart_units, index))
         })
     }
 
@@ -297,7 +325,8 @@ impl sysext_report {
         report: *const sysext_report,
     ) -> usize {
         ffi_boundary!(default => 0, {
-            handle::try_ref(report).map_or(0, |r| r.reload_or_restart_units.len())
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }.map_or(0, |r| r.reload_or_restart_units.len())
         })
     }
 
@@ -314,7 +343,8 @@ impl sysext_report {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(report)
+            // SAFETY: by the function's contract, `report` is NULL or a live `sysext_report`.
+            unsafe { handle::try_ref(report) }
                 .map_or(std::ptr::null(), |r| nth_ptr(&r.reload_or_restart_units, index))
         })
     }
@@ -328,6 +358,10 @@ impl sysext_report {
     /// Thread safety: needs exclusive access to `report`.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_report_free(report: *mut sysext_report) {
-        ffi_boundary!(default => (), { handle::free_box(report) })
+        ffi_boundary!(default => (), {
+            // SAFETY: by the function's contract, `report` is NULL or a report not freed yet; every
+            // such handle was made by `to_boxed_mut_ptr`.
+            unsafe { handle::free_box(report) }
+        })
     }
 }

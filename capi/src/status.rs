@@ -1,6 +1,6 @@
 //! `sysext_status` and `sysext_hierarchy_status`: what is merged now (`status`).
 
-use crate::boundary::{cstring, nth_ptr, opt_ptr};
+use crate::boundary::{cstring, nth_ptr, opt_out, opt_ptr};
 use crate::handle::{self, Castable, OwnershipBox, OwnershipRef};
 use crate::options::sysext_mutable_mode;
 use crate::plan::sysext_upper_kind;
@@ -81,7 +81,10 @@ impl sysext_status {
     /// Thread safety: may be called from several threads at once on the same handle.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_status_count(status: *const sysext_status) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(status).map_or(0, |s| s.items.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `status` is NULL or a live `sysext_status`.
+            unsafe { handle::try_ref(status) }.map_or(0, |s| s.items.len())
+        })
     }
 
     /// The `index`-th hierarchy, or NULL if `status` is NULL or `index` is out of range.
@@ -97,7 +100,8 @@ impl sysext_status {
         index: usize,
     ) -> *const sysext_hierarchy_status {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(status)
+            // SAFETY: by the function's contract, `status` is NULL or a live `sysext_status`.
+            unsafe { handle::try_ref(status) }
                 .map_or(std::ptr::null(), |s| handle::nth_item::<sysext_hierarchy_status>(&s.items, index))
         })
     }
@@ -111,7 +115,11 @@ impl sysext_status {
     /// Thread safety: needs exclusive access to `status`.
     #[no_mangle]
     pub unsafe extern "C" fn sysext_status_free(status: *mut sysext_status) {
-        ffi_boundary!(default => (), { handle::free_box(status) })
+        ffi_boundary!(default => (), {
+            // SAFETY: by the function's contract, `status` is NULL or a status not freed yet; every
+            // such handle was made by `to_boxed_mut_ptr`.
+            unsafe { handle::free_box(status) }
+        })
     }
 }
 
@@ -127,7 +135,9 @@ impl sysext_hierarchy_status {
         status: *const sysext_hierarchy_status,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(status).map_or(std::ptr::null(), |s| s.hierarchy.as_ptr())
+            // SAFETY: by the function's contract, `status` is NULL or an item of a live
+            // `sysext_status`.
+            unsafe { handle::try_ref(status) }.map_or(std::ptr::null(), |s| s.hierarchy.as_ptr())
         })
     }
 
@@ -141,7 +151,11 @@ impl sysext_hierarchy_status {
     pub unsafe extern "C" fn sysext_hierarchy_status_is_merged(
         status: *const sysext_hierarchy_status,
     ) -> bool {
-        ffi_boundary!(default => false, { handle::try_ref(status).is_some_and(|s| s.merged) })
+        ffi_boundary!(default => false, {
+            // SAFETY: by the function's contract, `status` is NULL or an item of a live
+            // `sysext_status`.
+            unsafe { handle::try_ref(status) }.is_some_and(|s| s.merged)
+        })
     }
 
     /// The number of merged extensions (0 when not merged).
@@ -154,7 +168,11 @@ impl sysext_hierarchy_status {
     pub unsafe extern "C" fn sysext_hierarchy_status_extensions_count(
         status: *const sysext_hierarchy_status,
     ) -> usize {
-        ffi_boundary!(default => 0, { handle::try_ref(status).map_or(0, |s| s.extensions.len()) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `status` is NULL or an item of a live
+            // `sysext_status`.
+            unsafe { handle::try_ref(status) }.map_or(0, |s| s.extensions.len())
+        })
     }
 
     /// The name of the `index`-th merged extension, or NULL if out of range.
@@ -169,7 +187,10 @@ impl sysext_hierarchy_status {
         index: usize,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(status).map_or(std::ptr::null(), |s| nth_ptr(&s.extensions, index))
+            // SAFETY: by the function's contract, `status` is NULL or an item of a live
+            // `sysext_status`.
+            unsafe { handle::try_ref(status) }
+                .map_or(std::ptr::null(), |s| nth_ptr(&s.extensions, index))
         })
     }
 
@@ -184,7 +205,11 @@ impl sysext_hierarchy_status {
     pub unsafe extern "C" fn sysext_hierarchy_status_get_since_usec(
         status: *const sysext_hierarchy_status,
     ) -> u64 {
-        ffi_boundary!(default => 0, { handle::try_ref(status).map_or(0, |s| s.since_usec) })
+        ffi_boundary!(default => 0, {
+            // SAFETY: by the function's contract, `status` is NULL or an item of a live
+            // `sysext_status`.
+            unsafe { handle::try_ref(status) }.map_or(0, |s| s.since_usec)
+        })
     }
 
     /// The mutable mode of the merge: stores its `SYSEXT_MUTABLE_MODE_*` value in
@@ -202,9 +227,13 @@ impl sysext_hierarchy_status {
         ret_mode: *mut sysext_mutable_mode,
     ) -> bool {
         ffi_boundary!(default => false, {
-            match (handle::try_ref(status).and_then(|s| s.mutable), ret_mode.is_null()) {
-                (Some(m), false) => {
-                    *ret_mode = m;
+            // SAFETY: by the function's contract, `status` is NULL or an item of a live
+            // `sysext_status`.
+            let value = unsafe { handle::try_ref(status) }.and_then(|s| s.mutable);
+            // SAFETY: by the function's contract, `ret_mode` is NULL or valid for a write.
+            match (value, unsafe { opt_out(ret_mode) }) {
+                (Some(m), Some(slot)) => {
+                    slot.write(m);
                     true
                 }
                 _ => false,
@@ -229,9 +258,13 @@ impl sysext_hierarchy_status {
         ret_kind: *mut sysext_upper_kind,
     ) -> bool {
         ffi_boundary!(default => false, {
-            match (handle::try_ref(status).and_then(|s| s.upper_kind), ret_kind.is_null()) {
-                (Some(k), false) => {
-                    *ret_kind = k;
+            // SAFETY: by the function's contract, `status` is NULL or an item of a live
+            // `sysext_status`.
+            let value = unsafe { handle::try_ref(status) }.and_then(|s| s.upper_kind);
+            // SAFETY: by the function's contract, `ret_kind` is NULL or valid for a write.
+            match (value, unsafe { opt_out(ret_kind) }) {
+                (Some(k), Some(slot)) => {
+                    slot.write(k);
                     true
                 }
                 _ => false,
@@ -251,7 +284,9 @@ impl sysext_hierarchy_status {
         status: *const sysext_hierarchy_status,
     ) -> *const c_char {
         ffi_boundary!(default => std::ptr::null(), {
-            handle::try_ref(status).map_or(std::ptr::null(), |s| opt_ptr(&s.upper_path))
+            // SAFETY: by the function's contract, `status` is NULL or an item of a live
+            // `sysext_status`.
+            unsafe { handle::try_ref(status) }.map_or(std::ptr::null(), |s| opt_ptr(&s.upper_path))
         })
     }
 }
