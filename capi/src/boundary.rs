@@ -329,12 +329,8 @@ mod tests {
             .unwrap()
             .is_empty());
         // SAFETY: NULL with n > 0 is refused before any read.
-        assert_eq!(
-            unsafe { str_array_arg(std::ptr::null(), 1, "f", "names") }
-                .unwrap_err()
-                .errno,
-            libc::EINVAL
-        );
+        let e = unsafe { str_array_arg(std::ptr::null(), 1, "f", "names") }.unwrap_err();
+        assert_eq!(e.errno, libc::EINVAL);
         let with_null = [a.as_ptr(), std::ptr::null()];
         // SAFETY: an array of 2 pointers, the second NULL.
         let e = unsafe { str_array_arg(with_null.as_ptr(), 2, "f", "names") }.unwrap_err();

@@ -1,5 +1,7 @@
 #![allow(unsafe_code)] // An FFI crate dereferences raw pointers handed in by C.
 #![allow(non_camel_case_types)] // C names: `sysext_context`, `sysext_mutable_mode`, ...
+#![warn(clippy::undocumented_unsafe_blocks)] // Each `unsafe {}` says why it is sound
+#![warn(clippy::multiple_unsafe_ops_per_block)] // and holds one operation.
 //! C ABI of libsysext: `libsysext.so.0`, `libsysext.a` and `include/sysext.h`.
 //!
 //! The header is generated from this crate by cbindgen (config in `capi/cbindgen.toml`)

@@ -11,6 +11,7 @@
 //! - `SYSEXT_VALGRIND=/path/to/valgrind`: the valgrind to use;
 //! - `SYSEXT_SKIP_VALGRIND=1`: run the programs without valgrind if no suitable one exists.
 #![allow(unsafe_code)] // geteuid()
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 use std::ffi::OsStr;
 use std::fs;
