@@ -5,7 +5,9 @@
 #
 # VENV defaults to target/pyvenv in the workspace. Installs maturin, pytest and mypy,
 # builds and installs the package the way users do (`pip install ./python`, an abi3
-# wheel), builds the CLI for the CLI-agreement tests, then runs pytest.
+# wheel) but with the cargo feature `testing` (the test-only `_error_sample` that
+# tests/test_errors.py needs; the released wheel is built without it), builds the CLI
+# for the CLI-agreement tests, then runs pytest.
 #
 # As root, pytest re-executes itself under `unshare --mount --propagation private`
 # (see tests/conftest.py), so the mounting tests never touch the host's mount table.
@@ -31,9 +33,10 @@ fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q maturin pytest mypy
 
-step "pip install ./python (abi3 wheel via maturin)"
+step "pip install ./python (abi3 wheel via maturin, cargo feature testing)"
 cd "$REPO"
-"$VENV/bin/python" -m pip install -q --force-reinstall --no-deps ./python
+MATURIN_PEP517_ARGS="--features testing" \
+    "$VENV/bin/python" -m pip install -q --force-reinstall --no-deps ./python
 
 if [ -z "${SYSEXT_CLI:-}" ]; then
     step "CLI for the agreement tests"

@@ -2,10 +2,12 @@
 //! one [`ErrorKind`] maps to one class, and every exception carries `errno` and, where
 //! the core error names them, `path`, `hierarchy` and `extension`.
 
+#[cfg(feature = "testing")]
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule};
+#[cfg(feature = "testing")]
 use std::io;
 use sysext::{Error, ErrorKind};
 
@@ -78,6 +80,9 @@ impl<T> IntoPyResult<T> for sysext::Result<T> {
 
 /// A sample core error of the given variant, converted like a real one. For testing the
 /// mapping of errors that the core cannot be made to raise on demand (not public API).
+///
+/// Only in builds with the `testing` feature (python/run-tests.sh), not in the released wheel.
+#[cfg(feature = "testing")]
 #[pyfunction]
 #[pyo3(name = "_error_sample")]
 pub(crate) fn error_sample<'py>(py: Python<'py>, variant: &str) -> PyResult<Bound<'py, PyAny>> {

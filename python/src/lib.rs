@@ -41,7 +41,11 @@ fn _sysext(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<types::PyPlan>()?;
     m.add_class::<types::PyHierarchyStatus>()?;
     m.add_function(wrap_pyfunction!(parse_mutable_mode, m)?)?;
-    m.add_function(wrap_pyfunction!(errors::error_sample, m)?)?;
+    // Test-only: python/run-tests.sh builds with the `testing` feature, the released wheel
+    // without. Set as a plain attribute, not added to `__all__` (as `add_function` would), so
+    // that `__all__` is the same in both builds and matches the stub's.
+    #[cfg(feature = "testing")]
+    m.setattr("_error_sample", wrap_pyfunction!(errors::error_sample, m)?)?;
     Ok(())
 }
 

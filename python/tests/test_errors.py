@@ -25,6 +25,9 @@ from sysext.errors import (
     SysextValueError,
 )
 
+# `_sysext._error_sample` exists only in test builds of the module (cargo feature `testing`,
+# which python/run-tests.sh enables); without it these tests fail rather than skip.
+
 # (core variant, class, errno, path, hierarchy, extension)
 MAPPING = [
     ("Io", SysextOSError, errno.ENOENT, "/srv/root/usr", None, None),

@@ -22,7 +22,6 @@ __all__ = [
     "Report",
     "Skipped",
     "__version__",
-    "_error_sample",
     "_parse_mutable_mode",
 ]
 
@@ -33,8 +32,9 @@ _MutableArg: TypeAlias = MutableMode | str | bool
 def _parse_mutable_mode(value: str) -> str | None:
     """Canonical systemd spelling of a mutable mode string, or None if invalid."""
 
-def _error_sample(variant: str) -> Exception:
-    """A sample core error of the named variant, mapped to its exception (testing aid)."""
+# Test builds of the module (cargo feature `testing`, python/run-tests.sh) also have
+# `_error_sample(variant: str) -> Exception`, which python/tests/test_errors.py uses. The
+# released wheel does not, so it has no stub here; it is not in the runtime `__all__` either.
 
 @final
 class Extension:
