@@ -60,7 +60,8 @@ pub fn cescape(s: &str) -> String {
             b'"' => out.push_str("\\\""),
             b'\'' => out.push_str("\\'"),
             0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
+            // Any other byte in octal, as systemd (and glib's g_strescape) write it.
+            _ => out.push_str(&format!("\\{b:03o}")),
         }
     }
     // Multi-byte UTF-8 sequences were escaped byte by byte above; that is what
@@ -238,6 +239,28 @@ mod tests {
         // note's `ephemeral=` gave a path that no longer round-trips).
         assert_eq!(cunescape("a\\x00"), None);
         assert_eq!(cunescape("a\0b"), None);
+    }
+
+    #[test]
+    fn control_characters_and_quotes_escape_as_systemds_cescape_writes_them() {
+        // Each in its short form (not as \xNN), as systemd writes them into the work dir file.
+        assert_eq!(
+            cescape("\x07\x08\x0c\n\r\t\x0b\\\"'"),
+            "\\a\\b\\f\\n\\r\\t\\v\\\\\\\"\\'"
+        );
+        // Every other byte outside printable ASCII in octal (systemd's cescape_char()), also
+        // each byte of a multi-byte UTF-8 character.
+        assert_eq!(cescape("\x01\x1f~\x7f\u{e9}"), "\\001\\037~\\177\\303\\251");
+        assert_eq!(cunescape("\\303\\251\\x41").as_deref(), Some("\u{e9}A"));
+        // ... and each short form is read back, also where systemd writes the long one.
+        assert_eq!(
+            cunescape("\\a\\b\\f\\n\\r\\t\\v\\s\\?").as_deref(),
+            Some("\x07\x08\x0c\n\r\t\x0b ?")
+        );
+        // Octal escapes after other text: three digits, whatever comes before or after.
+        assert_eq!(cunescape("ab\\101cd\\102").as_deref(), Some("abAcdB"));
+        assert_eq!(cunescape("xyz\\1017").as_deref(), Some("xyzA7"));
+        assert_eq!(cunescape("xyz\\10"), None);
     }
 
     #[test]
