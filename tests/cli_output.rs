@@ -100,6 +100,18 @@ fn status_has_systemds_three_columns_and_long_adds_ours() {
         text(&o.stdout),
         "HIERARCHY EXTENSIONS SINCE\n/opt      none       -\n/usr      none       -\n"
     );
+    // LIBSYSEXT_COMPAT names the level where --compat= does not; --compat= wins.
+    let o = run(Some(&r), &["status"], &[("LIBSYSEXT_COMPAT", "257")]);
+    assert_eq!(
+        text(&o.stdout),
+        "HIERARCHY EXTENSIONS SINCE\n/opt      none       -\n/usr      none       -\n"
+    );
+    let o = run(
+        Some(&r),
+        &["--compat=262", "status"],
+        &[("LIBSYSEXT_COMPAT", "257")],
+    );
+    assert!(text(&o.stdout).contains("/usr      -          -\n"));
     let o = run(Some(&r), &["--long", "status"], &[]);
     assert_eq!(
         text(&o.stdout).lines().next().unwrap(),

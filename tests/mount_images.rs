@@ -183,16 +183,18 @@ fn unchanged_image_files_refresh_as_a_no_op() {
 /// A GPT disk image with an erofs root partition, optionally with verity and a signature
 /// partition. Returns the image bytes and the data partition's offset.
 fn ddi(erofs: &[u8], verity_parts: bool, sig: bool) -> (Vec<u8>, u64) {
-    ddi_signed(erofs, verity_parts, sig, None)
+    ddi_signed(erofs, verity_parts, sig, None, false)
 }
 
 /// Like [`ddi`]; with `signer` = (key.pem, cert.pem) the signature partition carries a real
-/// PKCS#7 signature of the root hash made by `openssl smime`.
+/// PKCS#7 signature of the root hash made by `openssl smime`; with `repart_uuids` the data and
+/// verity partitions' UUIDs are the two halves of the root hash, as systemd-repart makes them.
 fn ddi_signed(
     erofs: &[u8],
     verity_parts: bool,
     sig: bool,
     signer: Option<(&Path, &Path)>,
+    repart_uuids: bool,
 ) -> (Vec<u8>, u64) {
     let tmp = tempfile::tempdir().unwrap();
     let scratch = tmp.path().join("data");
@@ -223,21 +225,17 @@ fn ddi_signed(
         .unwrap();
         std::fs::remove_file(&scratch).unwrap();
         rh = root_hash;
-        b = b.append(
-            dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap(),
-            dsize,
-            "root",
-            0,
-            data,
-        );
         let hsize = (hash.len() as u64).div_ceil(4096) * 4096;
-        b = b.append(
-            dps::type_guid(PartitionDesignator::RootVerity, Some(arch)).unwrap(),
-            hsize,
-            "root-verity",
-            0,
-            hash,
-        );
+        let root_t = dps::type_guid(PartitionDesignator::Root, Some(arch)).unwrap();
+        let verity_t = dps::type_guid(PartitionDesignator::RootVerity, Some(arch)).unwrap();
+        if repart_uuids {
+            let (du, vu) = sysext::testing::image::gpt::verity_uuids(&rh).unwrap();
+            b = b.append_with_uuid(root_t, du, dsize, "root", 0, data);
+            b = b.append_with_uuid(verity_t, vu, hsize, "root-verity", 0, hash);
+        } else {
+            b = b.append(root_t, dsize, "root", 0, data);
+            b = b.append(verity_t, hsize, "root-verity", 0, hash);
+        }
         if sig {
             let hex: String = rh.iter().map(|x| format!("{x:02x}")).collect();
             let signature = match signer {
@@ -394,6 +392,77 @@ fn disk_images_and_userspace_verity() {
 }
 
 #[test]
+fn root_hash_from_partition_uuids_from_level_262() {
+    isolated!();
+    let r = TestRoot::new("guess");
+    let stage = r.p("stage");
+    let t = tree(&stage, "gu", Some("extension-release.gu"));
+    std::fs::write(t.join("usr/bin/big"), vec![9u8; 40000]).unwrap();
+    let e = stage.join("gu.erofs");
+    pack("erofs", &t, &e);
+    // Data and verity partitions named by the root hash, no signature, no .roothash.
+    let (vimg, data_off) = ddi_signed(&std::fs::read(&e).unwrap(), true, false, None, true);
+    let img = r.p("var/lib/extensions/gu.raw");
+    std::fs::write(&img, &vimg).unwrap();
+    let dm = sysext::testing::sys::dm::available();
+    let at = |level: sysext::Compat, policy: &str| {
+        let mut o = Options::new(ImageClass::Sysext);
+        o.root = Some(r.path.to_string_lossy().into_owned());
+        o.mutable = Some(MutableMode::Disabled);
+        o.image_policy = Some(policy.to_string());
+        o.hierarchies = Some(vec!["/usr".into()]);
+        o.compat = Some(level);
+        Context::new(o).unwrap()
+    };
+    let settle = || {
+        if dm {
+            wait_for_no_dm_devices();
+        }
+        wait_for_no_loop_devices_for(&img);
+        assert_eq!(r.mounts_below(), 0);
+    };
+    // 262 (systemd 258 and newer): the UUIDs are the root hash, so the image is verified.
+    let c = at(sysext::Compat::V262, "root=verity");
+    c.merge().unwrap();
+    assert_eq!(r.read("usr/bin/gu").as_deref(), Some("from gu\n"));
+    c.unmerge().unwrap();
+    settle();
+    // 257 finds no root hash: a policy that wants verity refuses the image ...
+    let err = at(sysext::Compat::V257, "root=verity").merge().unwrap_err();
+    assert_eq!(err.kind(), sysext::ErrorKind::ImagePolicy, "{err}");
+    assert!(err.to_string().contains("gu.raw"), "{err}");
+    settle();
+    // ... and uses the partition unprotected where the policy allows that.
+    let c = at(sysext::Compat::V257, "root=unprotected");
+    c.merge().unwrap();
+    assert_eq!(r.read("usr/bin/gu").as_deref(), Some("from gu\n"));
+    c.unmerge().unwrap();
+    settle();
+    // The guessed root hash is checked, not only found: one flipped byte in the data
+    // partition is named (userspace) or fails the read (dm-verity) at 262 ...
+    let mut bad = vimg.clone();
+    bad[data_off as usize + 3 * 4096 + 17] ^= 0xff;
+    std::fs::write(&img, &bad).unwrap();
+    let c = at(sysext::Compat::V262, "root=verity");
+    if dm {
+        if c.merge().is_ok() {
+            let e = std::fs::read(r.p("usr/bin/big")).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+            c.unmerge().unwrap();
+        }
+    } else {
+        let msg = c.merge().unwrap_err().to_string();
+        assert!(msg.contains("gu") && msg.contains("block 3"), "{msg}");
+    }
+    settle();
+    // ... and not at 257, which does not look for one.
+    let c = at(sysext::Compat::V257, "root=unprotected");
+    c.merge().unwrap();
+    c.unmerge().unwrap();
+    settle();
+}
+
+#[test]
 fn bad_images_are_rejected_clearly() {
     isolated!();
     let r = TestRoot::new("badimg");
@@ -521,7 +590,13 @@ fn signed_disk_image_needs_a_trusted_certificate() {
         .arg(&key)
         .arg("-out")
         .arg(&cert));
-    let (img_bytes, _) = ddi_signed(&std::fs::read(&e).unwrap(), true, true, Some((&key, &cert)));
+    let (img_bytes, _) = ddi_signed(
+        &std::fs::read(&e).unwrap(),
+        true,
+        true,
+        Some((&key, &cert)),
+        false,
+    );
     let img = r.p("var/lib/extensions/sd.raw");
     std::fs::write(&img, &img_bytes).unwrap();
     // With device-mapper (the VM guests) the image goes through dm-verity and the signature

@@ -235,6 +235,44 @@ fn cli_status_and_list_json() {
 }
 
 #[test]
+fn cli_refresh_of_unchanged_inputs_is_skipped_from_level_262() {
+    isolated!();
+    let r = TestRoot::new("cliskip");
+    r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
+    let cli = sysext_tests::cli();
+    let root = format!("--root={}", r.path.display());
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(&cli)
+            .arg(&root)
+            .args(args)
+            .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
+            .env_remove("LIBSYSEXT_COMPAT")
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (rc, err) = run(&["merge"]);
+    assert_eq!(rc, Some(0), "{err}");
+    let skip = "Skipping extension refresh because no change was found, use --always-refresh=yes to always do a refresh.\n";
+    let (rc, err) = run(&["refresh"]);
+    assert_eq!((rc, err.as_str()), (Some(0), skip));
+    // 257 always rebuilds, and says so.
+    let (rc, err) = run(&["--compat=257", "refresh"]);
+    assert_eq!(rc, Some(0), "{err}");
+    assert!(!err.contains("Skipping"), "{err}");
+    assert!(err.contains("Merged extensions into '"), "{err}");
+    let (rc, err) = run(&["--always-refresh=yes", "refresh"]);
+    assert_eq!(rc, Some(0), "{err}");
+    assert!(!err.contains("Skipping"), "{err}");
+    let (rc, _) = run(&["unmerge"]);
+    assert_eq!(rc, Some(0));
+    assert_eq!(r.mounts_below(), 0);
+}
+
+#[test]
 fn submounts_stay_visible() {
     isolated!();
     submounts_stay_visible_in("submounts");
