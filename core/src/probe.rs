@@ -280,151 +280,208 @@ pub fn probe_hierarchy(
             .resolve_dir(rel)
             .map_err(|e| crate::root::resolve_err(root, rel, e))?,
     };
-    let (path, host, current, host_rel) = match resolved {
-        None => (root.display(rel), Ok(None), None, rel.to_string()),
-        Some(r) => {
-            // `resolve` found the path from /proc/self/fd already: the kernel path is the
-            // root's joined with it.
-            let kpath = root.host_path(&r.rel).to_string_lossy().into_owned();
-            let dev = if checked {
-                None
-            } else {
-                state::merged_dev_at(r.fd.as_fd(), &r.path, class)?
-            };
-            if let Some(dev) = dev {
-                let meta = state::read_meta(r.fd.as_fd(), &r.path, class, dev)?;
-                let host = underlying(r.fd.as_fd(), &kpath, class, kernel).map(Some);
-                let note = state::read_note(r.fd.as_fd(), class);
-                (
-                    r.path.clone(),
-                    host,
-                    Some(Current {
-                        fd: r.fd,
-                        meta,
-                        note,
-                    }),
-                    r.rel,
-                )
-            } else {
-                (
-                    r.path.clone(),
-                    Ok(Some(HostHandle {
-                        fd: r.fd,
-                        keep: None,
-                        stat: r.stat,
-                        stacked: 0,
-                    })),
-                    None,
-                    r.rel,
-                )
-            }
-        }
+    let seen = match resolved {
+        None => HostSide {
+            path: root.display(rel),
+            host: Ok(None),
+            current: None,
+            rel: rel.to_string(),
+        },
+        Some(r) => look_at_hierarchy(root, class, r, checked, kernel)?,
     };
-    let host_info = match &host {
-        Ok(Some(hh)) if inspect => {
-            let pfd = if upper_checks {
-                parent_fd(root, &host_rel).map_err(|e| Error::io("open parent of", &path, e))?
-            } else {
-                None
-            };
-            Some(
-                dir_info(
-                    hh.fd.as_fd(),
-                    true,
-                    hh.stat.as_ref(),
-                    path.clone(),
-                    host_rel.clone(),
-                    pfd.as_ref().map(|f| f.as_fd()),
-                    upper_checks,
-                )
-                .map_err(|e| Error::io("inspect", &path, e))?,
-            )
-        }
+    let host_info = match &seen.host {
+        Ok(Some(hh)) if inspect => Some(inspect_dir(
+            root,
+            hh.fd.as_fd(),
+            true,
+            hh.stat.as_ref(),
+            &seen.path,
+            &seen.rel,
+            upper_checks,
+        )?),
         _ => None,
     };
-
-    // The routing dir.
-    let drel = h.mutable_dir();
-    let mutable_dir_path = root.display(&drel);
-    let looked_up = if routing {
-        root.resolve(&drel, OFlags::PATH)
+    let routing_dir = if routing {
+        probe_routing_dir(root, h, upper_checks)?
     } else {
-        Ok(None)
-    };
-    let mut mutable_dir_target = None;
-    let (routing, routing_fd) = match looked_up {
-        Ok(Some(r)) => {
-            let st = rustix::fs::fstat(&r.fd).map_err(|e| Error::io("stat", &r.path, e))?;
-            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-                let pfd = if upper_checks {
-                    parent_fd(root, &r.rel).map_err(|e| Error::io("open parent of", &r.path, e))?
-                } else {
-                    None
-                };
-                let info = dir_info(
-                    r.fd.as_fd(),
-                    false,
-                    None,
-                    r.path.clone(),
-                    r.rel.clone(),
-                    pfd.as_ref().map(|f| f.as_fd()),
-                    upper_checks,
-                )
-                .map_err(|e| Error::io("inspect", &r.path, e))?;
-                (MutableDir::Dir(info), Some(r.fd))
-            } else if r.rel != drel {
-                (
-                    MutableDir::LinkToNonDir {
-                        mode: st.st_mode & 0o7777,
-                        rel: r.rel.clone(),
-                        path: r.path.clone(),
-                    },
-                    None,
-                )
-            } else {
-                (
-                    MutableDir::NotDir {
-                        mode: st.st_mode & 0o7777,
-                    },
-                    None,
-                )
-            }
+        RoutingProbe {
+            dir: MutableDir::Missing,
+            fd: None,
+            target: None,
         }
-        Ok(None) if !routing => (MutableDir::Missing, None),
-        Ok(None) => {
-            // Distinguish "nothing there" from a dangling symlink (or a dangling parent).
-            let exists = root.open_in(&drel, OFlags::PATH | OFlags::NOFOLLOW).is_ok();
-            let parent_dangles = drel.rmatch_indices('/').map(|(i, _)| &drel[..i]).any(|p| {
-                root.open_in(p, OFlags::PATH | OFlags::NOFOLLOW).is_ok()
-                    && root.open_in(p, OFlags::PATH).is_err()
-            });
-            if exists || parent_dangles {
-                if exists && !parent_dangles {
-                    mutable_dir_target = dangling_target(root, &drel);
-                }
-                (MutableDir::Dangling, None)
-            } else {
-                (MutableDir::Missing, None)
-            }
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => (MutableDir::Dangling, None),
-        Err(e) => return Err(Error::io("resolve", &mutable_dir_path, e)),
     };
     Ok((
         HierarchyInput {
             hierarchy: h.clone(),
-            path,
+            path: seen.path,
             host: host_info,
-            mutable_dir_path,
-            mutable_dir: routing,
-            mutable_dir_target,
+            mutable_dir_path: root.display(&h.mutable_dir()),
+            mutable_dir: routing_dir.dir,
+            mutable_dir_target: routing_dir.target,
         },
         HierarchyProbe {
-            host: host.map_err(|_| ()),
-            mutable_dir: routing_fd,
-            current,
+            host: seen.host.map_err(|_| ()),
+            mutable_dir: routing_dir.fd,
+            current: seen.current,
         },
     ))
+}
+
+/// What is at an existing hierarchy: its path, the host directory (below our overlays when
+/// the hierarchy is merged), our merge on it, and the host directory's root-relative path.
+struct HostSide {
+    path: String,
+    host: std::result::Result<Option<HostHandle>, ()>,
+    current: Option<Current>,
+    rel: String,
+}
+
+/// Look at the resolved hierarchy `r`: is it merged by us (skipped when the caller `checked`
+/// already), and where is the host directory then, below the overlays.
+fn look_at_hierarchy(
+    root: &Root,
+    class: ImageClass,
+    r: crate::root::Resolved,
+    checked: bool,
+    kernel: Kernel,
+) -> Result<HostSide> {
+    let dev = if checked {
+        None
+    } else {
+        state::merged_dev_at(r.fd.as_fd(), &r.path, class)?
+    };
+    let Some(dev) = dev else {
+        return Ok(HostSide {
+            path: r.path,
+            host: Ok(Some(HostHandle {
+                fd: r.fd,
+                keep: None,
+                stat: r.stat,
+                stacked: 0,
+            })),
+            current: None,
+            rel: r.rel,
+        });
+    };
+    // `resolve` found the path from /proc/self/fd already: the kernel path is the root's
+    // joined with it.
+    let kpath = root.host_path(&r.rel).to_string_lossy().into_owned();
+    let meta = state::read_meta(r.fd.as_fd(), &r.path, class, dev)?;
+    let host = underlying(r.fd.as_fd(), &kpath, class, kernel).map(Some);
+    let note = state::read_note(r.fd.as_fd(), class);
+    Ok(HostSide {
+        path: r.path,
+        host,
+        current: Some(Current {
+            fd: r.fd,
+            meta,
+            note,
+        }),
+        rel: r.rel,
+    })
+}
+
+/// [`dir_info`] of the directory `fd` at `path` (`rel` below the root), with its parent
+/// opened when `upper_checks` need the parent's device.
+fn inspect_dir(
+    root: &Root,
+    fd: BorrowedFd<'_>,
+    readable: bool,
+    stat: Option<&rustix::fs::Statx>,
+    path: &str,
+    rel: &str,
+    upper_checks: bool,
+) -> Result<DirInfo> {
+    let pfd = if upper_checks {
+        parent_fd(root, rel).map_err(|e| Error::io("open parent of", path, e))?
+    } else {
+        None
+    };
+    dir_info(
+        fd,
+        readable,
+        stat,
+        path.to_string(),
+        rel.to_string(),
+        pfd.as_ref().map(|f| f.as_fd()),
+        upper_checks,
+    )
+    .map_err(|e| Error::io("inspect", path, e))
+}
+
+/// What the routing dir of a hierarchy is, an fd for it when it is a directory, and the
+/// target a dangling symlink there points at.
+struct RoutingProbe {
+    dir: MutableDir,
+    fd: Option<OwnedFd>,
+    target: Option<String>,
+}
+
+/// Look up the routing dir of `h` (`/var/lib/extensions.mutable/<hierarchy>`) inside the root.
+fn probe_routing_dir(root: &Root, h: &Hierarchy, upper_checks: bool) -> Result<RoutingProbe> {
+    let drel = h.mutable_dir();
+    let plain = |dir| RoutingProbe {
+        dir,
+        fd: None,
+        target: None,
+    };
+    match root.resolve(&drel, OFlags::PATH) {
+        Ok(Some(r)) => {
+            let st = rustix::fs::fstat(&r.fd).map_err(|e| Error::io("stat", &r.path, e))?;
+            let mode = st.st_mode & 0o7777;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                let info = inspect_dir(
+                    root,
+                    r.fd.as_fd(),
+                    false,
+                    None,
+                    &r.path,
+                    &r.rel,
+                    upper_checks,
+                )?;
+                Ok(RoutingProbe {
+                    dir: MutableDir::Dir(info),
+                    fd: Some(r.fd),
+                    target: None,
+                })
+            } else if r.rel != drel {
+                Ok(plain(MutableDir::LinkToNonDir {
+                    mode,
+                    rel: r.rel,
+                    path: r.path,
+                }))
+            } else {
+                Ok(plain(MutableDir::NotDir { mode }))
+            }
+        }
+        Ok(None) => Ok(missing_or_dangling(root, &drel)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(plain(MutableDir::Dangling)),
+        Err(e) => Err(Error::io("resolve", &root.display(&drel), e)),
+    }
+}
+
+/// A routing dir that does not resolve: nothing there, or a dangling symlink (itself, or
+/// one of its parents); for a dangling link itself, the target it points at.
+fn missing_or_dangling(root: &Root, drel: &str) -> RoutingProbe {
+    let exists = root.open_in(drel, OFlags::PATH | OFlags::NOFOLLOW).is_ok();
+    let parent_dangles = drel.rmatch_indices('/').map(|(i, _)| &drel[..i]).any(|p| {
+        root.open_in(p, OFlags::PATH | OFlags::NOFOLLOW).is_ok()
+            && root.open_in(p, OFlags::PATH).is_err()
+    });
+    let dangling = exists || parent_dangles;
+    RoutingProbe {
+        dir: if dangling {
+            MutableDir::Dangling
+        } else {
+            MutableDir::Missing
+        },
+        fd: None,
+        target: if exists && !parent_dangles {
+            dangling_target(root, drel)
+        } else {
+            None
+        },
+    }
 }
 
 /// The root-relative path a dangling symlink `rel` points at, resolved inside the root: an
