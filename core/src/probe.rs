@@ -456,7 +456,7 @@ fn probe_routing_dir(root: &Root, h: &Hierarchy, upper_checks: bool) -> Result<R
         }
         Ok(None) => Ok(missing_or_dangling(root, &drel)),
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => Ok(plain(MutableDir::Dangling)),
-        Err(e) => Err(Error::io("resolve", &root.display(&drel), e)),
+        Err(e) => Err(Error::io("resolve", root.display(&drel), e)),
     }
 }
 
