@@ -169,6 +169,87 @@ fn open_path(path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
     )?)
 }
 
+/// The `LOOP_CONFIGURE` argument for `file` from `offset`, `size` bytes, with the file's
+/// name for `losetup` to show.
+fn config_for(
+    file: BorrowedFd<'_>,
+    offset: u64,
+    size: u64,
+    opts: &LoopOptions,
+) -> io::Result<loop_config> {
+    let mut cfg = loop_config {
+        fd: u32::try_from(file.as_raw_fd())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
+        block_size: opts.block_size,
+        info: loop_info64 {
+            lo_offset: offset,
+            lo_sizelimit: size,
+            lo_flags: opts.flags(),
+            ..INFO_ZERO
+        },
+        __reserved: [0; 8],
+    };
+    if let Ok(target) = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+        let name = target.as_os_str().as_encoded_bytes();
+        let n = name.len().min(cfg.info.lo_file_name.len() - 1);
+        cfg.info.lo_file_name[..n].copy_from_slice(&name[..n]);
+    }
+    // Direct I/O only where the backing file can be opened for it, as systemd checks
+    // (by reopening it with O_DIRECT). The loop driver of Linux 6.1 trusts the file's
+    // address space instead: a file on overlayfs (which passes O_DIRECT through) over
+    // tmpfs (which has no direct I/O before 6.6) is accepted, and every read of the
+    // device then fails with EIO.
+    if opts.direct_io && !can_open_direct(file) {
+        cfg.info.lo_flags &= !LO_FLAGS_DIRECT_IO;
+    }
+    Ok(cfg)
+}
+
+/// A short, growing, jittered pause before another attempt, so that racing allocators
+/// spread out.
+fn pause_before_retry(attempt: u32) {
+    let jitter = u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+            % 500,
+    );
+    std::thread::sleep(Duration::from_micros(
+        50 * u64::from(attempt.min(40)) + jitter,
+    ));
+}
+
+/// The number of the device to try: the free one the kernel offers, or, when that one
+/// was found taken in this call already, the next existing device above the busy ones.
+fn pick_device(control: BorrowedFd<'_>, busy: &[u32]) -> io::Result<u32> {
+    let free = get_free(control)?;
+    let number = u32::try_from(free).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if busy.contains(&number) {
+        // The kernel hands out the lowest unbound device, which is exactly the one
+        // others keep grabbing.
+        let next = busy.iter().max().map_or(number, |m| m.saturating_add(1));
+        if Path::new(&format!("/dev/loop{next}")).exists() {
+            return Ok(next);
+        }
+    }
+    Ok(number)
+}
+
+/// `LOOP_CONFIGURE` on `dev`; when direct I/O was asked for and the backing file system
+/// cannot do it (`EINVAL`), again without (and `cfg` keeps that for further attempts).
+fn configure_backing(
+    dev: BorrowedFd<'_>,
+    cfg: &mut loop_config,
+    direct_io: bool,
+) -> io::Result<()> {
+    let result = configure(dev, cfg);
+    if direct_io && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EINVAL)) {
+        cfg.info.lo_flags &= !LO_FLAGS_DIRECT_IO;
+        return configure(dev, cfg);
+    }
+    result
+}
+
 /// Whether the file open at `file` can be opened again with `O_DIRECT`.
 fn can_open_direct(file: BorrowedFd<'_>) -> bool {
     let path = format!("/proc/self/fd/{}", file.as_raw_fd());
@@ -220,64 +301,20 @@ impl LoopDevice {
     ) -> io::Result<LoopDevice> {
         let file = file.as_fd();
         let control = open_path(Path::new("/dev/loop-control"), OFlags::RDWR)?;
-        let mut cfg = loop_config {
-            fd: u32::try_from(file.as_raw_fd())
-                .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
-            block_size: opts.block_size,
-            info: loop_info64 {
-                lo_offset: offset,
-                lo_sizelimit: size,
-                lo_flags: opts.flags(),
-                ..INFO_ZERO
-            },
-            __reserved: [0; 8],
-        };
-        if let Ok(target) = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
-            let name = target.as_os_str().as_encoded_bytes();
-            let n = name.len().min(cfg.info.lo_file_name.len() - 1);
-            cfg.info.lo_file_name[..n].copy_from_slice(&name[..n]);
-        }
-        // Direct I/O only where the backing file can be opened for it, as systemd checks
-        // (by reopening it with O_DIRECT). The loop driver of Linux 6.1 trusts the file's
-        // address space instead: a file on overlayfs (which passes O_DIRECT through) over
-        // tmpfs (which has no direct I/O before 6.6) is accepted, and every read of the
-        // device then fails with EIO.
-        if opts.direct_io && !can_open_direct(file) {
-            cfg.info.lo_flags &= !LO_FLAGS_DIRECT_IO;
-        }
+        let mut cfg = config_for(file, offset, size, opts)?;
         let access = if opts.read_only {
             OFlags::RDONLY
         } else {
             OFlags::RDWR
         };
-
         let mut last_err = io::Error::from_raw_os_error(libc::EBUSY);
         // Devices that turned out to be taken during this call.
         let mut busy: Vec<u32> = Vec::new();
         for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
-                // A short, growing, jittered pause so that racing allocators spread out.
-                let jitter = u64::from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.subsec_nanos())
-                        % 500,
-                );
-                std::thread::sleep(Duration::from_micros(
-                    50 * u64::from(attempt.min(40)) + jitter,
-                ));
+                pause_before_retry(attempt);
             }
-            let free = get_free(control.as_fd())?;
-            let mut number =
-                u32::try_from(free).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-            if busy.contains(&number) {
-                // The kernel hands out the lowest unbound device, which is exactly the one
-                // others keep grabbing; try the next existing device above the busy ones.
-                let next = busy.iter().max().map_or(number, |m| m.saturating_add(1));
-                if Path::new(&format!("/dev/loop{next}")).exists() {
-                    number = next;
-                }
-            }
+            let number = pick_device(control.as_fd(), &busy)?;
             let path = PathBuf::from(format!("/dev/loop{number}"));
             let dev = match open_path(&path, access) {
                 Ok(fd) => fd,
@@ -289,40 +326,37 @@ impl LoopDevice {
                 }
                 Err(e) => return Err(e),
             };
-            let mut result = configure(dev.as_fd(), &cfg);
-            if opts.direct_io && matches!(&result, Err(e) if e.raw_os_error() == Some(libc::EINVAL))
-            {
-                // The backing file system cannot do direct I/O: go without.
-                cfg.info.lo_flags &= !LO_FLAGS_DIRECT_IO;
-                result = configure(dev.as_fd(), &cfg);
-            }
-            match result {
+            match configure_backing(dev.as_fd(), &mut cfg, opts.direct_io) {
                 Ok(()) => {
                     let device = LoopDevice {
                         path,
                         fd: Some(dev),
                         number,
                     };
-                    // Old kernels could ignore offset/size in LOOP_CONFIGURE; make sure.
-                    let st = device.status()?;
-                    if st.offset != offset || st.size_limit != size {
-                        let _ = device.detach();
-                        return Err(io::Error::other(format!(
-                            "loop device ignored offset/size ({}/{} instead of {offset}/{size})",
-                            st.offset, st.size_limit
-                        )));
-                    }
-                    return Ok(device);
+                    return device.with_window(offset, size);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                     busy.push(number);
                     last_err = e;
-                    continue;
                 }
                 Err(e) => return Err(e),
             }
         }
         Err(last_err)
+    }
+
+    /// The device, once its window is checked: old kernels could ignore the offset and
+    /// size of `LOOP_CONFIGURE`; then it is detached again and the call fails.
+    fn with_window(self, offset: u64, size: u64) -> io::Result<LoopDevice> {
+        let st = self.status()?;
+        if st.offset != offset || st.size_limit != size {
+            let _ = self.detach();
+            return Err(io::Error::other(format!(
+                "loop device ignored offset/size ({}/{} instead of {offset}/{size})",
+                st.offset, st.size_limit
+            )));
+        }
+        Ok(self)
     }
 
     /// `/dev/loopN`.
