@@ -79,6 +79,63 @@ fn run(a: Args) -> Result<(), String> {
         || std::env::var("SYSTEMD_LOG_LEVEL")
             .map(|v| v == "debug")
             .unwrap_or(false);
+    let opts = options_for(&a, verbose);
+    if a.verb == "serve" {
+        // The options are the defaults of every call (see varlink.rs).
+        return varlink::serve(opts, a.names.first().map(String::as_str));
+    }
+    let json = match a.json {
+        Json::Off => None,
+        Json::Short => Some(false),
+        Json::Pretty => Some(true),
+    };
+    let look = output::Look {
+        colors: term::Colors::detect(a.compat.writes_grey_twice()),
+        legend: !a.no_legend,
+        long: a.long,
+    };
+    if matches!(a.verb.as_str(), "list" | "status" | "merge" | "refresh") && missing_root(&a) {
+        if let Some(answer) = answer_for_missing_root(&a, json, look) {
+            return answer;
+        }
+    }
+    let ctx = Context::new(opts).map_err(|e| e.to_string())?;
+    let pager = || {
+        json.is_none()
+            .then(|| term::Pager::start(a.no_pager))
+            .flatten()
+    };
+    match a.verb.as_str() {
+        "status" => {
+            let rows = ctx.status().map_err(|e| e.to_string())?;
+            // An interrupted operation is reported on stderr (stdout stays systemd's).
+            if let Some(v) = rows.iter().find_map(|r| r.interrupted.clone()) {
+                eprintln!(
+                    "Warning: an interrupted {v} left this root half-done; the next merge, \
+                     refresh or unmerge repairs it first."
+                );
+            }
+            let _pager = pager();
+            output::status(&rows, a.compat.status_lists_unmerged_as_empty(), json, look);
+        }
+        "list" => {
+            let imgs = ctx.list().map_err(|e| e.to_string())?;
+            let _pager = pager();
+            output::list(&imgs, json, look);
+        }
+        "plan" => {
+            let p = ctx.plan().map_err(|e| e.to_string())?;
+            output::plan(&p, json);
+        }
+        "merge" | "refresh" | "unmerge" | "add" | "remove" => change(&ctx, &a, verbose)?,
+        _ => unreachable!(),
+    }
+    Ok(())
+}
+
+/// The library's options from the command line (and, where the level reads it, the overlay
+/// options' environment variable); events go to stderr, debug ones only when `verbose`.
+fn options_for(a: &Args, verbose: bool) -> Options {
     let mut opts = Options::new(a.class);
     opts.root = a.root.clone();
     opts.mutable = a.mutable;
@@ -98,148 +155,119 @@ fn run(a: Args) -> Result<(), String> {
             eprintln!("{e}");
         }
     });
-    if a.verb == "serve" {
-        // The options are the defaults of every call (see varlink.rs).
-        return varlink::serve(opts, a.names.first().map(String::as_str));
-    }
-    let json = match a.json {
-        Json::Off => None,
-        Json::Short => Some(false),
-        Json::Pretty => Some(true),
-    };
-    let look = output::Look {
-        colors: term::Colors::detect(a.compat.writes_grey_twice()),
-        legend: !a.no_legend,
-        long: a.long,
-    };
-    // 257 lists nothing for a root that does not exist; 262 fails discovery.
-    if a.verb == "list" && missing_root(&a) {
-        if !a.compat.fails_list_of_missing_root() {
-            output::list(&[], json, look);
-            return Ok(());
-        }
-        return Err(format!(
+    opts
+}
+
+/// What the level's systemd answers for a `--root` that does not exist, for the verbs
+/// where that differs from going on: `None` to go on.
+fn answer_for_missing_root(
+    a: &Args,
+    json: Option<bool>,
+    look: output::Look,
+) -> Option<Result<(), String>> {
+    let discovery_fails = || {
+        Err(format!(
             "Failed to discover images: {}",
             os_text(libc::ENOENT)
-        ));
-    }
-    // Both systemds show an empty status for a root that does not exist (262 after its
-    // config-file warnings).
-    if a.verb == "status" && missing_root(&a) {
-        if a.compat.reads_config_files() {
-            warn_missing_root(&a);
-        }
-        output::status(&[], a.compat.status_lists_unmerged_as_empty(), json, look);
-        return Ok(());
-    }
-    // 262 goes on after its warnings and fails discovery on a merge or refresh.
-    if matches!(a.verb.as_str(), "merge" | "refresh")
-        && a.compat.reads_config_files()
-        && missing_root(&a)
-    {
-        warn_missing_root(&a);
-        return Err(format!(
-            "Failed to discover images: {}",
-            os_text(libc::ENOENT)
-        ));
-    }
-    let ctx = Context::new(opts).map_err(|e| e.to_string())?;
-    let reload_allowed = !a.no_reload && a.root.is_none();
+        ))
+    };
     match a.verb.as_str() {
+        // 257 lists nothing for a root that does not exist; 262 fails discovery.
+        "list" if !a.compat.fails_list_of_missing_root() => {
+            output::list(&[], json, look);
+            Some(Ok(()))
+        }
+        "list" => Some(discovery_fails()),
+        // Both systemds show an empty status for a root that does not exist (262 after its
+        // config-file warnings).
         "status" => {
-            let rows = ctx.status().map_err(|e| e.to_string())?;
-            // An interrupted operation is reported on stderr (stdout stays systemd's).
-            if let Some(v) = rows.iter().find_map(|r| r.interrupted.clone()) {
-                eprintln!(
-                    "Warning: an interrupted {v} left this root half-done; the next merge, \
-                     refresh or unmerge repairs it first."
-                );
+            if a.compat.reads_config_files() {
+                warn_missing_root(a);
             }
-            let _pager = json
-                .is_none()
-                .then(|| term::Pager::start(a.no_pager))
-                .flatten();
-            output::status(&rows, a.compat.status_lists_unmerged_as_empty(), json, look);
+            output::status(&[], a.compat.status_lists_unmerged_as_empty(), json, look);
+            Some(Ok(()))
         }
-        "list" => {
-            let imgs = ctx.list().map_err(|e| e.to_string())?;
-            let _pager = json
-                .is_none()
-                .then(|| term::Pager::start(a.no_pager))
-                .flatten();
-            output::list(&imgs, json, look);
+        // 262 goes on after its warnings and fails discovery on a merge or refresh.
+        "merge" | "refresh" if a.compat.reads_config_files() => {
+            warn_missing_root(a);
+            Some(discovery_fails())
         }
-        "plan" => {
-            let p = ctx.plan().map_err(|e| e.to_string())?;
-            output::plan(&p, json);
+        _ => None,
+    }
+}
+
+/// A merge, refresh or unmerge (`add` and `remove` for named extensions), then the service
+/// manager's reload and the extensions' units, as systemd does them after a change.
+fn change(ctx: &Context, a: &Args, verbose: bool) -> Result<(), String> {
+    let r = match a.verb.as_str() {
+        "merge" => ctx.merge(),
+        "add" => ctx.merge_names(&a.names),
+        "refresh" => ctx.refresh(),
+        "unmerge" => ctx.unmerge(),
+        _ => ctx.unmerge_names(&a.names),
+    };
+    let r = r.map_err(|e| change_error_message(e, a, verbose))?;
+    let reload_allowed = !a.no_reload && a.root.is_none();
+    if r.needs_reload && reload_allowed && systemd_is_pid1() {
+        reload_manager()?;
+        if a.compat.restarts_extension_units() {
+            restart_units(&r.units, a.verb == "unmerge")?;
         }
-        "merge" | "refresh" | "unmerge" | "add" | "remove" => {
-            let r = match a.verb.as_str() {
-                "merge" => ctx.merge(),
-                "add" => ctx.merge_names(&a.names),
-                "refresh" => ctx.refresh(),
-                "unmerge" => ctx.unmerge(),
-                _ => ctx.unmerge_names(&a.names),
-            };
-            let r = r.map_err(|e| match e {
-                sysext::Error::AlreadyMerged { .. } | sysext::Error::NotPrivileged => e.to_string(),
-                sysext::Error::Metadata {
-                    ref image, errno, ..
-                } => {
-                    // systemd's words: the errno's text; ours (which names the file and
-                    // the fields) before it when verbose.
-                    let systemd = format!(
-                        "Failed to read metadata for image {image}: {}",
-                        os_text(errno)
-                    );
-                    if verbose && e.to_string() != systemd {
-                        format!("{e}\n{systemd}")
-                    } else {
-                        systemd
-                    }
-                }
-                sysext::Error::Image { .. } => image_message(&e, verbose),
-                sysext::Error::ImagePolicy { ref image, .. } => {
-                    // systemd's words; ours (which part, which policy) before them when verbose.
-                    let systemd = format!(
-                        "{image}: Image does not match image policy.\nFailed to merge hierarchies"
-                    );
-                    if verbose {
-                        format!("{e}\n{systemd}")
-                    } else {
-                        systemd
-                    }
-                }
-                sysext::Error::HierarchyNotDirectory {
-                    ref hierarchy,
-                    ref image,
-                } => {
-                    // systemd names the paths in its own staging directory.
-                    let ws = format!("/run/systemd/{}/extensions", a.class.info().short);
-                    format!(
-                        "Failed to check if hierarchy '{ws}/{hierarchy}' in extension \
-                         '{ws}/{image}' is empty: Not a directory\nFailed to merge hierarchies"
-                    )
-                }
-                e => format!(
-                    "{e}\nFailed to {} hierarchies",
-                    if a.verb == "unmerge" || a.verb == "remove" {
-                        "unmerge"
-                    } else {
-                        "merge"
-                    }
-                ),
-            })?;
-            if r.needs_reload && reload_allowed && systemd_is_pid1() {
-                reload_manager()?;
-                if a.compat.restarts_extension_units() {
-                    restart_units(&r.units, a.verb == "unmerge")?;
-                }
-            }
-        }
-        _ => unreachable!(),
     }
     Ok(())
+}
+
+/// systemd's words for a failed change (with ours before them when `verbose`, where they
+/// say more).
+fn change_error_message(e: sysext::Error, a: &Args, verbose: bool) -> String {
+    match e {
+        sysext::Error::AlreadyMerged { .. } | sysext::Error::NotPrivileged => e.to_string(),
+        sysext::Error::Metadata {
+            ref image, errno, ..
+        } => {
+            // systemd's words: the errno's text; ours (which names the file and the
+            // fields) before it when verbose.
+            let systemd = format!(
+                "Failed to read metadata for image {image}: {}",
+                os_text(errno)
+            );
+            if verbose && e.to_string() != systemd {
+                format!("{e}\n{systemd}")
+            } else {
+                systemd
+            }
+        }
+        sysext::Error::Image { .. } => image_message(&e, verbose),
+        sysext::Error::ImagePolicy { ref image, .. } => {
+            // systemd's words; ours (which part, which policy) before them when verbose.
+            let systemd =
+                format!("{image}: Image does not match image policy.\nFailed to merge hierarchies");
+            if verbose {
+                format!("{e}\n{systemd}")
+            } else {
+                systemd
+            }
+        }
+        sysext::Error::HierarchyNotDirectory {
+            ref hierarchy,
+            ref image,
+        } => {
+            // systemd names the paths in its own staging directory.
+            let ws = format!("/run/systemd/{}/extensions", a.class.info().short);
+            format!(
+                "Failed to check if hierarchy '{ws}/{hierarchy}' in extension \
+                 '{ws}/{image}' is empty: Not a directory\nFailed to merge hierarchies"
+            )
+        }
+        e => format!(
+            "{e}\nFailed to {} hierarchies",
+            if a.verb == "unmerge" || a.verb == "remove" {
+                "unmerge"
+            } else {
+                "merge"
+            }
+        ),
+    }
 }
 
 /// 262's two warnings for a `--root` that does not exist (it goes on after them).

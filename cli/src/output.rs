@@ -3,6 +3,7 @@
 use crate::table::{self, Cell};
 use crate::term::Colors;
 use sysext::image::VerityCheck;
+use sysext::plan::{Layer, Upper, WorkDir};
 use sysext::{Extension, HierarchyStatus, PlanReport, UpperKind};
 
 /// A tiny JSON value, enough for our output.
@@ -305,114 +306,14 @@ pub fn list(imgs: &[Extension], json: Option<bool>, look: Look) {
 
 /// `plan`; JSON is typed data (kinds, paths, `null`), the text is for people.
 pub fn plan(p: &PlanReport, json: Option<bool>) {
-    use sysext::plan::{Layer, Upper, WorkDir};
-    let layer = |l: &Layer| match l {
-        Layer::Meta => "(meta)".to_string(),
-        Layer::Import(p) => format!("{p} (import)"),
-        Layer::Extension { name, path } => format!("{path} ({name})"),
-        Layer::Host(p) => format!("{p} (host)"),
-    };
-    let upper = |u: &Option<Upper>| match u {
-        None => "none (read-only)".to_string(),
-        Some(Upper::Ephemeral) => "ephemeral (tmpfs)".into(),
-        Some(Upper::Host { path, .. }) => format!("{path} (host)"),
-        Some(Upper::MutableDir {
-            path, create: true, ..
-        }) => format!("{path} (created)"),
-        Some(Upper::MutableDir { path, .. }) => path.clone(),
-    };
-    let work = |w: &Option<WorkDir>| match w {
-        None => "-".to_string(),
-        Some(WorkDir::Ephemeral) => "ephemeral (tmpfs)".into(),
-        Some(WorkDir::Beside { path, .. }) => path.clone(),
-    };
-    if let Some(pretty) = json {
-        let opt = |p: Option<&String>| p.map(|p| J::Str(p.clone())).unwrap_or(J::Null);
-        let kind = |k: &str| ("kind", J::Str(k.into()));
-        let layer_json = |l: &Layer| match l {
-            Layer::Meta => J::Obj(vec![kind("meta"), ("name", J::Null), ("path", J::Null)]),
-            Layer::Import(p) => J::Obj(vec![
-                kind("import"),
-                ("name", J::Null),
-                ("path", opt(Some(p))),
-            ]),
-            Layer::Extension { name, path } => J::Obj(vec![
-                kind("extension"),
-                ("name", J::Str(name.clone())),
-                ("path", J::Str(path.clone())),
-            ]),
-            Layer::Host(p) => J::Obj(vec![
-                kind("host"),
-                ("name", J::Null),
-                ("path", opt(Some(p))),
-            ]),
-        };
-        let upper_json = |u: &Option<Upper>| match u {
-            None => J::Null,
-            Some(Upper::Ephemeral) => J::Obj(vec![
-                kind("ephemeral"),
-                ("path", J::Null),
-                ("create", J::Bool(false)),
-            ]),
-            Some(Upper::Host { path, .. }) => J::Obj(vec![
-                kind("host"),
-                ("path", opt(Some(path))),
-                ("create", J::Bool(false)),
-            ]),
-            Some(Upper::MutableDir { path, create, .. }) => J::Obj(vec![
-                kind("mutable-dir"),
-                ("path", opt(Some(path))),
-                ("create", J::Bool(*create)),
-            ]),
-        };
-        let work_json = |w: &Option<WorkDir>| match w {
-            None => J::Null,
-            Some(WorkDir::Ephemeral) => J::Obj(vec![kind("ephemeral"), ("path", J::Null)]),
-            Some(WorkDir::Beside { path, .. }) => {
-                J::Obj(vec![kind("directory"), ("path", opt(Some(path)))])
-            }
-        };
-        let v = J::Obj(vec![
-            ("mutable", J::Str(p.plan.mode.to_string())),
-            ("extensions", strs(&p.plan.extensions)),
-            (
-                "skipped",
-                J::Arr(
-                    p.skipped
-                        .iter()
-                        .map(|s| {
-                            J::Obj(vec![
-                                ("name", J::Str(s.name.clone())),
-                                ("reason", J::Str(s.reason.clone())),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-            (
-                "hierarchies",
-                J::Arr(
-                    p.plan
-                        .hierarchies
-                        .iter()
-                        .map(|h| {
-                            J::Obj(vec![
-                                ("hierarchy", J::Str(h.hierarchy.to_string())),
-                                ("target", J::Str(h.target.clone())),
-                                ("createTarget", J::Bool(h.create_target)),
-                                ("layers", J::Arr(h.lower.iter().map(layer_json).collect())),
-                                ("upper", upper_json(&h.upper)),
-                                ("workDir", work_json(&h.work_dir)),
-                                ("readOnly", J::Bool(h.flags.read_only)),
-                            ])
-                        })
-                        .collect(),
-                ),
-            ),
-        ]);
-        print(&(v.render(pretty) + "\n"));
-        return;
+    match json {
+        Some(pretty) => print(&(plan_json(p).render(pretty) + "\n")),
+        None => print_plan_text(p),
     }
+}
+
+/// The plan for people: the mode, the extensions, and per hierarchy its layers.
+fn print_plan_text(p: &PlanReport) {
     println!("Mutable mode: {}", p.plan.mode);
     if !p.using.is_empty() {
         println!("Using extensions: {}", p.using.join(", "));
@@ -430,11 +331,114 @@ pub fn plan(p: &PlanReport, json: Option<bool>) {
             h.target,
             if h.create_target { " (created)" } else { "" }
         );
-        println!("  upper:   {}", upper(&h.upper));
-        println!("  workdir: {}", work(&h.work_dir));
+        println!("  upper:   {}", upper_text(&h.upper));
+        println!("  workdir: {}", work_dir_text(&h.work_dir));
         println!("  layers (top to bottom):");
         for l in &h.lower {
-            println!("    {}", layer(l));
+            println!("    {}", layer_text(l));
+        }
+    }
+}
+
+fn layer_text(l: &Layer) -> String {
+    match l {
+        Layer::Meta => "(meta)".to_string(),
+        Layer::Import(p) => format!("{p} (import)"),
+        Layer::Extension { name, path } => format!("{path} ({name})"),
+        Layer::Host(p) => format!("{p} (host)"),
+    }
+}
+
+fn upper_text(u: &Option<Upper>) -> String {
+    match u {
+        None => "none (read-only)".to_string(),
+        Some(Upper::Ephemeral) => "ephemeral (tmpfs)".into(),
+        Some(Upper::Host { path, .. }) => format!("{path} (host)"),
+        Some(Upper::MutableDir {
+            path, create: true, ..
+        }) => format!("{path} (created)"),
+        Some(Upper::MutableDir { path, .. }) => path.clone(),
+    }
+}
+
+fn work_dir_text(w: &Option<WorkDir>) -> String {
+    match w {
+        None => "-".to_string(),
+        Some(WorkDir::Ephemeral) => "ephemeral (tmpfs)".into(),
+        Some(WorkDir::Beside { path, .. }) => path.clone(),
+    }
+}
+
+/// The plan as JSON: the mode, the extensions, the skipped ones with why, the hierarchies.
+fn plan_json(p: &PlanReport) -> J {
+    let skipped = p.skipped.iter().map(|s| {
+        J::Obj(vec![
+            ("name", J::Str(s.name.clone())),
+            ("reason", J::Str(s.reason.clone())),
+        ])
+    });
+    let hierarchies = p.plan.hierarchies.iter().map(|h| {
+        J::Obj(vec![
+            ("hierarchy", J::Str(h.hierarchy.to_string())),
+            ("target", J::Str(h.target.clone())),
+            ("createTarget", J::Bool(h.create_target)),
+            ("layers", J::Arr(h.lower.iter().map(layer_json).collect())),
+            ("upper", upper_json(&h.upper)),
+            ("workDir", work_dir_json(&h.work_dir)),
+            ("readOnly", J::Bool(h.flags.read_only)),
+        ])
+    });
+    J::Obj(vec![
+        ("mutable", J::Str(p.plan.mode.to_string())),
+        ("extensions", strs(&p.plan.extensions)),
+        ("skipped", J::Arr(skipped.collect())),
+        ("hierarchies", J::Arr(hierarchies.collect())),
+    ])
+}
+
+fn kind(k: &str) -> (&'static str, J) {
+    ("kind", J::Str(k.into()))
+}
+
+fn layer_json(l: &Layer) -> J {
+    match l {
+        Layer::Meta => J::Obj(vec![kind("meta"), ("name", J::Null), ("path", J::Null)]),
+        Layer::Import(p) => J::Obj(vec![
+            kind("import"),
+            ("name", J::Null),
+            ("path", J::Str(p.clone())),
+        ]),
+        Layer::Extension { name, path } => J::Obj(vec![
+            kind("extension"),
+            ("name", J::Str(name.clone())),
+            ("path", J::Str(path.clone())),
+        ]),
+        Layer::Host(p) => J::Obj(vec![
+            kind("host"),
+            ("name", J::Null),
+            ("path", J::Str(p.clone())),
+        ]),
+    }
+}
+
+fn upper_json(u: &Option<Upper>) -> J {
+    let (k, path, create) = match u {
+        None => return J::Null,
+        Some(Upper::Ephemeral) => ("ephemeral", J::Null, false),
+        Some(Upper::Host { path, .. }) => ("host", J::Str(path.clone()), false),
+        Some(Upper::MutableDir { path, create, .. }) => {
+            ("mutable-dir", J::Str(path.clone()), *create)
+        }
+    };
+    J::Obj(vec![kind(k), ("path", path), ("create", J::Bool(create))])
+}
+
+fn work_dir_json(w: &Option<WorkDir>) -> J {
+    match w {
+        None => J::Null,
+        Some(WorkDir::Ephemeral) => J::Obj(vec![kind("ephemeral"), ("path", J::Null)]),
+        Some(WorkDir::Beside { path, .. }) => {
+            J::Obj(vec![kind("directory"), ("path", J::Str(path.clone()))])
         }
     }
 }
