@@ -371,6 +371,8 @@ fn peer_is_root(s: &UnixStream) -> bool {
     rustix::net::sockopt::socket_peercred(s).is_ok_and(|c| c.uid.is_root())
 }
 
+/// The replies to one call: a method of the varlink service itself, or one of
+/// io.systemd.sysext's, checked (parameters, `more`, the peer's rights) before it runs.
 fn dispatch(base: &Options, call: &Map<String, Value>, more: bool, root_peer: bool) -> Vec<Reply> {
     let method = call.get("method").and_then(Value::as_str).unwrap_or("");
     let empty = Map::new();
@@ -379,7 +381,25 @@ fn dispatch(base: &Options, call: &Map<String, Value>, more: bool, root_peer: bo
         Some(Value::Object(m)) => m,
         Some(_) => return vec![invalid("parameters")],
     };
-    let verb_params: &[&str] = match method {
+    let Some(verb_params) = sysext_parameters(method) else {
+        return service_method(method, params);
+    };
+    if method == "io.systemd.sysext.List" && !more {
+        return vec![error("org.varlink.service.ExpectedMore", &[])];
+    }
+    let p = match parse_params(params, verb_params) {
+        Ok(p) => p,
+        Err(r) => return vec![r],
+    };
+    if method != "io.systemd.sysext.List" && !root_peer {
+        return vec![error("org.varlink.service.PermissionDenied", &[])];
+    }
+    run_sysext_method(method, call_options(base, &p))
+}
+
+/// The parameters an io.systemd.sysext method takes; `None` for any other method.
+fn sysext_parameters(method: &str) -> Option<&'static [&'static str]> {
+    Some(match method {
         "io.systemd.sysext.Merge" => &[
             "class",
             "force",
@@ -397,18 +417,26 @@ fn dispatch(base: &Options, call: &Map<String, Value>, more: bool, root_peer: bo
             "allowInteractiveAuthentication",
         ],
         "io.systemd.sysext.List" => &["class", "allowInteractiveAuthentication"],
+        _ => return None,
+    })
+}
+
+/// org.varlink.service's GetInfo and GetInterfaceDescription; MethodNotFound for anything
+/// else.
+fn service_method(method: &str, params: &Map<String, Value>) -> Vec<Reply> {
+    match method {
         "org.varlink.service.GetInfo" => {
             if let Some(k) = params.keys().next() {
                 return vec![invalid(k)];
             }
             let names: Vec<&str> = INTERFACES.iter().map(|(n, _)| *n).collect();
-            return vec![Reply::Ok(obj(&[
+            vec![Reply::Ok(obj(&[
                 ("vendor", json!("libsysext")),
                 ("product", json!("libsysext (sysext serve)")),
                 ("version", json!(sysext::VERSION)),
                 ("url", json!("https://docs.rs/sysext-core")),
                 ("interfaces", json!(names)),
-            ]))];
+            ]))]
         }
         "org.varlink.service.GetInterfaceDescription" => {
             let Some(name) = params.get("interface").and_then(Value::as_str) else {
@@ -417,32 +445,23 @@ fn dispatch(base: &Options, call: &Map<String, Value>, more: bool, root_peer: bo
             if let Some(k) = params.keys().find(|k| *k != "interface") {
                 return vec![invalid(k)];
             }
-            return match INTERFACES.iter().find(|(n, _)| *n == name) {
+            match INTERFACES.iter().find(|(n, _)| *n == name) {
                 Some((_, d)) => vec![Reply::Ok(obj(&[("description", json!(d))]))],
                 None => vec![error(
                     "org.varlink.service.InterfaceNotFound",
                     &[("interface", json!(name))],
                 )],
-            };
+            }
         }
-        _ => {
-            return vec![error(
-                "org.varlink.service.MethodNotFound",
-                &[("method", json!(method))],
-            )]
-        }
-    };
-    if method == "io.systemd.sysext.List" && !more {
-        return vec![error("org.varlink.service.ExpectedMore", &[])];
+        _ => vec![error(
+            "org.varlink.service.MethodNotFound",
+            &[("method", json!(method))],
+        )],
     }
-    let p = match parse_params(params, verb_params) {
-        Ok(p) => p,
-        Err(r) => return vec![r],
-    };
-    if method != "io.systemd.sysext.List" && !root_peer {
-        return vec![error("org.varlink.service.PermissionDenied", &[])];
-    }
-    let opts = call_options(base, &p);
+}
+
+/// Merge, Unmerge, Refresh (one empty reply) or List (one reply per image) with `opts`.
+fn run_sysext_method(method: &str, opts: Options) -> Vec<Reply> {
     let class = opts.class;
     let root = opts.root.clone();
     let ctx = match Context::new(opts) {
