@@ -410,25 +410,7 @@ where
         argv0: &argv0,
         prog: &prog,
     };
-    let mut a = Args {
-        class,
-        root: None,
-        force: false,
-        no_reload: false,
-        noexec: None,
-        image_policy: None,
-        mutable: None,
-        json: Json::Off,
-        no_legend: false,
-        no_pager: false,
-        long: false,
-        verbose: false,
-        always_refresh: false,
-        allow_block_devices: false,
-        compat,
-        verb: String::new(),
-        names: Vec::new(),
-    };
+    let mut a = Args::defaults(class, compat);
     let mut positional = Vec::new();
     let mut p = lexopt::Parser::from_iter(words);
     loop {
@@ -446,32 +428,7 @@ where
             Arg::Short(c) => return Err(msg.unknown_short(c)),
             Arg::Long(name) => {
                 let name = name.to_string();
-                let o = match find(systemd_options(compat), &name, compat == Compat::V257) {
-                    Found::One(o) => o,
-                    Found::Ambiguous(c) => {
-                        let attached = p.optional_value().map(|v| v.to_string_lossy().into_owned());
-                        return Err(msg.ambiguous(&name, attached.as_deref(), &c));
-                    }
-                    Found::Nothing => match find(OURS, &name, false) {
-                        Found::One(o) => o,
-                        _ => {
-                            let attached =
-                                p.optional_value().map(|v| v.to_string_lossy().into_owned());
-                            return Err(msg.unknown_long(&name, attached.as_deref()));
-                        }
-                    },
-                };
-                let value = if o.value {
-                    match p.value() {
-                        Ok(v) => Some(utf8(&prog, v)?),
-                        Err(_) => return Err(msg.about(&name, o, "requires an argument")),
-                    }
-                } else {
-                    if p.optional_value().is_some() {
-                        return Err(msg.about(&name, o, "doesn't allow an argument"));
-                    }
-                    None
-                };
+                let (o, value) = long_option(&mut p, &name, &msg, &prog)?;
                 if let Some(done) = apply(&mut a, o.id, value.unwrap_or_default(), &msg, &prog)? {
                     return done;
                 }
@@ -486,6 +443,68 @@ where
         return help(&a, &prog);
     }
     Ok(Some(a))
+}
+
+/// The long option `name` (the level's systemd's, by any unambiguous prefix, else ours by
+/// its full name) and its value, read as systemd reads them; `Err`: systemd's message.
+fn long_option(
+    p: &mut lexopt::Parser,
+    name: &str,
+    msg: &Messages,
+    prog: &str,
+) -> Result<(&'static Opt, Option<String>), String> {
+    let compat = msg.level;
+    let o = match find(systemd_options(compat), name, compat == Compat::V257) {
+        Found::One(o) => o,
+        Found::Ambiguous(c) => {
+            let attached = p.optional_value().map(|v| v.to_string_lossy().into_owned());
+            return Err(msg.ambiguous(name, attached.as_deref(), &c));
+        }
+        Found::Nothing => match find(OURS, name, false) {
+            Found::One(o) => o,
+            _ => {
+                let attached = p.optional_value().map(|v| v.to_string_lossy().into_owned());
+                return Err(msg.unknown_long(name, attached.as_deref()));
+            }
+        },
+    };
+    let value = if o.value {
+        match p.value() {
+            Ok(v) => Some(utf8(prog, v)?),
+            Err(_) => return Err(msg.about(name, o, "requires an argument")),
+        }
+    } else {
+        if p.optional_value().is_some() {
+            return Err(msg.about(name, o, "doesn't allow an argument"));
+        }
+        None
+    };
+    Ok((o, value))
+}
+
+impl Args {
+    /// Every option at its default, before the words are read (no verb yet).
+    fn defaults(class: ImageClass, compat: Compat) -> Args {
+        Args {
+            class,
+            root: None,
+            force: false,
+            no_reload: false,
+            noexec: None,
+            image_policy: None,
+            mutable: None,
+            json: Json::Off,
+            no_legend: false,
+            no_pager: false,
+            long: false,
+            verbose: false,
+            always_refresh: false,
+            allow_block_devices: false,
+            compat,
+            verb: String::new(),
+            names: Vec::new(),
+        }
+    }
 }
 
 fn help(a: &Args, prog: &str) -> Result<Option<Args>, String> {
