@@ -330,127 +330,16 @@ fn machine(text: &str, mut out: Out<'_>) -> Result<ReleaseData, ParseError> {
 
     for c in text.chars() {
         state = match state {
-            State::LineStart => {
-                if c == '#' || c == ';' {
-                    State::Comment
-                } else if is_blank(c) {
-                    State::LineStart
-                } else {
-                    cur.key.clear();
-                    cur.key_trim = None;
-                    cur.key.push(c);
-                    State::Key
-                }
-            }
-            State::Key => {
-                if is_newline(c) {
-                    // No `=` on this line: forget the key.
-                    cur.key.clear();
-                    cur.key_trim = None;
-                    State::LineStart
-                } else if c == '=' {
-                    cur.value.clear();
-                    cur.value_trim = None;
-                    State::ValueStart
-                } else {
-                    if !is_blank(c) {
-                        cur.key_trim = None;
-                    } else if cur.key_trim.is_none() {
-                        cur.key_trim = Some(cur.key.len());
-                    }
-                    cur.key.push(c);
-                    State::Key
-                }
-            }
-            State::ValueStart => {
-                if is_newline(c) {
-                    cur.commit(&mut out, false)?;
-                    State::LineStart
-                } else if c == '\'' {
-                    State::Single
-                } else if c == '"' {
-                    State::Double
-                } else if c == '\\' {
-                    State::BareBackslash
-                } else if is_blank(c) {
-                    State::ValueStart
-                } else {
-                    cur.value.push(c);
-                    State::Bare
-                }
-            }
-            State::Bare => {
-                if is_newline(c) {
-                    cur.commit(&mut out, true)?;
-                    State::LineStart
-                } else if c == '\\' {
-                    cur.value_trim = None;
-                    State::BareBackslash
-                } else {
-                    if !is_blank(c) {
-                        cur.value_trim = None;
-                    } else if cur.value_trim.is_none() {
-                        cur.value_trim = Some(cur.value.len());
-                    }
-                    cur.value.push(c);
-                    State::Bare
-                }
-            }
-            State::BareBackslash => {
-                // An escaped line break is a continuation and disappears entirely;
-                // any other character is taken literally (and is never trimmed).
-                if !is_newline(c) {
-                    cur.value.push(c);
-                }
-                State::Bare
-            }
-            State::Single => {
-                if c == '\'' {
-                    State::ValueStart
-                } else {
-                    cur.value.push(c);
-                    State::Single
-                }
-            }
-            State::Double => {
-                if c == '"' {
-                    State::ValueStart
-                } else if c == '\\' {
-                    State::DoubleBackslash
-                } else {
-                    cur.value.push(c);
-                    State::Double
-                }
-            }
-            State::DoubleBackslash => {
-                if matches!(c, '"' | '\\' | '`' | '$') {
-                    cur.value.push(c);
-                } else if c != '\n' {
-                    // Like the shell, keep the backslash of an unknown escape.  Only an
-                    // LF (not a CR) forms a continuation here, as in systemd.
-                    cur.value.push('\\');
-                    cur.value.push(c);
-                }
-                State::Double
-            }
-            State::Comment => {
-                if c == '\\' {
-                    State::CommentBackslash
-                } else if is_newline(c) {
-                    State::LineStart
-                } else {
-                    State::Comment
-                }
-            }
-            State::CommentBackslash => {
-                // The escaped character is swallowed, but an escaped line break still
-                // ends the comment (systemd >= 254).
-                if is_newline(c) {
-                    State::LineStart
-                } else {
-                    State::Comment
-                }
-            }
+            State::LineStart => line_start(c, &mut cur),
+            State::Key => in_key(c, &mut cur),
+            State::ValueStart => value_start(c, &mut cur, &mut out)?,
+            State::Bare => in_bare(c, &mut cur, &mut out)?,
+            State::BareBackslash => bare_escape(c, &mut cur),
+            State::Single => in_single(c, &mut cur),
+            State::Double => in_double(c, &mut cur),
+            State::DoubleBackslash => double_escape(c, &mut cur),
+            State::Comment => in_comment(c),
+            State::CommentBackslash => comment_escape(c),
         };
     }
 
@@ -465,6 +354,148 @@ fn machine(text: &str, mut out: Out<'_>) -> Result<ReleaseData, ParseError> {
     }
 
     Ok(out.data)
+}
+
+/// At the start of a line: a comment, blanks, or the first character of a key.
+fn line_start(c: char, cur: &mut Pending) -> State {
+    if c == '#' || c == ';' {
+        State::Comment
+    } else if is_blank(c) {
+        State::LineStart
+    } else {
+        cur.key.clear();
+        cur.key_trim = None;
+        cur.key.push(c);
+        State::Key
+    }
+}
+
+/// In a key: up to `=` (a line without one is forgotten); trailing blanks are noted.
+fn in_key(c: char, cur: &mut Pending) -> State {
+    if is_newline(c) {
+        // No `=` on this line: forget the key.
+        cur.key.clear();
+        cur.key_trim = None;
+        State::LineStart
+    } else if c == '=' {
+        cur.value.clear();
+        cur.value_trim = None;
+        State::ValueStart
+    } else {
+        if !is_blank(c) {
+            cur.key_trim = None;
+        } else if cur.key_trim.is_none() {
+            cur.key_trim = Some(cur.key.len());
+        }
+        cur.key.push(c);
+        State::Key
+    }
+}
+
+/// After `=` or a closing quote: a quote, an escape, blanks, or bare text; a line break
+/// ends the value.
+fn value_start(c: char, cur: &mut Pending, out: &mut Out<'_>) -> Result<State, ParseError> {
+    Ok(if is_newline(c) {
+        cur.commit(out, false)?;
+        State::LineStart
+    } else if c == '\'' {
+        State::Single
+    } else if c == '"' {
+        State::Double
+    } else if c == '\\' {
+        State::BareBackslash
+    } else if is_blank(c) {
+        State::ValueStart
+    } else {
+        cur.value.push(c);
+        State::Bare
+    })
+}
+
+/// In bare text: trailing blanks are noted (and trimmed when the line ends), `\` escapes.
+fn in_bare(c: char, cur: &mut Pending, out: &mut Out<'_>) -> Result<State, ParseError> {
+    Ok(if is_newline(c) {
+        cur.commit(out, true)?;
+        State::LineStart
+    } else if c == '\\' {
+        cur.value_trim = None;
+        State::BareBackslash
+    } else {
+        if !is_blank(c) {
+            cur.value_trim = None;
+        } else if cur.value_trim.is_none() {
+            cur.value_trim = Some(cur.value.len());
+        }
+        cur.value.push(c);
+        State::Bare
+    })
+}
+
+/// After `\` in bare text.
+fn bare_escape(c: char, cur: &mut Pending) -> State {
+    // An escaped line break is a continuation and disappears entirely;
+    // any other character is taken literally (and is never trimmed).
+    if !is_newline(c) {
+        cur.value.push(c);
+    }
+    State::Bare
+}
+
+/// Inside single quotes: everything literal up to the closing quote.
+fn in_single(c: char, cur: &mut Pending) -> State {
+    if c == '\'' {
+        State::ValueStart
+    } else {
+        cur.value.push(c);
+        State::Single
+    }
+}
+
+/// Inside double quotes: up to the closing quote, `\` escapes.
+fn in_double(c: char, cur: &mut Pending) -> State {
+    if c == '"' {
+        State::ValueStart
+    } else if c == '\\' {
+        State::DoubleBackslash
+    } else {
+        cur.value.push(c);
+        State::Double
+    }
+}
+
+/// After `\` inside double quotes.
+fn double_escape(c: char, cur: &mut Pending) -> State {
+    if matches!(c, '"' | '\\' | '`' | '$') {
+        cur.value.push(c);
+    } else if c != '\n' {
+        // Like the shell, keep the backslash of an unknown escape.  Only an
+        // LF (not a CR) forms a continuation here, as in systemd.
+        cur.value.push('\\');
+        cur.value.push(c);
+    }
+    State::Double
+}
+
+/// In a comment, up to the end of the line.
+fn in_comment(c: char) -> State {
+    if c == '\\' {
+        State::CommentBackslash
+    } else if is_newline(c) {
+        State::LineStart
+    } else {
+        State::Comment
+    }
+}
+
+/// After `\` in a comment.
+fn comment_escape(c: char) -> State {
+    // The escaped character is swallowed, but an escaped line break still
+    // ends the comment (systemd >= 254).
+    if is_newline(c) {
+        State::LineStart
+    } else {
+        State::Comment
+    }
 }
 
 /// Units an extension asks to have restarted and reloaded-or-restarted after it is merged,
