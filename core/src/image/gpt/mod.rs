@@ -330,124 +330,178 @@ fn read_header_at(
     if !has_protective_mbr(&mbr) {
         return Err(GptError::NoProtectiveMbr);
     }
-
-    let header_size = le_u32(&hdr, 12);
-    if header_size < MIN_HEADER_SIZE || u64::from(header_size) > ss {
-        return Err(GptError::BadHeader(format!(
-            "header size {header_size} out of range"
-        )));
-    }
-    let stored = le_u32(&hdr, 16);
-    let mut h = hdr[..header_size as usize].to_vec();
-    h[16..20].fill(0);
-    let computed = crc32fast::hash(&h);
-    if stored != computed {
-        return Err(GptError::HeaderCrc { stored, computed });
-    }
-
-    let my_lba = le_u64(&hdr, 24);
-    if my_lba != at_lba {
-        return Err(GptError::BadHeader(format!(
-            "the header at LBA {at_lba} claims to be at LBA {my_lba}"
-        )));
-    }
-    let first_usable = le_u64(&hdr, 40);
-    let last_usable = le_u64(&hdr, 48);
-    if first_usable > last_usable {
-        return Err(GptError::BadHeader(format!(
-            "first usable LBA {first_usable} is after last usable LBA {last_usable}"
-        )));
-    }
-    if first_usable < 2 {
-        return Err(GptError::BadHeader(format!(
-            "first usable LBA {first_usable} overlaps the header"
-        )));
-    }
-    if last_usable >= total_lbas {
-        return Err(GptError::Truncated("usable area"));
-    }
-    let disk_guid = guid_at(&hdr, 56);
-    let entries_lba = le_u64(&hdr, 72);
-    let n_entries = le_u32(&hdr, 80);
-    let entry_size = le_u32(&hdr, 84);
-    if entry_size < 128 || !entry_size.is_power_of_two() {
-        return Err(GptError::BadHeader(format!(
-            "partition entry size {entry_size} is invalid"
-        )));
-    }
-    let array_len = u64::from(n_entries) * u64::from(entry_size);
-    if array_len > MAX_ENTRY_ARRAY {
-        return Err(GptError::BadHeader(format!(
-            "{n_entries} partition entries are too many"
-        )));
-    }
-    if entries_lba < 2 {
-        return Err(GptError::BadHeader(format!(
-            "partition entries at LBA {entries_lba} overlap the header"
-        )));
-    }
-    let array_pos = entries_lba.checked_mul(ss).ok_or_else(|| {
-        GptError::BadHeader(format!("partition entry LBA {entries_lba} out of range"))
-    })?;
-    let array_sectors = array_len.div_ceil(ss);
-    let array_end_lba = entries_lba.saturating_add(array_sectors); // exclusive
-    if array_len > 0 && entries_lba <= last_usable && array_end_lba > first_usable {
-        return Err(GptError::BadHeader(
-            "partition entry array overlaps the usable area".into(),
-        ));
-    }
-    let array = read_region(reader, size, array_pos, array_len)?
+    let h = Header::check(&hdr, ss, at_lba, total_lbas)?;
+    let array = read_region(reader, size, h.array_pos, h.array_len)?
         .ok_or(GptError::Truncated("partition entry array"))?;
     let stored = le_u32(&hdr, 88);
     let computed = crc32fast::hash(&array);
     if stored != computed {
         return Err(GptError::EntryArrayCrc { stored, computed });
     }
+    let partitions = h.entries(&array, ss)?;
+    check_no_overlap(&partitions)?;
+    Ok(GptTable {
+        sector_size,
+        disk_guid: h.disk_guid,
+        first_usable_lba: h.first_usable,
+        last_usable_lba: h.last_usable,
+        partitions,
+        primary_broken: None,
+    })
+}
 
-    let mut partitions = Vec::new();
-    for (i, e) in array.chunks_exact(entry_size as usize).enumerate() {
-        let type_guid = guid_at(e, 0);
-        if type_guid.is_nil() {
-            continue;
+/// What a GPT header says, once checked: the usable area and where the entries are.
+struct Header {
+    disk_guid: Guid,
+    first_usable: u64,
+    last_usable: u64,
+    entry_size: u32,
+    /// The entry array's byte offset and length.
+    array_pos: u64,
+    array_len: u64,
+}
+
+impl Header {
+    /// Check the header sector `hdr` read at `at_lba` of a disk of `total_lbas` sectors of
+    /// `ss` bytes: its size and CRC, its own position, the usable area, the entry array.
+    fn check(hdr: &[u8], ss: u64, at_lba: u64, total_lbas: u64) -> Result<Header, GptError> {
+        let header_size = le_u32(hdr, 12);
+        if header_size < MIN_HEADER_SIZE || u64::from(header_size) > ss {
+            return Err(GptError::BadHeader(format!(
+                "header size {header_size} out of range"
+            )));
         }
-        let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
-        let first = le_u64(e, 32);
-        let last = le_u64(e, 40);
-        if first > last {
-            return Err(GptError::InvalidRange {
-                number,
-                first,
-                last,
-            });
+        let stored = le_u32(hdr, 16);
+        let mut h = hdr[..header_size as usize].to_vec();
+        h[16..20].fill(0);
+        let computed = crc32fast::hash(&h);
+        if stored != computed {
+            return Err(GptError::HeaderCrc { stored, computed });
         }
-        if first < first_usable || last > last_usable {
-            return Err(GptError::OutOfBounds {
-                number,
-                first,
-                last,
-                first_usable,
-                last_usable,
-            });
+        let my_lba = le_u64(hdr, 24);
+        if my_lba != at_lba {
+            return Err(GptError::BadHeader(format!(
+                "the header at LBA {at_lba} claims to be at LBA {my_lba}"
+            )));
         }
-        let units: Vec<u16> = e[56..128]
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
-            .take_while(|&u| u != 0)
-            .collect();
-        // Bounded by last_usable < size / ss, so no overflow.
-        partitions.push(GptPartition {
-            number,
-            type_guid,
-            uuid: guid_at(e, 16),
-            first_lba: first,
-            last_lba: last,
-            flags: le_u64(e, 48),
-            name: String::from_utf16_lossy(&units),
-            offset: first * ss,
-            size: (last - first + 1) * ss,
-        });
+        let first_usable = le_u64(hdr, 40);
+        let last_usable = le_u64(hdr, 48);
+        if first_usable > last_usable {
+            return Err(GptError::BadHeader(format!(
+                "first usable LBA {first_usable} is after last usable LBA {last_usable}"
+            )));
+        }
+        if first_usable < 2 {
+            return Err(GptError::BadHeader(format!(
+                "first usable LBA {first_usable} overlaps the header"
+            )));
+        }
+        if last_usable >= total_lbas {
+            return Err(GptError::Truncated("usable area"));
+        }
+        let mut header = Header {
+            disk_guid: guid_at(hdr, 56),
+            first_usable,
+            last_usable,
+            entry_size: le_u32(hdr, 84),
+            array_pos: 0,
+            array_len: 0,
+        };
+        header.check_entry_array(le_u64(hdr, 72), le_u32(hdr, 80), ss)?;
+        Ok(header)
     }
 
+    /// Check the entry array of `n_entries` entries at `entries_lba`: the entry size, the
+    /// array's size, and that it lies neither on the header nor in the usable area.
+    fn check_entry_array(
+        &mut self,
+        entries_lba: u64,
+        n_entries: u32,
+        ss: u64,
+    ) -> Result<(), GptError> {
+        let entry_size = self.entry_size;
+        if entry_size < 128 || !entry_size.is_power_of_two() {
+            return Err(GptError::BadHeader(format!(
+                "partition entry size {entry_size} is invalid"
+            )));
+        }
+        let array_len = u64::from(n_entries) * u64::from(entry_size);
+        if array_len > MAX_ENTRY_ARRAY {
+            return Err(GptError::BadHeader(format!(
+                "{n_entries} partition entries are too many"
+            )));
+        }
+        if entries_lba < 2 {
+            return Err(GptError::BadHeader(format!(
+                "partition entries at LBA {entries_lba} overlap the header"
+            )));
+        }
+        let array_pos = entries_lba.checked_mul(ss).ok_or_else(|| {
+            GptError::BadHeader(format!("partition entry LBA {entries_lba} out of range"))
+        })?;
+        let array_sectors = array_len.div_ceil(ss);
+        let array_end_lba = entries_lba.saturating_add(array_sectors); // exclusive
+        if array_len > 0 && entries_lba <= self.last_usable && array_end_lba > self.first_usable {
+            return Err(GptError::BadHeader(
+                "partition entry array overlaps the usable area".into(),
+            ));
+        }
+        self.array_pos = array_pos;
+        self.array_len = array_len;
+        Ok(())
+    }
+
+    /// The used entries of the entry array, each inside the usable area.
+    fn entries(&self, array: &[u8], ss: u64) -> Result<Vec<GptPartition>, GptError> {
+        let mut partitions = Vec::new();
+        for (i, e) in array.chunks_exact(self.entry_size as usize).enumerate() {
+            let type_guid = guid_at(e, 0);
+            if type_guid.is_nil() {
+                continue;
+            }
+            let number = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            let first = le_u64(e, 32);
+            let last = le_u64(e, 40);
+            if first > last {
+                return Err(GptError::InvalidRange {
+                    number,
+                    first,
+                    last,
+                });
+            }
+            if first < self.first_usable || last > self.last_usable {
+                return Err(GptError::OutOfBounds {
+                    number,
+                    first,
+                    last,
+                    first_usable: self.first_usable,
+                    last_usable: self.last_usable,
+                });
+            }
+            let units: Vec<u16> = e[56..128]
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .take_while(|&u| u != 0)
+                .collect();
+            // Bounded by last_usable < size / ss, so no overflow.
+            partitions.push(GptPartition {
+                number,
+                type_guid,
+                uuid: guid_at(e, 16),
+                first_lba: first,
+                last_lba: last,
+                flags: le_u64(e, 48),
+                name: String::from_utf16_lossy(&units),
+                offset: first * ss,
+                size: (last - first + 1) * ss,
+            });
+        }
+        Ok(partitions)
+    }
+}
+
+/// No two partitions share a sector (the higher number is named as the overlapping one).
+fn check_no_overlap(partitions: &[GptPartition]) -> Result<(), GptError> {
     let mut order: Vec<&GptPartition> = partitions.iter().collect();
     order.sort_by_key(|p| (p.first_lba, p.number));
     let mut reach: Option<&GptPartition> = None; // the partition reaching furthest so far
@@ -464,13 +518,5 @@ fn read_header_at(
             reach = Some(p);
         }
     }
-
-    Ok(GptTable {
-        sector_size,
-        disk_guid,
-        first_usable_lba: first_usable,
-        last_usable_lba: last_usable,
-        partitions,
-        primary_broken: None,
-    })
+    Ok(())
 }
