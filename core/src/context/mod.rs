@@ -79,6 +79,59 @@ fn has_cap_sys_admin() -> bool {
         })
         .unwrap_or(false)
 }
+/// The compatibility level: the option, else `LIBSYSEXT_COMPAT` (a bad value is warned
+/// about and ignored), else the newest.
+fn level_of(opts: &Options) -> Compat {
+    if let Some(c) = opts.compat {
+        return c;
+    }
+    Compat::from_env()
+        .unwrap_or_else(|v| {
+            opts.sink.event(&Event::Message(
+                Level::Warning,
+                format!(
+                    "Failed to parse {} environment variable value '{v}'. Ignoring.",
+                    crate::level::ENV
+                ),
+            ));
+            None
+        })
+        .unwrap_or(Compat::NEWEST)
+}
+
+/// The mutable mode: the option, else the class's environment variable (a bad value is
+/// warned about and ignored), else the configuration files' `configured`, else `no`.
+fn mutable_mode_of(opts: &Options, configured: Option<MutableMode>) -> MutableMode {
+    if let Some(m) = opts.mutable {
+        return m;
+    }
+    let env = opts.class.info().mutable_env;
+    let Ok(v) = std::env::var(env) else {
+        return configured.unwrap_or(MutableMode::Disabled);
+    };
+    MutableMode::parse_systemd(&v).unwrap_or_else(|| {
+        opts.sink.event(&Event::Message(
+            Level::Warning,
+            format!("Failed to parse {env} environment variable value '{v}'. Ignoring."),
+        ));
+        configured.unwrap_or(MutableMode::Disabled)
+    })
+}
+
+/// The image policy `p`, parsed as the level's systemd parses it (the file system type
+/// flags and `encryptedwithintegrity` are newer than 257).
+fn image_policy_of(p: &str, compat: Compat) -> Result<crate::image::ImagePolicy> {
+    let parsed = crate::image::ImagePolicy::parse(p)
+        .map_err(|e| Error::InvalidArgument(format!("Failed to parse image policy: {p}: {e}")))?;
+    if parsed.uses_post_257_flags() && !compat.knows_policy_fs_flags() {
+        return Err(Error::InvalidArgument(format!(
+            "Failed to parse image policy: {p}: file system type flags and \
+             'encryptedwithintegrity' are not known at level {compat}"
+        )));
+    }
+    Ok(parsed)
+}
+
 impl Context {
     /// Open a context: resolves the root, the hierarchies and the mutable mode.
     pub fn new(opts: Options) -> Result<Context> {
@@ -90,21 +143,7 @@ impl Context {
                 .collect::<Result<Vec<_>>>()?,
             None => Hierarchy::from_env(opts.class)?,
         };
-        let compat = match opts.compat {
-            Some(c) => c,
-            None => Compat::from_env()
-                .unwrap_or_else(|v| {
-                    opts.sink.event(&Event::Message(
-                        Level::Warning,
-                        format!(
-                            "Failed to parse {} environment variable value '{v}'. Ignoring.",
-                            crate::level::ENV
-                        ),
-                    ));
-                    None
-                })
-                .unwrap_or(Compat::NEWEST),
-        };
+        let compat = level_of(&opts);
         // The initrd scope: the option, else the root's `etc/initrd-release` (259+), else the
         // host (257).
         let initrd = match opts.initrd {
@@ -121,35 +160,9 @@ impl Context {
         for w in &cfg.warnings {
             opts.sink.event(&Event::Message(Level::Warning, w.clone()));
         }
-        let mode = match opts.mutable {
-            Some(m) => m,
-            None => match std::env::var(opts.class.info().mutable_env) {
-                Ok(v) => MutableMode::parse_systemd(&v).unwrap_or_else(|| {
-                    opts.sink.event(&Event::Message(
-                        Level::Warning,
-                        format!(
-                            "Failed to parse {} environment variable value '{v}'. Ignoring.",
-                            opts.class.info().mutable_env
-                        ),
-                    ));
-                    cfg.mutable.unwrap_or(MutableMode::Disabled)
-                }),
-                Err(_) => cfg.mutable.unwrap_or(MutableMode::Disabled),
-            },
-        };
+        let mode = mutable_mode_of(&opts, cfg.mutable);
         let policy = match opts.image_policy.as_ref().or(cfg.image_policy.as_ref()) {
-            Some(p) => {
-                let parsed = crate::image::ImagePolicy::parse(p).map_err(|e| {
-                    Error::InvalidArgument(format!("Failed to parse image policy: {p}: {e}"))
-                })?;
-                if parsed.uses_post_257_flags() && !compat.knows_policy_fs_flags() {
-                    return Err(Error::InvalidArgument(format!(
-                        "Failed to parse image policy: {p}: file system type flags and \
-                         'encryptedwithintegrity' are not known at level {compat}"
-                    )));
-                }
-                Some(parsed)
-            }
+            Some(p) => Some(image_policy_of(p, compat)?),
             None => None,
         };
         let overlay_options = match &opts.overlay_options {
