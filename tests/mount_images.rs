@@ -55,6 +55,27 @@ fn ctx(r: &TestRoot, mode: MutableMode, policy: Option<&str>) -> Context {
     Context::new(o).unwrap()
 }
 
+/// A context for `/usr` and `/opt` of `r` without an upper layer, at `level` with `policy`.
+fn ctx_at(r: &TestRoot, level: sysext::Compat, policy: &str) -> Context {
+    let mut o = Options::new(ImageClass::Sysext);
+    o.root = Some(r.path.to_string_lossy().into_owned());
+    o.mutable = Some(MutableMode::Disabled);
+    o.image_policy = Some(policy.to_string());
+    o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
+    o.compat = Some(level);
+    Context::new(o).unwrap()
+}
+
+/// After an unmerge or a failed merge of `img`: no device-mapper device (where there is
+/// device-mapper), no loop device on it and no mount below `r` are left.
+fn settled(r: &TestRoot, img: &Path, dm: bool) {
+    if dm {
+        wait_for_no_dm_devices();
+    }
+    wait_for_no_loop_devices_for(img);
+    assert_eq!(r.mounts_below(), 0);
+}
+
 fn no_loop_devices_for(img: &Path) {
     let n = sysext::testing::sys::loopdev::devices_backed_by(img);
     assert!(
@@ -405,22 +426,8 @@ fn root_hash_from_partition_uuids_from_level_262() {
     let img = r.p("var/lib/extensions/gu.raw");
     std::fs::write(&img, &vimg).unwrap();
     let dm = sysext::testing::sys::dm::available();
-    let at = |level: sysext::Compat, policy: &str| {
-        let mut o = Options::new(ImageClass::Sysext);
-        o.root = Some(r.path.to_string_lossy().into_owned());
-        o.mutable = Some(MutableMode::Disabled);
-        o.image_policy = Some(policy.to_string());
-        o.hierarchies = Some(vec!["/usr".into()]);
-        o.compat = Some(level);
-        Context::new(o).unwrap()
-    };
-    let settle = || {
-        if dm {
-            wait_for_no_dm_devices();
-        }
-        wait_for_no_loop_devices_for(&img);
-        assert_eq!(r.mounts_below(), 0);
-    };
+    let at = |level: sysext::Compat, policy: &str| ctx_at(&r, level, policy);
+    let settle = || settled(&r, &img, dm);
     // 262 (systemd 258 and newer): the UUIDs are the root hash, so the image is verified.
     let c = at(sysext::Compat::V262, "root=verity");
     c.merge().unwrap();
@@ -603,22 +610,8 @@ fn signed_disk_image_needs_a_trusted_certificate() {
     // to the kernel too; its keyring does not hold the test key, so a signer not trusted in
     // verity.d fails the image, whatever the policy (as systemd 257's activation does).
     let dm = sysext::testing::sys::dm::available();
-    let at = |level: sysext::Compat, policy: &str| {
-        let mut o = Options::new(ImageClass::Sysext);
-        o.root = Some(r.path.to_string_lossy().into_owned());
-        o.mutable = Some(MutableMode::Disabled);
-        o.image_policy = Some(policy.to_string());
-        o.hierarchies = Some(vec!["/usr".into(), "/opt".into()]);
-        o.compat = Some(level);
-        Context::new(o).unwrap()
-    };
-    let settle = || {
-        if dm {
-            wait_for_no_dm_devices();
-            wait_for_no_loop_devices_for(&img);
-        }
-        assert_eq!(r.mounts_below(), 0);
-    };
+    let at = |level: sysext::Compat, policy: &str| ctx_at(&r, level, policy);
+    let settle = || settled(&r, &img, dm);
     let merges = |c: Context| {
         c.merge().unwrap();
         assert_eq!(r.read("usr/bin/sd").as_deref(), Some("from sd\n"));

@@ -169,27 +169,29 @@ fn failed_refresh_keeps_the_previous_merge() {
     ctx.unmerge().unwrap();
 }
 
+/// The CLI on the root `r` (the environment's hierarchies and level left out): exit code,
+/// stdout, stderr.
+fn cli_in(r: &TestRoot, args: &[&str]) -> (Option<i32>, String, String) {
+    let o = std::process::Command::new(sysext_tests::cli())
+        .arg(format!("--root={}", r.path.display()))
+        .args(args)
+        .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
+        .env_remove("LIBSYSEXT_COMPAT")
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn cli_status_and_list_json() {
     isolated!();
     let r = TestRoot::new("clijson");
     r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
-    let cli = sysext_tests::cli();
-    let root = format!("--root={}", r.path.display());
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new(&cli)
-            .arg(&root)
-            .args(args)
-            .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
-            .env_remove("LIBSYSEXT_COMPAT")
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| cli_in(&r, args);
     let (rc, out, _) = run(&["status", "--json=short"]);
     assert_eq!(rc, Some(0));
     assert!(
@@ -239,20 +241,9 @@ fn cli_refresh_of_unchanged_inputs_is_skipped_from_level_262() {
     isolated!();
     let r = TestRoot::new("cliskip");
     r.sysext("foo", &[("usr/bin/foo", "foo\n")]);
-    let cli = sysext_tests::cli();
-    let root = format!("--root={}", r.path.display());
     let run = |args: &[&str]| {
-        let o = std::process::Command::new(&cli)
-            .arg(&root)
-            .args(args)
-            .env_remove("SYSTEMD_SYSEXT_HIERARCHIES")
-            .env_remove("LIBSYSEXT_COMPAT")
-            .output()
-            .unwrap();
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        let (rc, _, err) = cli_in(&r, args);
+        (rc, err)
     };
     let (rc, err) = run(&["merge"]);
     assert_eq!(rc, Some(0), "{err}");
