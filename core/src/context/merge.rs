@@ -85,6 +85,8 @@ impl Context {
         (reload, units)
     }
 
+    /// Merge, or with `refresh` replace the current merge, under `lock`: the extensions
+    /// named in `filter` (all if `None`), of which `required` must be found and used.
     pub(super) fn merge_locked(
         &self,
         lock: &crate::lock::Lock,
@@ -93,26 +95,10 @@ impl Context {
         required: &[String],
         mode: MutableMode,
     ) -> Result<Report> {
-        let class = self.opts.class;
-        let t0 = std::time::Instant::now();
-        let timed = self.sink().enabled(Level::Debug);
-        let phase = |what: &str, t: std::time::Instant| {
-            if timed {
-                self.sink().event(&Event::Message(
-                    Level::Debug,
-                    format!("{what} took {} µs", t.elapsed().as_micros()),
-                ));
-            }
-        };
+        let mut timer = PhaseTimer::start(self.sink());
         let mut g = self.gather(!refresh, filter, required)?;
-        phase("discovery and metadata", t0);
-        let t1 = std::time::Instant::now();
-        let mut report = Report {
-            skipped: g.skipped.clone(),
-            needs_reload: g.needs_reload && self.reload_wanted(),
-            units: g.units.clone(),
-            ..Default::default()
-        };
+        timer.phase_done("discovery and metadata");
+        let mut report = self.first_report(&g);
         let proceed_empty = g.trees.is_empty()
             && mode != MutableMode::Disabled
             && self.compat.merges_every_hierarchy_when_mutable();
@@ -122,42 +108,86 @@ impl Context {
                 "No extensions found, proceeding in mutable mode.".into(),
             ));
         } else if g.trees.is_empty() {
-            if g.found == 0 {
-                self.sink().event(&Event::NoExtensions);
-            } else {
-                self.sink().event(&Event::NoSuitable { ignored: g.found });
-            }
-            if refresh {
-                let u = self.unmerge_locked(lock)?;
-                report.unmerged = u.unmerged;
-            }
-            report.needs_reload = false;
-            report.units = Default::default();
-            return Ok(report);
+            return self.nothing_to_merge(lock, refresh, g.found, report);
         }
-        // "Using extensions …" as systemd says it: at 257 before anything can fail, at 262
-        // after the routing checks (an error of theirs comes alone) and after the no-op
-        // check of a refresh (a skipped refresh says only that it skips).
-        let list_first = !self.compat.lists_after_routing_checks();
-        let mut using_said = proceed_empty;
-        let using = Event::Using(g.file_names.clone());
-        let say_using = |said: &mut bool| {
-            if !*said {
-                self.sink().event(&using);
-                *said = true;
-            }
-        };
+        let mut using = UsingLine::new(self, &g.file_names, proceed_empty);
         let may_skip =
             refresh && !self.opts.always_refresh && self.compat.skips_unchanged_refresh();
-        if list_first && !may_skip {
-            say_using(&mut using_said);
+        if using.first && !may_skip {
+            using.say();
         }
+        let (probed, plan) = self.probe_and_plan(lock, mode, &mut g, &mut using, &mut report)?;
+        timer.phase_done("probe and plan");
+        report.merged = plan.extensions.clone();
+        let fingerprint = fingerprint(&plan, &g.trees, &probed);
+        if may_skip && unchanged(&plan, &probed, self.opts.class, fingerprint) {
+            self.sink().event(&Event::Message(
+                Level::Info,
+                self.compat.refresh_skipped_message().into(),
+            ));
+            return Ok(report);
+        }
+        using.say();
+        let new = NewMerge {
+            lock,
+            verb: if refresh { "refresh" } else { "merge" },
+            plan: &plan,
+            trees: &g.trees,
+            fingerprint,
+            ephemeral_reuse: ephemeral_reuse(&probed, filter, mode),
+        };
+        self.replace_merge(new, probed, report, &mut timer)
+    }
 
+    /// The report as gathering leaves it: the images skipped, the reload and the units
+    /// the extensions ask for.
+    fn first_report(&self, g: &Gathered) -> Report {
+        Report {
+            skipped: g.skipped.clone(),
+            needs_reload: g.needs_reload && self.reload_wanted(),
+            units: g.units.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// No extension to merge (`found` were seen, none suitable): say so; a refresh then
+    /// unmerges what is merged.
+    fn nothing_to_merge(
+        &self,
+        lock: &crate::lock::Lock,
+        refresh: bool,
+        found: usize,
+        mut report: Report,
+    ) -> Result<Report> {
+        if found == 0 {
+            self.sink().event(&Event::NoExtensions);
+        } else {
+            self.sink().event(&Event::NoSuitable { ignored: found });
+        }
+        if refresh {
+            let u = self.unmerge_locked(lock)?;
+            report.unmerged = u.unmerged;
+        }
+        report.needs_reload = false;
+        report.units = Default::default();
+        Ok(report)
+    }
+
+    /// Probe the hierarchies and the extensions' trees and plan the merge. A foreign mount
+    /// below the current merge makes it unmerge first (a refresh with a gap).
+    fn probe_and_plan(
+        &self,
+        lock: &crate::lock::Lock,
+        mode: MutableMode,
+        g: &mut Gathered,
+        using: &mut UsingLine<'_>,
+        report: &mut Report,
+    ) -> Result<(probe::Probed, Plan)> {
         let mut probed = match self.probe(mode, &g.trees, std::mem::take(&mut g.hierarchies)) {
             Ok(p) => p,
             Err(e) => {
-                if list_first {
-                    say_using(&mut using_said);
+                if using.first {
+                    using.say();
                 }
                 return Err(e);
             }
@@ -173,97 +203,116 @@ impl Context {
                 Level::Warning,
                 "A foreign mount lies below the current merge; refreshing with a gap.".into(),
             ));
-            say_using(&mut using_said);
+            using.say();
             let u = self.unmerge_locked(lock)?;
             report.unmerged = u.unmerged;
             probed = self.probe(mode, &g.trees, Vec::new())?;
         }
         let mut plan = match plan::plan(&probed.inputs) {
             Ok(p) => p,
-            Err(e) => {
-                // Where the mount would fail, systemd has reached it and done a few things
-                // first; errors of routing checks come before the list at 262.
-                let routing_check = matches!(
-                    e,
-                    Error::MutableDirMode { .. }
-                        | Error::MutableDirCreate { .. }
-                        | Error::MutableDirChase { .. }
-                );
-                if list_first || !routing_check {
-                    say_using(&mut using_said);
-                }
-                if let Some((rel, mode, wrel)) =
-                    plan::auto_link_to_non_dir_effects(&probed.inputs, &e)
-                {
-                    self.auto_link_to_non_dir(&rel, mode, &wrel);
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(self.plan_failed(e, &probed, using)),
         };
         if let Some(o) = &self.overlay_options {
             o.apply_to(&mut plan);
         }
-        phase("probe and plan", t1);
-        let t2 = std::time::Instant::now();
-        report.merged = plan.extensions.clone();
-        let fingerprint = fingerprint(&plan, &g.trees, &probed);
-        if may_skip && unchanged(&plan, &probed, class, fingerprint) {
-            self.sink().event(&Event::Message(
-                Level::Info,
-                self.compat.refresh_skipped_message().into(),
-            ));
-            return Ok(report);
-        }
-        say_using(&mut using_said);
+        Ok((probed, plan))
+    }
 
-        // A selective merge/unmerge keeps the ephemeral upper layers; a plain refresh (as
-        // with systemd) starts from an empty one.
-        let ephemeral_reuse: Vec<Option<String>> = probed
-            .hierarchies
-            .iter()
-            .map(|hp| {
-                if filter.is_none() || !mode.is_ephemeral() {
-                    return None;
-                }
-                let c = hp.current.as_ref()?;
-                let n = c.note.as_ref()?;
-                if n.mutable.is_ephemeral() {
-                    n.ephemeral.clone()
-                } else {
-                    None
-                }
-            })
-            .collect();
+    /// A merge that cannot be planned: the "Using" line if systemd says it before this
+    /// error, and what systemd does before its mount fails; gives back the error.
+    fn plan_failed(&self, e: Error, probed: &probe::Probed, using: &mut UsingLine<'_>) -> Error {
+        // Where the mount would fail, systemd has reached it and done a few things
+        // first; errors of routing checks come before the list at 262.
+        let routing_check = matches!(
+            e,
+            Error::MutableDirMode { .. }
+                | Error::MutableDirCreate { .. }
+                | Error::MutableDirChase { .. }
+        );
+        if using.first || !routing_check {
+            using.say();
+        }
+        if let Some((rel, mode, wrel)) = plan::auto_link_to_non_dir_effects(&probed.inputs, &e) {
+            self.auto_link_to_non_dir(&rel, mode, &wrel);
+        }
+        e
+    }
+
+    /// Build the new overlays and put them in place of the current merge, gap-free, then
+    /// take the old merges off the hierarchies that get no new overlay.
+    fn replace_merge(
+        &self,
+        new: NewMerge<'_>,
+        mut probed: probe::Probed,
+        mut report: Report,
+        timer: &mut PhaseTimer<'_>,
+    ) -> Result<Report> {
         // The intent record, before the first effect.
-        let mut journal = Journal::with_intent(self.begin_intent(
-            lock,
-            if refresh { "refresh" } else { "merge" },
-            &plan,
+        let journal = Journal::with_intent(self.begin_intent(
+            new.lock,
+            new.verb,
+            new.plan,
             &probed,
-            &ephemeral_reuse,
+            &new.ephemeral_reuse,
         ));
         let inputs = BuildInputs {
             root: &self.root,
             probed: &probed,
-            trees: &g.trees,
+            trees: new.trees,
             faults: &self.faults,
-            fingerprint: Some(fingerprint),
-            ephemeral_reuse,
+            fingerprint: Some(new.fingerprint),
+            ephemeral_reuse: new.ephemeral_reuse,
             kernel: self.kernel(),
         };
-        let built = match exec::build(&plan, &inputs, &mut journal) {
-            Ok(b) => b,
-            Err(e) => {
-                journal.rollback(&self.root);
-                return Err(e);
-            }
-        };
-        phase("building the overlays", t2);
-        let t3 = std::time::Instant::now();
-        let mut probed = probed;
+        let (built, journal) =
+            self.undo_on_error(journal, |j| exec::build(new.plan, &inputs, j))?;
+        timer.phase_done("building the overlays");
         let targets: Vec<String> = built.iter().map(|b| b.plan.target.clone()).collect();
         let merged_hierarchies: Vec<String> =
             built.iter().map(|b| b.plan.hierarchy.to_string()).collect();
+        self.say_unmerged_first(&probed);
+        let ((replaced, hidden_submounts), journal) = self.undo_on_error(journal, |j| {
+            exec::publish(
+                &self.root,
+                built,
+                &mut probed,
+                j,
+                &self.faults,
+                self.sink(),
+                self.opts.class,
+                self.kernel(),
+            )
+        })?;
+        // Every new overlay is in place: from here on, a kill is completed, not undone.
+        journal.intent.commit();
+        let intent = journal.commit();
+        report.hierarchies = merged_hierarchies;
+        report.targets = targets;
+        timer.phase_done("attaching");
+        exec::finish_replace(&self.root, replaced, hidden_submounts, self.sink());
+        self.unmerge_left_over(&mut probed, &mut report)?;
+        intent.finish();
+        Ok(report)
+    }
+
+    /// One journaled step of building or publishing a merge; if it fails, every effect
+    /// the journal holds is undone.
+    fn undo_on_error<T>(
+        &self,
+        mut journal: Journal,
+        step: impl FnOnce(&mut Journal) -> Result<T>,
+    ) -> Result<(T, Journal)> {
+        match step(&mut journal) {
+            Ok(t) => Ok((t, journal)),
+            Err(e) => {
+                journal.rollback(&self.root);
+                Err(e)
+            }
+        }
+    }
+
+    /// The "Unmerged" line of every merged hierarchy, before the merge replaces it.
+    fn say_unmerged_first(&self, probed: &probe::Probed) {
         // systemd's refresh unmerges every merged hierarchy, then merges, and says so: the
         // same lines here, first, though each merge is replaced at once, without the gap.
         for (i, hp) in probed.hierarchies.iter().enumerate() {
@@ -272,30 +321,11 @@ impl Context {
                 self.sink().event(&Event::Unmerged(path));
             }
         }
-        let (replaced, hidden_submounts) = match exec::publish(
-            &self.root,
-            built,
-            &mut probed,
-            &mut journal,
-            &self.faults,
-            self.sink(),
-            class,
-            self.kernel(),
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                journal.rollback(&self.root);
-                return Err(e);
-            }
-        };
-        // Every new overlay is in place: from here on, a kill is completed, not undone.
-        journal.intent.commit();
-        let intent = journal.commit();
-        report.hierarchies = merged_hierarchies;
-        report.targets = targets;
-        phase("attaching", t3);
-        exec::finish_replace(&self.root, replaced, hidden_submounts, self.sink());
-        // Old merges on hierarchies that get no new overlay (publish took the others).
+    }
+
+    /// Unmerge the old merges on hierarchies that get no new overlay (publish took the
+    /// others); their "Unmerged" lines were said before.
+    fn unmerge_left_over(&self, probed: &mut probe::Probed, report: &mut Report) -> Result<()> {
         for (i, hp) in probed.hierarchies.iter_mut().enumerate() {
             let Some(c) = hp.current.take() else {
                 continue;
@@ -304,7 +334,7 @@ impl Context {
             drop(c);
             if exec::unmerge_hierarchy(
                 &self.root,
-                class,
+                self.opts.class,
                 h.relative(),
                 &self.faults,
                 &SaidUnmerged(self.sink()),
@@ -314,8 +344,7 @@ impl Context {
                 report.unmerged.push(h.to_string());
             }
         }
-        intent.finish();
-        Ok(report)
+        Ok(())
     }
 
     /// systemd's steps before its overlay mount fails on a routing dir that is a symlink to
@@ -447,5 +476,104 @@ impl EventSink for SaidUnmerged<'_> {
 
     fn enabled(&self, level: Level) -> bool {
         self.0.enabled(level)
+    }
+}
+
+/// A merge that goes ahead: what building and publishing its overlays reads.
+struct NewMerge<'a> {
+    lock: &'a crate::lock::Lock,
+    /// `merge` or `refresh`, for the intent record.
+    verb: &'static str,
+    plan: &'a Plan,
+    trees: &'a [ImageTree],
+    fingerprint: u64,
+    /// Per hierarchy: the ephemeral upper layer to keep (see [`ephemeral_reuse`]).
+    ephemeral_reuse: Vec<Option<String>>,
+}
+
+/// Per hierarchy, the ephemeral upper layer a merge keeps: a selective merge/unmerge keeps
+/// the ephemeral upper layers; a plain refresh (as with systemd) starts from an empty one.
+fn ephemeral_reuse(
+    probed: &probe::Probed,
+    filter: Option<&[String]>,
+    mode: MutableMode,
+) -> Vec<Option<String>> {
+    probed
+        .hierarchies
+        .iter()
+        .map(|hp| {
+            if filter.is_none() || !mode.is_ephemeral() {
+                return None;
+            }
+            let c = hp.current.as_ref()?;
+            let n = c.note.as_ref()?;
+            if n.mutable.is_ephemeral() {
+                n.ephemeral.clone()
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The debug lines that say how long each phase of a merge took.
+struct PhaseTimer<'a> {
+    /// When the current phase started.
+    start: std::time::Instant,
+    /// Whether debug lines are wanted at all.
+    timed: bool,
+    sink: &'a dyn EventSink,
+}
+
+impl<'a> PhaseTimer<'a> {
+    /// Start timing the first phase.
+    fn start(sink: &'a dyn EventSink) -> PhaseTimer<'a> {
+        PhaseTimer {
+            start: std::time::Instant::now(),
+            timed: sink.enabled(Level::Debug),
+            sink,
+        }
+    }
+
+    /// Say how long the phase `what` took (at debug level); the next phase starts now.
+    fn phase_done(&mut self, what: &str) {
+        if self.timed {
+            self.sink.event(&Event::Message(
+                Level::Debug,
+                format!("{what} took {} µs", self.start.elapsed().as_micros()),
+            ));
+        }
+        self.start = std::time::Instant::now();
+    }
+}
+
+/// The "Using extensions …" line, said once, where systemd says it: at 257 before anything
+/// can fail, at 262 after the routing checks (an error of theirs comes alone) and after the
+/// no-op check of a refresh (a skipped refresh says only that it skips).
+struct UsingLine<'a> {
+    sink: &'a dyn EventSink,
+    using: Event,
+    said: bool,
+    /// Whether the level says it before anything can fail (257).
+    first: bool,
+}
+
+impl<'a> UsingLine<'a> {
+    /// The line for the extensions' `file_names`; `said`: no need to say it.
+    fn new(ctx: &'a Context, file_names: &[String], said: bool) -> UsingLine<'a> {
+        UsingLine {
+            first: !ctx.compat.lists_after_routing_checks(),
+            said,
+            using: Event::Using(file_names.to_vec()),
+            sink: ctx.sink(),
+        }
+    }
+
+    /// Say the line, unless it was said.
+    fn say(&mut self) {
+        if !self.said {
+            self.sink.event(&self.using);
+            self.said = true;
+        }
     }
 }
