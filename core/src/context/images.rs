@@ -259,6 +259,34 @@ impl Context {
         filter: Option<&[String]>,
         required: &[String],
     ) -> Result<Gathered> {
+        let images = self.discover_selected(filter, required)?;
+        let opened = self.open_images(images)?;
+        let resolved = match check_merged {
+            true => self.resolve_unmerged()?,
+            false => Vec::new(),
+        };
+        let host = self.merge_host()?;
+        let (judged, found) = self.judge(opened, &host, required)?;
+        let mut g = Gathered {
+            hierarchies: resolved,
+            trees: Vec::new(),
+            skipped: Vec::new(),
+            file_names: Vec::new(),
+            needs_reload: false,
+            units: release::UnitRequests::default(),
+            found,
+        };
+        self.accept(judged, &mut g);
+        Ok(g)
+    }
+
+    /// The images discovered, only those named in `filter` if given; each of `required`
+    /// must be among them.
+    fn discover_selected(
+        &self,
+        filter: Option<&[String]>,
+        required: &[String],
+    ) -> Result<Vec<DiscoveredImage>> {
         let class = self.opts.class;
         let mut images = discover::discover_at(&self.root, class, self.initrd(), self.compat)?;
         if let Some(f) = filter {
@@ -270,37 +298,48 @@ impl Context {
         {
             return Err(Error::NotFound { name: n.clone() });
         }
+        Ok(images)
+    }
 
-        // Metadata of every image, before anything is mounted; errors are fatal.
+    /// Every image opened for its verdict (its metadata read, image files mounted), before
+    /// anything is merged; errors are fatal.
+    fn open_images(&self, images: Vec<DiscoveredImage>) -> Result<Vec<(DiscoveredImage, Opened)>> {
         let mut opened = Vec::with_capacity(images.len());
         for img in images {
             let o = self.open_image(&img)?;
             opened.push((img, o));
         }
+        Ok(opened)
+    }
 
+    /// Each configured hierarchy, resolved and checked to carry no merge yet.
+    fn resolve_unmerged(&self) -> Result<Vec<Option<crate::root::Resolved>>> {
+        let class = self.opts.class;
         let mut resolved = Vec::new();
-        if check_merged {
-            for h in &self.hierarchies {
-                // Opened for reading: probing reads its entries through it.
-                let r = self
-                    .root
-                    .resolve_dir(h.relative())
-                    .map_err(|e| crate::root::resolve_err(&self.root, h.relative(), e))?;
-                let mut r = r;
-                if let Some(r) = &mut r {
-                    // Kept: probing and building need the same facts.
-                    r.stat = state::dir_stat(r.fd.as_fd());
-                    if state::is_ours_stat(r.fd.as_fd(), r.stat.as_ref(), &r.path, class)? {
-                        return Err(Error::AlreadyMerged {
-                            hierarchy: h.to_string(),
-                            path: r.path.clone(),
-                        });
-                    }
+        for h in &self.hierarchies {
+            // Opened for reading: probing reads its entries through it.
+            let r = self
+                .root
+                .resolve_dir(h.relative())
+                .map_err(|e| crate::root::resolve_err(&self.root, h.relative(), e))?;
+            let mut r = r;
+            if let Some(r) = &mut r {
+                // Kept: probing and building need the same facts.
+                r.stat = state::dir_stat(r.fd.as_fd());
+                if state::is_ours_stat(r.fd.as_fd(), r.stat.as_ref(), &r.path, class)? {
+                    return Err(Error::AlreadyMerged {
+                        hierarchy: h.to_string(),
+                        path: r.path.clone(),
+                    });
                 }
-                resolved.push(r);
             }
+            resolved.push(r);
         }
+        Ok(resolved)
+    }
 
+    /// The host a merge judges the extensions by: its os-release must name an `ID`.
+    fn merge_host(&self) -> Result<Host> {
         let os = self.host_release()?;
         let id_ok = os.get("ID").map(|v| !v.is_empty()).unwrap_or(false);
         if !id_ok {
@@ -308,8 +347,18 @@ impl Context {
                 root: self.root.display_root().to_string(),
             });
         }
-        let host = self.host_from(&os);
+        Ok(self.host_from(&os))
+    }
 
+    /// The verdict on each opened image, refused block devices first, then the others in
+    /// discovery order, and how many were read; a `required` image a merge would not use
+    /// is an error.
+    fn judge(
+        &self,
+        opened: Vec<(DiscoveredImage, Opened)>,
+        host: &Host,
+        required: &[String],
+    ) -> Result<(Vec<Judged>, usize)> {
         // Refused block devices are reported first, then the others in discovery order.
         let (refused, read): (Vec<_>, Vec<_>) = opened
             .into_iter()
@@ -318,33 +367,45 @@ impl Context {
         let judged: Vec<_> = refused
             .into_iter()
             .chain(read)
-            .map(|(img, o)| {
-                let (state, reason) = self.verdict(&img.name, &o, Some(&host));
-                (img, o, state, reason)
+            .map(|(img, opened)| {
+                let (state, reason) = self.verdict(&img.name, &opened, Some(host));
+                Judged {
+                    img,
+                    opened,
+                    state,
+                    reason,
+                }
             })
             .collect();
-        for (img, _, state, reason) in &judged {
-            if *state != ImageState::WouldMerge && required.contains(&img.name) {
+        for j in &judged {
+            if j.state != ImageState::WouldMerge && required.contains(&j.img.name) {
                 return Err(Error::Incompatible {
-                    name: img.name.clone(),
-                    reason: reason.clone().unwrap_or_default(),
+                    name: j.img.name.clone(),
+                    reason: j.reason.clone().unwrap_or_default(),
                 });
             }
         }
-        let mut trees = Vec::new();
-        let mut skipped = Vec::new();
-        let mut file_names = Vec::new();
-        let mut needs_reload = false;
-        let mut units = release::UnitRequests::default();
-        for (img, opened, state, reason) in judged {
+        Ok((judged, found))
+    }
+
+    /// Take the extensions a merge uses into `g` (trees, file names, the reload and units
+    /// they ask for); report the other images as skipped.
+    fn accept(&self, judged: Vec<Judged>, g: &mut Gathered) {
+        for Judged {
+            img,
+            opened,
+            state,
+            reason,
+        } in judged
+        {
             let Opened::Read(tree, rel) = opened else {
                 // Refused: never used.
                 let reason = reason.unwrap_or_default();
-                self.skip(&mut skipped, img.name, reason);
+                self.skip(&mut g.skipped, img.name, reason);
                 continue;
             };
             if state != ImageState::WouldMerge {
-                self.skip(&mut skipped, img.name, reason.unwrap_or_default());
+                self.skip(&mut g.skipped, img.name, reason.unwrap_or_default());
                 continue;
             }
             if rel
@@ -353,24 +414,16 @@ impl Context {
                 .and_then(release::parse_bool)
                 == Some(true)
             {
-                needs_reload = true;
+                g.needs_reload = true;
             }
-            units.add(&rel.data);
-            file_names.push(img.file_name().to_string());
-            trees.push(tree);
+            g.units.add(&rel.data);
+            g.file_names.push(img.file_name().to_string());
+            g.trees.push(tree);
         }
-        file_names.sort();
-        crate::version::sort_names(&mut file_names);
-        Ok(Gathered {
-            hierarchies: resolved,
-            trees,
-            skipped,
-            file_names,
-            needs_reload: needs_reload
-                || (!units.is_empty() && self.compat.restarts_extension_units()),
-            units,
-            found,
-        })
+        g.file_names.sort();
+        crate::version::sort_names(&mut g.file_names);
+        g.needs_reload =
+            g.needs_reload || (!g.units.is_empty() && self.compat.restarts_extension_units());
     }
 
     /// Report an image a merge does not use.
@@ -534,4 +587,12 @@ impl Context {
             self.kernel(),
         )
     }
+}
+
+/// An opened image with its verdict, as a merge judged it.
+struct Judged {
+    img: DiscoveredImage,
+    opened: Opened,
+    state: ImageState,
+    reason: Option<String>,
 }
