@@ -437,108 +437,125 @@ impl Context {
 
     /// Open an image's tree and read its release data.
     pub(super) fn read_metadata(&self, img: &DiscoveredImage) -> Result<(ImageTree, ReleaseInfo)> {
-        let class = self.opts.class;
-        let meta_err = |reason: String, errno: i32| Error::Metadata {
-            image: img.name.clone(),
-            reason,
-            errno,
-        };
         match img.kind {
-            ImageKind::Directory | ImageKind::Subvolume => {
-                let fd = self
-                    .root
-                    .open_in(&img.rel, OFlags::PATH | OFlags::DIRECTORY)
-                    .map_err(|e| meta_err(e.to_string(), e.raw_os_error().unwrap_or(libc::EIO)))?;
-                if class == ImageClass::Sysext && extension::has_forbidden_os_release(fd.as_fd()) {
-                    return Err(meta_err("No medium found".into(), libc::ENOMEDIUM));
-                }
-                let rel = extension::load_release(fd.as_fd(), class, &img.name);
-                Ok((
-                    ImageTree {
-                        name: img.name.clone(),
-                        path: img.path.clone(),
-                        fd,
-                        is_mount: false,
-                        identity: img.identity,
-                        verity: None,
-                    },
-                    rel,
-                ))
-            }
-            ImageKind::Raw | ImageKind::Block => {
-                let (policy, explicit) = self.policy_for(img);
-                let step = |what: &str| self.faults.step(what);
-                let m = crate::image::mount::open_image_with(
-                    self.root.fd(),
-                    &img.rel,
-                    class,
-                    &policy,
-                    explicit,
-                    self.block_devices_allowed(),
-                    self.kernel(),
-                    &step,
-                    self.compat(),
-                )
-                .map_err(|e| match e {
-                    crate::image::ImageError::Policy(reason) => Error::ImagePolicy {
-                        image: img.path.clone(),
-                        reason,
-                    },
-                    source => Error::Image {
-                        image: img.path.clone(),
-                        name: img.name.clone(),
-                        source: Box::new(source),
-                    },
-                })?;
-                for note in &m.notes {
-                    self.sink().event(&Event::Message(
-                        Level::Debug,
-                        format!("{}: {note}", img.path),
-                    ));
-                }
-                let tree = m.tree;
-                // It must be an extension (a matching release file of either class) or an
-                // OS tree; an OS tree is then skipped (unless forced).
-                // 257 checks an image picked from `NAME.raw.v/` against the picked file's
-                // name (`NAME_3`), 262 against the image's.
-                let check_name = match &img.picked_stem {
-                    Some(stem) if !self.compat.picked_image_release_named_after_base() => {
-                        stem.as_str()
-                    }
-                    _ => img.name.as_str(),
-                };
-                let rel = extension::load_release(tree.as_fd(), class, check_name);
-                let os_tree = extension::has_os_release(tree.as_fd());
-                // The other class's release file is looked for only when it decides.
-                if !os_tree
-                    && rel.file.is_none()
-                    && extension::load_release(tree.as_fd(), class.other(), check_name)
-                        .file
-                        .is_none()
-                {
-                    let why = rel.problem.clone().unwrap_or_default();
-                    return Err(meta_err(
-                        format!("No medium found ({why})"),
-                        libc::ENOMEDIUM,
-                    ));
-                }
-                let mut rel = rel;
-                if os_tree {
-                    rel.os_tree = true;
-                }
-                Ok((
-                    ImageTree {
-                        name: img.name.clone(),
-                        path: img.path.clone(),
-                        fd: tree,
-                        is_mount: true,
-                        identity: img.identity,
-                        verity: m.verity,
-                    },
-                    rel,
-                ))
-            }
+            ImageKind::Directory | ImageKind::Subvolume => self.read_dir_metadata(img),
+            ImageKind::Raw | ImageKind::Block => self.read_image_file_metadata(img),
         }
+    }
+
+    /// A directory image's tree and release data; a sysext directory must carry no
+    /// os-release file.
+    fn read_dir_metadata(&self, img: &DiscoveredImage) -> Result<(ImageTree, ReleaseInfo)> {
+        let class = self.opts.class;
+        let fd = self
+            .root
+            .open_in(&img.rel, OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| meta_err(img, e.to_string(), e.raw_os_error().unwrap_or(libc::EIO)))?;
+        if class == ImageClass::Sysext && extension::has_forbidden_os_release(fd.as_fd()) {
+            return Err(meta_err(img, "No medium found".into(), libc::ENOMEDIUM));
+        }
+        let rel = extension::load_release(fd.as_fd(), class, &img.name);
+        Ok((
+            ImageTree {
+                name: img.name.clone(),
+                path: img.path.clone(),
+                fd,
+                is_mount: false,
+                identity: img.identity,
+                verity: None,
+            },
+            rel,
+        ))
+    }
+
+    /// An image file's (or block device's) tree, mounted, and its release data.
+    fn read_image_file_metadata(&self, img: &DiscoveredImage) -> Result<(ImageTree, ReleaseInfo)> {
+        let m = self.mount_image(img)?;
+        let rel = self.image_release(img, m.tree.as_fd())?;
+        Ok((
+            ImageTree {
+                name: img.name.clone(),
+                path: img.path.clone(),
+                fd: m.tree,
+                is_mount: true,
+                identity: img.identity,
+                verity: m.verity,
+            },
+            rel,
+        ))
+    }
+
+    /// Mount an image file (or block device) as its image policy allows, read-only and
+    /// detached; what the mount notes becomes debug lines.
+    fn mount_image(&self, img: &DiscoveredImage) -> Result<crate::image::mount::MountedImage> {
+        let (policy, explicit) = self.policy_for(img);
+        let step = |what: &str| self.faults.step(what);
+        let m = crate::image::mount::open_image_with(
+            self.root.fd(),
+            &img.rel,
+            self.opts.class,
+            &policy,
+            explicit,
+            self.block_devices_allowed(),
+            self.kernel(),
+            &step,
+            self.compat(),
+        )
+        .map_err(|e| match e {
+            crate::image::ImageError::Policy(reason) => Error::ImagePolicy {
+                image: img.path.clone(),
+                reason,
+            },
+            source => Error::Image {
+                image: img.path.clone(),
+                name: img.name.clone(),
+                source: Box::new(source),
+            },
+        })?;
+        for note in &m.notes {
+            self.sink().event(&Event::Message(
+                Level::Debug,
+                format!("{}: {note}", img.path),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// The release data of a mounted image's `tree`: it must be an extension (a matching
+    /// release file of either class) or an OS tree; an OS tree is then skipped (unless forced).
+    fn image_release(
+        &self,
+        img: &DiscoveredImage,
+        tree: rustix::fd::BorrowedFd<'_>,
+    ) -> Result<ReleaseInfo> {
+        let class = self.opts.class;
+        // 257 checks an image picked from `NAME.raw.v/` against the picked file's
+        // name (`NAME_3`), 262 against the image's.
+        let check_name = match &img.picked_stem {
+            Some(stem) if !self.compat.picked_image_release_named_after_base() => stem.as_str(),
+            _ => img.name.as_str(),
+        };
+        let rel = extension::load_release(tree, class, check_name);
+        let os_tree = extension::has_os_release(tree);
+        // The other class's release file is looked for only when it decides.
+        if !os_tree
+            && rel.file.is_none()
+            && extension::load_release(tree, class.other(), check_name)
+                .file
+                .is_none()
+        {
+            let why = rel.problem.clone().unwrap_or_default();
+            return Err(meta_err(
+                img,
+                format!("No medium found ({why})"),
+                libc::ENOMEDIUM,
+            ));
+        }
+        let mut rel = rel;
+        if os_tree {
+            rel.os_tree = true;
+        }
+        Ok(rel)
     }
 
     /// The image policy for an image: the caller's, or systemd's defaults (stricter for
@@ -595,4 +612,13 @@ struct Judged {
     opened: Opened,
     state: ImageState,
     reason: Option<String>,
+}
+
+/// The error of an image whose metadata cannot be read: `reason`, with `errno`.
+fn meta_err(img: &DiscoveredImage, reason: String, errno: i32) -> Error {
+    Error::Metadata {
+        image: img.name.clone(),
+        reason,
+        errno,
+    }
 }
