@@ -82,6 +82,12 @@ impl PartialEq for ReleaseData {
 impl Eq for ReleaseData {}
 
 impl ReleaseData {
+    /// Whether the extension asks for a reload of the service manager after it is merged,
+    /// refreshed or unmerged (`EXTENSION_RELOAD_MANAGER=` true, as [`parse_bool`] reads it).
+    pub fn asks_manager_reload(&self) -> bool {
+        self.get("EXTENSION_RELOAD_MANAGER").and_then(parse_bool) == Some(true)
+    }
+
     /// An empty set of release data.
     pub fn new() -> ReleaseData {
         ReleaseData::default()

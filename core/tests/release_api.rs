@@ -22,3 +22,16 @@ fn unit_requests_are_empty_only_without_any_unit() {
         assert!(!u.is_empty(), "{u:?}");
     }
 }
+
+#[test]
+fn manager_reload_is_asked_only_by_a_true_extension_reload_manager() {
+    for (text, asks) in [
+        ("EXTENSION_RELOAD_MANAGER=1\n", true),
+        ("EXTENSION_RELOAD_MANAGER=yes\n", true),
+        ("EXTENSION_RELOAD_MANAGER=0\n", false),
+        ("EXTENSION_RELOAD_MANAGER=maybe\n", false),
+        ("ID=_any\n", false),
+    ] {
+        assert_eq!(parse_str(text).unwrap().asks_manager_reload(), asks, "{text}");
+    }
+}

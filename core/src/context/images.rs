@@ -408,14 +408,7 @@ impl Context {
                 self.skip(&mut g.skipped, img.name, reason.unwrap_or_default());
                 continue;
             }
-            if rel
-                .data
-                .get("EXTENSION_RELOAD_MANAGER")
-                .and_then(release::parse_bool)
-                == Some(true)
-            {
-                g.needs_reload = true;
-            }
+            g.needs_reload |= rel.data.asks_manager_reload();
             g.units.add(&rel.data);
             g.file_names.push(img.file_name().to_string());
             g.trees.push(tree);

@@ -68,14 +68,7 @@ impl Context {
             for name in m.extensions {
                 // Relaxed lookup in the merged tree.
                 let rel = extension::load_release(self.root.fd(), class, &name);
-                if rel
-                    .data
-                    .get("EXTENSION_RELOAD_MANAGER")
-                    .and_then(release::parse_bool)
-                    == Some(true)
-                {
-                    reload = true;
-                }
+                reload |= rel.data.asks_manager_reload();
                 units.add(&rel.data);
             }
         }
