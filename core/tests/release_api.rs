@@ -32,6 +32,10 @@ fn manager_reload_is_asked_only_by_a_true_extension_reload_manager() {
         ("EXTENSION_RELOAD_MANAGER=maybe\n", false),
         ("ID=_any\n", false),
     ] {
-        assert_eq!(parse_str(text).unwrap().asks_manager_reload(), asks, "{text}");
+        assert_eq!(
+            parse_str(text).unwrap().asks_manager_reload(),
+            asks,
+            "{text}"
+        );
     }
 }
