@@ -1,9 +1,9 @@
 //! For the `cli_args` target: the CLI is a binary crate, its argument parser private to
 //! `cli/src/main.rs`. The target includes that file whole at its crate root (so that every
 //! private item is in reach and the parser is always the current one); this writes the copy it
-//! includes, `$OUT_DIR/cli_main.rs`, with the two things that cannot be included changed:
-//! the inner doc comments (`//!`) are dropped, and each `mod NAME;` gets a `#[path]` to
-//! `cli/src/NAME.rs`.
+//! includes, `$OUT_DIR/cli_main.rs`, with the things that cannot be included changed: the
+//! inner doc comments (`//!`) and inner attributes (`#![...]`) are dropped, and each
+//! `mod NAME;` gets a `#[path]` to `cli/src/NAME.rs`.
 use std::path::Path;
 
 fn main() {
@@ -16,7 +16,8 @@ fn main() {
     let mut out = String::new();
     for line in text.lines() {
         let t = line.trim();
-        if t.starts_with("//!") {
+        // Inner doc comments and inner attributes (the CLI's lints) stand only at a crate root.
+        if t.starts_with("//!") || t.starts_with("#![") {
             out.push('\n'); // keeps the line numbers of panics right
             continue;
         }

@@ -2,6 +2,7 @@
 #![allow(non_camel_case_types)] // C names: `sysext_context`, `sysext_mutable_mode`, ...
 #![warn(clippy::undocumented_unsafe_blocks)] // Each `unsafe {}` says why it is sound
 #![warn(clippy::multiple_unsafe_ops_per_block)] // and holds one operation.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))] // Threshold in clippy.toml.
 //! C ABI of libsysext: `libsysext.so.0`, `libsysext.a` and `include/sysext.h`.
 //!
 //! The header is generated from this crate by cbindgen (config in `capi/cbindgen.toml`)

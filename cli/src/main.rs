@@ -1,6 +1,9 @@
 //! `sysext`: a systemd-sysext compatible command line tool on top of libsysext.
 //! Invoked as `confext` or `systemd-confext` (or with `--confext`) it handles confexts.
 
+// Functions short enough to read at once (the threshold is in clippy.toml).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
+
 mod args;
 mod output;
 mod table;
