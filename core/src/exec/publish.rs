@@ -12,6 +12,7 @@ use crate::class::ImageClass;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventSink};
 use crate::kernel::{Kernel, KernelFeatures};
+use crate::plan::HierarchyPlan;
 use crate::probe::Probed;
 use crate::root::{proc_fd_path, Root};
 use crate::state;
@@ -91,127 +92,19 @@ pub fn publish(
     let mut replaced = Vec::new();
     let mut hidden = Vec::new();
     let mut verify = Vec::new();
-    if journal.intent.is_on() {
-        let mut lines = String::new();
-        for b in &built {
-            let rel = b.plan.hierarchy.relative();
-            if let Some(d) = b.dev {
-                lines.push_str(&format!("new\t{rel}\t{}\n", intent::dev(d)));
-            }
-            for fd in &b.hidden_submounts {
-                if let Some(id) = state::mount_id(fd.as_fd()) {
-                    lines.push_str(&format!("sub\t{rel}\t{id}\n"));
-                }
-            }
-        }
-        journal.intent.note(&lines);
-    }
+    note_new_overlays(journal, &built);
     for mut b in built {
         hidden.append(&mut b.hidden_submounts);
         let h = b.plan;
         let rel = h.hierarchy.relative();
         if h.create_target {
-            faults
-                .step("mkdir hierarchy")
-                .map_err(|e| Error::HierarchyCreate {
-                    path: h.target.clone(),
-                    source: e,
-                })?;
-            journal.note_missing(root, rel, false);
-            let created = root
-                .mkdir_p(rel, 0o755)
-                .map_err(|e| Error::HierarchyCreate {
-                    path: h.target.clone(),
-                    source: e,
-                })?;
-            // A hierarchy created for the merge stays, as with systemd (not journaled
-            // as undo-on-success, but removed again if the merge fails).
-            journal.dirs(created, false);
+            create_hierarchy(root, h, journal, faults)?;
         }
         // The merge this one replaces, taken out of the probe.
         let cur = probed.hierarchies[h.index].current.take();
-        // The top of the hierarchy, as probed: our merge on it, or the directory itself
-        // (nothing was attached there since, under the lock). Opened only when just made.
-        let opened;
-        let target_fd = match (&cur, &probed.hierarchies[h.index].host) {
-            (Some(c), _) => c.fd.as_fd(),
-            (None, Ok(Some(hh))) if hh.keep.is_none() && !h.create_target => hh.fd.as_fd(),
-            _ => {
-                opened = root
-                    .open_in(rel, OFlags::PATH | OFlags::DIRECTORY)
-                    .map_err(|e| Error::HierarchyCreate {
-                        path: h.target.clone(),
-                        source: e,
-                    })?;
-                opened.as_fd()
-            }
-        };
-        faults
-            .step("move_mount")
-            .map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
-        let mut backup = None;
-        let mut saved = None;
-        // Overlays of ours stacked below the top (left by an interrupted refresh) can only
-        // go with everything above them: collapse the stack in the smallest window.
-        let stacked = match &probed.hierarchies[h.index].host {
-            Ok(Some(hh)) => hh.stacked,
-            _ => 0,
-        };
-        match &cur {
-            Some(c) if stacked > 1 => {
-                saved = save_old(c, rel, h.index, journal);
-                backup = Some(replace_in_window(
-                    root, rel, c, &b, &h.target, stacked, class,
-                )?);
-            }
-            Some(c) if !kernel.has(KernelFeatures::MOVE_BENEATH) => {
-                // Kernels without MOVE_MOUNT_BENEATH (before 6.5): replace the old merge with
-                // the smallest window we can make, one system call between taking it off
-                // and putting the new one on (stacking would keep every old overlay and its
-                // loop devices until unmerge).
-                saved = save_old(c, rel, h.index, journal);
-                backup = Some(replace_in_window(root, rel, c, &b, &h.target, 1, class)?);
-            }
-            Some(c) => {
-                backup = Some(
-                    rustix::mount::open_tree(
-                        &c.fd,
-                        "",
-                        OpenTreeFlags::OPEN_TREE_CLONE
-                            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-                            | OpenTreeFlags::AT_EMPTY_PATH
-                            | OpenTreeFlags::AT_RECURSIVE,
-                    )
-                    .map_err(|e| Error::mount("clone the old overlay on", &h.target, e))?,
-                );
-                let r = rustix::mount::move_mount(
-                    &b.mnt,
-                    "",
-                    target_fd,
-                    "",
-                    MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
-                        | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH
-                        | MoveMountFlags::MOVE_MOUNT_BENEATH,
-                );
-                match r {
-                    Ok(()) => {}
-                    Err(e) if beneath_unsupported(e) => {
-                        saved = save_old(c, rel, h.index, journal);
-                        backup = Some(replace_in_window(root, rel, c, &b, &h.target, 1, class)?);
-                    }
-                    Err(e) => {
-                        return Err(Error::mount(
-                            "attach overlay beneath the old one on",
-                            &h.target,
-                            e,
-                        ))
-                    }
-                }
-            }
-            None => {
-                stack_on_top(&b, target_fd, &h.target)?;
-            }
-        }
+        let host = &probed.hierarchies[h.index].host;
+        let (backup, saved) =
+            attach_at_hierarchy(root, &b, cur.as_ref(), host, journal, faults, class, kernel)?;
         let stacked = cur.is_some() && backup.is_none();
         // The journal keeps the overlay's fd (attached now, so closing it is cheap) to take
         // the overlay down again should a later step fail.
@@ -234,31 +127,174 @@ pub fn publish(
         }
         verify.push((layer_count(mnt, b.mnt_id, h.lower.len(), kernel), h));
         if let Some(c) = cur.filter(|_| !stacked) {
-            let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
-            let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
-            replaced.push(Replaced {
-                saved: saved.take(),
-                old_ephemeral: if old_eph == b.ephemeral {
-                    None
-                } else {
-                    old_eph
-                },
-                old_top: c.fd,
-                old_work_dir: if reused {
-                    None
-                } else {
-                    c.meta
-                        .work_dir
-                        .clone()
-                        .filter(|w| crate::meta::work_dir_removable(w, h.hierarchy.relative()))
-                },
-                path: h.target.clone(),
-            });
+            replaced.push(replaced_merge(c, h, b.ephemeral.as_deref(), saved));
         }
         sink.event(&Event::Merged(h.target.clone()));
     }
     verify_layers(&verify)?;
     Ok((replaced, hidden))
+}
+
+/// Note in the intent record, before anything is attached, the device of each new overlay
+/// and the sub-mounts it carries, so that recovery can tell them apart from the old ones.
+fn note_new_overlays(journal: &mut Journal, built: &[Built<'_>]) {
+    if !journal.intent.is_on() {
+        return;
+    }
+    let mut lines = String::new();
+    for b in built {
+        let rel = b.plan.hierarchy.relative();
+        if let Some(d) = b.dev {
+            lines.push_str(&format!("new\t{rel}\t{}\n", intent::dev(d)));
+        }
+        for fd in &b.hidden_submounts {
+            if let Some(id) = state::mount_id(fd.as_fd()) {
+                lines.push_str(&format!("sub\t{rel}\t{id}\n"));
+            }
+        }
+    }
+    journal.intent.note(&lines);
+}
+
+/// Create the missing hierarchy `h` (and its missing parents).
+fn create_hierarchy(
+    root: &Root,
+    h: &HierarchyPlan,
+    journal: &mut Journal,
+    faults: &FaultInjector,
+) -> Result<()> {
+    let create_err = |e| Error::HierarchyCreate {
+        path: h.target.clone(),
+        source: e,
+    };
+    faults.step("mkdir hierarchy").map_err(create_err)?;
+    let rel = h.hierarchy.relative();
+    journal.note_missing(root, rel, false);
+    let created = root.mkdir_p(rel, 0o755).map_err(create_err)?;
+    // A hierarchy created for the merge stays, as with systemd (not journaled as
+    // undo-on-success, but removed again if the merge fails).
+    journal.dirs(created, false);
+    Ok(())
+}
+
+/// Put the built overlay `b` on its hierarchy: on top when there is no merge of ours
+/// (`cur`), else beneath it, or in the smallest window where the kernel cannot put it
+/// beneath or an interrupted refresh left overlays stacked. Returns the copy of the old
+/// merge kept for rollback (none when stacked on top) and where it was saved for recovery.
+#[allow(clippy::too_many_arguments)]
+fn attach_at_hierarchy(
+    root: &Root,
+    b: &Built<'_>,
+    cur: Option<&crate::probe::Current>,
+    host: &std::result::Result<Option<crate::probe::HostHandle>, ()>,
+    journal: &mut Journal,
+    faults: &FaultInjector,
+    class: ImageClass,
+    kernel: Kernel,
+) -> Result<(Option<OwnedFd>, Option<String>)> {
+    let h = b.plan;
+    let rel = h.hierarchy.relative();
+    // The top of the hierarchy, as probed: our merge on it, or the directory itself
+    // (nothing was attached there since, under the lock). Opened only when just made.
+    let opened;
+    let target_fd = match (cur, host) {
+        (Some(c), _) => c.fd.as_fd(),
+        (None, Ok(Some(hh))) if hh.keep.is_none() && !h.create_target => hh.fd.as_fd(),
+        _ => {
+            opened = root
+                .open_in(rel, OFlags::PATH | OFlags::DIRECTORY)
+                .map_err(|e| Error::HierarchyCreate {
+                    path: h.target.clone(),
+                    source: e,
+                })?;
+            opened.as_fd()
+        }
+    };
+    faults
+        .step("move_mount")
+        .map_err(|e| Error::mount("attach overlay on", &h.target, e))?;
+    let Some(c) = cur else {
+        stack_on_top(b, target_fd, &h.target)?;
+        return Ok((None, None));
+    };
+    // Overlays of ours stacked below the top (left by an interrupted refresh) can only go
+    // with everything above them: collapse the stack in the smallest window. Kernels
+    // without MOVE_MOUNT_BENEATH (before 6.5) replace the old merge in the smallest window
+    // too, one system call between taking it off and putting the new one on (stacking
+    // would keep every old overlay and its loop devices until unmerge).
+    let stacked = match host {
+        Ok(Some(hh)) => hh.stacked,
+        _ => 0,
+    };
+    let in_window = |journal: &mut Journal, stacked: usize| {
+        let saved = save_old(c, rel, h.index, journal);
+        let backup = replace_in_window(root, rel, c, b, &h.target, stacked, class)?;
+        Ok((Some(backup), saved))
+    };
+    if stacked > 1 {
+        return in_window(journal, stacked);
+    }
+    if !kernel.has(KernelFeatures::MOVE_BENEATH) {
+        return in_window(journal, 1);
+    }
+    let backup = rustix::mount::open_tree(
+        &c.fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH
+            | OpenTreeFlags::AT_RECURSIVE,
+    )
+    .map_err(|e| Error::mount("clone the old overlay on", &h.target, e))?;
+    let r = rustix::mount::move_mount(
+        &b.mnt,
+        "",
+        target_fd,
+        "",
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
+            | MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH
+            | MoveMountFlags::MOVE_MOUNT_BENEATH,
+    );
+    match r {
+        Ok(()) => Ok((Some(backup), None)),
+        Err(e) if beneath_unsupported(e) => in_window(journal, 1),
+        Err(e) => Err(Error::mount(
+            "attach overlay beneath the old one on",
+            &h.target,
+            e,
+        )),
+    }
+}
+
+/// What is left to do for the old merge `c` that the new overlay of `h` (with its
+/// ephemeral dir `ephemeral`) replaced: detach it, and remove the work dir and ephemeral
+/// dir the new one does not reuse.
+fn replaced_merge(
+    c: crate::probe::Current,
+    h: &HierarchyPlan,
+    ephemeral: Option<&str>,
+    saved: Option<String>,
+) -> Replaced {
+    let reused = c.meta.work_dir.is_some() && c.meta.work_dir == h.meta.work_dir;
+    let old_eph = c.note.as_ref().and_then(|n| n.ephemeral.clone());
+    Replaced {
+        saved,
+        old_ephemeral: if old_eph.as_deref() == ephemeral {
+            None
+        } else {
+            old_eph
+        },
+        old_top: c.fd,
+        old_work_dir: if reused {
+            None
+        } else {
+            c.meta
+                .work_dir
+                .clone()
+                .filter(|w| crate::meta::work_dir_removable(w, h.hierarchy.relative()))
+        },
+        path: h.target.clone(),
+    }
 }
 
 /// Take the old merge `cur` off hierarchy `rel` and put the built overlay on it at once
