@@ -484,88 +484,9 @@ pub fn recover(
             unmerge(rel);
         }
     } else if r.committed {
-        for (rel, new) in &r.new {
-            // Old overlays still above the new one go (each checked to be one of ours
-            // recorded as old; the new one is below them).
-            for _ in 0..16 {
-                let st = stack(root, rel);
-                let Some(pos) = st.iter().position(|(d, _)| d == new) else {
-                    break;
-                };
-                if pos == 0 {
-                    break;
-                }
-                let top = st[0].0;
-                if !r.old.iter().any(|(orel, d)| orel == rel && *d == top) {
-                    break;
-                }
-                match top_on(root, rel, top) {
-                    Some(fd) if detach(&fd) => {}
-                    _ => break,
-                }
-            }
-            let subs: Vec<u64> = r
-                .subs
-                .iter()
-                .filter(|(srel, _)| srel == rel)
-                .map(|(_, id)| *id)
-                .collect();
-            if !subs.is_empty() {
-                detach_hidden(root, rel, *new, &subs);
-            }
-        }
-        // Old merges on hierarchies that got no new overlay.
-        for (rel, _) in &r.old {
-            if !r.new.iter().any(|(n, _)| n == rel) {
-                unmerge(rel);
-            }
-        }
+        complete_merge(root, &r, unmerge);
     } else {
-        for (rel, new) in r.new.iter().rev() {
-            let st = stack(root, rel);
-            let Some(pos) = st.iter().position(|(d, _)| d == new) else {
-                continue;
-            };
-            let saved = r.saved.iter().find(|(s, _)| s == rel).map(|(_, p)| p);
-            if pos == 0 {
-                let Some(top) = top_on(root, rel, *new) else {
-                    continue;
-                };
-                match saved.and_then(|p| {
-                    rustix::mount::open_tree(
-                        rustix::fs::CWD,
-                        p.as_str(),
-                        OpenTreeFlags::OPEN_TREE_CLONE
-                            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-                            | OpenTreeFlags::AT_RECURSIVE,
-                    )
-                    .ok()
-                    .filter(|c| crate::state::is_mount_point(c.as_fd()))
-                }) {
-                    // The old merge was replaced in a window: it comes back from its copy.
-                    Some(copy) => {
-                        if detach(&top) {
-                            attach_at(root, rel, &copy);
-                        }
-                    }
-                    None => {
-                        detach(&top);
-                    }
-                }
-            } else {
-                remove_below_top(root, rel, st[0].0, *new, kernel);
-            }
-        }
-        for p in r.eph.iter().rev() {
-            let _ = super::remove_ephemeral(p);
-        }
-        for (rel, recursive) in r.dirs.iter().rev() {
-            if *recursive {
-                let _ = super::remove_tree(root, rel);
-            } else {
-                let _ = super::remove::rmdir(root, rel);
-            }
-        }
+        undo_merge(root, &r, kernel);
     }
     if completed {
         for w in &r.rmwork {
@@ -585,6 +506,108 @@ pub fn recover(
         verb: r.verb,
         completed,
     })
+}
+
+/// Complete a merge or refresh that was committed: the old overlays still above each new
+/// one go, then the hidden originals of the sub-mounts it carries, and old merges on
+/// hierarchies that got no new overlay.
+fn complete_merge(root: &Root, r: &Record, unmerge: &mut dyn FnMut(&str)) {
+    for (rel, new) in &r.new {
+        detach_old_above(root, r, rel, *new);
+        let subs: Vec<u64> = r
+            .subs
+            .iter()
+            .filter(|(srel, _)| srel == rel)
+            .map(|(_, id)| *id)
+            .collect();
+        if !subs.is_empty() {
+            detach_hidden(root, rel, *new, &subs);
+        }
+    }
+    for (rel, _) in &r.old {
+        if !r.new.iter().any(|(n, _)| n == rel) {
+            unmerge(rel);
+        }
+    }
+}
+
+/// Detach the overlays above the new one `new` on `rel`, each checked to be one of ours
+/// recorded as old.
+fn detach_old_above(root: &Root, r: &Record, rel: &str, new: (u32, u32)) {
+    for _ in 0..16 {
+        let st = stack(root, rel);
+        let Some(pos) = st.iter().position(|(d, _)| *d == new) else {
+            break;
+        };
+        if pos == 0 {
+            break;
+        }
+        let top = st[0].0;
+        if !r.old.iter().any(|(orel, d)| orel == rel && *d == top) {
+            break;
+        }
+        match top_on(root, rel, top) {
+            Some(fd) if detach(&fd) => {}
+            _ => break,
+        }
+    }
+}
+
+/// Undo a merge or refresh that was not committed: each new overlay comes off again (the
+/// old merge back from its saved copy where it was replaced in a window), then the
+/// ephemeral dirs and the directories the merge made go, newest first.
+fn undo_merge(root: &Root, r: &Record, kernel: Kernel) {
+    for (rel, new) in r.new.iter().rev() {
+        let st = stack(root, rel);
+        let Some(pos) = st.iter().position(|(d, _)| d == new) else {
+            continue;
+        };
+        if pos == 0 {
+            let saved = r.saved.iter().find(|(s, _)| s == rel).map(|(_, p)| p);
+            take_off_top(root, rel, *new, saved.map(String::as_str));
+        } else {
+            remove_below_top(root, rel, st[0].0, *new, kernel);
+        }
+    }
+    for p in r.eph.iter().rev() {
+        let _ = super::remove_ephemeral(p);
+    }
+    for (rel, recursive) in r.dirs.iter().rev() {
+        if *recursive {
+            let _ = super::remove_tree(root, rel);
+        } else {
+            let _ = super::remove::rmdir(root, rel);
+        }
+    }
+}
+
+/// Take the new overlay `new`, the top of `rel`, off; where the old merge was replaced in
+/// a window and its copy was `saved`, that comes back.
+fn take_off_top(root: &Root, rel: &str, new: (u32, u32), saved: Option<&str>) {
+    let Some(top) = top_on(root, rel, new) else {
+        return;
+    };
+    let copy = saved.and_then(|p| {
+        rustix::mount::open_tree(
+            rustix::fs::CWD,
+            p,
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_RECURSIVE,
+        )
+        .ok()
+        .filter(|c| crate::state::is_mount_point(c.as_fd()))
+    });
+    match copy {
+        Some(copy) => {
+            if detach(&top) {
+                attach_at(root, rel, &copy);
+            }
+        }
+        None => {
+            detach(&top);
+        }
+    }
 }
 
 /// Where a copy of the old merge of hierarchy number `index` is kept while it is replaced.

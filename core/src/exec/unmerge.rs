@@ -68,30 +68,15 @@ pub fn detach_hierarchy(
         let ephemeral = state::read_note(r.fd.as_fd(), class).and_then(|n| n.ephemeral);
         // Mounts on top of the merge (other than the meta bind) are put back on the host
         // hierarchy afterwards, as systemd does.
-        let mut submounts = Vec::new();
-        {
-            let kpath = root.host_path(&r.rel);
-            for (m, sub) in child_mounts(
-                r.fd.as_fd(),
-                st.as_ref().and_then(state::unique_mount_id),
-                &kpath.to_string_lossy(),
-                class.info().dot_dir,
-                mounts,
-                kernel,
-            ) {
-                if let Ok(c) = rustix::mount::open_tree(
-                    rustix::fs::CWD,
-                    m.mount_point.as_str(),
-                    OpenTreeFlags::OPEN_TREE_CLONE
-                        | OpenTreeFlags::OPEN_TREE_CLOEXEC
-                        | OpenTreeFlags::AT_RECURSIVE,
-                ) {
-                    // Not a peer of the mount on the merge (see carry_submounts).
-                    let _ = mountattr::make_private(c.as_fd());
-                    submounts.push((sub, c));
-                }
-            }
-        }
+        let kpath = root.host_path(&r.rel);
+        let submounts = copy_submounts(
+            &r,
+            st.as_ref().and_then(state::unique_mount_id),
+            &kpath.to_string_lossy(),
+            class,
+            mounts,
+            kernel,
+        );
         faults
             .step("clone before umount")
             .map_err(|e| Error::mount("unmount", &r.path, e))?;
@@ -104,34 +89,8 @@ pub fn detach_hierarchy(
                 | OpenTreeFlags::AT_RECURSIVE,
         )
         .map_err(|e| Error::mount("unmount", &r.path, e))?;
-        // What is left to remove once the merge is gone, should this process not live
-        // to do it.
-        if intent.is_on() && (work_dir.is_some() || ephemeral.is_some()) {
-            let mut lines = String::new();
-            if let Some(w) = &work_dir {
-                lines.push_str(&format!("rmwork\t{w}\n"));
-            }
-            if let Some(e) = &ephemeral {
-                lines.push_str(&format!("rmeph\t{e}\n"));
-            }
-            intent.note(&lines);
-        }
-        // The mounts on the merge go to the rescue directory before the merge goes; the
-        // record (naming every hierarchy, so a kill from here on is completed) before that.
-        intent.before_effect();
-        let submounts = rescue::stash(root, class, rel, submounts)
-            .map_err(|e| Error::io("keep the mounts below", &r.path, e))?;
-        let gone = faults
-            .step("umount")
-            .map_err(|e| Error::mount("unmount", &r.path, e))
-            .and_then(|()| {
-                rustix::mount::unmount(proc_fd_path(r.fd.as_fd()).as_str(), UnmountFlags::DETACH)
-                    .map_err(|e| Error::mount("unmount", &r.path, e))
-            });
-        if let Err(e) = gone {
-            rescue::discard(root, class, submounts);
-            return Err(e);
-        }
+        note_leftovers(intent, work_dir.as_deref(), ephemeral.as_deref());
+        let submounts = unmount_top(root, class, rel, &r, submounts, faults, intent)?;
         out.push(Detached {
             rel: rel.to_string(),
             path: r.path.clone(),
@@ -146,6 +105,79 @@ pub fn detach_hierarchy(
             .step("unmounted")
             .map_err(|e| Error::mount("unmount", &r.path, e))?;
     }
+}
+
+/// Private copies of the mounts that sit on the merge `r` (unique mount id `id`, kernel
+/// path `kpath`), its meta bind excepted, each with its path below the hierarchy.
+fn copy_submounts(
+    r: &crate::root::Resolved,
+    id: Option<u64>,
+    kpath: &str,
+    class: ImageClass,
+    mounts: &MountTable,
+    kernel: Kernel,
+) -> Vec<(String, OwnedFd)> {
+    let mut submounts = Vec::new();
+    let dot = class.info().dot_dir;
+    for (m, sub) in child_mounts(r.fd.as_fd(), id, kpath, dot, mounts, kernel) {
+        if let Ok(c) = rustix::mount::open_tree(
+            rustix::fs::CWD,
+            m.mount_point.as_str(),
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_RECURSIVE,
+        ) {
+            // Not a peer of the mount on the merge (see carry_submounts).
+            let _ = mountattr::make_private(c.as_fd());
+            submounts.push((sub, c));
+        }
+    }
+    submounts
+}
+
+/// Note in the intent record what is left to remove once the merge is gone (its work dir
+/// and ephemeral dir), should this process not live to do it.
+fn note_leftovers(intent: &intent::Intent, work_dir: Option<&str>, ephemeral: Option<&str>) {
+    if !intent.is_on() || (work_dir.is_none() && ephemeral.is_none()) {
+        return;
+    }
+    let mut lines = String::new();
+    if let Some(w) = work_dir {
+        lines.push_str(&format!("rmwork\t{w}\n"));
+    }
+    if let Some(e) = ephemeral {
+        lines.push_str(&format!("rmeph\t{e}\n"));
+    }
+    intent.note(&lines);
+}
+
+/// Unmount the merge `r` of `rel` (the top of the hierarchy). The mounts on it go to the
+/// rescue directory first, the intent record (naming every hierarchy, so that a kill from
+/// here on is completed) before that; they are given back if the unmount fails.
+fn unmount_top(
+    root: &Root,
+    class: ImageClass,
+    rel: &str,
+    r: &crate::root::Resolved,
+    submounts: Vec<(String, OwnedFd)>,
+    faults: &FaultInjector,
+    intent: &intent::Intent,
+) -> Result<Vec<rescue::Stashed>> {
+    intent.before_effect();
+    let submounts = rescue::stash(root, class, rel, submounts)
+        .map_err(|e| Error::io("keep the mounts below", &r.path, e))?;
+    let gone = faults
+        .step("umount")
+        .map_err(|e| Error::mount("unmount", &r.path, e))
+        .and_then(|()| {
+            rustix::mount::unmount(proc_fd_path(r.fd.as_fd()).as_str(), UnmountFlags::DETACH)
+                .map_err(|e| Error::mount("unmount", &r.path, e))
+        });
+    if let Err(e) = gone {
+        rescue::discard(root, class, submounts);
+        return Err(e);
+    }
+    Ok(submounts)
 }
 
 /// Put detached merges back, newest first (failure path; errors are ignored).
