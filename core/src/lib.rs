@@ -19,6 +19,8 @@
 #![warn(missing_docs)]
 // A library does not panic on bad input or a failed call: errors are returned (tests may).
 #![warn(clippy::unwrap_used, clippy::expect_used)]
+// Functions short enough to read at once (the threshold is in clippy.toml).
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 // The crate's internal modules are `pub(crate)`. With the `testing` feature, `testing` is
 // the door through which the workspace's integration tests, fuzz targets and benchmarks
