@@ -113,7 +113,7 @@ fn overlay_options_on(name: &str, kernel: KernelFeatures) {
 }
 
 #[test]
-fn overlay_options() {
+fn overlay_options_reach_the_overlay() {
     isolated!();
     overlay_options_on("ovlopts", KernelFeatures::all());
 }
@@ -225,7 +225,7 @@ fn nested_submounts_in(name: &str, kernel: KernelFeatures) {
 }
 
 #[test]
-fn nested_submounts() {
+fn nested_submounts_stay_visible_over_merges() {
     isolated!();
     nested_submounts_in("nested", KernelFeatures::all());
 }

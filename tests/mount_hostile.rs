@@ -503,7 +503,7 @@ fn snapshot(p: &Path) -> Vec<String> {
 }
 
 #[test]
-fn root_confinement() {
+fn no_crafted_symlink_reaches_outside_the_root() {
     isolated!();
     // A decoy tree outside the root, reachable by every kind of crafted symlink.
     let tmp = tempfile::tempdir().unwrap();

@@ -317,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn string_arrays() {
+    fn c_string_arrays_convert_or_fail_by_name() {
         let a = CString::new("a").unwrap();
         let b = CString::new("b").unwrap();
         let v = [a.as_ptr(), b.as_ptr()];

@@ -706,7 +706,7 @@ mod tests {
     }
 
     #[test]
-    fn tristates() {
+    fn c_tristates_map_negative_to_unset_and_nonzero_to_true() {
         assert_eq!(tristate(-1), None);
         assert_eq!(tristate(0), Some(false));
         assert_eq!(tristate(2), Some(true));

@@ -448,7 +448,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps() {
+    fn timestamps_print_as_systemd_formats_them() {
         assert_eq!(format_timestamp(0), "Thu 1970-01-01 00:00:00 UTC");
         assert_eq!(
             format_timestamp(1_115_251_200_000_000),
@@ -461,7 +461,7 @@ mod tests {
     }
 
     #[test]
-    fn json_shapes() {
+    fn json_renders_objects_arrays_and_escapes() {
         let v = J::Arr(vec![J::Obj(vec![
             ("a", J::Str("x\"y".into())),
             ("b", J::Null),

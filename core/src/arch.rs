@@ -146,7 +146,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uname_table() {
+    fn uname_machines_map_to_dps_architectures() {
         let cases: &[(&str, Option<&str>)] = &[
             ("x86_64", Some("x86-64")),
             ("i386", Some("x86")),

@@ -528,7 +528,7 @@ mod tests {
 
     /// Spec §3.3 step 6: host `ID_LIKE` (E36); the extension's own ID_LIKE is ignored.
     #[test]
-    fn id_like() {
+    fn id_like_of_the_host_matches_an_extension_of_the_parent_os() {
         let host = host_from(
             "ID=derived\nID_LIKE=\"testos  debian\"\nVERSION_ID=1\n",
             Sysext,
@@ -563,7 +563,7 @@ mod tests {
 
     /// Spec §3.3 step 2 and E37 (scope values).
     #[test]
-    fn scope_system() {
+    fn on_a_system_extensions_of_other_scopes_are_refused() {
         let host = host_from("ID=testos\n", Sysext, Scope::System);
         table(
             &host,
@@ -614,7 +614,7 @@ mod tests {
     }
 
     #[test]
-    fn scope_initrd() {
+    fn in_the_initrd_an_extension_must_name_the_initrd_scope() {
         let host = host_from("ID=testos\n", Sysext, Scope::Initrd);
         table(
             &host,
@@ -636,7 +636,7 @@ mod tests {
 
     /// Spec §3.3 step 3, §3.5 and E37 (architecture, and its place in the order).
     #[test]
-    fn architecture() {
+    fn architecture_matches_only_the_host_architecture_or_any() {
         let host = host_from("ID=testos\nVERSION_ID=1\n", Sysext, Scope::System);
         table(
             &host,
@@ -707,7 +707,7 @@ mod tests {
 
     /// Confext uses CONFEXT_* keys and ignores SYSEXT_* ones, on both sides.
     #[test]
-    fn confext_keys() {
+    fn confexts_are_judged_by_confext_keys_not_sysext_ones() {
         let host = host_from(
             "ID=testos\nVERSION_ID=1\nCONFEXT_LEVEL=5\nSYSEXT_LEVEL=7\n",
             Confext,
@@ -821,13 +821,13 @@ mod tests {
     }
 
     #[test]
-    fn scope_display() {
+    fn scopes_print_as_system_and_initrd() {
         assert_eq!(Scope::System.to_string(), "system");
         assert_eq!(Scope::Initrd.to_string(), "initrd");
     }
 
     #[test]
-    fn reason_display() {
+    fn incompatibility_reasons_display_in_systemds_words() {
         let cases: Vec<(Reason, &str)> = vec![
             (Reason::NoReleaseData, "carries no release data"),
             (

@@ -625,7 +625,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn vpick_candidates() {
+    fn vpick_candidate_versions_follow_the_name_pattern() {
         let native = crate::arch::native();
         let other = crate::arch::ALL.iter().find(|a| **a != native).unwrap();
         assert_eq!(candidate_version("foo_1", "foo", false), Some("1"));
@@ -788,7 +788,7 @@ mod tests {
     }
 
     #[test]
-    fn names() {
+    fn image_names_are_valid_file_names_not_dots_or_paths() {
         for ok in ["foo", ".hidden", "a b", "foo@1", "x.y"] {
             assert!(image_name_is_valid(ok), "{ok}");
         }

@@ -230,7 +230,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base_names() {
+    fn base_name_drops_version_suffix_and_raw_extension() {
         for (n, b) in [
             ("foo_1.2", "foo"),
             ("bar+3", "bar"),

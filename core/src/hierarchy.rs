@@ -132,7 +132,7 @@ mod tests {
     }
 
     #[test]
-    fn validation() {
+    fn hierarchies_must_be_absolute_and_not_the_root() {
         for ok in ["/usr", "/opt", "/usr/local", "/usr/", "/a,b"] {
             assert!(Hierarchy::new(ok).is_ok(), "{ok}");
         }
@@ -152,7 +152,7 @@ mod tests {
     }
 
     #[test]
-    fn list_parsing() {
+    fn hierarchy_list_splits_on_colons_and_refuses_empty() {
         assert_eq!(Hierarchy::parse_list("/usr:/opt").unwrap().len(), 2);
         assert_eq!(Hierarchy::parse_list("/usr:/usr").unwrap().len(), 2);
         assert!(Hierarchy::parse_list("/usr::/opt").is_err());
@@ -162,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn components() {
+    fn hierarchy_component_joins_path_parts_with_dots() {
         let h = Hierarchy::new("/usr/local").unwrap();
         assert_eq!(h.as_component(), "usr.local");
         assert_eq!(h.mutable_dir(), "var/lib/extensions.mutable/usr.local");

@@ -218,7 +218,7 @@ mod tests {
     }
 
     #[test]
-    fn escaping() {
+    fn cescape_round_trips_and_cunescape_refuses_nul() {
         for s in [
             "var/lib/extensions.mutable/.systemd-usr-workdir",
             "a b",

@@ -201,7 +201,7 @@ mod tests {
 ";
 
     #[test]
-    fn parses() {
+    fn mountinfo_lines_parse_with_escapes_and_optional_fields() {
         let m = parse(SAMPLE);
         assert_eq!(m.len(), 4);
         assert_eq!(m[0].id, 36);

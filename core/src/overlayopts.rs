@@ -193,7 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn refused() {
+    fn overlay_options_naming_layers_are_refused() {
         for bad in [
             "=x",
             "lowerdir=/a",

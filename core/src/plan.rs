@@ -769,7 +769,7 @@ mod tests {
     }
 
     #[test]
-    fn yes_creates() {
+    fn yes_creates_a_missing_routing_dir_and_refuses_dangling() {
         let p = plan(&inputs(MutableMode::Enabled, MutableDir::Missing)).unwrap();
         assert!(matches!(
             &p.hierarchies[0].upper,
@@ -780,7 +780,7 @@ mod tests {
     }
 
     #[test]
-    fn mode_mismatch() {
+    fn auto_and_yes_refuse_a_routing_dir_not_of_mode_0755() {
         let mut d = dir(
             "/R/var/lib/extensions.mutable/usr",
             "var/lib/extensions.mutable/usr",
@@ -804,7 +804,7 @@ mod tests {
     }
 
     #[test]
-    fn symlink_trick() {
+    fn routing_symlink_to_the_hierarchy_makes_host_the_upper() {
         let selfdir = MutableDir::Dir(dir("/R/usr", "usr", 0o755, 1, 10));
         for m in [MutableMode::Auto, MutableMode::Enabled] {
             let p = plan(&inputs(m, selfdir.clone())).unwrap();
@@ -841,7 +841,7 @@ mod tests {
     }
 
     #[test]
-    fn upper_checks() {
+    fn upper_dir_on_a_read_only_or_other_device_is_refused() {
         let mut d = dir(
             "/R/var/lib/extensions.mutable/usr",
             "var/lib/extensions.mutable/usr",
@@ -882,7 +882,7 @@ mod tests {
     }
 
     #[test]
-    fn confext_flags() {
+    fn confext_overlays_are_nosuid_noexec_nodev_unless_told() {
         let mut i = inputs(MutableMode::Disabled, MutableDir::Missing);
         i.class = ImageClass::Confext;
         let p = plan(&i).unwrap();

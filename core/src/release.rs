@@ -756,7 +756,7 @@ mod tests {
 
     /// Table of (input, expected key/value pairs in order).
     #[test]
-    fn dialect_table() {
+    fn release_files_parse_as_systemds_env_file_dialect() {
         let cases: &[(&str, &[(&str, &str)])] = &[
             // empty and blank inputs
             ("", &[]),
@@ -904,7 +904,7 @@ mod tests {
     }
 
     #[test]
-    fn unit_requests() {
+    fn unit_requests_collect_sorted_unique_names() {
         let mut u = UnitRequests::default();
         assert!(u.is_empty());
         u.add(&parse_str("EXTENSION_RESTART_UNITS=\"a.service  b.service\"\nEXTENSION_RELOAD_OR_RESTART_UNITS='b.service c.service a.service'\n").unwrap());
@@ -966,7 +966,7 @@ mod tests {
     }
 
     #[test]
-    fn helpers_examples() {
+    fn quote_makes_values_parse_back_exactly() {
         for v in ["", " a b ", "\"$`\\", "x\ny", "'"] {
             let text = format!("K={}\n", quote(v));
             assert_eq!(parse_str(&text).unwrap().get("K"), Some(v), "{text:?}");

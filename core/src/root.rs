@@ -380,7 +380,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn root_normalisation() {
+    fn root_paths_normalize_as_systemd_prints_them() {
         assert_eq!(normalize_root("/sbv/").unwrap(), "/sbv");
         assert_eq!(normalize_root("//sbv").unwrap(), "/sbv");
         assert_eq!(normalize_root("/").unwrap(), "/");

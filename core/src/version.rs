@@ -179,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn pairwise_table() {
+    fn versions_compare_as_the_uapi_version_format_spec() {
         let cases: &[(&str, &str, Ordering)] = &[
             // spec §4.8 examples
             ("a", "b", Less),
@@ -303,7 +303,7 @@ mod tests {
         }
 
         #[test]
-        fn never_panics(a in any::<String>(), b in any::<String>()) {
+        fn version_comparison_never_panics(a in any::<String>(), b in any::<String>()) {
             let _ = strverscmp_improved(&a, &b);
         }
     }

@@ -930,7 +930,7 @@ mod tests {
     }
 
     #[test]
-    fn shorthands() {
+    fn policy_shorthands_equal_their_long_forms() {
         assert_eq!(p("*").default_flags(), PolicyFlags::OPEN);
         assert_eq!(p("-").default_flags(), PolicyFlags::IGNORE);
         assert_eq!(p("").default_flags(), PolicyFlags::IGNORE);
@@ -983,7 +983,7 @@ mod tests {
     }
 
     #[test]
-    fn round_trip() {
+    fn image_policies_print_back_as_they_parse() {
         let inputs = [
             "root=verity",
             "usr=verity+read-only-on:root=encrypted:swap=encrypted",
@@ -1034,7 +1034,7 @@ mod tests {
     }
 
     #[test]
-    fn parse_errors() {
+    fn bad_image_policies_are_refused_with_their_reason() {
         let cases: [(&str, PolicyParseErrorKind); 9] = [
             (
                 "root=verity:foo=verity",
@@ -1113,7 +1113,7 @@ mod tests {
     }
 
     #[test]
-    fn check_protection() {
+    fn sysext_and_initrd_policies_allow_what_systemd_allows() {
         let sys = ImagePolicy::sysext_default();
         for prot in [
             Protection::Unprotected,

@@ -153,7 +153,7 @@ fn empty_slots_keep_numbers() {
 }
 
 #[test]
-fn rejects_corruption() {
+fn corrupt_gpt_headers_and_entries_are_rejected() {
     let good = GptBuilder::new(512, 4 * MIB)
         .append(t(D::Root, "x86-64"), 65536, "root", 0, vec![])
         .append(t(D::Usr, "x86-64"), 65536, "usr", 0, vec![]);
@@ -469,7 +469,7 @@ fn newest_label_wins() {
 }
 
 #[test]
-fn generic_partition() {
+fn generic_linux_partition_is_root_when_alone() {
     let tab = ddi(&[(LINUX_GENERIC, "data", 0)]);
     let sel = select(&tab, "x86-64").unwrap();
     assert_eq!(num(&sel.root), Some(1));
@@ -584,7 +584,7 @@ fn orphaned_verity_is_an_error() {
 }
 
 #[test]
-fn nothing_usable() {
+fn image_without_root_or_usr_is_refused() {
     let tab = ddi(&[(t(D::Home, "x86-64"), "h", 0)]);
     assert_eq!(
         select(&tab, "x86-64").unwrap_err(),
@@ -631,7 +631,7 @@ fn no_auto_flag_is_honoured() {
 }
 
 #[test]
-fn uuid_pairing() {
+fn verity_uuids_are_the_root_hash_halves() {
     let hash: Vec<u8> = (1..=32).collect();
     let (data_uuid, verity_uuid) = verity_uuids(&hash).unwrap();
     assert_eq!(

@@ -389,7 +389,7 @@ fn base64_and_hex() {
 }
 
 #[test]
-fn signature_json() {
+fn signature_partition_json_gives_hash_and_signature() {
     let mut part =
         br#"{"rootHash":"00ff10ab","certificateFingerprint":"abcd","signature":"Zm9vYmFy"}"#
             .to_vec();
