@@ -11,13 +11,16 @@ fn os(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
 }
 
-/// One error of each variant, with the path, hierarchy and extension it names.
-fn samples() -> Vec<(
+/// An error with the path, hierarchy and extension it names.
+type Sample = (
     Error,
     Option<&'static str>,
     Option<&'static str>,
     Option<&'static str>,
-)> {
+);
+
+/// One error of each variant that names something, and a few that name nothing.
+fn samples() -> Vec<Sample> {
     vec![
         (
             Error::Io {
