@@ -15,6 +15,14 @@ fn setup() -> (tempfile::TempDir, Root, std::path::PathBuf) {
     (dir, root, path)
 }
 
+/// Let go of `held` 150 ms from now, from another thread.
+fn release_later(held: sysext::testing::lock::Lock) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        drop(held);
+    })
+}
+
 #[test]
 fn a_held_lock_is_busy_at_once_with_a_zero_timeout_and_after_a_short_one() {
     let (_dir, root, path) = setup();
@@ -36,10 +44,7 @@ fn a_held_lock_is_busy_at_once_with_a_zero_timeout_and_after_a_short_one() {
 fn a_waiting_caller_gets_the_lock_once_the_holder_lets_go() {
     let (_dir, root, path) = setup();
     let held = lock_at(path.clone(), &root, Some(Duration::ZERO)).unwrap();
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(150));
-        drop(held);
-    });
+    let release = release_later(held);
     // Within the timeout ...
     lock_at(path.clone(), &root, Some(Duration::from_secs(30))).unwrap();
     release.join().unwrap();
@@ -49,10 +54,7 @@ fn a_waiting_caller_gets_the_lock_once_the_holder_lets_go() {
 fn without_a_timeout_a_caller_waits_as_long_as_it_takes() {
     let (_dir, root, path) = setup();
     let held = lock_at(path.clone(), &root, Some(Duration::ZERO)).unwrap();
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(150));
-        drop(held);
-    });
+    let release = release_later(held);
     let t0 = Instant::now();
     lock_at(path, &root, None).unwrap();
     assert!(
