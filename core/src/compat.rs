@@ -685,7 +685,7 @@ mod tests {
     }
 
     #[test]
-    fn no_release_data() {
+    fn empty_release_data_or_a_missing_id_is_refused() {
         let host = host_from("ID=testos\n", Sysext, Scope::System);
         table(
             &host,
@@ -751,7 +751,7 @@ mod tests {
 
     /// Values are compared exactly, after env-file unquoting.
     #[test]
-    fn quoting_and_exactness() {
+    fn release_values_compare_exactly_after_unquoting() {
         let host = host_from("ID=\"testos\"\nVERSION_ID='13'\n", Sysext, Scope::System);
         assert_eq!(host.id, "testos");
         assert_eq!(host.version_id.as_deref(), Some("13"));

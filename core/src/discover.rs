@@ -685,7 +685,7 @@ mod tests {
     }
 
     #[test]
-    fn initrd_search_dirs() {
+    fn the_initrd_scope_searches_dot_extra_after_the_usual_dirs() {
         let s = Scratch::new("initrd");
         for d in [
             "var/lib/extensions/dup",
@@ -767,7 +767,7 @@ mod tests {
     }
 
     #[test]
-    fn initrd_release_in_root() {
+    fn root_is_an_initrd_when_its_etc_initrd_release_exists() {
         let s = Scratch::new("release");
         s.dir("etc");
         assert!(!root_is_initrd(&s.root()));

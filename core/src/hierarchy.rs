@@ -107,7 +107,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_and_the_environment() {
+    fn hierarchies_default_per_class_unless_the_environment_sets_them() {
         let names = |v: Vec<Hierarchy>| v.iter().map(|h| h.to_string()).collect::<Vec<_>>();
         assert_eq!(
             names(Hierarchy::defaults(ImageClass::Sysext)),

@@ -162,7 +162,7 @@ pub fn work_dir_removable(rel: &str, hier: &str) -> bool {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn work_dir_checks() {
+    fn only_a_relative_clean_workdir_of_the_hierarchy_is_removable() {
         use super::*;
         for ok in [
             "var/lib/extensions.mutable/.systemd-usr-workdir",

@@ -179,7 +179,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_and_overrides() {
+    fn a_given_option_list_replaces_the_writable_defaults() {
         let w = OverlayOptions::effective(None, true);
         assert_eq!(w.flags, ["noatime"]);
         assert_eq!(w.fs.len(), 3);

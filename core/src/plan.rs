@@ -719,7 +719,7 @@ mod tests {
     }
 
     #[test]
-    fn read_only_default() {
+    fn disabled_mode_stacks_extensions_read_only_over_the_host() {
         let p = plan(&inputs(MutableMode::Disabled, mutable_dir())).unwrap();
         assert_eq!(p.extensions, vec!["bar", "foo"]);
         assert_eq!(p.hierarchies.len(), 1, "/opt has no content");

@@ -692,7 +692,7 @@ mod tests {
 
     /// Every "Ignored" example of spec §3.2, with the exact value systemd sees.
     #[test]
-    fn observed_ignored_cases() {
+    fn observed_ignored_cases_give_the_value_systemd_sees() {
         let cases: &[(&str, Option<&str>)] = &[
             ("ID=\"_any\"  # c\n", Some("_any# c")),
             ("ID=_a\"ny\"\n", Some("_a\"ny\"")),
@@ -748,7 +748,7 @@ mod tests {
     }
 
     #[test]
-    fn parse_bytes_ok() {
+    fn parse_accepts_utf8_bytes_and_empty_input() {
         let d = parse("ID=caf\u{e9}\n".as_bytes()).unwrap();
         assert_eq!(d.get("ID"), Some("caf\u{e9}"));
         assert!(parse(b"").unwrap().is_empty());
@@ -884,7 +884,7 @@ mod tests {
     }
 
     #[test]
-    fn release_data_api() {
+    fn release_data_keeps_a_keys_first_place_and_last_value() {
         let mut d = ReleaseData::default();
         assert!(d.is_empty());
         assert_eq!(d.len(), 0);
@@ -916,7 +916,7 @@ mod tests {
     }
 
     #[test]
-    fn parse_bool_table() {
+    fn parse_bool_accepts_only_systemds_boolean_words() {
         let cases: &[(&str, Option<bool>)] = &[
             ("1", Some(true)),
             ("yes", Some(true)),

@@ -262,7 +262,7 @@ mod tests {
 
     /// Spec §4.8, observed order of experiment E49.
     #[test]
-    fn e49_ten_names() {
+    fn e49_names_sort_as_systemd_stacks_them() {
         let input = [
             "foo-2", "foo-10", "a", "b", "Z", "foo_1", "1.9", "1.10", "1~rc1", "1",
         ];
@@ -277,7 +277,7 @@ mod tests {
 
     /// Stacking order observed by the oracle ("Discovery and ordering").
     #[test]
-    fn oracle_stacking_order() {
+    fn names_stack_in_the_order_the_oracle_observed() {
         let want = [
             "B", "Z", "a", "b", "e9", "e10", "foo", "foo-bar", "foo.bar", "foo_bar", "z_", "z-",
             "z.1", "z.9", "z.10", "zz", "1", "9", "10",
@@ -297,7 +297,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn antisymmetric_and_reflexive(a in "[a-zA-Z0-9~^._+-]{0,8}", b in "[a-zA-Z0-9~^._+-]{0,8}") {
+        fn version_comparison_is_reflexive_and_antisymmetric(a in "[a-zA-Z0-9~^._+-]{0,8}", b in "[a-zA-Z0-9~^._+-]{0,8}") {
             prop_assert_eq!(strverscmp_improved(&a, &a), Equal);
             prop_assert_eq!(strverscmp_improved(&a, &b), strverscmp_improved(&b, &a).reverse());
         }

@@ -1168,7 +1168,7 @@ mod tests {
     }
 
     #[test]
-    fn gpt_flag_checks() {
+    fn gpt_read_only_and_growfs_flags_must_match_the_policy() {
         const RO: u64 = 1 << 60;
         const GROW: u64 = 1 << 59;
         let sys = ImagePolicy::sysext_default();
@@ -1192,7 +1192,7 @@ mod tests {
     }
 
     #[test]
-    fn file_system_type_flags() {
+    fn file_system_flags_restrict_the_partition_file_system_type() {
         let pol = p("root=verity+erofs+squashfs:usr=ext4");
         assert_eq!(pol.to_string(), "root=verity+erofs+squashfs:usr=ext4");
         pol.check_fstype(D::Root, "erofs").unwrap();
@@ -1230,7 +1230,7 @@ mod tests {
     }
 
     #[test]
-    fn encrypted_with_integrity() {
+    fn encryptedwithintegrity_needs_integrity_and_encrypted_covers_it() {
         let pol = p("root=encryptedwithintegrity");
         assert_eq!(pol.to_string(), "root=encryptedwithintegrity");
         assert!(pol.check(D::Root, Protection::Encrypted).is_err());

@@ -315,7 +315,7 @@ fn never_panics_on_mutations() {
 }
 
 #[test]
-fn sfdisk_cross_check() {
+fn tables_written_by_sfdisk_read_back_as_written() {
     use std::io::Write;
     use std::process::{Command, Stdio};
     if Command::new("sfdisk").arg("--version").output().is_err() {
@@ -502,7 +502,7 @@ fn generic_linux_partition_is_root_when_alone() {
 }
 
 #[test]
-fn root_and_usr() {
+fn root_with_usr_needs_one_architecture_and_at_most_usr_verity() {
     let tab = ddi(&[
         (t(D::Root, "x86-64"), "r", 0),
         (t(D::Usr, "x86-64"), "u", 0),
@@ -667,7 +667,7 @@ fn verity_uuids_are_the_root_hash_halves() {
 }
 
 #[test]
-fn policy_during_selection() {
+fn image_policy_ignores_and_refuses_partitions_during_selection() {
     let signed = ddi(&[
         (t(D::Root, "x86-64"), "r", 0),
         (t(D::RootVerity, "x86-64"), "v", 0),

@@ -199,7 +199,7 @@ fn verify_rejects_flips() {
 }
 
 #[test]
-fn offsets_and_single_block() {
+fn verity_formats_and_verifies_at_offsets_and_on_one_block() {
     // Data and hash area inside bigger files, as partitions of one image.
     let data = pseudo_random(3 * 4096, 5);
     let (area, root) = format(&Mem(data.clone()), 0, data.len() as u64, &params()).unwrap();
@@ -231,7 +231,7 @@ fn offsets_and_single_block() {
 }
 
 #[test]
-fn other_algorithms_and_sizes() {
+fn other_hashes_and_block_sizes_verify_and_md5_is_unsupported() {
     let data = pseudo_random(40 * 1024, 11);
     for (alg, dbs, hbs) in [
         (HashAlgorithm::Sha512, 4096, 4096),
@@ -274,7 +274,7 @@ fn other_algorithms_and_sizes() {
 }
 
 #[test]
-fn chrome_os_format() {
+fn hash_type_0_appends_the_salt_as_chrome_os_does() {
     let data = pseudo_random(5 * 4096, 12);
     let p = FormatParams {
         hash_type: 0,
@@ -300,7 +300,7 @@ fn chrome_os_format() {
 /// Cross-check with the real `veritysetup format` (only `format`: it works on plain
 /// files and sets up no device).
 #[test]
-fn veritysetup_cross_check() {
+fn hash_tree_matches_what_veritysetup_format_writes() {
     use std::process::Command;
     if Command::new("veritysetup")
         .arg("--version")
@@ -361,7 +361,7 @@ fn veritysetup_cross_check() {
 }
 
 #[test]
-fn base64_and_hex() {
+fn base64_and_hex_decode_strictly_as_systemd_does() {
     let cases: [(&str, &[u8]); 7] = [
         ("", b""),
         ("Zg==", b"f"),
