@@ -121,7 +121,7 @@ fn overlay_options_reach_the_overlay() {
 /// The same on the oldest path: staged layers, one `lowerdir=` option of `mount(2)` (Linux
 /// before 6.8, which keeps no fs context log: the refused option is found by trying each).
 #[test]
-fn overlay_options_legacy_mount() {
+fn overlay_options_reach_the_overlay_by_legacy_mount() {
     isolated!();
     overlay_options_on("ovlopts-legacy", KernelFeatures::empty());
 }
@@ -232,7 +232,7 @@ fn nested_submounts_stay_visible_over_merges() {
 
 /// The same through the staging namespace of kernels before 6.15, and without listmount.
 #[test]
-fn nested_submounts_staged() {
+fn nested_submounts_staged_stay_visible() {
     isolated!();
     nested_submounts_in("nested-staged", KernelFeatures::empty());
 }
@@ -252,7 +252,7 @@ fn make_rshared() {
 
 /// Nested sub-mounts on a shared hierarchy (the CLI's case on a systemd host).
 #[test]
-fn nested_submounts_shared() {
+fn nested_submounts_shared_stay_visible() {
     isolated!();
     make_rshared();
     nested_submounts_in("nested-shared", KernelFeatures::all());
@@ -260,7 +260,7 @@ fn nested_submounts_shared() {
 
 /// The same through the staging namespace of kernels before 6.15, and without listmount.
 #[test]
-fn nested_submounts_shared_staged() {
+fn nested_submounts_shared_staged_stay_visible() {
     isolated!();
     make_rshared();
     nested_submounts_in("nested-shared-staged", KernelFeatures::empty());
@@ -269,7 +269,7 @@ fn nested_submounts_shared_staged() {
 /// Image-policy file system flags (systemd 259/260): an erofs and a squashfs image under
 /// policies that name file systems; at level 257 such a policy does not parse.
 #[test]
-fn policy_file_system_flags() {
+fn file_system_flags_admit_only_named_image_types_at_level_262() {
     isolated!();
     let r = TestRoot::new("polfs");
     let ext = r.p("var/lib/extensions");

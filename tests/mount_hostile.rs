@@ -115,7 +115,7 @@ fn status_kib(field: &str) -> u64 {
 }
 
 #[test]
-fn soak_merge_refresh_unmerge() {
+fn a_thousand_merge_refresh_unmerge_cycles_leak_nothing() {
     isolated!();
     let cycles: usize = std::env::var("SYSEXT_SOAK_CYCLES")
         .ok()
@@ -194,7 +194,7 @@ enum Expect {
 }
 
 #[test]
-fn bad_input_corpus() {
+fn bad_inputs_are_skipped_or_refused_and_leave_nothing_behind() {
     isolated!();
     let tmp = tempfile::tempdir().unwrap();
     let outside = tmp.path().to_path_buf();
