@@ -57,15 +57,7 @@ fn save_old(
     let p = path.to_string_lossy().into_owned();
     journal.intent.note(&format!("saved\t{rel}\t{p}\n"));
     journal.undo.push(Undo::Saved(p.clone()));
-    let copy = rustix::mount::open_tree(
-        &cur.fd,
-        "",
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_EMPTY_PATH
-            | OpenTreeFlags::AT_RECURSIVE,
-    )
-    .ok()?;
+    let copy = clone_merge(&cur.fd).ok()?;
     let dir = rustix::fs::open(
         &path,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -181,7 +173,6 @@ fn create_hierarchy(
 /// (`cur`), else beneath it, or in the smallest window where the kernel cannot put it
 /// beneath or an interrupted refresh left overlays stacked. Returns the copy of the old
 /// merge kept for rollback (none when stacked on top) and where it was saved for recovery.
-#[allow(clippy::too_many_arguments)]
 fn attach_at_hierarchy(
     root: &Root,
     b: &Built<'_>,
@@ -237,15 +228,30 @@ fn attach_at_hierarchy(
     if !kernel.has(KernelFeatures::MOVE_BENEATH) {
         return in_window(journal, 1);
     }
-    let backup = rustix::mount::open_tree(
-        &c.fd,
-        "",
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_EMPTY_PATH
-            | OpenTreeFlags::AT_RECURSIVE,
-    )
-    .map_err(|e| Error::mount("clone the old overlay on", &h.target, e))?;
+    match attach_beneath(b, c, target_fd)? {
+        Beneath::Attached(backup) => Ok((Some(backup), None)),
+        // The unused copy of the old merge is let go only after the window.
+        Beneath::Refused(_copy) => in_window(journal, 1),
+    }
+}
+
+/// How the new overlay went beneath the old merge, with the copy of the old merge taken first.
+enum Beneath {
+    /// The new overlay is beneath the old merge; the copy is kept for rollback.
+    Attached(OwnedFd),
+    /// The kernel does not know `MOVE_MOUNT_BENEATH` (before 6.5): nothing was attached.
+    Refused(OwnedFd),
+}
+
+/// Put the built overlay `b` beneath the old merge `c` at `target_fd`, after copying the old merge.
+fn attach_beneath(
+    b: &Built<'_>,
+    c: &crate::probe::Current,
+    target_fd: BorrowedFd<'_>,
+) -> Result<Beneath> {
+    let target = &b.plan.target;
+    let backup =
+        clone_merge(&c.fd).map_err(|e| Error::mount("clone the old overlay on", target, e))?;
     let r = rustix::mount::move_mount(
         &b.mnt,
         "",
@@ -256,14 +262,26 @@ fn attach_at_hierarchy(
             | MoveMountFlags::MOVE_MOUNT_BENEATH,
     );
     match r {
-        Ok(()) => Ok((Some(backup), None)),
-        Err(e) if beneath_unsupported(e) => in_window(journal, 1),
+        Ok(()) => Ok(Beneath::Attached(backup)),
+        Err(e) if beneath_unsupported(e) => Ok(Beneath::Refused(backup)),
         Err(e) => Err(Error::mount(
             "attach overlay beneath the old one on",
-            &h.target,
+            target,
             e,
         )),
     }
+}
+
+/// A detached copy of the merge whose top is `fd`, with the mounts on it.
+fn clone_merge(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
+    rustix::mount::open_tree(
+        fd,
+        "",
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_EMPTY_PATH
+            | OpenTreeFlags::AT_RECURSIVE,
+    )
 }
 
 /// What is left to do for the old merge `c` that the new overlay of `h` (with its
@@ -310,15 +328,8 @@ fn replace_in_window(
     stacked: usize,
     class: ImageClass,
 ) -> Result<OwnedFd> {
-    let backup = rustix::mount::open_tree(
-        &cur.fd,
-        "",
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_EMPTY_PATH
-            | OpenTreeFlags::AT_RECURSIVE,
-    )
-    .map_err(|e| Error::mount("clone the old overlay on", target, e))?;
+    let backup =
+        clone_merge(&cur.fd).map_err(|e| Error::mount("clone the old overlay on", target, e))?;
     let (parent, base) = match rel.rsplit_once('/') {
         Some((p, base)) => (
             Some(
