@@ -342,18 +342,6 @@ fn detach(fd: &OwnedFd) -> bool {
     rustix::mount::unmount(proc_fd_path(fd.as_fd()).as_str(), UnmountFlags::DETACH).is_ok()
 }
 
-fn clone_recursive(fd: &OwnedFd) -> Option<OwnedFd> {
-    rustix::mount::open_tree(
-        fd,
-        "",
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_EMPTY_PATH
-            | OpenTreeFlags::AT_RECURSIVE,
-    )
-    .ok()
-}
-
 fn attach_at(root: &Root, rel: &str, tree: &OwnedFd) -> bool {
     let Ok(t) = root.open_in(rel, OFlags::PATH | OFlags::DIRECTORY) else {
         return false;
@@ -374,7 +362,7 @@ fn remove_below_top(root: &Root, rel: &str, top_dev: (u32, u32), gone: (u32, u32
     let Some(top) = top_on(root, rel, top_dev) else {
         return;
     };
-    let Some(copy) = clone_recursive(&top) else {
+    let Some(copy) = super::publish::clone_merge(&top).ok() else {
         return;
     };
     if !detach(&top) {
@@ -447,7 +435,7 @@ fn detach_hidden(root: &Root, rel: &str, dev: (u32, u32), subs: &[u64]) {
     if alive.iter().all(|m| Some(m.parent) == top_id) {
         return;
     }
-    let Some(copy) = clone_recursive(&top) else {
+    let Some(copy) = super::publish::clone_merge(&top).ok() else {
         return;
     };
     if !detach(&top) {

@@ -273,7 +273,7 @@ fn attach_beneath(
 }
 
 /// A detached copy of the merge whose top is `fd`, with the mounts on it.
-fn clone_merge(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
+pub(super) fn clone_merge(fd: &OwnedFd) -> rustix::io::Result<OwnedFd> {
     rustix::mount::open_tree(
         fd,
         "",

@@ -80,15 +80,8 @@ pub fn detach_hierarchy(
         faults
             .step("clone before umount")
             .map_err(|e| Error::mount("unmount", &r.path, e))?;
-        let backup = rustix::mount::open_tree(
-            &r.fd,
-            "",
-            OpenTreeFlags::OPEN_TREE_CLONE
-                | OpenTreeFlags::OPEN_TREE_CLOEXEC
-                | OpenTreeFlags::AT_EMPTY_PATH
-                | OpenTreeFlags::AT_RECURSIVE,
-        )
-        .map_err(|e| Error::mount("unmount", &r.path, e))?;
+        let backup =
+            super::publish::clone_merge(&r.fd).map_err(|e| Error::mount("unmount", &r.path, e))?;
         note_leftovers(intent, work_dir.as_deref(), ephemeral.as_deref());
         let submounts = unmount_top(root, class, rel, &r, submounts, faults, intent)?;
         out.push(Detached {
