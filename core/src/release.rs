@@ -613,6 +613,50 @@ mod tests {
     }
 
     #[test]
+    fn the_index_is_built_once_past_index_from_keys_and_kept_up_to_date() {
+        let mut d = ReleaseData::new();
+        for i in 0..INDEX_FROM {
+            d.insert(format!("K{i}"), "v");
+        }
+        assert!(
+            d.index.is_empty(),
+            "{} keys are looked up along the entries",
+            INDEX_FROM
+        );
+        d.insert("K0", "again");
+        assert!(d.index.is_empty(), "a reassignment adds no key");
+        d.insert("ONE_MORE", "v");
+        assert_eq!(d.index.len(), INDEX_FROM + 1);
+        d.insert("AND_ANOTHER", "w");
+        assert_eq!(d.index.get("AND_ANOTHER"), Some(&(INDEX_FROM + 1)));
+        assert_eq!(d.get("AND_ANOTHER"), Some("w"));
+        assert_eq!(d.get("K0"), Some("again"));
+    }
+
+    #[test]
+    fn plain_lines_are_taken_whole_and_others_left_to_the_state_machine() {
+        assert_eq!(plain_line(""), Some(None));
+        assert_eq!(plain_line("# a comment"), Some(None));
+        assert_eq!(plain_line("; a comment"), Some(None));
+        assert_eq!(plain_line("ID=debian"), Some(Some(("ID", "debian"))));
+        assert_eq!(plain_line("A=b=c"), Some(Some(("A", "b=c"))));
+        assert_eq!(plain_line("EMPTY="), Some(Some(("EMPTY", ""))));
+        for other in [
+            "=x",
+            "no assignment",
+            "ID = debian",
+            "ID=\"debian\"",
+            "ID='debian'",
+            "ID=deb\\ian",
+            "ID=debian\r",
+            "#comment\r",
+            " ID=debian",
+        ] {
+            assert_eq!(plain_line(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
     fn more_than_max_keys_is_refused_and_reassignments_do_not_count() {
         let at_limit: String = (0..MAX_KEYS).map(|i| format!("K{i}=v\n")).collect();
         let d = parse_str(&at_limit).unwrap();
