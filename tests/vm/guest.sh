@@ -48,7 +48,10 @@ for g in $VM_GROUPS; do
       for b in $VM_TESTS; do
         n=$(basename $b); n=${n%-*}
         # As cargo runs them: cwd is the package's directory.
-        (cd $VM_REPO/tests && timeout $VM_TEST_TIMEOUT $b --test-threads=$VM_TEST_THREADS --show-output) > $O/tests/$n.log 2>&1
+        # Extra arguments (tests/vm/runner: cargo's, e.g. name filters), one per NUL-ended entry.
+        extra=()
+        [ ! -f $O/args ] || mapfile -d '' -t extra < $O/args
+        (cd $VM_REPO/tests && timeout $VM_TEST_TIMEOUT $b --test-threads=$VM_TEST_THREADS --show-output "${extra[@]}") > $O/tests/$n.log 2>&1
         echo $? > $O/tests/$n.rc
         echo "@vm done tests/$n rc=$(cat $O/tests/$n.rc)"
       done ;;
