@@ -216,4 +216,93 @@ mod tests {
         assert!(parse_line("garbage").is_none());
         assert!(parse_line("1 2 x:y / / rw - a b c").is_none());
     }
+
+    #[test]
+    fn every_field_of_a_line_is_read_and_a_short_line_is_refused() {
+        let line =
+            r"7 3 8:17 /r\040t /m\011p ro,nosuid shared:2 master:4 - my\040fs /dev/s\134x rw,a=b c";
+        let m = parse_line(line).unwrap();
+        assert_eq!((m.id, m.parent, m.dev), (7, 3, (8, 17)));
+        assert_eq!(m.root, "/r t");
+        assert_eq!(m.mount_point, "/m\tp");
+        assert_eq!(m.options, "ro,nosuid");
+        assert_eq!(m.optional, ["shared:2", "master:4"]);
+        assert_eq!(m.fstype, "my fs");
+        assert_eq!(m.source, "/dev/s\\x");
+        assert_eq!(m.super_options, "rw,a=b c");
+        assert!(m.has_option("nosuid") && !m.has_option("rw") && !m.has_option("ro,nosuid"));
+        // No super options at all: empty, not a refusal.
+        assert_eq!(
+            parse_line("1 0 0:1 / / rw - tmpfs t")
+                .unwrap()
+                .super_options,
+            ""
+        );
+        for short in [
+            "1 0 0:1 / / - tmpfs t rw",
+            "1 0 0:1 / - tmpfs t rw",
+            "1 0 - tmpfs t rw",
+            "1 0 0:1 / / rw - tmpfs",
+            "x 0 0:1 / / rw - tmpfs t rw",
+            "1 y 0:1 / / rw - tmpfs t rw",
+            "1 0 01 / / rw - tmpfs t rw",
+            "1 0 0:z / / rw - tmpfs t rw",
+        ] {
+            assert_eq!(parse_line(short), None, "{short:?}");
+        }
+        // parse skips what parse_line refuses and keeps the order of the rest.
+        let ids: Vec<u64> = parse("1 0 0:1 / / rw - a b c\njunk\n2 1 0:2 / /x rw - a b c\n")
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(ids, [1, 2]);
+    }
+
+    #[test]
+    fn octal_escapes_are_undone_only_when_complete_and_in_range() {
+        assert_eq!(unescape("a\\040b"), "a b");
+        assert_eq!(unescape("\\101\\102"), "AB");
+        assert_eq!(unescape("\\134"), "\\");
+        // Incomplete at the end, not octal, or past a byte: kept as they are.
+        assert_eq!(unescape("x\\04"), "x\\04");
+        assert_eq!(unescape("x\\0"), "x\\0");
+        assert_eq!(unescape("x\\"), "x\\");
+        assert_eq!(unescape("\\048"), "\\048");
+        assert_eq!(unescape("\\800"), "\\800");
+        assert_eq!(unescape("\\477"), "\\477");
+        // 255 is the last byte; it is not UTF-8, so it is replaced.
+        assert_eq!(unescape("\\377"), "\u{fffd}");
+        assert_eq!(unescape("\\376z"), "\u{fffd}z");
+    }
+
+    #[test]
+    fn the_stack_at_a_mount_point_goes_from_the_top_down_and_stops_on_a_cycle() {
+        let line = |id: u64, parent: u64, at: &str| {
+            parse_line(&format!("{id} {parent} 0:1 / {at} rw - tmpfs t rw")).unwrap()
+        };
+        let m = vec![
+            line(1, 0, "/"),
+            line(10, 1, "/usr"),
+            line(11, 10, "/usr"),
+            line(12, 11, "/usr"),
+            line(20, 1, "/opt"),
+        ];
+        let ids = |s: Vec<&MountInfo>| s.iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(stack_at(&m, "/usr")), [12, 11, 10]);
+        assert_eq!(ids(stack_at(&m, "/opt")), [20]);
+        assert!(stack_at(&m, "/etc").is_empty());
+        // Parents that form a cycle: every mount is somebody's parent, so there is no top.
+        let cycle = vec![line(5, 6, "/c"), line(6, 5, "/c")];
+        assert!(stack_at(&cycle, "/c").is_empty());
+        // A cycle below a top: each mount once, then the walk stops.
+        let lasso = vec![line(7, 8, "/l"), line(8, 7, "/l"), line(9, 8, "/l")];
+        assert_eq!(ids(stack_at(&lasso, "/l")), [9, 8, 7]);
+    }
+
+    #[test]
+    fn read_self_finds_this_processs_root() {
+        let m = read_self().unwrap();
+        assert!(m.iter().any(|m| m.mount_point == "/"), "{m:?}");
+        assert!(m.iter().all(|m| m.id != 0));
+    }
 }
