@@ -261,6 +261,10 @@ mod tests {
         assert_eq!(cunescape("ab\\101cd\\102").as_deref(), Some("abAcdB"));
         assert_eq!(cunescape("xyz\\1017").as_deref(), Some("xyzA7"));
         assert_eq!(cunescape("xyz\\10"), None);
+        // Hex escapes likewise: two digits, with text before and after.
+        assert_eq!(cunescape("a\\x41b\\x42c").as_deref(), Some("aAbBc"));
+        assert_eq!(cunescape("a\\x4"), None);
+        assert_eq!(cunescape("a\\x4g"), None);
     }
 
     #[test]
