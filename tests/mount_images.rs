@@ -678,3 +678,123 @@ fn signed_disk_image_needs_a_trusted_certificate() {
     refused(at(sysext::Compat::V262, "root=signed"));
     no_loop_devices_for(&r.p("var/lib/extensions/sd.raw"));
 }
+
+/// The device-mapper devices whose loop devices are backed by one of `imgs`: (dm-N, name).
+fn dm_devices_on(imgs: &[&Path]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/sys/block") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let k = e.file_name().to_string_lossy().into_owned();
+        if !k.starts_with("dm-") {
+            continue;
+        }
+        let slaves = std::fs::read_dir(e.path().join("slaves"))
+            .map(|d| d.flatten().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let on_ours = slaves.iter().any(|s| {
+            std::fs::read_to_string(s.path().join("loop/backing_file"))
+                .is_ok_and(|b| imgs.iter().any(|i| Path::new(b.trim()) == *i))
+        });
+        if on_ours {
+            let name = std::fs::read_to_string(e.path().join("dm/name")).unwrap_or_default();
+            out.push((k, name.trim().to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Waits for the deferred removal of the devices on `imgs` (the last unmount lets them go).
+fn wait_for_no_dm_devices_on(imgs: &[&Path]) {
+    for _ in 0..100 {
+        if dm_devices_on(imgs).is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("device-mapper devices left: {:?}", dm_devices_on(imgs));
+}
+
+#[test]
+fn one_verity_device_serves_every_merge_of_an_image_and_a_taken_name_gets_its_own() {
+    isolated!();
+    let a = TestRoot::new("vshare-a");
+    let b = TestRoot::new("vshare-b");
+    let stage = a.p("stage");
+    let t = tree(&stage, "vs", Some("extension-release.vs"));
+    std::fs::write(t.join("usr/bin/big"), vec![5u8; 40000]).unwrap();
+    let e = stage.join("vs.erofs");
+    pack("erofs", &t, &e);
+    // The root hash from the partition UUIDs (262), no signature.
+    let (vimg, _) = ddi_signed(&std::fs::read(&e).unwrap(), true, false, None, true);
+    let img_a = a.p("var/lib/extensions/vs.raw");
+    let img_b = b.p("var/lib/extensions/vs.raw");
+    std::fs::write(&img_a, &vimg).unwrap();
+    std::fs::write(&img_b, &vimg).unwrap();
+    let imgs = [img_a.as_path(), img_b.as_path()];
+    let ca = ctx_at(&a, sysext::Compat::V262, "root=verity");
+    let cb = ctx_at(&b, sysext::Compat::V262, "root=verity");
+    if !sysext::testing::sys::dm::available() {
+        // Here: verified in userspace, merged without any device-mapper device.
+        ca.merge().unwrap();
+        cb.merge().unwrap();
+        assert!(dm_devices_on(&imgs).is_empty());
+        assert_eq!(a.read("usr/bin/vs").as_deref(), Some("from vs\n"));
+        assert_eq!(b.read("usr/bin/vs").as_deref(), Some("from vs\n"));
+        ca.unmerge().unwrap();
+        cb.unmerge().unwrap();
+        settled(&a, &img_a, false);
+        settled(&b, &img_b, false);
+        return;
+    }
+    // The first merge makes the device, named by the root hash as systemd names it.
+    ca.merge().unwrap();
+    let first = dm_devices_on(&imgs);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let shared = first[0].1.clone();
+    let hex = shared.strip_suffix("-verity").unwrap();
+    assert!(
+        hex.len() == 64 && hex.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{shared}"
+    );
+    // The second merge of the same image (another copy, another root) takes it over.
+    cb.merge().unwrap();
+    assert_eq!(dm_devices_on(&imgs), first);
+    assert_eq!(b.read("usr/bin/vs").as_deref(), Some("from vs\n"));
+    // It stays while one merge uses it, and goes with the last.
+    ca.unmerge().unwrap();
+    assert_eq!(dm_devices_on(&imgs), first);
+    assert_eq!(b.read("usr/bin/vs").as_deref(), Some("from vs\n"));
+    cb.unmerge().unwrap();
+    wait_for_no_dm_devices_on(&imgs);
+    // A device of another table holds the name: the merge makes a device of its own
+    // (loopN-verity) and leaves that one alone.
+    let ctl = sysext::testing::sys::dm::Control::open().unwrap();
+    ctl.create(&shared, "LIBSYSEXT-TEST-TAKEN", true).unwrap();
+    let error = sysext::testing::sys::dm::Target {
+        start: 0,
+        length: 8,
+        kind: "error".into(),
+        params: String::new(),
+    };
+    ctl.load(&shared, &[error], true).unwrap();
+    ctl.resume(&shared).unwrap();
+    ca.merge().unwrap();
+    let own = dm_devices_on(&imgs);
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert!(
+        own[0].1.starts_with("loop") && own[0].1.ends_with("-verity"),
+        "{own:?}"
+    );
+    assert_eq!(a.read("usr/bin/vs").as_deref(), Some("from vs\n"));
+    ca.unmerge().unwrap();
+    wait_for_no_dm_devices_on(&imgs);
+    let (_, targets) = ctl.table(&shared, true).unwrap();
+    assert_eq!(targets.len(), 1);
+    assert_eq!(targets[0].kind, "error");
+    ctl.remove(&shared, false).unwrap();
+    settled(&a, &img_a, false);
+    settled(&b, &img_b, false);
+}

@@ -15,7 +15,9 @@
 //! - while the device is in use it is marked for deferred removal: it disappears with its
 //!   last opener (the mounted file system), on unmerge or when a merge fails, with no
 //!   cleanup of ours needed. A reused device's mark is cancelled while it is taken over
-//!   (`@cancel_deferred_remove`) and set again once it is open.
+//!   (`@cancel_deferred_remove`) and set again once it is open. A device of that name that
+//!   is not marked (one made to last, e.g. by `veritysetup open`) is neither marked nor, when
+//!   its table is another, removed: it is reused as it is, or left alone.
 //!
 //! The block device node: devtmpfs's `/dev/dm-N` (checked against the device number), else
 //! a node made with `mknod` in the private `/run/libsysext/dm` and unlinked once open (no
@@ -231,19 +233,26 @@ fn try_reuse(
     root_hash: &[u8],
     signature: Option<KernelSignature<'_>>,
 ) -> Result<Reuse, DmError> {
-    match ctl.status(name) {
-        Ok(_) => {}
+    // Only a device marked for deferred removal (as every one of ours and systemd's is while
+    // in use) has its mark cancelled while we look, and put back after; a device someone made
+    // to last (veritysetup open) is left as it is, whatever we find in it.
+    let marked = match ctl.status(name) {
+        Ok(info) => info.deferred_remove(),
         Err(e) if errno(&e) == libc::ENXIO => return Ok(Reuse::Absent),
         Err(e) => return Err(err("query a verity device")(e)),
-    }
+    };
     // Keep it from going away while we take it over.
-    match ctl.message(name, "@cancel_deferred_remove") {
-        Ok(()) => {}
-        Err(e) if matches!(errno(&e), libc::ENXIO | libc::EBUSY) => return Ok(Reuse::Retry),
-        Err(e) => return Err(err("cancel the deferred removal of a verity device")(e)),
+    if marked {
+        match ctl.message(name, "@cancel_deferred_remove") {
+            Ok(()) => {}
+            Err(e) if matches!(errno(&e), libc::ENXIO | libc::EBUSY) => return Ok(Reuse::Retry),
+            Err(e) => return Err(err("cancel the deferred removal of a verity device")(e)),
+        }
     }
     let restore = |ctl: &Control| {
-        let _ = ctl.remove(name, true);
+        if marked {
+            let _ = ctl.remove(name, true);
+        }
     };
     let (info, targets) = match ctl.table(name, true) {
         Ok(x) => x,
@@ -279,8 +288,10 @@ fn try_reuse(
             return Err(err("open a verity device")(e));
         }
     };
-    ctl.remove(name, true)
-        .map_err(err("mark a verity device for deferred removal"))?;
+    if marked {
+        ctl.remove(name, true)
+            .map_err(err("mark a verity device for deferred removal"))?;
+    }
     Ok(Reuse::Done(Activated { node }))
 }
 
@@ -417,6 +428,79 @@ mod tests {
         let mut other = sb();
         other.salt.clear();
         assert!(!same_mapping(&[t], &other, &rh));
+    }
+
+    #[test]
+    fn a_live_table_is_the_same_mapping_only_when_every_verity_field_matches() {
+        let rh = [0x11u8; 32];
+        let params = table_params(&sb(), libc::makedev(7, 3), libc::makedev(7, 4), &rh);
+        let t = |kind: &str, params: &str| Target {
+            start: 0,
+            length: 2400,
+            kind: kind.into(),
+            params: params.into(),
+        };
+        let same = |targets: &[Target]| same_mapping(targets, &sb(), &rh);
+        assert!(same(&[t("verity", &params)]));
+        // Other devices, upper-case hex and optional arguments after the ten fields: the same.
+        let upper = format!(
+            "1 8:1 8:2 4096 4096 300 1 SHA256 {} ABCD 1 ignore_corruption",
+            "11".repeat(32)
+        );
+        assert!(same(&[t("verity", &upper)]));
+        // Each field that matters, changed.
+        let words: Vec<&str> = params.split(' ').collect();
+        for (i, other) in [
+            (0, "0"),
+            (3, "512"),
+            (4, "1024"),
+            (5, "301"),
+            (7, "sha1"),
+            (8, "22"),
+            (9, "-"),
+        ] {
+            let mut w = words.clone();
+            w[i] = other;
+            assert!(!same(&[t("verity", &w.join(" "))]), "field {i} as {other}");
+        }
+        // The hash start (field 6) and the devices are ours to choose: not compared.
+        let mut w = words.clone();
+        w[6] = "2";
+        assert!(same(&[t("verity", &w.join(" "))]));
+        // Not one verity target of ten fields or more.
+        assert!(!same(&[]));
+        assert!(!same(&[t("verity", &params), t("verity", &params)]));
+        assert!(!same(&[t("linear", &params)]));
+        assert!(!same(&[t("verity", &words[..9].join(" "))]));
+        // An empty salt is written as "-" and compared as such.
+        let mut unsalted = sb();
+        unsalted.salt.clear();
+        let p = table_params(&unsalted, 1, 2, &rh);
+        assert!(p.ends_with(" -"), "{p}");
+        assert!(same_mapping(&[t("verity", &p)], &unsalted, &rh));
+    }
+
+    #[test]
+    fn the_hash_tree_starts_at_the_first_hash_block_after_the_superblock() {
+        let mut s = sb();
+        for (block, start) in [(4096, "1"), (512, "1"), (1024, "1"), (256, "2")] {
+            s.hash_block_size = block;
+            let p = table_params(&s, 1, 2, &[1]);
+            assert_eq!(p.split(' ').nth(6), Some(start), "{block}: {p}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_step_and_keep_the_errno() {
+        let e = err("load the verity table of")(io::Error::from_raw_os_error(libc::EINVAL));
+        assert_eq!(errno(&e.source), libc::EINVAL);
+        assert!(!e.signature_rejected);
+        assert!(
+            e.to_string()
+                .starts_with("cannot load the verity table of: "),
+            "{e}"
+        );
+        assert_eq!(errno(&io::Error::other("no errno")), 0);
     }
 
     #[test]

@@ -139,6 +139,10 @@ impl DeviceInfo {
     pub fn has_table(&self) -> bool {
         self.flags & DM_ACTIVE_PRESENT_FLAG != 0
     }
+    /// Whether the device is marked for deferred removal (it goes when it is closed last).
+    pub fn deferred_remove(&self) -> bool {
+        self.flags & DM_DEFERRED_REMOVE != 0
+    }
 }
 
 /// The kernel's `huge_encode_dev` form of a device number, as dm-ioctl carries it.
