@@ -70,7 +70,7 @@ fn ctx_at(r: &TestRoot, level: sysext::Compat, policy: &str) -> Context {
 /// device-mapper), no loop device on it and no mount below `r` are left.
 fn settled(r: &TestRoot, img: &Path, dm: bool) {
     if dm {
-        wait_for_no_dm_devices();
+        wait_for_no_dm_devices_on(&[img]);
     }
     wait_for_no_loop_devices_for(img);
     assert_eq!(r.mounts_below(), 0);
@@ -83,26 +83,6 @@ fn no_loop_devices_for(img: &Path) {
         "loop devices left for {}: {n:?}",
         img.display()
     );
-}
-
-/// dm-verity devices go by deferred removal, a moment after the last unmount (guests only).
-fn wait_for_no_dm_devices() {
-    let count = || {
-        std::fs::read_dir("/sys/block")
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("dm-"))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-    for _ in 0..100 {
-        if count() == 0 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("{} device-mapper devices left", count());
 }
 
 /// The loop devices under a dm-verity device go with it, a moment later.
@@ -366,7 +346,7 @@ fn disk_images_and_userspace_verity() {
     if dm {
         let err = ctx(&r, MutableMode::Disabled, None).merge().unwrap_err();
         assert!(err.to_string().contains("signature"), "{err}");
-        wait_for_no_dm_devices();
+        wait_for_no_dm_devices_on(&[&img]);
     } else {
         let err = ctx(&r, MutableMode::Disabled, None).merge().unwrap_err();
         assert!(err.to_string().contains("device-mapper"), "{err}");
@@ -390,7 +370,7 @@ fn disk_images_and_userspace_verity() {
             assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
             c.unmerge().unwrap();
         }
-        wait_for_no_dm_devices();
+        wait_for_no_dm_devices_on(&[&img]);
     } else {
         let err = ctx(&r, MutableMode::Disabled, Some("root=verity"))
             .merge()
@@ -706,7 +686,9 @@ fn dm_devices_on(imgs: &[&Path]) -> Vec<(String, String)> {
     out
 }
 
-/// Waits for the deferred removal of the devices on `imgs` (the last unmount lets them go).
+/// Waits for the deferred removal of the devices on `imgs`: dm-verity devices go a moment
+/// after the last unmount (guests only). Devices of other tests running at the same time are
+/// not counted.
 fn wait_for_no_dm_devices_on(imgs: &[&Path]) {
     for _ in 0..100 {
         if dm_devices_on(imgs).is_empty() {
