@@ -465,8 +465,9 @@ fn info(h: &DmIoctl) -> DeviceInfo {
 mod tests {
     use super::*;
 
-    // No test here opens the control node: the host has no device-mapper, and the ioctl
-    // path is exercised only in the VM tier (tests/vm/verity.sh).
+    // No test here opens the control node: the host has no device-mapper. The ioctl path is
+    // exercised in the VM tier's guests: mount_images' dm-verity tests (also each mutant's,
+    // through tests/vm/runner) and tests/vm/verity.sh.
 
     #[test]
     fn ioctl_numbers_match_the_header() {
@@ -505,6 +506,96 @@ mod tests {
         assert_eq!(&r.bytes()[HDR..HDR + 3], b"xyz");
         assert!(Request::new(&"x".repeat(128), None, 0, &[], 0).is_err());
         assert!(Request::new("a/b", None, 0, &[], 0).is_err());
+    }
+
+    #[test]
+    fn device_info_reads_the_flags_and_names_the_block_device() {
+        let at = |flags: u32| DeviceInfo {
+            dev: libc::makedev(253, 7),
+            open_count: 1,
+            flags,
+            target_count: 1,
+        };
+        let none = at(0);
+        assert!(!none.suspended() && !none.has_table() && !none.deferred_remove());
+        assert!(at(DM_SUSPEND_FLAG).suspended());
+        assert!(at(DM_ACTIVE_PRESENT_FLAG).has_table());
+        assert!(at(DM_DEFERRED_REMOVE).deferred_remove());
+        let all = at(DM_SUSPEND_FLAG | DM_ACTIVE_PRESENT_FLAG | DM_DEFERRED_REMOVE);
+        assert!(all.suspended() && all.has_table() && all.deferred_remove());
+        // Each flag alone answers only its own question.
+        assert!(!at(DM_ACTIVE_PRESENT_FLAG | DM_DEFERRED_REMOVE).suspended());
+        assert!(!at(DM_SUSPEND_FLAG | DM_DEFERRED_REMOVE).has_table());
+        assert!(!at(DM_SUSPEND_FLAG | DM_ACTIVE_PRESENT_FLAG).deferred_remove());
+        assert_eq!(none.minor(), 7);
+        assert_eq!(none.kernel_name(), "dm-7");
+        let h = DmIoctl {
+            version: VERSION,
+            data_size: 0,
+            data_start: 0,
+            target_count: 3,
+            open_count: 2,
+            flags: DM_READONLY_FLAG,
+            event_nr: 0,
+            padding: 0,
+            dev: 253 << 8 | 9,
+            name: [0; DM_NAME_LEN],
+            uuid: [0; DM_UUID_LEN],
+            data: [0; 7],
+        };
+        let i = info(&h);
+        assert_eq!(
+            (i.dev, i.open_count, i.flags, i.target_count),
+            (libc::makedev(253, 9), 2, DM_READONLY_FLAG, 3)
+        );
+    }
+
+    #[test]
+    fn requests_are_refused_for_bad_names_and_uuids_and_sized_for_the_answer() {
+        // A nameless request is fine when it names the device by uuid.
+        assert!(Request::new("", Some("CRYPT-VERITY-x"), 0, &[], 0).is_ok());
+        assert!(Request::new("", None, 0, &[], 0).is_err());
+        assert!(Request::new(&"x".repeat(DM_NAME_LEN - 1), None, 0, &[], 0).is_ok());
+        assert!(Request::new("a", Some(&"u".repeat(DM_UUID_LEN - 1)), 0, &[], 0).is_ok());
+        assert!(Request::new("a", Some(&"u".repeat(DM_UUID_LEN)), 0, &[], 0).is_err());
+        // Room for the kernel's answer beyond the payload, 8-byte aligned.
+        let r = Request::new("a", None, 0, b"abc", 1000).unwrap();
+        assert_eq!(r.header().data_size as usize, (HDR + 1000).div_ceil(8) * 8);
+        assert_eq!(r.bytes().len(), r.header().data_size as usize);
+        let r = Request::new("a", None, 0, &[1; 20], 3).unwrap();
+        assert_eq!(r.header().data_size as usize, (HDR + 20).div_ceil(8) * 8);
+        let mut r = Request::new("a", None, 0, &[], 0).unwrap();
+        r.set_target_count(2);
+        assert_eq!(r.header().target_count, 2);
+        assert_eq!(cstr(&r.header().name), "a");
+    }
+
+    #[test]
+    fn the_answer_is_what_lies_between_data_start_and_data_size() {
+        let mut r = Request::new("a", None, 0, b"0123456789", 64).unwrap();
+        let mut h = r.header();
+        h.data_start = (HDR + 2) as u32;
+        h.data_size = (HDR + 6) as u32;
+        r.set_header(&h);
+        assert_eq!(r.out(), b"2345");
+        // Bounds the kernel would never write are clamped to the buffer.
+        h.data_size = u32::MAX;
+        r.set_header(&h);
+        assert_eq!(r.out().len(), r.bytes().len() - HDR - 2);
+        h.data_start = u32::MAX;
+        r.set_header(&h);
+        assert!(r.out().is_empty());
+        h.data_start = (HDR + 6) as u32;
+        h.data_size = (HDR + 2) as u32;
+        r.set_header(&h);
+        assert!(r.out().is_empty());
+    }
+
+    #[test]
+    fn c_strings_end_at_the_first_nul_or_the_buffer() {
+        assert_eq!(cstr(b"abc\0def"), "abc");
+        assert_eq!(cstr(b"abc"), "abc");
+        assert_eq!(cstr(b"\0"), "");
     }
 
     #[test]
