@@ -392,17 +392,24 @@ fn disk_images_and_userspace_verity() {
     assert!(err.to_string().contains("dd.raw"), "{err}");
 }
 
+/// A DDI of extension `name` (erofs, a 40,000-byte `usr/bin/big` of `fill` bytes, staged in
+/// `r`) with verity partitions whose UUIDs are the root hash, as systemd-repart makes them, and
+/// no signature; and the offset of its data partition.
+fn repart_verity_ddi(r: &TestRoot, name: &str, fill: u8) -> (Vec<u8>, u64) {
+    let stage = r.p("stage");
+    let t = tree(&stage, name, Some(&format!("extension-release.{name}")));
+    std::fs::write(t.join("usr/bin/big"), vec![fill; 40000]).unwrap();
+    let e = stage.join(format!("{name}.erofs"));
+    pack("erofs", &t, &e);
+    ddi_signed(&std::fs::read(&e).unwrap(), true, false, None, true)
+}
+
 #[test]
 fn root_hash_from_partition_uuids_from_level_262() {
     isolated!();
     let r = TestRoot::new("guess");
-    let stage = r.p("stage");
-    let t = tree(&stage, "gu", Some("extension-release.gu"));
-    std::fs::write(t.join("usr/bin/big"), vec![9u8; 40000]).unwrap();
-    let e = stage.join("gu.erofs");
-    pack("erofs", &t, &e);
     // Data and verity partitions named by the root hash, no signature, no .roothash.
-    let (vimg, data_off) = ddi_signed(&std::fs::read(&e).unwrap(), true, false, None, true);
+    let (vimg, data_off) = repart_verity_ddi(&r, "gu", 9);
     let img = r.p("var/lib/extensions/gu.raw");
     std::fs::write(&img, &vimg).unwrap();
     let dm = sysext::testing::sys::dm::available();
@@ -704,13 +711,8 @@ fn one_verity_device_serves_every_merge_of_an_image_and_a_taken_name_gets_its_ow
     isolated!();
     let a = TestRoot::new("vshare-a");
     let b = TestRoot::new("vshare-b");
-    let stage = a.p("stage");
-    let t = tree(&stage, "vs", Some("extension-release.vs"));
-    std::fs::write(t.join("usr/bin/big"), vec![5u8; 40000]).unwrap();
-    let e = stage.join("vs.erofs");
-    pack("erofs", &t, &e);
     // The root hash from the partition UUIDs (262), no signature.
-    let (vimg, _) = ddi_signed(&std::fs::read(&e).unwrap(), true, false, None, true);
+    let (vimg, _) = repart_verity_ddi(&a, "vs", 5);
     let img_a = a.p("var/lib/extensions/vs.raw");
     let img_b = b.p("var/lib/extensions/vs.raw");
     std::fs::write(&img_a, &vimg).unwrap();
