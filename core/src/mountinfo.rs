@@ -297,6 +297,14 @@ mod tests {
         // A cycle below a top: each mount once, then the walk stops.
         let lasso = vec![line(7, 8, "/l"), line(8, 7, "/l"), line(9, 8, "/l")];
         assert_eq!(ids(stack_at(&lasso, "/l")), [9, 8, 7]);
+        // ... also when another mount there is not on the walk: each mount once all the same.
+        let lasso_and_one = vec![
+            line(9, 8, "/l"),
+            line(8, 7, "/l"),
+            line(7, 8, "/l"),
+            line(10, 1, "/l"),
+        ];
+        assert_eq!(ids(stack_at(&lasso_and_one, "/l")), [9, 8, 7]);
     }
 
     #[test]
