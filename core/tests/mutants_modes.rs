@@ -277,3 +277,26 @@ fn mutants_upper_dir_per_routing_dir() {
     let e = with(Enabled, link(), V257).unwrap_err();
     assert!(matches!(e, Error::MutableDirCreate { .. }), "{e:?}");
 }
+
+#[test]
+fn mutants_routing_path_of_another_mode_is_refused_whatever_it_is() {
+    use sysext::Error;
+    // In auto and yes a routing path must have the hierarchy's mode (0755 here), also when it
+    // is not a directory: the mode is refused first, naming the path and both modes.
+    for m in [Auto, Enabled] {
+        let mut i = inputs(m);
+        i.hierarchies[0].mutable_dir = MutableDir::NotDir { mode: 0o100644 };
+        let e = plan(&i).unwrap_err();
+        assert!(
+            matches!(&e, Error::MutableDirMode { mode: 0o644, expected: 0o755, dir }
+                if dir == "/R/var/lib/extensions.mutable/usr"),
+            "{m}: {e:?}"
+        );
+    }
+    // Other modes do not look at it.
+    for m in [MutableMode::Disabled, MutableMode::Ephemeral] {
+        let mut i = inputs(m);
+        i.hierarchies[0].mutable_dir = MutableDir::NotDir { mode: 0o100644 };
+        assert!(plan(&i).is_ok(), "{m}");
+    }
+}
