@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::Command;
 use sysext::{Context, ImageClass, MutableMode, Options};
 use sysext_tests::{
-    ephemeral_dirs, inject_everywhere, isolated, loops_of, mount_table, tree_snapshot, TestRoot,
+    ephemeral_dirs, inject_everywhere, isolated, loops_of, mount_table, settled_loops_of,
+    tree_snapshot, wait_until, TestRoot,
 };
 
 fn opts(r: &TestRoot, class: ImageClass, mode: MutableMode) -> Options {
@@ -129,24 +130,12 @@ fn a_thousand_merge_refresh_unmerge_cycles_leak_nothing() {
     )
     .unwrap();
     let all_mounts = || sysext::testing::mountinfo::read_self().unwrap().len();
-    // An unmerged image's loop device goes a moment after the unmerge (auto-clear on its
-    // last close; the kernel detaches it asynchronously): counted once it has had up to 5 s
-    // to go, so that one on its way out at either count is no difference; a leaked one stays.
-    let settled_loops = || {
-        for _ in 0..100 {
-            if loops_of(&r).is_empty() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        loops_of(&r).len()
-    };
     let mut base = None;
     for i in 0..cycles + 20 {
         if i == 20 {
             base = Some((
                 all_mounts(),
-                settled_loops(),
+                settled_loops_of(&r).len(),
                 count_fds(),
                 status_kib("RssAnon"),
                 status_kib("RssFile"),
@@ -166,7 +155,7 @@ fn a_thousand_merge_refresh_unmerge_cycles_leak_nothing() {
     let (m0, l0, f0, r0, p0) = base.unwrap();
     let (m1, l1, f1, r1, p1) = (
         all_mounts(),
-        settled_loops(),
+        settled_loops_of(&r).len(),
         count_fds(),
         status_kib("RssAnon"),
         status_kib("RssFile"),
@@ -1124,17 +1113,6 @@ fn disk_image(fs: &[u8], verity: bool) -> (Vec<u8>, u64) {
         .unwrap();
     }
     (img, off)
-}
-
-/// Waits up to 5 s for `done` (device-mapper's deferred removals), then asserts it.
-fn wait_until(done: impl Fn() -> bool, what: &str) {
-    for _ in 0..100 {
-        if done() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    assert!(done(), "{what}: still there after 5 s");
 }
 
 #[test]

@@ -419,6 +419,18 @@ pub fn settled_loops_of(r: &TestRoot) -> Vec<String> {
     }
 }
 
+/// Waits up to 5 s for `done` (device-mapper's deferred removals, loop devices going with
+/// them), then asserts it.
+pub fn wait_until(done: impl Fn() -> bool, what: &str) {
+    for _ in 0..100 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(done(), "{what}: still there after 5 s");
+}
+
 /// Ephemeral dirs of this process below /run/libsysext/ephemeral.
 pub fn ephemeral_dirs() -> Vec<String> {
     let tag = format!("-{}-", std::process::id());

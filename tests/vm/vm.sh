@@ -1,4 +1,4 @@
-# Sourced by tests/vm/run: boots Debian's own kernel packages under QEMU (TCG) with a busybox
+# Sourced by tests/vm/run and tests/vm/runner: boots Debian's own kernel packages under QEMU (TCG) with a busybox
 # initramfs, the host's /usr shared read-only over virtio-9p, and runs one script as root inside.
 # See README.md beside this file for the facts this rests on.
 
@@ -213,4 +213,50 @@ vm_boot() {
     -display none -monitor none -nodefaults -serial file:$log -no-reboot \
     -kernel "$(vm_kernel_image $K)" -initrd $initrd -append "console=ttyS0 quiet panic=-1 $VM_APPEND" \
     "${args[@]}" </dev/null
+}
+
+# vm_suite NAME: the suite of a kernel name of tests/vm/run and tests/vm/runner (bookworm|6.1,
+# trixie|6.12, 6.18, sid|newest|7.x); fails for another name.
+vm_suite() {
+  case $1 in
+    bookworm|6.1) echo bookworm ;;
+    trixie|6.12) echo trixie ;;
+    6.18|trixie-backports) echo 6.18 ;;
+    sid|newest|7|7.*) echo sid ;;
+    *) return 1 ;;
+  esac
+}
+
+# vm_kernel_source SUITE: vm_kernel's arguments for a suite: its current kernel, or (6.18) the
+# newest 6.18.x that trixie-backports carries.
+vm_kernel_source() { case $1 in 6.18) echo "trixie-backports 6.18" ;; *) echo "$1" ;; esac; }
+
+# vm_bin_image DIR IMG FILE...: the FILEs, stripped of debug info (38 MB -> 8 MB a test binary),
+# in DIR (each named by its path, / as _) and as the erofs image IMG, which guest.sh binds over
+# their paths: much faster than 9p.
+vm_bin_image() {
+  local dir=$1 img=$2 f
+  shift 2
+  rm -rf "$dir" "$img"; mkdir -p "$dir"
+  for f in "$@"; do
+    strip --strip-debug -o "$dir/$(echo "$f" | tr / _)" "$f" || return 1
+  done
+  mkfs.erofs --quiet "$img" "$dir"
+}
+
+# vm_boot_twice KDIR INITRAMFS LOG SHARE...: vm_boot, and once more when the guest never
+# reached its script: TCG with two vCPUs now and then oopses while the kernel patches its own
+# text at boot (seen on 7.2: int3 in sched_clock_cpu, "Fatal exception in interrupt"). The first
+# console log stays as LOG's .first-boot.log.
+vm_boot_twice() {
+  local log=$3 rc
+  vm_boot "$@"
+  rc=$?
+  if ! grep -qa '@vm kernel' "$log"; then
+    echo "vm: the guest did not reach its script (kernel panic at boot?), booting once more" >&2
+    mv "$log" "${log%.log}.first-boot.log"
+    vm_boot "$@"
+    rc=$?
+  fi
+  return $rc
 }

@@ -249,49 +249,50 @@ fn try_reuse(
             Err(e) => return Err(err("cancel the deferred removal of a verity device")(e)),
         }
     }
-    let restore = |ctl: &Control| {
+    // Puts the mark back where there was one: the device goes with its last opener again, as
+    // before we looked.
+    let put_back = |ctl: &Control| {
         if marked {
-            let _ = ctl.remove(name, true);
+            ctl.remove(name, true)
+        } else {
+            Ok(())
         }
     };
     let (info, targets) = match ctl.table(name, true) {
         Ok(x) => x,
         Err(e) if errno(&e) == libc::ENXIO => return Ok(Reuse::Retry),
         Err(e) => {
-            restore(ctl);
+            let _ = put_back(ctl);
             return Err(err("read the table of a verity device")(e));
         }
     };
     if !info.has_table() || info.suspended() {
         // Being set up by someone else right now.
-        restore(ctl);
+        let _ = put_back(ctl);
         return Ok(Reuse::Retry);
     }
     if !same_mapping(&targets, sb, root_hash) {
-        restore(ctl);
+        let _ = put_back(ctl);
         return Ok(Reuse::Conflict);
     }
     let has_sig = targets[0].params.contains("root_hash_sig_key_desc");
     if signature.is_some_and(|s| s.required) && !has_sig {
         // The kernel must vouch for the signature, and this device's was not checked.
-        restore(ctl);
+        let _ = put_back(ctl);
         return Ok(Reuse::Conflict);
     }
     let node = match open_node(info.dev, &info.kernel_name()) {
         Ok(fd) => fd,
         Err(e) if matches!(errno(&e), libc::ENOENT | libc::ENXIO | libc::ENODEV) => {
-            restore(ctl);
+            let _ = put_back(ctl);
             return Ok(Reuse::Retry);
         }
         Err(e) => {
-            restore(ctl);
+            let _ = put_back(ctl);
             return Err(err("open a verity device")(e));
         }
     };
-    if marked {
-        ctl.remove(name, true)
-            .map_err(err("mark a verity device for deferred removal"))?;
-    }
+    put_back(ctl).map_err(err("mark a verity device for deferred removal"))?;
     Ok(Reuse::Done(Activated { node }))
 }
 

@@ -529,20 +529,10 @@ mod tests {
         assert!(!at(DM_SUSPEND_FLAG | DM_ACTIVE_PRESENT_FLAG).deferred_remove());
         assert_eq!(none.minor(), 7);
         assert_eq!(none.kernel_name(), "dm-7");
-        let h = DmIoctl {
-            version: VERSION,
-            data_size: 0,
-            data_start: 0,
-            target_count: 3,
-            open_count: 2,
-            flags: DM_READONLY_FLAG,
-            event_nr: 0,
-            padding: 0,
-            dev: 253 << 8 | 9,
-            name: [0; DM_NAME_LEN],
-            uuid: [0; DM_UUID_LEN],
-            data: [0; 7],
-        };
+        let mut h = Request::new("a", None, DM_READONLY_FLAG, &[], 0)
+            .unwrap()
+            .header();
+        (h.target_count, h.open_count, h.dev) = (3, 2, 253 << 8 | 9);
         let i = info(&h);
         assert_eq!(
             (i.dev, i.open_count, i.flags, i.target_count),
