@@ -27,7 +27,8 @@
 //!   and of loop devices backed by files of the root after an unmerge (none while merged is
 //!   not compared: erofs from a file needs none by design).
 //!
-//! Knobs: `PROPTEST_CASES` (default 4 cases; every case runs every combination),
+//! Knobs: `SYSEXT_KERNEL_PATHS_CASES` (default 4 cases; every case runs every combination; not
+//! `PROPTEST_CASES`, which scripts set for the core's property tests, where a case is cheap),
 //! `PROPTEST_RNG_SEED` (otherwise a fixed seed, so the test command is deterministic;
 //! `SYSEXT_KERNEL_PATHS_RANDOM=1` draws one), `SYSEXT_KERNEL_PATHS_TRACE=1` prints each
 //! observation. `LIBSYSEXT_KERNEL_DISABLE` narrows the feature set whose subsets are run.
@@ -957,7 +958,7 @@ fn kernel_paths_are_equivalent() {
         println!("{TEST_NAME}: only one kernel path here (no feature to take away)");
         return;
     }
-    let cases = std::env::var("PROPTEST_CASES")
+    let cases = std::env::var("SYSEXT_KERNEL_PATHS_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
