@@ -412,6 +412,24 @@ fn selects_native_root_and_verity() {
     assert_eq!(sel.protection(D::Usr), PolicyFlags::ABSENT);
 }
 
+/// The shape of a sysext DDI (systemd-repart's usr, usr-verity, usr-verity-sig): the usr
+/// partition is `signed`, as a root one is.
+#[test]
+fn selects_usr_with_its_verity_and_signature() {
+    let tab = ddi(&[
+        (t(D::Usr, "x86-64"), "usr", 0),
+        (t(D::UsrVerity, "x86-64"), "v", 0),
+        (t(D::UsrVeritySig, "x86-64"), "s", 0),
+    ]);
+    let sel = select(&tab, "x86-64").unwrap();
+    assert_eq!(
+        (num(&sel.usr), num(&sel.usr_verity), num(&sel.usr_verity_sig)),
+        (Some(1), Some(2), Some(3))
+    );
+    assert_eq!(sel.protection(D::Usr), PolicyFlags::SIGNED);
+    assert_eq!(sel.protection(D::Root), PolicyFlags::ABSENT);
+}
+
 #[test]
 fn prefers_native_over_foreign_and_uses_foreign_alone() {
     let dual = ddi(&[
