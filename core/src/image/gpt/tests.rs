@@ -423,7 +423,11 @@ fn selects_usr_with_its_verity_and_signature() {
     ]);
     let sel = select(&tab, "x86-64").unwrap();
     assert_eq!(
-        (num(&sel.usr), num(&sel.usr_verity), num(&sel.usr_verity_sig)),
+        (
+            num(&sel.usr),
+            num(&sel.usr_verity),
+            num(&sel.usr_verity_sig)
+        ),
         (Some(1), Some(2), Some(3))
     );
     assert_eq!(sel.protection(D::Usr), PolicyFlags::SIGNED);
