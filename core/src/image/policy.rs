@@ -1025,6 +1025,19 @@ mod tests {
             p("root=verity+read-only-on+read-only-off").to_string(),
             "root=verity"
         );
+        // The growfs pair likewise: one state is kept, both are left out.
+        assert_eq!(
+            p("root=verity+growfs-on").to_string(),
+            "root=verity+growfs-on"
+        );
+        assert_eq!(
+            p("root=verity+growfs-off").to_string(),
+            "root=verity+growfs-off"
+        );
+        assert_eq!(
+            p("root=verity+growfs-off+growfs-on").to_string(),
+            "root=verity"
+        );
         // A rule equal to the default is dropped.
         assert_eq!(p("home=ignore:root=verity").to_string(), "root=verity");
         assert_eq!(

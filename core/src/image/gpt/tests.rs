@@ -465,6 +465,25 @@ fn verity_follows_data_architecture() {
     ]);
     let sel = select(&tab, "x86-64").unwrap();
     assert_eq!((num(&sel.root), num(&sel.root_verity)), (Some(1), Some(3)));
+    // The signature partitions likewise, of usr as of root.
+    for (data, verity, sig) in [
+        (D::Usr, D::UsrVerity, D::UsrVeritySig),
+        (D::Root, D::RootVerity, D::RootVeritySig),
+    ] {
+        let tab = ddi(&[
+            (t(data, "arm64"), "d", 0),
+            (t(verity, "arm64"), "v", 0),
+            (t(sig, "x86-64"), "xs", 0),
+            (t(sig, "arm64"), "as", 0),
+        ]);
+        let sel = select(&tab, "x86-64").unwrap();
+        let got = if data == D::Usr {
+            num(&sel.usr_verity_sig)
+        } else {
+            num(&sel.root_verity_sig)
+        };
+        assert_eq!(got, Some(4), "{sig}");
+    }
 }
 
 #[test]
