@@ -1038,6 +1038,15 @@ mod tests {
             p("root=verity+growfs-off+growfs-on").to_string(),
             "root=verity"
         );
+        // File system types: printed in their table's order; all of them is no limit.
+        assert_eq!(
+            p("root=verity+squashfs+erofs").to_string(),
+            "root=verity+erofs+squashfs"
+        );
+        assert_eq!(
+            p("root=verity+btrfs+erofs+ext4+f2fs+squashfs+vfat+xfs").to_string(),
+            "root=verity"
+        );
         // A rule equal to the default is dropped.
         assert_eq!(p("home=ignore:root=verity").to_string(), "root=verity");
         assert_eq!(
