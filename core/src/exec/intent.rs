@@ -693,4 +693,33 @@ mod tests {
         drop(lock);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    /// A write of the record that fails (here: the file is open read-only) switches the
+    /// record off for the rest of the call: no saved copy of an old merge is promised where
+    /// no record will say where it is.
+    #[test]
+    fn a_record_whose_write_failed_is_off_and_names_no_saved_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sysext-1-2.lock");
+        std::fs::write(&path, "").unwrap();
+        let fd = rustix::fs::open(
+            &path,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let i = Intent {
+            file: Some((std::sync::Arc::new(fd), path.clone())),
+            first: "verb\trefresh\n".to_string(),
+            ..Intent::default()
+        };
+        assert!(i.is_on());
+        assert_eq!(i.saved_path(1), Some(saved_path(&path, 1)));
+        i.note("old\tusr\t0:40\n");
+        assert!(!i.is_on());
+        assert_eq!(i.saved_path(1), None);
+        i.commit();
+        i.finish();
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+    }
 }

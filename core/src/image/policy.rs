@@ -982,6 +982,23 @@ mod tests {
         }
     }
 
+    /// A partition's state prints as its policy word (the debug log's verity note starts
+    /// with it).
+    #[test]
+    fn protection_states_print_as_their_policy_words() {
+        let words = [
+            (Protection::Unprotected, "unprotected"),
+            (Protection::Verity, "verity"),
+            (Protection::Signed, "signed"),
+            (Protection::Encrypted, "encrypted"),
+            (Protection::Unused, "unused"),
+            (Protection::Absent, "absent"),
+        ];
+        for (p, w) in words {
+            assert_eq!(p.to_string(), w);
+        }
+    }
+
     #[test]
     fn image_policies_print_back_as_they_parse() {
         let inputs = [
