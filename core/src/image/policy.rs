@@ -1144,6 +1144,19 @@ mod tests {
         let e = p("root=verity:root-verity=verity+absent");
         assert_eq!(use_of(&e, D::RootVerity), PolicyFlags::ABSENT);
         assert!(e.may_use(D::RootVerity).is_err());
+        // Every protection flag is masked off for the verity and signature partitions
+        // themselves (they are the protection).
+        for d in [
+            D::RootVerity,
+            D::RootVeritySig,
+            D::UsrVerity,
+            D::UsrVeritySig,
+        ] {
+            for w in ["verity", "signed", "encrypted", "encryptedwithintegrity"] {
+                let rule = format!("{d}={w}+unprotected");
+                assert_eq!(use_of(&p(&rule), d), PolicyFlags::UNPROTECTED, "{rule}");
+            }
+        }
         // Verity flags make no sense for home: masked off.
         assert_eq!(
             use_of(&p("home=verity+unprotected"), D::Home),
