@@ -694,6 +694,28 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A record longer than the first read (4 KiB) is read whole through the held lock.
+    #[test]
+    fn a_long_record_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sysext-1-2.lock");
+        let root = Root::open(Some(dir.path().to_str().unwrap())).unwrap();
+        let lock = crate::lock::lock_at(path.clone(), &root, None).unwrap();
+        let i = Intent::begin(Some(&lock), "merge", "");
+        for n in 0..300 {
+            i.note(&format!("eph\t/run/libsysext/ephemeral/usr.{n:040}\n"));
+        }
+        i.note("commit\n");
+        drop(i);
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size > 3 * 4096, "{size}");
+        let (r, n) = read_held(&lock).unwrap();
+        assert_eq!(n, size);
+        assert_eq!(r.eph.len(), 300);
+        assert!(r.eph[299].ends_with(&format!("{:040}", 299)));
+        assert!(r.committed);
+    }
+
     /// A write of the record that fails (here: the file is open read-only) switches the
     /// record off for the rest of the call: no saved copy of an old merge is promised where
     /// no record will say where it is.
