@@ -1066,6 +1066,10 @@ mod tests {
         );
         // A rule equal to the default is dropped.
         assert_eq!(p("home=ignore:root=verity").to_string(), "root=verity");
+        // str::parse reads a policy as ImagePolicy::parse does.
+        let parsed: ImagePolicy = "usr=signed:=absent".parse().unwrap();
+        assert_eq!(parsed.to_string(), "usr=signed:=absent");
+        assert!("root=frob".parse::<ImagePolicy>().is_err());
         assert_eq!(
             p("home=absent:=absent:root=verity").to_string(),
             "root=verity:=absent"
