@@ -228,6 +228,131 @@ fn a_killed_refresh_leaves_every_hierarchy_consistent() {
     }
 }
 
+/// A call that only repairs: it names an extension that is not merged, so once the
+/// interrupted call is completed or undone it changes nothing.
+fn repair_only(ctx: &sysext::Context) {
+    match ctx.unmerge_names(&["not-merged".to_string()]) {
+        Err(sysext::Error::NotMerged { .. }) => {}
+        Err(e) => panic!("repair: {e}"),
+        Ok(r) => panic!("repair changed the merge: {r:?}"),
+    }
+}
+
+/// The extensions a hierarchy's merge shows (its meta dir).
+fn shown(r: &TestRoot, h: &str) -> Option<String> {
+    r.read(&format!("{h}/.systemd-sysext/extensions"))
+}
+
+/// A killed refresh is completed or undone by the repair alone, with no later merge or
+/// refresh to tidy up after it: one overlay on each hierarchy, both with the same
+/// extensions (the old set or the new one). A refresh beneath the old merge, killed between
+/// attaching the new overlay below it and the commit, leaves two overlays: the repair takes
+/// the new one from under the old merge.
+#[test]
+fn a_killed_refresh_is_repaired_before_anything_else() {
+    isolated!();
+    private_run("16m");
+    let r = TestRoot::new("killrefresh2");
+    r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
+    submount(&r);
+    let beneath = r
+        .ctx(ImageClass::Sysext, MutableMode::Disabled)
+        .kernel()
+        .has(sysext::KernelFeatures::MOVE_BENEATH);
+    for mode in [MutableMode::Disabled, MutableMode::Ephemeral] {
+        let stacked = std::cell::Cell::new(0);
+        kill_everywhere(
+            &r,
+            mode,
+            &|ctx| {
+                let _ = std::fs::remove_dir_all(r.p("var/lib/extensions/c"));
+                ctx.unmerge().unwrap();
+                ctx.merge().unwrap();
+                r.sysext("c", &[("usr/bin/c", "c\n"), ("opt/c/f", "c\n")]);
+            },
+            &["refresh"],
+            &|ctx, _| {
+                if r.overlays_at("usr") == 2 {
+                    stacked.set(stacked.get() + 1);
+                }
+                repair_only(ctx);
+            },
+            &|n| {
+                let names = shown(&r, "usr");
+                assert!(
+                    matches!(names.as_deref(), Some("a\n" | "a\nc\n")),
+                    "kill at step {n}: {names:?}"
+                );
+                one_merge_everywhere(&r, n, names.as_deref().unwrap());
+            },
+        );
+        if beneath {
+            assert!(
+                stacked.get() > 0,
+                "{mode}: no kill left the new overlay beneath"
+            );
+        }
+        r.ctx(ImageClass::Sysext, mode).unmerge().unwrap();
+    }
+}
+
+/// A mount made over a hierarchy after a refresh beneath was killed there (the old merge
+/// on top, the uncommitted new overlay below it) stays where it is, and so does what it
+/// covers: the repair does not reach under a mount that is not ours.
+#[test]
+fn a_repair_leaves_a_later_mount_and_what_it_covers() {
+    isolated!();
+    private_run("16m");
+    let r = TestRoot::new("killforeign");
+    r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
+    submount(&r);
+    let ctx0 = r.ctx(ImageClass::Sysext, MutableMode::Disabled);
+    if !ctx0.kernel().has(sysext::KernelFeatures::MOVE_BENEATH) {
+        // Without MOVE_MOUNT_BENEATH a refresh replaces the merge; it never stacks two.
+        return;
+    }
+    let covered = std::cell::Cell::new(0);
+    kill_everywhere(
+        &r,
+        MutableMode::Disabled,
+        &|ctx| {
+            let _ = std::fs::remove_dir_all(r.p("var/lib/extensions/c"));
+            ctx.unmerge().unwrap();
+            ctx.merge().unwrap();
+            r.sysext("c", &[("usr/bin/c", "c\n"), ("opt/c/f", "c\n")]);
+        },
+        &["refresh"],
+        &|ctx, recorded| {
+            if recorded && r.overlays_at("usr") == 2 {
+                covered.set(covered.get() + 1);
+                let mount = |args: &[&str]| {
+                    assert!(std::process::Command::new(args[0])
+                        .args(&args[1..])
+                        .arg(r.p("usr"))
+                        .status()
+                        .unwrap()
+                        .success())
+                };
+                mount(&["mount", "-t", "tmpfs", "-o", "size=1m", "later"]);
+                r.put("usr/later", "later\n");
+                repair_only(ctx);
+                assert_eq!(r.read("usr/later").as_deref(), Some("later\n"));
+                mount(&["umount"]);
+                // Below it, the old merge, on both hierarchies alike.
+                assert_eq!(shown(&r, "usr"), shown(&r, "opt"));
+                assert_eq!(shown(&r, "usr").as_deref(), Some("a\n"));
+                // The overlay the repair could not reach goes with the next unmerge.
+                ctx.unmerge().unwrap();
+                assert_eq!(r.overlays_at("usr"), 0);
+            }
+            ctx.refresh().unwrap();
+        },
+        &|n| one_merge_everywhere(&r, n, "a\nc\n"),
+    );
+    assert!(covered.get() > 0, "no kill left the new overlay beneath");
+    ctx0.unmerge().unwrap();
+}
+
 #[test]
 fn a_killed_unmerge_is_completed_by_a_merge() {
     isolated!();
