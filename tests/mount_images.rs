@@ -183,6 +183,54 @@ fn unchanged_image_files_refresh_as_a_no_op() {
 
 /// A GPT disk image with an erofs root partition, optionally with verity and a signature
 /// partition. Returns the image bytes and the data partition's offset.
+/// A DER PKCS#7 signature of `text` by `key` (certificate `cert`) as systemd's tools make
+/// them: detached, no certificates, no attributes (`openssl smime`).
+fn sign(key: &Path, cert: &Path, text: &str) -> Vec<u8> {
+    let mut child = Command::new("openssl")
+        .args([
+            "smime", "-sign", "-nocerts", "-noattr", "-binary", "-outform", "der", "-inkey",
+        ])
+        .arg(key)
+        .arg("-signer")
+        .arg(cert)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// A new self-signed test key and certificate in `dir`: (key.pem, cert.pem).
+fn signer(dir: &Path) -> (PathBuf, PathBuf) {
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=sysext-test",
+            "-days",
+            "3650",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    (key, cert)
+}
+
 fn ddi(erofs: &[u8], verity_parts: bool, sig: bool) -> (Vec<u8>, u64) {
     ddi_signed(erofs, verity_parts, sig, None, false)
 }
@@ -242,35 +290,15 @@ fn ddi_signed(
             let signature = match signer {
                 None => "AAAA".to_string(),
                 Some((key, cert)) => {
-                    let mut child = Command::new("openssl")
-                        .args([
-                            "smime", "-sign", "-nocerts", "-noattr", "-binary", "-outform", "der",
-                            "-inkey",
-                        ])
-                        .arg(key)
-                        .arg("-signer")
-                        .arg(cert)
-                        .stdin(std::process::Stdio::piped())
-                        .stdout(std::process::Stdio::piped())
-                        .spawn()
-                        .unwrap();
-                    use std::io::Write;
-                    child
-                        .stdin
-                        .take()
-                        .unwrap()
-                        .write_all(hex.as_bytes())
-                        .unwrap();
-                    let out = child.wait_with_output().unwrap();
-                    assert!(out.status.success());
-                    let b64 = Command::new("base64")
+                    let der = sign(key, cert, &hex);
+                    let mut b64 = Command::new("base64")
                         .arg("-w0")
                         .stdin(std::process::Stdio::piped())
                         .stdout(std::process::Stdio::piped())
                         .spawn()
                         .unwrap();
-                    let mut b64 = b64;
-                    b64.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+                    use std::io::Write;
+                    b64.stdin.take().unwrap().write_all(&der).unwrap();
                     String::from_utf8(b64.wait_with_output().unwrap().stdout).unwrap()
                 }
             };
@@ -567,23 +595,7 @@ fn signed_disk_image_needs_a_trusted_certificate() {
     std::fs::write(t.join("usr/bin/big"), vec![7u8; 40000]).unwrap();
     let e = stage.join("sd.erofs");
     pack("erofs", &t, &e);
-    let (key, cert) = (stage.join("key.pem"), stage.join("cert.pem"));
-    sh(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            "/CN=sysext-test",
-            "-days",
-            "3650",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
+    let (key, cert) = signer(&stage);
     let (img_bytes, _) = ddi_signed(
         &std::fs::read(&e).unwrap(),
         true,
@@ -664,6 +676,97 @@ fn signed_disk_image_needs_a_trusted_certificate() {
     std::os::unix::fs::symlink("/run/verity.d/host.crt", r.p("etc/verity.d/abs.crt")).unwrap();
     refused(at(sysext::Compat::V262, "root=signed"));
     no_loop_devices_for(&r.p("var/lib/extensions/sd.raw"));
+}
+
+/// A naked image's verity comes from the files beside it, as systemd finds them:
+/// `NAME.roothash` (hex), `NAME.verity` (superblock and hash tree) and `NAME.roothash.p7s`
+/// (a DER PKCS#7 signature of the hex root hash). Without device-mapper (this host) the
+/// tree is checked in userspace where the policy was given; in the VM tier's guests the image
+/// goes through dm-verity.
+#[test]
+fn naked_images_take_verity_from_the_files_beside_them() {
+    isolated!();
+    let r = TestRoot::new("sidecars");
+    let stage = r.p("stage");
+    let t = tree(&stage, "nk", Some("extension-release.nk"));
+    std::fs::write(
+        t.join("usr/bin/big"),
+        (0..65536u32)
+            .map(|i| (i * 31 % 253) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let e = stage.join("nk.erofs");
+    pack("erofs", &t, &e);
+    let mut data = std::fs::read(&e).unwrap();
+    data.resize(data.len().div_ceil(4096) * 4096, 0);
+    let img = r.p("var/lib/extensions/nk.raw");
+    std::fs::write(&img, &data).unwrap();
+    let (hash, root_hash) = verity::format(
+        &std::fs::File::open(&img).unwrap(),
+        0,
+        data.len() as u64,
+        &verity::FormatParams {
+            salt: vec![9; 32],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let hex: String = root_hash.iter().map(|b| format!("{b:02x}")).collect();
+    let beside = |ext: &str| r.p(&format!("var/lib/extensions/nk.{ext}"));
+    std::fs::write(beside("verity"), &hash).unwrap();
+    std::fs::write(beside("roothash"), format!("{hex}\n")).unwrap();
+    let dm = sysext::testing::sys::dm::available();
+    let settle = || settled(&r, &img, dm);
+    let merges = |c: Context| {
+        c.merge().unwrap();
+        assert_eq!(r.read("usr/bin/nk").as_deref(), Some("from nk\n"));
+        c.unmerge().unwrap();
+        settle();
+    };
+    let fails = |c: Context, kind: sysext::ErrorKind, text: &str| {
+        let err = c.merge().unwrap_err();
+        assert_eq!(err.kind(), kind, "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("nk.raw") && msg.contains(text), "{msg}");
+        settle();
+    };
+    let no_policy = || ctx(&r, MutableMode::Disabled, None);
+    let policy = |p: &str| ctx(&r, MutableMode::Disabled, Some(p));
+
+    // A known root hash: the default policy wants dm-verity, as systemd's does.
+    if dm {
+        merges(no_policy());
+    } else {
+        fails(no_policy(), sysext::ErrorKind::Image, "device-mapper");
+    }
+    merges(policy("root=verity"));
+    // Without its hash tree the image is unprotected, which root=verity refuses.
+    std::fs::rename(beside("verity"), beside("verity.off")).unwrap();
+    fails(policy("root=verity"), sysext::ErrorKind::ImagePolicy, "");
+    merges(policy("root=unprotected"));
+    std::fs::rename(beside("verity.off"), beside("verity")).unwrap();
+    // One changed data block is found (in userspace) and named; dm-verity fails its read.
+    if !dm {
+        let mut bad = data.clone();
+        bad[2 * 4096 + 5] ^= 0xff;
+        std::fs::write(&img, &bad).unwrap();
+        fails(policy("root=verity"), sysext::ErrorKind::Image, "block 2");
+        std::fs::write(&img, &data).unwrap();
+    }
+
+    // A signature beside it, by a signer trusted below the root or not at all.
+    let (key, cert) = signer(&stage);
+    std::fs::write(beside("roothash.p7s"), sign(&key, &cert, &hex)).unwrap();
+    fails(
+        policy("root=signed"),
+        sysext::ErrorKind::ImagePolicy,
+        "signature not accepted",
+    );
+    std::fs::create_dir_all(r.p("run/verity.d")).unwrap();
+    std::fs::copy(&cert, r.p("run/verity.d/test.crt")).unwrap();
+    merges(policy("root=signed"));
+    no_loop_devices_for(&img);
 }
 
 /// The device-mapper devices whose loop devices are backed by one of `imgs`: (dm-N, name).
