@@ -107,11 +107,15 @@ impl Options {
     }
 }
 
-/// All kernel features less those named in `LIBSYSEXT_KERNEL_DISABLE` (unknown names are
-/// ignored).
+/// All kernel features less those named in `LIBSYSEXT_KERNEL_DISABLE`.
 fn kernel_features_from_env() -> KernelFeatures {
-    let off = std::env::var("LIBSYSEXT_KERNEL_DISABLE")
-        .ok()
+    features_less(std::env::var("LIBSYSEXT_KERNEL_DISABLE").ok().as_deref())
+}
+
+/// All kernel features less those in the comma-separated list `disable` (unknown names are
+/// ignored).
+fn features_less(disable: Option<&str>) -> KernelFeatures {
+    let off = disable
         .map(|v| {
             v.split(',')
                 .filter_map(|w| KernelFeatures::parse_list(w).ok())
@@ -119,4 +123,44 @@ fn kernel_features_from_env() -> KernelFeatures {
         })
         .unwrap_or(KernelFeatures::empty());
     KernelFeatures::all() - off
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_kernel_features_are_left_out() {
+        let all = KernelFeatures::all();
+        assert_eq!(features_less(None), all);
+        assert_eq!(features_less(Some("")), all);
+        assert_eq!(features_less(Some("all")), KernelFeatures::empty());
+        let two = KernelFeatures::DETACHED_LAYERS | KernelFeatures::MOUNT_ON_DETACHED;
+        assert_eq!(
+            features_less(Some("detached-layers,mount-on-detached")),
+            all - two
+        );
+        // An unknown name does not void the others.
+        assert_eq!(
+            features_less(Some("detached-layers,no-such-feature,mount-on-detached")),
+            all - two
+        );
+    }
+
+    #[test]
+    fn options_debug_names_their_fields() {
+        let mut o = Options::new(ImageClass::Confext);
+        o.root = Some("/sysroot".into());
+        let text = format!("{o:?}");
+        for field in [
+            "Options {",
+            "class: Confext",
+            "root: Some(\"/sysroot\")",
+            "overlay_options: None",
+        ] {
+            assert!(text.contains(field), "{text}");
+        }
+        // The event sink is left out.
+        assert!(!text.contains("sink") && text.ends_with(", .. }"), "{text}");
+    }
 }
