@@ -510,3 +510,43 @@ fn restart_units_are_reported() {
         assert_eq!(un.units, rep.units, "{compat}");
     }
 }
+
+/// Merge, refresh and unmerge leave nothing mounted outside the root (but an ephemeral
+/// merge's upper tmpfs below /run/libsysext/ephemeral, while merged), in any mode and with
+/// each kernel feature set.
+#[test]
+fn nothing_is_mounted_outside_the_root() {
+    isolated!();
+    let r = TestRoot::new("outside");
+    r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
+    let prefix = format!("{}/", r.path.display());
+    let outside = || {
+        let mut m: Vec<(u64, String)> = sysext::testing::mountinfo::read_self()
+            .unwrap()
+            .into_iter()
+            .filter(|m| !m.mount_point.starts_with(&prefix))
+            // An ephemeral merge's upper layers, on tmpfs mounts of their own while merged.
+            .filter(|m| !m.mount_point.starts_with("/run/libsysext/ephemeral/"))
+            .map(|m| (m.id, m.mount_point))
+            .collect();
+        m.sort();
+        m
+    };
+    let before = outside();
+    for mode in [
+        MutableMode::Disabled,
+        MutableMode::Enabled,
+        MutableMode::Ephemeral,
+    ] {
+        let ctx = r.ctx(ImageClass::Sysext, mode);
+        ctx.merge().unwrap();
+        assert_eq!(outside(), before, "{mode}: merge");
+        r.sysext("b", &[("usr/bin/b", "b\n")]);
+        ctx.refresh().unwrap();
+        assert_eq!(r.read("usr/bin/b").as_deref(), Some("b\n"));
+        assert_eq!(outside(), before, "{mode}: refresh");
+        ctx.unmerge().unwrap();
+        let _ = std::fs::remove_dir_all(r.p("var/lib/extensions/b"));
+        assert_eq!(outside(), before, "{mode}: unmerge");
+    }
+}
