@@ -46,3 +46,28 @@ pub fn move_mount_knows_beneath() -> bool {
             Some(libc::EINVAL) | Some(libc::ENOSYS)
         )
 }
+
+#[cfg(test)]
+mod tests {
+    /// The running kernel's (major, minor), from uname.
+    fn release() -> (u32, u32) {
+        let u = rustix::system::uname();
+        let r = u.release().to_string_lossy().into_owned();
+        let mut it = r.split(|c: char| !c.is_ascii_digit());
+        let mut num = || it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        (num(), num())
+    }
+
+    #[test]
+    fn the_beneath_probe_matches_the_kernel_version() {
+        // Without CAP_SYS_ADMIN move_mount fails with EPERM before it looks at the flags.
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        // Distribution kernels may carry the flag back to older versions: only a kernel of
+        // 6.5 or newer is sure to know it.
+        if release() >= (6, 5) {
+            assert!(super::move_mount_knows_beneath(), "{:?}", release());
+        }
+    }
+}
