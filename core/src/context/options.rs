@@ -135,6 +135,11 @@ mod tests {
         assert_eq!(features_less(None), all);
         assert_eq!(features_less(Some("")), all);
         assert_eq!(features_less(Some("all")), KernelFeatures::empty());
+        // Names add up: one named again, or beside "all", still counts once.
+        assert_eq!(
+            features_less(Some("all,detached-layers")),
+            KernelFeatures::empty()
+        );
         let two = KernelFeatures::DETACHED_LAYERS | KernelFeatures::MOUNT_ON_DETACHED;
         assert_eq!(
             features_less(Some("detached-layers,mount-on-detached")),
