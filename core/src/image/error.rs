@@ -294,6 +294,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_directory_fails_as_one_and_other_files_as_bad_descriptors() {
+        let not = |what| ImageError::NotAnImage {
+            part: ImagePart::File,
+            what,
+        };
+        assert_eq!(not("a directory").errno(), libc::EISDIR);
+        assert_eq!(not("a FIFO").errno(), libc::EBADFD);
+        // systemd has no such refusal: ours is the message, not its errno text.
+        assert!(!not("a FIFO").systemd_fails_alike());
+        assert!(!ImageError::Policy("x".into()).systemd_fails_alike());
+        assert!(ImageError::Unrecognised.systemd_fails_alike());
+    }
+
+    #[test]
     fn kernel_log_prefixes_are_stripped() {
         let raw = b"e squashfs: Unable to read page, block 1f0, size 3000\ne squashfs: Unable to read inode\nw erofs: odd\ni plain\nno prefix\n\n";
         assert_eq!(

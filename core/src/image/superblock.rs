@@ -102,6 +102,31 @@ mod tests {
     use super::*;
     use crate::image::testutil::Mem;
 
+    #[test]
+    fn only_erofs_and_squashfs_are_read_only() {
+        assert!(FsType::Erofs.is_read_only() && FsType::Squashfs.is_read_only());
+        assert!(!FsType::Ext4.is_read_only() && !FsType::Btrfs.is_read_only());
+    }
+
+    /// A reader whose every read fails with EIO.
+    struct Failing;
+    impl std::os::unix::fs::FileExt for Failing {
+        fn read_at(&self, _: &mut [u8], _: u64) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(libc::EIO))
+        }
+        fn write_at(&self, _: &[u8], _: u64) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(libc::EIO))
+        }
+    }
+
+    #[test]
+    fn a_read_error_is_not_a_short_image() {
+        // Past the end of the file: no magic there. A failing read: the error.
+        assert_eq!(read_magic::<4>(&Mem(vec![0; 8]), 0, 64, 6).unwrap(), None);
+        let e = read_magic::<4>(&Failing, 0, 64, 6).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    }
+
     fn image(len: usize, at: usize, magic: &[u8]) -> Mem {
         let mut v = vec![0u8; len];
         v[at..at + magic.len()].copy_from_slice(magic);

@@ -401,7 +401,19 @@ fn signature_partition_json_gives_hash_and_signature() {
     assert_eq!(s.certificate_fingerprint, Some(vec![0xab, 0xcd]));
     let m = Mem(part.clone());
     assert_eq!(read_signature(&m, 0, part.len() as u64).unwrap(), s);
-    assert!(read_signature(&m, 0, MAX_SIGNATURE_SIZE + 1).is_err());
+    // Larger than 4 MiB: refused as such, before anything is read.
+    match read_signature(&m, 0, MAX_SIGNATURE_SIZE + 1) {
+        Err(VerityError::BadSignature(e)) => assert!(e.contains("too large"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    // 4 MiB exactly is read (and then fails as JSON with NULs after it, not for its size).
+    let mut big = part.clone();
+    big.resize(MAX_SIGNATURE_SIZE as usize, b' ');
+    match read_signature(&Mem(big), 0, MAX_SIGNATURE_SIZE) {
+        Err(VerityError::BadSignature(e)) => assert!(!e.contains("too large"), "{e}"),
+        Ok(_) => {}
+        Err(e) => panic!("{e:?}"),
+    }
 
     let s = parse_signature(br#"{"signature":"Zg==","rootHash":"AB"}"#).unwrap();
     assert_eq!(
