@@ -336,13 +336,10 @@ fn ddi_signed(
     (img, off)
 }
 
-#[test]
-fn disk_images_and_userspace_verity() {
-    isolated!();
-    let r = TestRoot::new("ddi");
-    let stage = r.p("stage");
-    let t = tree(&stage, "dd", Some("extension-release.dd"));
-    // Enough data for several verity blocks.
+/// The erofs image of extension `name` (staged in `stage`) with a 64 KiB `usr/bin/big` that
+/// does not compress away: enough data for several verity blocks.
+fn erofs_of_several_blocks(stage: &Path, name: &str) -> Vec<u8> {
+    let t = tree(stage, name, Some(&format!("extension-release.{name}")));
     std::fs::write(
         t.join("usr/bin/big"),
         (0..65536u32)
@@ -350,9 +347,17 @@ fn disk_images_and_userspace_verity() {
             .collect::<Vec<u8>>(),
     )
     .unwrap();
-    let e = stage.join("dd.erofs");
+    let e = stage.join(format!("{name}.erofs"));
     pack("erofs", &t, &e);
-    let bytes = std::fs::read(&e).unwrap();
+    std::fs::read(&e).unwrap()
+}
+
+#[test]
+fn disk_images_and_userspace_verity() {
+    isolated!();
+    let r = TestRoot::new("ddi");
+    let stage = r.p("stage");
+    let bytes = erofs_of_several_blocks(&stage, "dd");
     let img = r.p("var/lib/extensions/dd.raw");
 
     // Plain DDI: merged like any image, /opt too.
@@ -687,17 +692,7 @@ fn naked_images_take_verity_from_the_files_beside_them() {
     isolated!();
     let r = TestRoot::new("sidecars");
     let stage = r.p("stage");
-    let t = tree(&stage, "nk", Some("extension-release.nk"));
-    std::fs::write(
-        t.join("usr/bin/big"),
-        (0..65536u32)
-            .map(|i| (i * 31 % 253) as u8)
-            .collect::<Vec<u8>>(),
-    )
-    .unwrap();
-    let e = stage.join("nk.erofs");
-    pack("erofs", &t, &e);
-    let mut data = std::fs::read(&e).unwrap();
+    let mut data = erofs_of_several_blocks(&stage, "nk");
     data.resize(data.len().div_ceil(4096) * 4096, 0);
     let img = r.p("var/lib/extensions/nk.raw");
     std::fs::write(&img, &data).unwrap();

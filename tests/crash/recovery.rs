@@ -125,6 +125,11 @@ fn kill_everywhere(
     kills
 }
 
+/// The extensions a hierarchy's merge shows (its meta dir).
+fn shown(r: &TestRoot, h: &str) -> Option<String> {
+    r.read(&format!("{h}/.systemd-sysext/extensions"))
+}
+
 fn one_merge_everywhere(r: &TestRoot, n: u64, names: &str) {
     assert_eq!(r.overlays_at("usr"), 1, "kill at step {n}");
     assert_eq!(r.overlays_at("opt"), 1, "kill at step {n}");
@@ -136,8 +141,7 @@ fn one_merge_everywhere(r: &TestRoot, n: u64, names: &str) {
     assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"));
     for h in ["usr", "opt"] {
         assert_eq!(
-            r.read(&format!("{h}/.systemd-sysext/extensions"))
-                .as_deref(),
+            shown(r, h).as_deref(),
             Some(names),
             "kill at step {n}: /{h} has the same extensions as the other hierarchy"
         );
@@ -196,6 +200,14 @@ fn a_killed_merge_is_undone_and_reported() {
     }
 }
 
+/// Before a refresh: extension `a` merged alone, and `c` put there for the refresh to add.
+fn merged_a_with_c_to_add(r: &TestRoot, ctx: &sysext::Context) {
+    let _ = std::fs::remove_dir_all(r.p("var/lib/extensions/c"));
+    ctx.unmerge().unwrap();
+    ctx.merge().unwrap();
+    r.sysext("c", &[("usr/bin/c", "c\n"), ("opt/c/f", "c\n")]);
+}
+
 #[test]
 fn a_killed_refresh_leaves_every_hierarchy_consistent() {
     isolated!();
@@ -203,20 +215,11 @@ fn a_killed_refresh_leaves_every_hierarchy_consistent() {
     let r = TestRoot::new("killrefresh");
     r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
     submount(&r);
-    let add = || r.sysext("c", &[("usr/bin/c", "c\n"), ("opt/c/f", "c\n")]);
-    let remove = || {
-        let _ = std::fs::remove_dir_all(r.p("var/lib/extensions/c"));
-    };
     for mode in [MutableMode::Disabled, MutableMode::Ephemeral] {
         kill_everywhere(
             &r,
             mode,
-            &|ctx| {
-                remove();
-                ctx.unmerge().unwrap();
-                ctx.merge().unwrap();
-                add();
-            },
+            &|ctx| merged_a_with_c_to_add(&r, ctx),
             &["refresh"],
             &|ctx, _| {
                 // A call of another verb repairs too: status before, then a refresh.
@@ -236,11 +239,6 @@ fn repair_only(ctx: &sysext::Context) {
         Err(e) => panic!("repair: {e}"),
         Ok(r) => panic!("repair changed the merge: {r:?}"),
     }
-}
-
-/// The extensions a hierarchy's merge shows (its meta dir).
-fn shown(r: &TestRoot, h: &str) -> Option<String> {
-    r.read(&format!("{h}/.systemd-sysext/extensions"))
 }
 
 /// A killed refresh is completed or undone by the repair alone, with no later merge or
@@ -264,12 +262,7 @@ fn a_killed_refresh_is_repaired_before_anything_else() {
         kill_everywhere(
             &r,
             mode,
-            &|ctx| {
-                let _ = std::fs::remove_dir_all(r.p("var/lib/extensions/c"));
-                ctx.unmerge().unwrap();
-                ctx.merge().unwrap();
-                r.sysext("c", &[("usr/bin/c", "c\n"), ("opt/c/f", "c\n")]);
-            },
+            &|ctx| merged_a_with_c_to_add(&r, ctx),
             &["refresh"],
             &|ctx, _| {
                 if r.overlays_at("usr") == 2 {
@@ -315,17 +308,12 @@ fn a_repair_leaves_a_later_mount_and_what_it_covers() {
     kill_everywhere(
         &r,
         MutableMode::Disabled,
-        &|ctx| {
-            let _ = std::fs::remove_dir_all(r.p("var/lib/extensions/c"));
-            ctx.unmerge().unwrap();
-            ctx.merge().unwrap();
-            r.sysext("c", &[("usr/bin/c", "c\n"), ("opt/c/f", "c\n")]);
-        },
+        &|ctx| merged_a_with_c_to_add(&r, ctx),
         &["refresh"],
         &|ctx, recorded| {
             if recorded && r.overlays_at("usr") == 2 {
                 covered.set(covered.get() + 1);
-                let mount = |args: &[&str]| {
+                let run = |args: &[&str]| {
                     assert!(std::process::Command::new(args[0])
                         .args(&args[1..])
                         .arg(r.p("usr"))
@@ -333,11 +321,11 @@ fn a_repair_leaves_a_later_mount_and_what_it_covers() {
                         .unwrap()
                         .success())
                 };
-                mount(&["mount", "-t", "tmpfs", "-o", "size=1m", "later"]);
+                run(&["mount", "-t", "tmpfs", "-o", "size=1m", "later"]);
                 r.put("usr/later", "later\n");
                 repair_only(ctx);
                 assert_eq!(r.read("usr/later").as_deref(), Some("later\n"));
-                mount(&["umount"]);
+                run(&["umount"]);
                 // Below it, the old merge, on both hierarchies alike.
                 assert_eq!(shown(&r, "usr"), shown(&r, "opt"));
                 assert_eq!(shown(&r, "usr").as_deref(), Some("a\n"));
