@@ -379,6 +379,69 @@ fn a_killed_unmerge_is_completed_by_a_merge() {
     assert!(left.iter().all(|n| !n.ends_with("-workdir")), "{left:?}");
 }
 
+/// Work dirs (`.systemd-*-workdir` below the routing dirs) and ephemeral dirs left.
+fn leftovers(r: &TestRoot) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(r.p("var/lib/extensions.mutable"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with("-workdir"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Ok(d) = std::fs::read_dir("/run/libsysext/ephemeral") {
+        v.extend(d.flatten().map(|e| e.path().display().to_string()));
+    }
+    v
+}
+
+/// A killed unmerge is completed by the repair alone, work dir and ephemeral dir included:
+/// the record names them before the merge goes (a kill between taking the overlay off and
+/// removing them would leave them to no one otherwise).
+#[test]
+fn a_killed_unmerge_is_completed_by_the_repair_alone() {
+    isolated!();
+    private_run("16m");
+    let r = TestRoot::new("killunmerge3");
+    r.sysext("a", &[("usr/bin/a", "a\n"), ("opt/a/f", "a\n")]);
+    submount(&r);
+    for mode in [MutableMode::Enabled, MutableMode::Ephemeral] {
+        let completed = std::cell::Cell::new(0);
+        kill_everywhere(
+            &r,
+            mode,
+            &|ctx| {
+                let _ = ctx.unmerge();
+                ctx.merge().unwrap();
+                assert!(
+                    !leftovers(&r).is_empty(),
+                    "{mode}: the merge has a work dir"
+                );
+            },
+            &["unmerge"],
+            &|ctx, _| repair_only(ctx),
+            &|n| {
+                if r.overlays_at("usr") == 0 {
+                    completed.set(completed.get() + 1);
+                    assert_eq!(r.overlays_at("opt"), 0, "kill at step {n}");
+                    assert_eq!(
+                        leftovers(&r),
+                        Vec::<String>::new(),
+                        "{mode}: kill at step {n}"
+                    );
+                    assert_eq!(r.read("usr/share/sub/inside").as_deref(), Some("sub\n"));
+                } else {
+                    one_merge_everywhere(&r, n, "a\n");
+                }
+            },
+        );
+        assert!(
+            completed.get() > 0,
+            "{mode}: no kill left an unmerge to complete"
+        );
+    }
+}
+
 #[test]
 fn ephemeral_writes_fill_their_own_tmpfs_not_run() {
     isolated!();
