@@ -341,6 +341,65 @@ mod tests {
     }
 
     #[test]
+    fn the_context_reports_what_it_was_given() {
+        let p = scratch("given");
+        let mut o = Options::new(ImageClass::Sysext);
+        o.root = Some(p.to_str().unwrap().to_string());
+        o.compat = Some(Compat::V257);
+        o.mutable = Some(MutableMode::Import);
+        o.hierarchies = Some(vec!["/usr".into(), "/srv/x/".into()]);
+        let c = Context::new(o).unwrap();
+        assert_eq!(c.compat(), Compat::V257);
+        assert_eq!(c.mutable_mode(), MutableMode::Import);
+        let h: Vec<&str> = c.hierarchies().iter().map(|h| h.as_str()).collect();
+        assert_eq!(h, ["/usr", "/srv/x/"]);
+        assert_eq!(c.root_path(), p.to_str().unwrap());
+        // The other level and mode, so that neither is the default by chance.
+        let mut o = Options::new(ImageClass::Sysext);
+        o.root = Some(p.to_str().unwrap().to_string());
+        o.compat = Some(Compat::V262);
+        o.mutable = Some(MutableMode::EphemeralImport);
+        let c = Context::new(o).unwrap();
+        assert_eq!(c.compat(), Compat::V262);
+        assert_eq!(c.mutable_mode(), MutableMode::EphemeralImport);
+        std::fs::remove_dir_all(&p).unwrap();
+    }
+
+    /// Capabilities are a thread's own: a thread that drops CAP_SYS_ADMIN from its effective
+    /// set is refused what needs it, and only that thread is.
+    #[test]
+    fn without_cap_sys_admin_privileged_verbs_are_refused() {
+        use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
+        let p = scratch("nopriv");
+        let had = has_cap_sys_admin();
+        let root = p.to_str().unwrap().to_string();
+        let (before, after, merge) = std::thread::spawn(move || {
+            let mut o = Options::new(ImageClass::Sysext);
+            o.root = Some(root);
+            let c = Context::new(o).unwrap();
+            let before = c.require_privilege().is_ok();
+            let mut caps = capabilities(None).unwrap();
+            caps.effective.remove(CapabilitySet::SYS_ADMIN);
+            set_capabilities(None, caps).unwrap();
+            let after = (has_cap_sys_admin(), c.require_privilege());
+            (before, after, c.merge())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(before, had);
+        assert!(!after.0);
+        assert!(
+            matches!(after.1, Err(Error::NotPrivileged)),
+            "{:?}",
+            after.1
+        );
+        assert!(matches!(merge, Err(Error::NotPrivileged)), "{merge:?}");
+        // This thread keeps what it had.
+        assert_eq!(has_cap_sys_admin(), had);
+        std::fs::remove_dir_all(&p).unwrap();
+    }
+
+    #[test]
     fn initrd_scope_from_the_root() {
         use ImageState::{Incompatible as I, WouldMerge as W};
         let p = scratch("initrd");
