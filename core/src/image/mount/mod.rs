@@ -217,3 +217,15 @@ impl Opener<'_> {
             .map_err(|v| ImageError::Policy(v.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words of `list --json`'s "verity" field (and of the C and Python APIs).
+    #[test]
+    fn verity_checks_have_their_names() {
+        assert_eq!(VerityCheck::Kernel.as_str(), "dm-verity");
+        assert_eq!(VerityCheck::Userspace.as_str(), "userspace");
+    }
+}
