@@ -139,6 +139,35 @@ fn naked_images_in_every_mode() {
     );
 }
 
+/// An ext4 image whose journal is marked as needing recovery (an image made from a file
+/// system that was not cleanly unmounted) merges without the journal being replayed, as
+/// systemd mounts it (`norecovery`): the kernel refuses to replay a journal on a read-only
+/// device ("write access unavailable"), and the image is left as it was.
+#[test]
+fn ext4_images_with_a_journal_to_replay_merge_without_replaying_it() {
+    isolated!();
+    let r = TestRoot::new("ext4jnl");
+    let stage = r.p("stage");
+    let t = tree(&stage, "jnl", Some("extension-release.jnl"));
+    let img = r.p("var/lib/extensions/jnl.raw");
+    pack("ext4", &t, &img);
+    sh(Command::new("debugfs")
+        .args(["-w", "-R", "feature needs_recovery"])
+        .arg(&img));
+    let before = std::fs::read(&img).unwrap();
+    let c = ctx(&r, MutableMode::Disabled, None);
+    let rep = c.merge().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rep.merged, ["jnl"]);
+    assert_eq!(r.read("usr/bin/jnl").as_deref(), Some("from jnl\n"));
+    c.unmerge().unwrap();
+    assert_eq!(r.mounts_below(), 0);
+    no_loop_devices_for(&img);
+    assert!(
+        std::fs::read(&img).unwrap() == before,
+        "the image was written to"
+    );
+}
+
 /// A refresh with the same image files is a no-op (the fingerprint names the files, not
 /// the loop device or superblock they happen to be mounted from); a rewritten image is
 /// picked up.
