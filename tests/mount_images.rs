@@ -592,6 +592,29 @@ fn bad_images_are_rejected_clearly() {
     pack("squashfs", &t4, &stage.join("sq"));
     let sq = std::fs::read(stage.join("sq")).unwrap();
     cases.push(("truncated squashfs", sq[..300].to_vec(), "truncated image"));
+    // A squashfs cut short in a partition of a disk image: what it claims lies beyond the
+    // partition (and within the file): the partition's size is what counts.
+    let t5 = tree(&stage, "b5", Some("extension-release.b"));
+    std::fs::write(
+        t5.join("usr/bin/noise"),
+        (0..200_000u32)
+            .scan(0x9e37_79b9u32, |x, _| {
+                *x ^= *x << 13;
+                *x ^= *x >> 17;
+                *x ^= *x << 5;
+                Some(*x as u8)
+            })
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    pack("squashfs", &t5, &stage.join("sq5"));
+    let sq5 = std::fs::read(stage.join("sq5")).unwrap();
+    assert!(sq5.len() > 3 * 8192, "{}", sq5.len());
+    cases.push((
+        "squashfs cut short in its partition",
+        ddi(&sq5[..8192], false, false).0,
+        "truncated image",
+    ));
 
     for (what, bytes, expect) in cases {
         std::fs::write(&img, &bytes).unwrap();
