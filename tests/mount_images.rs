@@ -168,6 +168,51 @@ fn ext4_images_with_a_journal_to_replay_merge_without_replaying_it() {
     );
 }
 
+/// erofs images are mounted straight from their files where the kernel can (6.12+, and
+/// not forbidden by the caller), with no loop device; squashfs always needs one, and so
+/// does erofs elsewhere (6.1 falls back to one per image).
+#[test]
+fn erofs_images_need_a_loop_device_only_before_6_12() {
+    isolated!();
+    let r = TestRoot::new("erofsfile");
+    let stage = r.p("stage");
+    let mut imgs = Vec::new();
+    for fs in ["erofs", "squashfs"] {
+        let name = format!("f{fs}");
+        let t = tree(&stage, &name, Some(&format!("extension-release.{name}")));
+        let img = r.p(&format!("var/lib/extensions/{name}.raw"));
+        pack(fs, &t, &img);
+        imgs.push(img);
+    }
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = rel.trim().split(|c: char| !c.is_ascii_digit());
+    let version: (u32, u32) = (
+        v.next().unwrap().parse().unwrap(),
+        v.next().unwrap().parse().unwrap(),
+    );
+    let c = ctx(&r, MutableMode::Disabled, None);
+    let from_file = c.kernel().has(sysext::KernelFeatures::EROFS_FILE) && version >= (6, 12);
+    c.merge().unwrap();
+    let loops = |img: &Path| sysext::testing::sys::loopdev::devices_backed_by(img).len();
+    assert_eq!(
+        loops(&imgs[0]),
+        usize::from(!from_file),
+        "erofs on {}",
+        rel.trim()
+    );
+    assert_eq!(loops(&imgs[1]), 1, "squashfs");
+    assert_eq!(r.read("usr/bin/ferofs").as_deref(), Some("from ferofs\n"));
+    assert_eq!(
+        r.read("usr/bin/fsquashfs").as_deref(),
+        Some("from fsquashfs\n")
+    );
+    c.unmerge().unwrap();
+    sysext_tests::wait_until(
+        || imgs.iter().all(|i| loops(i) == 0),
+        "loop devices of the images",
+    );
+}
+
 /// A refresh with the same image files is a no-op (the fingerprint names the files, not
 /// the loop device or superblock they happen to be mounted from); a rewritten image is
 /// picked up.
