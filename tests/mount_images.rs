@@ -184,22 +184,12 @@ fn erofs_images_need_a_loop_device_only_before_6_12() {
         pack(fs, &t, &img);
         imgs.push(img);
     }
-    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let mut v = rel.trim().split(|c: char| !c.is_ascii_digit());
-    let version: (u32, u32) = (
-        v.next().unwrap().parse().unwrap(),
-        v.next().unwrap().parse().unwrap(),
-    );
+    let (rel, version) = sysext_tests::kernel_release();
     let c = ctx(&r, MutableMode::Disabled, None);
     let from_file = c.kernel().has(sysext::KernelFeatures::EROFS_FILE) && version >= (6, 12);
     c.merge().unwrap();
     let loops = |img: &Path| sysext::testing::sys::loopdev::devices_backed_by(img).len();
-    assert_eq!(
-        loops(&imgs[0]),
-        usize::from(!from_file),
-        "erofs on {}",
-        rel.trim()
-    );
+    assert_eq!(loops(&imgs[0]), usize::from(!from_file), "erofs on {rel}");
     assert_eq!(loops(&imgs[1]), 1, "squashfs");
     assert_eq!(r.read("usr/bin/ferofs").as_deref(), Some("from ferofs\n"));
     assert_eq!(

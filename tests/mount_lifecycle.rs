@@ -551,16 +551,6 @@ fn nothing_is_mounted_outside_the_root() {
     }
 }
 
-/// The release (major, minor) of the running kernel, from uname.
-fn kernel_release() -> (String, (u32, u32)) {
-    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let rel = rel.trim().to_string();
-    let mut it = rel.split(|c: char| !c.is_ascii_digit());
-    let major = it.next().unwrap().parse().unwrap();
-    let minor = it.next().unwrap().parse().unwrap();
-    (rel, (major, minor))
-}
-
 /// The probes find each feature on the kernels that brought it, and not before: every
 /// kernel of the VM tier (6.1, 6.12, 6.18, the newest) and this machine's. The library
 /// never reads the version (it tries each feature), so this is the check that each try
@@ -569,7 +559,7 @@ fn kernel_release() -> (String, (u32, u32)) {
 #[test]
 fn the_probes_find_each_feature_from_the_version_that_brought_it() {
     isolated!();
-    let (rel, have) = kernel_release();
+    let (rel, have) = sysext_tests::kernel_release();
     let k = sysext::Kernel::new(sysext::KernelFeatures::all());
     for f in sysext::KernelFeatures::all().iter() {
         let (maj, min) = f.since().split_once('.').unwrap();

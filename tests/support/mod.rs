@@ -445,3 +445,13 @@ pub fn ephemeral_dirs() -> Vec<String> {
     v.sort();
     v
 }
+
+/// The running kernel's release as uname gives it, and its (major, minor).
+pub fn kernel_release() -> (String, (u32, u32)) {
+    let rel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let rel = rel.trim().to_string();
+    let mut it = rel.split(|c: char| !c.is_ascii_digit());
+    let major = it.next().unwrap().parse().unwrap();
+    let minor = it.next().unwrap().parse().unwrap();
+    (rel, (major, minor))
+}

@@ -222,7 +222,7 @@ impl Opener<'_> {
 mod tests {
     use super::*;
 
-    /// The words of `list --json`'s "verity" field (and of the C and Python APIs).
+    /// The words of `list --json`'s "verity" field.
     #[test]
     fn verity_checks_have_their_names() {
         assert_eq!(VerityCheck::Kernel.as_str(), "dm-verity");
