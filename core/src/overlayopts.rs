@@ -193,6 +193,91 @@ mod tests {
     }
 
     #[test]
+    fn each_flag_word_sets_its_flag_from_either_side() {
+        let none = MountFlags::default();
+        let all = MountFlags {
+            read_only: true,
+            nodev: true,
+            nosuid: true,
+            noexec: true,
+            noatime: true,
+            strictatime: true,
+            nodiratime: true,
+        };
+        // (word, what it makes of no flags, what it makes of all flags)
+        type Case = (&'static str, fn(&mut MountFlags), fn(&mut MountFlags));
+        let cases: [Case; 15] = [
+            ("ro", |f| f.read_only = true, |_| ()),
+            ("rw", |_| (), |f| f.read_only = false),
+            ("nosuid", |f| f.nosuid = true, |_| ()),
+            ("suid", |_| (), |f| f.nosuid = false),
+            ("nodev", |f| f.nodev = true, |_| ()),
+            ("dev", |_| (), |f| f.nodev = false),
+            ("noexec", |f| f.noexec = true, |_| ()),
+            ("exec", |_| (), |f| f.noexec = false),
+            ("noatime", |f| f.noatime = true, |f| f.strictatime = false),
+            (
+                "relatime",
+                |_| (),
+                |f| (f.noatime, f.strictatime) = (false, false),
+            ),
+            (
+                "atime",
+                |_| (),
+                |f| (f.noatime, f.strictatime) = (false, false),
+            ),
+            (
+                "strictatime",
+                |f| f.strictatime = true,
+                |f| f.noatime = false,
+            ),
+            ("nodiratime", |f| f.nodiratime = true, |_| ()),
+            ("diratime", |_| (), |f| f.nodiratime = false),
+            // Not a flag word: an overlayfs option, which changes no flag.
+            ("xino", |_| (), |_| ()),
+        ];
+        for (word, from_none, from_all) in cases {
+            let o = OverlayOptions::parse(word).unwrap();
+            assert_eq!(o.raw, word);
+            assert_eq!(o.flags.is_empty(), word == "xino", "{word}");
+            for (start, change) in [(none, from_none), (all, from_all)] {
+                let (mut got, mut want) = (start, start);
+                o.apply_flags(&mut got);
+                change(&mut want);
+                assert_eq!(got, want, "{word} on {start:?}");
+            }
+        }
+        // Words apply in order: the last one wins.
+        let mut f = none;
+        OverlayOptions::parse("ro,rw,noexec,exec,nosuid")
+            .unwrap()
+            .apply_flags(&mut f);
+        assert_eq!(
+            f,
+            MountFlags {
+                nosuid: true,
+                ..none
+            }
+        );
+    }
+
+    #[test]
+    fn each_class_has_its_own_variable() {
+        assert_eq!(
+            env_name(crate::ImageClass::Sysext),
+            "SYSTEMD_SYSEXT_OVERLAYFS_MOUNT_OPTIONS"
+        );
+        assert_eq!(
+            env_name(crate::ImageClass::Confext),
+            "SYSTEMD_CONFEXT_OVERLAYFS_MOUNT_OPTIONS"
+        );
+        assert_eq!(
+            OverlayOptions::parse(" noatime,xino=off ").unwrap().raw,
+            " noatime,xino=off "
+        );
+    }
+
+    #[test]
     fn overlay_options_naming_layers_are_refused() {
         for bad in [
             "=x",

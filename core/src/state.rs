@@ -279,5 +279,105 @@ mod tests {
         );
         // No path holds a NUL.
         assert_eq!(Note::decode("mutable=yes\nupper=/a\0b\n"), None);
+        // An older note's path that does not unescape (a backslash before a letter no escape
+        // has) is taken as it is.
+        let old = Note::decode("mutable=yes\nupper=/old\\q/usr\n").unwrap();
+        assert_eq!(old.upper_dir.as_deref(), Some("/old\\q/usr"));
+    }
+
+    fn open_dir(path: &std::path::Path) -> rustix::fd::OwnedFd {
+        rustix::fs::open(
+            path,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    /// A real `statx` with its mount-root attribute and mask set as asked.
+    fn stat_with(attr: bool, mask: bool) -> Statx {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = dir_stat(open_dir(dir.path()).as_fd()).unwrap();
+        let bit = |on| {
+            rustix::fs::StatxAttributes::from_bits_retain(if on {
+                STATX_ATTR_MOUNT_ROOT
+            } else {
+                0
+            })
+        };
+        st.stx_attributes = bit(attr);
+        st.stx_attributes_mask = bit(mask);
+        st
+    }
+
+    #[test]
+    fn a_mount_root_is_one_the_kernel_says_it_knows_and_is() {
+        assert!(is_mount_root(&stat_with(true, true)));
+        // Set but not known (the mask lacks it), known and not set, neither.
+        assert!(!is_mount_root(&stat_with(true, false)));
+        assert!(!is_mount_root(&stat_with(false, true)));
+        assert!(!is_mount_root(&stat_with(false, false)));
+        // Other attribute bits do not make a mount root.
+        let mut st = stat_with(false, true);
+        st.stx_attributes = rustix::fs::StatxAttributes::from_bits_retain(!STATX_ATTR_MOUNT_ROOT);
+        assert!(!is_mount_root(&st));
+        // On the machine: /proc is a mount, a directory made in a temporary one is not.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        assert!(!is_mount_point(open_dir(&dir.path().join("d")).as_fd()));
+        assert!(is_mount_point(
+            open_dir(std::path::Path::new("/proc")).as_fd()
+        ));
+    }
+
+    #[test]
+    fn the_unique_mount_id_is_there_only_when_the_kernel_says_so() {
+        let mut st = stat_with(false, false);
+        st.stx_mnt_id = 0x8000_1234;
+        st.stx_mask |= crate::sys::statmount::STATX_MNT_ID_UNIQUE;
+        assert_eq!(unique_mount_id(&st), Some(0x8000_1234));
+        st.stx_mask &= !crate::sys::statmount::STATX_MNT_ID_UNIQUE;
+        assert_eq!(unique_mount_id(&st), None);
+        // dir_stat asks for it, and kernels from 6.8 give it (the unique ids start at 2^31).
+        let (major, minor) = crate::sys::kernel_release();
+        if (major, minor) >= (6, 8) {
+            let dir = tempfile::tempdir().unwrap();
+            let st = dir_stat(open_dir(dir.path()).as_fd()).unwrap();
+            let id = unique_mount_id(&st).expect("a unique mount id from 6.8");
+            assert!(id >= 1 << 31, "{id:#x}");
+        }
+    }
+
+    #[test]
+    fn a_merge_is_where_the_dev_file_names_the_mount_s_own_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let class = ImageClass::Sysext;
+        let dot = dir.path().join(class.info().dot_dir);
+        let fd = open_dir(dir.path());
+        let mut st = stat_with(true, true);
+        st.stx_dev_major = 0;
+        st.stx_dev_minor = 77;
+        let dev = |st: &Statx| merged_dev(fd.as_fd(), Some(st), "/x/usr", class);
+        // No meta dir: not a merge.
+        assert_eq!(dev(&st).unwrap(), None);
+        // A dev file that cannot be read is an error, not "not merged".
+        std::fs::create_dir_all(dot.join("dev")).unwrap();
+        assert!(dev(&st).is_err());
+        std::fs::remove_dir(dot.join("dev")).unwrap();
+        std::fs::write(dot.join("dev"), "0:77\n").unwrap();
+        assert_eq!(dev(&st).unwrap(), Some((0, 77)));
+        // The same major and another minor, or the same minor and another major: not ours.
+        st.stx_dev_minor = 78;
+        assert_eq!(dev(&st).unwrap(), None);
+        st.stx_dev_minor = 77;
+        st.stx_dev_major = 1;
+        assert_eq!(dev(&st).unwrap(), None);
+        // Not a mount root: not a merge, whatever the file says.
+        st.stx_dev_major = 0;
+        assert_eq!(dev(&stat_with(true, false)).unwrap(), None);
+        assert_eq!(dev(&st).unwrap(), Some((0, 77)));
+        // A dev file that does not parse.
+        std::fs::write(dot.join("dev"), "zero\n").unwrap();
+        assert!(dev(&st).is_err());
     }
 }

@@ -49,14 +49,7 @@ pub fn move_mount_knows_beneath() -> bool {
 
 #[cfg(test)]
 mod tests {
-    /// The running kernel's (major, minor), from uname.
-    fn release() -> (u32, u32) {
-        let u = rustix::system::uname();
-        let r = u.release().to_string_lossy().into_owned();
-        let mut it = r.split(|c: char| !c.is_ascii_digit());
-        let mut num = || it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-        (num(), num())
-    }
+    use crate::sys::kernel_release as release;
 
     #[test]
     fn the_beneath_probe_matches_the_kernel_version() {
